@@ -1,0 +1,380 @@
+#include "engine/config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "store/base/rl_log.h"
+
+/*
+ * Every key is a row: where it lives in relay_config, how it is parsed and
+ * which values are legal. Parsing, range checks, defaults and the textual
+ * lookup for scripts are all done once, from this table.
+ */
+typedef enum { KEY_STR, KEY_PATH, KEY_LONG, KEY_U64, KEY_ENUM, KEY_URL } key_kind;
+
+typedef struct config_key {
+    const char *section; /* "upstream.*" rows apply to every [upstream.NAME] */
+    const char *name;
+    key_kind kind;
+    size_t offset;       /* into relay_config, or into upstream_config for upstream rows */
+    const char *dflt;
+    long long min, max;  /* numeric range */
+    const char *const *choices; /* KEY_ENUM: values in enum order, NULL-terminated */
+} config_key;
+
+static const char *const policy_names[] = {"deterministic", "always", "never", NULL};
+static const char *const scope_names[] = {"credential", "shared", NULL};
+static const char *const upstream_type_names[] = {"openai", NULL};
+static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
+
+#define RC(field) offsetof(relay_config, field)
+#define UC(field) offsetof(upstream_config, field)
+#define MiB (1024LL * 1024)
+
+static const config_key config_keys[] = {
+    {"fcgi", "listen", KEY_PATH, RC(fcgi.listen), "var/relay.sock", 0, 0, NULL},
+    {"fcgi", "workers", KEY_LONG, RC(fcgi.workers), "4", 1, 256, NULL},
+    {"fcgi", "threads", KEY_LONG, RC(fcgi.threads), "16", 1, 1024, NULL},
+    {"fcgi", "max_body", KEY_U64, RC(fcgi.max_body), "8388608", 1024, 1024 * MiB, NULL},
+    {"fcgi", "drain_timeout", KEY_LONG, RC(fcgi.drain_timeout), "30", 0, 3600, NULL},
+    {"store", "home", KEY_PATH, RC(store.home), "var/store", 0, 0, NULL},
+    {"store", "key_file", KEY_PATH, RC(store.key_file), "var/relay.key", 0, 0, NULL},
+    {"store", "max_bytes", KEY_U64, RC(store.max_bytes), "1073741824", 0, LLONG_MAX, NULL},
+    {"store", "max_entries", KEY_U64, RC(store.max_entries), "200000", 0, LLONG_MAX, NULL},
+    {"store", "max_entry_bytes", KEY_U64, RC(store.max_entry_bytes), "16777216", 1024, 1024 * MiB, NULL},
+    {"store", "cache_mb", KEY_LONG, RC(store.cache_mb), "64", 1, 65536, NULL},
+    {"cache", "policy", KEY_ENUM, RC(cache.policy), "deterministic", 0, 0, policy_names},
+    {"cache", "default_ttl", KEY_LONG, RC(cache.default_ttl), "86400", 1, 10L * 365 * 86400, NULL},
+    {"cache", "scope", KEY_ENUM, RC(cache.scope), "credential", 0, 0, scope_names},
+    {"cache", "stale_keep", KEY_LONG, RC(cache.stale_keep), "86400", 0, 10L * 365 * 86400, NULL},
+    {"cache", "max_response", KEY_U64, RC(cache.max_response), "33554432", 1024, 1024 * MiB, NULL},
+    {"upstream.*", "type", KEY_ENUM, UC(type), "openai", 0, 0, upstream_type_names},
+    {"upstream.*", "base_url", KEY_URL, UC(base_url), "https://api.openai.com", 0, 0, NULL},
+    {"upstream.*", "connect_timeout", KEY_LONG, UC(connect_timeout), "10", 1, 600, NULL},
+    {"upstream.*", "idle_timeout", KEY_LONG, UC(idle_timeout), "300", 1, 86400, NULL},
+    {"upstream.*", "timeout", KEY_LONG, UC(timeout), "900", 1, 86400, NULL},
+    {"log", "level", KEY_ENUM, RC(log.level), "info", 0, 0, log_level_names},
+};
+#define NKEYS (sizeof config_keys / sizeof config_keys[0])
+
+/* KEY_ENUM rows store an int into enum-typed fields. */
+_Static_assert(sizeof(cache_policy) == sizeof(int) && sizeof(upstream_type) == sizeof(int),
+               "enum fields must be int-sized");
+
+static int key_is_upstream(const config_key *k) { return strcmp(k->section, "upstream.*") == 0; }
+
+typedef struct parse_state {
+    relay_config *cfg;
+    char *dir;       /* directory of the ini file, for relative paths */
+    rl_buf *why;
+    int failed;
+    unsigned char set[NKEYS][CONFIG_MAX_UPSTREAMS + 1]; /* seen, to reject duplicates */
+} parse_state;
+
+static void *field_ptr(relay_config *cfg, upstream_config *up, const config_key *k)
+{
+    return (char *)(key_is_upstream(k) ? (void *)up : (void *)cfg) + k->offset;
+}
+
+/* Makes path absolute against dir; a socket "HOST:PORT" listen value is
+ * left alone. Returns a malloc'ed string or NULL. */
+static char *resolve_path(const char *dir, const char *value, int maybe_hostport)
+{
+    if (maybe_hostport && value[0] != '/' && strchr(value, ':'))
+        return strdup(value);
+    if (value[0] == '/')
+        return strdup(value);
+    rl_buf b;
+    rl_buf_init(&b, 0);
+    if (rl_buf_printf(&b, "%s/%s", dir, value) != RL_OK) {
+        rl_buf_release(&b);
+        return NULL;
+    }
+    return rl_buf_steal(&b, NULL);
+}
+
+/* Parses one value into its field. Returns 0, or -1 with the reason in why. */
+static int set_value(parse_state *st, upstream_config *up, const config_key *k, const char *value,
+                     const char *where)
+{
+    void *p = field_ptr(st->cfg, up, k);
+    switch (k->kind) {
+    case KEY_STR:
+    case KEY_PATH:
+    case KEY_URL: {
+        char *s;
+        if (k->kind == KEY_URL) {
+            if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) {
+                rl_buf_printf(st->why, "%s: expected an http:// or https:// URL, got \"%s\"", where,
+                              value);
+                return -1;
+            }
+            s = strdup(value);
+            if (s) /* paths are appended to base_url: keep exactly one slash between */
+                for (size_t n = strlen(s); n > 0 && s[n - 1] == '/'; n--)
+                    s[n - 1] = '\0';
+        } else if (k->kind == KEY_PATH) {
+            if (!value[0]) {
+                rl_buf_printf(st->why, "%s: must not be empty", where);
+                return -1;
+            }
+            s = resolve_path(st->dir, value, strcmp(k->name, "listen") == 0);
+        } else {
+            s = strdup(value);
+        }
+        if (!s) {
+            rl_buf_printf(st->why, "%s: out of memory", where);
+            return -1;
+        }
+        free(*(char **)p);
+        *(char **)p = s;
+        return 0;
+    }
+    case KEY_LONG:
+    case KEY_U64: {
+        char *end;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (errno || end == value || *end || v < k->min || v > k->max) {
+            rl_buf_printf(st->why, "%s: expected a whole number from %lld to %lld, got \"%s\"",
+                          where, k->min, k->max, value);
+            return -1;
+        }
+        if (k->kind == KEY_LONG)
+            *(long *)p = (long)v;
+        else
+            *(uint64_t *)p = (uint64_t)v;
+        return 0;
+    }
+    case KEY_ENUM:
+        for (int i = 0; k->choices[i]; i++)
+            if (strcasecmp(value, k->choices[i]) == 0) {
+                *(int *)p = i; /* enum fields: see the static assert below */
+                return 0;
+            }
+        rl_buf_printf(st->why, "%s: unknown value \"%s\" (expected one of:", where, value);
+        for (int i = 0; k->choices[i]; i++)
+            rl_buf_printf(st->why, " %s", k->choices[i]);
+        rl_buf_puts(st->why, ")");
+        return -1;
+    }
+    return -1;
+}
+
+/* Finds or creates the upstream called name. */
+static upstream_config *upstream_slot(parse_state *st, const char *name, size_t *index)
+{
+    relay_config *cfg = st->cfg;
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        if (strcmp(cfg->upstreams[i].name, name) == 0) {
+            *index = i;
+            return &cfg->upstreams[i];
+        }
+    if (cfg->nupstreams == CONFIG_MAX_UPSTREAMS)
+        return NULL;
+    upstream_config *up = &cfg->upstreams[cfg->nupstreams];
+    up->name = strdup(name);
+    if (!up->name)
+        return NULL;
+    for (size_t i = 0; i < NKEYS; i++)
+        if (key_is_upstream(&config_keys[i]) &&
+            set_value(st, up, &config_keys[i], config_keys[i].dflt, "default") != 0)
+            return NULL;
+    *index = cfg->nupstreams++;
+    return up;
+}
+
+static int on_ini_value(void *user, const char *section, const char *name, const char *value)
+{
+    parse_state *st = user;
+    if (st->failed)
+        return 1; /* report only the first error */
+    char where[256];
+    /* Debian's libinih does not pass line numbers to the handler. */
+    snprintf(where, sizeof where, "%s: [%s] %s", st->cfg->path, section, name);
+
+    upstream_config *up = NULL;
+    size_t up_index = CONFIG_MAX_UPSTREAMS;
+    int is_upstream = strncmp(section, "upstream.", 9) == 0;
+    if (is_upstream) {
+        const char *uname = section + 9;
+        if (!uname[0] || strlen(uname) > 64) {
+            rl_buf_printf(st->why, "%s: an upstream section is named [upstream.NAME]", where);
+            goto fail;
+        }
+        up = upstream_slot(st, uname, &up_index);
+        if (!up) {
+            rl_buf_printf(st->why, "%s: too many upstreams (at most %d)", where,
+                          CONFIG_MAX_UPSTREAMS);
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < NKEYS; i++) {
+        const config_key *k = &config_keys[i];
+        if (strcmp(k->name, name) != 0 || (is_upstream ? !key_is_upstream(k)
+                                                       : strcmp(k->section, section) != 0))
+            continue;
+        if (st->set[i][is_upstream ? up_index : CONFIG_MAX_UPSTREAMS]++) {
+            rl_buf_printf(st->why, "%s: set twice", where);
+            goto fail;
+        }
+        if (set_value(st, up, k, value, where) != 0)
+            goto fail;
+        return 1;
+    }
+    rl_buf_printf(st->why, "%s: unknown key", where);
+fail:
+    st->failed = 1;
+    return 0;
+}
+
+rl_err config_load(const char *path, relay_config **out, rl_buf *why)
+{
+    rl_err err = RL_NOMEM;
+    parse_state st;
+    memset(&st, 0, sizeof st);
+    st.why = why;
+    relay_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg)
+        return RL_NOMEM;
+    st.cfg = cfg;
+
+    cfg->path = realpath(path, NULL);
+    if (!cfg->path) {
+        rl_buf_printf(why, "%s: %s", path, strerror(errno));
+        err = RL_IO;
+        goto out;
+    }
+    st.dir = strdup(cfg->path);
+    if (!st.dir)
+        goto out;
+    char *slash = strrchr(st.dir, '/');
+    if (slash == st.dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!key_is_upstream(&config_keys[i]) &&
+            set_value(&st, NULL, &config_keys[i], config_keys[i].dflt, "default") != 0)
+            goto out;
+
+    /* Debian's libinih makes its compile-time limits runtime globals; the
+     * default 200-byte line would silently truncate long values. */
+    ini_max_line = 4096;
+    int rc = ini_parse(path, on_ini_value, &st);
+    if (rc < 0) {
+        rl_buf_printf(why, "%s: cannot read the file", path);
+        err = RL_IO;
+        goto out;
+    }
+    if (st.failed) {
+        err = RL_CONFIG;
+        goto out;
+    }
+    if (rc > 0) {
+        rl_buf_printf(why, "%s:%d: syntax error", path, rc);
+        err = RL_CONFIG;
+        goto out;
+    }
+    if (cfg->nupstreams == 0) {
+        rl_buf_printf(why, "%s: no [upstream.NAME] section: Relay has nowhere to send requests",
+                      path);
+        err = RL_CONFIG;
+        goto out;
+    }
+    err = RL_OK;
+out:
+    free(st.dir);
+    if (err != RL_OK) {
+        if (err == RL_NOMEM && why->len == 0)
+            rl_buf_puts(why, "out of memory while reading the configuration");
+        config_free(cfg);
+        cfg = NULL;
+    }
+    *out = cfg;
+    return err;
+}
+
+void config_free(relay_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < NKEYS; i++) {
+        const config_key *k = &config_keys[i];
+        if (k->kind != KEY_STR && k->kind != KEY_PATH && k->kind != KEY_URL)
+            continue;
+        if (key_is_upstream(k)) {
+            for (size_t u = 0; u < cfg->nupstreams; u++)
+                free(*(char **)field_ptr(cfg, &cfg->upstreams[u], k));
+        } else {
+            free(*(char **)field_ptr(cfg, NULL, k));
+        }
+    }
+    for (size_t u = 0; u < cfg->nupstreams; u++)
+        free(cfg->upstreams[u].name);
+    free(cfg->path);
+    free(cfg);
+}
+
+const upstream_config *config_upstream(const relay_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        if (strcmp(cfg->upstreams[i].name, name) == 0)
+            return &cfg->upstreams[i];
+    return NULL;
+}
+
+const upstream_config *config_upstream_of_type(const relay_config *cfg, upstream_type type)
+{
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        if (cfg->upstreams[i].type == type)
+            return &cfg->upstreams[i];
+    return NULL;
+}
+
+rl_err config_get_text(const relay_config *cfg, const char *dotted, rl_buf *out)
+{
+    const char *dot = strrchr(dotted, '.');
+    if (!dot)
+        return RL_NOTFOUND;
+    size_t slen = (size_t)(dot - dotted);
+    const char *name = dot + 1;
+    const upstream_config *up = NULL;
+    int is_upstream = slen > 9 && strncmp(dotted, "upstream.", 9) == 0;
+    if (is_upstream) {
+        for (size_t i = 0; i < cfg->nupstreams; i++)
+            if (strlen(cfg->upstreams[i].name) == slen - 9 &&
+                strncmp(cfg->upstreams[i].name, dotted + 9, slen - 9) == 0)
+                up = &cfg->upstreams[i];
+        if (!up)
+            return RL_NOTFOUND;
+    }
+    for (size_t i = 0; i < NKEYS; i++) {
+        const config_key *k = &config_keys[i];
+        if (strcmp(k->name, name) != 0)
+            continue;
+        if (is_upstream ? !key_is_upstream(k)
+                        : (strlen(k->section) != slen || strncmp(k->section, dotted, slen) != 0))
+            continue;
+        const void *p = field_ptr((relay_config *)cfg, (upstream_config *)up, k);
+        switch (k->kind) {
+        case KEY_STR:
+        case KEY_PATH:
+        case KEY_URL:
+            return rl_buf_puts(out, *(char *const *)p);
+        case KEY_LONG:
+            return rl_buf_printf(out, "%ld", *(const long *)p);
+        case KEY_U64:
+            return rl_buf_printf(out, "%llu", (unsigned long long)*(const uint64_t *)p);
+        case KEY_ENUM:
+            return rl_buf_puts(out, k->choices[*(const int *)p]);
+        }
+    }
+    return RL_NOTFOUND;
+}

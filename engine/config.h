@@ -1,0 +1,77 @@
+/*
+ * config.h — relay.ini, parsed and validated.
+ *
+ * config_load reads the whole file once; every key has a default (the
+ * values documented in the shipped relay.ini), unknown sections and keys are
+ * errors so a typo never silently falls back to a default, and relative
+ * paths are resolved against the directory of the ini file. The resulting
+ * object is immutable and may be shared by all threads.
+ */
+#ifndef RELAY_ENGINE_CONFIG_H
+#define RELAY_ENGINE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/base/rl_buf.h"
+#include "store/base/rl_err.h"
+
+typedef enum { CACHE_POLICY_DETERMINISTIC, CACHE_POLICY_ALWAYS, CACHE_POLICY_NEVER } cache_policy;
+typedef enum { CACHE_SCOPE_CREDENTIAL, CACHE_SCOPE_SHARED } cache_scope;
+typedef enum { UPSTREAM_TYPE_OPENAI } upstream_type;
+
+#define CONFIG_MAX_UPSTREAMS 32
+
+typedef struct upstream_config {
+    char *name;        /* NAME of [upstream.NAME] */
+    upstream_type type;
+    char *base_url;    /* without a trailing slash */
+    long connect_timeout; /* seconds */
+    long idle_timeout;    /* seconds without a byte */
+    long timeout;         /* seconds for the whole call */
+} upstream_config;
+
+typedef struct relay_config {
+    char *path; /* the ini file, absolute */
+    struct {
+        char *listen;   /* absolute socket path, or HOST:PORT */
+        long workers, threads;
+        uint64_t max_body;
+        long drain_timeout;
+    } fcgi;
+    struct {
+        char *home, *key_file;
+        uint64_t max_bytes, max_entries, max_entry_bytes;
+        long cache_mb;
+    } store;
+    struct {
+        cache_policy policy;
+        long default_ttl;
+        cache_scope scope;
+        long stale_keep;
+        uint64_t max_response;
+    } cache;
+    upstream_config upstreams[CONFIG_MAX_UPSTREAMS];
+    size_t nupstreams;
+    struct {
+        int level; /* rl_log_level */
+    } log;
+} relay_config;
+
+/* Parses path. On failure returns RL_CONFIG (or RL_IO/RL_NOMEM) with a
+ * human-readable reason ("relay.ini:12: [cache] policy: expected ...")
+ * appended to why. The caller frees *out with config_free. */
+rl_err config_load(const char *path, relay_config **out, rl_buf *why);
+void config_free(relay_config *cfg);
+
+/* The upstream section called name, or NULL. */
+const upstream_config *config_upstream(const relay_config *cfg, const char *name);
+/* The first upstream of the given type, or NULL. */
+const upstream_config *config_upstream_of_type(const relay_config *cfg, upstream_type type);
+
+/* Looks a value up by "section.key" (e.g. "fcgi.listen") and appends it as
+ * the resolved text (paths absolute) to out. RL_NOTFOUND for unknown keys.
+ * Lets scripts read the same configuration as relay.fcgi. */
+rl_err config_get_text(const relay_config *cfg, const char *dotted, rl_buf *out);
+
+#endif

@@ -1,0 +1,432 @@
+#include "fcgi/front.h"
+
+#include <errno.h>
+#include <fcgiapp.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/base/rl_buf.h"
+#include "store/base/rl_log.h"
+#include "store/base/rl_pool.h"
+
+/* How often an idle thread looks at the stop flag. Threads wait in poll()
+ * rather than in accept() so that draining needs no signals: a signal
+ * delivered to a thread busy with a stream would interrupt its writes. */
+#define ACCEPT_POLL_MS 250
+
+static atomic_int front_stopping;
+static atomic_uint request_counter;
+
+typedef struct front_thread {
+    pthread_t tid;
+    const relay_config *cfg;
+    engine *e;
+    int listen_fd;
+    int running; /* pthread_create succeeded */
+    atomic_int done;
+} front_thread;
+
+/* ---- the listening socket --------------------------------------------- */
+
+int front_listen(const char *listen_spec)
+{
+    int fd = -1;
+    if (listen_spec[0] == '/') {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if (strlen(listen_spec) >= sizeof sa.sun_path) {
+            rl_error("[fcgi] listen: socket path too long: %s", listen_spec);
+            return -1;
+        }
+        memcpy(sa.sun_path, listen_spec, strlen(listen_spec) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            rl_error("socket() for %s: %s", listen_spec, strerror(errno));
+            return -1;
+        }
+        /* A socket file left by a previous run would make bind fail. Only
+         * remove it if it really is a socket. */
+        struct stat st;
+        if (lstat(listen_spec, &st) == 0 && S_ISSOCK(st.st_mode))
+            unlink(listen_spec);
+        mode_t old = umask(0117); /* 0660: the web server's group may connect */
+        int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+        umask(old);
+        if (rc != 0) {
+            rl_error("bind %s: %s", listen_spec, strerror(errno));
+            goto fail;
+        }
+    } else {
+        const char *colon = strrchr(listen_spec, ':');
+        if (!colon) {
+            rl_error("[fcgi] listen: expected a socket path or HOST:PORT, got %s", listen_spec);
+            return -1;
+        }
+        char host[256];
+        size_t hlen = (size_t)(colon - listen_spec);
+        if (hlen >= sizeof host)
+            return -1;
+        memcpy(host, listen_spec, hlen);
+        host[hlen] = '\0';
+        /* [::1]:PORT */
+        char *h = host;
+        if (h[0] == '[' && hlen > 1 && h[hlen - 1] == ']') {
+            h[hlen - 1] = '\0';
+            h++;
+        }
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+        struct addrinfo *ai = NULL;
+        int gai = getaddrinfo(h[0] ? h : NULL, colon + 1, &hints, &ai);
+        if (gai != 0) {
+            rl_error("[fcgi] listen %s: %s", listen_spec, gai_strerror(gai));
+            return -1;
+        }
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        if (fd >= 0)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+            rl_error("bind %s: %s", listen_spec, strerror(errno));
+            freeaddrinfo(ai);
+            goto fail;
+        }
+        freeaddrinfo(ai);
+    }
+    /* The backlog holds connections while every thread is busy streaming. */
+    if (listen(fd, 1024) != 0) {
+        rl_error("listen %s: %s", listen_spec, strerror(errno));
+        goto fail;
+    }
+    return fd;
+fail:
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* ---- one request ------------------------------------------------------- */
+
+typedef struct front_response {
+    FCGX_Request *fr;
+} front_response;
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 300 ? "OK" : "Error";
+    }
+}
+
+/* A header value must not be able to start another header. */
+static int header_safe(const char *s) { return strpbrk(s, "\r\n") == NULL; }
+
+static int sink_start(void *ctx, int status, const rl_header *headers, size_t n)
+{
+    front_response *r = ctx;
+    FCGX_Stream *out = r->fr->out;
+    if (FCGX_FPrintF(out, "Status: %d %s\r\n", status, reason_phrase(status)) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!header_safe(headers[i].name) || !header_safe(headers[i].value))
+            continue;
+        if (FCGX_FPrintF(out, "%s: %s\r\n", headers[i].name, headers[i].value) < 0)
+            return -1;
+    }
+    return FCGX_PutStr("\r\n", 2, out) < 0 ? -1 : 0;
+}
+
+static int sink_write(void *ctx, const void *data, size_t len)
+{
+    front_response *r = ctx;
+    const char *p = data;
+    /* FCGX_PutStr takes an int length. */
+    while (len > 0) {
+        int chunk = len > (1u << 30) ? (1 << 30) : (int)len;
+        if (FCGX_PutStr(p, chunk, r->fr->out) != chunk)
+            return -1;
+        p += chunk;
+        len -= (size_t)chunk;
+    }
+    return 0;
+}
+
+/* FCGX_PutStr succeeds into libfcgi's buffer even after the client left;
+ * only a flush reports the broken connection (see PLATFORM.md). */
+static int sink_flush(void *ctx)
+{
+    front_response *r = ctx;
+    return FCGX_FFlush(r->fr->out) == 0 ? 0 : -1;
+}
+
+/* "HTTP_X_RELAY_TTL" -> "x-relay-ttl" */
+static char *header_name(rl_pool *pool, const char *cgi, size_t len)
+{
+    char *name = rl_pstrndup(pool, cgi, len);
+    if (!name)
+        return NULL;
+    for (char *c = name; *c; c++)
+        *c = *c == '_' ? '-' : (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+    return name;
+}
+
+/* Fills req from the FastCGI parameters and body. Returns -1 when out of
+ * memory. The body is read to EOF (Caddy passes CONTENT_LENGTH=-1 for a
+ * chunked body) up to max_body; a larger one is drained and flagged. */
+static int parse_request(FCGX_Request *fr, const relay_config *cfg, engine_request *req)
+{
+    rl_pool *pool = req->pool;
+    const char *method = FCGX_GetParam("REQUEST_METHOD", fr->envp);
+    req->method = rl_pstrdup(pool, method ? method : "GET");
+
+    /* REQUEST_URI is the raw path + query under every front. */
+    const char *uri = FCGX_GetParam("REQUEST_URI", fr->envp);
+    if (uri) {
+        size_t plen = strcspn(uri, "?");
+        req->path = rl_pstrndup(pool, uri, plen);
+        req->query = rl_pstrdup(pool, uri[plen] ? uri + plen + 1 : "");
+    } else {
+        const char *script = FCGX_GetParam("SCRIPT_NAME", fr->envp);
+        const char *info = FCGX_GetParam("PATH_INFO", fr->envp);
+        const char *qs = FCGX_GetParam("QUERY_STRING", fr->envp);
+        size_t a = script ? strlen(script) : 0, b = info ? strlen(info) : 0;
+        char *path = rl_palloc(pool, a + b + 1);
+        if (path) {
+            memcpy(path, script ? script : "", a);
+            memcpy(path + a, info ? info : "", b);
+        }
+        req->path = path;
+        req->query = rl_pstrdup(pool, qs ? qs : "");
+    }
+    if (!req->method || !req->path || !req->query)
+        return -1;
+
+    size_t count = 0;
+    for (char **e = fr->envp; *e; e++)
+        count++;
+    rl_header *headers = rl_palloc(pool, (count + 1) * sizeof *headers);
+    if (!headers)
+        return -1;
+    size_t n = 0;
+    for (char **e = fr->envp; *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (!eq)
+            continue;
+        const char *name = NULL;
+        size_t nlen = 0;
+        if (strncmp(*e, "HTTP_", 5) == 0) {
+            name = *e + 5;
+            nlen = (size_t)(eq - name);
+        } else if (strncmp(*e, "CONTENT_TYPE=", 13) == 0) {
+            name = *e;
+            nlen = 12;
+        }
+        if (!name)
+            continue;
+        headers[n].name = header_name(pool, name, nlen);
+        headers[n].value = rl_pstrdup(pool, eq + 1);
+        if (!headers[n].name || !headers[n].value)
+            return -1;
+        n++;
+    }
+    req->headers = headers;
+    req->nheaders = n;
+
+    rl_buf body;
+    rl_buf_init(&body, cfg->fcgi.max_body);
+    char chunk[16384];
+    int got;
+    while ((got = FCGX_GetStr(chunk, sizeof chunk, fr->in)) > 0) {
+        if (req->body_too_large)
+            continue; /* drain, so the front sees the request consumed */
+        rl_err err = rl_buf_append(&body, chunk, (size_t)got);
+        if (err == RL_TOO_LARGE) {
+            req->body_too_large = 1;
+            rl_buf_release(&body);
+        } else if (err != RL_OK) {
+            rl_buf_release(&body);
+            return -1;
+        }
+    }
+    req->body_len = body.len;
+    char *data = rl_buf_steal(&body, NULL);
+    if (!data || rl_pool_cleanup(pool, free, data) != 0) {
+        free(data);
+        return -1;
+    }
+    req->body = data;
+    return 0;
+}
+
+static void serve_one(front_thread *t, engine_worker *w, FCGX_Request *fr)
+{
+    engine_request req;
+    memset(&req, 0, sizeof req);
+    req.pool = rl_pool_new();
+    char id[24];
+    snprintf(id, sizeof id, "%lx-%x", (unsigned long)getpid(),
+             atomic_fetch_add(&request_counter, 1) + 1);
+    req.id = id;
+    rl_log_set_request_id(id);
+    front_response resp = {fr};
+    engine_sink sink = {&resp, sink_start, sink_write, sink_flush};
+    if (!req.pool || parse_request(fr, t->cfg, &req) != 0) {
+        rl_error("out of memory while reading the request");
+        static const char body[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
+                                   "\"server_error\",\"param\":null,\"code\":\"out_of_memory\"}}";
+        rl_header h = {"content-type", "application/json"};
+        if (sink_start(&resp, 500, &h, 1) == 0)
+            sink_write(&resp, body, sizeof body - 1);
+    } else {
+        engine_handle(w, &req, &sink);
+    }
+    FCGX_Finish_r(fr);
+    rl_pool_free(req.pool);
+    rl_log_set_request_id(NULL);
+}
+
+static void *thread_main(void *arg)
+{
+    front_thread *t = arg;
+    engine_worker *w = engine_worker_new(t->e);
+    FCGX_Request fr;
+    if (!w || FCGX_InitRequest(&fr, t->listen_fd, 0) != 0) {
+        rl_error("cannot start a request thread: out of memory");
+        engine_worker_free(w);
+        atomic_store(&t->done, 1);
+        return NULL;
+    }
+    while (!atomic_load(&front_stopping)) {
+        struct pollfd pfd = {.fd = t->listen_fd, .events = POLLIN};
+        int rc = poll(&pfd, 1, ACCEPT_POLL_MS);
+        if (rc <= 0 || atomic_load(&front_stopping))
+            continue;
+        /* Another thread or process may take the connection first: the
+         * listening socket is non-blocking, so we just go back to poll. */
+        if (FCGX_Accept_r(&fr) < 0)
+            continue;
+        serve_one(t, w, &fr);
+    }
+    FCGX_Free(&fr, 0);
+    engine_worker_free(w);
+    atomic_store(&t->done, 1);
+    return NULL;
+}
+
+/* ---- the thread pool --------------------------------------------------- */
+
+static int all_done(front_thread *threads, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!atomic_load(&threads[i].done))
+            return 0;
+    return 1;
+}
+
+int front_serve(const relay_config *cfg, engine *e, int listen_fd, int nthreads)
+{
+    if (FCGX_Init() != 0) {
+        rl_error("FCGX_Init failed");
+        return 1;
+    }
+    int flags = fcntl(listen_fd, F_GETFL);
+    if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+        rl_error("cannot make the listening socket non-blocking: %s", strerror(errno));
+        return 1;
+    }
+    /* Threads inherit this mask: only this thread takes the stop signals. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    front_thread *threads = calloc((size_t)nthreads, sizeof *threads);
+    if (!threads) {
+        rl_error("out of memory starting %d threads", nthreads);
+        return 1;
+    }
+    int started = 0;
+    for (int i = 0; i < nthreads; i++) {
+        threads[i].cfg = cfg;
+        threads[i].e = e;
+        threads[i].listen_fd = listen_fd;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        /* Requests need little stack; 64 threads x 8 MiB would be wasteful. */
+        pthread_attr_setstacksize(&attr, 512 * 1024);
+        int rc = pthread_create(&threads[i].tid, &attr, thread_main, &threads[i]);
+        pthread_attr_destroy(&attr);
+        if (rc != 0) {
+            rl_error("pthread_create: %s", strerror(rc));
+            atomic_store(&threads[i].done, 1);
+            continue;
+        }
+        threads[i].running = 1;
+        started++;
+    }
+    if (started == 0) {
+        free(threads);
+        return 1;
+    }
+
+    for (;;) {
+        struct timespec tick = {1, 0};
+        int sig = sigtimedwait(&stop_signals, NULL, &tick);
+        if (sig > 0)
+            break;
+        engine_maintain(e, (uint64_t)time(NULL));
+    }
+    atomic_store(&front_stopping, 1);
+
+    /* Drain: requests in flight finish, up to the bound. */
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        if (all_done(threads, nthreads))
+            break;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec >= cfg->fcgi.drain_timeout) {
+            rl_warn("drain timed out after %ld s with requests still in flight",
+                    cfg->fcgi.drain_timeout);
+            return 1; /* threads still use e and cfg: the caller must not free them */
+        }
+        struct timespec pause = {0, 50 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    for (int i = 0; i < nthreads; i++)
+        if (threads[i].running)
+            pthread_join(threads[i].tid, NULL);
+    free(threads);
+    return 0;
+}

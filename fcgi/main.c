@@ -1,0 +1,249 @@
+/*
+ * main.c — relay.fcgi: the process model.
+ *
+ *   relay.fcgi -c relay.ini     standalone pool: binds [fcgi] listen, forks
+ *                               `workers` processes of `threads` threads,
+ *                               restarts a worker that dies, drains on
+ *                               SIGTERM/SIGINT, reloads on SIGHUP.
+ *
+ * Started by a FastCGI process manager (mod_fcgid, spawn-fcgi) the listen
+ * socket is fd 0: the process then serves on it itself, one request at a
+ * time (the manager scales the number of processes), until SIGTERM. The
+ * config file comes from -c or the RELAY_INI environment variable.
+ */
+#include <errno.h>
+#include <fcgiapp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/config.h"
+#include "engine/engine.h"
+#include "fcgi/front.h"
+#include "store/base/rl_log.h"
+
+#define MAX_WORKERS 256
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: relay.fcgi [-c relay.ini]\n"
+               "  -c FILE  configuration (default: $RELAY_INI, else ./relay.ini)\n");
+}
+
+static relay_config *load_config(const char *path)
+{
+    relay_config *cfg = NULL;
+    rl_buf why;
+    rl_buf_init(&why, 4096);
+    if (config_load(path, &cfg, &why) != RL_OK)
+        rl_error("configuration not loaded: %s", why.data ? why.data : path);
+    else
+        rl_log_set_level((rl_log_level)cfg->log.level);
+    rl_buf_release(&why);
+    return cfg;
+}
+
+/* One worker process: its own engine (store handles and libcurl must not
+ * cross a fork), then the thread pool until told to stop. */
+static int run_worker(const relay_config *cfg, int listen_fd, int nthreads)
+{
+    engine *e = NULL;
+    if (engine_new(cfg, &e) != RL_OK) {
+        rl_error("cannot start the engine");
+        return 1;
+    }
+    if (front_serve(cfg, e, listen_fd, nthreads) != 0) {
+        /* Threads may still hold the engine: leave without freeing it. */
+        _exit(0);
+    }
+    engine_free(e);
+    return 0;
+}
+
+typedef struct worker_slot {
+    pid_t pid;
+    time_t started;
+} worker_slot;
+
+static pid_t spawn_worker(const relay_config *cfg, int listen_fd)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        rl_error("fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        _exit(run_worker(cfg, listen_fd, (int)cfg->fcgi.threads));
+    }
+    return pid;
+}
+
+/*
+ * The supervisor: keeps `workers` processes alive. Waits for signals with
+ * sigtimedwait, so nothing runs in a signal handler.
+ */
+static int run_pool(const char *config_path, relay_config *cfg)
+{
+    int listen_fd = front_listen(cfg->fcgi.listen);
+    if (listen_fd < 0)
+        return 1;
+    rl_info("listening on %s with %ld workers x %ld threads", cfg->fcgi.listen, cfg->fcgi.workers,
+            cfg->fcgi.threads);
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGCHLD);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+
+    worker_slot slots[MAX_WORKERS];
+    memset(slots, 0, sizeof slots);
+    /* Workers of an older configuration, draining after a reload. */
+    pid_t old[MAX_WORKERS * 4];
+    size_t nold = 0;
+    int stopping = 0;
+    struct timespec stop_started = {0, 0};
+
+    for (;;) {
+        time_t now = time(NULL);
+        if (!stopping) {
+            for (long i = 0; i < cfg->fcgi.workers; i++) {
+                if (slots[i].pid > 0)
+                    continue;
+                /* A worker that dies at once (bad store, no memory) would
+                 * otherwise be restarted in a tight loop. */
+                if (slots[i].started && now - slots[i].started < 1)
+                    continue;
+                slots[i].pid = spawn_worker(cfg, listen_fd);
+                slots[i].started = now;
+            }
+        }
+        size_t alive = nold;
+        for (long i = 0; i < MAX_WORKERS; i++)
+            alive += slots[i].pid > 0;
+        if (stopping && alive == 0)
+            break;
+        if (stopping) {
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if (t.tv_sec - stop_started.tv_sec > cfg->fcgi.drain_timeout + 5) {
+                rl_warn("workers still running after the drain bound: killing them");
+                for (long i = 0; i < MAX_WORKERS; i++)
+                    if (slots[i].pid > 0)
+                        kill(slots[i].pid, SIGKILL);
+                for (size_t i = 0; i < nold; i++)
+                    kill(old[i], SIGKILL);
+            }
+        }
+
+        struct timespec tick = {1, 0};
+        int sig = sigtimedwait(&sigs, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            if (!stopping) {
+                rl_info("stopping: draining the workers");
+                stopping = 1;
+                clock_gettime(CLOCK_MONOTONIC, &stop_started);
+                for (long i = 0; i < MAX_WORKERS; i++)
+                    if (slots[i].pid > 0)
+                        kill(slots[i].pid, SIGTERM);
+                for (size_t i = 0; i < nold; i++)
+                    kill(old[i], SIGTERM);
+            }
+        } else if (sig == SIGHUP && !stopping) {
+            relay_config *next = load_config(config_path);
+            if (!next) {
+                rl_error("reload refused: keeping the running configuration");
+            } else {
+                if (strcmp(next->fcgi.listen, cfg->fcgi.listen) != 0)
+                    rl_warn("[fcgi] listen changed: takes effect at the next restart");
+                rl_info("reloading: new workers start, old ones drain");
+                for (long i = 0; i < MAX_WORKERS; i++) {
+                    if (slots[i].pid > 0) {
+                        kill(slots[i].pid, SIGTERM);
+                        if (nold < sizeof old / sizeof old[0])
+                            old[nold++] = slots[i].pid;
+                    }
+                    slots[i].pid = 0;
+                    slots[i].started = 0;
+                }
+                /* The old config stays allocated: simpler than tracking who
+                 * still uses it, and reloads are rare. */
+                cfg = next;
+                if (cfg->fcgi.workers > MAX_WORKERS)
+                    cfg->fcgi.workers = MAX_WORKERS;
+            }
+        }
+        /* Reap whatever ended, whichever signal woke us. */
+        int status;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            for (long i = 0; i < MAX_WORKERS; i++)
+                if (slots[i].pid == pid) {
+                    slots[i].pid = 0;
+                    if (!stopping) {
+                        if (WIFSIGNALED(status))
+                            rl_warn("worker %ld died of signal %d: restarting it", (long)pid,
+                                    WTERMSIG(status));
+                        else
+                            rl_warn("worker %ld exited with %d: restarting it", (long)pid,
+                                    WEXITSTATUS(status));
+                    }
+                }
+            for (size_t i = 0; i < nold; i++)
+                if (old[i] == pid) {
+                    old[i] = old[--nold];
+                    break;
+                }
+        }
+    }
+    close(listen_fd);
+    if (cfg->fcgi.listen[0] == '/')
+        unlink(cfg->fcgi.listen);
+    rl_info("stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = getenv("RELAY_INI");
+    int opt;
+    while ((opt = getopt(argc, argv, "c:h")) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!config_path)
+        config_path = "relay.ini";
+    relay_config *cfg = load_config(config_path);
+    if (!cfg)
+        return 1;
+    if (cfg->fcgi.workers > MAX_WORKERS)
+        cfg->fcgi.workers = MAX_WORKERS;
+
+    /* Under a process manager fd 0 is the listening socket (FCGX_IsCGI is
+     * false); the manager runs one request per process at a time. */
+    if (!FCGX_IsCGI()) {
+        int rc = run_worker(cfg, 0, 1);
+        config_free(cfg);
+        return rc;
+    }
+    int rc = run_pool(config_path, cfg);
+    return rc;
+}
