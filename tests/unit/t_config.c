@@ -1,0 +1,100 @@
+/* Unit tests for engine/config: defaults, validation, path resolution. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/config.h"
+#include "tests/unit/tap.h"
+
+static char dir[] = "/tmp/relay-t-config-XXXXXX";
+
+static const char *write_ini(const char *name, const char *text)
+{
+    static char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static rl_err load(const char *text, relay_config **cfg, rl_buf *why)
+{
+    rl_buf_reset(why);
+    return config_load(write_ini("t.ini", text), cfg, why);
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir))
+        return 1;
+    relay_config *cfg = NULL;
+    rl_buf why;
+    rl_buf_init(&why, 0);
+
+    is_int(load("[upstream.openai]\ntype = openai\n", &cfg, &why), RL_OK, "a minimal file loads");
+    if (cfg) {
+        is_int(cfg->fcgi.workers, 4, "workers default");
+        is_int(cfg->fcgi.threads, 16, "threads default");
+        ok(cfg->fcgi.workers * cfg->fcgi.threads >= 64, "defaults allow 64 concurrent streams");
+        is_int(cfg->cache.policy, CACHE_POLICY_DETERMINISTIC, "policy default");
+        is_int(cfg->cache.default_ttl, 86400, "ttl default");
+        is_str(cfg->upstreams[0].base_url, "https://api.openai.com", "base_url default");
+        char want[300];
+        snprintf(want, sizeof want, "%s/var/store", dir);
+        is_str(cfg->store.home, want, "relative paths resolve against the ini's directory");
+        rl_buf v;
+        rl_buf_init(&v, 0);
+        is_int(config_get_text(cfg, "upstream.openai.base_url", &v), RL_OK, "get_text finds an upstream key");
+        is_str(v.data, "https://api.openai.com", "get_text value");
+        rl_buf_reset(&v);
+        config_get_text(cfg, "cache.policy", &v);
+        is_str(v.data, "deterministic", "get_text renders enums");
+        is_int(config_get_text(cfg, "cache.nope", &v), RL_NOTFOUND, "get_text unknown key");
+        rl_buf_release(&v);
+        config_free(cfg);
+    }
+
+    is_int(load("[upstream.openai]\nbase_url = http://127.0.0.1:9/x///\n[fcgi]\nlisten = 127.0.0.1:7000\n",
+                &cfg, &why),
+           RL_OK, "a TCP listen address and a URL with slashes load");
+    if (cfg) {
+        is_str(cfg->upstreams[0].base_url, "http://127.0.0.1:9/x", "trailing slashes are removed");
+        is_str(cfg->fcgi.listen, "127.0.0.1:7000", "HOST:PORT is not treated as a path");
+        config_free(cfg);
+    }
+
+    is_int(load("[upstream.openai]\n[cache]\npolicy = sometimes\n", &cfg, &why), RL_CONFIG,
+           "an unknown enum value is refused");
+    ok(why.data && strstr(why.data, "policy") && strstr(why.data, "deterministic"),
+       "the reason names the key and the choices");
+    is_int(load("[upstream.openai]\n[fcgi]\nworkers = lots\n", &cfg, &why), RL_CONFIG,
+           "a non-number is refused");
+    is_int(load("[upstream.openai]\n[fcgi]\nworkers = 0\n", &cfg, &why), RL_CONFIG,
+           "a number out of range is refused");
+    is_int(load("[upstream.openai]\n[fcgi]\nworkerz = 2\n", &cfg, &why), RL_CONFIG,
+           "an unknown key is refused");
+    ok(why.data && strstr(why.data, "workerz"), "the reason names the unknown key");
+    is_int(load("[upstream.openai]\n[nonsense]\nx = 1\n", &cfg, &why), RL_CONFIG,
+           "an unknown section is refused");
+    is_int(load("[upstream.openai]\nbase_url = ftp://x\n", &cfg, &why), RL_CONFIG,
+           "a non-http base_url is refused");
+    is_int(load("[cache]\npolicy = always\n", &cfg, &why), RL_CONFIG,
+           "a config without upstreams is refused");
+    is_int(load("[upstream.openai]\n[fcgi]\nthreads = 2\nthreads = 3\n", &cfg, &why), RL_CONFIG,
+           "a key set twice is refused");
+    is_int(config_load("/nonexistent/relay.ini", &cfg, &why), RL_IO, "a missing file is RL_IO");
+
+    /* The shipped relay.ini must load as is. */
+    is_int(config_load("relay.ini", &cfg, &why), RL_OK, "the shipped relay.ini loads");
+    if (cfg)
+        config_free(cfg);
+    else
+        printf("# %s\n", why.data);
+
+    rl_buf_release(&why);
+    unlink(write_ini("t.ini", ""));
+    rmdir(dir);
+    return tap_done();
+}
