@@ -39,7 +39,7 @@ LIB        := $(BUILD)/librelay.a
 LIB_OBJ    := $(call obj,$(ENGINE_SRC) $(STORE_SRC) $(BASE_SRC))
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps deps-test run test test-unit test-e2e asan check install clean
+.PHONY: all deps deps-test run test test-unit test-e2e asan fuzz check install clean
 
 all: $(BUILD)/relay.fcgi $(BUILD)/relay-admin
 
@@ -92,6 +92,23 @@ asan: deps
 		SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all unit-bins
 	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh build-asan unit
 
+# libFuzzer targets (clang), each run for FUZZ_SECONDS on its seed corpus.
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := sse openai
+FUZZ_SRC := engine/sse.c engine/prov_openai.c engine/policy.c store/base/rl_buf.c store/base/rl_err.c
+fuzz: deps
+	@mkdir -p build-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+		clang -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
+			-o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c $(FUZZ_SRC) -ljansson || exit 1; \
+		mkdir -p build-fuzz/corpus-$$t && cp tests/fuzz/corpus/$$t/* build-fuzz/corpus-$$t/; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		if ! build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+			build-fuzz/corpus-$$t > build-fuzz/fuzz_$$t.log 2>&1; then \
+			tail -40 build-fuzz/fuzz_$$t.log; exit 1; fi; \
+		tail -1 build-fuzz/fuzz_$$t.log; \
+	done
+
 check:
 	@tests/check.sh
 
@@ -102,6 +119,6 @@ install: all
 	install -m 0644 relay.ini $(DESTDIR)/etc/relay/relay.ini.example
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
