@@ -77,6 +77,9 @@ describe('fake upstream', () => {
     assert.match(res.headers.get('content-type'), /^text\/event-stream/);
     const text = await res.text();
     assert.ok(text.endsWith('data: [DONE]\n\n'));
+    const [call] = fake.callsFor('stream me please');
+    assert.equal(call.sent, text, 'call.sent is the body as written');
+    assert.equal(call.status, 200);
     const got = assertValidChatStream(text);
     assert.equal(got.content, 'Echo: stream me please');
     assert.equal(got.role, 'assistant');
@@ -268,6 +271,17 @@ describe('fake upstream', () => {
     const final = await runner.finalChatCompletion();
     assert.equal(final.choices[0].message.tool_calls[0].function.name, 'lookup');
     assert.deepEqual(JSON.parse(final.choices[0].message.tool_calls[0].function.arguments), { query: 'sdk tools' });
+
+    // Embeddings: the SDK asks for base64 and decodes it to the same floats.
+    const emb = await client.embeddings.create({ model: 'text-embedding-3-small', input: ['one', 'two'] });
+    assert.equal(emb.data.length, 2);
+    assert.equal(emb.data[0].embedding.length, 8);
+    const plain = await (await fetch(`${fake.url}/v1/embeddings`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ model: 'text-embedding-3-small', input: 'one' }),
+    })).json();
+    assert.deepEqual(emb.data[0].embedding.map((x) => x.toFixed(4)), plain.data[0].embedding.map((x) => x.toFixed(4)));
 
     // A cut stream makes the SDK throw.
     fake.enqueue({ cutAfter: 2 });

@@ -2,7 +2,8 @@
 //
 // It answers POST /v1/chat/completions in OpenAI's wire format (a
 // chat.completion JSON object, or a text/event-stream of
-// chat.completion.chunk events ending `data: [DONE]`), GET /v1/models and
+// chat.completion.chunk events ending `data: [DONE]`), POST /v1/embeddings
+// (deterministic vectors, float or base64), GET /v1/models and
 // /v1/models/ID, and echoes any other /v1/* request as JSON, so forwarding
 // can be checked. Every /v1/* request is recorded with its raw body, and the
 // next request can be told to misbehave (fail, delay, cut its stream, hang).
@@ -16,6 +17,8 @@
 // Library:
 //   const fake = await startFakeUpstream();   // 127.0.0.1, a free port
 //   fake.url, fake.port, fake.calls, fake.callsFor('marker'),
+//   (a call is {n, method, path, query, headers, body, status, sent, aborted}:
+//   body is the raw request body, sent the response body as written)
 //   fake.enqueue({...}), fake.reset(), await fake.waitForCalls(fn, ms),
 //   await fake.close()
 //
@@ -228,6 +231,17 @@ function streamChunks(req, plan, beh, callNo, created) {
   return out;
 }
 
+// A deterministic unit-ish vector for a text (not meaningful, just stable).
+function embeddingOf(text, dims) {
+  const v = [];
+  let h = 2166136261;
+  for (let i = 0; i < dims; i++) {
+    for (const ch of `${i}:${text}`) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
+    v.push(Number(((h / 4294967295) * 2 - 1).toFixed(6)));
+  }
+  return v;
+}
+
 function modelList(created) {
   return ['gpt-4o-mini', 'gpt-4o', 'gpt-4.1-nano', 'text-embedding-3-small'].map((id) => ({
     id,
@@ -375,6 +389,24 @@ export async function startFakeUpstream({ port = 0, host = '127.0.0.1' } = {}) {
       else sendJson(res, 404, openaiError(`The model '${decodeURIComponent(m[1])}' does not exist`, 'invalid_request_error', 'model_not_found', 'model'), headers);
       return;
     }
+    if (call.method === 'POST' && call.path === '/v1/embeddings') {
+      let body;
+      try {
+        body = JSON.parse(call.body);
+      } catch {
+        sendJson(res, 400, openaiError('We could not parse the JSON body of your request.'), headers);
+        return;
+      }
+      const inputs = Array.isArray(body.input) ? body.input : [body.input];
+      const data = inputs.map((input, index) => {
+        const v = embeddingOf(String(input), body.dimensions ?? 8);
+        const embedding = body.encoding_format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v;
+        return { object: 'embedding', index, embedding };
+      });
+      const tokens = inputs.reduce((n, s) => n + countWords(String(s)), 0);
+      sendJson(res, 200, { object: 'list', data, model: body.model, usage: { prompt_tokens: tokens, total_tokens: tokens } }, headers);
+      return;
+    }
     // Anything else under /v1: say what arrived, so forwarding can be checked.
     sendJson(res, 200, {
       object: 'fake.echo',
@@ -405,6 +437,35 @@ export async function startFakeUpstream({ port = 0, host = '127.0.0.1' } = {}) {
     return sendJson(res, 404, openaiError(`Unknown fake control ${req.method} ${path}`));
   }
 
+  // Keeps what the fake answered in call.status and call.sent (the body
+  // text as written, so a test can compare it with what the client got),
+  // and marks call.aborted when the client went away before the end.
+  function recordResponse(res, call) {
+    call.status = null;
+    call.sent = '';
+    const write = res.write.bind(res);
+    const end = res.end.bind(res);
+    const keep = (chunk) => {
+      if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') call.sent += chunk.toString();
+    };
+    res.write = (chunk, ...rest) => {
+      keep(chunk);
+      return write(chunk, ...rest);
+    };
+    res.end = (chunk, ...rest) => {
+      keep(chunk);
+      return end(chunk, ...rest);
+    };
+    const writeHead = res.writeHead.bind(res);
+    res.writeHead = (status, ...rest) => {
+      call.status = status;
+      return writeHead(status, ...rest);
+    };
+    res.on('close', () => {
+      if (!res.writableFinished) call.aborted = true;
+    });
+  }
+
   const server = http.createServer((req, res) => {
     const parts = [];
     req.on('data', (d) => parts.push(d));
@@ -425,10 +486,7 @@ export async function startFakeUpstream({ port = 0, host = '127.0.0.1' } = {}) {
         aborted: false,
       };
       calls.push(call);
-      // The client went away before the answer was complete.
-      res.on('close', () => {
-        if (!res.writableFinished) call.aborted = true;
-      });
+      recordResponse(res, call);
       if (!path.startsWith('/v1/')) {
         sendJson(res, 404, openaiError(`Invalid URL (${req.method} ${path})`, 'invalid_request_error'));
         return;

@@ -1,0 +1,479 @@
+// The end-to-end harness: per suite, a fake upstream, a Relay pool
+// (build/relay.fcgi) with its own relay.ini and store in a temp directory,
+// and the real Caddy serving deploy/caddy/Caddyfile as-is on a free loopback
+// port. Everything is torn down in an `after` hook, also when tests fail.
+//
+//   import { relaySuite } from './harness.mjs';
+//   relaySuite('chat completions', {}, (relay) => {
+//     test('...', async () => { const r = await relay.chat({...}); ... });
+//   });
+//
+// `relay` is filled in by the suite's `before` hook: relay.base
+// ("http://127.0.0.1:PORT"), relay.fake (see ../fake/upstream.mjs),
+// relay.chat(), relay.fetch(), relay.client() (an openai SDK client), and
+// relay.logs (where the relay's and Caddy's output went: tests/out/).
+//
+// Options:
+//   ini       {section: {key: value}} merged over the test defaults below
+//   upstream  'fake' (default) or 'dead': base_url points at a loopback port
+//             nothing listens on (the fake still runs, and must see no call)
+//
+// Environment:
+//   RELAY_BUILD     build directory, relative to the repository (default build)
+//   CI=true         a missing caddy or binary fails the suite; elsewhere the
+//                   suite is skipped with the reason
+//   RELAY_E2E_KEEP=1  keep the temp directory (store, ini) after the run
+//
+// Every wait is bounded, so a relay that is missing, crashes or hangs fails
+// its tests quickly instead of hanging the run.
+
+import { after, before, beforeEach, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
+
+import { startFakeUpstream } from '../fake/upstream.mjs';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const BUILD = path.resolve(REPO, process.env.RELAY_BUILD || 'build');
+export const OUT = path.join(REPO, 'tests', 'out');
+const IN_CI = process.env.CI === 'true';
+
+const RELAY_FCGI = path.join(BUILD, 'relay.fcgi');
+const RELAY_ADMIN = path.join(BUILD, 'relay-admin');
+const CADDYFILE = path.join(REPO, 'deploy', 'caddy', 'Caddyfile');
+
+// Bounds on every wait (ms).
+const START_TIMEOUT = 15000; // relay socket, Caddy health
+const STOP_TIMEOUT = 8000; // SIGTERM to SIGKILL (relay drain_timeout is 2 s)
+export const REQUEST_TIMEOUT = 10000; // any single request in a test
+export const TEST_TIMEOUT = 30000; // any single test
+
+// Two credentials: the cache is scoped by credential by default.
+export const KEY_A = 'sk-test-relay-e2e-aaaaaaaaaaaaaaaaaaaa';
+export const KEY_B = 'sk-test-relay-e2e-bbbbbbbbbbbbbbbbbbbb';
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// A marker unique to this test run and call site: put one in every prompt so
+// tests never share cache entries and can find their own upstream calls.
+export function uniq(label = 'msg') {
+  return `${label} ${randomUUID()}`;
+}
+
+// A deterministic (cacheable by default) chat request about `text`.
+export function chatBody(text, extra = {}) {
+  return {
+    model: 'gpt-4o-mini',
+    messages: [
+      { role: 'system', content: 'You are a test.' },
+      { role: 'user', content: text },
+    ],
+    temperature: 0,
+    ...extra,
+  };
+}
+
+function which(cmd) {
+  for (const dir of (process.env.PATH || '').split(':')) {
+    const p = path.join(dir || '.', cmd);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      /* keep looking */
+    }
+  }
+  return null;
+}
+
+// What is missing to run the end-to-end tests, or null.
+export function missingPrerequisites() {
+  const missing = [];
+  if (!which('caddy')) missing.push('caddy (deploy/install-deps.sh installs it)');
+  if (!which('curl')) missing.push('curl');
+  for (const bin of [RELAY_FCGI, RELAY_ADMIN]) {
+    if (!fs.existsSync(bin)) missing.push(`${path.relative(REPO, bin)} (run make)`);
+  }
+  return missing.length ? `missing: ${missing.join(', ')}` : null;
+}
+
+// A free loopback port: bind port 0, read it back, release it. Another
+// process could take it before Caddy binds, so startCaddy retries.
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// relay.ini text from {section: {key: value}}; keys at the start of their
+// line (inih treats indented lines as continuations).
+export function iniText(sections) {
+  let out = '; written by tests/e2e/harness.mjs\n';
+  for (const [name, keys] of Object.entries(sections)) {
+    out += `\n[${name}]\n`;
+    for (const [k, v] of Object.entries(keys)) {
+      if (v !== undefined && v !== null) out += `${k} = ${v}\n`;
+    }
+  }
+  return out;
+}
+
+function mergeIni(base, over = {}) {
+  const out = {};
+  for (const [s, keys] of Object.entries(base)) out[s] = { ...keys };
+  for (const [s, keys] of Object.entries(over)) out[s] = { ...(out[s] ?? {}), ...keys };
+  return out;
+}
+
+function tail(file, bytes = 3000) {
+  try {
+    const buf = fs.readFileSync(file);
+    return buf.subarray(Math.max(0, buf.length - bytes)).toString('utf8');
+  } catch {
+    return '(no log)';
+  }
+}
+
+function runBounded(cmd, args, timeoutMs) {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      resolve({ code: err ? (err.code ?? 'killed') : 0, stdout, stderr, err });
+    });
+  });
+}
+
+// Resolves when child exits or after ms (to false then).
+function exited(child, ms) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}
+
+const isAlive = (child) => child && child.exitCode === null && child.signalCode === null;
+
+// Children of every harness in this process, killed synchronously if the
+// test process exits without running its `after` hooks.
+const live = new Set();
+process.on('exit', () => {
+  for (const { child, group } of live) {
+    try {
+      if (group) process.kill(-child.pid, 'SIGKILL');
+      else child.kill('SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+});
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => process.exit(130));
+}
+
+function slug(s) {
+  return s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 60);
+}
+
+// Starts fake upstream, relay pool and Caddy. Returns the relay handle; its
+// stop() is safe to call at any point, also after a failed start.
+export async function startRelay(name, options = {}) {
+  const why = missingPrerequisites();
+  if (why) throw new Error(`cannot start the end-to-end environment: ${why}`);
+
+  fs.mkdirSync(OUT, { recursive: true });
+  // Short: a unix socket path must fit in 108 bytes.
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-e2e-'));
+  const logName = `${slug(path.basename(process.argv[1] || 'e2e', '.test.mjs'))}--${slug(name)}`;
+  const relay = {
+    name,
+    tmp,
+    logs: {
+      relay: path.join(OUT, `${logName}.relay.log`),
+      caddy: path.join(OUT, `${logName}.caddy.log`),
+    },
+    procs: {},
+    fake: null,
+  };
+  relay.stop = () => stopRelay(relay);
+
+  try {
+    relay.fake = await startFakeUpstream();
+    let baseUrl = relay.fake.url;
+    if (options.upstream === 'dead') baseUrl = `http://127.0.0.1:${await freePort()}`;
+
+    const socket = path.join(tmp, 'relay.sock');
+    const sections = mergeIni(
+      {
+        fcgi: { listen: socket, workers: 2, threads: 8, max_body: 65536, drain_timeout: 2 },
+        store: { home: path.join(tmp, 'store'), key_file: path.join(tmp, 'relay.key') },
+        cache: {},
+        'upstream.openai': {
+          type: 'openai',
+          base_url: baseUrl,
+          connect_timeout: 2,
+          idle_timeout: 5,
+          timeout: 30,
+        },
+        log: { level: 'debug' },
+      },
+      options.ini,
+    );
+    relay.ini = path.join(tmp, 'relay.ini');
+    relay.settings = sections;
+    fs.writeFileSync(relay.ini, iniText(sections));
+
+    const init = await runBounded(RELAY_ADMIN, ['-c', relay.ini, 'init'], 10000);
+    fs.writeFileSync(relay.logs.relay, `$ relay-admin -c ${relay.ini} init\n${init.stdout}${init.stderr}\n`);
+    if (init.code !== 0) {
+      throw new Error(`relay-admin init failed (${init.code}): ${init.stderr || init.stdout}`);
+    }
+
+    // The pool runs in its own process group so that teardown can reach the
+    // workers too, should the parent fail to stop them.
+    const relayLog = fs.openSync(relay.logs.relay, 'a');
+    const pool = spawn(RELAY_FCGI, ['-c', relay.ini], {
+      cwd: tmp,
+      stdio: ['ignore', relayLog, relayLog],
+      detached: true,
+    });
+    fs.closeSync(relayLog);
+    relay.procs.relay = pool;
+    live.add({ child: pool, group: true });
+    await waitFor(() => fs.existsSync(socket), START_TIMEOUT, `relay socket ${socket}`, () => {
+      if (!isAlive(pool)) return `relay.fcgi exited (${pool.exitCode ?? pool.signalCode}) before creating its socket`;
+    }, relay.logs.relay);
+
+    await startCaddy(relay, socket);
+    return relay;
+  } catch (err) {
+    await stopRelay(relay);
+    err.message += `\n--- relay log (${relay.logs.relay}) ---\n${tail(relay.logs.relay)}\n--- caddy log (${relay.logs.caddy}) ---\n${tail(relay.logs.caddy, 1500)}`;
+    throw err;
+  }
+}
+
+// Polls cond() every 50 ms; throws after timeoutMs, or as soon as dead()
+// returns a reason (a child that exited).
+async function waitFor(cond, timeoutMs, what, dead, log) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (await cond()) return;
+    const reason = dead?.();
+    if (reason) throw new Error(`${reason} (while waiting for ${what}; log: ${log})`);
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (log: ${log})`);
+    await sleep(50);
+  }
+}
+
+async function startCaddy(relay, socket) {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const log = fs.openSync(relay.logs.caddy, attempt === 1 ? 'w' : 'a');
+    const caddy = spawn('caddy', ['run', '--config', CADDYFILE, '--adapter', 'caddyfile'], {
+      cwd: relay.tmp,
+      stdio: ['ignore', log, log],
+      env: {
+        ...process.env,
+        RELAY_HOST: '127.0.0.1',
+        RELAY_PORT: String(port),
+        RELAY_SOCKET: socket,
+        RELAY_WWW: path.join(REPO, 'www'),
+        // Keep Caddy's own state out of the user's home.
+        HOME: relay.tmp,
+        XDG_DATA_HOME: path.join(relay.tmp, 'xdg-data'),
+        XDG_CONFIG_HOME: path.join(relay.tmp, 'xdg-config'),
+      },
+    });
+    fs.closeSync(log);
+    relay.procs.caddy = caddy;
+    const entry = { child: caddy, group: false };
+    live.add(entry);
+    relay.port = port;
+    relay.base = `http://127.0.0.1:${port}`;
+    try {
+      await waitFor(
+        async () => {
+          try {
+            const r = await fetch(`${relay.base}/relay/health`, { signal: AbortSignal.timeout(2000) });
+            await r.arrayBuffer();
+            return r.status === 200;
+          } catch {
+            return false;
+          }
+        },
+        START_TIMEOUT,
+        `GET ${relay.base}/relay/health to answer 200 through Caddy`,
+        () => {
+          if (!isAlive(caddy)) return `caddy exited (${caddy.exitCode ?? caddy.signalCode})`;
+          if (!isAlive(relay.procs.relay)) return `relay.fcgi exited (${relay.procs.relay.exitCode ?? relay.procs.relay.signalCode})`;
+        },
+        `${relay.logs.caddy}, ${relay.logs.relay}`,
+      );
+      return;
+    } catch (err) {
+      const busy = !isAlive(caddy) && /address already in use/i.test(tail(relay.logs.caddy));
+      if (busy && attempt < 3) {
+        live.delete(entry);
+        continue; // lost the port race: try another port
+      }
+      throw err;
+    }
+  }
+}
+
+async function stopChild(child, group) {
+  if (!child) return;
+  const signal = (sig) => {
+    try {
+      if (group) process.kill(-child.pid, sig);
+      else child.kill(sig);
+    } catch {
+      /* already gone */
+    }
+  };
+  if (isAlive(child)) {
+    // SIGTERM to the parent only: stopping its workers is its job.
+    try {
+      child.kill('SIGTERM');
+    } catch {
+      /* gone */
+    }
+    if (!(await exited(child, STOP_TIMEOUT))) {
+      process.stderr.write(`harness: ${child.spawnfile} did not stop within ${STOP_TIMEOUT} ms of SIGTERM; killing it\n`);
+    }
+  }
+  // Whatever is left (a stuck parent, orphaned workers) is killed.
+  signal('SIGKILL');
+  await exited(child, 2000);
+}
+
+async function stopRelay(relay) {
+  if (relay.stopped) return;
+  relay.stopped = true;
+  await stopChild(relay.procs.caddy, false);
+  await stopChild(relay.procs.relay, true);
+  for (const e of live) if (e.child === relay.procs.caddy || e.child === relay.procs.relay) live.delete(e);
+  await relay.fake?.close();
+  if (process.env.RELAY_E2E_KEEP !== '1') fs.rmSync(relay.tmp, { recursive: true, force: true });
+}
+
+// Adds the request helpers to a started relay.
+function withHelpers(relay) {
+  // fetch against Caddy, bounded. Reads the whole body into `text` unless
+  // stream:true (then `res` is returned unread).
+  relay.fetch = async (p, init = {}, { stream = false, timeout = REQUEST_TIMEOUT } = {}) => {
+    const res = await fetch(relay.base + p, { signal: AbortSignal.timeout(timeout), ...init });
+    if (stream) return res;
+    const text = await res.text();
+    return { status: res.status, headers: res.headers, text, res };
+  };
+  // POST /v1/chat/completions. body: an object (sent as JSON) or the exact
+  // string to send. key: the bearer credential (null: none).
+  relay.chat = (body, { key = KEY_A, headers = {}, ...rest } = {}) => {
+    const h = { 'content-type': 'application/json', ...headers };
+    if (key) h.authorization = `Bearer ${key}`;
+    return relay.fetch('/v1/chat/completions', {
+      method: 'POST',
+      headers: h,
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    }, rest);
+  };
+  relay.client = (opts = {}) =>
+    new OpenAI({
+      baseURL: `${relay.base}/v1`,
+      apiKey: KEY_A,
+      maxRetries: 0,
+      timeout: REQUEST_TIMEOUT,
+      ...opts,
+    });
+  // Fails fast (with the log tail) when a process of the environment died.
+  relay.assertAlive = () => {
+    for (const [what, child] of Object.entries(relay.procs)) {
+      if (!isAlive(child)) {
+        const log = what === 'relay' ? relay.logs.relay : relay.logs.caddy;
+        assert.fail(`${what} is no longer running (exit ${child.exitCode ?? child.signalCode}); log ${log}:\n${tail(log)}`);
+      }
+    }
+  };
+  return relay;
+}
+
+// A describe() block with its own environment. body(relay) defines the
+// tests; relay's fields are filled in before the first test runs.
+export function relaySuite(name, options, body) {
+  const missing = missingPrerequisites();
+  const skip = missing && !IN_CI ? `${missing} (set CI=true to make this a failure)` : false;
+  const relay = {};
+  describe(name, { skip, timeout: options.suiteTimeout ?? 10 * 60 * 1000 }, () => {
+    before(async () => {
+      Object.assign(relay, withHelpers(await startRelay(name, options)));
+    }, { timeout: START_TIMEOUT * 3 });
+    after(async () => {
+      if (relay.stop) await relay.stop();
+    }, { timeout: STOP_TIMEOUT * 3 });
+    beforeEach(() => {
+      assert.ok(relay.base, 'the environment did not start (see the before hook)');
+      relay.assertAlive();
+    });
+    body(relay);
+  });
+  return relay;
+}
+
+// Runs curl (-sS -i -N plus args) against the relay, bounded. Returns the
+// status, the headers (lower-case names; the last value wins) and the body
+// exactly as received, after the final header block (a 100 Continue block
+// is skipped).
+export function curl(args, { timeout = REQUEST_TIMEOUT } = {}) {
+  return new Promise((resolve, reject) => {
+    execFile('curl', ['-sS', '-i', '-N', '--max-time', String(Math.ceil(timeout / 1000)), ...args],
+      { encoding: 'buffer', maxBuffer: 64 << 20, timeout: timeout + 2000, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) => {
+        if (err && !stdout.length) {
+          reject(new Error(`curl failed: ${err.message} ${stderr}`));
+          return;
+        }
+        let raw = stdout.toString('utf8');
+        let head;
+        for (;;) {
+          const end = raw.indexOf('\r\n\r\n');
+          if (end < 0) {
+            reject(new Error(`curl output without a header block: ${JSON.stringify(raw.slice(0, 300))}`));
+            return;
+          }
+          head = raw.slice(0, end);
+          raw = raw.slice(end + 4);
+          if (!/^HTTP\/\S+ 1\d\d/.test(head)) break;
+        }
+        const [statusLine, ...lines] = head.split('\r\n');
+        const headers = {};
+        for (const l of lines) {
+          const i = l.indexOf(':');
+          if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+        }
+        resolve({
+          status: Number(statusLine.split(' ')[1]),
+          statusLine,
+          headers,
+          body: raw,
+          exitCode: err ? err.code : 0,
+          stderr: stderr.toString('utf8'),
+        });
+      });
+  });
+}
