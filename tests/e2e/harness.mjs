@@ -210,6 +210,7 @@ export async function startRelay(name, options = {}) {
     fake: null,
   };
   relay.stop = () => stopRelay(relay);
+  fs.writeFileSync(relay.logs.caddy, ''); // no stale log from an earlier run
 
   try {
     relay.fake = await startFakeUpstream();
@@ -336,7 +337,7 @@ async function startCaddy(relay, socket) {
   }
 }
 
-async function stopChild(child, group) {
+async function stopChild(child, group, boundMs = STOP_TIMEOUT) {
   if (!child) return;
   const signal = (sig) => {
     try {
@@ -353,8 +354,8 @@ async function stopChild(child, group) {
     } catch {
       /* gone */
     }
-    if (!(await exited(child, STOP_TIMEOUT))) {
-      process.stderr.write(`harness: ${child.spawnfile} did not stop within ${STOP_TIMEOUT} ms of SIGTERM; killing it\n`);
+    if (!(await exited(child, boundMs))) {
+      process.stderr.write(`harness: ${child.spawnfile} did not stop within ${boundMs} ms of SIGTERM; killing it\n`);
     }
   }
   // Whatever is left (a stuck parent, orphaned workers) is killed.
@@ -365,7 +366,9 @@ async function stopChild(child, group) {
 async function stopRelay(relay) {
   if (relay.stopped) return;
   relay.stopped = true;
-  await stopChild(relay.procs.caddy, false);
+  // Caddy waits for open connections when told to stop; a hung relay would
+  // hold them forever, and Caddy's own shutdown is not under test.
+  await stopChild(relay.procs.caddy, false, 3000);
   await stopChild(relay.procs.relay, true);
   for (const e of live) if (e.child === relay.procs.caddy || e.child === relay.procs.relay) live.delete(e);
   await relay.fake?.close();
@@ -377,10 +380,20 @@ function withHelpers(relay) {
   // fetch against Caddy, bounded. Reads the whole body into `text` unless
   // stream:true (then `res` is returned unread).
   relay.fetch = async (p, init = {}, { stream = false, timeout = REQUEST_TIMEOUT } = {}) => {
-    const res = await fetch(relay.base + p, { signal: AbortSignal.timeout(timeout), ...init });
-    if (stream) return res;
-    const text = await res.text();
-    return { status: res.status, headers: res.headers, text, res };
+    try {
+      const res = await fetch(relay.base + p, { signal: AbortSignal.timeout(timeout), ...init });
+      if (stream) return res;
+      const text = await res.text();
+      return { status: res.status, headers: res.headers, text, res };
+    } catch (err) {
+      if (err.name === 'TimeoutError') {
+        // A relay that hangs once will hang again: later tests fail at once
+        // instead of each waiting out its own timeout.
+        relay.unresponsive ??= `${init.method ?? 'GET'} ${p} got no complete answer within ${timeout} ms`;
+        throw new Error(`${relay.unresponsive} (relay log: ${relay.logs.relay})`, { cause: err });
+      }
+      throw err;
+    }
   };
   // POST /v1/chat/completions. body: an object (sent as JSON) or the exact
   // string to send. key: the bearer credential (null: none).
@@ -403,6 +416,7 @@ function withHelpers(relay) {
     });
   // Fails fast (with the log tail) when a process of the environment died.
   relay.assertAlive = () => {
+    if (relay.unresponsive) assert.fail(`not run: the relay stopped answering earlier (${relay.unresponsive})`);
     for (const [what, child] of Object.entries(relay.procs)) {
       if (!isAlive(child)) {
         const log = what === 'relay' ? relay.logs.relay : relay.logs.caddy;
