@@ -17,6 +17,17 @@
  * Deadlocks are retried inside; DB_RUNRECOVERY makes the handle reopen the
  * environment transparently (other processes ran recovery).
  *
+ * Processes: open one handle per environment per process (Berkeley DB's
+ * DB_REGISTER tracks processes, not handles; a second store_open of the same
+ * home in one process fails with RL_STORE). A handle does not survive fork:
+ * a child opens its own and never uses, nor closes, one it inherited. Only
+ * fork while no other thread is inside a store call.
+ *
+ * Never open or close files inside the home directory while a handle is
+ * open in the process (e.g. to back it up or grep it): closing any
+ * descriptor of __db.register drops the process's registration lock, after
+ * which the next process to open the store runs recovery under it.
+ *
  * Errors: RL_NOTFOUND for a missing key, RL_STORE for any store failure
  * (already logged once with Berkeley DB's text), RL_NOMEM, RL_TOO_LARGE
  * (value larger than the per-entry cap).
@@ -60,16 +71,26 @@ typedef struct store_stats {
 } store_stats;
 
 /* Creates the key file with 32 random bytes (hex, mode 0600) if it does not
- * exist; leaves an existing one untouched. Creates parent directories. */
+ * exist; leaves an existing one untouched (warning if group/others may read
+ * it). Creates parent directories (mode 0700). Safe against concurrent
+ * callers: all end up with the same key. RL_IO (logged) on failure. */
 rl_err store_keyfile_ensure(const char *key_file);
 
 /* Opens (creating if needed) the environment and its databases. Fails with
- * RL_STORE if the key file is missing or holds a different secret than the
- * one the environment was created with (checked before recovery runs). */
+ * RL_STORE if the key file is missing, accessible to other users (mode
+ * o+rwx), or holds a different secret than the one the environment was
+ * created with (checked against home/check.db before recovery runs), and
+ * RL_CONFIG if home or key_file is not set. opt is copied. */
 rl_err store_open(const store_options *opt, store **out);
 /* Closes every handle; NULL is a no-op. Leaves the environment registered
  * for other processes; the last process out does not remove it. */
 void store_close(store *s);
+
+/* Removes the environment's shared memory regions (SysV segments outlive
+ * processes) for tests and admin. Only while no process has the store open;
+ * the files in home are left in place (remove the directory to drop the
+ * data). Needs only opt->home; a missing home is not an error. */
+rl_err store_remove(const store_options *opt);
 
 /* Copies the value for key into value (appended to it) and its metadata into
  * meta. Returns stale entries too: freshness is the caller's decision.
@@ -78,7 +99,8 @@ rl_err store_cache_get(store *s, const uint8_t key[STORE_KEY_LEN], store_meta *m
 
 /* Inserts or replaces the entry; meta->created and meta->expires are taken
  * from the caller, hits starts at 0. Evicts the entries closest to expiry
- * while the caps would be exceeded. */
+ * while the caps would be exceeded. RL_TOO_LARGE if len is over
+ * max_entry_bytes (0 = no per-entry cap) or over max_bytes. */
 rl_err store_cache_put(store *s, const uint8_t key[STORE_KEY_LEN], const store_meta *meta,
                        const void *value, size_t len);
 
@@ -102,13 +124,19 @@ rl_err store_cache_foreach(store *s, int (*fn)(void *ctx, const uint8_t key[STOR
 
 rl_err store_stats_get(store *s, store_stats *out);
 
-/* Named 64-bit counters shared by all processes (hits, misses, ...). */
+/* Named 64-bit counters shared by all processes (hits, misses, ...). Names
+ * are 1-200 bytes; a counter never added to reads as 0 (RL_OK). Arithmetic
+ * is modulo 2^64. Names starting with "store." are the store's own totals
+ * (store.entries, store.bytes, store.evictions, store.expired_removed):
+ * readable here, but store_counter_add refuses them (RL_INTERNAL). */
 rl_err store_counter_add(store *s, const char *name, int64_t delta);
 rl_err store_counter_get(store *s, const char *name, uint64_t *value);
 
 /* Periodic housekeeping, called about once a second by one thread per
- * process: frees locks of dead processes (failchk), checkpoints and removes
- * old log files, and purges expired entries now and then. */
+ * process: frees locks of dead processes (failchk; a dead child must have
+ * been reaped with waitpid first), checkpoints and removes old log files,
+ * and every 60 s (of now) purges entries expired more than an hour ago (so
+ * that max-stale can still use them). */
 rl_err store_maintain(store *s, uint64_t now);
 
 #endif

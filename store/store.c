@@ -1,0 +1,1576 @@
+#include "store/store.h"
+
+#include <db.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/base/rl_log.h"
+#include "store/keyfile.h"
+
+/*
+ * Layout.
+ *
+ * cache.db     key: the 32-byte digest
+ *              data: header (HDR_LEN bytes) followed by the value
+ * expiry.db    key: expires (8 bytes, big-endian) + digest; data: empty.
+ *              Sorted by expiry, so the first record is the entry to evict
+ *              first and purging expired entries is a scan from the start.
+ *              Maintained by hand in the same transaction as cache.db.
+ * counters.db  key: counter name (no NUL); data: 8 bytes, big-endian.
+ *              The store's own totals live here too (CTR_*), written in the
+ *              same transaction as the entries they count, so stats are one
+ *              read and always agree with the table.
+ *
+ * Integers are big-endian so that expiry keys sort numerically under the
+ * default byte-wise btree comparison (and db_dump output reads the same).
+ */
+#define HDR_MAGIC 0x524c4331u /* "RLC1": bump for an incompatible header */
+#define HDR_LEN 40            /* magic 4, flags 4, created 8, expires 8, hits 8, size 8 */
+#define HDR_OFF_HITS 24
+#define EXP_KEY_LEN (8 + STORE_KEY_LEN)
+
+#define CTR_ENTRIES "store.entries"
+#define CTR_BYTES "store.bytes"
+#define CTR_EVICTIONS "store.evictions"
+#define CTR_EXPIRED "store.expired_removed"
+#define CTR_RESERVED_PREFIX "store."
+#define COUNTER_NAME_MAX 200
+
+#define TXN_RETRIES 1000   /* deadlock retries before giving up on one operation */
+#define PURGE_BATCH 256    /* entries removed per transaction when purging */
+#define FOREACH_BATCH 64   /* entries read per transaction by store_cache_foreach */
+#define PURGE_INTERVAL 60  /* seconds between purges run by store_maintain */
+#define PURGE_GRACE 3600   /* store_maintain keeps entries this long past expiry (max-stale) */
+#define CHECKPOINT_KB 1024 /* checkpoint once this much log was written ... */
+#define CHECKPOINT_MIN 1   /* ... or this many minutes passed */
+#define SHM_KEY_SPAN 32    /* SysV keys reserved per environment (it uses 3-6) */
+#define REOPEN_PAUSE_NS 1000000000LL /* at most one failed reopen attempt per second */
+
+#define CHECK_FILE "check.db"
+#define CHECK_KEY "relay-store-check"
+#define CHECK_VALUE "relay-store-v1"
+
+struct store {
+    /* Operations hold it shared while they use the handles below; a reopen
+     * after DB_RUNRECOVERY holds it exclusively to replace them. */
+    pthread_rwlock_t lock;
+    DB_ENV *env; /* NULL after a failed reopen: operations fail with RL_STORE */
+    DB *cache, *expiry, *counters;
+    unsigned generation;     /* bumped by each reopen (under the write lock) */
+    struct timespec reopened; /* monotonic time of the last reopen attempt */
+
+    char *home; /* realpath of the environment directory */
+    char *secret;
+    size_t secret_len;
+    long shm_key;
+
+    uint64_t max_bytes, max_entries, max_entry_bytes;
+    uint32_t cache_mb;
+    uint32_t threads;
+    _Atomic uint64_t last_purge;
+};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void hdr_encode(uint8_t *h, const store_meta *m)
+{
+    put32(h, HDR_MAGIC);
+    put32(h + 4, 0);
+    put64(h + 8, m->created);
+    put64(h + 16, m->expires);
+    put64(h + 24, m->hits);
+    put64(h + 32, m->size);
+}
+
+/* 0 on success, -1 if the bytes are not a header this code wrote. */
+static int hdr_decode(const uint8_t *h, size_t n, store_meta *m)
+{
+    if (n < HDR_LEN || get32(h) != HDR_MAGIC)
+        return -1;
+    m->created = get64(h + 8);
+    m->expires = get64(h + 16);
+    m->hits = get64(h + 24);
+    m->size = get64(h + 32);
+    return 0;
+}
+
+static void exp_key(uint8_t *out, uint64_t expires, const uint8_t *key)
+{
+    put64(out, expires);
+    memcpy(out + 8, key, STORE_KEY_LEN);
+}
+
+/* A DBT describing caller memory as input. */
+static void dbt_in(DBT *d, const void *p, size_t n)
+{
+    memset(d, 0, sizeof *d);
+    d->data = (void *)p;
+    d->size = (u_int32_t)n;
+}
+
+/* A DBT receiving at most cap bytes into caller memory. */
+static void dbt_out(DBT *d, void *p, size_t cap)
+{
+    memset(d, 0, sizeof *d);
+    d->data = p;
+    d->ulen = (u_int32_t)cap;
+    d->flags = DB_DBT_USERMEM;
+}
+
+/* A DBT receiving only bytes [off, off+len) of a record. */
+static void dbt_part(DBT *d, void *p, size_t off, size_t len)
+{
+    dbt_out(d, p, len);
+    d->flags |= DB_DBT_PARTIAL;
+    d->doff = (u_int32_t)off;
+    d->dlen = (u_int32_t)len;
+}
+
+static int is_retryable(int ret) { return ret == DB_LOCK_DEADLOCK || ret == DB_LOCK_NOTGRANTED; }
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Randomised, growing pause between deadlock retries, so that the two
+ * losers of a deadlock don't collide again in lockstep. */
+static void backoff(unsigned attempt)
+{
+    static _Thread_local unsigned seed;
+    if (!seed)
+        seed = (unsigned)getpid() ^ (unsigned)(uintptr_t)&seed ^ (unsigned)mono_ns();
+    if (attempt < 3) {
+        sched_yield();
+        return;
+    }
+    unsigned shift = attempt < 10 ? attempt : 10;
+    long max_us = 10L << shift; /* up to ~10 ms */
+    seed = seed * 1103515245u + 12345u;
+    struct timespec ts = {0, ((long)(seed >> 8) % max_us + 1) * 1000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Logs one Berkeley DB failure with its own text and what was under way. */
+static void bdb_fail(const char *home, const char *what, int ret)
+{
+    rl_error("store %s: %s: %s", home ? home : "-", what, db_strerror(ret));
+}
+
+/* Set while this thread abandons a panicked environment, whose close
+ * reports every handle it had to drop: expected noise, kept for debug. */
+static _Thread_local int bdb_quiet;
+
+/* Berkeley DB's own diagnostics ("Invalid password", "lock table is out of
+ * available locks", ...) complete the one line we log per failure. They
+ * never contain the password. */
+static void bdb_errcall(const DB_ENV *env, const char *pfx, const char *msg)
+{
+    (void)env;
+    (void)pfx;
+    rl_log(bdb_quiet ? RL_LOG_DEBUG : RL_LOG_WARN, "store: berkeley db: %s", msg);
+}
+
+static void bdb_msgcall(const DB_ENV *env, const char *msg)
+{
+    (void)env;
+    rl_debug("store: berkeley db: %s", msg);
+}
+
+/*
+ * failchk asks whether the owner of a thread-table slot still lives. Threads
+ * of our own process are always alive: a thread that exits normally leaves
+ * the library first. For others, kill(pid, 0) succeeds or fails with EPERM
+ * while the process exists. A dead child that was not yet reaped (a zombie)
+ * still counts as alive: the parent must waitpid before failchk can free it.
+ */
+static int store_isalive(DB_ENV *env, pid_t pid, db_threadid_t tid, u_int32_t flags)
+{
+    (void)env;
+    (void)tid;
+    (void)flags;
+    if (pid == getpid())
+        return 1;
+    if (kill(pid, 0) == 0)
+        return 1;
+    return errno == EPERM;
+}
+
+/* ---- environments open in this process ---------------------------------- */
+
+/*
+ * DB_REGISTER identifies a process by fcntl locks on __db.register, so one
+ * process may hold only one environment handle per home. Berkeley DB
+ * detects a second one, but only after opening the register file, and its
+ * error path closes that file, which drops every fcntl lock the process has
+ * on it, including the first handle's registration. So a second open in the
+ * same process is refused here, before Berkeley DB sees it. Entries carry the
+ * pid so that a child inherits no claims from its parent across fork.
+ */
+typedef struct open_home {
+    struct open_home *next;
+    pid_t pid;
+    char path[];
+} open_home;
+
+static pthread_mutex_t homes_lock = PTHREAD_MUTEX_INITIALIZER;
+static open_home *homes;
+
+/* 0 when claimed, 1 when this process already has it open, -1 on ENOMEM. */
+static int homes_claim(const char *path)
+{
+    int rc = 0;
+    pid_t me = getpid();
+    pthread_mutex_lock(&homes_lock);
+    for (open_home **pp = &homes; *pp;) {
+        open_home *h = *pp;
+        if (h->pid != me) { /* inherited from a parent across fork */
+            *pp = h->next;
+            free(h);
+            continue;
+        }
+        if (strcmp(h->path, path) == 0) {
+            rc = 1;
+            goto out;
+        }
+        pp = &h->next;
+    }
+    size_t n = strlen(path) + 1;
+    open_home *h = malloc(sizeof *h + n);
+    if (!h) {
+        rc = -1;
+        goto out;
+    }
+    h->pid = me;
+    memcpy(h->path, path, n);
+    h->next = homes;
+    homes = h;
+out:
+    pthread_mutex_unlock(&homes_lock);
+    return rc;
+}
+
+static int homes_contains(const char *path)
+{
+    int found = 0;
+    pthread_mutex_lock(&homes_lock);
+    for (open_home *h = homes; h; h = h->next)
+        if (h->pid == getpid() && strcmp(h->path, path) == 0)
+            found = 1;
+    pthread_mutex_unlock(&homes_lock);
+    return found;
+}
+
+static void homes_release(const char *path)
+{
+    pthread_mutex_lock(&homes_lock);
+    for (open_home **pp = &homes; *pp; pp = &(*pp)->next) {
+        open_home *h = *pp;
+        if (h->pid == getpid() && strcmp(h->path, path) == 0) {
+            *pp = h->next;
+            free(h);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&homes_lock);
+}
+
+/* ---- the environment ---------------------------------------------------- */
+
+/*
+ * Every process of one store must attach the same SysV segments, and two
+ * stores must not share any: the base key is a hash (FNV-1a) of the home's
+ * realpath, a multiple of SHM_KEY_SPAN because Berkeley DB uses base + region
+ * number for each region. Never 0 (IPC_PRIVATE) and always a positive int.
+ */
+static long shm_key_for(const char *realhome)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)realhome; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ULL;
+    }
+    uint64_t slots = 0x7fffffffULL / SHM_KEY_SPAN - 1;
+    return (long)((h % slots + 1) * SHM_KEY_SPAN);
+}
+
+/* Opens one encrypted btree in the environment, creating it if needed.
+ * Creation races between processes can deadlock: retried. */
+static int db_open_one(store *s, DB_ENV *env, const char *file, DB **out)
+{
+    int ret;
+    *out = NULL;
+    for (unsigned attempt = 0;; attempt++) {
+        DB *db = NULL;
+        if ((ret = db_create(&db, env, 0)) != 0) {
+            bdb_fail(s->home, "creating a database handle", ret);
+            return ret;
+        }
+        if ((ret = db->set_flags(db, DB_ENCRYPT)) == 0)
+            ret = db->open(db, NULL, file, NULL, DB_BTREE,
+                           DB_CREATE | DB_THREAD | DB_AUTO_COMMIT, 0600);
+        if (ret == 0) {
+            *out = db;
+            return 0;
+        }
+        (void)db->close(db, 0);
+        if (!is_retryable(ret) || attempt >= 50) {
+            rl_error("store %s: opening %s: %s", s->home, file, db_strerror(ret));
+            return ret;
+        }
+        backoff(attempt);
+    }
+}
+
+/*
+ * Closing a panicked environment, Berkeley DB 5.3 unregisters and closes
+ * its files but does not detach the regions (__env_close_pp returns right
+ * after its panic check). Whoever ran recovery has already removed those
+ * segments, so their memory (the whole buffer pool) would stay allocated
+ * until this process exits, once per recovery. Linux names each attachment
+ * "/SYSV<key>" in /proc/self/maps, with the key it was created under, so the
+ * ones in this store's key range are detached here. Only called with no
+ * handle of this store open in the process (one per process, under the
+ * write lock or from store_close), so nothing can still use them. Mappings a
+ * forked child inherited from its parent's handle match too, and are as
+ * unusable in the child, so detaching them is right as well.
+ */
+static void detach_stale_segments(const store *s)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return;
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "/SYSV");
+        if (!p)
+            continue;
+        char *end;
+        unsigned long key = strtoul(p + 5, &end, 16);
+        unsigned long start = strtoul(line, NULL, 16);
+        if (end == p + 5 || (long)key < s->shm_key || (long)key >= s->shm_key + SHM_KEY_SPAN)
+            continue;
+        if (shmdt((void *)start) == 0)
+            n++;
+    }
+    fclose(f);
+    if (n)
+        rl_debug("store %s: detached %d segments of the abandoned environment", s->home, n);
+}
+
+/* Closes every handle; errors other than "run recovery" (expected when
+ * another process recovered the environment) are logged and ignored.
+ * db_flags is 0, or DB_NOSYNC when the environment is being abandoned: a
+ * sync would wait for log and buffer mutexes a dead process may hold. */
+static void env_close(store *s, u_int32_t db_flags)
+{
+    int panicked = 0;
+    DB **dbs[] = {&s->cache, &s->expiry, &s->counters};
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+        if (!*dbs[i])
+            continue;
+        int ret = (*dbs[i])->close(*dbs[i], db_flags);
+        if (ret == DB_RUNRECOVERY)
+            panicked = 1;
+        else if (ret)
+            bdb_fail(s->home, "closing a database", ret);
+        *dbs[i] = NULL;
+    }
+    if (s->env) {
+        int ret = s->env->close(s->env, 0);
+        if (ret == DB_RUNRECOVERY)
+            panicked = 1;
+        else if (ret)
+            bdb_fail(s->home, "closing the environment", ret);
+        s->env = NULL;
+    }
+    if (panicked)
+        detach_stale_segments(s);
+}
+
+/*
+ * Opens the environment and the databases into s (which must have none
+ * open). Recovery runs inside env->open when DB_REGISTER finds that a
+ * process died while attached; processes still attached then see
+ * DB_RUNRECOVERY and reopen (op_run). Returns 0 or the Berkeley DB code,
+ * already logged.
+ */
+static int env_open(store *s)
+{
+    DB_ENV *env = NULL;
+    const char *what = "creating the environment handle";
+    int ret = db_env_create(&env, 0);
+    if (ret)
+        goto fail;
+    env->set_errcall(env, bdb_errcall);
+    env->set_msgcall(env, bdb_msgcall);
+
+    what = "configuring shared memory";
+    if ((ret = env->set_shm_key(env, s->shm_key)) != 0)
+        goto fail;
+    what = "configuring encryption";
+    if ((ret = env->set_encrypt(env, s->secret, DB_ENCRYPT_AES)) != 0)
+        goto fail;
+    /* Without a detector two processes were seen deadlocked forever. */
+    what = "configuring deadlock detection";
+    if ((ret = env->set_lk_detect(env, DB_LOCK_DEFAULT)) != 0)
+        goto fail;
+    what = "configuring the thread table";
+    if ((ret = env->set_thread_count(env, s->threads)) != 0 ||
+        (ret = env->set_isalive(env, store_isalive)) != 0)
+        goto fail;
+    what = "configuring the buffer pool";
+    if ((ret = env->set_cachesize(env, s->cache_mb / 1024, (s->cache_mb % 1024) << 20, 1)) != 0)
+        goto fail;
+    /* SysV segments cannot grow, so the lock and transaction tables are
+     * sized up front for every thread of every process, with room for an
+     * eviction or purge batch touching many pages. */
+    what = "configuring the lock table";
+    if ((ret = env->set_lk_max_lockers(env, 1000 + 4 * s->threads)) != 0 ||
+        (ret = env->set_lk_max_locks(env, 20000 + 100 * s->threads)) != 0 ||
+        (ret = env->set_lk_max_objects(env, 20000 + 100 * s->threads)) != 0)
+        goto fail;
+    what = "configuring transactions";
+    if ((ret = env->set_tx_max(env, 2 * s->threads + 64)) != 0)
+        goto fail;
+    /* The cache can be rebuilt from upstream: losing the last moments of
+     * commits in a power cut is fine, an fsync per commit (10x slower) is
+     * not. Commits still reach the OS, so a killed process loses nothing. */
+    if ((ret = env->set_flags(env, DB_TXN_WRITE_NOSYNC, 1)) != 0)
+        goto fail;
+    what = "configuring log removal";
+    if ((ret = env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1)) != 0)
+        goto fail;
+
+    what = "opening the environment";
+    ret = env->open(env, s->home,
+                    DB_CREATE | DB_INIT_MPOOL | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_TXN |
+                        DB_THREAD | DB_REGISTER | DB_RECOVER | DB_SYSTEM_MEM,
+                    0600);
+    if (ret)
+        goto fail;
+    s->env = env;
+    if ((ret = db_open_one(s, env, "cache.db", &s->cache)) != 0 ||
+        (ret = db_open_one(s, env, "expiry.db", &s->expiry)) != 0 ||
+        (ret = db_open_one(s, env, "counters.db", &s->counters)) != 0) {
+        env_close(s, 0);
+        return ret;
+    }
+    return 0;
+fail:
+    bdb_fail(s->home, what, ret);
+    if (env)
+        (void)env->close(env, 0); /* required even after a failed open */
+    return ret;
+}
+
+/*
+ * Replaces the handles after DB_RUNRECOVERY. seen is the generation the
+ * caller worked with: if another thread reopened meanwhile there is nothing
+ * to do. Returns 0 when the handles are usable, -1 when the reopen failed
+ * (logged) or was skipped because one failed less than a second ago.
+ */
+static int store_reopen(store *s, unsigned seen)
+{
+    int rc = 0;
+    pthread_rwlock_wrlock(&s->lock);
+    if (s->generation != seen)
+        goto out;
+    int64_t now = mono_ns();
+    int64_t last = (int64_t)s->reopened.tv_sec * 1000000000LL + s->reopened.tv_nsec;
+    if (!s->env && last && now - last < REOPEN_PAUSE_NS) {
+        rc = -1;
+        goto out;
+    }
+    s->reopened.tv_sec = (time_t)(now / 1000000000LL);
+    s->reopened.tv_nsec = (long)(now % 1000000000LL);
+    bdb_quiet = 1;
+    if (s->env) {
+        rl_warn("store %s: environment needs recovery (a process died or another process "
+                "recovered it); reopening",
+                s->home);
+        /*
+         * DB_RUNRECOVERY from failchk (a process died inside the library)
+         * does not mark the region panicked, and closing normally would
+         * then block on a mutex the dead process holds. Panic it: every
+         * attached process must reopen anyway, because our reopen finds
+         * the dead process in __db.register and runs recovery.
+         */
+        (void)s->env->set_flags(s->env, DB_PANIC_ENVIRONMENT, 1);
+    }
+    env_close(s, DB_NOSYNC);
+    bdb_quiet = 0;
+    if (env_open(s) != 0)
+        rc = -1;
+    s->generation++;
+out:
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+/* ---- operations and the transaction helper ------------------------------ */
+
+typedef struct op op;
+
+/* A body does one attempt of an operation inside txn (NULL for no_txn
+ * operations). It returns 0 or a Berkeley DB code; to fail with an rl_err
+ * of its own it sets o->err and returns 0, which aborts the transaction.
+ * Bodies may run several times (deadlock retries, reopen), so they must
+ * reset their outputs at the start. */
+typedef int (*op_body)(store *s, DB_TXN *txn, op *o);
+
+struct op {
+    const char *what; /* for the log line, e.g. "storing a cache entry" */
+    op_body body;
+    int no_txn;
+    rl_err err;
+    void *arg;
+};
+
+static int op_attempt(store *s, op *o)
+{
+    DB_TXN *txn = NULL;
+    o->err = RL_OK;
+    if (o->no_txn)
+        return o->body(s, NULL, o);
+    int ret = s->env->txn_begin(s->env, NULL, &txn, 0);
+    if (ret)
+        return ret;
+    ret = o->body(s, txn, o);
+    if (ret == 0 && o->err == RL_OK)
+        return txn->commit(txn, 0);
+    int aborted = txn->abort(txn);
+    return ret ? ret : aborted;
+}
+
+/*
+ * Runs o in a transaction: retries it when chosen as a deadlock victim,
+ * reopens the environment and retries once on DB_RUNRECOVERY, and
+ * translates the outcome: DB_NOTFOUND -> RL_NOTFOUND (not logged), other
+ * Berkeley DB failures -> RL_STORE or RL_NOMEM, logged once here.
+ */
+static rl_err op_run(store *s, op *o)
+{
+    int ret, reopened = 0;
+    unsigned attempt = 0;
+    for (;;) {
+        pthread_rwlock_rdlock(&s->lock);
+        unsigned gen = s->generation;
+        ret = s->env ? op_attempt(s, o) : DB_RUNRECOVERY;
+        pthread_rwlock_unlock(&s->lock);
+
+        if (is_retryable(ret) && ++attempt < TXN_RETRIES) {
+            backoff(attempt);
+            continue;
+        }
+        if (ret == DB_RUNRECOVERY && !reopened) {
+            reopened = 1;
+            attempt = 0;
+            if (store_reopen(s, gen) == 0)
+                continue;
+            return RL_STORE; /* logged by env_open, or a recent attempt failed */
+        }
+        break;
+    }
+    switch (ret) {
+    case 0:
+        return o->err;
+    case DB_NOTFOUND:
+        return RL_NOTFOUND;
+    case DB_LOCK_DEADLOCK:
+    case DB_LOCK_NOTGRANTED:
+        rl_error("store %s: %s: gave up after %d deadlocks: %s", s->home, o->what, TXN_RETRIES,
+                 db_strerror(ret));
+        return RL_STORE;
+    case ENOMEM:
+        bdb_fail(s->home, o->what, ret);
+        return RL_NOMEM;
+    default:
+        bdb_fail(s->home, o->what, ret);
+        return RL_STORE;
+    }
+}
+
+/* ---- counters ------------------------------------------------------------ */
+
+/* Reads a counter; an absent one reads as 0. */
+static int ctr_read(store *s, DB_TXN *txn, const char *name, u_int32_t flags, uint64_t *v)
+{
+    uint8_t b[8];
+    DBT k, d;
+    dbt_in(&k, name, strlen(name));
+    dbt_out(&d, b, sizeof b);
+    int ret = s->counters->get(s->counters, txn, &k, &d, flags);
+    *v = 0;
+    if (ret == DB_NOTFOUND)
+        return 0;
+    if (ret == 0 && d.size == sizeof b)
+        *v = get64(b);
+    return ret;
+}
+
+static int ctr_write(store *s, DB_TXN *txn, const char *name, uint64_t v)
+{
+    uint8_t b[8];
+    DBT k, d;
+    put64(b, v);
+    dbt_in(&k, name, strlen(name));
+    dbt_in(&d, b, sizeof b);
+    return s->counters->put(s->counters, txn, &k, &d, 0);
+}
+
+typedef struct totals {
+    uint64_t v[4];    /* entries, bytes, evictions, expired_removed */
+    uint64_t orig[4]; /* as read, so only changed ones are written */
+} totals;
+
+enum { T_ENTRIES, T_BYTES, T_EVICTIONS, T_EXPIRED };
+static const char *const totals_names[4] = {CTR_ENTRIES, CTR_BYTES, CTR_EVICTIONS, CTR_EXPIRED};
+
+/*
+ * Writers read the totals first, with DB_RMW: every transaction that changes
+ * the cache takes the write lock on the counters page before touching
+ * cache.db or expiry.db, so writers queue instead of deadlocking on each
+ * other's pages (cache misses are rare next to reads; serialising their
+ * stores costs nothing that matters).
+ */
+static int totals_read(store *s, DB_TXN *txn, totals *t, u_int32_t flags)
+{
+    for (int i = 0; i < 4; i++) {
+        int ret = ctr_read(s, txn, totals_names[i], flags, &t->v[i]);
+        if (ret)
+            return ret;
+        t->orig[i] = t->v[i];
+    }
+    return 0;
+}
+
+static int totals_write(store *s, DB_TXN *txn, const totals *t)
+{
+    for (int i = 0; i < 4; i++) {
+        if (t->v[i] == t->orig[i])
+            continue;
+        int ret = ctr_write(s, txn, totals_names[i], t->v[i]);
+        if (ret)
+            return ret;
+    }
+    return 0;
+}
+
+/* ---- entries ------------------------------------------------------------- */
+
+/*
+ * Deletes key's cache record and its expiry record and takes them off the
+ * totals. *found says whether there was a record. A record whose header is
+ * not ours is deleted too (it can't be served), with a warning.
+ */
+static int entry_remove(store *s, DB_TXN *txn, const uint8_t *key, totals *t, int *found)
+{
+    uint8_t h[HDR_LEN];
+    store_meta m;
+    DBT k, d;
+    *found = 0;
+    dbt_in(&k, key, STORE_KEY_LEN);
+    dbt_part(&d, h, 0, HDR_LEN);
+    int ret = s->cache->get(s->cache, txn, &k, &d, DB_RMW);
+    if (ret == DB_NOTFOUND)
+        return 0;
+    if (ret)
+        return ret;
+    *found = 1;
+    int good = hdr_decode(h, d.size, &m) == 0;
+    if ((ret = s->cache->del(s->cache, txn, &k, 0)) != 0)
+        return ret;
+    if (good) {
+        uint8_t ek[EXP_KEY_LEN];
+        DBT x;
+        exp_key(ek, m.expires, key);
+        dbt_in(&x, ek, sizeof ek);
+        ret = s->expiry->del(s->expiry, txn, &x, 0);
+        if (ret && ret != DB_NOTFOUND)
+            return ret;
+        t->v[T_BYTES] -= m.size < t->v[T_BYTES] ? m.size : t->v[T_BYTES];
+    } else {
+        rl_warn("store %s: dropped a cache record with an unknown header", s->home);
+    }
+    if (t->v[T_ENTRIES])
+        t->v[T_ENTRIES]--;
+    return 0;
+}
+
+/*
+ * Removes the entry closest to expiry (the first expiry record). *evicted is
+ * 0 when that record was an orphan (no cache entry), which is dropped.
+ * DB_NOTFOUND when the index is empty.
+ */
+static int evict_one(store *s, DB_TXN *txn, totals *t, int *evicted)
+{
+    DBC *c = NULL;
+    uint8_t ek[EXP_KEY_LEN];
+    DBT k, d;
+    *evicted = 0;
+    int ret = s->expiry->cursor(s->expiry, txn, &c, 0);
+    if (ret)
+        return ret;
+    dbt_out(&k, ek, sizeof ek);
+    dbt_part(&d, NULL, 0, 0);
+    ret = c->get(c, &k, &d, DB_FIRST | DB_RMW);
+    int closed = c->close(c);
+    if (ret || (ret = closed) != 0)
+        return ret;
+    if (k.size == EXP_KEY_LEN) {
+        if ((ret = entry_remove(s, txn, ek + 8, t, evicted)) != 0)
+            return ret;
+        if (*evicted)
+            return 0;
+    }
+    DBT x;
+    dbt_in(&x, ek, k.size);
+    ret = s->expiry->del(s->expiry, txn, &x, 0);
+    return ret == DB_NOTFOUND ? 0 : ret;
+}
+
+static int over_caps(const store *s, const totals *t, uint64_t len)
+{
+    if (s->max_entries && t->v[T_ENTRIES] + 1 > s->max_entries)
+        return 1;
+    return s->max_bytes && t->v[T_BYTES] + len > s->max_bytes;
+}
+
+typedef struct put_arg {
+    const uint8_t *key;
+    uint64_t expires;
+    const uint8_t *rec; /* header + value */
+    size_t rec_len;
+    uint64_t len; /* value bytes */
+} put_arg;
+
+static int put_body(store *s, DB_TXN *txn, op *o)
+{
+    put_arg *a = o->arg;
+    totals t;
+    int found, ret;
+    if ((ret = totals_read(s, txn, &t, DB_RMW)) != 0)
+        return ret;
+    if ((ret = entry_remove(s, txn, a->key, &t, &found)) != 0)
+        return ret;
+    while (over_caps(s, &t, a->len)) {
+        int evicted;
+        ret = evict_one(s, txn, &t, &evicted);
+        if (ret == DB_NOTFOUND) {
+            /* Nothing left to evict, yet the totals say we are over: they
+             * drifted (they can't under normal operation). Start again
+             * from an empty table rather than refusing every store. */
+            rl_warn("store %s: totals (%llu entries, %llu bytes) disagree with an empty "
+                    "expiry index; resetting them",
+                    s->home, (unsigned long long)t.v[T_ENTRIES],
+                    (unsigned long long)t.v[T_BYTES]);
+            t.v[T_ENTRIES] = t.v[T_BYTES] = 0;
+            break;
+        }
+        if (ret)
+            return ret;
+        if (evicted)
+            t.v[T_EVICTIONS]++;
+    }
+    DBT k, d;
+    dbt_in(&k, a->key, STORE_KEY_LEN);
+    dbt_in(&d, a->rec, a->rec_len);
+    if ((ret = s->cache->put(s->cache, txn, &k, &d, 0)) != 0)
+        return ret;
+    uint8_t ek[EXP_KEY_LEN];
+    DBT x, e;
+    exp_key(ek, a->expires, a->key);
+    dbt_in(&x, ek, sizeof ek);
+    dbt_in(&e, "", 0);
+    if ((ret = s->expiry->put(s->expiry, txn, &x, &e, 0)) != 0)
+        return ret;
+    t.v[T_ENTRIES]++;
+    t.v[T_BYTES] += a->len;
+    return totals_write(s, txn, &t);
+}
+
+rl_err store_cache_put(store *s, const uint8_t key[STORE_KEY_LEN], const store_meta *meta,
+                       const void *value, size_t len)
+{
+    if ((s->max_entry_bytes && len > s->max_entry_bytes) || (s->max_bytes && len > s->max_bytes) ||
+        len > UINT32_MAX - HDR_LEN)
+        return RL_TOO_LARGE;
+    uint8_t *rec = malloc(HDR_LEN + len);
+    if (!rec)
+        return RL_NOMEM;
+    store_meta m = {.created = meta->created, .expires = meta->expires, .hits = 0, .size = len};
+    hdr_encode(rec, &m);
+    if (len)
+        memcpy(rec + HDR_LEN, value, len);
+    put_arg a = {.key = key, .expires = meta->expires, .rec = rec, .rec_len = HDR_LEN + len,
+                 .len = len};
+    op o = {.what = "storing a cache entry", .body = put_body, .arg = &a};
+    rl_err e = op_run(s, &o);
+    free(rec);
+    return e;
+}
+
+typedef struct get_arg {
+    const uint8_t *key;
+    DBT data; /* DB_DBT_REALLOC: survives retries, freed by the caller */
+} get_arg;
+
+static int get_body(store *s, DB_TXN *txn, op *o)
+{
+    get_arg *a = o->arg;
+    DBT k;
+    dbt_in(&k, a->key, STORE_KEY_LEN);
+    return s->cache->get(s->cache, txn, &k, &a->data, 0);
+}
+
+rl_err store_cache_get(store *s, const uint8_t key[STORE_KEY_LEN], store_meta *meta, rl_buf *value)
+{
+    get_arg a = {.key = key};
+    a.data.flags = DB_DBT_REALLOC;
+    op o = {.what = "reading a cache entry", .body = get_body, .arg = &a};
+    rl_err e = op_run(s, &o);
+    if (e != RL_OK)
+        goto out;
+    store_meta m;
+    if (hdr_decode(a.data.data, a.data.size, &m) != 0 || a.data.size - HDR_LEN != m.size) {
+        rl_error("store %s: a cache entry has a damaged header; ignoring it", s->home);
+        e = RL_STORE;
+        goto out;
+    }
+    if (value && (e = rl_buf_append(value, (uint8_t *)a.data.data + HDR_LEN, (size_t)m.size)) !=
+                     RL_OK)
+        goto out;
+    if (meta)
+        *meta = m;
+out:
+    free(a.data.data);
+    return e;
+}
+
+static int touch_body(store *s, DB_TXN *txn, op *o)
+{
+    const uint8_t *key = o->arg;
+    uint8_t h[HDR_LEN], b[8];
+    store_meta m;
+    DBT k, d;
+    dbt_in(&k, key, STORE_KEY_LEN);
+    dbt_part(&d, h, 0, HDR_LEN);
+    int ret = s->cache->get(s->cache, txn, &k, &d, DB_RMW);
+    if (ret)
+        return ret;
+    if (hdr_decode(h, d.size, &m) != 0)
+        return DB_NOTFOUND; /* not an entry we can count hits on */
+    put64(b, m.hits + 1);
+    dbt_in(&d, b, sizeof b);
+    d.flags = DB_DBT_PARTIAL;
+    d.doff = HDR_OFF_HITS;
+    d.dlen = sizeof b;
+    return s->cache->put(s->cache, txn, &k, &d, 0);
+}
+
+rl_err store_cache_touch(store *s, const uint8_t key[STORE_KEY_LEN])
+{
+    op o = {.what = "counting a cache hit", .body = touch_body, .arg = (void *)key};
+    return op_run(s, &o);
+}
+
+static int del_body(store *s, DB_TXN *txn, op *o)
+{
+    totals t;
+    int found, ret;
+    if ((ret = totals_read(s, txn, &t, DB_RMW)) != 0)
+        return ret;
+    if ((ret = entry_remove(s, txn, o->arg, &t, &found)) != 0)
+        return ret;
+    if (!found)
+        return DB_NOTFOUND;
+    return totals_write(s, txn, &t);
+}
+
+rl_err store_cache_del(store *s, const uint8_t key[STORE_KEY_LEN])
+{
+    op o = {.what = "deleting a cache entry", .body = del_body, .arg = (void *)key};
+    return op_run(s, &o);
+}
+
+typedef struct purge_arg {
+    uint64_t cutoff;  /* purge_expired: entries with expires < cutoff go */
+    int all;          /* purge_all */
+    uint64_t removed; /* this batch */
+    int done;
+    uint8_t keys[PURGE_BATCH][EXP_KEY_LEN];
+} purge_arg;
+
+/* Collects up to PURGE_BATCH keys from the start of db (with write locks, as
+ * they are about to be deleted). When purging expired entries (the expiry
+ * index, !a->all), stops at the first record not older than cutoff.
+ * Returns the count in *n. */
+static int collect_keys(DB_TXN *txn, DB *db, size_t key_len, uint64_t cutoff,
+                        purge_arg *a, unsigned *n)
+{
+    DBC *c = NULL;
+    DBT k, d;
+    *n = 0;
+    int ret = db->cursor(db, txn, &c, 0);
+    if (ret)
+        return ret;
+    for (u_int32_t flag = DB_FIRST; *n < PURGE_BATCH; flag = DB_NEXT) {
+        uint8_t *out = a->keys[*n];
+        dbt_out(&k, out, EXP_KEY_LEN);
+        dbt_part(&d, NULL, 0, 0);
+        ret = c->get(c, &k, &d, flag | DB_RMW);
+        if (ret == DB_NOTFOUND) {
+            ret = 0;
+            break;
+        }
+        if (ret)
+            break;
+        if (k.size != key_len)
+            continue; /* not written by this code; leave it */
+        if (key_len == EXP_KEY_LEN && !a->all && get64(out) >= cutoff)
+            break;
+        ++*n;
+    }
+    int closed = c->close(c);
+    return ret ? ret : closed;
+}
+
+static int purge_body(store *s, DB_TXN *txn, op *o)
+{
+    purge_arg *a = o->arg;
+    totals t;
+    unsigned n;
+    int found, ret;
+    a->removed = 0;
+    a->done = 0;
+    if ((ret = totals_read(s, txn, &t, DB_RMW)) != 0)
+        return ret;
+    if (a->all) {
+        if ((ret = collect_keys(txn, s->cache, STORE_KEY_LEN, 0, a, &n)) != 0)
+            return ret;
+        for (unsigned i = 0; i < n; i++) {
+            if ((ret = entry_remove(s, txn, a->keys[i], &t, &found)) != 0)
+                return ret;
+            a->removed += (uint64_t)found;
+        }
+        if (n == 0) {
+            /* The table is empty: drop index orphans, if any, and make the
+             * totals agree with the emptiness. */
+            if ((ret = collect_keys(txn, s->expiry, EXP_KEY_LEN, 0, a, &n)) != 0)
+                return ret;
+            for (unsigned i = 0; i < n; i++) {
+                DBT x;
+                dbt_in(&x, a->keys[i], EXP_KEY_LEN);
+                if ((ret = s->expiry->del(s->expiry, txn, &x, 0)) != 0 && ret != DB_NOTFOUND)
+                    return ret;
+            }
+            if (n == 0) {
+                t.v[T_ENTRIES] = t.v[T_BYTES] = 0;
+                a->done = 1;
+            }
+        }
+    } else {
+        if ((ret = collect_keys(txn, s->expiry, EXP_KEY_LEN, a->cutoff, a, &n)) != 0)
+            return ret;
+        for (unsigned i = 0; i < n; i++) {
+            if ((ret = entry_remove(s, txn, a->keys[i] + 8, &t, &found)) != 0)
+                return ret;
+            if (found) {
+                a->removed++;
+                t.v[T_EXPIRED]++;
+            } else {
+                DBT x;
+                dbt_in(&x, a->keys[i], EXP_KEY_LEN);
+                if ((ret = s->expiry->del(s->expiry, txn, &x, 0)) != 0 && ret != DB_NOTFOUND)
+                    return ret;
+            }
+        }
+        a->done = n < PURGE_BATCH;
+    }
+    return totals_write(s, txn, &t);
+}
+
+/* Purges in transactions of PURGE_BATCH entries so that no transaction
+ * holds many locks or blocks writers for long. */
+static rl_err purge_run(store *s, purge_arg *a, const char *what, uint64_t *removed)
+{
+    uint64_t total = 0;
+    rl_err e = RL_OK;
+    op o = {.what = what, .body = purge_body, .arg = a};
+    do {
+        if ((e = op_run(s, &o)) != RL_OK)
+            break;
+        total += a->removed;
+    } while (!a->done);
+    if (removed)
+        *removed = total;
+    return e;
+}
+
+rl_err store_cache_purge_expired(store *s, uint64_t now, uint64_t grace, uint64_t *removed)
+{
+    purge_arg *a = calloc(1, sizeof *a);
+    if (!a)
+        return RL_NOMEM;
+    a->cutoff = now > grace ? now - grace : 0;
+    rl_err e = purge_run(s, a, "purging expired cache entries", removed);
+    free(a);
+    return e;
+}
+
+rl_err store_cache_purge_all(store *s, uint64_t *removed)
+{
+    purge_arg *a = calloc(1, sizeof *a);
+    if (!a)
+        return RL_NOMEM;
+    a->all = 1;
+    rl_err e = purge_run(s, a, "purging the cache", removed);
+    free(a);
+    return e;
+}
+
+typedef struct foreach_arg {
+    uint8_t last[STORE_KEY_LEN];
+    int started;
+    int done;
+    unsigned n;
+    struct {
+        uint8_t key[STORE_KEY_LEN];
+        store_meta meta;
+    } items[FOREACH_BATCH];
+} foreach_arg;
+
+/* Reads the next batch after a->last. Read-committed cursors release each
+ * page as they leave it, so a scan never holds up writers for long. */
+static int foreach_body(store *s, DB_TXN *txn, op *o)
+{
+    foreach_arg *a = o->arg;
+    DBC *c = NULL;
+    uint8_t kb[STORE_KEY_LEN], h[HDR_LEN];
+    DBT k, d;
+    a->n = 0;
+    a->done = 0;
+    int ret = s->cache->cursor(s->cache, txn, &c, DB_READ_COMMITTED);
+    if (ret)
+        return ret;
+    dbt_out(&k, kb, sizeof kb);
+    dbt_part(&d, h, 0, HDR_LEN);
+    if (a->started) {
+        memcpy(kb, a->last, sizeof kb);
+        k.size = sizeof kb;
+        ret = c->get(c, &k, &d, DB_SET_RANGE);
+        if (ret == 0 && k.size == sizeof kb && memcmp(kb, a->last, sizeof kb) == 0)
+            ret = c->get(c, &k, &d, DB_NEXT);
+    } else {
+        ret = c->get(c, &k, &d, DB_FIRST);
+    }
+    while (ret == 0 && a->n < FOREACH_BATCH) {
+        store_meta m;
+        if (k.size == STORE_KEY_LEN && hdr_decode(h, d.size, &m) == 0) {
+            memcpy(a->items[a->n].key, kb, STORE_KEY_LEN);
+            a->items[a->n].meta = m;
+            a->n++;
+        }
+        if (a->n < FOREACH_BATCH)
+            ret = c->get(c, &k, &d, DB_NEXT);
+    }
+    if (ret == DB_NOTFOUND) {
+        a->done = 1;
+        ret = 0;
+    }
+    int closed = c->close(c);
+    return ret ? ret : closed;
+}
+
+/* The callback runs with no transaction or lock held, so it may call back
+ * into the store (delete the entry it is shown, for instance). */
+rl_err store_cache_foreach(store *s,
+                           int (*fn)(void *ctx, const uint8_t key[STORE_KEY_LEN],
+                                     const store_meta *meta),
+                           void *ctx)
+{
+    rl_err e = RL_OK;
+    foreach_arg *a = calloc(1, sizeof *a);
+    if (!a)
+        return RL_NOMEM;
+    op o = {.what = "listing cache entries", .body = foreach_body, .arg = a};
+    for (;;) {
+        if ((e = op_run(s, &o)) != RL_OK)
+            break;
+        for (unsigned i = 0; i < a->n; i++)
+            if (fn(ctx, a->items[i].key, &a->items[i].meta) != 0)
+                goto out;
+        if (a->done || a->n == 0)
+            break;
+        memcpy(a->last, a->items[a->n - 1].key, STORE_KEY_LEN);
+        a->started = 1;
+    }
+out:
+    free(a);
+    return e;
+}
+
+static int stats_body(store *s, DB_TXN *txn, op *o)
+{
+    totals t;
+    int ret = totals_read(s, txn, &t, 0);
+    if (ret == 0)
+        memcpy(o->arg, t.v, sizeof t.v);
+    return ret;
+}
+
+rl_err store_stats_get(store *s, store_stats *out)
+{
+    uint64_t v[4];
+    op o = {.what = "reading store statistics", .body = stats_body, .arg = v};
+    rl_err e = op_run(s, &o);
+    if (e != RL_OK)
+        return e;
+    out->entries = v[T_ENTRIES];
+    out->bytes = v[T_BYTES];
+    out->evictions = v[T_EVICTIONS];
+    out->expired_removed = v[T_EXPIRED];
+    return RL_OK;
+}
+
+/* ---- named counters ------------------------------------------------------ */
+
+typedef struct counter_arg {
+    const char *name;
+    int64_t delta;
+    uint64_t value;
+} counter_arg;
+
+static int counter_add_body(store *s, DB_TXN *txn, op *o)
+{
+    counter_arg *a = o->arg;
+    uint64_t v;
+    int ret = ctr_read(s, txn, a->name, DB_RMW, &v);
+    if (ret)
+        return ret;
+    return ctr_write(s, txn, a->name, v + (uint64_t)a->delta);
+}
+
+static int counter_get_body(store *s, DB_TXN *txn, op *o)
+{
+    counter_arg *a = o->arg;
+    return ctr_read(s, txn, a->name, 0, &a->value);
+}
+
+static int counter_name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > COUNTER_NAME_MAX) {
+        rl_error("store: invalid counter name (empty or longer than %d)", COUNTER_NAME_MAX);
+        return 0;
+    }
+    return 1;
+}
+
+rl_err store_counter_add(store *s, const char *name, int64_t delta)
+{
+    if (!counter_name_ok(name))
+        return RL_INTERNAL;
+    if (strncmp(name, CTR_RESERVED_PREFIX, sizeof CTR_RESERVED_PREFIX - 1) == 0) {
+        rl_error("store: counter %s is maintained by the store and cannot be changed", name);
+        return RL_INTERNAL;
+    }
+    counter_arg a = {.name = name, .delta = delta};
+    op o = {.what = "updating a counter", .body = counter_add_body, .arg = &a};
+    return op_run(s, &o);
+}
+
+rl_err store_counter_get(store *s, const char *name, uint64_t *value)
+{
+    if (!counter_name_ok(name))
+        return RL_INTERNAL;
+    counter_arg a = {.name = name};
+    op o = {.what = "reading a counter", .body = counter_get_body, .arg = &a};
+    rl_err e = op_run(s, &o);
+    if (e == RL_OK)
+        *value = a.value;
+    return e;
+}
+
+/* ---- maintenance ---------------------------------------------------------- */
+
+/* The first failchk call after a death may do the cleanup and still return
+ * EBUSY (seen on this platform); the second call reports the real state. */
+static int failchk_body(store *s, DB_TXN *txn, op *o)
+{
+    (void)txn;
+    (void)o;
+    int ret = s->env->failchk(s->env, 0);
+    if (ret == EBUSY)
+        ret = s->env->failchk(s->env, 0);
+    if (ret == EBUSY) {
+        rl_warn("store %s: failchk still busy; will retry on the next maintenance run", s->home);
+        ret = 0;
+    }
+    return ret;
+}
+
+static int checkpoint_body(store *s, DB_TXN *txn, op *o)
+{
+    (void)txn;
+    (void)o;
+    return s->env->txn_checkpoint(s->env, CHECKPOINT_KB, CHECKPOINT_MIN, 0);
+}
+
+rl_err store_maintain(store *s, uint64_t now)
+{
+    op fc = {.what = "freeing what dead processes held (failchk)", .body = failchk_body,
+             .no_txn = 1};
+    rl_err e = op_run(s, &fc);
+    op cp = {.what = "checkpointing", .body = checkpoint_body, .no_txn = 1};
+    rl_err e2 = op_run(s, &cp);
+    if (e == RL_OK)
+        e = e2;
+
+    uint64_t last = atomic_load(&s->last_purge);
+    if ((last == 0 || now >= last + PURGE_INTERVAL || now < last) &&
+        atomic_compare_exchange_strong(&s->last_purge, &last, now)) {
+        uint64_t removed = 0;
+        e2 = store_cache_purge_expired(s, now, PURGE_GRACE, &removed);
+        if (e == RL_OK)
+            e = e2;
+        if (removed)
+            rl_info("store %s: purged %llu expired entries", s->home,
+                    (unsigned long long)removed);
+    }
+    return e;
+}
+
+/* ---- the secret check ------------------------------------------------------- */
+
+/*
+ * Why a check file. Opening with DB_RECOVER and the wrong password crashed
+ * libdb when no regions existed (recovery decrypts the logs with the key it
+ * was given), so the secret must be verified before env->open. check.db is
+ * a tiny database outside the environment, encrypted by Berkeley DB itself
+ * (AES + HMAC over each page) with the store's secret, holding one known
+ * record. It is written once, before the environment is first created, and
+ * never again, so any process can open it read-only on its own, at any
+ * time: a wrong secret fails its page checksum cleanly (EINVAL). Being
+ * Berkeley DB's own encryption, it reveals no more about the secret than
+ * the store's databases already do, and it needs no other crypto library.
+ */
+static int check_open(store *s, const char *path, u_int32_t flags, DB **out)
+{
+    DB *db = NULL;
+    *out = NULL;
+    int ret = db_create(&db, NULL, 0);
+    if (ret)
+        return ret;
+    db->set_errcall(db, bdb_errcall);
+    if ((ret = db->set_encrypt(db, s->secret, DB_ENCRYPT_AES)) == 0)
+        ret = db->open(db, NULL, path, NULL, DB_BTREE, flags, 0600);
+    if (ret) {
+        (void)db->close(db, 0);
+        return ret;
+    }
+    *out = db;
+    return 0;
+}
+
+static rl_err check_verify(store *s, const char *path)
+{
+    DB *db = NULL;
+    char val[sizeof CHECK_VALUE];
+    DBT k, d;
+    int ret = check_open(s, path, DB_RDONLY, &db);
+    if (ret == 0) {
+        dbt_in(&k, CHECK_KEY, sizeof CHECK_KEY - 1);
+        dbt_out(&d, val, sizeof val);
+        ret = db->get(db, NULL, &k, &d, 0);
+        if (ret == 0 &&
+            (d.size != sizeof CHECK_VALUE - 1 || memcmp(val, CHECK_VALUE, d.size) != 0))
+            ret = EINVAL;
+        (void)db->close(db, 0);
+    }
+    if (ret) {
+        rl_error("store %s: the secret in the key file does not open this store (%s: %s); "
+                 "is it the key file the store was created with?",
+                 s->home, path, db_strerror(ret));
+        return RL_STORE;
+    }
+    return RL_OK;
+}
+
+/* Whether the home holds databases or logs of an existing environment. */
+static int home_has_data(const char *home)
+{
+    int found = 0;
+    DIR *d = opendir(home);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, "cache.db") == 0 || strcmp(e->d_name, "expiry.db") == 0 ||
+            strcmp(e->d_name, "counters.db") == 0 || strncmp(e->d_name, "log.", 4) == 0)
+            found = 1;
+    }
+    closedir(d);
+    return found;
+}
+
+/* Creates check.db under a temporary name and link()s it into place, which
+ * fails with EEXIST if another process was first: then theirs is verified. */
+static rl_err check_create(store *s, const char *path)
+{
+    rl_err e = RL_STORE;
+    DB *db = NULL;
+    rl_buf tmp;
+    rl_buf_init(&tmp, 0);
+    if (rl_buf_printf(&tmp, "%s.tmp.%ld", path, (long)getpid()) != RL_OK) {
+        e = RL_NOMEM;
+        goto out;
+    }
+    (void)unlink(tmp.data);
+    int ret = check_open(s, tmp.data, DB_CREATE | DB_EXCL, &db);
+    if (ret == 0) {
+        DBT k, d;
+        dbt_in(&k, CHECK_KEY, sizeof CHECK_KEY - 1);
+        dbt_in(&d, CHECK_VALUE, sizeof CHECK_VALUE - 1);
+        ret = db->put(db, NULL, &k, &d, 0);
+        int closed = db->close(db, 0); /* writes the pages out */
+        if (ret == 0)
+            ret = closed;
+    }
+    if (ret) {
+        bdb_fail(s->home, "creating the check file", ret);
+        goto out;
+    }
+    int fd = open(tmp.data, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        rl_error("store %s: syncing %s: %s", s->home, tmp.data, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        goto out;
+    }
+    close(fd);
+    if (link(tmp.data, path) != 0) {
+        if (errno != EEXIST) {
+            rl_error("store %s: creating %s: %s", s->home, path, strerror(errno));
+            goto out;
+        }
+        e = check_verify(s, path);
+        goto out;
+    }
+    e = RL_OK;
+out:
+    if (tmp.data)
+        (void)unlink(tmp.data);
+    rl_buf_release(&tmp);
+    return e;
+}
+
+static rl_err check_secret(store *s)
+{
+    rl_err e;
+    rl_buf path;
+    rl_buf_init(&path, 0);
+    if (rl_buf_printf(&path, "%s/%s", s->home, CHECK_FILE) != RL_OK) {
+        e = RL_NOMEM;
+        goto out;
+    }
+    struct stat st;
+    if (stat(path.data, &st) == 0) {
+        e = check_verify(s, path.data);
+        goto out;
+    }
+    if (errno != ENOENT) {
+        rl_error("store %s: cannot stat %s: %s", s->home, path.data, strerror(errno));
+        e = RL_STORE;
+        goto out;
+    }
+    if (home_has_data(s->home)) {
+        rl_error("store %s: the store has data but no %s, so the secret cannot be checked "
+                 "before recovery; restore the file, or remove the store to start empty",
+                 s->home, CHECK_FILE);
+        e = RL_STORE;
+        goto out;
+    }
+    e = check_create(s, path.data);
+out:
+    rl_buf_release(&path);
+    return e;
+}
+
+/* ---- open, close, remove ----------------------------------------------------- */
+
+rl_err store_open(const store_options *opt, store **out)
+{
+    rl_err e;
+    int claimed = 0;
+    *out = NULL;
+    if (!opt || !opt->home || !*opt->home || !opt->key_file || !*opt->key_file) {
+        rl_error("store: home and key_file must be configured");
+        return RL_CONFIG;
+    }
+    store *s = calloc(1, sizeof *s);
+    if (!s)
+        return RL_NOMEM;
+    /* Writer preference: a reopen must not wait behind a stream of new
+     * operations. No operation takes the read lock twice, so the
+     * non-recursive kind is safe. */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    s->max_bytes = opt->max_bytes;
+    s->max_entries = opt->max_entries;
+    s->max_entry_bytes = opt->max_entry_bytes;
+    s->cache_mb = opt->cache_mb ? opt->cache_mb : 16;
+    s->threads = (uint32_t)(opt->max_threads > 16 ? opt->max_threads : 16) + 8;
+
+    if ((e = store_mkdirs(opt->home, 0700)) != RL_OK) {
+        e = RL_STORE;
+        goto fail;
+    }
+    s->home = realpath(opt->home, NULL);
+    if (!s->home) {
+        rl_error("store: cannot resolve %s: %s", opt->home, strerror(errno));
+        e = RL_STORE;
+        goto fail;
+    }
+    int rc = homes_claim(s->home);
+    if (rc != 0) {
+        if (rc > 0)
+            rl_error("store %s: already open in this process; share that handle", s->home);
+        e = rc > 0 ? RL_STORE : RL_NOMEM;
+        goto fail;
+    }
+    claimed = 1;
+    if ((e = store_keyfile_read(opt->key_file, &s->secret, &s->secret_len)) != RL_OK) {
+        if (e != RL_NOMEM)
+            e = RL_STORE;
+        goto fail;
+    }
+    if ((e = check_secret(s)) != RL_OK)
+        goto fail;
+    s->shm_key = shm_key_for(s->home);
+    if (env_open(s) != 0) {
+        e = RL_STORE;
+        goto fail;
+    }
+    *out = s;
+    return RL_OK;
+fail:
+    if (claimed)
+        homes_release(s->home);
+    store_secret_free(s->secret, s->secret_len);
+    free(s->home);
+    pthread_rwlock_destroy(&s->lock);
+    free(s);
+    return e;
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    env_close(s, 0);
+    homes_release(s->home);
+    store_secret_free(s->secret, s->secret_len);
+    free(s->home);
+    pthread_rwlock_destroy(&s->lock);
+    free(s);
+}
+
+/*
+ * DB_ENV->remove finds the segments through __db.001. If that file is gone
+ * the segments would leak, so the keys this home hashes to are swept too:
+ * a segment there is removed only if we own it and nobody is attached.
+ */
+rl_err store_remove(const store_options *opt)
+{
+    rl_err e = RL_OK;
+    DB_ENV *env = NULL;
+    if (!opt || !opt->home || !*opt->home) {
+        rl_error("store: home must be configured");
+        return RL_CONFIG;
+    }
+    char *home = realpath(opt->home, NULL);
+    if (!home) {
+        if (errno == ENOENT)
+            return RL_OK;
+        rl_error("store: cannot resolve %s: %s", opt->home, strerror(errno));
+        return RL_STORE;
+    }
+    if (homes_contains(home)) {
+        rl_error("store %s: cannot remove an environment this process has open", home);
+        e = RL_STORE;
+        goto out;
+    }
+    long key = shm_key_for(home);
+    int ret = db_env_create(&env, 0);
+    if (ret == 0) {
+        env->set_errcall(env, bdb_errcall);
+        ret = env->set_shm_key(env, key);
+        int removed = env->remove(env, home, DB_FORCE); /* frees env in any case */
+        if (ret == 0)
+            ret = removed;
+    }
+    if (ret && ret != ENOENT) {
+        bdb_fail(home, "removing the environment's regions", ret);
+        e = RL_STORE;
+    }
+    for (long k = key; k < key + SHM_KEY_SPAN; k++) {
+        int id = shmget((key_t)k, 0, 0);
+        struct shmid_ds ds;
+        if (id < 0 || shmctl(id, IPC_STAT, &ds) != 0)
+            continue;
+        if (ds.shm_nattch == 0 && ds.shm_perm.uid == geteuid() && shmctl(id, IPC_RMID, NULL) == 0)
+            rl_info("store %s: removed leftover shared memory segment %d", home, id);
+    }
+out:
+    free(home);
+    return e;
+}

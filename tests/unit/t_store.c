@@ -1,0 +1,745 @@
+/*
+ * t_store.c — the Berkeley DB store: key file, entries, caps and eviction,
+ * purges, counters, encryption at rest, several processes, and a process
+ * killed with SIGKILL in the middle of its writes.
+ *
+ * Time is passed in (meta->created/expires, now): nothing sleeps for expiry.
+ * The only pauses are the few milliseconds before a SIGKILL, to hit the
+ * victim at a random moment. Everything lives in a mkdtemp directory, and
+ * the SysV segments the test's processes created are checked gone at the end.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "tests/unit/tap.h"
+
+#define MARKER "PLAINTEXT-MARKER-7f3a9c-relay-test"
+#define CHILDREN 3
+#define CHILD_ITERS 400
+#define KILL_ROUNDS 4
+
+static char tmp[64];
+static char home[128], keyfile[160], keyfile2[160], keyfile_open[160];
+static pid_t pids[64]; /* every process of this test, for the segment check */
+static int npids;
+
+static void remember_pid(pid_t p)
+{
+    if (npids < (int)(sizeof pids / sizeof pids[0]))
+        pids[npids++] = p;
+}
+
+static void mkkey(uint8_t k[STORE_KEY_LEN], uint32_t n)
+{
+    /* Big-endian first bytes: key order follows n. */
+    for (int i = 0; i < STORE_KEY_LEN; i++)
+        k[i] = (uint8_t)(0x5a ^ (i * 7));
+    k[0] = (uint8_t)(n >> 24);
+    k[1] = (uint8_t)(n >> 16);
+    k[2] = (uint8_t)(n >> 8);
+    k[3] = (uint8_t)n;
+}
+
+static store_options opts(uint64_t max_bytes, uint64_t max_entries, uint64_t max_entry_bytes)
+{
+    store_options o = {.home = home,
+                       .key_file = keyfile,
+                       .max_bytes = max_bytes,
+                       .max_entries = max_entries,
+                       .max_entry_bytes = max_entry_bytes,
+                       .cache_mb = 8,
+                       .max_threads = 16};
+    return o;
+}
+
+static rl_err put_n(store *s, uint32_t n, uint64_t expires, size_t len)
+{
+    uint8_t k[STORE_KEY_LEN];
+    mkkey(k, n);
+    char *v = malloc(len + 1);
+    if (!v)
+        return RL_NOMEM;
+    memset(v, 'a' + (int)(n % 26), len);
+    store_meta m = {.created = 1000, .expires = expires};
+    rl_err e = store_cache_put(s, k, &m, v, len);
+    free(v);
+    return e;
+}
+
+static rl_err get_n(store *s, uint32_t n, store_meta *m)
+{
+    uint8_t k[STORE_KEY_LEN];
+    mkkey(k, n);
+    rl_buf b;
+    rl_buf_init(&b, 0);
+    rl_err e = store_cache_get(s, k, m, &b);
+    rl_buf_release(&b);
+    return e;
+}
+
+struct scan {
+    uint64_t entries, bytes;
+    int ordered;
+    uint8_t last[STORE_KEY_LEN];
+    int stop_after; /* stop when this many seen; 0 = never */
+    store *del_from; /* delete every second entry from the callback */
+};
+
+static int scan_fn(void *ctx, const uint8_t key[STORE_KEY_LEN], const store_meta *meta)
+{
+    struct scan *sc = ctx;
+    if (sc->entries && memcmp(sc->last, key, STORE_KEY_LEN) >= 0)
+        sc->ordered = 0;
+    memcpy(sc->last, key, STORE_KEY_LEN);
+    sc->entries++;
+    sc->bytes += meta->size;
+    if (sc->del_from && sc->entries % 2 == 0)
+        store_cache_del(sc->del_from, key);
+    return sc->stop_after && sc->entries >= (uint64_t)sc->stop_after;
+}
+
+static struct scan scan_all(store *s)
+{
+    struct scan sc = {.ordered = 1};
+    rl_err e = store_cache_foreach(s, scan_fn, &sc);
+    if (e != RL_OK)
+        sc.entries = UINT64_MAX;
+    return sc;
+}
+
+/* Stats must agree with what a full scan sees. */
+static void check_consistent(store *s, const char *what)
+{
+    store_stats st;
+    char msg[160];
+    is_int(store_stats_get(s, &st), RL_OK, "stats readable");
+    struct scan sc = scan_all(s);
+    snprintf(msg, sizeof msg, "%s: stats.entries matches a scan", what);
+    is_int(st.entries, sc.entries, msg);
+    snprintf(msg, sizeof msg, "%s: stats.bytes matches a scan", what);
+    is_int(st.bytes, sc.bytes, msg);
+}
+
+/* Does any file under dir contain needle? Reads every byte of every file. */
+static int tree_contains(const char *dir, const void *needle, size_t n, char *which, size_t wlen)
+{
+    int found = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    struct dirent *e;
+    while (!found && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(path, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            found = tree_contains(path, needle, n, which, wlen) == 1;
+            continue;
+        }
+        if (!S_ISREG(st.st_mode))
+            continue;
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            continue;
+        char *buf = malloc((size_t)st.st_size + 1);
+        size_t got = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
+        fclose(f);
+        if (buf && memmem(buf, got, needle, n)) {
+            found = 1;
+            snprintf(which, wlen, "%s", path);
+        }
+        free(buf);
+    }
+    closedir(d);
+    return found;
+}
+
+/* Segments in /proc/sysvipc/shm created by this test's processes. */
+static int our_segments(void)
+{
+    FILE *f = fopen("/proc/sysvipc/shm", "r");
+    if (!f)
+        return -1;
+    char line[512];
+    int n = 0;
+    if (!fgets(line, sizeof line, f)) {
+        fclose(f);
+        return -1;
+    }
+    while (fgets(line, sizeof line, f)) {
+        long long key, shmid, perms, size, cpid;
+        if (sscanf(line, "%lld %lld %lld %lld %lld", &key, &shmid, &perms, &size, &cpid) != 5)
+            continue;
+        for (int i = 0; i < npids; i++)
+            if (pids[i] == (pid_t)cpid)
+                n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static int write_file(const char *path, const char *text, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    if (fd < 0)
+        return -1;
+    size_t n = strlen(text);
+    int rc = write(fd, text, n) == (ssize_t)n ? 0 : -1;
+    if (fchmod(fd, mode) != 0)
+        rc = -1;
+    close(fd);
+    return rc;
+}
+
+/* ---- child processes: exit status 0 = all good, else the failing step -- */
+
+static int child_worker(int id)
+{
+    store_options o = opts(0, 0, 0);
+    store *s = NULL;
+    if (store_open(&o, &s) != RL_OK)
+        return 10;
+    int rc = 0;
+    for (int i = 0; i < CHILD_ITERS && !rc; i++) {
+        uint8_t k[STORE_KEY_LEN];
+        char val[64];
+        mkkey(k, 0x10000000u + (uint32_t)id * 0x10000u + (uint32_t)(i % 40));
+        int len = snprintf(val, sizeof val, "child %d iteration %d", id, i);
+        store_meta m = {.created = 1000, .expires = 5000 + (uint64_t)i};
+        if (store_cache_put(s, k, &m, val, (size_t)len) != RL_OK) {
+            rc = 11;
+            break;
+        }
+        rl_buf b;
+        rl_buf_init(&b, 0);
+        store_meta got;
+        if (store_cache_get(s, k, &got, &b) != RL_OK || b.len != (size_t)len ||
+            memcmp(b.data, val, (size_t)len) != 0 || got.expires != m.expires)
+            rc = 12;
+        rl_buf_release(&b);
+        if (!rc && store_counter_add(s, "test.sum", 1) != RL_OK)
+            rc = 13;
+        if (!rc && store_counter_add(s, "test.sum2", 2) != RL_OK)
+            rc = 14;
+    }
+    store_close(s);
+    return rc;
+}
+
+/* Writes as fast as it can until killed; reports readiness on fd. */
+static int child_busy(int fd)
+{
+    store_options o = opts(0, 0, 0);
+    store *s = NULL;
+    if (store_open(&o, &s) != RL_OK)
+        return 10;
+    char val[2048];
+    memset(val, 'z', sizeof val);
+    for (uint32_t i = 0;; i++) {
+        uint8_t k[STORE_KEY_LEN];
+        mkkey(k, 0x20000000u + i % 300);
+        store_meta m = {.created = 1000, .expires = 3000 + i % 1000};
+        if (store_cache_put(s, k, &m, val, sizeof val - (i % 1000)) != RL_OK)
+            return 11;
+        if (store_counter_add(s, "test.busy", 1) != RL_OK)
+            return 12;
+        if (i % 3 == 0 && store_cache_del(s, k) != RL_OK)
+            return 13;
+        if (i == 50 && write(fd, "r", 1) != 1)
+            return 14;
+    }
+}
+
+/* A process arriving after a crash: its open runs recovery. */
+static int child_fresh(uint64_t min_busy)
+{
+    store_options o = opts(0, 0, 0);
+    store *s = NULL;
+    if (store_open(&o, &s) != RL_OK)
+        return 10;
+    int rc = 0;
+    uint64_t busy = 0;
+    if (store_counter_get(s, "test.busy", &busy) != RL_OK || busy < min_busy)
+        rc = 11;
+    if (!rc && put_n(s, 0x30000000u, 9000, 100) != RL_OK)
+        rc = 12;
+    store_meta m;
+    if (!rc && (get_n(s, 0x30000000u, &m) != RL_OK || m.size != 100))
+        rc = 13;
+    if (!rc && store_counter_add(s, "test.fresh", 1) != RL_OK)
+        rc = 14;
+    store_close(s);
+    return rc;
+}
+
+static pid_t spawn(int (*fn)(int), int arg)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t p = fork();
+    if (p == 0)
+        _exit(fn(arg));
+    if (p > 0)
+        remember_pid(p);
+    return p;
+}
+
+static int child_fresh_int(int min_busy) { return child_fresh((uint64_t)min_busy); }
+
+static int wait_status(pid_t p)
+{
+    int st;
+    if (waitpid(p, &st, 0) != p)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+/* ---- the tests ------------------------------------------------------------ */
+
+static void test_keyfile(void)
+{
+    struct stat st;
+    char *dir = strdup(keyfile);
+    *strrchr(dir, '/') = '\0';
+    is_int(store_keyfile_ensure(keyfile), RL_OK, "keyfile: created with missing parents");
+    is_int(stat(keyfile, &st), 0, "keyfile: exists");
+    is_int(st.st_mode & 0777, 0600, "keyfile: mode 0600");
+    is_int(st.st_size, 65, "keyfile: 64 hex digits and a newline");
+    is_int(stat(dir, &st), 0, "keyfile: parent exists");
+    is_int(st.st_mode & 0777, 0700, "keyfile: parent mode 0700");
+    free(dir);
+
+    char before[128] = {0}, after[128] = {0};
+    FILE *f = fopen(keyfile, "r");
+    ok(f && fgets(before, sizeof before, f), "keyfile: readable");
+    if (f)
+        fclose(f);
+    size_t hex = strspn(before, "0123456789abcdef");
+    is_int(hex, 64, "keyfile: hex encoded");
+    is_int(store_keyfile_ensure(keyfile), RL_OK, "keyfile: second ensure succeeds");
+    f = fopen(keyfile, "r");
+    ok(f && fgets(after, sizeof after, f), "keyfile: still readable");
+    if (f)
+        fclose(f);
+    is_str(after, before, "keyfile: not overwritten");
+
+    is_int(store_keyfile_ensure(keyfile2), RL_OK, "keyfile: a second key");
+    FILE *g = fopen(keyfile2, "r");
+    char other[128] = {0};
+    ok(g && fgets(other, sizeof other, g), "keyfile: second key readable");
+    if (g)
+        fclose(g);
+    ok(strcmp(other, before) != 0, "keyfile: two keys differ");
+}
+
+static void test_basic(void)
+{
+    store_options o = opts(0, 0, 4096);
+    store *s = NULL;
+    is_int(store_open(&o, &s), RL_OK, "open");
+    if (!s)
+        return;
+    store *s2 = NULL;
+    is_int(store_open(&o, &s2), RL_STORE, "a second handle in the same process is refused");
+    ok(s2 == NULL, "no handle on failure");
+
+    uint8_t k[STORE_KEY_LEN];
+    mkkey(k, 1);
+    store_meta m = {.created = 100, .expires = 200, .hits = 99};
+    is_int(store_cache_put(s, k, &m, "hello world", 11), RL_OK, "put");
+    rl_buf b;
+    rl_buf_init(&b, 0);
+    rl_buf_puts(&b, "pre:");
+    store_meta got = {0};
+    is_int(store_cache_get(s, k, &got, &b), RL_OK, "get");
+    is_str(b.data, "pre:hello world", "get appends the value");
+    is_int(got.created, 100, "meta.created kept");
+    is_int(got.expires, 200, "meta.expires kept");
+    is_int(got.hits, 0, "meta.hits starts at 0");
+    is_int(got.size, 11, "meta.size filled in");
+
+    is_int(store_cache_touch(s, k), RL_OK, "touch");
+    is_int(store_cache_touch(s, k), RL_OK, "touch again");
+    rl_buf_reset(&b);
+    is_int(store_cache_get(s, k, &got, &b), RL_OK, "get after touch");
+    is_int(got.hits, 2, "hits counted");
+    is_str(b.data, "hello world", "value intact after touch");
+
+    rl_buf small;
+    rl_buf_init(&small, 4);
+    is_int(store_cache_get(s, k, NULL, &small), RL_TOO_LARGE, "get into a too small buffer");
+    rl_buf_release(&small);
+
+    m.expires = 300;
+    is_int(store_cache_put(s, k, &m, "bye", 3), RL_OK, "replace");
+    rl_buf_reset(&b);
+    is_int(store_cache_get(s, k, &got, &b), RL_OK, "get replaced");
+    is_str(b.data, "bye", "replaced value");
+    is_int(got.hits, 0, "replace resets hits");
+    store_stats st;
+    is_int(store_stats_get(s, &st), RL_OK, "stats");
+    is_int(st.entries, 1, "replace keeps one entry");
+    is_int(st.bytes, 3, "replace updates bytes");
+
+    is_int(store_cache_del(s, k), RL_OK, "del");
+    is_int(store_cache_get(s, k, &got, &b), RL_NOTFOUND, "get after del");
+    is_int(store_cache_del(s, k), RL_NOTFOUND, "del of a missing key");
+    is_int(store_cache_touch(s, k), RL_NOTFOUND, "touch of a missing key");
+    mkkey(k, 424242);
+    is_int(store_cache_get(s, k, &got, &b), RL_NOTFOUND, "get of a never stored key");
+    rl_buf_release(&b);
+
+    char *big = calloc(1, 4097);
+    is_int(store_cache_put(s, k, &m, big, 4097), RL_TOO_LARGE, "value over max_entry_bytes");
+    is_int(store_cache_put(s, k, &m, big, 4096), RL_OK, "value at max_entry_bytes");
+    is_int(store_cache_put(s, k, &m, "", 0), RL_OK, "empty value");
+    rl_buf_init(&b, 0);
+    is_int(store_cache_get(s, k, &got, &b), RL_OK, "get empty value");
+    is_int(b.len, 0, "empty value is empty");
+    rl_buf_release(&b);
+    free(big);
+
+    /* counters */
+    uint64_t v = 1;
+    is_int(store_counter_get(s, "never.added", &v), RL_OK, "missing counter reads");
+    is_int(v, 0, "missing counter is 0");
+    is_int(store_counter_add(s, "c.hits", 5), RL_OK, "counter add");
+    is_int(store_counter_add(s, "c.hits", -2), RL_OK, "counter add negative");
+    is_int(store_counter_get(s, "c.hits", &v), RL_OK, "counter get");
+    is_int(v, 3, "counter value");
+    is_int(store_counter_add(s, "store.entries", 1), RL_INTERNAL, "reserved counter refused");
+    is_int(store_counter_add(s, "", 1), RL_INTERNAL, "empty counter name refused");
+    is_int(store_stats_get(s, &st), RL_OK, "stats");
+    is_int(store_counter_get(s, "store.entries", &v), RL_OK, "store.entries readable");
+    is_int(v, st.entries, "store.entries is stats.entries");
+
+    /* purge_all and foreach over more than one batch */
+    uint64_t removed = 0;
+    is_int(store_cache_purge_all(s, &removed), RL_OK, "purge_all");
+    is_int(removed, 1, "purge_all count");
+    for (uint32_t i = 0; i < 150; i++)
+        if (put_n(s, (i * 7919u) % 1000u, 1000 + i, 10 + i) != RL_OK)
+            break;
+    struct scan sc = scan_all(s);
+    is_int(sc.entries, 150, "foreach sees every entry");
+    ok(sc.ordered, "foreach in key order");
+    check_consistent(s, "after 150 puts");
+    struct scan stop = {.ordered = 1, .stop_after = 7};
+    is_int(store_cache_foreach(s, scan_fn, &stop), RL_OK, "foreach with early stop");
+    is_int(stop.entries, 7, "foreach stops when fn returns non-zero");
+    struct scan del = {.ordered = 1, .del_from = s};
+    is_int(store_cache_foreach(s, scan_fn, &del), RL_OK, "foreach deleting from its callback");
+    is_int(del.entries, 150, "foreach visits all while deleting");
+    check_consistent(s, "after deleting from foreach");
+    is_int(store_stats_get(s, &st), RL_OK, "stats");
+    is_int(st.entries, 75, "every second entry deleted");
+    is_int(store_cache_purge_all(s, &removed), RL_OK, "purge_all");
+    is_int(removed, 75, "purge_all removed the rest");
+    is_int(store_stats_get(s, &st), RL_OK, "stats");
+    is_int(st.entries, 0, "empty after purge_all");
+    is_int(st.bytes, 0, "no bytes after purge_all");
+
+    /* purge_expired with grace */
+    put_n(s, 1, 100, 10);
+    put_n(s, 2, 200, 20);
+    put_n(s, 3, 300, 30);
+    is_int(store_cache_purge_expired(s, 50, 100, &removed), RL_OK, "purge with grace > now");
+    is_int(removed, 0, "nothing expired before 0");
+    is_int(store_cache_purge_expired(s, 250, 100, &removed), RL_OK, "purge now=250 grace=100");
+    is_int(removed, 1, "only the entry expired before 150 removed");
+    store_meta gm;
+    is_int(get_n(s, 1, &gm), RL_NOTFOUND, "expired entry gone");
+    is_int(get_n(s, 2, &gm), RL_OK, "entry within grace kept");
+    is_int(store_cache_purge_expired(s, 250, 0, &removed), RL_OK, "purge now=250 grace=0");
+    is_int(removed, 1, "entry expired at 200 removed");
+    is_int(get_n(s, 3, &gm), RL_OK, "fresh entry kept");
+    is_int(store_stats_get(s, &st), RL_OK, "stats");
+    is_int(st.expired_removed, 2, "stats.expired_removed");
+    check_consistent(s, "after purges");
+
+    /* store_maintain purges entries an hour past expiry */
+    is_int(store_maintain(s, 300 + 3600 + 10), RL_OK, "maintain");
+    is_int(get_n(s, 3, &gm), RL_NOTFOUND, "maintain purged the long expired entry");
+    is_int(store_stats_get(s, &st), RL_OK, "stats");
+    is_int(st.entries, 0, "empty after maintain");
+
+    /* the marker stays stored for the persistence and plaintext checks */
+    mkkey(k, 777);
+    store_meta mm = {.created = 1, .expires = UINT64_MAX - 1};
+    is_int(store_cache_put(s, k, &mm, MARKER, strlen(MARKER)), RL_OK, "put marker");
+    is_int(store_counter_add(s, "c.persist", 41), RL_OK, "counter before close");
+    is_int(store_maintain(s, 5000), RL_OK, "maintain checkpoints");
+    store_close(s);
+}
+
+static void test_caps(void)
+{
+    store_options o = opts(0, 3, 0);
+    store *s = NULL;
+    is_int(store_open(&o, &s), RL_OK, "open creates the store (max_entries=3)");
+    if (!s)
+        return;
+    uint64_t removed;
+    store_stats st0, st;
+    store_meta m;
+    is_int(store_cache_purge_all(s, &removed), RL_OK, "start empty");
+    is_int(store_stats_get(s, &st0), RL_OK, "stats");
+    put_n(s, 101, 100, 10);
+    put_n(s, 102, 50, 10);
+    put_n(s, 103, 200, 10);
+    is_int(put_n(s, 104, 300, 10), RL_OK, "fourth put over max_entries");
+    is_int(get_n(s, 102, &m), RL_NOTFOUND, "entry closest to expiry evicted");
+    is_int(get_n(s, 101, &m), RL_OK, "others kept (101)");
+    is_int(get_n(s, 103, &m), RL_OK, "others kept (103)");
+    is_int(get_n(s, 104, &m), RL_OK, "new entry stored");
+    put_n(s, 105, 150, 10);
+    is_int(get_n(s, 101, &m), RL_NOTFOUND, "next closest to expiry evicted");
+    is_int(store_stats_get(s, &st), RL_OK, "stats");
+    is_int(st.entries, 3, "entries at the cap");
+    is_int(st.evictions - st0.evictions, 2, "evictions counted");
+    is_int(put_n(s, 103, 400, 10), RL_OK, "replacing at the cap");
+    is_int(get_n(s, 104, &m), RL_OK, "replacing evicts nothing");
+    is_int(get_n(s, 105, &m), RL_OK, "replacing evicts nothing (105)");
+    check_consistent(s, "entry cap");
+    store_cache_purge_all(s, &removed);
+    store_close(s);
+
+    o = opts(1000, 0, 0);
+    is_int(store_open(&o, &s), RL_OK, "open with max_bytes=1000");
+    if (!s)
+        return;
+    is_int(store_stats_get(s, &st0), RL_OK, "stats");
+    put_n(s, 201, 10, 400);
+    put_n(s, 202, 30, 400);
+    is_int(put_n(s, 203, 20, 400), RL_OK, "third 400-byte put over 1000 bytes");
+    is_int(get_n(s, 201, &m), RL_NOTFOUND, "closest to expiry evicted for bytes");
+    is_int(get_n(s, 202, &m), RL_OK, "202 kept");
+    is_int(get_n(s, 203, &m), RL_OK, "203 kept");
+    is_int(store_stats_get(s, &st), RL_OK, "stats");
+    is_int(st.bytes, 800, "bytes under the cap");
+    is_int(put_n(s, 204, 40, 900), RL_OK, "900-byte put");
+    is_int(get_n(s, 203, &m), RL_NOTFOUND, "evicted 203 (expires 20)");
+    is_int(get_n(s, 202, &m), RL_NOTFOUND, "evicted 202 (expires 30)");
+    is_int(store_stats_get(s, &st), RL_OK, "stats");
+    is_int(st.entries, 1, "one entry left");
+    is_int(st.bytes, 900, "900 bytes");
+    is_int(st.evictions - st0.evictions, 3, "three evictions");
+    is_int(put_n(s, 205, 50, 1001), RL_TOO_LARGE, "value larger than max_bytes");
+    check_consistent(s, "byte cap");
+    store_cache_purge_all(s, &removed);
+    store_close(s);
+}
+
+static void test_persist_and_secret(void)
+{
+    store_options o = opts(0, 0, 0);
+    store *s = NULL;
+    is_int(store_open(&o, &s), RL_OK, "reopen after close");
+    if (s) {
+        uint8_t k[STORE_KEY_LEN];
+        mkkey(k, 777);
+        rl_buf b;
+        rl_buf_init(&b, 0);
+        is_int(store_cache_get(s, k, NULL, &b), RL_OK, "marker persisted");
+        is_str(b.data, MARKER, "marker value intact");
+        rl_buf_release(&b);
+        uint64_t v = 0;
+        is_int(store_counter_get(s, "c.persist", &v), RL_OK, "counter persisted");
+        is_int(v, 41, "counter value persisted");
+        store_close(s);
+    }
+
+    store_options bad = o;
+    bad.key_file = keyfile2;
+    s = NULL;
+    is_int(store_open(&bad, &s), RL_STORE, "wrong secret refused");
+    ok(s == NULL, "no handle with the wrong secret");
+
+    write_file(keyfile_open, "0123456789abcdef0123456789abcdef\n", 0644);
+    bad.key_file = keyfile_open;
+    is_int(store_open(&bad, &s), RL_STORE, "world-readable key file refused");
+    bad.key_file = "/nonexistent/relay/key";
+    is_int(store_open(&bad, &s), RL_STORE, "missing key file refused");
+
+    is_int(store_open(&o, &s), RL_OK, "right secret still opens");
+    store_close(s);
+}
+
+/* Run with no handle open in this process (see store.h on __db.register). */
+static void test_no_plaintext(void)
+{
+    char secret[128] = {0}, which[512] = "";
+    FILE *f = fopen(keyfile, "r");
+    ok(f && fgets(secret, sizeof secret, f), "read the secret");
+    if (f)
+        fclose(f);
+    secret[strcspn(secret, "\n")] = '\0';
+
+    /* The scanner itself must find what is there. */
+    char probe_dir[128], probe[160];
+    snprintf(probe_dir, sizeof probe_dir, "%s/probe", tmp);
+    mkdir(probe_dir, 0700);
+    snprintf(probe, sizeof probe, "%s/p", probe_dir);
+    write_file(probe, "xx" MARKER "yy", 0600);
+    is_int(tree_contains(probe_dir, MARKER, strlen(MARKER), which, sizeof which), 1,
+           "scanner finds a planted marker");
+
+    int r = tree_contains(home, secret, strlen(secret), which, sizeof which);
+    if (!ok(r == 0, "no file under home holds the secret"))
+        printf("#   found in %s\n", which);
+    r = tree_contains(home, MARKER, strlen(MARKER), which, sizeof which);
+    if (!ok(r == 0, "no file under home holds the stored value in plain text"))
+        printf("#   found in %s\n", which);
+    r = tree_contains(home, "c.persist", 9, which, sizeof which);
+    if (!ok(r == 0, "no file under home holds a counter name in plain text"))
+        printf("#   found in %s\n", which);
+}
+
+static void test_processes(void)
+{
+    store_options o = opts(0, 0, 0);
+    store *s = NULL;
+    is_int(store_open(&o, &s), RL_OK, "parent opens");
+    if (!s)
+        return;
+
+    pid_t kids[CHILDREN];
+    for (int i = 0; i < CHILDREN; i++)
+        kids[i] = spawn(child_worker, i);
+    int parent_ok = 1;
+    for (int i = 0; i < CHILD_ITERS; i++)
+        if (store_counter_add(s, "test.sum", 1) != RL_OK)
+            parent_ok = 0;
+    ok(parent_ok, "parent's counter updates during the children's");
+    for (int i = 0; i < CHILDREN; i++) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "worker %d exits cleanly", i);
+        is_int(wait_status(kids[i]), 0, msg);
+    }
+    uint64_t sum = 0, sum2 = 0;
+    is_int(store_counter_get(s, "test.sum", &sum), RL_OK, "read the shared counter");
+    is_int(sum, (CHILDREN + 1) * CHILD_ITERS, "counter sums exactly across processes");
+    is_int(store_counter_get(s, "test.sum2", &sum2), RL_OK, "read the second counter");
+    is_int(sum2, 2 * CHILDREN * CHILD_ITERS, "second counter sums exactly");
+    store_stats st;
+    is_int(store_stats_get(s, &st), RL_OK, "stats");
+    is_int(st.entries, 1 + CHILDREN * 40, "entries after the workers");
+    check_consistent(s, "after concurrent workers");
+
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+    for (int round = 0; round < KILL_ROUNDS; round++) {
+        char msg[96];
+        int fds[2];
+        if (pipe(fds) != 0)
+            break;
+        pid_t victim = spawn(child_busy, fds[1]);
+        close(fds[1]);
+        char c;
+        snprintf(msg, sizeof msg, "round %d: busy child started writing", round);
+        ok(read(fds[0], &c, 1) == 1, msg);
+        close(fds[0]);
+        struct timespec ts = {0, (long)(rand() % 20000) * 1000L};
+        nanosleep(&ts, NULL);
+        kill(victim, SIGKILL);
+        snprintf(msg, sizeof msg, "round %d: child killed", round);
+        is_int(wait_status(victim), 128 + SIGKILL, msg);
+
+        /* Odd rounds: a process that arrives first runs recovery while the
+         * parent is still attached; the parent must notice and reopen on
+         * its own. */
+        if (round % 2 == 1) {
+            pid_t first = spawn(child_fresh_int, 51);
+            snprintf(msg, sizeof msg, "round %d: a new process recovers the store first", round);
+            is_int(wait_status(first), 0, msg);
+        }
+        /* The dead child may hold locks: without failchk the next
+         * operation touching them would wait forever (alarm catches it). */
+        snprintf(msg, sizeof msg, "round %d: maintain frees the dead child's locks", round);
+        is_int(store_maintain(s, 6000 + (uint64_t)round), RL_OK, msg);
+        uint64_t busy = 0;
+        snprintf(msg, sizeof msg, "round %d: counter readable after the kill", round);
+        is_int(store_counter_get(s, "test.busy", &busy), RL_OK, msg);
+        snprintf(msg, sizeof msg, "round %d: the child's commits survived", round);
+        ok(busy >= 51 * (uint64_t)(round + 1), msg);
+        snprintf(msg, sizeof msg, "round %d: put after the kill", round);
+        is_int(put_n(s, 0x40000000u + (uint32_t)round, 9000, 64), RL_OK, msg);
+        snprintf(msg, sizeof msg, "round %d: counter add after the kill", round);
+        is_int(store_counter_add(s, "test.after", 1), RL_OK, msg);
+
+        pid_t fresh = spawn(child_fresh_int, (int)busy);
+        snprintf(msg, sizeof msg, "round %d: a new process opens (recovery) and works", round);
+        is_int(wait_status(fresh), 0, msg);
+
+        snprintf(msg, sizeof msg, "round %d: parent works after another process recovered",
+                 round);
+        is_int(store_counter_add(s, "test.after", 1), RL_OK, msg);
+        store_meta m;
+        snprintf(msg, sizeof msg, "round %d: parent reads its entry after recovery", round);
+        is_int(get_n(s, 0x40000000u + (uint32_t)round, &m), RL_OK, msg);
+        snprintf(msg, sizeof msg, "round %d", round);
+        check_consistent(s, msg);
+    }
+    uint64_t after = 0, fresh_count = 0;
+    is_int(store_counter_get(s, "test.after", &after), RL_OK, "counter after the rounds");
+    is_int(after, 2 * KILL_ROUNDS, "every post-kill update counted once");
+    is_int(store_counter_get(s, "test.fresh", &fresh_count), RL_OK, "fresh counter");
+    is_int(fresh_count, KILL_ROUNDS + KILL_ROUNDS / 2, "every fresh process counted");
+    is_int(store_maintain(s, 7000), RL_OK, "final maintain");
+    store_close(s);
+
+    s = NULL;
+    is_int(store_open(&o, &s), RL_OK, "parent reopens after it all");
+    store_close(s);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    alarm(120); /* a hang (a lock held by a dead process) fails instead of blocking CI */
+    remember_pid(getpid());
+    snprintf(tmp, sizeof tmp, "/tmp/t_store.XXXXXX");
+    if (!mkdtemp(tmp)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    snprintf(home, sizeof home, "%s/home", tmp);
+    snprintf(keyfile, sizeof keyfile, "%s/keys/a/b/relay.key", tmp);
+    snprintf(keyfile2, sizeof keyfile2, "%s/keys/other.key", tmp);
+    snprintf(keyfile_open, sizeof keyfile_open, "%s/keys/open.key", tmp);
+    int seg_before = our_segments();
+
+    test_keyfile();
+    test_caps();
+    test_basic();
+    test_persist_and_secret();
+    test_no_plaintext();
+    test_processes();
+    test_no_plaintext();
+
+    store_options o = opts(0, 0, 0);
+    ok(our_segments() > 0, "the store used SysV shared memory");
+    is_int(store_remove(&o), RL_OK, "store_remove");
+    is_int(our_segments(), seg_before, "no shared memory segment left behind");
+
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", tmp);
+    return tap_done();
+}
