@@ -167,6 +167,48 @@ relaySuite('chat completions: misses, hits and replay', {}, (relay) => {
     assert.equal(relay.fake.callsFor(m).length, 1);
   });
 
+  test('concurrent streams each get their own answer, then their own replay', T, async () => {
+    // More requests than the pool has threads (2 x 8): some wait for a thread.
+    const markers = Array.from({ length: 24 }, (_, i) => uniq(`concurrent-${i}`));
+    for (let i = 0; i < markers.length; i++) relay.fake.enqueue({ chunks: 5, chunkDelayMs: 20 });
+    const run = () => Promise.all(markers.map((m) => relay.chat(chatBody(m, { stream: true }))));
+    const first = await run();
+    first.forEach((r, i) => {
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.headers.get('x-cache'), 'MISS');
+      assert.equal(assertValidChatStream(r.text).content, `Echo: ${markers[i]}`);
+    });
+    const second = await run();
+    second.forEach((r, i) => {
+      assert.equal(r.headers.get('x-cache'), 'HIT');
+      assert.equal(r.text, first[i].text, `replay ${i} is its own`);
+    });
+    for (const m of markers) assert.equal(relay.fake.callsFor(m).length, 1);
+  });
+
+  test('a client that goes away mid-stream does not disturb the relay', T, async () => {
+    const m = uniq('walk-away');
+    relay.fake.enqueue({ chunks: 20, chunkDelayMs: 100 });
+    const ctrl = new AbortController();
+    const res = await relay.fetch('/v1/chat/completions', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY_A}`, 'content-type': 'application/json' },
+      body: JSON.stringify(chatBody(m, { stream: true })),
+      signal: ctrl.signal,
+    }, { stream: true });
+    assert.equal(res.status, 200);
+    const reader = res.body.getReader();
+    await reader.read(); // the first event
+    ctrl.abort();
+    await reader.cancel().catch(() => {});
+    // The relay keeps serving, in every worker.
+    for (let i = 0; i < 6; i++) {
+      const r = await relay.chat(chatBody(uniq('after-walk-away')));
+      assert.equal(r.status, 200, r.text);
+    }
+    relay.assertAlive();
+  });
+
   test('curl: a stream MISS then HIT, same bytes, headers as documented', T, async () => {
     const m = uniq('curl-stream');
     relay.fake.enqueue({ chunks: 3, chunkDelayMs: 20 });

@@ -156,7 +156,7 @@ function runBounded(cmd, args, timeoutMs) {
 
 // Resolves when child exits or after ms (to false then).
 function exited(child, ms) {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  if (!isAlive(child)) return Promise.resolve(true);
   return new Promise((resolve) => {
     const t = setTimeout(() => resolve(false), ms);
     child.once('exit', () => {
@@ -166,7 +166,18 @@ function exited(child, ms) {
   });
 }
 
-const isAlive = (child) => child && child.exitCode === null && child.signalCode === null;
+const isAlive = (child) => child && !child.spawnError && child.exitCode === null && child.signalCode === null;
+const exitText = (child) => (child.spawnError ? child.spawnError.message : String(child.exitCode ?? child.signalCode));
+
+// spawn() reports a binary it cannot run as an 'error' event, which would
+// otherwise crash the test process; keep it for isAlive and the message.
+function spawnChild(cmd, args, opts) {
+  const child = spawn(cmd, args, opts);
+  child.on('error', (err) => {
+    child.spawnError = err;
+  });
+  return child;
+}
 
 // Children of every harness in this process, killed synchronously if the
 // test process exits without running its `after` hooks.
@@ -247,7 +258,7 @@ export async function startRelay(name, options = {}) {
     // The pool runs in its own process group so that teardown can reach the
     // workers too, should the parent fail to stop them.
     const relayLog = fs.openSync(relay.logs.relay, 'a');
-    const pool = spawn(RELAY_FCGI, ['-c', relay.ini], {
+    const pool = spawnChild(RELAY_FCGI, ['-c', relay.ini], {
       cwd: tmp,
       stdio: ['ignore', relayLog, relayLog],
       detached: true,
@@ -256,7 +267,7 @@ export async function startRelay(name, options = {}) {
     relay.procs.relay = pool;
     live.add({ child: pool, group: true });
     await waitFor(() => fs.existsSync(socket), START_TIMEOUT, `relay socket ${socket}`, () => {
-      if (!isAlive(pool)) return `relay.fcgi exited (${pool.exitCode ?? pool.signalCode}) before creating its socket`;
+      if (!isAlive(pool)) return `relay.fcgi exited (${exitText(pool)}) before creating its socket`;
     }, relay.logs.relay);
 
     await startCaddy(relay, socket);
@@ -285,7 +296,7 @@ async function startCaddy(relay, socket) {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     const log = fs.openSync(relay.logs.caddy, attempt === 1 ? 'w' : 'a');
-    const caddy = spawn('caddy', ['run', '--config', CADDYFILE, '--adapter', 'caddyfile'], {
+    const caddy = spawnChild('caddy', ['run', '--config', CADDYFILE, '--adapter', 'caddyfile'], {
       cwd: relay.tmp,
       stdio: ['ignore', log, log],
       env: {
@@ -320,8 +331,8 @@ async function startCaddy(relay, socket) {
         START_TIMEOUT,
         `GET ${relay.base}/relay/health to answer 200 through Caddy`,
         () => {
-          if (!isAlive(caddy)) return `caddy exited (${caddy.exitCode ?? caddy.signalCode})`;
-          if (!isAlive(relay.procs.relay)) return `relay.fcgi exited (${relay.procs.relay.exitCode ?? relay.procs.relay.signalCode})`;
+          if (!isAlive(caddy)) return `caddy exited (${exitText(caddy)})`;
+          if (!isAlive(relay.procs.relay)) return `relay.fcgi exited (${exitText(relay.procs.relay)})`;
         },
         `${relay.logs.caddy}, ${relay.logs.relay}`,
       );
@@ -420,7 +431,7 @@ function withHelpers(relay) {
     for (const [what, child] of Object.entries(relay.procs)) {
       if (!isAlive(child)) {
         const log = what === 'relay' ? relay.logs.relay : relay.logs.caddy;
-        assert.fail(`${what} is no longer running (exit ${child.exitCode ?? child.signalCode}); log ${log}:\n${tail(log)}`);
+        assert.fail(`${what} is no longer running (exit ${exitText(child)}); log ${log}:\n${tail(log)}`);
       }
     }
   };
