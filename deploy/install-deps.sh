@@ -14,7 +14,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 pkgs=(build-essential pkg-config libfcgi-dev libcurl4-openssl-dev libssl-dev
       libdb-dev db5.3-util libinih-dev libjansson-dev caddy curl)
 if [ "$want_test" = 1 ]; then
-    pkgs+=(nodejs)
+    pkgs+=(nodejs spawn-fcgi)
 fi
 
 missing=()
