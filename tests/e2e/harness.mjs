@@ -17,6 +17,18 @@
 //   ini       {section: {key: value}} merged over the test defaults below
 //   upstream  'fake' (default) or 'dead': base_url points at a loopback port
 //             nothing listens on (the fake still runs, and must see no call)
+//   processModel  'pool' (default): `relay.fcgi -c INI` binds [fcgi] listen
+//             and supervises its workers; 'managed': as under mod_fcgid,
+//             `spawn-fcgi -n -s SOCKET -- relay.fcgi -c INI` binds the socket
+//             and execs relay.fcgi with it on fd 0 (one process, one request
+//             at a time); Caddy talks to that socket
+//
+// More helpers on `relay`: relay.admin(args) runs relay-admin -c INI args
+// (bounded; {code, stdout, stderr}), relay.writeIni(over) rewrites the ini
+// with `over` merged into the current settings (or writes a string as is),
+// relay.restartPool() stops the relay process (SIGTERM, bounded) and starts
+// it again on the same ini and store while Caddy and the fake keep running,
+// relay.workerPids() lists the pool's worker processes.
 //
 // Environment:
 //   RELAY_BUILD     build directory, relative to the repository (default build)
@@ -94,9 +106,12 @@ function which(cmd) {
 }
 
 // What is missing to run the end-to-end tests, or null.
-export function missingPrerequisites() {
+export function missingPrerequisites(options = {}) {
   const missing = [];
   if (!which('caddy')) missing.push('caddy (deploy/install-deps.sh installs it)');
+  if (options.processModel === 'managed' && !which('spawn-fcgi')) {
+    missing.push('spawn-fcgi (deploy/install-deps.sh --test installs it)');
+  }
   if (!which('curl')) missing.push('curl');
   for (const bin of [RELAY_FCGI, RELAY_ADMIN]) {
     if (!fs.existsSync(bin)) missing.push(`${path.relative(REPO, bin)} (run make)`);
@@ -146,7 +161,7 @@ function tail(file, bytes = 3000) {
   }
 }
 
-function runBounded(cmd, args, timeoutMs) {
+export function runBounded(cmd, args, timeoutMs) {
   return new Promise((resolve) => {
     execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
       resolve({ code: err ? (err.code ?? 'killed') : 0, stdout, stderr, err });
@@ -155,7 +170,7 @@ function runBounded(cmd, args, timeoutMs) {
 }
 
 // Resolves when child exits or after ms (to false then).
-function exited(child, ms) {
+export function exited(child, ms) {
   if (!isAlive(child)) return Promise.resolve(true);
   return new Promise((resolve) => {
     const t = setTimeout(() => resolve(false), ms);
@@ -203,7 +218,7 @@ function slug(s) {
 // Starts fake upstream, relay pool and Caddy. Returns the relay handle; its
 // stop() is safe to call at any point, also after a failed start.
 export async function startRelay(name, options = {}) {
-  const why = missingPrerequisites();
+  const why = missingPrerequisites(options);
   if (why) throw new Error(`cannot start the end-to-end environment: ${why}`);
 
   fs.mkdirSync(OUT, { recursive: true });
@@ -255,28 +270,50 @@ export async function startRelay(name, options = {}) {
       throw new Error(`relay-admin init failed (${init.code}): ${init.stderr || init.stdout}`);
     }
 
-    // The pool runs in its own process group so that teardown can reach the
-    // workers too, should the parent fail to stop them.
-    const relayLog = fs.openSync(relay.logs.relay, 'a');
-    const pool = spawnChild(RELAY_FCGI, ['-c', relay.ini], {
-      cwd: tmp,
-      stdio: ['ignore', relayLog, relayLog],
-      detached: true,
-    });
-    fs.closeSync(relayLog);
-    relay.procs.relay = pool;
-    live.add({ child: pool, group: true });
-    await waitFor(() => fs.existsSync(socket), START_TIMEOUT, `relay socket ${socket}`, () => {
-      if (!isAlive(pool)) return `relay.fcgi exited (${exitText(pool)}) before creating its socket`;
-    }, relay.logs.relay);
+    relay.socket = socket;
+    relay.processModel = options.processModel ?? 'pool';
+    if (relay.processModel === 'managed') relay.socket = path.join(tmp, 'managed.sock');
+    await startPool(relay);
 
-    await startCaddy(relay, socket);
+    await startCaddy(relay, relay.socket);
+    noteShmKeys(relay);
     return relay;
   } catch (err) {
     await stopRelay(relay);
     err.message += `\n--- relay log (${relay.logs.relay}) ---\n${tail(relay.logs.relay)}\n--- caddy log (${relay.logs.caddy}) ---\n${tail(relay.logs.caddy, 1500)}`;
     throw err;
   }
+}
+
+// Starts the relay process on relay.ini: the standalone pool, or relay.fcgi
+// under spawn-fcgi (processModel 'managed'). Resolves once its socket exists.
+async function startPool(relay) {
+  // A socket left behind (a killed pool, spawn-fcgi's) would satisfy the
+  // wait below before the new process is listening.
+  fs.rmSync(relay.socket, { force: true });
+  const relayLog = fs.openSync(relay.logs.relay, 'a');
+  let cmd = RELAY_FCGI;
+  let args = ['-c', relay.ini];
+  if (relay.processModel === 'managed') {
+    // -n: no fork; spawn-fcgi binds the socket, puts it on fd 0 and execs
+    // relay.fcgi, so the child's pid is relay.fcgi's.
+    cmd = 'spawn-fcgi';
+    args = ['-n', '-s', relay.socket, '--', RELAY_FCGI, '-c', relay.ini];
+  }
+  fs.writeSync(relayLog, `$ ${cmd} ${args.join(' ')}\n`);
+  // The pool runs in its own process group so that teardown can reach the
+  // workers too, should the parent fail to stop them.
+  const pool = spawnChild(cmd, args, {
+    cwd: relay.tmp,
+    stdio: ['ignore', relayLog, relayLog],
+    detached: true,
+  });
+  fs.closeSync(relayLog);
+  relay.procs.relay = pool;
+  live.add({ child: pool, group: true });
+  await waitFor(() => fs.existsSync(relay.socket), START_TIMEOUT, `relay socket ${relay.socket}`, () => {
+    if (!isAlive(pool)) return `relay.fcgi exited (${exitText(pool)}) before creating its socket`;
+  }, relay.logs.relay);
 }
 
 // Polls cond() every 50 ms; throws after timeoutMs, or as soon as dead()
@@ -374,16 +411,115 @@ async function stopChild(child, group, boundMs = STOP_TIMEOUT) {
   await exited(child, 2000);
 }
 
+// Stops the relay process alone (Caddy and the fake keep running) and
+// starts it again on the same ini and store; resolves once /relay/health
+// answers 200 through Caddy again.
+async function restartPool(relay) {
+  const old = relay.procs.relay;
+  noteShmKeys(relay);
+  await stopChild(old, true);
+  for (const e of live) if (e.child === old) live.delete(e);
+  await startPool(relay);
+  await waitFor(
+    async () => {
+      try {
+        const r = await fetch(`${relay.base}/relay/health`, { signal: AbortSignal.timeout(2000) });
+        await r.arrayBuffer();
+        return r.status === 200;
+      } catch {
+        return false;
+      }
+    },
+    START_TIMEOUT,
+    'GET /relay/health to answer 200 after restarting the relay',
+    () => {
+      if (!isAlive(relay.procs.relay)) return `relay.fcgi exited (${exitText(relay.procs.relay)})`;
+    },
+    relay.logs.relay,
+  );
+  noteShmKeys(relay);
+}
+
+// The pids of a process's children (its workers, for the pool parent).
+export function childPids(pid) {
+  const out = [];
+  let tasks = [];
+  try {
+    tasks = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out; // gone
+  }
+  for (const t of tasks) {
+    try {
+      for (const c of fs.readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').split(/\s+/)) {
+        if (c) out.push(Number(c));
+      }
+    } catch {
+      /* thread gone */
+    }
+  }
+  return out.sort((a, b) => a - b);
+}
+
+// The store keeps its Berkeley DB regions in SysV shared memory
+// (DB_SYSTEM_MEM), and segments outlive the processes: once the temp
+// directory is gone nothing could ever reuse or remove them, so each suite
+// would leave a few MB of memory and ~3 of the system's 4096 segment ids
+// behind. The keys are read from the running processes' mappings
+// ("/SYSV<hex key>" in /proc/PID/maps) rather than recomputed, so the
+// harness does not depend on how the store derives them.
+function noteShmKeys(relay) {
+  const pid = relay.procs.relay?.pid;
+  if (!pid) return;
+  relay.shmKeys ??= new Set();
+  for (const p of [pid, ...childPids(pid)]) {
+    let maps = '';
+    try {
+      maps = fs.readFileSync(`/proc/${p}/maps`, 'utf8');
+    } catch {
+      continue; // gone
+    }
+    for (const m of maps.matchAll(/\/SYSV([0-9a-f]{8})/g)) {
+      const key = parseInt(m[1], 16);
+      if (key !== 0) relay.shmKeys.add(key);
+    }
+  }
+}
+
+// Removes the noted segments nobody is attached to any more.
+async function removeShm(relay) {
+  if (!relay.shmKeys?.size) return;
+  let table = '';
+  try {
+    table = fs.readFileSync('/proc/sysvipc/shm', 'utf8');
+  } catch {
+    return;
+  }
+  const uid = process.getuid();
+  for (const line of table.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 8) continue;
+    const [key, shmid, , , , , nattch, owner] = f.map(Number);
+    if (relay.shmKeys.has(key) && nattch === 0 && owner === uid) {
+      await runBounded('ipcrm', ['-m', String(shmid)], 5000);
+    }
+  }
+}
+
 async function stopRelay(relay) {
   if (relay.stopped) return;
   relay.stopped = true;
+  noteShmKeys(relay);
   // Caddy waits for open connections when told to stop; a hung relay would
   // hold them forever, and Caddy's own shutdown is not under test.
   await stopChild(relay.procs.caddy, false, 3000);
   await stopChild(relay.procs.relay, true);
   for (const e of live) if (e.child === relay.procs.caddy || e.child === relay.procs.relay) live.delete(e);
   await relay.fake?.close();
-  if (process.env.RELAY_E2E_KEEP !== '1') fs.rmSync(relay.tmp, { recursive: true, force: true });
+  if (process.env.RELAY_E2E_KEEP !== '1') {
+    await removeShm(relay);
+    fs.rmSync(relay.tmp, { recursive: true, force: true });
+  }
 }
 
 // Adds the request helpers to a started relay.
@@ -425,6 +561,18 @@ function withHelpers(relay) {
       timeout: REQUEST_TIMEOUT,
       ...opts,
     });
+  relay.admin = (args, { timeout = REQUEST_TIMEOUT } = {}) =>
+    runBounded(RELAY_ADMIN, ['-c', relay.ini, ...args], timeout);
+  relay.writeIni = (over) => {
+    if (typeof over === 'string') {
+      fs.writeFileSync(relay.ini, over);
+      return;
+    }
+    relay.settings = mergeIni(relay.settings, over);
+    fs.writeFileSync(relay.ini, iniText(relay.settings));
+  };
+  relay.restartPool = () => restartPool(relay);
+  relay.workerPids = () => childPids(relay.procs.relay.pid);
   // Fails fast (with the log tail) when a process of the environment died.
   relay.assertAlive = () => {
     if (relay.unresponsive) assert.fail(`not run: the relay stopped answering earlier (${relay.unresponsive})`);
@@ -441,7 +589,7 @@ function withHelpers(relay) {
 // A describe() block with its own environment. body(relay) defines the
 // tests; relay's fields are filled in before the first test runs.
 export function relaySuite(name, options, body) {
-  const missing = missingPrerequisites();
+  const missing = missingPrerequisites(options);
   const skip = missing && !IN_CI ? `${missing} (set CI=true to make this a failure)` : false;
   const relay = {};
   describe(name, { skip, timeout: options.suiteTimeout ?? 10 * 60 * 1000 }, () => {
