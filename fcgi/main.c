@@ -87,13 +87,16 @@ static pid_t spawn_worker(const relay_config *cfg, int listen_fd)
 
 /*
  * The supervisor: keeps `workers` processes alive. Waits for signals with
- * sigtimedwait, so nothing runs in a signal handler.
+ * sigtimedwait, so nothing runs in a signal handler. Takes ownership of cfg
+ * (a reload replaces it).
  */
 static int run_pool(const char *config_path, relay_config *cfg)
 {
     int listen_fd = front_listen(cfg->fcgi.listen);
-    if (listen_fd < 0)
+    if (listen_fd < 0) {
+        config_free(cfg);
         return 1;
+    }
     rl_info("listening on %s with %ld workers x %ld threads", cfg->fcgi.listen, cfg->fcgi.workers,
             cfg->fcgi.threads);
 
@@ -175,8 +178,8 @@ static int run_pool(const char *config_path, relay_config *cfg)
                     slots[i].pid = 0;
                     slots[i].started = 0;
                 }
-                /* The old config stays allocated: simpler than tracking who
-                 * still uses it, and reloads are rare. */
+                /* Workers hold their own copy (fork), so the old one can go. */
+                config_free(cfg);
                 cfg = next;
                 if (cfg->fcgi.workers > MAX_WORKERS)
                     cfg->fcgi.workers = MAX_WORKERS;
@@ -209,6 +212,7 @@ static int run_pool(const char *config_path, relay_config *cfg)
     if (cfg->fcgi.listen[0] == '/')
         unlink(cfg->fcgi.listen);
     rl_info("stopped");
+    config_free(cfg);
     return 0;
 }
 
@@ -244,6 +248,5 @@ int main(int argc, char **argv)
         config_free(cfg);
         return rc;
     }
-    int rc = run_pool(config_path, cfg);
-    return rc;
+    return run_pool(config_path, cfg);
 }
