@@ -240,8 +240,8 @@ rl_err store_keyfile_read(const char *key_file, char **secret, size_t *len)
         goto out;
     }
     if (st.st_mode & 070)
-        rl_warn("store: key file %s is accessible to its group (mode %03o); 600 is safer",
-                key_file, (unsigned)(st.st_mode & 0777));
+        rl_warn("store: key file %s is accessible to its group (mode %03o); 600 is safer", key_file,
+                (unsigned)(st.st_mode & 0777));
 
     buf = malloc(KEY_FILE_MAX + 1);
     if (!buf) {
@@ -264,8 +264,8 @@ rl_err store_keyfile_read(const char *key_file, char **secret, size_t *len)
             break;
         n += (size_t)r;
     }
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
-                     buf[n - 1] == '\t'))
+    while (n > 0 &&
+           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
         n--;
     buf[n] = '\0';
     if (n == 0) {

@@ -18,6 +18,8 @@
 
 #include "store/base/rl_log.h"
 #include "store/keyfile.h"
+#include "store/store_int.h"
+#include "store/wake.h"
 
 /*
  * Layout.
@@ -48,10 +50,14 @@
 #define CTR_RESERVED_PREFIX "store."
 #define COUNTER_NAME_MAX 200
 
-#define TXN_RETRIES 1000   /* deadlock retries before giving up on one operation */
-#define PURGE_BATCH 256    /* entries removed per transaction when purging */
-#define FOREACH_BATCH 64   /* entries read per transaction by store_cache_foreach */
-#define PURGE_INTERVAL 60  /* seconds between purges run by store_maintain */
+#define LOCK_RETRY_NS                                                                              \
+    5000000000LL                    /* keep retrying a lock conflict this long: a dead             \
+                                     * process's locks last until failchk (~1 s) */
+#define REOPEN_WAIT_NS 2000000000LL /* how long a reopen waits for threads to leave */
+#define MAX_REOPENS 3               /* per operation */
+#define PURGE_BATCH 256             /* entries removed per transaction when purging */
+#define FOREACH_BATCH 64            /* entries read per transaction by store_cache_foreach */
+#define PURGE_INTERVAL 60           /* seconds between purges run by store_maintain */
 #define PURGE_GRACE 3600   /* store_maintain keeps entries this long past expiry (max-stale) */
 #define CHECKPOINT_KB 1024 /* checkpoint once this much log was written ... */
 #define CHECKPOINT_MIN 1   /* ... or this many minutes passed */
@@ -63,13 +69,15 @@
 #define CHECK_VALUE "relay-store-v1"
 
 struct store {
-    /* Operations hold it shared while they use the handles below; a reopen
-     * after DB_RUNRECOVERY holds it exclusively to replace them. */
-    pthread_rwlock_t lock;
-    DB_ENV *env; /* NULL after a failed reopen: operations fail with RL_STORE */
-    DB *cache, *expiry, *counters;
-    unsigned generation;     /* bumped by each reopen (under the write lock) */
-    struct timespec reopened; /* monotonic time of the last reopen attempt */
+    pthread_mutex_t mu;     /* guards cur, generation, reopening, last_reopen, stranded */
+    pthread_cond_t changed; /* a reopen finished, or a retired set lost a user */
+    handles *cur;           /* NULL after a failed reopen: operations fail with RL_STORE */
+    unsigned generation;    /* bumped by each reopen */
+    int reopening;
+    int64_t last_reopen;       /* monotonic ns of the last reopen attempt */
+    unsigned stranded;         /* retired sets that threads never left */
+    unsigned stranded_threads; /* threads lost in them, for store_stranded_threads */
+    store_wake *wake;          /* flight.c's wake-ups; a file in home */
 
     char *home; /* realpath of the environment directory */
     char *secret;
@@ -167,7 +175,10 @@ static void dbt_part(DBT *d, void *p, size_t off, size_t len)
     d->dlen = (u_int32_t)len;
 }
 
-static int is_retryable(int ret) { return ret == DB_LOCK_DEADLOCK || ret == DB_LOCK_NOTGRANTED; }
+static int is_retryable(int ret)
+{
+    return ret == DB_LOCK_DEADLOCK || ret == DB_LOCK_NOTGRANTED;
+}
 
 static int64_t mono_ns(void)
 {
@@ -176,8 +187,8 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Randomised, growing pause between deadlock retries, so that the two
- * losers of a deadlock don't collide again in lockstep. */
+/* Randomised, growing pause (up to ~2.5 ms) between retries of a lock
+ * conflict, so that contenders don't collide again in lockstep. */
 static void backoff(unsigned attempt)
 {
     static _Thread_local unsigned seed;
@@ -187,8 +198,8 @@ static void backoff(unsigned attempt)
         sched_yield();
         return;
     }
-    unsigned shift = attempt < 10 ? attempt : 10;
-    long max_us = 10L << shift; /* up to ~10 ms */
+    unsigned shift = attempt < 8 ? attempt : 8;
+    long max_us = 10L << shift;
     seed = seed * 1103515245u + 12345u;
     struct timespec ts = {0, ((long)(seed >> 8) % max_us + 1) * 1000L};
     nanosleep(&ts, NULL);
@@ -350,8 +361,8 @@ static int db_open_one(store *s, DB_ENV *env, const char *file, DB **out)
             return ret;
         }
         if ((ret = db->set_flags(db, DB_ENCRYPT)) == 0)
-            ret = db->open(db, NULL, file, NULL, DB_BTREE,
-                           DB_CREATE | DB_THREAD | DB_AUTO_COMMIT, 0600);
+            ret = db->open(db, NULL, file, NULL, DB_BTREE, DB_CREATE | DB_THREAD | DB_AUTO_COMMIT,
+                           0600);
         if (ret == 0) {
             *out = db;
             return 0;
@@ -372,11 +383,11 @@ static int db_open_one(store *s, DB_ENV *env, const char *file, DB **out)
  * segments, so their memory (the whole buffer pool) would stay allocated
  * until this process exits, once per recovery. Linux names each attachment
  * "/SYSV<key>" in /proc/self/maps, with the key it was created under, so the
- * ones in this store's key range are detached here. Only called with no
- * handle of this store open in the process (one per process, under the
- * write lock or from store_close), so nothing can still use them. Mappings a
- * forked child inherited from its parent's handle match too, and are as
- * unusable in the child, so detaching them is right as well.
+ * ones in this store's key range are detached here. Called only when no
+ * handle set of this store in this process is open or has users (one store
+ * per home per process, see homes_claim), so nothing can still use them.
+ * Mappings that a forked child inherited from its parent's handle match
+ * too, and are as unusable in the child, so store_open drops them as well.
  */
 static void detach_stale_segments(const store *s)
 {
@@ -399,49 +410,63 @@ static void detach_stale_segments(const store *s)
     }
     fclose(f);
     if (n)
-        rl_debug("store %s: detached %d segments of the abandoned environment", s->home, n);
+        rl_debug("store %s: detached %d stale shared memory segments", s->home, n);
 }
 
-/* Closes every handle; errors other than "run recovery" (expected when
- * another process recovered the environment) are logged and ignored.
- * db_flags is 0, or DB_NOSYNC when the environment is being abandoned: a
- * sync would wait for log and buffer mutexes a dead process may hold. */
-static void env_close(store *s, u_int32_t db_flags)
+/*
+ * Closes a handle set. db_flags is 0, or DB_NOSYNC when the environment is
+ * abandoned (a sync would wait for mutexes a dead process may hold). Errors
+ * other than "run recovery" are logged and ignored. With stranded, threads
+ * are still inside and never leave: of a panicked environment Berkeley DB
+ * then only unregisters this process and closes the files, and the set and
+ * its mappings stay allocated for them. Otherwise h is freed, and the
+ * regions of a panicked environment detached if may_detach.
+ */
+static void handles_close(store *s, handles *h, u_int32_t db_flags, int stranded, int may_detach)
 {
     int panicked = 0;
-    DB **dbs[] = {&s->cache, &s->expiry, &s->counters};
+    DB *dbs[] = {h->cache, h->expiry, h->counters, h->flights, h->chunks};
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
-        if (!*dbs[i])
+        if (!dbs[i])
             continue;
-        int ret = (*dbs[i])->close(*dbs[i], db_flags);
+        int ret = dbs[i]->close(dbs[i], db_flags);
         if (ret == DB_RUNRECOVERY)
             panicked = 1;
         else if (ret)
             bdb_fail(s->home, "closing a database", ret);
-        *dbs[i] = NULL;
     }
-    if (s->env) {
-        int ret = s->env->close(s->env, 0);
+    h->cache = h->expiry = h->counters = h->flights = h->chunks = NULL;
+    if (h->env) {
+        int ret = h->env->close(h->env, 0);
         if (ret == DB_RUNRECOVERY)
             panicked = 1;
         else if (ret)
             bdb_fail(s->home, "closing the environment", ret);
-        s->env = NULL;
+        h->env = NULL;
     }
-    if (panicked)
+    if (stranded)
+        return;
+    free(h);
+    if (panicked && may_detach)
         detach_stale_segments(s);
 }
 
 /*
- * Opens the environment and the databases into s (which must have none
- * open). Recovery runs inside env->open when DB_REGISTER finds that a
- * process died while attached; processes still attached then see
- * DB_RUNRECOVERY and reopen (op_run). Returns 0 or the Berkeley DB code,
- * already logged.
+ * Opens the environment and the databases as a new handle set. Recovery
+ * runs inside env->open when DB_REGISTER finds that a process died while
+ * attached; processes still attached then see DB_RUNRECOVERY and reopen
+ * (store_op_run). Returns 0 or the Berkeley DB code, already logged.
  */
-static int env_open(store *s)
+static int handles_open(store *s, handles **out)
 {
     DB_ENV *env = NULL;
+    *out = NULL;
+    handles *h = calloc(1, sizeof *h);
+    if (!h) {
+        rl_error("store %s: out of memory opening the environment", s->home);
+        return ENOMEM;
+    }
+    h->home = s->home;
     const char *what = "creating the environment handle";
     int ret = db_env_create(&env, 0);
     if (ret)
@@ -455,7 +480,9 @@ static int env_open(store *s)
     what = "configuring encryption";
     if ((ret = env->set_encrypt(env, s->secret, DB_ENCRYPT_AES)) != 0)
         goto fail;
-    /* Without a detector two processes were seen deadlocked forever. */
+    /* Without a detector two processes were seen deadlocked forever. With
+     * DB_TXN_NOWAIT nothing waits for a lock, but the detector also serves
+     * lock requests made outside our transactions (database opens). */
     what = "configuring deadlock detection";
     if ((ret = env->set_lk_detect(env, DB_LOCK_DEFAULT)) != 0)
         goto fail;
@@ -493,126 +520,219 @@ static int env_open(store *s)
                     0600);
     if (ret)
         goto fail;
-    s->env = env;
-    if ((ret = db_open_one(s, env, "cache.db", &s->cache)) != 0 ||
-        (ret = db_open_one(s, env, "expiry.db", &s->expiry)) != 0 ||
-        (ret = db_open_one(s, env, "counters.db", &s->counters)) != 0) {
-        env_close(s, 0);
+    h->env = env;
+    if ((ret = db_open_one(s, env, "cache.db", &h->cache)) != 0 ||
+        (ret = db_open_one(s, env, "expiry.db", &h->expiry)) != 0 ||
+        (ret = db_open_one(s, env, "counters.db", &h->counters)) != 0 ||
+        (ret = db_open_one(s, env, "flights.db", &h->flights)) != 0 ||
+        (ret = db_open_one(s, env, "chunks.db", &h->chunks)) != 0) {
+        handles_close(s, h, 0, 0, 0);
         return ret;
     }
+    *out = h;
     return 0;
 fail:
     bdb_fail(s->home, what, ret);
     if (env)
         (void)env->close(env, 0); /* required even after a failed open */
+    free(h);
     return ret;
 }
 
 /*
- * Replaces the handles after DB_RUNRECOVERY. seen is the generation the
+ * Replaces the handle set after DB_RUNRECOVERY. seen is the generation the
  * caller worked with: if another thread reopened meanwhile there is nothing
- * to do. Returns 0 when the handles are usable, -1 when the reopen failed
+ * to do. Returns 0 when a usable set is in place, -1 when the reopen failed
  * (logged) or was skipped because one failed less than a second ago.
+ *
+ * The old environment is panicked first, so that threads still using it
+ * fail fast and leave; then the reopen waits for them. Threads never wait
+ * for a lock inside the library (DB_TXN_NOWAIT), so they normally leave at
+ * once. But Berkeley DB 5.3's mutexes are not robust: a thread that queued
+ * on a mutex held by a process killed inside the library waits forever (a
+ * panic wakes nobody). After REOPEN_WAIT_NS such threads are given up on:
+ * the old set is closed around them (see handles_close) and the process
+ * carries on with a new one. Each stranded thread is lost to its caller,
+ * which is logged; restarting the process at a convenient time gets them
+ * back.
  */
 static int store_reopen(store *s, unsigned seen)
 {
     int rc = 0;
-    pthread_rwlock_wrlock(&s->lock);
-    if (s->generation != seen)
+    pthread_mutex_lock(&s->mu);
+    while (s->reopening)
+        pthread_cond_wait(&s->changed, &s->mu);
+    if (s->generation != seen) {
+        rc = s->cur ? 0 : -1;
         goto out;
+    }
     int64_t now = mono_ns();
-    int64_t last = (int64_t)s->reopened.tv_sec * 1000000000LL + s->reopened.tv_nsec;
-    if (!s->env && last && now - last < REOPEN_PAUSE_NS) {
+    if (!s->cur && s->last_reopen && now - s->last_reopen < REOPEN_PAUSE_NS) {
         rc = -1;
         goto out;
     }
-    s->reopened.tv_sec = (time_t)(now / 1000000000LL);
-    s->reopened.tv_nsec = (long)(now % 1000000000LL);
-    bdb_quiet = 1;
-    if (s->env) {
+    s->last_reopen = now;
+    s->reopening = 1;
+    handles *old = s->cur;
+    s->cur = NULL;
+    int stranded = 0;
+    if (old) {
         rl_warn("store %s: environment needs recovery (a process died or another process "
                 "recovered it); reopening",
                 s->home);
-        /*
-         * DB_RUNRECOVERY from failchk (a process died inside the library)
-         * does not mark the region panicked, and closing normally would
-         * then block on a mutex the dead process holds. Panic it: every
-         * attached process must reopen anyway, because our reopen finds
-         * the dead process in __db.register and runs recovery.
-         */
-        (void)s->env->set_flags(s->env, DB_PANIC_ENVIRONMENT, 1);
+        /* DB_RUNRECOVERY from failchk (a process died inside the library)
+         * does not mark the region panicked. Panic it: every attached
+         * process must reopen anyway, because our open finds the dead
+         * process in __db.register and runs recovery. */
+        bdb_quiet = 1;
+        (void)old->env->set_flags(old->env, DB_PANIC_ENVIRONMENT, 1);
+        bdb_quiet = 0;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += REOPEN_WAIT_NS / 1000000000LL;
+        while (old->users > 0)
+            if (pthread_cond_timedwait(&s->changed, &s->mu, &until) == ETIMEDOUT)
+                break;
+        stranded = old->users;
+        if (stranded) {
+            s->stranded++;
+            s->stranded_threads += (unsigned)stranded;
+            rl_error("store %s: %d thread(s) stranded in an environment abandoned after a "
+                     "crash (waiting on a mutex a killed process held); continuing without "
+                     "them; restart process %ld to get them back",
+                     s->home, stranded, (long)getpid());
+        }
     }
-    env_close(s, DB_NOSYNC);
-    bdb_quiet = 0;
-    if (env_open(s) != 0)
+    int may_detach = s->stranded == 0;
+    pthread_mutex_unlock(&s->mu);
+
+    if (old) {
+        bdb_quiet = 1;
+        handles_close(s, old, DB_NOSYNC, stranded, may_detach);
+        bdb_quiet = 0;
+    }
+    handles *h = NULL;
+    if (handles_open(s, &h) != 0)
         rc = -1;
+
+    pthread_mutex_lock(&s->mu);
+    s->cur = h;
     s->generation++;
+    s->reopening = 0;
+    pthread_cond_broadcast(&s->changed);
 out:
-    pthread_rwlock_unlock(&s->lock);
+    pthread_mutex_unlock(&s->mu);
     return rc;
 }
 
 /* ---- operations and the transaction helper ------------------------------ */
 
-typedef struct op op;
+/* Takes a reference on the current handle set (NULL if there is none),
+ * waiting while a reopen is under way (*waited tells). */
+static handles *op_acquire(store *s, unsigned *gen, int *waited)
+{
+    pthread_mutex_lock(&s->mu);
+    *waited = 0;
+    while (s->reopening) {
+        *waited = 1;
+        pthread_cond_wait(&s->changed, &s->mu);
+    }
+    handles *h = s->cur;
+    if (h)
+        h->users++;
+    *gen = s->generation;
+    pthread_mutex_unlock(&s->mu);
+    return h;
+}
 
-/* A body does one attempt of an operation inside txn (NULL for no_txn
- * operations). It returns 0 or a Berkeley DB code; to fail with an rl_err
- * of its own it sets o->err and returns 0, which aborts the transaction.
- * Bodies may run several times (deadlock retries, reopen), so they must
- * reset their outputs at the start. */
-typedef int (*op_body)(store *s, DB_TXN *txn, op *o);
+static void op_release(store *s, handles *h)
+{
+    pthread_mutex_lock(&s->mu);
+    if (--h->users == 0 && h != s->cur)
+        pthread_cond_broadcast(&s->changed); /* a reopen waits for this */
+    pthread_mutex_unlock(&s->mu);
+}
 
-struct op {
-    const char *what; /* for the log line, e.g. "storing a cache entry" */
-    op_body body;
-    int no_txn;
-    rl_err err;
-    void *arg;
-};
-
-static int op_attempt(store *s, op *o)
+static int op_attempt(handles *h, op *o)
 {
     DB_TXN *txn = NULL;
     o->err = RL_OK;
+    o->commit_failed = 0;
     if (o->no_txn)
-        return o->body(s, NULL, o);
-    int ret = s->env->txn_begin(s->env, NULL, &txn, 0);
+        return o->body(h, NULL, o);
+    /* NOWAIT: a conflict returns at once and store_op_run retries outside the
+     * library. Blocking waits are unsafe here: a process killed while
+     * waiting leaves a condition variable that failchk then destroys,
+     * which glibc blocks on forever (it waits for the dead waiter); and a
+     * thread waiting on a dead process's lock is woken by nothing once
+     * the region is panicked. No waiting also means no deadlock cycles. */
+    int ret = h->env->txn_begin(h->env, NULL, &txn, DB_TXN_NOWAIT);
     if (ret)
         return ret;
-    ret = o->body(s, txn, o);
-    if (ret == 0 && o->err == RL_OK)
-        return txn->commit(txn, 0);
+    ret = o->body(h, txn, o);
+    if (ret == 0 && o->err == RL_OK) {
+        ret = txn->commit(txn, 0);
+        o->commit_failed = ret != 0;
+        return ret;
+    }
     int aborted = txn->abort(txn);
     return ret ? ret : aborted;
 }
 
 /*
- * Runs o in a transaction: retries it when chosen as a deadlock victim,
- * reopens the environment and retries once on DB_RUNRECOVERY, and
+ * Runs o in a transaction: retries it on a lock conflict (with backoff, for
+ * up to LOCK_RETRY_NS, holding no reference in between so that a reopen can
+ * proceed), reopens the environment and retries on DB_RUNRECOVERY (a few
+ * times: recoveries can follow each other when several processes die), and
  * translates the outcome: DB_NOTFOUND -> RL_NOTFOUND (not logged), other
  * Berkeley DB failures -> RL_STORE or RL_NOMEM, logged once here.
+ *
+ * A commit that fails with DB_RUNRECOVERY (another process panicked the
+ * region meanwhile) may still have reached the log, and then recovery keeps
+ * it. Only idempotent operations are retried after that; the others (a
+ * counter increment, a hit) report RL_STORE rather than risk counting twice.
  */
-static rl_err op_run(store *s, op *o)
+rl_err store_op_run(store *s, op *o)
 {
-    int ret, reopened = 0;
-    unsigned attempt = 0;
+    int ret;
+    unsigned attempt = 0, reopens = 0;
+    int64_t started = 0;
+    o->s = s;
     for (;;) {
-        pthread_rwlock_rdlock(&s->lock);
-        unsigned gen = s->generation;
-        ret = s->env ? op_attempt(s, o) : DB_RUNRECOVERY;
-        pthread_rwlock_unlock(&s->lock);
-
-        if (is_retryable(ret) && ++attempt < TXN_RETRIES) {
-            backoff(attempt);
-            continue;
+        unsigned gen;
+        int waited;
+        handles *h = op_acquire(s, &gen, &waited);
+        if (waited)
+            started = 0; /* the conflict budget is for conflicts, not reopens */
+        if (h) {
+            ret = op_attempt(h, o);
+            op_release(s, h);
+        } else {
+            ret = DB_RUNRECOVERY; /* a reopen failed: try again (rate-limited) */
+            o->commit_failed = 0;
         }
-        if (ret == DB_RUNRECOVERY && !reopened) {
-            reopened = 1;
+        if (is_retryable(ret)) {
+            if (!started)
+                started = mono_ns();
+            if (mono_ns() - started < LOCK_RETRY_NS) {
+                backoff(++attempt);
+                continue;
+            }
+        }
+        if (ret == DB_RUNRECOVERY && o->commit_failed && !o->idempotent) {
+            rl_error("store %s: %s: the environment failed during commit; the change may or "
+                     "may not have been applied: %s",
+                     s->home, o->what, db_strerror(ret));
+            (void)store_reopen(s, gen); /* for the next operation */
+            return RL_STORE;
+        }
+        if (ret == DB_RUNRECOVERY && reopens < MAX_REOPENS) {
+            reopens++;
             attempt = 0;
+            started = 0;
             if (store_reopen(s, gen) == 0)
                 continue;
-            return RL_STORE; /* logged by env_open, or a recent attempt failed */
+            return RL_STORE; /* logged by handles_open, or a recent attempt failed */
         }
         break;
     }
@@ -623,8 +743,8 @@ static rl_err op_run(store *s, op *o)
         return RL_NOTFOUND;
     case DB_LOCK_DEADLOCK:
     case DB_LOCK_NOTGRANTED:
-        rl_error("store %s: %s: gave up after %d deadlocks: %s", s->home, o->what, TXN_RETRIES,
-                 db_strerror(ret));
+        rl_error("store %s: %s: gave up after %lld s of lock conflicts (%u attempts): %s", s->home,
+                 o->what, LOCK_RETRY_NS / 1000000000LL, attempt, db_strerror(ret));
         return RL_STORE;
     case ENOMEM:
         bdb_fail(s->home, o->what, ret);
@@ -638,13 +758,13 @@ static rl_err op_run(store *s, op *o)
 /* ---- counters ------------------------------------------------------------ */
 
 /* Reads a counter; an absent one reads as 0. */
-static int ctr_read(store *s, DB_TXN *txn, const char *name, u_int32_t flags, uint64_t *v)
+static int ctr_read(handles *h, DB_TXN *txn, const char *name, u_int32_t flags, uint64_t *v)
 {
     uint8_t b[8];
     DBT k, d;
     dbt_in(&k, name, strlen(name));
     dbt_out(&d, b, sizeof b);
-    int ret = s->counters->get(s->counters, txn, &k, &d, flags);
+    int ret = h->counters->get(h->counters, txn, &k, &d, flags);
     *v = 0;
     if (ret == DB_NOTFOUND)
         return 0;
@@ -653,14 +773,14 @@ static int ctr_read(store *s, DB_TXN *txn, const char *name, u_int32_t flags, ui
     return ret;
 }
 
-static int ctr_write(store *s, DB_TXN *txn, const char *name, uint64_t v)
+static int ctr_write(handles *h, DB_TXN *txn, const char *name, uint64_t v)
 {
     uint8_t b[8];
     DBT k, d;
     put64(b, v);
     dbt_in(&k, name, strlen(name));
     dbt_in(&d, b, sizeof b);
-    return s->counters->put(s->counters, txn, &k, &d, 0);
+    return h->counters->put(h->counters, txn, &k, &d, 0);
 }
 
 typedef struct totals {
@@ -674,14 +794,15 @@ static const char *const totals_names[4] = {CTR_ENTRIES, CTR_BYTES, CTR_EVICTION
 /*
  * Writers read the totals first, with DB_RMW: every transaction that changes
  * the cache takes the write lock on the counters page before touching
- * cache.db or expiry.db, so writers queue instead of deadlocking on each
- * other's pages (cache misses are rare next to reads; serialising their
- * stores costs nothing that matters).
+ * cache.db or expiry.db. Writers are thereby serialised at their first step,
+ * where a conflict costs nothing to retry, instead of colliding half-way
+ * on each other's pages (cache misses are rare next to reads; serialising
+ * their stores costs nothing that matters).
  */
-static int totals_read(store *s, DB_TXN *txn, totals *t, u_int32_t flags)
+static int totals_read(handles *h, DB_TXN *txn, totals *t, u_int32_t flags)
 {
     for (int i = 0; i < 4; i++) {
-        int ret = ctr_read(s, txn, totals_names[i], flags, &t->v[i]);
+        int ret = ctr_read(h, txn, totals_names[i], flags, &t->v[i]);
         if (ret)
             return ret;
         t->orig[i] = t->v[i];
@@ -689,12 +810,12 @@ static int totals_read(store *s, DB_TXN *txn, totals *t, u_int32_t flags)
     return 0;
 }
 
-static int totals_write(store *s, DB_TXN *txn, const totals *t)
+static int totals_write(handles *h, DB_TXN *txn, const totals *t)
 {
     for (int i = 0; i < 4; i++) {
         if (t->v[i] == t->orig[i])
             continue;
-        int ret = ctr_write(s, txn, totals_names[i], t->v[i]);
+        int ret = ctr_write(h, txn, totals_names[i], t->v[i]);
         if (ret)
             return ret;
     }
@@ -708,34 +829,34 @@ static int totals_write(store *s, DB_TXN *txn, const totals *t)
  * totals. *found says whether there was a record. A record whose header is
  * not ours is deleted too (it can't be served), with a warning.
  */
-static int entry_remove(store *s, DB_TXN *txn, const uint8_t *key, totals *t, int *found)
+static int entry_remove(handles *h, DB_TXN *txn, const uint8_t *key, totals *t, int *found)
 {
-    uint8_t h[HDR_LEN];
+    uint8_t hdr[HDR_LEN];
     store_meta m;
     DBT k, d;
     *found = 0;
     dbt_in(&k, key, STORE_KEY_LEN);
-    dbt_part(&d, h, 0, HDR_LEN);
-    int ret = s->cache->get(s->cache, txn, &k, &d, DB_RMW);
+    dbt_part(&d, hdr, 0, HDR_LEN);
+    int ret = h->cache->get(h->cache, txn, &k, &d, DB_RMW);
     if (ret == DB_NOTFOUND)
         return 0;
     if (ret)
         return ret;
     *found = 1;
-    int good = hdr_decode(h, d.size, &m) == 0;
-    if ((ret = s->cache->del(s->cache, txn, &k, 0)) != 0)
+    int good = hdr_decode(hdr, d.size, &m) == 0;
+    if ((ret = h->cache->del(h->cache, txn, &k, 0)) != 0)
         return ret;
     if (good) {
         uint8_t ek[EXP_KEY_LEN];
         DBT x;
         exp_key(ek, m.expires, key);
         dbt_in(&x, ek, sizeof ek);
-        ret = s->expiry->del(s->expiry, txn, &x, 0);
+        ret = h->expiry->del(h->expiry, txn, &x, 0);
         if (ret && ret != DB_NOTFOUND)
             return ret;
         t->v[T_BYTES] -= m.size < t->v[T_BYTES] ? m.size : t->v[T_BYTES];
     } else {
-        rl_warn("store %s: dropped a cache record with an unknown header", s->home);
+        rl_warn("store %s: dropped a cache record with an unknown header", h->home);
     }
     if (t->v[T_ENTRIES])
         t->v[T_ENTRIES]--;
@@ -747,13 +868,13 @@ static int entry_remove(store *s, DB_TXN *txn, const uint8_t *key, totals *t, in
  * 0 when that record was an orphan (no cache entry), which is dropped.
  * DB_NOTFOUND when the index is empty.
  */
-static int evict_one(store *s, DB_TXN *txn, totals *t, int *evicted)
+static int evict_one(handles *h, DB_TXN *txn, totals *t, int *evicted)
 {
     DBC *c = NULL;
     uint8_t ek[EXP_KEY_LEN];
     DBT k, d;
     *evicted = 0;
-    int ret = s->expiry->cursor(s->expiry, txn, &c, 0);
+    int ret = h->expiry->cursor(h->expiry, txn, &c, 0);
     if (ret)
         return ret;
     dbt_out(&k, ek, sizeof ek);
@@ -763,14 +884,14 @@ static int evict_one(store *s, DB_TXN *txn, totals *t, int *evicted)
     if (ret || (ret = closed) != 0)
         return ret;
     if (k.size == EXP_KEY_LEN) {
-        if ((ret = entry_remove(s, txn, ek + 8, t, evicted)) != 0)
+        if ((ret = entry_remove(h, txn, ek + 8, t, evicted)) != 0)
             return ret;
         if (*evicted)
             return 0;
     }
     DBT x;
     dbt_in(&x, ek, k.size);
-    ret = s->expiry->del(s->expiry, txn, &x, 0);
+    ret = h->expiry->del(h->expiry, txn, &x, 0);
     return ret == DB_NOTFOUND ? 0 : ret;
 }
 
@@ -789,26 +910,25 @@ typedef struct put_arg {
     uint64_t len; /* value bytes */
 } put_arg;
 
-static int put_body(store *s, DB_TXN *txn, op *o)
+static int put_body(handles *h, DB_TXN *txn, op *o)
 {
     put_arg *a = o->arg;
     totals t;
     int found, ret;
-    if ((ret = totals_read(s, txn, &t, DB_RMW)) != 0)
+    if ((ret = totals_read(h, txn, &t, DB_RMW)) != 0)
         return ret;
-    if ((ret = entry_remove(s, txn, a->key, &t, &found)) != 0)
+    if ((ret = entry_remove(h, txn, a->key, &t, &found)) != 0)
         return ret;
-    while (over_caps(s, &t, a->len)) {
+    while (over_caps(o->s, &t, a->len)) {
         int evicted;
-        ret = evict_one(s, txn, &t, &evicted);
+        ret = evict_one(h, txn, &t, &evicted);
         if (ret == DB_NOTFOUND) {
             /* Nothing left to evict, yet the totals say we are over: they
              * drifted (they can't under normal operation). Start again
              * from an empty table rather than refusing every store. */
             rl_warn("store %s: totals (%llu entries, %llu bytes) disagree with an empty "
                     "expiry index; resetting them",
-                    s->home, (unsigned long long)t.v[T_ENTRIES],
-                    (unsigned long long)t.v[T_BYTES]);
+                    h->home, (unsigned long long)t.v[T_ENTRIES], (unsigned long long)t.v[T_BYTES]);
             t.v[T_ENTRIES] = t.v[T_BYTES] = 0;
             break;
         }
@@ -820,18 +940,18 @@ static int put_body(store *s, DB_TXN *txn, op *o)
     DBT k, d;
     dbt_in(&k, a->key, STORE_KEY_LEN);
     dbt_in(&d, a->rec, a->rec_len);
-    if ((ret = s->cache->put(s->cache, txn, &k, &d, 0)) != 0)
+    if ((ret = h->cache->put(h->cache, txn, &k, &d, 0)) != 0)
         return ret;
     uint8_t ek[EXP_KEY_LEN];
     DBT x, e;
     exp_key(ek, a->expires, a->key);
     dbt_in(&x, ek, sizeof ek);
     dbt_in(&e, "", 0);
-    if ((ret = s->expiry->put(s->expiry, txn, &x, &e, 0)) != 0)
+    if ((ret = h->expiry->put(h->expiry, txn, &x, &e, 0)) != 0)
         return ret;
     t.v[T_ENTRIES]++;
     t.v[T_BYTES] += a->len;
-    return totals_write(s, txn, &t);
+    return totals_write(h, txn, &t);
 }
 
 rl_err store_cache_put(store *s, const uint8_t key[STORE_KEY_LEN], const store_meta *meta,
@@ -847,10 +967,10 @@ rl_err store_cache_put(store *s, const uint8_t key[STORE_KEY_LEN], const store_m
     hdr_encode(rec, &m);
     if (len)
         memcpy(rec + HDR_LEN, value, len);
-    put_arg a = {.key = key, .expires = meta->expires, .rec = rec, .rec_len = HDR_LEN + len,
-                 .len = len};
-    op o = {.what = "storing a cache entry", .body = put_body, .arg = &a};
-    rl_err e = op_run(s, &o);
+    put_arg a = {
+        .key = key, .expires = meta->expires, .rec = rec, .rec_len = HDR_LEN + len, .len = len};
+    op o = {.what = "storing a cache entry", .body = put_body, .idempotent = 1, .arg = &a};
+    rl_err e = store_op_run(s, &o);
     free(rec);
     return e;
 }
@@ -860,20 +980,20 @@ typedef struct get_arg {
     DBT data; /* DB_DBT_REALLOC: survives retries, freed by the caller */
 } get_arg;
 
-static int get_body(store *s, DB_TXN *txn, op *o)
+static int get_body(handles *h, DB_TXN *txn, op *o)
 {
     get_arg *a = o->arg;
     DBT k;
     dbt_in(&k, a->key, STORE_KEY_LEN);
-    return s->cache->get(s->cache, txn, &k, &a->data, 0);
+    return h->cache->get(h->cache, txn, &k, &a->data, 0);
 }
 
 rl_err store_cache_get(store *s, const uint8_t key[STORE_KEY_LEN], store_meta *meta, rl_buf *value)
 {
     get_arg a = {.key = key};
     a.data.flags = DB_DBT_REALLOC;
-    op o = {.what = "reading a cache entry", .body = get_body, .arg = &a};
-    rl_err e = op_run(s, &o);
+    op o = {.what = "reading a cache entry", .body = get_body, .idempotent = 1, .arg = &a};
+    rl_err e = store_op_run(s, &o);
     if (e != RL_OK)
         goto out;
     store_meta m;
@@ -882,8 +1002,8 @@ rl_err store_cache_get(store *s, const uint8_t key[STORE_KEY_LEN], store_meta *m
         e = RL_STORE;
         goto out;
     }
-    if (value && (e = rl_buf_append(value, (uint8_t *)a.data.data + HDR_LEN, (size_t)m.size)) !=
-                     RL_OK)
+    if (value &&
+        (e = rl_buf_append(value, (uint8_t *)a.data.data + HDR_LEN, (size_t)m.size)) != RL_OK)
         goto out;
     if (meta)
         *meta = m;
@@ -892,50 +1012,51 @@ out:
     return e;
 }
 
-static int touch_body(store *s, DB_TXN *txn, op *o)
+static int touch_body(handles *h, DB_TXN *txn, op *o)
 {
     const uint8_t *key = o->arg;
-    uint8_t h[HDR_LEN], b[8];
+    uint8_t hdr[HDR_LEN], b[8];
     store_meta m;
     DBT k, d;
     dbt_in(&k, key, STORE_KEY_LEN);
-    dbt_part(&d, h, 0, HDR_LEN);
-    int ret = s->cache->get(s->cache, txn, &k, &d, DB_RMW);
+    dbt_part(&d, hdr, 0, HDR_LEN);
+    int ret = h->cache->get(h->cache, txn, &k, &d, DB_RMW);
     if (ret)
         return ret;
-    if (hdr_decode(h, d.size, &m) != 0)
+    if (hdr_decode(hdr, d.size, &m) != 0)
         return DB_NOTFOUND; /* not an entry we can count hits on */
     put64(b, m.hits + 1);
     dbt_in(&d, b, sizeof b);
     d.flags = DB_DBT_PARTIAL;
     d.doff = HDR_OFF_HITS;
     d.dlen = sizeof b;
-    return s->cache->put(s->cache, txn, &k, &d, 0);
+    return h->cache->put(h->cache, txn, &k, &d, 0);
 }
 
 rl_err store_cache_touch(store *s, const uint8_t key[STORE_KEY_LEN])
 {
     op o = {.what = "counting a cache hit", .body = touch_body, .arg = (void *)key};
-    return op_run(s, &o);
+    return store_op_run(s, &o);
 }
 
-static int del_body(store *s, DB_TXN *txn, op *o)
+static int del_body(handles *h, DB_TXN *txn, op *o)
 {
     totals t;
     int found, ret;
-    if ((ret = totals_read(s, txn, &t, DB_RMW)) != 0)
+    if ((ret = totals_read(h, txn, &t, DB_RMW)) != 0)
         return ret;
-    if ((ret = entry_remove(s, txn, o->arg, &t, &found)) != 0)
+    if ((ret = entry_remove(h, txn, o->arg, &t, &found)) != 0)
         return ret;
     if (!found)
         return DB_NOTFOUND;
-    return totals_write(s, txn, &t);
+    return totals_write(h, txn, &t);
 }
 
 rl_err store_cache_del(store *s, const uint8_t key[STORE_KEY_LEN])
 {
-    op o = {.what = "deleting a cache entry", .body = del_body, .arg = (void *)key};
-    return op_run(s, &o);
+    op o = {
+        .what = "deleting a cache entry", .body = del_body, .idempotent = 1, .arg = (void *)key};
+    return store_op_run(s, &o);
 }
 
 typedef struct purge_arg {
@@ -950,8 +1071,8 @@ typedef struct purge_arg {
  * they are about to be deleted). When purging expired entries (the expiry
  * index, !a->all), stops at the first record not older than cutoff.
  * Returns the count in *n. */
-static int collect_keys(DB_TXN *txn, DB *db, size_t key_len, uint64_t cutoff,
-                        purge_arg *a, unsigned *n)
+static int collect_keys(DB_TXN *txn, DB *db, size_t key_len, uint64_t cutoff, purge_arg *a,
+                        unsigned *n)
 {
     DBC *c = NULL;
     DBT k, d;
@@ -980,7 +1101,7 @@ static int collect_keys(DB_TXN *txn, DB *db, size_t key_len, uint64_t cutoff,
     return ret ? ret : closed;
 }
 
-static int purge_body(store *s, DB_TXN *txn, op *o)
+static int purge_body(handles *h, DB_TXN *txn, op *o)
 {
     purge_arg *a = o->arg;
     totals t;
@@ -988,25 +1109,25 @@ static int purge_body(store *s, DB_TXN *txn, op *o)
     int found, ret;
     a->removed = 0;
     a->done = 0;
-    if ((ret = totals_read(s, txn, &t, DB_RMW)) != 0)
+    if ((ret = totals_read(h, txn, &t, DB_RMW)) != 0)
         return ret;
     if (a->all) {
-        if ((ret = collect_keys(txn, s->cache, STORE_KEY_LEN, 0, a, &n)) != 0)
+        if ((ret = collect_keys(txn, h->cache, STORE_KEY_LEN, 0, a, &n)) != 0)
             return ret;
         for (unsigned i = 0; i < n; i++) {
-            if ((ret = entry_remove(s, txn, a->keys[i], &t, &found)) != 0)
+            if ((ret = entry_remove(h, txn, a->keys[i], &t, &found)) != 0)
                 return ret;
             a->removed += (uint64_t)found;
         }
         if (n == 0) {
             /* The table is empty: drop index orphans, if any, and make the
              * totals agree with the emptiness. */
-            if ((ret = collect_keys(txn, s->expiry, EXP_KEY_LEN, 0, a, &n)) != 0)
+            if ((ret = collect_keys(txn, h->expiry, EXP_KEY_LEN, 0, a, &n)) != 0)
                 return ret;
             for (unsigned i = 0; i < n; i++) {
                 DBT x;
                 dbt_in(&x, a->keys[i], EXP_KEY_LEN);
-                if ((ret = s->expiry->del(s->expiry, txn, &x, 0)) != 0 && ret != DB_NOTFOUND)
+                if ((ret = h->expiry->del(h->expiry, txn, &x, 0)) != 0 && ret != DB_NOTFOUND)
                     return ret;
             }
             if (n == 0) {
@@ -1015,10 +1136,10 @@ static int purge_body(store *s, DB_TXN *txn, op *o)
             }
         }
     } else {
-        if ((ret = collect_keys(txn, s->expiry, EXP_KEY_LEN, a->cutoff, a, &n)) != 0)
+        if ((ret = collect_keys(txn, h->expiry, EXP_KEY_LEN, a->cutoff, a, &n)) != 0)
             return ret;
         for (unsigned i = 0; i < n; i++) {
-            if ((ret = entry_remove(s, txn, a->keys[i] + 8, &t, &found)) != 0)
+            if ((ret = entry_remove(h, txn, a->keys[i] + 8, &t, &found)) != 0)
                 return ret;
             if (found) {
                 a->removed++;
@@ -1026,13 +1147,13 @@ static int purge_body(store *s, DB_TXN *txn, op *o)
             } else {
                 DBT x;
                 dbt_in(&x, a->keys[i], EXP_KEY_LEN);
-                if ((ret = s->expiry->del(s->expiry, txn, &x, 0)) != 0 && ret != DB_NOTFOUND)
+                if ((ret = h->expiry->del(h->expiry, txn, &x, 0)) != 0 && ret != DB_NOTFOUND)
                     return ret;
             }
         }
         a->done = n < PURGE_BATCH;
     }
-    return totals_write(s, txn, &t);
+    return totals_write(h, txn, &t);
 }
 
 /* Purges in transactions of PURGE_BATCH entries so that no transaction
@@ -1041,9 +1162,9 @@ static rl_err purge_run(store *s, purge_arg *a, const char *what, uint64_t *remo
 {
     uint64_t total = 0;
     rl_err e = RL_OK;
-    op o = {.what = what, .body = purge_body, .arg = a};
+    op o = {.what = what, .body = purge_body, .idempotent = 1, .arg = a};
     do {
-        if ((e = op_run(s, &o)) != RL_OK)
+        if ((e = store_op_run(s, &o)) != RL_OK)
             break;
         total += a->removed;
     } while (!a->done);
@@ -1087,19 +1208,19 @@ typedef struct foreach_arg {
 
 /* Reads the next batch after a->last. Read-committed cursors release each
  * page as they leave it, so a scan never holds up writers for long. */
-static int foreach_body(store *s, DB_TXN *txn, op *o)
+static int foreach_body(handles *h, DB_TXN *txn, op *o)
 {
     foreach_arg *a = o->arg;
     DBC *c = NULL;
-    uint8_t kb[STORE_KEY_LEN], h[HDR_LEN];
+    uint8_t kb[STORE_KEY_LEN], hdr[HDR_LEN];
     DBT k, d;
     a->n = 0;
     a->done = 0;
-    int ret = s->cache->cursor(s->cache, txn, &c, DB_READ_COMMITTED);
+    int ret = h->cache->cursor(h->cache, txn, &c, DB_READ_COMMITTED);
     if (ret)
         return ret;
     dbt_out(&k, kb, sizeof kb);
-    dbt_part(&d, h, 0, HDR_LEN);
+    dbt_part(&d, hdr, 0, HDR_LEN);
     if (a->started) {
         memcpy(kb, a->last, sizeof kb);
         k.size = sizeof kb;
@@ -1111,7 +1232,7 @@ static int foreach_body(store *s, DB_TXN *txn, op *o)
     }
     while (ret == 0 && a->n < FOREACH_BATCH) {
         store_meta m;
-        if (k.size == STORE_KEY_LEN && hdr_decode(h, d.size, &m) == 0) {
+        if (k.size == STORE_KEY_LEN && hdr_decode(hdr, d.size, &m) == 0) {
             memcpy(a->items[a->n].key, kb, STORE_KEY_LEN);
             a->items[a->n].meta = m;
             a->n++;
@@ -1138,9 +1259,9 @@ rl_err store_cache_foreach(store *s,
     foreach_arg *a = calloc(1, sizeof *a);
     if (!a)
         return RL_NOMEM;
-    op o = {.what = "listing cache entries", .body = foreach_body, .arg = a};
+    op o = {.what = "listing cache entries", .body = foreach_body, .idempotent = 1, .arg = a};
     for (;;) {
-        if ((e = op_run(s, &o)) != RL_OK)
+        if ((e = store_op_run(s, &o)) != RL_OK)
             break;
         for (unsigned i = 0; i < a->n; i++)
             if (fn(ctx, a->items[i].key, &a->items[i].meta) != 0)
@@ -1155,10 +1276,10 @@ out:
     return e;
 }
 
-static int stats_body(store *s, DB_TXN *txn, op *o)
+static int stats_body(handles *h, DB_TXN *txn, op *o)
 {
     totals t;
-    int ret = totals_read(s, txn, &t, 0);
+    int ret = totals_read(h, txn, &t, 0);
     if (ret == 0)
         memcpy(o->arg, t.v, sizeof t.v);
     return ret;
@@ -1167,8 +1288,8 @@ static int stats_body(store *s, DB_TXN *txn, op *o)
 rl_err store_stats_get(store *s, store_stats *out)
 {
     uint64_t v[4];
-    op o = {.what = "reading store statistics", .body = stats_body, .arg = v};
-    rl_err e = op_run(s, &o);
+    op o = {.what = "reading store statistics", .body = stats_body, .idempotent = 1, .arg = v};
+    rl_err e = store_op_run(s, &o);
     if (e != RL_OK)
         return e;
     out->entries = v[T_ENTRIES];
@@ -1186,20 +1307,20 @@ typedef struct counter_arg {
     uint64_t value;
 } counter_arg;
 
-static int counter_add_body(store *s, DB_TXN *txn, op *o)
+static int counter_add_body(handles *h, DB_TXN *txn, op *o)
 {
     counter_arg *a = o->arg;
     uint64_t v;
-    int ret = ctr_read(s, txn, a->name, DB_RMW, &v);
+    int ret = ctr_read(h, txn, a->name, DB_RMW, &v);
     if (ret)
         return ret;
-    return ctr_write(s, txn, a->name, v + (uint64_t)a->delta);
+    return ctr_write(h, txn, a->name, v + (uint64_t)a->delta);
 }
 
-static int counter_get_body(store *s, DB_TXN *txn, op *o)
+static int counter_get_body(handles *h, DB_TXN *txn, op *o)
 {
     counter_arg *a = o->arg;
-    return ctr_read(s, txn, a->name, 0, &a->value);
+    return ctr_read(h, txn, a->name, 0, &a->value);
 }
 
 static int counter_name_ok(const char *name)
@@ -1222,7 +1343,7 @@ rl_err store_counter_add(store *s, const char *name, int64_t delta)
     }
     counter_arg a = {.name = name, .delta = delta};
     op o = {.what = "updating a counter", .body = counter_add_body, .arg = &a};
-    return op_run(s, &o);
+    return store_op_run(s, &o);
 }
 
 rl_err store_counter_get(store *s, const char *name, uint64_t *value)
@@ -1230,8 +1351,8 @@ rl_err store_counter_get(store *s, const char *name, uint64_t *value)
     if (!counter_name_ok(name))
         return RL_INTERNAL;
     counter_arg a = {.name = name};
-    op o = {.what = "reading a counter", .body = counter_get_body, .arg = &a};
-    rl_err e = op_run(s, &o);
+    op o = {.what = "reading a counter", .body = counter_get_body, .idempotent = 1, .arg = &a};
+    rl_err e = store_op_run(s, &o);
     if (e == RL_OK)
         *value = a.value;
     return e;
@@ -1241,36 +1362,38 @@ rl_err store_counter_get(store *s, const char *name, uint64_t *value)
 
 /* The first failchk call after a death may do the cleanup and still return
  * EBUSY (seen on this platform); the second call reports the real state. */
-static int failchk_body(store *s, DB_TXN *txn, op *o)
+static int failchk_body(handles *h, DB_TXN *txn, op *o)
 {
     (void)txn;
     (void)o;
-    int ret = s->env->failchk(s->env, 0);
+    int ret = h->env->failchk(h->env, 0);
     if (ret == EBUSY)
-        ret = s->env->failchk(s->env, 0);
+        ret = h->env->failchk(h->env, 0);
     if (ret == EBUSY) {
-        rl_warn("store %s: failchk still busy; will retry on the next maintenance run", s->home);
+        rl_warn("store %s: failchk still busy; will retry on the next maintenance run", h->home);
         ret = 0;
     }
     return ret;
 }
 
-static int checkpoint_body(store *s, DB_TXN *txn, op *o)
+static int checkpoint_body(handles *h, DB_TXN *txn, op *o)
 {
     (void)txn;
     (void)o;
-    return s->env->txn_checkpoint(s->env, CHECKPOINT_KB, CHECKPOINT_MIN, 0);
+    return h->env->txn_checkpoint(h->env, CHECKPOINT_KB, CHECKPOINT_MIN, 0);
 }
 
 rl_err store_maintain(store *s, uint64_t now)
 {
-    op fc = {.what = "freeing what dead processes held (failchk)", .body = failchk_body,
-             .no_txn = 1};
-    rl_err e = op_run(s, &fc);
+    op fc = {
+        .what = "freeing what dead processes held (failchk)", .body = failchk_body, .no_txn = 1};
+    rl_err e = store_op_run(s, &fc);
     op cp = {.what = "checkpointing", .body = checkpoint_body, .no_txn = 1};
-    rl_err e2 = op_run(s, &cp);
+    rl_err e2 = store_op_run(s, &cp);
     if (e == RL_OK)
         e = e2;
+
+    flight_maintain(s, now * 1000); /* logs its own failures */
 
     uint64_t last = atomic_load(&s->last_purge);
     if ((last == 0 || now >= last + PURGE_INTERVAL || now < last) &&
@@ -1280,8 +1403,7 @@ rl_err store_maintain(store *s, uint64_t now)
         if (e == RL_OK)
             e = e2;
         if (removed)
-            rl_info("store %s: purged %llu expired entries", s->home,
-                    (unsigned long long)removed);
+            rl_info("store %s: purged %llu expired entries", s->home, (unsigned long long)removed);
     }
     return e;
 }
@@ -1328,8 +1450,7 @@ static rl_err check_verify(store *s, const char *path)
         dbt_in(&k, CHECK_KEY, sizeof CHECK_KEY - 1);
         dbt_out(&d, val, sizeof val);
         ret = db->get(db, NULL, &k, &d, 0);
-        if (ret == 0 &&
-            (d.size != sizeof CHECK_VALUE - 1 || memcmp(val, CHECK_VALUE, d.size) != 0))
+        if (ret == 0 && (d.size != sizeof CHECK_VALUE - 1 || memcmp(val, CHECK_VALUE, d.size) != 0))
             ret = EINVAL;
         (void)db->close(db, 0);
     }
@@ -1456,14 +1577,12 @@ rl_err store_open(const store_options *opt, store **out)
     store *s = calloc(1, sizeof *s);
     if (!s)
         return RL_NOMEM;
-    /* Writer preference: a reopen must not wait behind a stream of new
-     * operations. No operation takes the read lock twice, so the
-     * non-recursive kind is safe. */
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&s->lock, &attr);
-    pthread_rwlockattr_destroy(&attr);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t ca; /* store_reopen's timed wait runs on the monotonic clock */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->changed, &ca);
+    pthread_condattr_destroy(&ca);
     s->max_bytes = opt->max_bytes;
     s->max_entries = opt->max_entries;
     s->max_entry_bytes = opt->max_entry_bytes;
@@ -1496,32 +1615,60 @@ rl_err store_open(const store_options *opt, store **out)
     if ((e = check_secret(s)) != RL_OK)
         goto fail;
     s->shm_key = shm_key_for(s->home);
-    if (env_open(s) != 0) {
+    detach_stale_segments(s); /* a forked child's copies of its parent's */
+    if (wake_open(s->home, &s->wake) != RL_OK) {
+        e = RL_STORE;
+        goto fail;
+    }
+    if (handles_open(s, &s->cur) != 0) {
         e = RL_STORE;
         goto fail;
     }
     *out = s;
     return RL_OK;
 fail:
+    wake_close(s->wake);
     if (claimed)
         homes_release(s->home);
     store_secret_free(s->secret, s->secret_len);
     free(s->home);
-    pthread_rwlock_destroy(&s->lock);
+    pthread_cond_destroy(&s->changed);
+    pthread_mutex_destroy(&s->mu);
     free(s);
     return e;
+}
+
+/* Handle sets that threads were stranded in (see store_reopen) are not
+ * freed: those threads still point into them. */
+store_wake *store_wake_of(store *s)
+{
+    return s->wake;
+}
+
+unsigned store_stranded_threads(store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    unsigned n = s->stranded_threads;
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }
 
 void store_close(store *s)
 {
     if (!s)
         return;
-    env_close(s, 0);
+    if (s->cur)
+        handles_close(s, s->cur, 0, 0, s->stranded == 0);
     homes_release(s->home);
+    if (s->stranded == 0) /* stranded threads may still point into it */
+        wake_close(s->wake);
     store_secret_free(s->secret, s->secret_len);
     free(s->home);
-    pthread_rwlock_destroy(&s->lock);
-    free(s);
+    if (s->stranded == 0) {
+        pthread_cond_destroy(&s->changed);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+    }
 }
 
 /*

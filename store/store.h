@@ -46,26 +46,26 @@
 typedef struct store store;
 
 typedef struct store_options {
-    const char *home;        /* environment directory; created if missing (mode 0700) */
-    const char *key_file;    /* secret; must exist (see store_keyfile_ensure) */
-    uint64_t max_bytes;      /* cap on the sum of stored value sizes; 0 = no cap */
-    uint64_t max_entries;    /* cap on the number of cache entries; 0 = no cap */
-    uint64_t max_entry_bytes;/* values larger than this are refused with RL_TOO_LARGE */
-    uint32_t cache_mb;       /* Berkeley DB buffer pool size in MiB */
-    int max_threads;         /* processes x threads that may use the environment at once
-                              * (Berkeley DB's thread table for failchk) */
+    const char *home;         /* environment directory; created if missing (mode 0700) */
+    const char *key_file;     /* secret; must exist (see store_keyfile_ensure) */
+    uint64_t max_bytes;       /* cap on the sum of stored value sizes; 0 = no cap */
+    uint64_t max_entries;     /* cap on the number of cache entries; 0 = no cap */
+    uint64_t max_entry_bytes; /* values larger than this are refused with RL_TOO_LARGE */
+    uint32_t cache_mb;        /* Berkeley DB buffer pool size in MiB */
+    int max_threads;          /* processes x threads that may use the environment at once
+                               * (Berkeley DB's thread table for failchk) */
 } store_options;
 
 typedef struct store_meta {
-    uint64_t created;  /* unix seconds when stored */
-    uint64_t expires;  /* unix seconds after which the entry is stale */
-    uint64_t hits;     /* times served (maintained by store_cache_touch) */
-    uint64_t size;     /* value bytes (filled in by the store) */
+    uint64_t created; /* unix seconds when stored */
+    uint64_t expires; /* unix seconds after which the entry is stale */
+    uint64_t hits;    /* times served (maintained by store_cache_touch) */
+    uint64_t size;    /* value bytes (filled in by the store) */
 } store_meta;
 
 typedef struct store_stats {
     uint64_t entries;
-    uint64_t bytes;    /* sum of value sizes */
+    uint64_t bytes; /* sum of value sizes */
     uint64_t evictions;
     uint64_t expired_removed;
 } store_stats;
@@ -118,8 +118,9 @@ rl_err store_cache_purge_all(store *s, uint64_t *removed);
 
 /* Calls fn for every entry (key, meta) in key order until fn returns
  * non-zero. Reads a consistent snapshot per entry, not of the whole table. */
-rl_err store_cache_foreach(store *s, int (*fn)(void *ctx, const uint8_t key[STORE_KEY_LEN],
-                                                 const store_meta *meta),
+rl_err store_cache_foreach(store *s,
+                           int (*fn)(void *ctx, const uint8_t key[STORE_KEY_LEN],
+                                     const store_meta *meta),
                            void *ctx);
 
 rl_err store_stats_get(store *s, store_stats *out);
@@ -138,5 +139,13 @@ rl_err store_counter_get(store *s, const char *name, uint64_t *value);
  * and every 60 s (of now) purges entries expired more than an hour ago (so
  * that max-stale can still use them). */
 rl_err store_maintain(store *s, uint64_t now);
+
+/* Threads of this process lost for good in an environment that had to be
+ * abandoned after another process was killed while holding one of Berkeley
+ * DB's internal mutexes (5.3's mutexes are not robust; see store_reopen in
+ * store.c). The store carries on without them, but their callers never get
+ * an answer: a front that sees this above zero should drain and restart the
+ * process at a convenient moment. */
+unsigned store_stranded_threads(store *s);
 
 #endif

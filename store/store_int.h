@@ -1,0 +1,73 @@
+/*
+ * store_int.h — store-internal: what the store's own modules (flight.c)
+ * share with store.c: the open handles, the transaction helper and the
+ * wake-up channel. Includes <db.h>, so it must never be included outside
+ * store/ (see DESIGN.md).
+ *
+ * Writing an operation: put its work in a body, fill an op and call
+ * store_op_run, which runs the body in a transaction, retries it on lock
+ * conflicts, reopens the environment after another process's crash, and
+ * logs and translates Berkeley DB errors. A body does not log Berkeley DB
+ * errors itself; it returns them.
+ */
+#ifndef RELAY_STORE_STORE_INT_H
+#define RELAY_STORE_STORE_INT_H
+
+#include <db.h>
+#include <stdint.h>
+
+#include "store/store.h"
+#include "store/wake.h"
+
+/*
+ * One generation of open handles. Operations count themselves in users
+ * while they work on it. After DB_RUNRECOVERY a reopen retires the set and
+ * opens a new one; a retired set is closed once its users are gone, or, if
+ * some never leave (stranded on a mutex a killed process held), closed only
+ * as far as Berkeley DB allows for a panicked environment and otherwise
+ * left in place for them. Bodies get the set they run on: never keep a
+ * handle beyond the body.
+ */
+typedef struct handles {
+    DB_ENV *env;
+    DB *cache, *expiry, *counters; /* store.c */
+    DB *flights, *chunks;          /* flight.c */
+    const char *home;              /* the store's, for log lines */
+    int users;                     /* under store.mu */
+} handles;
+
+typedef struct op op;
+
+/* A body does one attempt of an operation inside txn (NULL for no_txn
+ * operations) on the handle set h. It returns 0 or a Berkeley DB code; to
+ * fail with an rl_err of its own it sets o->err and returns 0, which aborts
+ * the transaction. Bodies may run several times (lock conflicts, reopen),
+ * so they must reset their outputs at the start. Transactions are
+ * DB_TXN_NOWAIT: a lock conflict returns at once and is retried by
+ * store_op_run. */
+typedef int (*op_body)(handles *h, DB_TXN *txn, op *o);
+
+struct op {
+    const char *what; /* for the log line, e.g. "storing a cache entry" */
+    op_body body;
+    int no_txn;
+    int idempotent; /* applying it twice does no harm: retried even after a
+                     * commit that failed in a recovery (see store_op_run) */
+    rl_err err;
+    void *arg;
+    store *s;          /* set by store_op_run */
+    int commit_failed; /* set by the helper: commit itself returned an error */
+};
+
+/* Runs o (see store.c for the retry and recovery rules). DB_NOTFOUND from a
+ * body becomes RL_NOTFOUND, not logged; other failures are logged once,
+ * with o->what, and become RL_STORE (RL_NOMEM for ENOMEM). */
+rl_err store_op_run(store *s, op *o);
+
+/* The wake-up channel of the store's home (never NULL on an open store). */
+store_wake *store_wake_of(store *s);
+
+/* flight.c: removes finished and abandoned flights; run by store_maintain. */
+void flight_maintain(store *s, uint64_t now_ms);
+
+#endif
