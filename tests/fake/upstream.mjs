@@ -17,8 +17,12 @@
 // Library:
 //   const fake = await startFakeUpstream();   // 127.0.0.1, a free port
 //   fake.url, fake.port, fake.calls, fake.callsFor('marker'),
-//   (a call is {n, method, path, query, headers, body, status, sent, aborted}:
-//   body is the raw request body, sent the response body as written)
+//   (a call is {n, method, path, query, headers, body, status, sent, aborted,
+//   writes, remotePort}: body is the raw request body, sent the response body
+//   as written, writes one {at, bytes} per body write (at: wall-clock ms with
+//   sub-ms precision, performance.timeOrigin + performance.now(); bytes: the
+//   length of call.sent after it), remotePort the client's TCP port, which
+//   tells which process holds the upstream connection)
 //   fake.enqueue({...}), fake.reset(), await fake.waitForCalls(fn, ms),
 //   await fake.close()
 //
@@ -439,14 +443,19 @@ export async function startFakeUpstream({ port = 0, host = '127.0.0.1' } = {}) {
 
   // Keeps what the fake answered in call.status and call.sent (the body
   // text as written, so a test can compare it with what the client got),
-  // and marks call.aborted when the client went away before the end.
+  // when each part was written (call.writes), and marks call.aborted when
+  // the client went away before the end.
   function recordResponse(res, call) {
     call.status = null;
     call.sent = '';
+    call.writes = [];
     const write = res.write.bind(res);
     const end = res.end.bind(res);
     const keep = (chunk) => {
-      if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') call.sent += chunk.toString();
+      if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') {
+        call.sent += chunk.toString();
+        call.writes.push({ at: performance.timeOrigin + performance.now(), bytes: call.sent.length });
+      }
     };
     res.write = (chunk, ...rest) => {
       keep(chunk);
@@ -484,6 +493,7 @@ export async function startFakeUpstream({ port = 0, host = '127.0.0.1' } = {}) {
         body: raw.toString('utf8'),
         at: Date.now(),
         aborted: false,
+        remotePort: req.socket.remotePort,
       };
       calls.push(call);
       recordResponse(res, call);

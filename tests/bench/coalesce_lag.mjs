@@ -1,0 +1,285 @@
+// Benchmark: how late do coalesced followers get each chunk of a shared
+// stream? Not part of `make test`; run by tests/bench/run.sh (make bench).
+//
+// Starts the end-to-end environment (tests/e2e/harness.mjs: fake upstream,
+// relay pool of 4 processes x 32 threads, Caddy), then sends CLIENTS
+// identical streaming requests at once against an upstream that streams
+// CHUNKS content chunks DELAY ms apart, the content of chunk i being
+// "#0007 " (its sequence number). The fake stamps each write
+// (call.writes, performance.timeOrigin + performance.now()); each client
+// stamps each event as it reads it, the same way. Clients run in THREADS
+// worker_threads so one event loop does not skew the others.
+//
+// Reported, per follower and chunk (COALESCED clients):
+//   vs leader    follower receive - the leader's client's receive of the same chunk
+//   vs upstream  follower receive - when the fake wrote it
+// and, for reference, the leader's client vs upstream (plain pass-through).
+// Percentiles p50/p95/p99/max over all (follower, chunk) samples, the same
+// for the first chunk alone (it includes joining), and per chunk for a few
+// sequence numbers; the whole per-chunk table goes to
+// tests/out/bench-coalesce.json.
+//
+//   node tests/bench/coalesce_lag.mjs [--clients 100] [--chunks 100] [--delay 20] [--threads 4]
+//
+// Environment: RELAY_BUILD as for the e2e tests. Exit status 1 when the run
+// is not a valid measurement (not exactly one upstream call, a client
+// without the whole stream), 2 when the environment did not start.
+
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { createHash } from 'node:crypto';
+
+const now = () => performance.timeOrigin + performance.now();
+const CONTENT_RE = /^#(\d{4}) $/;
+
+// ---- client threads ---------------------------------------------------------
+
+// One streaming request: when each content chunk arrived, and what came.
+async function runClient({ url, key, body }) {
+  const out = { status: 0, cache: null, times: {}, firstByteAt: null, endAt: null, sha256: null, bytes: 0, done: false, error: null };
+  const hash = createHash('sha256');
+  try {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body,
+      signal: AbortSignal.timeout(120000),
+    });
+    out.status = res.status;
+    out.cache = res.headers.get('x-cache');
+    const decoder = new TextDecoder();
+    let pending = '';
+    let text = '';
+    for await (const part of res.body) {
+      const at = now();
+      out.firstByteAt ??= at;
+      hash.update(part);
+      out.bytes += part.length;
+      const s = decoder.decode(part, { stream: true });
+      text += s;
+      pending += s;
+      let cut;
+      while ((cut = pending.indexOf('\n\n')) >= 0) {
+        const event = pending.slice(0, cut);
+        pending = pending.slice(cut + 2);
+        if (!event.startsWith('data: {')) continue;
+        let content;
+        try {
+          content = JSON.parse(event.slice(6)).choices?.[0]?.delta?.content;
+        } catch {
+          continue;
+        }
+        const m = typeof content === 'string' && CONTENT_RE.exec(content);
+        if (m) out.times[Number(m[1])] ??= at;
+      }
+    }
+    out.done = text.endsWith('data: [DONE]\n\n');
+  } catch (err) {
+    out.error = `${err.name}: ${err.message}${err.cause ? ` (${err.cause.code ?? err.cause.message})` : ''}`;
+  }
+  out.endAt = now();
+  out.sha256 = hash.digest('hex');
+  return out;
+}
+
+if (!isMainThread) {
+  const { count } = workerData;
+  parentPort.postMessage({ ready: true });
+  parentPort.once('message', async () => {
+    const results = await Promise.all(Array.from({ length: count }, () => runClient(workerData)));
+    parentPort.postMessage({ results });
+  });
+}
+
+// ---- statistics -------------------------------------------------------------
+
+function percentiles(samples) {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (p) => (s.length ? s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] : null);
+  const r = (x) => (x === null ? null : Math.round(x * 1000) / 1000);
+  return { n: s.length, p50: r(at(50)), p95: r(at(95)), p99: r(at(99)), max: r(s.at(-1) ?? null), min: r(s[0] ?? null) };
+}
+
+const fmt = (p) =>
+  p.n ? `p50 ${p.p50.toFixed(2)}  p95 ${p.p95.toFixed(2)}  p99 ${p.p99.toFixed(2)}  max ${p.max.toFixed(2)} ms  (n=${p.n})` : 'no samples';
+
+// ---- main -------------------------------------------------------------------
+
+async function main() {
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const { startRelay, chatBody, uniq, KEY_A, OUT } = await import('../e2e/harness.mjs');
+
+  const arg = (name, dflt) => {
+    const i = process.argv.indexOf(`--${name}`);
+    return i >= 0 ? Number(process.argv[i + 1]) : Number(process.env[`BENCH_${name.toUpperCase()}`] ?? dflt);
+  };
+  const CLIENTS = arg('clients', 100);
+  const CHUNKS = arg('chunks', 100);
+  const DELAY = arg('delay', 20);
+  const THREADS = Math.max(1, Math.min(arg('threads', 4), CLIENTS));
+  const POOL = { workers: 4, threads: 32 };
+
+  let relay;
+  try {
+    relay = await startRelay('coalesce lag', {
+      ini: {
+        fcgi: POOL,
+        'upstream.openai': { idle_timeout: 30, timeout: 300 },
+        log: { level: 'warn' },
+      },
+    });
+  } catch (err) {
+    console.error(`bench: the environment did not start: ${err.message}`);
+    process.exit(2);
+  }
+
+  let valid = false;
+  try {
+    // Warm up: the pool, Caddy and the upstream connection.
+    for (let i = 0; i < 4; i++) {
+      const r = await fetch(`${relay.base}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY_A}`, 'content-type': 'application/json' },
+        body: JSON.stringify(chatBody(uniq('warm-up'), { stream: true })),
+        signal: AbortSignal.timeout(10000),
+      });
+      await r.text();
+    }
+
+    const marker = uniq('coalesce-lag');
+    const content = Array.from({ length: CHUNKS }, (_, i) => `#${String(i).padStart(4, '0')} `).join('');
+    relay.fake.reset();
+    relay.fake.enqueue({ chunks: CHUNKS, chunkDelayMs: DELAY, content });
+    const body = JSON.stringify(chatBody(marker, { stream: true }));
+
+    const per = Array.from({ length: THREADS }, (_, i) => Math.floor(CLIENTS / THREADS) + (i < CLIENTS % THREADS ? 1 : 0));
+    const workers = per.map((count) => new Worker(new URL(import.meta.url), {
+      workerData: { url: `${relay.base}/v1/chat/completions`, key: KEY_A, body, count },
+    }));
+    await Promise.all(workers.map((w) => new Promise((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    })));
+    const collected = workers.map((w) => new Promise((resolve, reject) => {
+      w.once('message', (m) => resolve(m.results));
+      w.once('error', reject);
+    }));
+    const startAt = now();
+    for (const w of workers) w.postMessage('go');
+    const clients = (await Promise.all(collected)).flat();
+    await Promise.all(workers.map((w) => w.terminate()));
+
+    // What the upstream sent, and when each chunk left it.
+    const calls = relay.fake.callsFor(marker);
+    const call = calls[0];
+    const sentAt = {};
+    let prev = 0;
+    for (const w of call?.writes ?? []) {
+      const piece = call.sent.slice(prev, w.bytes);
+      prev = w.bytes;
+      for (const m of piece.matchAll(/"content":"#(\d{4}) "/g)) sentAt[Number(m[1])] ??= w.at;
+    }
+    const sentSha = call ? createHash('sha256').update(call.sent).digest('hex') : null;
+
+    const tally = {};
+    for (const c of clients) tally[c.cache ?? `status ${c.status}`] = (tally[c.cache ?? `status ${c.status}`] ?? 0) + 1;
+    const leaders = clients.filter((c) => c.cache === 'MISS');
+    const followers = clients.filter((c) => c.cache === 'COALESCED');
+    const leader = leaders.length === 1 ? leaders[0] : null;
+    const identical = clients.filter((c) => c.sha256 === sentSha).length;
+    const complete = clients.filter((c) => c.done && Object.keys(c.times).length === CHUNKS).length;
+    const problems = [];
+    if (calls.length !== 1) problems.push(`${calls.length} upstream calls (expected 1)`);
+    if (!leader) problems.push(`${leaders.length} MISS clients (expected 1)`);
+    if (identical !== CLIENTS) problems.push(`${CLIENTS - identical} clients did not get the upstream's bytes`);
+    if (complete !== CLIENTS) problems.push(`${CLIENTS - complete} clients without every chunk`);
+    for (const c of clients.filter((x) => x.error).slice(0, 3)) problems.push(`client error: ${c.error}`);
+    valid = problems.length === 0;
+
+    const vsLeader = [];
+    const vsUpstream = [];
+    const leaderVsUpstream = [];
+    const firstVsLeader = [];
+    const firstVsUpstream = [];
+    const perChunk = [];
+    for (let s = 0; s < CHUNKS; s++) {
+      const fl = [];
+      const fu = [];
+      for (const f of followers) {
+        const t = f.times[s];
+        if (t === undefined) continue;
+        if (leader?.times[s] !== undefined) fl.push(t - leader.times[s]);
+        if (sentAt[s] !== undefined) fu.push(t - sentAt[s]);
+      }
+      vsLeader.push(...fl);
+      vsUpstream.push(...fu);
+      if (s === 0) {
+        firstVsLeader.push(...fl);
+        firstVsUpstream.push(...fu);
+      }
+      if (leader?.times[s] !== undefined && sentAt[s] !== undefined) leaderVsUpstream.push(leader.times[s] - sentAt[s]);
+      perChunk.push({ seq: s, sentAt: sentAt[s] ?? null, vsLeader: percentiles(fl), vsUpstream: percentiles(fu) });
+    }
+    const steadyLeader = perChunk.filter((c) => c.seq >= 5).flatMap((c) => {
+      const s = c.seq;
+      return followers.filter((f) => f.times[s] !== undefined && leader?.times[s] !== undefined).map((f) => f.times[s] - leader.times[s]);
+    });
+
+    const upSpan = call?.writes?.length ? call.writes.at(-1).at - call.writes[0].at : null;
+    const result = {
+      benchmark: 'coalesce_lag',
+      date: new Date().toISOString(),
+      valid,
+      problems,
+      config: { clients: CLIENTS, chunks: CHUNKS, chunkDelayMs: DELAY, clientThreads: THREADS, pool: POOL },
+      upstreamCalls: calls.length,
+      xCache: tally,
+      identicalBodies: identical,
+      completeStreams: complete,
+      upstreamStreamMs: upSpan,
+      lastClientEndMs: Math.max(...clients.map((c) => c.endAt)) - startAt,
+      lagMs: {
+        followerVsLeader: percentiles(vsLeader),
+        followerVsLeaderFromChunk5: percentiles(steadyLeader),
+        followerVsUpstream: percentiles(vsUpstream),
+        leaderVsUpstream: percentiles(leaderVsUpstream),
+        firstChunkFollowerVsLeader: percentiles(firstVsLeader),
+        firstChunkFollowerVsUpstream: percentiles(firstVsUpstream),
+      },
+      perChunk,
+    };
+
+    console.log(`coalesce_lag: ${CLIENTS} identical streams (${THREADS} client threads), upstream ${CHUNKS} chunks x ${DELAY} ms, pool ${POOL.workers} x ${POOL.threads}`);
+    console.log(`  upstream calls ${calls.length}; X-Cache ${JSON.stringify(tally)}; byte-identical ${identical}/${CLIENTS}; complete ${complete}/${CLIENTS}`);
+    console.log(`  upstream stream ${upSpan === null ? '?' : upSpan.toFixed(0)} ms; last client done ${result.lastClientEndMs.toFixed(0)} ms after start`);
+    console.log(`  follower vs leader          ${fmt(result.lagMs.followerVsLeader)}`);
+    console.log(`  follower vs leader (>= #5)  ${fmt(result.lagMs.followerVsLeaderFromChunk5)}`);
+    console.log(`  follower vs upstream        ${fmt(result.lagMs.followerVsUpstream)}`);
+    console.log(`  leader   vs upstream        ${fmt(result.lagMs.leaderVsUpstream)}`);
+    console.log(`  first chunk: follower vs leader   ${fmt(result.lagMs.firstChunkFollowerVsLeader)}`);
+    console.log(`  first chunk: follower vs upstream ${fmt(result.lagMs.firstChunkFollowerVsUpstream)}`);
+    console.log('  per chunk (follower vs leader / vs upstream, p50 p99 max ms):');
+    for (const s of [0, 1, 2, 5, 10, 25, 50, 75, CHUNKS - 1]) {
+      const c = perChunk[s];
+      if (!c || s >= CHUNKS) continue;
+      const p = (x) => (x.n ? `${x.p50.toFixed(2)} ${x.p99.toFixed(2)} ${x.max.toFixed(2)}` : '-');
+      console.log(`    #${String(s).padStart(4, '0')}  ${p(c.vsLeader).padEnd(22)} / ${p(c.vsUpstream)}`);
+    }
+    if (!valid) console.log(`  NOT A VALID MEASUREMENT: ${problems.join('; ')}`);
+
+    fs.mkdirSync(OUT, { recursive: true });
+    const file = path.join(OUT, 'bench-coalesce.json');
+    fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+    console.log(`  written: ${path.relative(process.cwd(), file)} (relay log: ${path.relative(process.cwd(), relay.logs.relay)})`);
+  } finally {
+    await relay.stop();
+  }
+  process.exit(valid ? 0 : 1);
+}
+
+if (isMainThread) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(2);
+  });
+}
