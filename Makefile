@@ -39,7 +39,7 @@ LIB        := $(BUILD)/librelay.a
 LIB_OBJ    := $(call obj,$(ENGINE_SRC) $(STORE_SRC) $(BASE_SRC))
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps deps-test run test test-unit test-e2e asan fuzz check install clean
+.PHONY: all deps deps-test run test test-unit test-e2e asan fuzz bench check install clean
 
 all: $(BUILD)/relay.fcgi $(BUILD)/relay-admin
 
@@ -108,6 +108,11 @@ fuzz: deps
 			tail -40 build-fuzz/fuzz_$$t.log; exit 1; fi; \
 		tail -1 build-fuzz/fuzz_$$t.log; \
 	done
+
+# Benchmarks (not part of make test): numbers, not pass/fail; results in tests/out/.
+bench: deps-test
+	@$(MAKE) --no-print-directory all
+	@tests/bench/run.sh "$(BUILD)"
 
 check:
 	@tests/check.sh

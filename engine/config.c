@@ -30,6 +30,7 @@ typedef struct config_key {
 static const char *const policy_names[] = {"deterministic", "always", "never", NULL};
 static const char *const scope_names[] = {"credential", "shared", NULL};
 static const char *const upstream_type_names[] = {"openai", NULL};
+static const char *const coalesce_mode_names[] = {"cacheable", "all", "off", NULL};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 
 #define RC(field) offsetof(relay_config, field)
@@ -39,7 +40,7 @@ static const char *const log_level_names[] = {"error", "warn", "info", "debug", 
 static const config_key config_keys[] = {
     {"fcgi", "listen", KEY_PATH, RC(fcgi.listen), "var/relay.sock", 0, 0, NULL},
     {"fcgi", "workers", KEY_LONG, RC(fcgi.workers), "4", 1, 256, NULL},
-    {"fcgi", "threads", KEY_LONG, RC(fcgi.threads), "16", 1, 1024, NULL},
+    {"fcgi", "threads", KEY_LONG, RC(fcgi.threads), "32", 1, 1024, NULL},
     {"fcgi", "max_body", KEY_U64, RC(fcgi.max_body), "8388608", 1024, 1024 * MiB, NULL},
     {"fcgi", "drain_timeout", KEY_LONG, RC(fcgi.drain_timeout), "30", 0, 3600, NULL},
     {"store", "home", KEY_PATH, RC(store.home), "var/store", 0, 0, NULL},
@@ -53,6 +54,9 @@ static const config_key config_keys[] = {
     {"cache", "scope", KEY_ENUM, RC(cache.scope), "credential", 0, 0, scope_names},
     {"cache", "stale_keep", KEY_LONG, RC(cache.stale_keep), "86400", 0, 10L * 365 * 86400, NULL},
     {"cache", "max_response", KEY_U64, RC(cache.max_response), "33554432", 1024, 1024 * MiB, NULL},
+    {"coalesce", "mode", KEY_ENUM, RC(coalesce.mode), "cacheable", 0, 0, coalesce_mode_names},
+    {"coalesce", "max_buffer", KEY_U64, RC(coalesce.max_buffer), "33554432", 1024, 1024 * MiB, NULL},
+    {"coalesce", "max_wait", KEY_LONG, RC(coalesce.max_wait), "330", 1, 86400, NULL},
     {"upstream.*", "type", KEY_ENUM, UC(type), "openai", 0, 0, upstream_type_names},
     {"upstream.*", "base_url", KEY_URL, UC(base_url), "https://api.openai.com", 0, 0, NULL},
     {"upstream.*", "connect_timeout", KEY_LONG, UC(connect_timeout), "10", 1, 600, NULL},
@@ -63,7 +67,8 @@ static const config_key config_keys[] = {
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
 
 /* KEY_ENUM rows store an int into enum-typed fields. */
-_Static_assert(sizeof(cache_policy) == sizeof(int) && sizeof(upstream_type) == sizeof(int),
+_Static_assert(sizeof(cache_policy) == sizeof(int) && sizeof(upstream_type) == sizeof(int) &&
+                   sizeof(coalesce_mode) == sizeof(int),
                "enum fields must be int-sized");
 
 static int key_is_upstream(const config_key *k) { return strcmp(k->section, "upstream.*") == 0; }

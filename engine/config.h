@@ -19,6 +19,7 @@
 typedef enum { CACHE_POLICY_DETERMINISTIC, CACHE_POLICY_ALWAYS, CACHE_POLICY_NEVER } cache_policy;
 typedef enum { CACHE_SCOPE_CREDENTIAL, CACHE_SCOPE_SHARED } cache_scope;
 typedef enum { UPSTREAM_TYPE_OPENAI } upstream_type;
+typedef enum { COALESCE_CACHEABLE, COALESCE_ALL, COALESCE_OFF } coalesce_mode;
 
 #define CONFIG_MAX_UPSTREAMS 32
 
@@ -51,6 +52,11 @@ typedef struct relay_config {
         long stale_keep;
         uint64_t max_response;
     } cache;
+    struct {
+        coalesce_mode mode;
+        uint64_t max_buffer; /* bytes of one shared answer kept for followers */
+        long max_wait;       /* seconds a follower waits without progress */
+    } coalesce;
     upstream_config upstreams[CONFIG_MAX_UPSTREAMS];
     size_t nupstreams;
     struct {

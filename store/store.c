@@ -35,8 +35,15 @@
  *              same transaction as the entries they count, so stats are one
  *              read and always agree with the table.
  *
+ * flights.db, chunks.db   the in-flight table (flight.c).
+ *
  * Integers are big-endian so that expiry keys sort numerically under the
  * default byte-wise btree comparison (and db_dump output reads the same).
+ *
+ * Other files in the home: check.db (see check_secret), wake.map (wake.c,
+ * counters only), __db.register (DB_REGISTER's process slots), __db.001
+ * (the id of the shared memory segments, which hold the regions), the
+ * encrypted logs log.NNNNNNNNNN.
  */
 #define HDR_MAGIC 0x524c4331u /* "RLC1": bump for an incompatible header */
 #define HDR_LEN 40            /* magic 4, flags 4, created 8, expires 8, hits 8, size 8 */
@@ -50,19 +57,21 @@
 #define CTR_RESERVED_PREFIX "store."
 #define COUNTER_NAME_MAX 200
 
-#define LOCK_RETRY_NS                                                                              \
-    5000000000LL                    /* keep retrying a lock conflict this long: a dead             \
-                                     * process's locks last until failchk (~1 s) */
-#define REOPEN_WAIT_NS 2000000000LL /* how long a reopen waits for threads to leave */
-#define MAX_REOPENS 3               /* per operation */
-#define PURGE_BATCH 256             /* entries removed per transaction when purging */
-#define FOREACH_BATCH 64            /* entries read per transaction by store_cache_foreach */
-#define PURGE_INTERVAL 60           /* seconds between purges run by store_maintain */
+/* Keep retrying a lock conflict this long: a dead process's locks last
+ * until the next failchk (store_maintain, about a second). */
+#define LOCK_RETRY_NS 5000000000LL
+/* How long a reopen waits for threads to leave the old environment. */
+#define REOPEN_WAIT_NS 2000000000LL
+/* At most one failed reopen attempt per second. */
+#define REOPEN_PAUSE_NS 1000000000LL
+#define MAX_REOPENS 3      /* per operation */
+#define PURGE_BATCH 256    /* entries removed per transaction when purging */
+#define FOREACH_BATCH 64   /* entries read per transaction by store_cache_foreach */
+#define PURGE_INTERVAL 60  /* seconds between purges run by store_maintain */
 #define PURGE_GRACE 3600   /* store_maintain keeps entries this long past expiry (max-stale) */
 #define CHECKPOINT_KB 1024 /* checkpoint once this much log was written ... */
 #define CHECKPOINT_MIN 1   /* ... or this many minutes passed */
 #define SHM_KEY_SPAN 32    /* SysV keys reserved per environment (it uses 3-6) */
-#define REOPEN_PAUSE_NS 1000000000LL /* at most one failed reopen attempt per second */
 
 #define CHECK_FILE "check.db"
 #define CHECK_KEY "relay-store-check"
@@ -217,12 +226,15 @@ static _Thread_local int bdb_quiet;
 
 /* Berkeley DB's own diagnostics ("Invalid password", "lock table is out of
  * available locks", ...) complete the one line we log per failure. They
- * never contain the password. */
+ * never contain the password. Its panic notices repeat for every call that
+ * meets a panicked environment; store_reopen logs that once instead. */
 static void bdb_errcall(const DB_ENV *env, const char *pfx, const char *msg)
 {
     (void)env;
     (void)pfx;
-    rl_log(bdb_quiet ? RL_LOG_DEBUG : RL_LOG_WARN, "store: berkeley db: %s", msg);
+    int noise = bdb_quiet || strstr(msg, "run recovery") || strstr(msg, "DB_RUNRECOVERY") ||
+                strstr(msg, "panic");
+    rl_log(noise ? RL_LOG_DEBUG : RL_LOG_WARN, "store: berkeley db: %s", msg);
 }
 
 static void bdb_msgcall(const DB_ENV *env, const char *msg)

@@ -36,7 +36,7 @@ int main(void)
     is_int(load("[upstream.openai]\ntype = openai\n", &cfg, &why), RL_OK, "a minimal file loads");
     if (cfg) {
         is_int(cfg->fcgi.workers, 4, "workers default");
-        is_int(cfg->fcgi.threads, 16, "threads default");
+        is_int(cfg->fcgi.threads, 32, "threads default");
         ok(cfg->fcgi.workers * cfg->fcgi.threads >= 64, "defaults allow 64 concurrent streams");
         is_int(cfg->cache.policy, CACHE_POLICY_DETERMINISTIC, "policy default");
         is_int(cfg->cache.default_ttl, 86400, "ttl default");

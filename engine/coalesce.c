@@ -1,0 +1,352 @@
+#include "engine/coalesce.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/base/rl_log.h"
+#include "store/flight.h"
+
+/* How long a follower sleeps between looks at the leader's liveness when
+ * nothing arrives. Wake-ups for new chunks are immediate (futex); this only
+ * bounds how late a dead leader is noticed: DESIGN asks for within 2 s. */
+#define FOLLOW_TICK_MS 250
+#define LIVENESS_CHECK_MS 500
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- the head: chunk 0 of every flight --------------------------------- */
+
+/* "STATUS KIND CONTENT-TYPE", KIND 's' (stream) or 'b' (body). */
+static rl_err head_encode(rl_buf *out, int status, entry_kind kind, const char *ctype)
+{
+    return rl_buf_printf(out, "%d %c %s", status, kind == ENTRY_STREAM ? 's' : 'b',
+                         ctype ? ctype : "application/json");
+}
+
+typedef struct head {
+    int status;
+    entry_kind kind;
+    char ctype[256];
+} head;
+
+static int head_decode(const char *p, size_t len, head *h)
+{
+    char text[300];
+    if (len >= sizeof text)
+        return -1;
+    memcpy(text, p, len);
+    text[len] = '\0';
+    char kind;
+    int used = 0;
+    if (sscanf(text, "%d %c %n", &h->status, &kind, &used) != 2 || used == 0)
+        return -1;
+    h->kind = kind == 's' ? ENTRY_STREAM : ENTRY_BODY;
+    snprintf(h->ctype, sizeof h->ctype, "%s", text + used);
+    return 0;
+}
+
+/* ---- leading ----------------------------------------------------------- */
+
+static int publishing(const exchange *x)
+{
+    return x->flight.active && x->flight.leading && x->flight.publishing;
+}
+
+/* Stops publishing and tells the followers the flight failed. */
+static void fail_flight(exchange *x, const char *why)
+{
+    rl_warn("shared answer %s: %s; its followers end with an error", x->key_hex, why);
+    store_flight_finish(exchange_store(x), x->key, x->flight.gen, FLIGHT_FAILED, 0, now_ms());
+    x->flight.publishing = 0;
+}
+
+static void publish(exchange *x, const void *data, size_t len)
+{
+    rl_err err = store_flight_append(exchange_store(x), x->key, x->flight.gen, data, len,
+                                     x->cfg->coalesce.max_buffer, now_ms());
+    if (err == RL_TOO_LARGE)
+        fail_flight(x, "larger than [coalesce] max_buffer");
+    else if (err == RL_NOTFOUND) {
+        /* A follower believed this leader dead and took over: it leads now. */
+        x->flight.publishing = 0;
+    } else if (err != RL_OK) {
+        fail_flight(x, rl_err_text(err));
+    }
+}
+
+void coalesce_publish_head(exchange *x, int status, entry_kind kind, const char *content_type)
+{
+    if (!publishing(x) || x->flight.head_published)
+        return;
+    rl_buf h;
+    rl_buf_init(&h, 512);
+    if (head_encode(&h, status, kind, content_type) == RL_OK)
+        publish(x, h.data, h.len);
+    else
+        fail_flight(x, "cannot encode the head");
+    x->flight.head_published = 1;
+    rl_buf_release(&h);
+}
+
+void coalesce_publish_data(exchange *x, const char *data, size_t len)
+{
+    if (publishing(x) && len)
+        publish(x, data, len);
+}
+
+void coalesce_publish_error(exchange *x, rl_err err, const char *message)
+{
+    if (!publishing(x) || x->flight.head_published)
+        return;
+    rl_buf body;
+    rl_buf_init(&body, 0);
+    if (x->prov->error_body(&body, err, message) == RL_OK) {
+        coalesce_publish_head(x, rl_err_status(err), ENTRY_BODY, "application/json");
+        coalesce_publish_data(x, body.data, body.len);
+        coalesce_finish(x, 1, 0);
+    } else {
+        fail_flight(x, "cannot render the error");
+    }
+    rl_buf_release(&body);
+}
+
+void coalesce_finish(exchange *x, int complete, int reusable)
+{
+    if (!publishing(x))
+        return;
+    store_flight_finish(exchange_store(x), x->key, x->flight.gen,
+                        complete ? FLIGHT_DONE : FLIGHT_FAILED, complete && reusable, now_ms());
+    x->flight.publishing = 0;
+}
+
+int coalesce_has_followers(exchange *x)
+{
+    if (!publishing(x))
+        return 0;
+    store_flight f;
+    flight_state state;
+    if (store_flight_read(exchange_store(x), x->key, x->flight.gen, UINT32_MAX, NULL, NULL, &f,
+                          &state) != RL_OK)
+        return 0;
+    return f.gen == x->flight.gen && f.followers > 0;
+}
+
+/* ---- following --------------------------------------------------------- */
+
+typedef struct follower {
+    exchange *x;
+    uint32_t gen;
+    uint32_t next_seq;
+    int have_head;
+    head h;
+    int live;     /* relaying a stream to a stream request as it comes */
+    rl_buf held;  /* everything else: collected, rendered at the end */
+    int broken;   /* the head was unreadable or the answer too large */
+} follower;
+
+static void follower_reset(follower *f, uint32_t gen)
+{
+    f->gen = gen;
+    f->next_seq = 0;
+    f->have_head = 0;
+    f->live = 0;
+    f->broken = 0;
+    rl_buf_reset(&f->held);
+}
+
+static int on_chunk(void *ctx, uint32_t seq, const void *data, size_t len)
+{
+    follower *f = ctx;
+    exchange *x = f->x;
+    if (seq != f->next_seq)
+        return 1; /* a gap cannot happen within a generation; stop reading */
+    f->next_seq = seq + 1;
+    if (seq == 0) {
+        if (head_decode(data, len, &f->h) != 0) {
+            f->broken = 1;
+            return 1;
+        }
+        f->have_head = 1;
+        int success = f->h.status >= 200 && f->h.status < 300;
+        f->live = success && f->h.kind == ENTRY_STREAM && x->info.stream;
+        if (f->live) {
+            exchange_start(x, f->h.status, f->h.ctype, "COALESCED", -1, 0);
+            exchange_flush(x);
+        }
+        return 0;
+    }
+    if (f->live) {
+        exchange_write(x, data, len);
+        return 0;
+    }
+    if (rl_buf_append(&f->held, data, len) != RL_OK) {
+        f->broken = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* The leader's answer is complete: hand it to the client in its form. */
+static void follower_complete(follower *f)
+{
+    exchange *x = f->x;
+    if (f->live) {
+        exchange_flush(x);
+        return;
+    }
+    if (!f->have_head || f->broken ||
+        exchange_send_answer(x, f->h.status, f->h.kind, f->h.ctype, f->held.data, f->held.len,
+                             "COALESCED", -1) != RL_OK)
+        exchange_fail(x, RL_UPSTREAM_PROTOCOL, "The shared upstream answer could not be rendered.");
+}
+
+/*
+ * Follows generation f->gen until the answer is complete, failed, or the
+ * follower must act. Returns the outcome for coalesce_join: ANSWERED, or
+ * LEAD after a takeover, or ALONE when following cannot go on and nothing
+ * was sent yet (the request then calls upstream by itself).
+ */
+static coalesce_outcome follow(follower *f)
+{
+    exchange *x = f->x;
+    store *s = exchange_store(x);
+    uint64_t last_progress = now_ms(), last_check = last_progress;
+    uint64_t max_wait_ms = (uint64_t)x->cfg->coalesce.max_wait * 1000;
+
+    for (;;) {
+        uint32_t ticket = store_flight_ticket(s, x->key);
+        uint32_t before = f->next_seq;
+        store_flight rec;
+        flight_state state;
+        rl_err err = store_flight_read(s, x->key, f->gen, f->next_seq, on_chunk, f, &rec, &state);
+        if (err != RL_OK) {
+            /* The flight vanished or the store failed: go alone if we can. */
+            if (!x->started)
+                return COALESCE_ALONE;
+            exchange_fail(x, RL_UPSTREAM_CUT, "The shared upstream call was lost.");
+            return COALESCE_ANSWERED;
+        }
+        if (x->client_gone)
+            break;
+        if (f->broken) {
+            if (!x->started)
+                return COALESCE_ALONE;
+            exchange_fail(x, RL_UPSTREAM_PROTOCOL, "The shared upstream answer was unreadable.");
+            break;
+        }
+        if (f->next_seq != before) {
+            last_progress = now_ms();
+            if (f->live)
+                exchange_flush(x);
+        }
+        if (state == FLIGHT_DONE) {
+            follower_complete(f);
+            break;
+        }
+        if (state == FLIGHT_FAILED) {
+            /* Abandoned and already replaced by a follower that took over
+             * (which may even have finished meanwhile): follow the new
+             * generation if nothing was sent yet. Never splice two answers. */
+            if (!x->started && rec.gen != f->gen) {
+                follower_reset(f, rec.gen);
+                continue;
+            }
+            exchange_fail(x, RL_UPSTREAM_CUT, "The upstream stream ended before it was complete.");
+            break;
+        }
+        if (rec.gen != f->gen) {
+            /* Our generation runs on but is no longer current (cannot
+             * happen while its leader lives): treat it as lost. */
+            if (x->started) {
+                exchange_fail(x, RL_UPSTREAM_CUT, "The shared upstream call was lost.");
+                break;
+            }
+            follower_reset(f, rec.gen);
+            continue;
+        }
+
+        store_flight_wait(s, x->key, ticket, FOLLOW_TICK_MS);
+        uint64_t now = now_ms();
+        if (now - last_check < LIVENESS_CHECK_MS && now - last_progress < max_wait_ms)
+            continue;
+        last_check = now;
+        int leader_dead = !store_flight_leader_alive(&rec);
+        if (!leader_dead && now - last_progress < max_wait_ms)
+            continue;
+        if (x->started) {
+            exchange_fail(x, leader_dead ? RL_UPSTREAM_CUT : RL_UPSTREAM_TIMEOUT,
+                          "The shared upstream call was lost.");
+            break;
+        }
+        if (!leader_dead) {
+            rl_warn("follower of %s: no progress for %ld s; calling upstream alone", x->key_hex,
+                    x->cfg->coalesce.max_wait);
+            store_flight_leave(s, x->key, f->gen);
+            return COALESCE_ALONE;
+        }
+        int won = 0;
+        store_flight next;
+        if (store_flight_takeover(s, x->key, f->gen, now, &next, &won) != RL_OK) {
+            store_flight_leave(s, x->key, f->gen);
+            return COALESCE_ALONE;
+        }
+        if (won) {
+            rl_warn("leader of %s (pid %d) died: taking over", x->key_hex, (int)rec.leader_pid);
+            x->flight.gen = next.gen;
+            x->flight.leading = 1;
+            x->flight.publishing = 1;
+            x->flight.head_published = 0;
+            return COALESCE_LEAD;
+        }
+        follower_reset(f, next.gen);
+    }
+    store_flight_leave(s, x->key, f->gen);
+    return COALESCE_ANSWERED;
+}
+
+coalesce_outcome coalesce_join(exchange *x)
+{
+    store *s = exchange_store(x);
+    coalesce_mode mode = x->cfg->coalesce.mode;
+    if (!s || !x->key_hex[0] || mode == COALESCE_OFF ||
+        (mode == COALESCE_CACHEABLE && !x->decision.store))
+        return COALESCE_ALONE;
+
+    store_flight f;
+    int leader = 0;
+    /* A finished flight is never joined (linger 0): the request already
+     * asked the cache, and one that refreshes, rejects an old entry or
+     * comes after a purge must not get the previous answer through the
+     * back door. The price is a rare second upstream call when a request
+     * misses the cache just before the leader stores its answer. */
+    rl_err err = store_flight_join(s, x->key, now_ms(), 0, &f, &leader);
+    if (err != RL_OK)
+        return COALESCE_ALONE; /* logged by the store; serve uncoalesced */
+    x->flight.active = 1;
+    x->flight.gen = f.gen;
+    if (leader) {
+        x->flight.leading = 1;
+        x->flight.publishing = 1;
+        return COALESCE_LEAD;
+    }
+
+    follower fw;
+    memset(&fw, 0, sizeof fw);
+    fw.x = x;
+    rl_buf_init(&fw.held, x->cfg->cache.max_response);
+    follower_reset(&fw, f.gen);
+    coalesce_outcome out = follow(&fw);
+    rl_buf_release(&fw.held);
+    if (out == COALESCE_ANSWERED)
+        exchange_count(x, "requests.coalesced");
+    if (out == COALESCE_ALONE)
+        x->flight.active = 0;
+    return out;
+}

@@ -1,0 +1,45 @@
+/*
+ * coalesce.h — engine-internal: identical requests in flight at the same
+ * time share one upstream call (see store/flight.h for the shared table).
+ *
+ * The leader calls upstream and publishes the head (status, content type,
+ * stream or body) and then every body chunk as its own client receives it;
+ * followers relay those chunks live (a stream to a stream request) or
+ * collect them and render the complete answer in their own form. The
+ * leader's death is noticed by its followers within about a second: one
+ * that has sent nothing yet takes over (one new upstream call, shared by the
+ * rest); one that already streamed bytes ends with an error event, never a
+ * spliced stream.
+ */
+#ifndef RELAY_ENGINE_COALESCE_H
+#define RELAY_ENGINE_COALESCE_H
+
+#include "engine/exchange.h"
+
+typedef enum {
+    COALESCE_ALONE,    /* not coalesced: call upstream without publishing */
+    COALESCE_LEAD,     /* x->flight is set: call upstream and publish */
+    COALESCE_ANSWERED, /* followed a leader: the client has its answer */
+} coalesce_outcome;
+
+/* Whether this request coalesces (config mode, cache decision, a key and a
+ * store), and if so leads, or follows to the end. */
+coalesce_outcome coalesce_join(exchange *x);
+
+/* Leader hooks; each is a no-op unless x leads a flight and still
+ * publishes. Publishing fails the flight (followers end with an error) when
+ * it exceeds [coalesce] max_buffer. */
+void coalesce_publish_head(exchange *x, int status, entry_kind kind, const char *content_type);
+void coalesce_publish_data(exchange *x, const char *data, size_t len);
+/* Publishes a whole error answer exactly as exchange_fail renders it for a
+ * client that was sent nothing yet, and ends the flight. */
+void coalesce_publish_error(exchange *x, rl_err err, const char *message);
+/* Ends the flight: complete (DONE) or not (FAILED); reusable: the answer
+ * was stored in the cache, so late joiners may take it. */
+void coalesce_finish(exchange *x, int complete, int reusable);
+
+/* Whether followers are attached right now (a leader whose own client left
+ * keeps the upstream call going for them). */
+int coalesce_has_followers(exchange *x);
+
+#endif

@@ -1,0 +1,117 @@
+#include "engine/exchange.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Upstream response headers that are not passed to the client: hop-by-hop
+ * ones, what the front sets itself, and Relay's own. */
+static const char *const unpassed_headers[] = {
+    "connection", "keep-alive", "transfer-encoding", "content-length", "trailer", "upgrade",
+    "set-cookie", "date", "server", "status", "alt-svc", "content-type", "cache-control",
+    "age", "x-cache", "x-relay-key", NULL};
+
+static int in_list(const char *name, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(name, *list) == 0)
+            return 1;
+    return 0;
+}
+
+store *exchange_store(const exchange *x) { return x->w->e->store; }
+
+int exchange_write(exchange *x, const void *p, size_t n)
+{
+    if (x->client_gone)
+        return -1;
+    if (n && x->sink->write(x->sink->ctx, p, n) != 0)
+        x->client_gone = 1;
+    return x->client_gone ? -1 : 0;
+}
+
+int exchange_flush(exchange *x)
+{
+    if (!x->client_gone && x->sink->flush(x->sink->ctx) != 0)
+        x->client_gone = 1;
+    return x->client_gone ? -1 : 0;
+}
+
+int exchange_start(exchange *x, int status, const char *content_type, const char *cache_status,
+                   long age, int with_upstream_headers)
+{
+    if (x->started)
+        return x->client_gone ? -1 : 0;
+    x->started = 1;
+    rl_header h[96];
+    size_t n = 0;
+    char age_text[24];
+    if (content_type)
+        h[n++] = (rl_header){"content-type", content_type};
+    if (cache_status)
+        h[n++] = (rl_header){"x-cache", cache_status};
+    if (x->key_hex[0])
+        h[n++] = (rl_header){"x-relay-key", x->key_hex};
+    if (age >= 0) {
+        snprintf(age_text, sizeof age_text, "%ld", age);
+        h[n++] = (rl_header){"age", age_text};
+    }
+    if (content_type && strncmp(content_type, "text/event-stream", 17) == 0)
+        h[n++] = (rl_header){"cache-control", "no-cache"};
+    if (with_upstream_headers)
+        for (size_t i = 0; i < x->up_nheaders && n < sizeof h / sizeof h[0]; i++)
+            if (!in_list(x->up_headers[i].name, unpassed_headers))
+                h[n++] = x->up_headers[i];
+    if (x->sink->start(x->sink->ctx, status, h, n) != 0)
+        x->client_gone = 1;
+    return x->client_gone ? -1 : 0;
+}
+
+void exchange_fail(exchange *x, rl_err err, const char *message)
+{
+    rl_buf out;
+    rl_buf_init(&out, 0);
+    if (!x->started) {
+        x->prov->error_body(&out, err, message);
+        exchange_start(x, rl_err_status(err), "application/json", x->cache_status, -1, 0);
+    } else if (x->up_is_stream || x->info.stream) {
+        x->prov->error_event(&out, err, message);
+    }
+    exchange_write(x, out.data, out.len);
+    exchange_flush(x);
+    rl_buf_release(&out);
+}
+
+rl_err exchange_send_answer(exchange *x, int status, entry_kind kind, const char *content_type,
+                            const char *body, size_t len, const char *cache_status, long age)
+{
+    rl_buf rendered;
+    rl_buf_init(&rendered, 0);
+    rl_err err = RL_OK;
+    int success = status >= 200 && status < 300;
+    if (success && x->info.stream && kind == ENTRY_BODY) {
+        err = x->prov->body_to_stream(body, len, &x->info, &rendered);
+        content_type = "text/event-stream; charset=utf-8";
+    } else if (success && !x->info.stream && kind == ENTRY_STREAM) {
+        err = x->prov->stream_to_body(body, len, &rendered);
+        content_type = "application/json";
+    }
+    if (err == RL_OK) {
+        if (rendered.data) {
+            body = rendered.data;
+            len = rendered.len;
+        }
+        if (exchange_start(x, status, content_type, cache_status, age, 0) == 0) {
+            exchange_write(x, body, len);
+            exchange_flush(x);
+        }
+    }
+    rl_buf_release(&rendered);
+    return err;
+}
+
+void exchange_count(exchange *x, const char *counter)
+{
+    store *s = exchange_store(x);
+    if (s)
+        store_counter_add(s, counter, 1);
+}

@@ -1,0 +1,107 @@
+/*
+ * exchange.h — engine-internal: one request's state on its way through the
+ * engine, and the ways of answering its client. Shared by engine.c (the
+ * request flow, cache and upstream call) and coalesce.c (leading and
+ * following in-flight requests). Not for use outside engine/.
+ */
+#ifndef RELAY_ENGINE_EXCHANGE_H
+#define RELAY_ENGINE_EXCHANGE_H
+
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "engine/entry.h"
+#include "engine/policy.h"
+#include "engine/prov.h"
+#include "engine/route.h"
+#include "engine/sse.h"
+#include "store/base/rl_buf.h"
+#include "store/store.h"
+
+struct engine {
+    const relay_config *cfg;
+    store *store; /* NULL when the store could not be opened: serve uncached */
+};
+
+struct upstream_client;
+
+struct engine_worker {
+    engine *e;
+    struct upstream_client *upstream;
+};
+
+/* This request's part in a shared upstream call (see coalesce.h). */
+typedef struct flight_role {
+    int active;        /* coalescing applies to this request */
+    int leading;       /* this request calls upstream and publishes */
+    uint32_t gen;      /* the flight generation it leads or follows */
+    int publishing;    /* the leader still publishes (off after a failure) */
+    int head_published;
+} flight_role;
+
+typedef struct exchange {
+    engine_worker *w;
+    const relay_config *cfg;
+    const engine_request *req;
+    const engine_sink *sink;
+    const prov_ops *prov;     /* error shapes; OpenAI's until routing says otherwise */
+    route rt;
+    prov_info info;
+    cache_controls cc;
+    policy_decision decision;
+    uint8_t key[STORE_KEY_LEN];
+    char key_hex[17];         /* "" when no key was computed */
+    const char *cache_status; /* X-Cache value for an answer from upstream */
+    uint64_t now;             /* unix seconds at the start of the request */
+
+    int started;              /* status line committed */
+    int client_gone;          /* a write or flush failed */
+
+    flight_role flight;
+
+    /* the upstream answer */
+    int up_status;
+    int up_is_stream;         /* text/event-stream */
+    int passing_through;      /* buffered body overflowed: committed, streaming as is */
+    rl_header *up_headers;    /* pool copies, passed to the client */
+    size_t up_nheaders;
+    const char *up_ctype;
+    rl_buf body;              /* buffered non-stream body, or the stream for the cache */
+    int capture;              /* keep collecting body for the cache */
+    sse_parser sse;
+    int sse_complete, sse_error;
+} exchange;
+
+store *exchange_store(const exchange *x);
+
+/* Write to / flush the client; -1 once it is gone (remembered). */
+int exchange_write(exchange *x, const void *p, size_t n);
+int exchange_flush(exchange *x);
+
+/*
+ * Commits the status line and headers exactly once: content type, Relay's
+ * headers (X-Cache = cache_status, X-Relay-Key, Age when age >= 0) and, when
+ * with_upstream_headers, the upstream's own headers minus hop-by-hop ones.
+ * Returns -1 if the client is gone.
+ */
+int exchange_start(exchange *x, int status, const char *content_type, const char *cache_status,
+                   long age, int with_upstream_headers);
+
+/* Renders an error in the client's format: a whole response if nothing was
+ * sent yet, else an error event that ends the stream. */
+void exchange_fail(exchange *x, rl_err err, const char *message);
+
+/*
+ * Sends a complete answer (status, content type, body of `kind`) in the form
+ * this request asked for: a stream request gets a stream, a non-stream
+ * request a body, converted by the adapter when the forms differ (only for
+ * 2xx answers; errors pass as they are). RL_OK when sent, else the
+ * conversion's error (nothing sent).
+ */
+rl_err exchange_send_answer(exchange *x, int status, entry_kind kind, const char *content_type,
+                            const char *body, size_t len, const char *cache_status, long age);
+
+/* Adds one to a shared counter (no-op without a store). */
+void exchange_count(exchange *x, const char *counter);
+
+#endif

@@ -1,0 +1,99 @@
+#include "store/wake.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/base/rl_buf.h"
+#include "store/base/rl_log.h"
+
+struct store_wake {
+    _Atomic uint32_t *slots; /* WAKE_SLOTS counters, shared by every process */
+};
+
+#define WAKE_BYTES (WAKE_SLOTS * sizeof(uint32_t))
+
+rl_err wake_open(const char *home, store_wake **out)
+{
+    rl_buf path;
+    rl_buf_init(&path, 0);
+    rl_err err = RL_IO;
+    int fd = -1;
+    store_wake *w = NULL;
+    if (rl_buf_printf(&path, "%s/%s", home, WAKE_FILE) != RL_OK)
+        goto out;
+    fd = open(path.data, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rl_error("store: cannot open %s: %s", path.data, strerror(errno));
+        goto out;
+    }
+    /* Growing a file that is already big enough changes nothing; a new one
+     * reads as zeros. */
+    if (ftruncate(fd, (off_t)WAKE_BYTES) != 0) {
+        rl_error("store: cannot size %s: %s", path.data, strerror(errno));
+        goto out;
+    }
+    void *map = mmap(NULL, WAKE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        rl_error("store: cannot map %s: %s", path.data, strerror(errno));
+        goto out;
+    }
+    w = malloc(sizeof *w);
+    if (!w) {
+        munmap(map, WAKE_BYTES);
+        err = RL_NOMEM;
+        goto out;
+    }
+    w->slots = map;
+    err = RL_OK;
+out:
+    if (fd >= 0)
+        close(fd);
+    rl_buf_release(&path);
+    *out = w;
+    return err;
+}
+
+void wake_close(store_wake *w)
+{
+    if (!w)
+        return;
+    munmap((void *)w->slots, WAKE_BYTES);
+    free(w);
+}
+
+uint32_t wake_slot(const uint8_t *key)
+{
+    return (((uint32_t)key[0] << 8) | key[1]) % WAKE_SLOTS;
+}
+
+uint32_t wake_ticket(store_wake *w, uint32_t slot)
+{
+    return atomic_load_explicit(&w->slots[slot], memory_order_acquire);
+}
+
+void wake_bump(store_wake *w, uint32_t slot)
+{
+    atomic_fetch_add_explicit(&w->slots[slot], 1, memory_order_release);
+    /* Shared (not FUTEX_PRIVATE): waiters live in other processes. */
+    syscall(SYS_futex, (uint32_t *)&w->slots[slot], FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+void wake_wait(store_wake *w, uint32_t slot, uint32_t ticket, int timeout_ms)
+{
+    if (atomic_load_explicit(&w->slots[slot], memory_order_acquire) != ticket)
+        return;
+    struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+    /* Returns at once with EAGAIN if the counter already moved; EINTR and
+     * ETIMEDOUT simply end the wait: the caller re-checks either way. */
+    syscall(SYS_futex, (uint32_t *)&w->slots[slot], FUTEX_WAIT, ticket, &ts, NULL, 0);
+}
