@@ -362,7 +362,7 @@ static long shm_key_for(const char *realhome)
 
 /* Opens one encrypted btree in the environment, creating it if needed.
  * Creation races between processes can deadlock: retried. */
-static int db_open_one(store *s, DB_ENV *env, const char *file, DB **out)
+static int db_open_one(store *s, DB_ENV *env, const char *file, u_int32_t extra, DB **out)
 {
     int ret;
     *out = NULL;
@@ -373,8 +373,8 @@ static int db_open_one(store *s, DB_ENV *env, const char *file, DB **out)
             return ret;
         }
         if ((ret = db->set_flags(db, DB_ENCRYPT)) == 0)
-            ret = db->open(db, NULL, file, NULL, DB_BTREE, DB_CREATE | DB_THREAD | DB_AUTO_COMMIT,
-                           0600);
+            ret = db->open(db, NULL, file, NULL, DB_BTREE,
+                           DB_CREATE | DB_THREAD | DB_AUTO_COMMIT | extra, 0600);
         if (ret == 0) {
             *out = db;
             return 0;
@@ -533,11 +533,14 @@ static int handles_open(store *s, handles **out)
     if (ret)
         goto fail;
     h->env = env;
-    if ((ret = db_open_one(s, env, "cache.db", &h->cache)) != 0 ||
-        (ret = db_open_one(s, env, "expiry.db", &h->expiry)) != 0 ||
-        (ret = db_open_one(s, env, "counters.db", &h->counters)) != 0 ||
-        (ret = db_open_one(s, env, "flights.db", &h->flights)) != 0 ||
-        (ret = db_open_one(s, env, "chunks.db", &h->chunks)) != 0) {
+    /* The in-flight tables are read by up to hundreds of followers per
+     * chunk while their leader writes: multiversion snapshots let readers
+     * take no locks, so neither side ever waits for the other. */
+    if ((ret = db_open_one(s, env, "cache.db", 0, &h->cache)) != 0 ||
+        (ret = db_open_one(s, env, "expiry.db", 0, &h->expiry)) != 0 ||
+        (ret = db_open_one(s, env, "counters.db", 0, &h->counters)) != 0 ||
+        (ret = db_open_one(s, env, "flights.db", DB_MULTIVERSION, &h->flights)) != 0 ||
+        (ret = db_open_one(s, env, "chunks.db", DB_MULTIVERSION, &h->chunks)) != 0) {
         handles_close(s, h, 0, 0, 0);
         return ret;
     }
@@ -678,7 +681,8 @@ static int op_attempt(handles *h, op *o)
      * which glibc blocks on forever (it waits for the dead waiter); and a
      * thread waiting on a dead process's lock is woken by nothing once
      * the region is panicked. No waiting also means no deadlock cycles. */
-    int ret = h->env->txn_begin(h->env, NULL, &txn, DB_TXN_NOWAIT);
+    int ret = h->env->txn_begin(h->env, NULL, &txn,
+                                DB_TXN_NOWAIT | (o->snapshot ? DB_TXN_SNAPSHOT : 0));
     if (ret)
         return ret;
     ret = o->body(h, txn, o);

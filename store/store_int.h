@@ -51,6 +51,8 @@ struct op {
     const char *what; /* for the log line, e.g. "storing a cache entry" */
     op_body body;
     int no_txn;
+    int snapshot;   /* read-only: MVCC snapshot, takes no read locks (only on
+                     * databases opened DB_MULTIVERSION: flights, chunks) */
     int idempotent; /* applying it twice does no harm: retried even after a
                      * commit that failed in a recovery (see store_op_run) */
     rl_err err;

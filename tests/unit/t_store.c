@@ -48,6 +48,7 @@ const char *__lsan_default_suppressions(void)
 }
 
 static char tmp[64];
+static char self[4096]; /* this binary, for spawn_exec */
 static char home[128], keyfile[160], keyfile2[160], keyfile_open[160];
 static pid_t pids[64]; /* every process of this test, for the segment check */
 static int npids;
@@ -756,8 +757,33 @@ static void *thread_main(void *arg)
         else
             atomic_fetch_add(&w->done, 1);
         rl_buf_release(&b);
+        /* A request thread does network I/O between store calls; without
+         * any pause, under valgrind's slowdown, NOWAIT retries of the
+         * maintenance thread can lose every race for minutes. */
+        struct timespec pause = {0, 20000};
+        nanosleep(&pause, NULL);
     }
     return NULL;
+}
+
+/*
+ * Starts a child role in a new image of this binary. A multi-threaded
+ * process must exec right after fork: the child inherits locks that other
+ * threads held (seen: AddressSanitizer's allocator lock), which nobody will
+ * ever release in it.
+ */
+static pid_t spawn_exec(const char *role, int arg)
+{
+    char num[24];
+    snprintf(num, sizeof num, "%d", arg);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t p = fork();
+    if (p == 0) {
+        execl(self, "t_store", role, num, home, keyfile, (char *)NULL);
+        _exit(127);
+    }
+    return p;
 }
 
 /* What the worker process of test_threads saw. */
@@ -801,10 +827,7 @@ static void thread_worker(int out_fd)
         int fds[2];
         if (pipe(fds) != 0)
             break;
-        fflush(stdout);
-        pid_t victim = fork();
-        if (victim == 0)
-            _exit(child_busy(fds[1]));
+        pid_t victim = spawn_exec("--busy", fds[1]);
         r.pids[r.npids++] = victim;
         close(fds[1]);
         char c;
@@ -819,9 +842,7 @@ static void thread_worker(int out_fd)
          * recovers the store under our threads. */
         if (round == 0)
             r.maint_rc[0] = store_maintain(s, 8000);
-        pid_t fresh = fork();
-        if (fresh == 0)
-            _exit(child_fresh(51));
+        pid_t fresh = spawn_exec("--fresh", 51);
         r.pids[r.npids++] = fresh;
         r.fresh_rc[round] = wait_status(fresh);
         r.maint_rc[round + 1] = store_maintain(s, 8001);
@@ -906,8 +927,33 @@ static void test_threads(void)
     ok(r.consistent, "threads: stats agree with a scan");
 }
 
-int main(void)
+/* Child roles started by spawn_exec: ROLE ARG HOME KEYFILE. */
+static int child_role(int argc, char **argv)
 {
+    if (argc != 5)
+        return 120;
+    char *end;
+    long arg = strtol(argv[2], &end, 10);
+    if (*end)
+        return 121;
+    snprintf(home, sizeof home, "%s", argv[3]);
+    snprintf(keyfile, sizeof keyfile, "%s", argv[4]);
+    if (strcmp(argv[1], "--busy") == 0)
+        return child_busy((int)arg);
+    if (strcmp(argv[1], "--fresh") == 0)
+        return child_fresh((uint64_t)arg);
+    return 122;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1)
+        return child_role(argc, argv);
+    /* argv[0], not /proc/self/exe, which is valgrind under valgrind */
+    if (!realpath(argv[0], self)) {
+        perror("realpath");
+        return 1;
+    }
     setvbuf(stdout, NULL, _IOLBF, 0);
     alarm(120); /* a hang (a lock held by a dead process) fails instead of blocking CI */
     remember_pid(getpid());
