@@ -681,8 +681,8 @@ static int op_attempt(handles *h, op *o)
      * which glibc blocks on forever (it waits for the dead waiter); and a
      * thread waiting on a dead process's lock is woken by nothing once
      * the region is panicked. No waiting also means no deadlock cycles. */
-    int ret = h->env->txn_begin(h->env, NULL, &txn,
-                                DB_TXN_NOWAIT | (o->snapshot ? DB_TXN_SNAPSHOT : 0));
+    u_int32_t flags = DB_TXN_NOWAIT | (o->snapshot ? DB_TXN_SNAPSHOT : 0);
+    int ret = h->env->txn_begin(h->env, NULL, &txn, flags);
     if (ret)
         return ret;
     ret = o->body(h, txn, o);
