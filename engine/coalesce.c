@@ -21,6 +21,17 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Debug-level trace of each chunk's way from leader to followers, with
+ * wall-clock microseconds: tests/bench/coalesce_lag.mjs reads these lines to
+ * measure the follower lag inside Relay (leader receives -> follower sent). */
+static void trace_chunk(const exchange *x, const char *what, uint32_t seq)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    rl_debug("flight %s gen %u chunk %u %s at %lld.%06ld", x->key_hex, x->flight.gen, seq, what,
+             (long long)ts.tv_sec, ts.tv_nsec / 1000);
+}
+
 /* ---- the head: chunk 0 of every flight --------------------------------- */
 
 /* "STATUS KIND CONTENT-TYPE", KIND 's' (stream) or 'b' (body). */
@@ -69,6 +80,8 @@ static void fail_flight(exchange *x, const char *why)
 
 static void publish(exchange *x, const void *data, size_t len)
 {
+    trace_chunk(x, "received", x->flight.published);
+    x->flight.published++;
     rl_err err = store_flight_append(exchange_store(x), x->key, x->flight.gen, data, len,
                                      x->cfg->coalesce.max_buffer, now_ms());
     if (err == RL_TOO_LARGE)
@@ -184,6 +197,8 @@ static int on_chunk(void *ctx, uint32_t seq, const void *data, size_t len)
     }
     if (f->live) {
         exchange_write(x, data, len);
+        exchange_flush(x);
+        trace_chunk(x, "sent", seq);
         return 0;
     }
     if (rl_buf_append(&f->held, data, len) != RL_OK) {
@@ -303,6 +318,7 @@ static coalesce_outcome follow(follower *f)
             x->flight.leading = 1;
             x->flight.publishing = 1;
             x->flight.head_published = 0;
+            x->flight.published = 0;
             return COALESCE_LEAD;
         }
         follower_reset(f, next.gen);

@@ -37,6 +37,7 @@ typedef struct flight_role {
     uint32_t gen;      /* the flight generation it leads or follows */
     int publishing;    /* the leader still publishes (off after a failure) */
     int head_published;
+    uint32_t published; /* chunks published so far (the next one's number) */
 } flight_role;
 
 typedef struct exchange {

@@ -413,7 +413,7 @@ rl_err store_flight_read(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t ge
     rl_buf copied;
     rl_buf_init(&copied, 0);
     read_arg a = {key, gen, from, fn != NULL, out, gen_state, &copied};
-    op o = {.what = "reading an in-flight request", .body = read_body, .arg = &a};
+    op o = {.what = "reading an in-flight request", .body = read_body, .arg = &a, .snapshot = 1};
     rl_err err = store_op_run(s, &o);
     if (err == RL_OK && fn) {
         const uint8_t *p = (const uint8_t *)copied.data;

@@ -27,6 +27,7 @@
 
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
+import fs from 'node:fs';
 
 const now = () => performance.timeOrigin + performance.now();
 const CONTENT_RE = /^#(\d{4}) $/;
@@ -125,7 +126,7 @@ async function main() {
       ini: {
         fcgi: POOL,
         'upstream.openai': { idle_timeout: 30, timeout: 300 },
-        log: { level: 'warn' },
+        log: { level: 'debug' },
       },
     });
   } catch (err) {
@@ -149,7 +150,10 @@ async function main() {
     const marker = uniq('coalesce-lag');
     const content = Array.from({ length: CHUNKS }, (_, i) => `#${String(i).padStart(4, '0')} `).join('');
     relay.fake.reset();
-    relay.fake.enqueue({ chunks: CHUNKS, chunkDelayMs: DELAY, content });
+    // The upstream answers after 1 s, so every client has joined before the
+    // first chunk: what is measured is the multicast lag, not the time the
+    // 100 connections take to arrive (late joiners are tested in e2e).
+    relay.fake.enqueue({ headerDelayMs: 1000, chunks: CHUNKS, chunkDelayMs: DELAY, content });
     const body = JSON.stringify(chatBody(marker, { stream: true }));
 
     const per = Array.from({ length: THREADS }, (_, i) => Math.floor(CLIENTS / THREADS) + (i < CLIENTS % THREADS ? 1 : 0));
@@ -225,6 +229,20 @@ async function main() {
       return followers.filter((f) => f.times[s] !== undefined && leader?.times[s] !== undefined).map((f) => f.times[s] - leader.times[s]);
     });
 
+    // The issue's own measure, inside Relay: the leader receives a chunk ->
+    // a follower's client is sent it (written and flushed). engine/coalesce.c
+    // logs both moments at debug level with wall-clock microseconds.
+    const received = new Map();
+    const inside = [];
+    for (const line of fs.readFileSync(relay.logs.relay, 'utf8').split('\n')) {
+      const m = /flight (\w+) gen (\d+) chunk (\d+) (received|sent) at (\d+)\.(\d+)/.exec(line);
+      if (!m) continue;
+      const id = `${m[1]}/${m[2]}/${m[3]}`;
+      const at = Number(m[5]) * 1000 + Number(m[6]) / 1000;
+      if (m[4] === 'received') received.set(id, at);
+      else if (received.has(id)) inside.push(at - received.get(id));
+    }
+
     const upSpan = call?.writes?.length ? call.writes.at(-1).at - call.writes[0].at : null;
     const result = {
       benchmark: 'coalesce_lag',
@@ -239,6 +257,7 @@ async function main() {
       upstreamStreamMs: upSpan,
       lastClientEndMs: Math.max(...clients.map((c) => c.endAt)) - startAt,
       lagMs: {
+        insideRelay: percentiles(inside),
         followerVsLeader: percentiles(vsLeader),
         followerVsLeaderFromChunk5: percentiles(steadyLeader),
         followerVsUpstream: percentiles(vsUpstream),
@@ -252,6 +271,7 @@ async function main() {
     console.log(`coalesce_lag: ${CLIENTS} identical streams (${THREADS} client threads), upstream ${CHUNKS} chunks x ${DELAY} ms, pool ${POOL.workers} x ${POOL.threads}`);
     console.log(`  upstream calls ${calls.length}; X-Cache ${JSON.stringify(tally)}; byte-identical ${identical}/${CLIENTS}; complete ${complete}/${CLIENTS}`);
     console.log(`  upstream stream ${upSpan === null ? '?' : upSpan.toFixed(0)} ms; last client done ${result.lastClientEndMs.toFixed(0)} ms after start`);
+    console.log(`  inside relay (leader receives -> follower sent)  ${fmt(result.lagMs.insideRelay)}`);
     console.log(`  follower vs leader          ${fmt(result.lagMs.followerVsLeader)}`);
     console.log(`  follower vs leader (>= #5)  ${fmt(result.lagMs.followerVsLeaderFromChunk5)}`);
     console.log(`  follower vs upstream        ${fmt(result.lagMs.followerVsUpstream)}`);
