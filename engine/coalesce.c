@@ -1,5 +1,6 @@
 #include "engine/coalesce.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,11 +152,186 @@ int coalesce_has_followers(exchange *x)
     return f.gen == x->flight.gen && f.followers > 0;
 }
 
+/* ---- one reader per process ------------------------------------------- */
+
+/*
+ * Followers of the same flight in one process share one reader: whichever
+ * follower finds nobody reading fetches the new chunks from the store
+ * (waiting on the futex for them when there are none) into a process-local
+ * copy, and the others take them from there. Measured with 100 followers:
+ * when every follower read the store itself, a hundred threads queued on
+ * the latch of the same B-tree page for every chunk and the lag's p99 was
+ * tens of milliseconds; with one reader per process it is a few.
+ */
+typedef struct local_flight {
+    struct local_flight *next;
+    uint8_t key[STORE_KEY_LEN];
+    uint32_t gen;
+    int refs;               /* followers using it (under locals_mu) */
+    pthread_mutex_t mu;     /* guards everything below */
+    pthread_cond_t cond;    /* a refresh finished */
+    int reading;            /* a follower is refreshing for everyone */
+    uint64_t version;       /* bumped by every refresh */
+    rl_buf bytes;           /* chunks [0, nchunks), concatenated */
+    size_t *ends;           /* ends[i]: end offset of chunk i in bytes */
+    uint32_t nchunks, cap;
+    int broken;             /* out of memory or over max_response */
+    rl_err err;             /* the last refresh's store error, RL_OK */
+    store_flight rec;       /* the last record read */
+    flight_state state;     /* generation gen's state, as last read */
+} local_flight;
+
+static pthread_mutex_t locals_mu = PTHREAD_MUTEX_INITIALIZER;
+static local_flight *locals;
+
+static local_flight *local_acquire(const uint8_t *key, uint32_t gen, size_t max_bytes)
+{
+    pthread_mutex_lock(&locals_mu);
+    local_flight *lf;
+    for (lf = locals; lf; lf = lf->next)
+        if (lf->gen == gen && memcmp(lf->key, key, STORE_KEY_LEN) == 0)
+            break;
+    if (!lf && (lf = calloc(1, sizeof *lf)) != NULL) {
+        memcpy(lf->key, key, STORE_KEY_LEN);
+        lf->gen = gen;
+        rl_buf_init(&lf->bytes, max_bytes);
+        pthread_mutex_init(&lf->mu, NULL);
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&lf->cond, &attr);
+        pthread_condattr_destroy(&attr);
+        lf->next = locals;
+        locals = lf;
+    }
+    if (lf)
+        lf->refs++;
+    pthread_mutex_unlock(&locals_mu);
+    return lf;
+}
+
+static void local_release(local_flight *lf)
+{
+    pthread_mutex_lock(&locals_mu);
+    if (--lf->refs == 0) {
+        for (local_flight **p = &locals; *p; p = &(*p)->next)
+            if (*p == lf) {
+                *p = lf->next;
+                break;
+            }
+        rl_buf_release(&lf->bytes);
+        free(lf->ends);
+        pthread_mutex_destroy(&lf->mu);
+        pthread_cond_destroy(&lf->cond);
+        free(lf);
+    }
+    pthread_mutex_unlock(&locals_mu);
+}
+
+typedef struct fetched {
+    local_flight *lf;
+    rl_buf bytes;
+    size_t *ends;
+    uint32_t n, cap, first;
+    int broken;
+} fetched;
+
+static int on_fetched(void *ctx, uint32_t seq, const void *data, size_t len)
+{
+    fetched *t = ctx;
+    if (seq != t->first + t->n || t->broken)
+        return 1;
+    if (t->n == t->cap) {
+        uint32_t cap = t->cap ? t->cap * 2 : 64;
+        size_t *ends = realloc(t->ends, cap * sizeof *ends);
+        if (!ends) {
+            t->broken = 1;
+            return 1;
+        }
+        t->ends = ends;
+        t->cap = cap;
+    }
+    if (rl_buf_append(&t->bytes, data, len) != RL_OK) {
+        t->broken = 1;
+        return 1;
+    }
+    t->ends[t->n++] = t->bytes.len;
+    return 0;
+}
+
+/* Reads what is new for lf from the store, once, without holding lf->mu. */
+static rl_err fetch(store *s, local_flight *lf, uint32_t from, fetched *t, store_flight *rec,
+                    flight_state *state)
+{
+    t->n = 0;
+    t->first = from;
+    rl_buf_reset(&t->bytes);
+    return store_flight_read(s, lf->key, lf->gen, from, on_fetched, t, rec, state);
+}
+
+/*
+ * The reader's turn (called with lf->mu held and nobody reading): fetches
+ * new chunks; when there are none yet, waits on the futex for up to
+ * FOLLOW_TICK_MS and fetches again. Merges the result into lf and wakes
+ * the other followers. Returns with lf->mu held.
+ */
+static void local_refresh(store *s, local_flight *lf, size_t max_bytes)
+{
+    lf->reading = 1;
+    uint32_t from = lf->nchunks;
+    pthread_mutex_unlock(&lf->mu);
+
+    fetched t = {lf, {0}, NULL, 0, 0, 0, 0};
+    rl_buf_init(&t.bytes, max_bytes);
+    store_flight rec;
+    flight_state state = FLIGHT_RUNNING;
+    uint32_t ticket = store_flight_ticket(s, lf->key);
+    rl_err err = fetch(s, lf, from, &t, &rec, &state);
+    if (err == RL_OK && t.n == 0 && !t.broken && state == FLIGHT_RUNNING && rec.gen == lf->gen) {
+        store_flight_wait(s, lf->key, ticket, FOLLOW_TICK_MS);
+        err = fetch(s, lf, from, &t, &rec, &state);
+    }
+
+    pthread_mutex_lock(&lf->mu);
+    lf->err = err;
+    if (err == RL_OK) {
+        lf->rec = rec;
+        lf->state = state;
+        if (t.broken)
+            lf->broken = 1;
+        for (uint32_t i = 0; i < t.n && !lf->broken; i++) {
+            size_t start = i ? t.ends[i - 1] : 0;
+            if (lf->nchunks == lf->cap) {
+                uint32_t cap = lf->cap ? lf->cap * 2 : 64;
+                size_t *ends = realloc(lf->ends, cap * sizeof *ends);
+                if (!ends) {
+                    lf->broken = 1;
+                    break;
+                }
+                lf->ends = ends;
+                lf->cap = cap;
+            }
+            if (rl_buf_append(&lf->bytes, t.bytes.data + start, t.ends[i] - start) != RL_OK) {
+                lf->broken = 1;
+                break;
+            }
+            lf->ends[lf->nchunks++] = lf->bytes.len;
+        }
+    }
+    lf->version++;
+    lf->reading = 0;
+    pthread_cond_broadcast(&lf->cond);
+    rl_buf_release(&t.bytes);
+    free(t.ends);
+}
+
 /* ---- following --------------------------------------------------------- */
 
 typedef struct follower {
     exchange *x;
     uint32_t gen;
+    local_flight *lf;
+    uint64_t seen_version;
     uint32_t next_seq;
     int have_head;
     head h;
@@ -166,11 +342,15 @@ typedef struct follower {
 
 static void follower_reset(follower *f, uint32_t gen)
 {
+    if (f->lf)
+        local_release(f->lf);
+    f->lf = local_acquire(f->x->key, gen, f->x->cfg->coalesce.max_buffer);
     f->gen = gen;
+    f->seen_version = 0;
     f->next_seq = 0;
     f->have_head = 0;
     f->live = 0;
-    f->broken = 0;
+    f->broken = f->lf == NULL;
     rl_buf_reset(&f->held);
 }
 
@@ -222,6 +402,72 @@ static void follower_complete(follower *f)
         exchange_fail(x, RL_UPSTREAM_PROTOCOL, "The shared upstream answer could not be rendered.");
 }
 
+/* What a follower learned from the process-local copy in one look. */
+typedef struct look {
+    rl_err err;
+    store_flight rec;
+    flight_state state;
+    int broken;
+    int known;        /* a refresh happened since the follower started */
+    uint32_t nchunks; /* chunks in the local copy at that moment */
+} look;
+
+/*
+ * Takes the chunks this follower has not delivered yet from the local
+ * copy (refreshing it from the store when nobody else is, or waiting for
+ * the one who is), then delivers them with lf->mu released, so a slow
+ * client never holds up the other followers.
+ */
+static void take_news(follower *f, look *out)
+{
+    exchange *x = f->x;
+    local_flight *lf = f->lf;
+    pthread_mutex_lock(&lf->mu);
+    if (f->next_seq >= lf->nchunks && lf->version == f->seen_version) {
+        if (!lf->reading) {
+            local_refresh(exchange_store(x), lf, x->cfg->coalesce.max_buffer);
+        } else {
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_nsec += (long)FOLLOW_TICK_MS * 1000000L;
+            until.tv_sec += until.tv_nsec / 1000000000L;
+            until.tv_nsec %= 1000000000L;
+            while (lf->reading && lf->version == f->seen_version)
+                if (pthread_cond_timedwait(&lf->cond, &lf->mu, &until) != 0)
+                    break;
+        }
+    }
+    f->seen_version = lf->version;
+    out->err = lf->err;
+    out->rec = lf->rec;
+    out->state = lf->state;
+    out->broken = lf->broken;
+    out->known = lf->version > 0;
+    out->nchunks = lf->nchunks;
+    uint32_t first = f->next_seq, last = lf->nchunks;
+    rl_buf copy;
+    rl_buf_init(&copy, 0);
+    size_t from = first ? lf->ends[first - 1] : 0;
+    size_t *ends = NULL;
+    if (last > first) {
+        ends = malloc((last - first) * sizeof *ends);
+        if (!ends || rl_buf_append(&copy, lf->bytes.data + from, lf->ends[last - 1] - from) != RL_OK)
+            out->broken = 1;
+        else
+            for (uint32_t i = first; i < last; i++)
+                ends[i - first] = lf->ends[i] - from;
+    }
+    pthread_mutex_unlock(&lf->mu);
+
+    for (uint32_t i = first; i < last && !out->broken && !f->broken; i++) {
+        size_t start = i > first ? ends[i - first - 1] : 0;
+        if (on_chunk(f, i, copy.data + start, ends[i - first] - start) != 0)
+            break;
+    }
+    free(ends);
+    rl_buf_release(&copy);
+}
+
 /*
  * Follows generation f->gen until the answer is complete, failed, or the
  * follower must act. Returns the outcome for coalesce_join: ANSWERED, or
@@ -236,63 +482,64 @@ static coalesce_outcome follow(follower *f)
     uint64_t max_wait_ms = (uint64_t)x->cfg->coalesce.max_wait * 1000;
 
     for (;;) {
-        uint32_t ticket = store_flight_ticket(s, x->key);
-        uint32_t before = f->next_seq;
-        store_flight rec;
-        flight_state state;
-        rl_err err = store_flight_read(s, x->key, f->gen, f->next_seq, on_chunk, f, &rec, &state);
-        if (err != RL_OK) {
-            /* The flight vanished or the store failed: go alone if we can. */
-            if (!x->started)
-                return COALESCE_ALONE;
-            exchange_fail(x, RL_UPSTREAM_CUT, "The shared upstream call was lost.");
-            return COALESCE_ANSWERED;
-        }
-        if (x->client_gone)
-            break;
         if (f->broken) {
             if (!x->started)
-                return COALESCE_ALONE;
+                goto alone;
             exchange_fail(x, RL_UPSTREAM_PROTOCOL, "The shared upstream answer was unreadable.");
             break;
         }
-        if (f->next_seq != before) {
-            last_progress = now_ms();
-            if (f->live)
-                exchange_flush(x);
+        uint32_t before = f->next_seq;
+        look l;
+        take_news(f, &l);
+        if (x->client_gone)
+            break;
+        if (l.broken || f->broken) {
+            f->broken = 1;
+            continue;
         }
-        if (state == FLIGHT_DONE) {
+        if (l.err != RL_OK) {
+            /* The flight vanished or the store failed: go alone if we can. */
+            if (!x->started)
+                goto alone;
+            exchange_fail(x, RL_UPSTREAM_CUT, "The shared upstream call was lost.");
+            break;
+        }
+        if (f->next_seq != before)
+            last_progress = now_ms();
+        if (!l.known || f->next_seq < l.nchunks)
+            continue; /* more to deliver before the state counts */
+        if (l.state == FLIGHT_DONE) {
             follower_complete(f);
             break;
         }
-        if (state == FLIGHT_FAILED) {
+        if (l.state == FLIGHT_FAILED) {
             /* Abandoned and already replaced by a follower that took over
              * (which may even have finished meanwhile): follow the new
              * generation if nothing was sent yet. Never splice two answers. */
-            if (!x->started && rec.gen != f->gen) {
-                follower_reset(f, rec.gen);
+            if (!x->started && l.rec.gen != f->gen) {
+                /* (a takeover carries the follower count over) */
+                follower_reset(f, l.rec.gen);
                 continue;
             }
             exchange_fail(x, RL_UPSTREAM_CUT, "The upstream stream ended before it was complete.");
             break;
         }
-        if (rec.gen != f->gen) {
+        if (l.rec.gen != f->gen) {
             /* Our generation runs on but is no longer current (cannot
              * happen while its leader lives): treat it as lost. */
             if (x->started) {
                 exchange_fail(x, RL_UPSTREAM_CUT, "The shared upstream call was lost.");
                 break;
             }
-            follower_reset(f, rec.gen);
+            follower_reset(f, l.rec.gen);
             continue;
         }
 
-        store_flight_wait(s, x->key, ticket, FOLLOW_TICK_MS);
         uint64_t now = now_ms();
         if (now - last_check < LIVENESS_CHECK_MS && now - last_progress < max_wait_ms)
             continue;
         last_check = now;
-        int leader_dead = !store_flight_leader_alive(&rec);
+        int leader_dead = !store_flight_leader_alive(&l.rec);
         if (!leader_dead && now - last_progress < max_wait_ms)
             continue;
         if (x->started) {
@@ -303,17 +550,14 @@ static coalesce_outcome follow(follower *f)
         if (!leader_dead) {
             rl_warn("follower of %s: no progress for %ld s; calling upstream alone", x->key_hex,
                     x->cfg->coalesce.max_wait);
-            store_flight_leave(s, x->key, f->gen);
-            return COALESCE_ALONE;
+            goto alone;
         }
         int won = 0;
         store_flight next;
-        if (store_flight_takeover(s, x->key, f->gen, now, &next, &won) != RL_OK) {
-            store_flight_leave(s, x->key, f->gen);
-            return COALESCE_ALONE;
-        }
+        if (store_flight_takeover(s, x->key, f->gen, now, &next, &won) != RL_OK)
+            goto alone;
         if (won) {
-            rl_warn("leader of %s (pid %d) died: taking over", x->key_hex, (int)rec.leader_pid);
+            rl_warn("leader of %s (pid %d) died: taking over", x->key_hex, (int)l.rec.leader_pid);
             x->flight.gen = next.gen;
             x->flight.leading = 1;
             x->flight.publishing = 1;
@@ -325,6 +569,9 @@ static coalesce_outcome follow(follower *f)
     }
     store_flight_leave(s, x->key, f->gen);
     return COALESCE_ANSWERED;
+alone:
+    store_flight_leave(s, x->key, f->gen);
+    return COALESCE_ALONE;
 }
 
 coalesce_outcome coalesce_join(exchange *x)
@@ -359,6 +606,8 @@ coalesce_outcome coalesce_join(exchange *x)
     rl_buf_init(&fw.held, x->cfg->cache.max_response);
     follower_reset(&fw, f.gen);
     coalesce_outcome out = follow(&fw);
+    if (fw.lf)
+        local_release(fw.lf);
     rl_buf_release(&fw.held);
     if (out == COALESCE_ANSWERED)
         exchange_count(x, "requests.coalesced");
