@@ -114,10 +114,17 @@ void engine_worker_free(engine_worker *w)
     free(w);
 }
 
-void engine_maintain(engine *e, uint64_t now)
+int engine_maintain(engine *e, uint64_t now)
 {
-    if (e->store)
-        store_maintain(e->store, now);
+    if (!e->store)
+        return 0;
+    store_maintain(e->store, now);
+    unsigned stranded = store_stranded_threads(e->store);
+    if (stranded)
+        rl_error("%u request threads are stranded in the store after a crash elsewhere: "
+                 "replacing this worker",
+                 stranded);
+    return stranded > 0;
 }
 
 static void exchange_release(void *p)

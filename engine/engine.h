@@ -72,8 +72,11 @@ void engine_worker_free(engine_worker *w);
  * error event in the stream). */
 void engine_handle(engine_worker *w, const engine_request *req, const engine_sink *sink);
 
-/* Housekeeping for the store; call about once a second from one thread. */
-void engine_maintain(engine *e, uint64_t now);
+/* Housekeeping for the store; call about once a second from one thread.
+ * Returns 1 when this process should be replaced (drain and exit, so the
+ * supervisor starts a fresh one): some of its threads are stranded for good
+ * in the store after another process was killed mid-write. */
+int engine_maintain(engine *e, uint64_t now);
 
 /* Looks up a header by lower-case name; NULL if absent. */
 const char *engine_header(const engine_request *req, const char *name);

@@ -405,7 +405,8 @@ int front_serve(const relay_config *cfg, engine *e, int listen_fd, int nthreads)
         int sig = sigtimedwait(&stop_signals, NULL, &tick);
         if (sig > 0)
             break;
-        engine_maintain(e, (uint64_t)time(NULL));
+        if (engine_maintain(e, (uint64_t)time(NULL)))
+            break; /* drain and exit: the supervisor starts a fresh worker */
     }
     atomic_store(&front_stopping, 1);
 
