@@ -11,6 +11,10 @@
 // worker_threads so one event loop does not skew the others.
 //
 // Reported, per follower and chunk (COALESCED clients):
+//   inside relay the measure: the leader receives a chunk -> a
+//                follower's client is sent it, from the relay's debug trace
+//                lines (engine/coalesce.c); BENCH_LOG_LEVEL=warn turns the
+//                trace off to see what it costs (then only client-side numbers)
 //   vs leader    follower receive - the leader's client's receive of the same chunk
 //   vs upstream  follower receive - when the fake wrote it
 // and, for reference, the leader's client vs upstream (plain pass-through).
@@ -126,7 +130,7 @@ async function main() {
       ini: {
         fcgi: POOL,
         'upstream.openai': { idle_timeout: 30, timeout: 300 },
-        log: { level: 'debug' },
+        log: { level: process.env.BENCH_LOG_LEVEL || 'debug' },
       },
     });
   } catch (err) {
