@@ -36,8 +36,12 @@ typedef struct admin_cmd {
 
 /* Counters the engine keeps, in the order stats shows them. */
 static const char *const counter_names[] = {
-    "requests.hit", "requests.stale", "requests.miss", "requests.bypass",
-    "requests.only_if_cached_miss", "upstream.calls",
+    "requests.hit",
+    "requests.stale",
+    "requests.miss",
+    "requests.bypass",
+    "requests.only_if_cached_miss",
+    "upstream.calls",
 };
 
 static store_options store_options_of(const relay_config *cfg)
@@ -230,8 +234,9 @@ int main(int argc, char **argv)
     if (cmd->needs_store) {
         store_options so = store_options_of(ctx.cfg);
         if (store_open(&so, &s) != RL_OK) {
-            fprintf(stderr, "relay-admin: cannot open the store at %s (run `relay-admin init` "
-                            "first?)\n",
+            fprintf(stderr,
+                    "relay-admin: cannot open the store at %s (run `relay-admin init` "
+                    "first?)\n",
                     ctx.cfg->store.home);
             goto out;
         }

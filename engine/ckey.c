@@ -14,7 +14,10 @@ static void put_field(EVP_MD_CTX *md, const void *p, size_t len)
     EVP_DigestUpdate(md, p, len);
 }
 
-static void put_str(EVP_MD_CTX *md, const char *s) { put_field(md, s ? s : "", s ? strlen(s) : 0); }
+static void put_str(EVP_MD_CTX *md, const char *s)
+{
+    put_field(md, s ? s : "", s ? strlen(s) : 0);
+}
 
 rl_err ckey_compute(const ckey_input *in, uint8_t key[STORE_KEY_LEN])
 {

@@ -167,18 +167,18 @@ typedef struct local_flight {
     struct local_flight *next;
     uint8_t key[STORE_KEY_LEN];
     uint32_t gen;
-    int refs;               /* followers using it (under locals_mu) */
-    pthread_mutex_t mu;     /* guards everything below */
-    pthread_cond_t cond;    /* a refresh finished */
-    int reading;            /* a follower is refreshing for everyone */
-    uint64_t version;       /* bumped by every refresh */
-    rl_buf bytes;           /* chunks [0, nchunks), concatenated */
-    size_t *ends;           /* ends[i]: end offset of chunk i in bytes */
+    int refs;            /* followers using it (under locals_mu) */
+    pthread_mutex_t mu;  /* guards everything below */
+    pthread_cond_t cond; /* a refresh finished */
+    int reading;         /* a follower is refreshing for everyone */
+    uint64_t version;    /* bumped by every refresh */
+    rl_buf bytes;        /* chunks [0, nchunks), concatenated */
+    size_t *ends;        /* ends[i]: end offset of chunk i in bytes */
     uint32_t nchunks, cap;
-    int broken;             /* out of memory or over max_response */
-    rl_err err;             /* the last refresh's store error, RL_OK */
-    store_flight rec;       /* the last record read */
-    flight_state state;     /* generation gen's state, as last read */
+    int broken;         /* out of memory or over max_response */
+    rl_err err;         /* the last refresh's store error, RL_OK */
+    store_flight rec;   /* the last record read */
+    flight_state state; /* generation gen's state, as last read */
 } local_flight;
 
 static pthread_mutex_t locals_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -335,9 +335,9 @@ typedef struct follower {
     uint32_t next_seq;
     int have_head;
     head h;
-    int live;     /* relaying a stream to a stream request as it comes */
-    rl_buf held;  /* everything else: collected, rendered at the end */
-    int broken;   /* the head was unreadable or the answer too large */
+    int live;    /* relaying a stream to a stream request as it comes */
+    rl_buf held; /* everything else: collected, rendered at the end */
+    int broken;  /* the head was unreadable or the answer too large */
 } follower;
 
 static void follower_reset(follower *f, uint32_t gen)
@@ -451,7 +451,8 @@ static void take_news(follower *f, look *out)
     size_t *ends = NULL;
     if (last > first) {
         ends = malloc((last - first) * sizeof *ends);
-        if (!ends || rl_buf_append(&copy, lf->bytes.data + from, lf->ends[last - 1] - from) != RL_OK)
+        if (!ends ||
+            rl_buf_append(&copy, lf->bytes.data + from, lf->ends[last - 1] - from) != RL_OK)
             out->broken = 1;
         else
             for (uint32_t i = first; i < last; i++)

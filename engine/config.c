@@ -21,9 +21,9 @@ typedef struct config_key {
     const char *section; /* "upstream.*" rows apply to every [upstream.NAME] */
     const char *name;
     key_kind kind;
-    size_t offset;       /* into relay_config, or into upstream_config for upstream rows */
+    size_t offset; /* into relay_config, or into upstream_config for upstream rows */
     const char *dflt;
-    long long min, max;  /* numeric range */
+    long long min, max;         /* numeric range */
     const char *const *choices; /* KEY_ENUM: values in enum order, NULL-terminated */
 } config_key;
 
@@ -47,7 +47,8 @@ static const config_key config_keys[] = {
     {"store", "key_file", KEY_PATH, RC(store.key_file), "var/relay.key", 0, 0, NULL},
     {"store", "max_bytes", KEY_U64, RC(store.max_bytes), "1073741824", 0, LLONG_MAX, NULL},
     {"store", "max_entries", KEY_U64, RC(store.max_entries), "200000", 0, LLONG_MAX, NULL},
-    {"store", "max_entry_bytes", KEY_U64, RC(store.max_entry_bytes), "16777216", 1024, 1024 * MiB, NULL},
+    {"store", "max_entry_bytes", KEY_U64, RC(store.max_entry_bytes), "16777216", 1024, 1024 * MiB,
+     NULL},
     {"store", "cache_mb", KEY_LONG, RC(store.cache_mb), "64", 1, 65536, NULL},
     {"cache", "policy", KEY_ENUM, RC(cache.policy), "deterministic", 0, 0, policy_names},
     {"cache", "default_ttl", KEY_LONG, RC(cache.default_ttl), "86400", 1, 10L * 365 * 86400, NULL},
@@ -55,7 +56,8 @@ static const config_key config_keys[] = {
     {"cache", "stale_keep", KEY_LONG, RC(cache.stale_keep), "86400", 0, 10L * 365 * 86400, NULL},
     {"cache", "max_response", KEY_U64, RC(cache.max_response), "33554432", 1024, 1024 * MiB, NULL},
     {"coalesce", "mode", KEY_ENUM, RC(coalesce.mode), "cacheable", 0, 0, coalesce_mode_names},
-    {"coalesce", "max_buffer", KEY_U64, RC(coalesce.max_buffer), "33554432", 1024, 1024 * MiB, NULL},
+    {"coalesce", "max_buffer", KEY_U64, RC(coalesce.max_buffer), "33554432", 1024, 1024 * MiB,
+     NULL},
     {"coalesce", "max_wait", KEY_LONG, RC(coalesce.max_wait), "330", 1, 86400, NULL},
     {"upstream.*", "type", KEY_ENUM, UC(type), "openai", 0, 0, upstream_type_names},
     {"upstream.*", "base_url", KEY_URL, UC(base_url), "https://api.openai.com", 0, 0, NULL},
@@ -71,11 +73,14 @@ _Static_assert(sizeof(cache_policy) == sizeof(int) && sizeof(upstream_type) == s
                    sizeof(coalesce_mode) == sizeof(int),
                "enum fields must be int-sized");
 
-static int key_is_upstream(const config_key *k) { return strcmp(k->section, "upstream.*") == 0; }
+static int key_is_upstream(const config_key *k)
+{
+    return strcmp(k->section, "upstream.*") == 0;
+}
 
 typedef struct parse_state {
     relay_config *cfg;
-    char *dir;       /* directory of the ini file, for relative paths */
+    char *dir; /* directory of the ini file, for relative paths */
     rl_buf *why;
     int failed;
     unsigned char set[NKEYS][CONFIG_MAX_UPSTREAMS + 1]; /* seen, to reject duplicates */
@@ -221,8 +226,8 @@ static int on_ini_value(void *user, const char *section, const char *name, const
     }
     for (size_t i = 0; i < NKEYS; i++) {
         const config_key *k = &config_keys[i];
-        if (strcmp(k->name, name) != 0 || (is_upstream ? !key_is_upstream(k)
-                                                       : strcmp(k->section, section) != 0))
+        if (strcmp(k->name, name) != 0 ||
+            (is_upstream ? !key_is_upstream(k) : strcmp(k->section, section) != 0))
             continue;
         if (st->set[i][is_upstream ? up_index : CONFIG_MAX_UPSTREAMS]++) {
             rl_buf_printf(st->why, "%s: set twice", where);

@@ -24,9 +24,9 @@ typedef enum { COALESCE_CACHEABLE, COALESCE_ALL, COALESCE_OFF } coalesce_mode;
 #define CONFIG_MAX_UPSTREAMS 32
 
 typedef struct upstream_config {
-    char *name;        /* NAME of [upstream.NAME] */
+    char *name; /* NAME of [upstream.NAME] */
     upstream_type type;
-    char *base_url;    /* without a trailing slash */
+    char *base_url;       /* without a trailing slash */
     long connect_timeout; /* seconds */
     long idle_timeout;    /* seconds without a byte */
     long timeout;         /* seconds for the whole call */
@@ -35,7 +35,7 @@ typedef struct upstream_config {
 typedef struct relay_config {
     char *path; /* the ini file, absolute */
     struct {
-        char *listen;   /* absolute socket path, or HOST:PORT */
+        char *listen; /* absolute socket path, or HOST:PORT */
         long workers, threads;
         uint64_t max_body;
         long drain_timeout;

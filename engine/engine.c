@@ -26,11 +26,13 @@
  * what libcurl sets itself, what the front added, Relay's own controls, and
  * accept-encoding (the answer must arrive uncompressed to be cached and
  * re-rendered). */
+/* clang-format off */
 static const char *const unforwarded_headers[] = {
     "host", "content-length", "connection", "keep-alive", "transfer-encoding", "te", "trailer",
     "upgrade", "proxy-authorization", "proxy-connection", "accept-encoding", "cache-control",
     "cookie", "forwarded", "via", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
     "x-real-ip", "expect", NULL};
+/* clang-format on */
 
 static int in_list(const char *name, const char *const *list)
 {
@@ -362,7 +364,8 @@ static void call_upstream(exchange *x)
                 exchange_fail(x, err, "The upstream stream ended before it was complete.");
             return;
         }
-        int stored = x->capture && x->sse_complete && !x->sse_error && store_answer(x, ENTRY_STREAM);
+        int stored =
+            x->capture && x->sse_complete && !x->sse_error && store_answer(x, ENTRY_STREAM);
         /* Store first, then finish: a request that arrives in between finds
          * the flight reusable or the entry in the cache, never neither. */
         coalesce_finish(x, 1, stored);
@@ -389,8 +392,8 @@ static void call_upstream(exchange *x)
         exchange_write(x, x->body.data, x->body.len);
         exchange_flush(x);
     }
-    int stored = x->capture && x->prov->body_complete(x->body.data, x->body.len) &&
-                 store_answer(x, kind);
+    int stored =
+        x->capture && x->prov->body_complete(x->body.data, x->body.len) && store_answer(x, kind);
     coalesce_finish(x, 1, stored);
 }
 
@@ -445,9 +448,10 @@ static void serve_api(exchange *x)
     /* Never spend anything on an unauthenticated request. */
     const char *auth = engine_header(req, "authorization");
     if (!auth || !auth[0]) {
-        exchange_fail(x, RL_UNAUTHORIZED,
-                      "You didn't provide an API key. You need to provide your API key in an "
-                      "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).");
+        exchange_fail(
+            x, RL_UNAUTHORIZED,
+            "You didn't provide an API key. You need to provide your API key in an "
+            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).");
         goto out;
     }
     if (!x->rt.endpoint) {
@@ -463,8 +467,8 @@ static void serve_api(exchange *x)
         goto out;
     }
 
-    rl_err err = x->prov->inspect(x->rt.endpoint, req->body, req->body_len, &x->info, &canonical,
-                                  &msg);
+    rl_err err =
+        x->prov->inspect(x->rt.endpoint, req->body, req->body_len, &x->info, &canonical, &msg);
     if (err != RL_OK) {
         exchange_fail(x, err, msg.data);
         goto out;
@@ -539,8 +543,9 @@ void engine_handle(engine_worker *w, const engine_request *req, const engine_sin
     case ROUTE_NONE: {
         rl_buf msg;
         rl_buf_init(&msg, 4096);
-        rl_buf_printf(&msg, "Unknown request URL: %s %s. Relay serves the provider API paths "
-                            "(such as /v1/chat/completions) and /relay/.",
+        rl_buf_printf(&msg,
+                      "Unknown request URL: %s %s. Relay serves the provider API paths "
+                      "(such as /v1/chat/completions) and /relay/.",
                       req->method, req->path);
         exchange_fail(x, RL_NO_ROUTE, msg.data);
         rl_buf_release(&msg);

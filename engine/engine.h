@@ -22,21 +22,21 @@
 #include "store/base/rl_pool.h"
 
 typedef struct rl_header {
-    const char *name;  /* lower-case, e.g. "content-type" */
+    const char *name; /* lower-case, e.g. "content-type" */
     const char *value;
 } rl_header;
 
 typedef struct engine_request {
-    rl_pool *pool;          /* owns everything below and dies with the request */
-    const char *id;         /* short request id for logs and X-Request-Id */
-    const char *method;     /* "GET", "POST", ... */
-    const char *path;       /* raw path without the query, e.g. "/v1/chat/completions" */
-    const char *query;      /* raw query without '?', "" if none */
+    rl_pool *pool;      /* owns everything below and dies with the request */
+    const char *id;     /* short request id for logs and X-Request-Id */
+    const char *method; /* "GET", "POST", ... */
+    const char *path;   /* raw path without the query, e.g. "/v1/chat/completions" */
+    const char *query;  /* raw query without '?', "" if none */
     const rl_header *headers;
     size_t nheaders;
-    const char *body;       /* NUL-terminated for convenience; may contain NULs */
+    const char *body; /* NUL-terminated for convenience; may contain NULs */
     size_t body_len;
-    int body_too_large;     /* the front stopped reading at [fcgi] max_body */
+    int body_too_large; /* the front stopped reading at [fcgi] max_body */
 } engine_request;
 
 /*

@@ -5,10 +5,12 @@
 
 /* Upstream response headers that are not passed to the client: hop-by-hop
  * ones, what the front sets itself, and Relay's own. */
+/* clang-format off */
 static const char *const unpassed_headers[] = {
     "connection", "keep-alive", "transfer-encoding", "content-length", "trailer", "upgrade",
     "set-cookie", "date", "server", "status", "alt-svc", "content-type", "cache-control",
     "age", "x-cache", "x-relay-key", NULL};
+/* clang-format on */
 
 static int in_list(const char *name, const char *const *list)
 {
@@ -18,7 +20,10 @@ static int in_list(const char *name, const char *const *list)
     return 0;
 }
 
-store *exchange_store(const exchange *x) { return x->w->e->store; }
+store *exchange_store(const exchange *x)
+{
+    return x->w->e->store;
+}
 
 int exchange_write(exchange *x, const void *p, size_t n)
 {

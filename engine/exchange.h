@@ -32,10 +32,10 @@ struct engine_worker {
 
 /* This request's part in a shared upstream call (see coalesce.h). */
 typedef struct flight_role {
-    int active;        /* coalescing applies to this request */
-    int leading;       /* this request calls upstream and publishes */
-    uint32_t gen;      /* the flight generation it leads or follows */
-    int publishing;    /* the leader still publishes (off after a failure) */
+    int active;     /* coalescing applies to this request */
+    int leading;    /* this request calls upstream and publishes */
+    uint32_t gen;   /* the flight generation it leads or follows */
+    int publishing; /* the leader still publishes (off after a failure) */
     int head_published;
     uint32_t published; /* chunks published so far (the next one's number) */
 } flight_role;
@@ -45,7 +45,7 @@ typedef struct exchange {
     const relay_config *cfg;
     const engine_request *req;
     const engine_sink *sink;
-    const prov_ops *prov;     /* error shapes; OpenAI's until routing says otherwise */
+    const prov_ops *prov; /* error shapes; OpenAI's until routing says otherwise */
     route rt;
     prov_info info;
     cache_controls cc;
@@ -55,20 +55,20 @@ typedef struct exchange {
     const char *cache_status; /* X-Cache value for an answer from upstream */
     uint64_t now;             /* unix seconds at the start of the request */
 
-    int started;              /* status line committed */
-    int client_gone;          /* a write or flush failed */
+    int started;     /* status line committed */
+    int client_gone; /* a write or flush failed */
 
     flight_role flight;
 
     /* the upstream answer */
     int up_status;
-    int up_is_stream;         /* text/event-stream */
-    int passing_through;      /* buffered body overflowed: committed, streaming as is */
-    rl_header *up_headers;    /* pool copies, passed to the client */
+    int up_is_stream;      /* text/event-stream */
+    int passing_through;   /* buffered body overflowed: committed, streaming as is */
+    rl_header *up_headers; /* pool copies, passed to the client */
     size_t up_nheaders;
     const char *up_ctype;
-    rl_buf body;              /* buffered non-stream body, or the stream for the cache */
-    int capture;              /* keep collecting body for the cache */
+    rl_buf body; /* buffered non-stream body, or the stream for the cache */
+    int capture; /* keep collecting body for the cache */
     sse_parser sse;
     int sse_complete, sse_error;
 } exchange;

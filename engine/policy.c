@@ -109,8 +109,8 @@ rl_err policy_parse(const char *cache_control, const char *x_relay_cache, const 
     return RL_OK;
 }
 
-policy_decision policy_decide(const relay_config *cfg, const cache_controls *cc,
-                              int deterministic, int stateful)
+policy_decision policy_decide(const relay_config *cfg, const cache_controls *cc, int deterministic,
+                              int stateful)
 {
     policy_decision d = {0, 0, cfg->cache.default_ttl};
     if (cc->ttl != POLICY_UNSET)

@@ -19,14 +19,14 @@
 #define POLICY_UNSET (-1L)
 
 typedef struct cache_controls {
-    int no_cache;        /* refresh: skip the lookup, store the new answer */
-    int no_store;        /* do not store this answer */
-    int only_if_cached;  /* never call upstream; 504 on a miss */
-    long max_age;        /* accept only entries younger than this (s), or POLICY_UNSET */
-    long max_stale;      /* accept entries expired at most this long ago (s); LONG_MAX
-                          * for a bare "max-stale"; POLICY_UNSET if absent */
-    int force;           /* X-Relay-Cache: 1 on, 0 off, -1 absent */
-    long ttl;            /* X-Relay-TTL in seconds, or POLICY_UNSET */
+    int no_cache;       /* refresh: skip the lookup, store the new answer */
+    int no_store;       /* do not store this answer */
+    int only_if_cached; /* never call upstream; 504 on a miss */
+    long max_age;       /* accept only entries younger than this (s), or POLICY_UNSET */
+    long max_stale;     /* accept entries expired at most this long ago (s); LONG_MAX
+                         * for a bare "max-stale"; POLICY_UNSET if absent */
+    int force;          /* X-Relay-Cache: 1 on, 0 off, -1 absent */
+    long ttl;           /* X-Relay-TTL in seconds, or POLICY_UNSET */
 } cache_controls;
 
 /* Parses the header values (each may be NULL). Unknown Cache-Control
@@ -46,8 +46,8 @@ typedef struct policy_decision {
  * a seed, embeddings, ...). stateful: the answer depends on upstream state
  * (previous_response_id, store:true) and is never cached, whatever the
  * controls say. */
-policy_decision policy_decide(const relay_config *cfg, const cache_controls *cc,
-                              int deterministic, int stateful);
+policy_decision policy_decide(const relay_config *cfg, const cache_controls *cc, int deterministic,
+                              int stateful);
 
 typedef enum { ENTRY_FRESH, ENTRY_STALE_OK, ENTRY_UNUSABLE } entry_use;
 

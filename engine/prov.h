@@ -18,10 +18,10 @@
 /* What an adapter learned from a request body. */
 typedef struct prov_info {
     char model[256];
-    int stream;         /* the client asked for a streamed answer */
-    int include_usage;  /* a streamed answer should end with a usage chunk */
-    int deterministic;  /* the answer repeats (temperature 0, a seed, ...) */
-    int stateful;       /* the answer depends on upstream state: never cached */
+    int stream;        /* the client asked for a streamed answer */
+    int include_usage; /* a streamed answer should end with a usage chunk */
+    int deterministic; /* the answer repeats (temperature 0, a seed, ...) */
+    int stateful;      /* the answer depends on upstream state: never cached */
 } prov_info;
 
 /* How a stream event counts toward completeness. */

@@ -187,8 +187,8 @@ static void merge_delta(json_t *choice, json_t *c)
         json_t *tc;
         json_array_foreach(calls, i, tc)
         {
-            json_t *m = by_index(merged, json_integer_value(json_object_get(tc, "index")),
-                                 make_tool_call);
+            json_t *m =
+                by_index(merged, json_integer_value(json_object_get(tc, "index")), make_tool_call);
             if (!m)
                 continue;
             if (json_is_string(json_object_get(tc, "id")))
@@ -219,7 +219,7 @@ static void merge_delta(json_t *choice, json_t *c)
 }
 
 typedef struct assembly {
-    json_t *result;  /* the chat.completion being built */
+    json_t *result; /* the chat.completion being built */
     json_t *choices;
     int failed;
 } assembly;
@@ -247,8 +247,8 @@ static int assemble_event(void *ctx, const char *event, const char *data, size_t
     json_t *c;
     json_array_foreach(json_object_get(chunk, "choices"), i, c)
     {
-        json_t *choice = by_index(a->choices, json_integer_value(json_object_get(c, "index")),
-                                  make_choice);
+        json_t *choice =
+            by_index(a->choices, json_integer_value(json_object_get(c, "index")), make_choice);
         if (choice)
             merge_delta(choice, c);
     }
@@ -354,18 +354,17 @@ static rl_err openai_body_to_stream(const char *body, size_t len, const prov_inf
         /* As OpenAI streams: the role first, then the text, then tool
          * calls, then an empty delta with the finish reason. */
         const char *role_name = json_is_string(role) ? json_string_value(role) : "assistant";
-        json_t *first = json_pack("{s:I, s:{s:s, s:s, s:n}, s:n, s:n}", "index", index, "delta",
-                                  "role", role_name, "content", "", "refusal", "logprobs",
-                                  "finish_reason");
+        json_t *first =
+            json_pack("{s:I, s:{s:s, s:s, s:n}, s:n, s:n}", "index", index, "delta", "role",
+                      role_name, "content", "", "refusal", "logprobs", "finish_reason");
         if ((err = put_chunk(out, new_chunk(completion, first, with_usage))) != RL_OK)
             goto out;
         if (json_is_string(content) && json_string_length(content) > 0) {
-            json_t *c = json_pack("{s:I, s:{s:O}, s:O, s:n}", "index", index, "delta", "content",
-                                  content, "logprobs",
-                                  json_object_get(choice, "logprobs")
-                                      ? json_object_get(choice, "logprobs")
-                                      : json_null(),
-                                  "finish_reason");
+            json_t *c = json_pack(
+                "{s:I, s:{s:O}, s:O, s:n}", "index", index, "delta", "content", content, "logprobs",
+                json_object_get(choice, "logprobs") ? json_object_get(choice, "logprobs")
+                                                    : json_null(),
+                "finish_reason");
             if ((err = put_chunk(out, new_chunk(completion, c, with_usage))) != RL_OK)
                 goto out;
         }
@@ -387,11 +386,10 @@ static rl_err openai_body_to_stream(const char *body, size_t len, const prov_inf
             if ((err = put_chunk(out, new_chunk(completion, c, with_usage))) != RL_OK)
                 goto out;
         }
-        json_t *last = json_pack("{s:I, s:{}, s:n, s:O}", "index", index, "delta", "logprobs",
-                                 "finish_reason",
-                                 json_object_get(choice, "finish_reason")
-                                     ? json_object_get(choice, "finish_reason")
-                                     : json_null());
+        json_t *last = json_pack(
+            "{s:I, s:{}, s:n, s:O}", "index", index, "delta", "logprobs", "finish_reason",
+            json_object_get(choice, "finish_reason") ? json_object_get(choice, "finish_reason")
+                                                     : json_null());
         if ((err = put_chunk(out, new_chunk(completion, last, with_usage))) != RL_OK)
             goto out;
     }
@@ -413,8 +411,8 @@ out:
 static json_t *error_object(rl_err err, const char *message)
 {
     return json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message",
-                     message && message[0] ? message : rl_err_text(err), "type",
-                     rl_err_type(err), "param", "code", rl_err_code(err));
+                     message && message[0] ? message : rl_err_text(err), "type", rl_err_type(err),
+                     "param", "code", rl_err_code(err));
 }
 
 static rl_err openai_error_body(rl_buf *out, rl_err err, const char *message)

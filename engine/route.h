@@ -11,9 +11,9 @@
 #include "engine/prov.h"
 
 typedef enum {
-    ROUTE_NONE,    /* unknown path: 404 */
-    ROUTE_HEALTH,  /* GET /relay/health */
-    ROUTE_API,     /* an upstream API path */
+    ROUTE_NONE,   /* unknown path: 404 */
+    ROUTE_HEALTH, /* GET /relay/health */
+    ROUTE_API,    /* an upstream API path */
 } route_kind;
 
 typedef struct route {

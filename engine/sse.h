@@ -21,11 +21,11 @@
 typedef int (*sse_event_fn)(void *ctx, const char *event, const char *data, size_t data_len);
 
 typedef struct sse_parser {
-    rl_buf line;   /* the current, unterminated line */
-    rl_buf data;   /* data lines of the current event */
-    rl_buf event;  /* event name of the current event */
-    int has_data;  /* a data field was seen (even an empty one) */
-    int last_cr;   /* the previous byte was CR: a following LF belongs to it */
+    rl_buf line;  /* the current, unterminated line */
+    rl_buf data;  /* data lines of the current event */
+    rl_buf event; /* event name of the current event */
+    int has_data; /* a data field was seen (even an empty one) */
+    int last_cr;  /* the previous byte was CR: a following LF belongs to it */
     sse_event_fn on_event;
     void *ctx;
 } sse_parser;

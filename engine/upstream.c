@@ -35,7 +35,10 @@ rl_err upstream_global_init(void)
     return RL_OK;
 }
 
-void upstream_global_cleanup(void) { curl_global_cleanup(); }
+void upstream_global_cleanup(void)
+{
+    curl_global_cleanup();
+}
 
 upstream_client *upstream_client_new(void)
 {

@@ -29,7 +29,7 @@ typedef struct upstream_request {
     const char *url;
     const rl_header *headers; /* sent as is (name: value) */
     size_t nheaders;
-    const char *body;         /* NULL for none */
+    const char *body; /* NULL for none */
     size_t body_len;
     long connect_timeout, idle_timeout, timeout; /* seconds */
 } upstream_request;

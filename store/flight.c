@@ -55,7 +55,10 @@ static void put64(uint8_t *p, uint64_t v)
     put32(p + 4, (uint32_t)v);
 }
 
-static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) << 32 | get32(p + 4); }
+static uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) << 32 | get32(p + 4);
+}
 
 /* Record layout: gen 4, state 1, reusable 1, pad 2, leader_pid 4,
  * nchunks 4, bytes 8, started 8, updated 8, followers 4, pad 4. */
@@ -505,8 +508,7 @@ uint32_t store_flight_ticket(store *s, const uint8_t key[STORE_KEY_LEN])
     return wake_ticket(store_wake_of(s), wake_slot(key));
 }
 
-void store_flight_wait(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t ticket,
-                       int timeout_ms)
+void store_flight_wait(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t ticket, int timeout_ms)
 {
     wake_wait(store_wake_of(s), wake_slot(key), ticket, timeout_ms);
 }
@@ -525,7 +527,7 @@ typedef struct sweep_arg {
     uint64_t now_ms;
     unsigned budget;
     unsigned removed;
-    uint8_t *resume;    /* where the previous sweep stopped (a key), or NULL */
+    uint8_t *resume; /* where the previous sweep stopped (a key), or NULL */
     size_t resume_len;
     int *have_resume;
 } sweep_arg;

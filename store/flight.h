@@ -43,15 +43,15 @@ typedef enum {
 } flight_state;
 
 typedef struct store_flight {
-    uint32_t gen;         /* generation of this flight */
+    uint32_t gen; /* generation of this flight */
     flight_state state;
-    int reusable;         /* DONE and a new identical request may still join it */
-    int32_t leader_pid;   /* process of the leader */
-    uint32_t nchunks;     /* chunks published so far (chunk 0 = head) */
-    uint64_t bytes;       /* their total size */
-    uint64_t started_ms;  /* when the leader took the flight */
-    uint64_t updated_ms;  /* last publish or state change */
-    uint32_t followers;   /* followers currently attached (approximate after crashes) */
+    int reusable;        /* DONE and a new identical request may still join it */
+    int32_t leader_pid;  /* process of the leader */
+    uint32_t nchunks;    /* chunks published so far (chunk 0 = head) */
+    uint64_t bytes;      /* their total size */
+    uint64_t started_ms; /* when the leader took the flight */
+    uint64_t updated_ms; /* last publish or state change */
+    uint32_t followers;  /* followers currently attached (approximate after crashes) */
 } store_flight;
 
 /*
@@ -122,7 +122,6 @@ int store_flight_leader_alive(const store_flight *f);
  * taken, else when something is, or after timeout_ms.
  */
 uint32_t store_flight_ticket(store *s, const uint8_t key[STORE_KEY_LEN]);
-void store_flight_wait(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t ticket,
-                       int timeout_ms);
+void store_flight_wait(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t ticket, int timeout_ms);
 
 #endif

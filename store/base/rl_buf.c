@@ -61,7 +61,10 @@ rl_err rl_buf_append(rl_buf *b, const void *p, size_t n)
     return RL_OK;
 }
 
-rl_err rl_buf_puts(rl_buf *b, const char *s) { return rl_buf_append(b, s, strlen(s)); }
+rl_err rl_buf_puts(rl_buf *b, const char *s)
+{
+    return rl_buf_append(b, s, strlen(s));
+}
 
 rl_err rl_buf_vprintf(rl_buf *b, const char *fmt, va_list ap)
 {

@@ -15,10 +15,10 @@
 #include "store/base/rl_err.h"
 
 typedef struct rl_buf {
-    char *data;  /* NULL until the first append */
-    size_t len;  /* bytes used, excluding the trailing NUL */
-    size_t cap;  /* bytes allocated */
-    size_t max;  /* largest len allowed; 0 means no cap (internal data only) */
+    char *data; /* NULL until the first append */
+    size_t len; /* bytes used, excluding the trailing NUL */
+    size_t cap; /* bytes allocated */
+    size_t max; /* largest len allowed; 0 means no cap (internal data only) */
 } rl_buf;
 
 /* Embeds an empty buffer whose length may never exceed max bytes. */

@@ -18,7 +18,19 @@ static const struct err_row *err_row(rl_err e)
     return &err_rows[e];
 }
 
-const char *rl_err_text(rl_err e) { return err_row(e)->text; }
-const char *rl_err_type(rl_err e) { return err_row(e)->type; }
-const char *rl_err_code(rl_err e) { return err_row(e)->code; }
-int rl_err_status(rl_err e) { return err_row(e)->status; }
+const char *rl_err_text(rl_err e)
+{
+    return err_row(e)->text;
+}
+const char *rl_err_type(rl_err e)
+{
+    return err_row(e)->type;
+}
+const char *rl_err_code(rl_err e)
+{
+    return err_row(e)->code;
+}
+int rl_err_status(rl_err e)
+{
+    return err_row(e)->status;
+}

@@ -9,6 +9,8 @@
 #ifndef RELAY_STORE_BASE_RL_ERR_H
 #define RELAY_STORE_BASE_RL_ERR_H
 
+/* The table reads better aligned. */
+/* clang-format off */
 /*    name                  status type                     code                    text */
 #define RL_ERRORS(X)                                                                                 \
     X(OK,                   200, "none",                  "ok",                   "success")          \
@@ -32,12 +34,13 @@
     X(UPSTREAM_TIMEOUT,     504, "timeout_error",         "upstream_timeout",     "upstream timed out") \
     X(ONLY_IF_CACHED,       504, "invalid_request_error", "only_if_cached",       "not in cache and only-if-cached was requested") \
     X(CLIENT_GONE,          499, "none",                  "client_gone",          "client disconnected")
+/* clang-format on */
 
 typedef enum {
 #define RL_ERR_ENUM(name, status, type, code, text) RL_##name,
     RL_ERRORS(RL_ERR_ENUM)
 #undef RL_ERR_ENUM
-    RL_ERR_COUNT
+        RL_ERR_COUNT
 } rl_err;
 
 /* Static strings; an out-of-range value yields the INTERNAL row. */

@@ -14,7 +14,10 @@ static _Thread_local char thread_request_id[40];
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-void rl_log_set_level(rl_log_level level) { log_level = level; }
+void rl_log_set_level(rl_log_level level)
+{
+    log_level = level;
+}
 
 int rl_log_level_parse(const char *s)
 {

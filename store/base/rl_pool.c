@@ -26,7 +26,10 @@ struct rl_pool {
     struct pool_cleanup *cleanups;
 };
 
-rl_pool *rl_pool_new(void) { return calloc(1, sizeof(rl_pool)); }
+rl_pool *rl_pool_new(void)
+{
+    return calloc(1, sizeof(rl_pool));
+}
 
 void rl_pool_free(rl_pool *pool)
 {
@@ -88,7 +91,10 @@ char *rl_pstrndup(rl_pool *pool, const char *s, size_t n)
     return p;
 }
 
-char *rl_pstrdup(rl_pool *pool, const char *s) { return s ? rl_pstrndup(pool, s, strlen(s)) : NULL; }
+char *rl_pstrdup(rl_pool *pool, const char *s)
+{
+    return s ? rl_pstrndup(pool, s, strlen(s)) : NULL;
+}
 
 int rl_pool_cleanup(rl_pool *pool, rl_cleanup_fn fn, void *data)
 {

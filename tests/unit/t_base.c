@@ -9,7 +9,10 @@
 
 static int cleanup_calls[4];
 static int cleanup_order;
-static void note_cleanup(void *p) { *(int *)p = ++cleanup_order; }
+static void note_cleanup(void *p)
+{
+    *(int *)p = ++cleanup_order;
+}
 
 int main(void)
 {

@@ -46,7 +46,8 @@ int main(void)
         is_str(cfg->store.home, want, "relative paths resolve against the ini's directory");
         rl_buf v;
         rl_buf_init(&v, 0);
-        is_int(config_get_text(cfg, "upstream.openai.base_url", &v), RL_OK, "get_text finds an upstream key");
+        is_int(config_get_text(cfg, "upstream.openai.base_url", &v), RL_OK,
+               "get_text finds an upstream key");
         is_str(v.data, "https://api.openai.com", "get_text value");
         rl_buf_reset(&v);
         config_get_text(cfg, "cache.policy", &v);
@@ -56,7 +57,8 @@ int main(void)
         config_free(cfg);
     }
 
-    is_int(load("[upstream.openai]\nbase_url = http://127.0.0.1:9/x///\n[fcgi]\nlisten = 127.0.0.1:7000\n",
+    is_int(load("[upstream.openai]\nbase_url = http://127.0.0.1:9/x///\n[fcgi]\nlisten = "
+                "127.0.0.1:7000\n",
                 &cfg, &why),
            RL_OK, "a TCP listen address and a URL with slashes load");
     if (cfg) {

@@ -24,7 +24,8 @@ int main(void)
     ok(!cc.no_cache && !cc.no_store && !cc.only_if_cached && cc.force == -1, "nothing set");
     is_int(cc.max_age, POLICY_UNSET, "max-age unset");
 
-    policy_parse("No-Cache, max-age=30 ,max-stale , only-if-cached, no-store", NULL, NULL, &cc, &why);
+    policy_parse("No-Cache, max-age=30 ,max-stale , only-if-cached, no-store", NULL, NULL, &cc,
+                 &why);
     ok(cc.no_cache && cc.no_store && cc.only_if_cached, "directives are case-insensitive, spaced");
     is_int(cc.max_age, 30, "max-age value");
     is_int(cc.max_stale, LONG_MAX, "bare max-stale accepts any staleness");
@@ -32,7 +33,8 @@ int main(void)
     is_int(cc.max_stale, 120, "quoted max-stale");
     is_int(cc.max_age, POLICY_UNSET, "a malformed max-age is ignored");
 
-    is_int(policy_parse(NULL, "maybe", NULL, &cc, &why), RL_BAD_REQUEST, "bad X-Relay-Cache is refused");
+    is_int(policy_parse(NULL, "maybe", NULL, &cc, &why), RL_BAD_REQUEST,
+           "bad X-Relay-Cache is refused");
     ok(why && strstr(why, "X-Relay-Cache"), "the reason names the header");
     is_int(policy_parse(NULL, NULL, "-5", &cc, &why), RL_BAD_REQUEST, "bad X-Relay-TTL is refused");
     is_int(policy_parse(NULL, "OFF", "90", &cc, &why), RL_OK, "valid X-Relay headers");

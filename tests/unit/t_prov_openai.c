@@ -22,9 +22,11 @@ static const char stream[] =
     "\"system_fingerprint\":\"fp\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
     "\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n"
     "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"gpt-x\","
-    "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}],\"usage\":null}\n\n"
+    "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}],\"usage\":"
+    "null}\n\n"
     "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"gpt-x\","
-    "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":null}],\"usage\":null}\n\n"
+    "\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":null}],\"usage\":"
+    "null}\n\n"
     "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"gpt-x\","
     "\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":"
     "\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"ci\"}}]},"
@@ -35,7 +37,8 @@ static const char stream[] =
     "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"gpt-x\","
     "\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}],\"usage\":null}\n\n"
     "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"gpt-x\","
-    "\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4,\"total_tokens\":13}}\n\n"
+    "\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4,\"total_tokens\":13}}"
+    "\n\n"
     "data: [DONE]\n\n";
 
 int main(void)
@@ -49,27 +52,33 @@ int main(void)
 
     is_int(inspect("{\"model\":\"gpt-x\", \"temperature\":0, \"stream\":true, "
                    "\"stream_options\":{\"include_usage\":true}, \"prompt_cache_key\":\"s1\", "
-                   "\"metadata\":{\"user_id\":\"u\"}, \"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+                   "\"metadata\":{\"user_id\":\"u\"}, "
+                   "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
                    &info, &canon, &why),
            RL_OK, "a valid request");
-    is_str(canon.data, "{\"messages\":[{\"content\":\"hi\",\"role\":\"user\"}],\"model\":\"gpt-x\",\"temperature\":0}",
+    is_str(canon.data,
+           "{\"messages\":[{\"content\":\"hi\",\"role\":\"user\"}],\"model\":\"gpt-x\","
+           "\"temperature\":0}",
            "canonical: sorted, compact, volatile fields removed");
     ok(info.stream && info.include_usage && info.deterministic && !info.stateful, "info flags");
     is_str(info.model, "gpt-x", "model");
     rl_buf first;
     rl_buf_init(&first, 0);
     rl_buf_append(&first, canon.data, canon.len);
-    inspect("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\n  \"temperature\":0,\"model\":\"gpt-x\"}",
+    inspect("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\n  "
+            "\"temperature\":0,\"model\":\"gpt-x\"}",
             &info, &canon, &why);
     is_str(canon.data, first.data, "key order and whitespace do not matter");
     ok(!info.stream, "no stream field: not streamed");
     rl_buf_release(&first);
 
-    inspect("{\"model\":\"m\",\"messages\":[],\"seed\":3,\"temperature\":0.7}", &info, &canon, &why);
+    inspect("{\"model\":\"m\",\"messages\":[],\"seed\":3,\"temperature\":0.7}", &info, &canon,
+            &why);
     ok(info.deterministic, "a seed makes a request deterministic");
     inspect("{\"model\":\"m\",\"messages\":[],\"temperature\":0.7}", &info, &canon, &why);
     ok(!info.deterministic, "temperature 0.7 without a seed is not");
-    inspect("{\"model\":\"m\",\"messages\":[],\"temperature\":0,\"store\":true}", &info, &canon, &why);
+    inspect("{\"model\":\"m\",\"messages\":[],\"temperature\":0,\"store\":true}", &info, &canon,
+            &why);
     ok(info.stateful, "store:true is stateful");
     inspect("{\"model\":\"m\",\"messages\":[],\"metadata\":{\"user_id\":\"a\",\"k\":\"v\"}}", &info,
             &canon, &why);
@@ -128,8 +137,11 @@ int main(void)
 
     rl_buf_reset(&out);
     P->error_body(&out, RL_TOO_LARGE, "too big");
-    is_str(out.data, "{\"error\":{\"message\":\"too big\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"request_too_large\"}}",
-           "error body in OpenAI's shape");
+    is_str(
+        out.data,
+        "{\"error\":{\"message\":\"too "
+        "big\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"request_too_large\"}}",
+        "error body in OpenAI's shape");
     rl_buf_reset(&out);
     P->error_event(&out, RL_UPSTREAM_CUT, NULL);
     ok(strncmp(out.data, "data: {\"error\":", 15) == 0 && strstr(out.data, "\n\n"),

@@ -25,7 +25,8 @@ static const char stream[] = ": ping\r\n\r\n"
                              "data:z\r\r"
                              "id: 7\nretry: 5\ndata\n\n"
                              "data: [DONE]\n\n";
-static const char want[] = "[message|{\"a\":1}][message_start|x\n y][message|z][message|][message|[DONE]]";
+static const char want[] =
+    "[message|{\"a\":1}][message_start|x\n y][message|z][message|][message|[DONE]]";
 
 int main(void)
 {
