@@ -44,20 +44,6 @@ static const char *const counter_names[] = {
     "upstream.calls",
 };
 
-static store_options store_options_of(const relay_config *cfg)
-{
-    store_options so = {
-        .home = cfg->store.home,
-        .key_file = cfg->store.key_file,
-        .max_bytes = cfg->store.max_bytes,
-        .max_entries = cfg->store.max_entries,
-        .max_entry_bytes = cfg->store.max_entry_bytes,
-        .cache_mb = (uint32_t)cfg->store.cache_mb,
-        .max_threads = (int)(cfg->fcgi.workers * (cfg->fcgi.threads + 2) + 16),
-    };
-    return so;
-}
-
 static int cmd_init(admin_ctx *ctx, store *s, int argc, char **argv)
 {
     (void)s;
@@ -66,7 +52,8 @@ static int cmd_init(admin_ctx *ctx, store *s, int argc, char **argv)
     const relay_config *cfg = ctx->cfg;
     if (store_keyfile_ensure(cfg->store.key_file) != RL_OK)
         return EXIT_FAIL;
-    store_options so = store_options_of(cfg);
+    store_options so;
+    config_store_options(cfg, &so);
     store *opened = NULL;
     if (store_open(&so, &opened) != RL_OK)
         return EXIT_FAIL;
@@ -232,7 +219,8 @@ int main(int argc, char **argv)
     store *s = NULL;
     int rc = EXIT_FAIL;
     if (cmd->needs_store) {
-        store_options so = store_options_of(ctx.cfg);
+        store_options so;
+        config_store_options(ctx.cfg, &so);
         if (store_open(&so, &s) != RL_OK) {
             fprintf(stderr,
                     "relay-admin: cannot open the store at %s (run `relay-admin init` "

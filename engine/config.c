@@ -348,6 +348,20 @@ const upstream_config *config_upstream_of_type(const relay_config *cfg, upstream
     return NULL;
 }
 
+void config_store_options(const relay_config *cfg, store_options *out)
+{
+    memset(out, 0, sizeof *out);
+    out->home = cfg->store.home;
+    out->key_file = cfg->store.key_file;
+    out->max_bytes = cfg->store.max_bytes;
+    out->max_entries = cfg->store.max_entries;
+    out->max_entry_bytes = cfg->store.max_entry_bytes;
+    out->cache_mb = (uint32_t)cfg->store.cache_mb;
+    /* Every thread of every worker, plus the maintenance threads and
+     * relay-admin, may be in the environment at once. */
+    out->max_threads = (int)(cfg->fcgi.workers * (cfg->fcgi.threads + 2) + 16);
+}
+
 rl_err config_get_text(const relay_config *cfg, const char *dotted, rl_buf *out)
 {
     const char *dot = strrchr(dotted, '.');

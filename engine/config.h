@@ -15,6 +15,7 @@
 
 #include "store/base/rl_buf.h"
 #include "store/base/rl_err.h"
+#include "store/store.h"
 
 typedef enum { CACHE_POLICY_DETERMINISTIC, CACHE_POLICY_ALWAYS, CACHE_POLICY_NEVER } cache_policy;
 typedef enum { CACHE_SCOPE_CREDENTIAL, CACHE_SCOPE_SHARED } cache_scope;
@@ -74,6 +75,10 @@ void config_free(relay_config *cfg);
 const upstream_config *config_upstream(const relay_config *cfg, const char *name);
 /* The first upstream of the given type, or NULL. */
 const upstream_config *config_upstream_of_type(const relay_config *cfg, upstream_type type);
+
+/* The store options of cfg ([store], and the thread count of the pool). The
+ * strings are borrowed from cfg. */
+void config_store_options(const relay_config *cfg, store_options *out);
 
 /* Looks a value up by "section.key" (e.g. "fcgi.listen") and appends it as
  * the resolved text (paths absolute) to out. RL_NOTFOUND for unknown keys.

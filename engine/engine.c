@@ -63,15 +63,8 @@ rl_err engine_new(const relay_config *cfg, engine **out)
         free(e);
         return err;
     }
-    store_options so = {
-        .home = cfg->store.home,
-        .key_file = cfg->store.key_file,
-        .max_bytes = cfg->store.max_bytes,
-        .max_entries = cfg->store.max_entries,
-        .max_entry_bytes = cfg->store.max_entry_bytes,
-        .cache_mb = (uint32_t)cfg->store.cache_mb,
-        .max_threads = (int)(cfg->fcgi.workers * (cfg->fcgi.threads + 2) + 16),
-    };
+    store_options so;
+    config_store_options(cfg, &so);
     /* The key file is created here too, so a first run needs no init step. */
     err = store_keyfile_ensure(cfg->store.key_file);
     if (err == RL_OK)

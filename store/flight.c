@@ -36,64 +36,40 @@
  * even if no follower is left to take over. */
 #define DEAD_LEADER_KEEP_MS 5000
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    put32(p, (uint32_t)(v >> 32));
-    put32(p + 4, (uint32_t)v);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) << 32 | get32(p + 4);
-}
-
 /* Record layout: gen 4, state 1, reusable 1, pad 2, leader_pid 4,
  * nchunks 4, bytes 8, started 8, updated 8, followers 4, pad 4. */
 static void rec_encode(uint8_t *b, const store_flight *f)
 {
     memset(b, 0, REC_LEN);
-    put32(b, f->gen);
+    store_put32(b, f->gen);
     b[4] = (uint8_t)f->state;
     b[5] = (uint8_t)f->reusable;
-    put32(b + 8, (uint32_t)f->leader_pid);
-    put32(b + 12, f->nchunks);
-    put64(b + 16, f->bytes);
-    put64(b + 24, f->started_ms);
-    put64(b + 32, f->updated_ms);
-    put32(b + 40, f->followers);
+    store_put32(b + 8, (uint32_t)f->leader_pid);
+    store_put32(b + 12, f->nchunks);
+    store_put64(b + 16, f->bytes);
+    store_put64(b + 24, f->started_ms);
+    store_put64(b + 32, f->updated_ms);
+    store_put32(b + 40, f->followers);
 }
 
 static void rec_decode(const uint8_t *b, store_flight *f)
 {
-    f->gen = get32(b);
+    f->gen = store_get32(b);
     f->state = b[4] <= FLIGHT_FAILED ? (flight_state)b[4] : FLIGHT_FAILED;
     f->reusable = b[5];
-    f->leader_pid = (int32_t)get32(b + 8);
-    f->nchunks = get32(b + 12);
-    f->bytes = get64(b + 16);
-    f->started_ms = get64(b + 24);
-    f->updated_ms = get64(b + 32);
-    f->followers = get32(b + 40);
+    f->leader_pid = (int32_t)store_get32(b + 8);
+    f->nchunks = store_get32(b + 12);
+    f->bytes = store_get64(b + 16);
+    f->started_ms = store_get64(b + 24);
+    f->updated_ms = store_get64(b + 32);
+    f->followers = store_get32(b + 40);
 }
 
 static void chunk_key(uint8_t *out, const uint8_t *key, uint32_t gen, uint32_t seq)
 {
     memcpy(out, key, STORE_KEY_LEN);
-    put32(out + STORE_KEY_LEN, gen);
-    put32(out + STORE_KEY_LEN + 4, seq);
+    store_put32(out + STORE_KEY_LEN, gen);
+    store_put32(out + STORE_KEY_LEN + 4, seq);
 }
 
 int store_flight_leader_alive(const store_flight *f)
@@ -147,7 +123,7 @@ static int chunk_put(handles *h, DB_TXN *txn, const uint8_t *key, uint32_t gen, 
     uint8_t *value = malloc(8 + len);
     if (!value)
         return ENOMEM;
-    put64(value, now_ms);
+    store_put64(value, now_ms);
     if (len)
         memcpy(value + 8, data, len);
     DBT k, d;
@@ -182,7 +158,7 @@ static int chunks_drop(handles *h, DB_TXN *txn, const uint8_t *key, uint32_t gen
     ret = c->get(c, &k, &d, DB_SET_RANGE | DB_RMW);
     while (ret == 0) {
         if (k.size != CHUNK_KEY_LEN || memcmp(ck, key, STORE_KEY_LEN) != 0 ||
-            get32(ck + STORE_KEY_LEN) != gen)
+            store_get32(ck + STORE_KEY_LEN) != gen)
             break;
         if ((ret = c->del(c, 0)) != 0)
             break;
@@ -368,11 +344,11 @@ static int read_body(handles *h, DB_TXN *txn, op *o)
     ret = c->get(c, &k, &d, DB_SET_RANGE);
     while (ret == 0) {
         if (k.size != CHUNK_KEY_LEN || memcmp(ck, a->key, STORE_KEY_LEN) != 0 ||
-            get32(ck + STORE_KEY_LEN) != a->gen) {
+            store_get32(ck + STORE_KEY_LEN) != a->gen) {
             free(d.data);
             break;
         }
-        uint32_t seq = get32(ck + STORE_KEY_LEN + 4);
+        uint32_t seq = store_get32(ck + STORE_KEY_LEN + 4);
         const uint8_t *p = d.data;
         if (d.size < 8) {
             free(d.data);
@@ -384,8 +360,8 @@ static int read_body(handles *h, DB_TXN *txn, op *o)
             *a->gen_state = d.size > 8 && p[8] == FLIGHT_DONE ? FLIGHT_DONE : FLIGHT_FAILED;
         } else {
             uint8_t hdr[8];
-            put32(hdr, seq);
-            put32(hdr + 4, d.size - 8);
+            store_put32(hdr, seq);
+            store_put32(hdr + 4, d.size - 8);
             rl_err e = rl_buf_append(a->copied, hdr, sizeof hdr);
             if (e == RL_OK)
                 e = rl_buf_append(a->copied, p + 8, d.size - 8);
@@ -422,7 +398,7 @@ rl_err store_flight_read(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t ge
         const uint8_t *p = (const uint8_t *)copied.data;
         const uint8_t *end = p + copied.len;
         while (p && p + 8 <= end) {
-            uint32_t seq = get32(p), len = get32(p + 4);
+            uint32_t seq = store_get32(p), len = store_get32(p + 4);
             if (fn(ctx, seq, p + 8, len) != 0)
                 break;
             p += 8 + len;
@@ -624,7 +600,7 @@ static int sweep_chunks_body(handles *h, DB_TXN *txn, op *o)
                 break;
             continue;
         }
-        uint64_t written = get64(stamp);
+        uint64_t written = store_get64(stamp);
         if (a->now_ms < written || a->now_ms - written <= FLIGHT_KEEP_MS)
             continue;
         store_flight f;
@@ -633,7 +609,8 @@ static int sweep_chunks_body(handles *h, DB_TXN *txn, op *o)
             ret = r;
             break;
         }
-        int current = r == 0 && f.gen == get32(ck + STORE_KEY_LEN) && f.state == FLIGHT_RUNNING;
+        int current =
+            r == 0 && f.gen == store_get32(ck + STORE_KEY_LEN) && f.state == FLIGHT_RUNNING;
         if (current)
             continue;
         if ((ret = c->del(c, 0)) != 0)

@@ -101,60 +101,31 @@ struct store {
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static void hdr_encode(uint8_t *h, const store_meta *m)
 {
-    put32(h, HDR_MAGIC);
-    put32(h + 4, 0);
-    put64(h + 8, m->created);
-    put64(h + 16, m->expires);
-    put64(h + 24, m->hits);
-    put64(h + 32, m->size);
+    store_put32(h, HDR_MAGIC);
+    store_put32(h + 4, 0);
+    store_put64(h + 8, m->created);
+    store_put64(h + 16, m->expires);
+    store_put64(h + 24, m->hits);
+    store_put64(h + 32, m->size);
 }
 
 /* 0 on success, -1 if the bytes are not a header this code wrote. */
 static int hdr_decode(const uint8_t *h, size_t n, store_meta *m)
 {
-    if (n < HDR_LEN || get32(h) != HDR_MAGIC)
+    if (n < HDR_LEN || store_get32(h) != HDR_MAGIC)
         return -1;
-    m->created = get64(h + 8);
-    m->expires = get64(h + 16);
-    m->hits = get64(h + 24);
-    m->size = get64(h + 32);
+    m->created = store_get64(h + 8);
+    m->expires = store_get64(h + 16);
+    m->hits = store_get64(h + 24);
+    m->size = store_get64(h + 32);
     return 0;
 }
 
 static void exp_key(uint8_t *out, uint64_t expires, const uint8_t *key)
 {
-    put64(out, expires);
+    store_put64(out, expires);
     memcpy(out + 8, key, STORE_KEY_LEN);
 }
 
@@ -785,7 +756,7 @@ static int ctr_read(handles *h, DB_TXN *txn, const char *name, u_int32_t flags, 
     if (ret == DB_NOTFOUND)
         return 0;
     if (ret == 0 && d.size == sizeof b)
-        *v = get64(b);
+        *v = store_get64(b);
     return ret;
 }
 
@@ -793,7 +764,7 @@ static int ctr_write(handles *h, DB_TXN *txn, const char *name, uint64_t v)
 {
     uint8_t b[8];
     DBT k, d;
-    put64(b, v);
+    store_put64(b, v);
     dbt_in(&k, name, strlen(name));
     dbt_in(&d, b, sizeof b);
     return h->counters->put(h->counters, txn, &k, &d, 0);
@@ -1041,7 +1012,7 @@ static int touch_body(handles *h, DB_TXN *txn, op *o)
         return ret;
     if (hdr_decode(hdr, d.size, &m) != 0)
         return DB_NOTFOUND; /* not an entry we can count hits on */
-    put64(b, m.hits + 1);
+    store_put64(b, m.hits + 1);
     dbt_in(&d, b, sizeof b);
     d.flags = DB_DBT_PARTIAL;
     d.doff = HDR_OFF_HITS;
@@ -1109,7 +1080,7 @@ static int collect_keys(DB_TXN *txn, DB *db, size_t key_len, uint64_t cutoff, pu
             break;
         if (k.size != key_len)
             continue; /* not written by this code; leave it */
-        if (key_len == EXP_KEY_LEN && !a->all && get64(out) >= cutoff)
+        if (key_len == EXP_KEY_LEN && !a->all && store_get64(out) >= cutoff)
             break;
         ++*n;
     }

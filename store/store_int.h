@@ -72,4 +72,30 @@ store_wake *store_wake_of(store *s);
 /* flight.c: removes finished and abandoned flights; run by store_maintain. */
 void flight_maintain(store *s, uint64_t now_ms);
 
+/* Big-endian integers in keys and records: they sort numerically under
+ * Berkeley DB's byte-wise comparison and read the same in db_dump. */
+static inline void store_put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static inline uint32_t store_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void store_put64(uint8_t *p, uint64_t v)
+{
+    store_put32(p, (uint32_t)(v >> 32));
+    store_put32(p + 4, (uint32_t)v);
+}
+
+static inline uint64_t store_get64(const uint8_t *p)
+{
+    return (uint64_t)store_get32(p) << 32 | store_get32(p + 4);
+}
+
 #endif
