@@ -10,6 +10,7 @@
  */
 #include "engine/engine.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,32 @@ const char *engine_header(const engine_request *req, const char *name)
 
 /* ---- lifecycle --------------------------------------------------------- */
 
+/* Seconds between attempts to open a store that could not be opened. */
+#define STORE_RETRY_SECONDS 10
+
+/* Opens the store (creating the key file on a first run, so no init step
+ * is needed); on failure logs once per attempt and leaves the engine
+ * serving uncached. */
+static void open_store(engine *e, uint64_t now)
+{
+    const relay_config *cfg = e->cfg;
+    store_options so;
+    config_store_options(cfg, &so);
+    store *s = NULL;
+    rl_err err = store_keyfile_ensure(cfg->store.key_file);
+    if (err == RL_OK)
+        err = store_open(&so, &s);
+    if (err != RL_OK) {
+        rl_error("the store at %s is unavailable (%s): serving without a cache; retrying in %d s",
+                 cfg->store.home, rl_err_text(err), STORE_RETRY_SECONDS);
+        e->store_retry_at = now + STORE_RETRY_SECONDS;
+        return;
+    }
+    if (now)
+        rl_info("the store at %s is available again", cfg->store.home);
+    atomic_store(&e->store, s);
+}
+
 rl_err engine_new(const relay_config *cfg, engine **out)
 {
     engine *e = calloc(1, sizeof *e);
@@ -63,17 +90,7 @@ rl_err engine_new(const relay_config *cfg, engine **out)
         free(e);
         return err;
     }
-    store_options so;
-    config_store_options(cfg, &so);
-    /* The key file is created here too, so a first run needs no init step. */
-    err = store_keyfile_ensure(cfg->store.key_file);
-    if (err == RL_OK)
-        err = store_open(&so, &e->store);
-    if (err != RL_OK) {
-        rl_error("the store at %s is unavailable (%s): serving without a cache", cfg->store.home,
-                 rl_err_text(err));
-        e->store = NULL;
-    }
+    open_store(e, 0);
     *out = e;
     return RL_OK;
 }
@@ -82,7 +99,7 @@ void engine_free(engine *e)
 {
     if (!e)
         return;
-    store_close(e->store);
+    store_close(atomic_load(&e->store));
     upstream_global_cleanup();
     free(e);
 }
@@ -111,10 +128,14 @@ void engine_worker_free(engine_worker *w)
 
 int engine_maintain(engine *e, uint64_t now)
 {
-    if (!e->store)
+    store *s = atomic_load(&e->store);
+    if (!s) {
+        if (now >= e->store_retry_at)
+            open_store(e, now);
         return 0;
-    store_maintain(e->store, now);
-    unsigned stranded = store_stranded_threads(e->store);
+    }
+    store_maintain(s, now);
+    unsigned stranded = store_stranded_threads(s);
     if (stranded)
         rl_error("%u request threads are stranded in the store after a crash elsewhere: "
                  "replacing this worker",

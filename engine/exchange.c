@@ -1,5 +1,6 @@
 #include "engine/exchange.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,7 +23,7 @@ static int in_list(const char *name, const char *const *list)
 
 store *exchange_store(const exchange *x)
 {
-    return x->w->e->store;
+    return atomic_load(&x->w->e->store);
 }
 
 int exchange_write(exchange *x, const void *p, size_t n)

@@ -20,7 +20,11 @@
 
 struct engine {
     const relay_config *cfg;
-    store *store; /* NULL when the store could not be opened: serve uncached */
+    /* NULL while the store cannot be opened: requests are served uncached
+     * and engine_maintain tries again now and then. Set once, read by every
+     * request thread: atomic. */
+    _Atomic(store *) store;
+    uint64_t store_retry_at; /* engine_maintain's thread only */
 };
 
 struct upstream_client;

@@ -526,6 +526,66 @@ fail:
 }
 
 /*
+ * After a reboot (or an ipcrm) the region files in the home still name
+ * SysV segments that no longer exist, and every open fails with EINVAL
+ * ("unable to attach to shared system memory region"). When no process is
+ * registered in the environment (nobody holds a lock on __db.register),
+ * nothing can be using those regions: the region files are removed, so the
+ * next open creates fresh regions and recovers from the logs. Only for the
+ * first open of a process: closing a descriptor of __db.register would drop
+ * the registration lock of a handle this process already has. Returns 1
+ * when it removed something.
+ */
+static int remove_stale_regions(const char *home)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/__db.register", home);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+        int busy = fcntl(fd, F_GETLK, &fl) != 0 || fl.l_type != F_UNLCK;
+        close(fd);
+        if (busy)
+            return 0;
+    }
+    DIR *d = opendir(home);
+    if (!d)
+        return 0;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "__db.", 5) != 0 || strcmp(e->d_name, "__db.register") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", home, e->d_name);
+        if (unlink(path) == 0)
+            removed = 1;
+    }
+    closedir(d);
+    if (removed)
+        rl_warn("store %s: its shared memory regions were gone (a reboot?); recreating them and "
+                "recovering from the logs",
+                home);
+    return removed;
+}
+
+/* The first open of a process: handles_open, once more after removing
+ * regions whose segments are gone. */
+static int handles_open_first(store *s, handles **out)
+{
+    int ret = handles_open(s, out);
+    /* Processes starting together race here: the one that removes the
+     * stale regions recreates them, the others must simply try again. */
+    for (int attempt = 0; ret == EINVAL && attempt < 20; attempt++) {
+        if (!remove_stale_regions(s->home)) {
+            struct timespec pause = {0, 50 * 1000 * 1000};
+            nanosleep(&pause, NULL);
+        }
+        ret = handles_open(s, out);
+    }
+    return ret;
+}
+
+/*
  * Replaces the handle set after DB_RUNRECOVERY. seen is the generation the
  * caller worked with: if another thread reopened meanwhile there is nothing
  * to do. Returns 0 when a usable set is in place, -1 when the reopen failed
@@ -1607,7 +1667,7 @@ rl_err store_open(const store_options *opt, store **out)
         e = RL_STORE;
         goto fail;
     }
-    if (handles_open(s, &s->cur) != 0) {
+    if (handles_open_first(s, &s->cur) != 0) {
         e = RL_STORE;
         goto fail;
     }

@@ -413,12 +413,14 @@ async function stopChild(child, group, boundMs = STOP_TIMEOUT) {
 
 // Stops the relay process alone (Caddy and the fake keep running) and
 // starts it again on the same ini and store; resolves once /relay/health
-// answers 200 through Caddy again.
-async function restartPool(relay) {
+// answers 200 through Caddy again. dropSharedMemory: remove the store's
+// SysV segments in between, as a reboot does.
+async function restartPool(relay, { dropSharedMemory = false } = {}) {
   const old = relay.procs.relay;
   noteShmKeys(relay);
   await stopChild(old, true);
   for (const e of live) if (e.child === old) live.delete(e);
+  if (dropSharedMemory) await removeShm(relay);
   await startPool(relay);
   await waitFor(
     async () => {
@@ -571,7 +573,7 @@ function withHelpers(relay) {
     relay.settings = mergeIni(relay.settings, over);
     fs.writeFileSync(relay.ini, iniText(relay.settings));
   };
-  relay.restartPool = () => restartPool(relay);
+  relay.restartPool = (opts) => restartPool(relay, opts);
   relay.workerPids = () => childPids(relay.procs.relay.pid);
   // Fails fast (with the log tail) when a process of the environment died.
   relay.assertAlive = () => {

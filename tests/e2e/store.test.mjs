@@ -188,4 +188,18 @@ relaySuite('encrypted store through the running relay', {}, (relay) => {
     assert.equal(relay.fake.callsFor(m).length, 1);
     assert.equal(relay.fake.callsFor(streamed).length, 1);
   });
+
+  test('the cache survives losing its shared memory (as after a reboot): the pool starts and the entry is a HIT', T, async () => {
+    const m = uniq('reboot');
+    const r1 = await relay.chat(chatBody(m));
+    assert.equal(r1.headers.get('x-cache'), 'MISS');
+    await relay.restartPool({ dropSharedMemory: true });
+    const r2 = await relay.chat(chatBody(m));
+    assert.equal(r2.status, 200, r2.text);
+    assert.equal(r2.headers.get('x-cache'), 'HIT');
+    assert.equal(r2.text, r1.text);
+    assert.equal(relay.fake.callsFor(m).length, 1);
+    const stats = await relay.admin(['--json', 'stats']);
+    assert.equal(stats.code, 0, stats.stderr);
+  });
 });
