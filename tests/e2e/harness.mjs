@@ -414,8 +414,9 @@ async function stopChild(child, group, boundMs = STOP_TIMEOUT) {
 // Stops the relay process alone (Caddy and the fake keep running) and
 // starts it again on the same ini and store; resolves once /relay/health
 // answers 200 through Caddy again. dropSharedMemory: remove the store's
-// SysV segments in between, as a reboot does.
-async function restartPool(relay, { dropSharedMemory = false } = {}) {
+// SysV segments in between, as a reboot does. healthy: false also accepts
+// a relay that starts degraded (503, store unavailable).
+async function restartPool(relay, { dropSharedMemory = false, healthy = true } = {}) {
   const old = relay.procs.relay;
   noteShmKeys(relay);
   await stopChild(old, true);
@@ -427,13 +428,14 @@ async function restartPool(relay, { dropSharedMemory = false } = {}) {
       try {
         const r = await fetch(`${relay.base}/relay/health`, { signal: AbortSignal.timeout(2000) });
         await r.arrayBuffer();
-        return r.status === 200;
+        // healthy: false accepts a relay that answers "degraded" (503).
+        return r.status === 200 || (!healthy && r.status === 503);
       } catch {
         return false;
       }
     },
     START_TIMEOUT,
-    'GET /relay/health to answer 200 after restarting the relay',
+    'GET /relay/health to answer after restarting the relay',
     () => {
       if (!isAlive(relay.procs.relay)) return `relay.fcgi exited (${exitText(relay.procs.relay)})`;
     },

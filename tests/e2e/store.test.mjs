@@ -203,3 +203,37 @@ relaySuite('encrypted store through the running relay', {}, (relay) => {
     assert.equal(stats.code, 0, stats.stderr);
   });
 });
+
+// One worker, so that every request sees the same worker's store state.
+relaySuite('a store that is unavailable at start', { ini: { fcgi: { workers: 1 } } }, (relay) => {
+  test('the relay serves uncached and degraded, then opens the store once it can', { timeout: 60000 }, async () => {
+    const keyFile = relay.settings.store.key_file;
+    const m = uniq('store-later');
+    // A key file readable by others is refused: the store cannot open.
+    fs.chmodSync(keyFile, 0o644);
+    await relay.restartPool({ healthy: false });
+    const h = await relay.fetch('/relay/health');
+    assert.equal(h.status, 503);
+    assert.match(h.text, /degraded/);
+    for (let i = 0; i < 2; i++) {
+      const r = await relay.chat(chatBody(m));
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.headers.get('x-cache'), 'BYPASS');
+    }
+    assert.equal(relay.fake.callsFor(m).length, 2, 'without a store every request goes upstream');
+
+    fs.chmodSync(keyFile, 0o600);
+    const until = Date.now() + 30000;
+    for (;;) {
+      const r = await relay.fetch('/relay/health');
+      if (r.status === 200) break;
+      assert.ok(Date.now() < until, 'the store was not reopened within 30 s');
+      await sleep(250);
+    }
+    const a = await relay.chat(chatBody(m));
+    assert.equal(a.headers.get('x-cache'), 'MISS');
+    const b = await relay.chat(chatBody(m));
+    assert.equal(b.headers.get('x-cache'), 'HIT');
+    assert.equal(relay.fake.callsFor(m).length, 3);
+  });
+});
