@@ -97,7 +97,7 @@ static void publish(exchange *x, const void *data, size_t len)
 
 void coalesce_publish_head(exchange *x, int status, entry_kind kind, const char *content_type)
 {
-    if (!publishing(x) || x->flight.head_published)
+    if (!publishing(x) || x->flight.published > 0) /* the head is chunk 0 */
         return;
     rl_buf h;
     rl_buf_init(&h, 512);
@@ -105,7 +105,6 @@ void coalesce_publish_head(exchange *x, int status, entry_kind kind, const char 
         publish(x, h.data, h.len);
     else
         fail_flight(x, "cannot encode the head");
-    x->flight.head_published = 1;
     rl_buf_release(&h);
 }
 
@@ -117,7 +116,7 @@ void coalesce_publish_data(exchange *x, const char *data, size_t len)
 
 void coalesce_publish_error(exchange *x, rl_err err, const char *message)
 {
-    if (!publishing(x) || x->flight.head_published)
+    if (!publishing(x) || x->flight.published > 0) /* the head is chunk 0 */
         return;
     rl_buf body;
     rl_buf_init(&body, 0);
@@ -163,6 +162,52 @@ int coalesce_has_followers(exchange *x)
  * the latch of the same B-tree page for every chunk and the lag's p99 was
  * tens of milliseconds; with one reader per process it is a few.
  */
+/* Chunks in order: their bytes concatenated and where each ends. */
+typedef struct chunk_list {
+    rl_buf bytes;
+    size_t *ends; /* ends[i]: end offset of chunk i in bytes */
+    uint32_t n, cap;
+} chunk_list;
+
+static void chunks_init(chunk_list *c, size_t max_bytes)
+{
+    rl_buf_init(&c->bytes, max_bytes);
+    c->ends = NULL;
+    c->n = c->cap = 0;
+}
+
+static void chunks_release(chunk_list *c)
+{
+    rl_buf_release(&c->bytes);
+    free(c->ends);
+    c->ends = NULL;
+    c->n = c->cap = 0;
+}
+
+/* 0, or -1 when out of memory or over the byte cap (c unchanged). */
+static int chunks_append(chunk_list *c, const void *data, size_t len)
+{
+    if (c->n == c->cap) {
+        uint32_t cap = c->cap ? c->cap * 2 : 64;
+        size_t *ends = realloc(c->ends, cap * sizeof *ends);
+        if (!ends)
+            return -1;
+        c->ends = ends;
+        c->cap = cap;
+    }
+    if (rl_buf_append(&c->bytes, data, len) != RL_OK)
+        return -1;
+    c->ends[c->n++] = c->bytes.len;
+    return 0;
+}
+
+static const char *chunk_at(const chunk_list *c, uint32_t i, size_t *len)
+{
+    size_t start = i ? c->ends[i - 1] : 0;
+    *len = c->ends[i] - start;
+    return c->bytes.data + start;
+}
+
 typedef struct local_flight {
     struct local_flight *next;
     uint8_t key[STORE_KEY_LEN];
@@ -172,13 +217,11 @@ typedef struct local_flight {
     pthread_cond_t cond; /* a refresh finished */
     int reading;         /* a follower is refreshing for everyone */
     uint64_t version;    /* bumped by every refresh */
-    rl_buf bytes;        /* chunks [0, nchunks), concatenated */
-    size_t *ends;        /* ends[i]: end offset of chunk i in bytes */
-    uint32_t nchunks, cap;
-    int broken;         /* out of memory or over max_response */
-    rl_err err;         /* the last refresh's store error, RL_OK */
-    store_flight rec;   /* the last record read */
-    flight_state state; /* generation gen's state, as last read */
+    chunk_list chunks;   /* every chunk read so far */
+    int broken;          /* out of memory or over max_response */
+    rl_err err;          /* the last refresh's store error, RL_OK */
+    store_flight rec;    /* the last record read */
+    flight_state state;  /* generation gen's state, as last read */
 } local_flight;
 
 static pthread_mutex_t locals_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -194,7 +237,7 @@ static local_flight *local_acquire(const uint8_t *key, uint32_t gen, size_t max_
     if (!lf && (lf = calloc(1, sizeof *lf)) != NULL) {
         memcpy(lf->key, key, STORE_KEY_LEN);
         lf->gen = gen;
-        rl_buf_init(&lf->bytes, max_bytes);
+        chunks_init(&lf->chunks, max_bytes);
         pthread_mutex_init(&lf->mu, NULL);
         pthread_condattr_t attr;
         pthread_condattr_init(&attr);
@@ -219,8 +262,7 @@ static void local_release(local_flight *lf)
                 *p = lf->next;
                 break;
             }
-        rl_buf_release(&lf->bytes);
-        free(lf->ends);
+        chunks_release(&lf->chunks);
         pthread_mutex_destroy(&lf->mu);
         pthread_cond_destroy(&lf->cond);
         free(lf);
@@ -229,33 +271,18 @@ static void local_release(local_flight *lf)
 }
 
 typedef struct fetched {
-    local_flight *lf;
-    rl_buf bytes;
-    size_t *ends;
-    uint32_t n, cap, first;
+    chunk_list chunks;
+    uint32_t first; /* number of the first chunk in the list */
     int broken;
 } fetched;
 
 static int on_fetched(void *ctx, uint32_t seq, const void *data, size_t len)
 {
     fetched *t = ctx;
-    if (seq != t->first + t->n || t->broken)
-        return 1;
-    if (t->n == t->cap) {
-        uint32_t cap = t->cap ? t->cap * 2 : 64;
-        size_t *ends = realloc(t->ends, cap * sizeof *ends);
-        if (!ends) {
-            t->broken = 1;
-            return 1;
-        }
-        t->ends = ends;
-        t->cap = cap;
-    }
-    if (rl_buf_append(&t->bytes, data, len) != RL_OK) {
+    if (seq != t->first + t->chunks.n || chunks_append(&t->chunks, data, len) != 0) {
         t->broken = 1;
         return 1;
     }
-    t->ends[t->n++] = t->bytes.len;
     return 0;
 }
 
@@ -263,9 +290,9 @@ static int on_fetched(void *ctx, uint32_t seq, const void *data, size_t len)
 static rl_err fetch(store *s, local_flight *lf, uint32_t from, fetched *t, store_flight *rec,
                     flight_state *state)
 {
-    t->n = 0;
+    t->chunks.n = 0;
+    rl_buf_reset(&t->chunks.bytes);
     t->first = from;
-    rl_buf_reset(&t->bytes);
     return store_flight_read(s, lf->key, lf->gen, from, on_fetched, t, rec, state);
 }
 
@@ -278,16 +305,17 @@ static rl_err fetch(store *s, local_flight *lf, uint32_t from, fetched *t, store
 static void local_refresh(store *s, local_flight *lf, size_t max_bytes)
 {
     lf->reading = 1;
-    uint32_t from = lf->nchunks;
+    uint32_t from = lf->chunks.n;
     pthread_mutex_unlock(&lf->mu);
 
-    fetched t = {lf, {0}, NULL, 0, 0, 0, 0};
-    rl_buf_init(&t.bytes, max_bytes);
+    fetched t = {.broken = 0};
+    chunks_init(&t.chunks, max_bytes);
     store_flight rec;
     flight_state state = FLIGHT_RUNNING;
     uint32_t ticket = store_flight_ticket(s, lf->key);
     rl_err err = fetch(s, lf, from, &t, &rec, &state);
-    if (err == RL_OK && t.n == 0 && !t.broken && state == FLIGHT_RUNNING && rec.gen == lf->gen) {
+    if (err == RL_OK && t.chunks.n == 0 && !t.broken && state == FLIGHT_RUNNING &&
+        rec.gen == lf->gen) {
         store_flight_wait(s, lf->key, ticket, FOLLOW_TICK_MS);
         err = fetch(s, lf, from, &t, &rec, &state);
     }
@@ -297,32 +325,18 @@ static void local_refresh(store *s, local_flight *lf, size_t max_bytes)
     if (err == RL_OK) {
         lf->rec = rec;
         lf->state = state;
-        if (t.broken)
-            lf->broken = 1;
-        for (uint32_t i = 0; i < t.n && !lf->broken; i++) {
-            size_t start = i ? t.ends[i - 1] : 0;
-            if (lf->nchunks == lf->cap) {
-                uint32_t cap = lf->cap ? lf->cap * 2 : 64;
-                size_t *ends = realloc(lf->ends, cap * sizeof *ends);
-                if (!ends) {
-                    lf->broken = 1;
-                    break;
-                }
-                lf->ends = ends;
-                lf->cap = cap;
-            }
-            if (rl_buf_append(&lf->bytes, t.bytes.data + start, t.ends[i] - start) != RL_OK) {
+        lf->broken |= t.broken;
+        for (uint32_t i = 0; i < t.chunks.n && !lf->broken; i++) {
+            size_t len;
+            const char *p = chunk_at(&t.chunks, i, &len);
+            if (chunks_append(&lf->chunks, p, len) != 0)
                 lf->broken = 1;
-                break;
-            }
-            lf->ends[lf->nchunks++] = lf->bytes.len;
         }
     }
     lf->version++;
     lf->reading = 0;
     pthread_cond_broadcast(&lf->cond);
-    rl_buf_release(&t.bytes);
-    free(t.ends);
+    chunks_release(&t.chunks);
 }
 
 /* ---- following --------------------------------------------------------- */
@@ -423,7 +437,7 @@ static void take_news(follower *f, look *out)
     exchange *x = f->x;
     local_flight *lf = f->lf;
     pthread_mutex_lock(&lf->mu);
-    if (f->next_seq >= lf->nchunks && lf->version == f->seen_version) {
+    if (f->next_seq >= lf->chunks.n && lf->version == f->seen_version) {
         if (!lf->reading) {
             local_refresh(exchange_store(x), lf, x->cfg->coalesce.max_buffer);
         } else {
@@ -443,30 +457,25 @@ static void take_news(follower *f, look *out)
     out->state = lf->state;
     out->broken = lf->broken;
     out->known = lf->version > 0;
-    out->nchunks = lf->nchunks;
-    uint32_t first = f->next_seq, last = lf->nchunks;
-    rl_buf copy;
-    rl_buf_init(&copy, 0);
-    size_t from = first ? lf->ends[first - 1] : 0;
-    size_t *ends = NULL;
-    if (last > first) {
-        ends = malloc((last - first) * sizeof *ends);
-        if (!ends ||
-            rl_buf_append(&copy, lf->bytes.data + from, lf->ends[last - 1] - from) != RL_OK)
+    out->nchunks = lf->chunks.n;
+    uint32_t first = f->next_seq;
+    chunk_list copy;
+    chunks_init(&copy, 0);
+    for (uint32_t i = first; i < lf->chunks.n && !out->broken; i++) {
+        size_t len;
+        const char *p = chunk_at(&lf->chunks, i, &len);
+        if (chunks_append(&copy, p, len) != 0)
             out->broken = 1;
-        else
-            for (uint32_t i = first; i < last; i++)
-                ends[i - first] = lf->ends[i] - from;
     }
     pthread_mutex_unlock(&lf->mu);
 
-    for (uint32_t i = first; i < last && !out->broken && !f->broken; i++) {
-        size_t start = i > first ? ends[i - first - 1] : 0;
-        if (on_chunk(f, i, copy.data + start, ends[i - first] - start) != 0)
+    for (uint32_t i = 0; i < copy.n && !out->broken && !f->broken; i++) {
+        size_t len;
+        const char *p = chunk_at(&copy, i, &len);
+        if (on_chunk(f, first + i, p, len) != 0)
             break;
     }
-    free(ends);
-    rl_buf_release(&copy);
+    chunks_release(&copy);
 }
 
 /*
@@ -562,7 +571,6 @@ static coalesce_outcome follow(follower *f)
             x->flight.gen = next.gen;
             x->flight.leading = 1;
             x->flight.publishing = 1;
-            x->flight.head_published = 0;
             x->flight.published = 0;
             return COALESCE_LEAD;
         }

@@ -23,26 +23,6 @@
 #include "engine/upstream.h"
 #include "store/base/rl_log.h"
 
-/* Request headers that are never forwarded upstream: hop-by-hop headers,
- * what libcurl sets itself, what the front added, Relay's own controls, and
- * accept-encoding (the answer must arrive uncompressed to be cached and
- * re-rendered). */
-/* clang-format off */
-static const char *const unforwarded_headers[] = {
-    "host", "content-length", "connection", "keep-alive", "transfer-encoding", "te", "trailer",
-    "upgrade", "proxy-authorization", "proxy-connection", "accept-encoding", "cache-control",
-    "cookie", "forwarded", "via", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
-    "x-real-ip", "expect", NULL};
-/* clang-format on */
-
-static int in_list(const char *name, const char *const *list)
-{
-    for (; *list; list++)
-        if (strcmp(name, *list) == 0)
-            return 1;
-    return 0;
-}
-
 const char *engine_header(const engine_request *req, const char *name)
 {
     for (size_t i = 0; i < req->nheaders; i++)
@@ -342,8 +322,7 @@ static void call_upstream(exchange *x)
     }
     size_t nfwd = 0;
     for (size_t i = 0; i < req->nheaders; i++)
-        if (!in_list(req->headers[i].name, unforwarded_headers) &&
-            strncmp(req->headers[i].name, "x-relay-", 8) != 0)
+        if (exchange_forwards_header(req->headers[i].name))
             fwd[nfwd++] = req->headers[i];
 
     x->capture = x->decision.store && exchange_store(x) && x->key_hex[0];

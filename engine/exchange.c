@@ -4,6 +4,18 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Request headers that are never forwarded upstream: hop-by-hop headers,
+ * what libcurl sets itself, what the front added, Relay's own controls, and
+ * accept-encoding (the answer must arrive uncompressed to be cached and
+ * re-rendered). */
+/* clang-format off */
+static const char *const unforwarded_headers[] = {
+    "host", "content-length", "connection", "keep-alive", "transfer-encoding", "te", "trailer",
+    "upgrade", "proxy-authorization", "proxy-connection", "accept-encoding", "cache-control",
+    "cookie", "forwarded", "via", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+    "x-real-ip", "expect", NULL};
+/* clang-format on */
+
 /* Upstream response headers that are not passed to the client: hop-by-hop
  * ones, what the front sets itself, and Relay's own. */
 /* clang-format off */
@@ -19,6 +31,11 @@ static int in_list(const char *name, const char *const *list)
         if (strcmp(name, *list) == 0)
             return 1;
     return 0;
+}
+
+int exchange_forwards_header(const char *name)
+{
+    return !in_list(name, unforwarded_headers) && strncmp(name, "x-relay-", 8) != 0;
 }
 
 store *exchange_store(const exchange *x)

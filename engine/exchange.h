@@ -36,11 +36,10 @@ struct engine_worker {
 
 /* This request's part in a shared upstream call (see coalesce.h). */
 typedef struct flight_role {
-    int active;     /* coalescing applies to this request */
-    int leading;    /* this request calls upstream and publishes */
-    uint32_t gen;   /* the flight generation it leads or follows */
-    int publishing; /* the leader still publishes (off after a failure) */
-    int head_published;
+    int active;         /* coalescing applies to this request */
+    int leading;        /* this request calls upstream and publishes */
+    uint32_t gen;       /* the flight generation it leads or follows */
+    int publishing;     /* the leader still publishes (off after a failure) */
     uint32_t published; /* chunks published so far (the next one's number) */
 } flight_role;
 
@@ -78,6 +77,10 @@ typedef struct exchange {
 } exchange;
 
 store *exchange_store(const exchange *x);
+
+/* Whether a client request header goes upstream: not hop-by-hop ones,
+ * not what libcurl or the front set, not Relay's own controls. */
+int exchange_forwards_header(const char *name);
 
 /* Write to / flush the client; -1 once it is gone (remembered). */
 int exchange_write(exchange *x, const void *p, size_t n);

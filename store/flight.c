@@ -85,13 +85,8 @@ static int rec_get(handles *h, DB_TXN *txn, const uint8_t *key, store_flight *f,
 {
     uint8_t buf[REC_LEN];
     DBT k, d;
-    memset(&k, 0, sizeof k);
-    memset(&d, 0, sizeof d);
-    k.data = (void *)key;
-    k.size = STORE_KEY_LEN;
-    d.data = buf;
-    d.ulen = sizeof buf;
-    d.flags = DB_DBT_USERMEM;
+    dbt_in(&k, key, STORE_KEY_LEN);
+    dbt_out(&d, buf, sizeof buf);
     int ret = h->flights->get(h->flights, txn, &k, &d, rmw ? DB_RMW : 0);
     if (ret == 0) {
         if (d.size != REC_LEN)
@@ -106,12 +101,8 @@ static int rec_put(handles *h, DB_TXN *txn, const uint8_t *key, const store_flig
     uint8_t buf[REC_LEN];
     rec_encode(buf, f);
     DBT k, d;
-    memset(&k, 0, sizeof k);
-    memset(&d, 0, sizeof d);
-    k.data = (void *)key;
-    k.size = STORE_KEY_LEN;
-    d.data = buf;
-    d.size = REC_LEN;
+    dbt_in(&k, key, STORE_KEY_LEN);
+    dbt_in(&d, buf, REC_LEN);
     return h->flights->put(h->flights, txn, &k, &d, 0);
 }
 
@@ -127,12 +118,8 @@ static int chunk_put(handles *h, DB_TXN *txn, const uint8_t *key, uint32_t gen, 
     if (len)
         memcpy(value + 8, data, len);
     DBT k, d;
-    memset(&k, 0, sizeof k);
-    memset(&d, 0, sizeof d);
-    k.data = ck;
-    k.size = sizeof ck;
-    d.data = value;
-    d.size = (u_int32_t)(8 + len);
+    dbt_in(&k, ck, sizeof ck);
+    dbt_in(&d, value, 8 + len);
     int ret = h->chunks->put(h->chunks, txn, &k, &d, 0);
     free(value);
     return ret;
@@ -148,13 +135,9 @@ static int chunks_drop(handles *h, DB_TXN *txn, const uint8_t *key, uint32_t gen
     uint8_t ck[CHUNK_KEY_LEN];
     chunk_key(ck, key, gen, 0);
     DBT k, d;
-    memset(&k, 0, sizeof k);
-    memset(&d, 0, sizeof d);
-    k.data = ck;
+    dbt_out(&k, ck, sizeof ck);
     k.size = sizeof ck;
-    k.ulen = sizeof ck;
-    k.flags = DB_DBT_USERMEM;
-    d.flags = DB_DBT_PARTIAL; /* keys only */
+    dbt_part(&d, NULL, 0, 0); /* keys only */
     ret = c->get(c, &k, &d, DB_SET_RANGE | DB_RMW);
     while (ret == 0) {
         if (k.size != CHUNK_KEY_LEN || memcmp(ck, key, STORE_KEY_LEN) != 0 ||
@@ -333,12 +316,9 @@ static int read_body(handles *h, DB_TXN *txn, op *o)
     uint8_t ck[CHUNK_KEY_LEN];
     chunk_key(ck, a->key, a->gen, a->want_chunks ? a->from : END_SEQ);
     DBT k, d;
-    memset(&k, 0, sizeof k);
-    memset(&d, 0, sizeof d);
-    k.data = ck;
+    dbt_out(&k, ck, sizeof ck);
     k.size = sizeof ck;
-    k.ulen = sizeof ck;
-    k.flags = DB_DBT_USERMEM;
+    memset(&d, 0, sizeof d);
     d.flags = DB_DBT_MALLOC;
     int seen_end = 0;
     ret = c->get(c, &k, &d, DB_SET_RANGE);
@@ -527,101 +507,95 @@ static void sweep_stop(sweep_arg *a, const DBT *k, int ret)
         memcpy(a->resume, k->data, a->resume_len);
 }
 
-static int sweep_flights_body(handles *h, DB_TXN *txn, op *o)
+/* Decides about one record of a sweep: *drop = 1 deletes it (after any
+ * cleanup the visitor did itself). Returns 0 or a Berkeley DB code. */
+typedef int (*sweep_visit)(handles *h, DB_TXN *txn, const sweep_arg *a, const DBT *k, const DBT *d,
+                           int *drop);
+
+/* Walks db from the sweep's resume point over at most a->budget records
+ * (k and d describe where each record goes), deleting what visit says. */
+static int sweep_walk(handles *h, DB_TXN *txn, DB *db, sweep_arg *a, DBT *k, DBT *d,
+                      sweep_visit visit)
 {
-    sweep_arg *a = o->arg;
     a->removed = 0;
     DBC *c = NULL;
-    int ret = h->flights->cursor(h->flights, txn, &c, 0);
+    int ret = db->cursor(db, txn, &c, 0);
     if (ret)
         return ret;
-    DBT k, d;
-    memset(&k, 0, sizeof k);
-    memset(&d, 0, sizeof d);
-    uint8_t key[STORE_KEY_LEN], buf[REC_LEN];
-    k.data = key;
-    k.ulen = sizeof key;
-    k.flags = DB_DBT_USERMEM;
-    d.data = buf;
-    d.ulen = sizeof buf;
-    d.flags = DB_DBT_USERMEM;
     unsigned looked = 0;
-    for (ret = sweep_start(c, a, &k, &d); ret == 0 && looked++ < a->budget;
-         ret = c->get(c, &k, &d, DB_NEXT | DB_RMW)) {
-        store_flight f;
-        if (k.size != STORE_KEY_LEN || d.size != REC_LEN) {
-            if ((ret = c->del(c, 0)) != 0)
-                break;
-            continue;
-        }
-        rec_decode(buf, &f);
-        uint64_t idle = a->now_ms > f.updated_ms ? a->now_ms - f.updated_ms : 0;
-        int drop = (f.state != FLIGHT_RUNNING && idle > FLIGHT_KEEP_MS) ||
-                   (f.state == FLIGHT_RUNNING && idle > DEAD_LEADER_KEEP_MS &&
-                    !store_flight_leader_alive(&f));
+    for (ret = sweep_start(c, a, k, d); ret == 0 && looked++ < a->budget;
+         ret = c->get(c, k, d, DB_NEXT | DB_RMW)) {
+        int drop = 0;
+        if ((ret = visit(h, txn, a, k, d, &drop)) != 0)
+            break;
         if (!drop)
             continue;
-        if ((ret = chunks_drop(h, txn, key, f.gen)) != 0 || (ret = c->del(c, 0)) != 0)
+        if ((ret = c->del(c, 0)) != 0)
             break;
         a->removed++;
     }
-    sweep_stop(a, &k, ret);
+    sweep_stop(a, k, ret);
     int closed = c->close(c);
     if (ret == DB_NOTFOUND)
         ret = 0;
     return ret ? ret : closed;
 }
 
+/* A flight goes when finished FLIGHT_KEEP_MS ago, or when its leader died
+ * DEAD_LEADER_KEEP_MS ago with nobody taking over; its chunks go with it. */
+static int visit_flight(handles *h, DB_TXN *txn, const sweep_arg *a, const DBT *k, const DBT *d,
+                        int *drop)
+{
+    if (k->size != STORE_KEY_LEN || d->size != REC_LEN) {
+        *drop = 1; /* not a record of this layout */
+        return 0;
+    }
+    store_flight f;
+    rec_decode(d->data, &f);
+    uint64_t idle = a->now_ms > f.updated_ms ? a->now_ms - f.updated_ms : 0;
+    *drop =
+        (f.state != FLIGHT_RUNNING && idle > FLIGHT_KEEP_MS) ||
+        (f.state == FLIGHT_RUNNING && idle > DEAD_LEADER_KEEP_MS && !store_flight_leader_alive(&f));
+    return *drop ? chunks_drop(h, txn, k->data, f.gen) : 0;
+}
+
+/* A chunk goes when written FLIGHT_KEEP_MS ago and its generation is not
+ * the running one of its flight. */
+static int visit_chunk(handles *h, DB_TXN *txn, const sweep_arg *a, const DBT *k, const DBT *d,
+                       int *drop)
+{
+    if (k->size != CHUNK_KEY_LEN || d->size < 8) {
+        *drop = 1;
+        return 0;
+    }
+    uint64_t written = store_get64(d->data);
+    if (a->now_ms < written || a->now_ms - written <= FLIGHT_KEEP_MS)
+        return 0;
+    store_flight f;
+    int ret = rec_get(h, txn, k->data, &f, 0);
+    if (ret != 0 && ret != DB_NOTFOUND)
+        return ret;
+    const uint8_t *ck = k->data;
+    *drop = !(ret == 0 && f.gen == store_get32(ck + STORE_KEY_LEN) && f.state == FLIGHT_RUNNING);
+    return 0;
+}
+
+static int sweep_flights_body(handles *h, DB_TXN *txn, op *o)
+{
+    uint8_t key[STORE_KEY_LEN], buf[REC_LEN];
+    DBT k, d;
+    dbt_out(&k, key, sizeof key);
+    dbt_out(&d, buf, sizeof buf);
+    return sweep_walk(h, txn, h->flights, o->arg, &k, &d, visit_flight);
+}
+
 static int sweep_chunks_body(handles *h, DB_TXN *txn, op *o)
 {
-    sweep_arg *a = o->arg;
-    a->removed = 0;
-    DBC *c = NULL;
-    int ret = h->chunks->cursor(h->chunks, txn, &c, 0);
-    if (ret)
-        return ret;
-    DBT k, d;
-    memset(&k, 0, sizeof k);
-    memset(&d, 0, sizeof d);
     uint8_t ck[CHUNK_KEY_LEN], stamp[8];
-    k.data = ck;
-    k.ulen = sizeof ck;
-    k.flags = DB_DBT_USERMEM;
-    d.data = stamp;
-    d.ulen = sizeof stamp;
-    d.dlen = sizeof stamp;
-    d.doff = 0;
-    d.flags = DB_DBT_USERMEM | DB_DBT_PARTIAL; /* just the stamp */
-    unsigned looked = 0;
-    for (ret = sweep_start(c, a, &k, &d); ret == 0 && looked++ < a->budget;
-         ret = c->get(c, &k, &d, DB_NEXT | DB_RMW)) {
-        if (k.size != CHUNK_KEY_LEN || d.size < 8) {
-            if ((ret = c->del(c, 0)) != 0)
-                break;
-            continue;
-        }
-        uint64_t written = store_get64(stamp);
-        if (a->now_ms < written || a->now_ms - written <= FLIGHT_KEEP_MS)
-            continue;
-        store_flight f;
-        int r = rec_get(h, txn, ck, &f, 0);
-        if (r != 0 && r != DB_NOTFOUND) {
-            ret = r;
-            break;
-        }
-        int current =
-            r == 0 && f.gen == store_get32(ck + STORE_KEY_LEN) && f.state == FLIGHT_RUNNING;
-        if (current)
-            continue;
-        if ((ret = c->del(c, 0)) != 0)
-            break;
-        a->removed++;
-    }
-    sweep_stop(a, &k, ret);
-    int closed = c->close(c);
-    if (ret == DB_NOTFOUND)
-        ret = 0;
-    return ret ? ret : closed;
+    DBT k, d;
+    dbt_out(&k, ck, sizeof ck);
+    dbt_part(&d, stamp, 0, sizeof stamp); /* just the stamp */
+    return sweep_walk(h, txn, h->chunks, o->arg, &k, &d, visit_chunk);
 }
 
 void flight_maintain(store *s, uint64_t now_ms)

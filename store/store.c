@@ -129,32 +129,6 @@ static void exp_key(uint8_t *out, uint64_t expires, const uint8_t *key)
     memcpy(out + 8, key, STORE_KEY_LEN);
 }
 
-/* A DBT describing caller memory as input. */
-static void dbt_in(DBT *d, const void *p, size_t n)
-{
-    memset(d, 0, sizeof *d);
-    d->data = (void *)p;
-    d->size = (u_int32_t)n;
-}
-
-/* A DBT receiving at most cap bytes into caller memory. */
-static void dbt_out(DBT *d, void *p, size_t cap)
-{
-    memset(d, 0, sizeof *d);
-    d->data = p;
-    d->ulen = (u_int32_t)cap;
-    d->flags = DB_DBT_USERMEM;
-}
-
-/* A DBT receiving only bytes [off, off+len) of a record. */
-static void dbt_part(DBT *d, void *p, size_t off, size_t len)
-{
-    dbt_out(d, p, len);
-    d->flags |= DB_DBT_PARTIAL;
-    d->doff = (u_int32_t)off;
-    d->dlen = (u_int32_t)len;
-}
-
 static int is_retryable(int ret)
 {
     return ret == DB_LOCK_DEADLOCK || ret == DB_LOCK_NOTGRANTED;

@@ -15,6 +15,7 @@
 
 #include <db.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "store/store.h"
 #include "store/wake.h"
@@ -96,6 +97,32 @@ static inline void store_put64(uint8_t *p, uint64_t v)
 static inline uint64_t store_get64(const uint8_t *p)
 {
     return (uint64_t)store_get32(p) << 32 | store_get32(p + 4);
+}
+
+/* A DBT describing caller memory as input. */
+static inline void dbt_in(DBT *d, const void *p, size_t n)
+{
+    memset(d, 0, sizeof *d);
+    d->data = (void *)p;
+    d->size = (u_int32_t)n;
+}
+
+/* A DBT receiving at most cap bytes into caller memory. */
+static inline void dbt_out(DBT *d, void *p, size_t cap)
+{
+    memset(d, 0, sizeof *d);
+    d->data = p;
+    d->ulen = (u_int32_t)cap;
+    d->flags = DB_DBT_USERMEM;
+}
+
+/* A DBT receiving only bytes [off, off+len) of a record. */
+static inline void dbt_part(DBT *d, void *p, size_t off, size_t len)
+{
+    dbt_out(d, p, len);
+    d->flags |= DB_DBT_PARTIAL;
+    d->doff = (u_int32_t)off;
+    d->dlen = (u_int32_t)len;
 }
 
 #endif
