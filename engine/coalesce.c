@@ -156,12 +156,27 @@ int coalesce_has_followers(exchange *x)
 /*
  * Followers of the same flight in one process share one reader: whichever
  * follower finds nobody reading fetches the new chunks from the store
- * (waiting on the futex for them when there are none) into a process-local
- * copy, and the others take them from there. Measured with 100 followers:
- * when every follower read the store itself, a hundred threads queued on
- * the latch of the same B-tree page for every chunk and the lag's p99 was
- * tens of milliseconds; with one reader per process it is a few.
+ * (waiting on the futex for them) into a process-local copy, then writes
+ * them itself for every follower that is parked (caught up and asleep)
+ * and whose client can take them at once. Every other case goes back to
+ * the follower's own thread: a client not ready for the bytes (so a slow
+ * client never holds up the others), the end of the flight, a failure,
+ * a new generation, and the liveness checks of follow().
+ *
+ * Chosen by measurement (tests/bench/coalesce_lag.mjs: 100 followers over
+ * 4 processes on 2 cores, the web server and the clients on the same
+ * cores; lag = the leader receives a chunk -> a follower's client is sent
+ * it):
+ * - each follower reading the store itself: a hundred threads queued on
+ *   the latch of the same B-tree page for every chunk, p99 tens of ms;
+ * - one reader per process, every follower woken to copy its chunk and
+ *   write it: about 200 context switches per chunk (the broadcast, then
+ *   the convoy on the copy's mutex) and the last writes of each burst
+ *   queued behind the web server and the clients: p99 about 8 ms;
+ * - the reader writing for parked followers: one wake-up per process and
+ *   chunk, p99 below 5 ms (numbers in README.md).
  */
+
 /* Chunks in order: their bytes concatenated and where each ends. */
 typedef struct chunk_list {
     rl_buf bytes;
@@ -208,21 +223,49 @@ static const char *chunk_at(const chunk_list *c, uint32_t i, size_t *len)
     return c->bytes.data + start;
 }
 
+/* Bytes of chunks from..n-1. */
+static size_t chunks_bytes_from(const chunk_list *c, uint32_t from)
+{
+    return from >= c->n ? 0 : c->bytes.len - (from ? c->ends[from - 1] : 0);
+}
+
+typedef struct follower follower;
+
 typedef struct local_flight {
     struct local_flight *next;
     uint8_t key[STORE_KEY_LEN];
     uint32_t gen;
-    int refs;            /* followers using it (under locals_mu) */
-    pthread_mutex_t mu;  /* guards everything below */
-    pthread_cond_t cond; /* a refresh finished */
-    int reading;         /* a follower is refreshing for everyone */
-    uint64_t version;    /* bumped by every refresh */
-    chunk_list chunks;   /* every chunk read so far */
-    int broken;          /* out of memory or over max_response */
-    rl_err err;          /* the last refresh's store error, RL_OK */
-    store_flight rec;    /* the last record read */
-    flight_state state;  /* generation gen's state, as last read */
+    int refs;           /* followers using it (under locals_mu) */
+    pthread_mutex_t mu; /* guards everything below */
+    int reading;        /* a follower is refreshing for everyone */
+    uint64_t version;   /* bumped by every refresh */
+    chunk_list chunks;  /* every chunk read so far; only the reader appends */
+    follower *parked;   /* followers asleep until called (see park()) */
+    int broken;         /* out of memory or over max_buffer */
+    rl_err err;         /* the last refresh's store error, RL_OK */
+    store_flight rec;   /* the last record read */
+    flight_state state; /* generation gen's state, as last read */
 } local_flight;
+
+struct follower {
+    exchange *x;
+    uint32_t gen;
+    local_flight *lf;
+    uint64_t seen_version;
+    uint32_t next_seq;
+    int have_head;
+    head h;
+    int live;    /* relaying a stream to a stream request as it comes */
+    rl_buf held; /* everything else: collected, rendered at the end */
+    int broken;  /* the head was unreadable or the answer too large */
+    /* Parking, all under lf->mu. */
+    follower *next_parked;
+    int parked;          /* in lf->parked: the reader may write for it */
+    int borrowed;        /* taken out of lf->parked by a reader writing for it */
+    int called;          /* to look for itself: woken by call() */
+    int awaiting_return; /* awake and waiting for the reader to give it back */
+    pthread_cond_t cond; /* signalled by call() */
+};
 
 static pthread_mutex_t locals_mu = PTHREAD_MUTEX_INITIALIZER;
 static local_flight *locals;
@@ -239,11 +282,6 @@ static local_flight *local_acquire(const uint8_t *key, uint32_t gen, size_t max_
         lf->gen = gen;
         chunks_init(&lf->chunks, max_bytes);
         pthread_mutex_init(&lf->mu, NULL);
-        pthread_condattr_t attr;
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&lf->cond, &attr);
-        pthread_condattr_destroy(&attr);
         lf->next = locals;
         locals = lf;
     }
@@ -253,6 +291,28 @@ static local_flight *local_acquire(const uint8_t *key, uint32_t gen, size_t max_
     return lf;
 }
 
+/* Takes f out of lf->parked (lf->mu held). */
+static void unpark(local_flight *lf, follower *f)
+{
+    for (follower **p = &lf->parked; *p; p = &(*p)->next_parked)
+        if (*p == f) {
+            *p = f->next_parked;
+            break;
+        }
+    f->parked = 0;
+}
+
+/* Wakes a parked follower to look for itself (lf->mu held). */
+static void call(local_flight *lf, follower *f)
+{
+    if (f->parked)
+        unpark(lf, f);
+    f->called = 1;
+    pthread_cond_signal(&f->cond);
+}
+
+/* A follower is done with lf. If it was the reader, a parked follower
+ * must take the role now, not at its next tick: call one. */
 static void local_release(local_flight *lf)
 {
     pthread_mutex_lock(&locals_mu);
@@ -264,8 +324,12 @@ static void local_release(local_flight *lf)
             }
         chunks_release(&lf->chunks);
         pthread_mutex_destroy(&lf->mu);
-        pthread_cond_destroy(&lf->cond);
         free(lf);
+    } else {
+        pthread_mutex_lock(&lf->mu);
+        if (!lf->reading && lf->parked)
+            call(lf, lf->parked);
+        pthread_mutex_unlock(&lf->mu);
     }
     pthread_mutex_unlock(&locals_mu);
 }
@@ -297,14 +361,13 @@ static rl_err fetch(store *s, local_flight *lf, uint32_t from, fetched *t, store
 }
 
 /*
- * The reader's turn (called with lf->mu held and nobody reading): fetches
- * new chunks; when there are none yet, waits on the futex for up to
- * FOLLOW_TICK_MS and fetches again. Merges the result into lf and wakes
- * the other followers. Returns with lf->mu held.
+ * Fetches new chunks (called with lf->mu held and lf->reading set by the
+ * caller); when there are none yet, waits on the futex for up to
+ * FOLLOW_TICK_MS and fetches again. Merges the result into lf. Returns
+ * with lf->mu held.
  */
 static void local_refresh(store *s, local_flight *lf, size_t max_bytes)
 {
-    lf->reading = 1;
     uint32_t from = lf->chunks.n;
     pthread_mutex_unlock(&lf->mu);
 
@@ -334,25 +397,10 @@ static void local_refresh(store *s, local_flight *lf, size_t max_bytes)
         }
     }
     lf->version++;
-    lf->reading = 0;
-    pthread_cond_broadcast(&lf->cond);
     chunks_release(&t.chunks);
 }
 
 /* ---- following --------------------------------------------------------- */
-
-typedef struct follower {
-    exchange *x;
-    uint32_t gen;
-    local_flight *lf;
-    uint64_t seen_version;
-    uint32_t next_seq;
-    int have_head;
-    head h;
-    int live;    /* relaying a stream to a stream request as it comes */
-    rl_buf held; /* everything else: collected, rendered at the end */
-    int broken;  /* the head was unreadable or the answer too large */
-} follower;
 
 static void follower_reset(follower *f, uint32_t gen)
 {
@@ -368,9 +416,8 @@ static void follower_reset(follower *f, uint32_t gen)
     rl_buf_reset(&f->held);
 }
 
-static int on_chunk(void *ctx, uint32_t seq, const void *data, size_t len)
+static int on_chunk(follower *f, uint32_t seq, const void *data, size_t len)
 {
-    follower *f = ctx;
     exchange *x = f->x;
     if (seq != f->next_seq)
         return 1; /* a gap cannot happen within a generation; stop reading */
@@ -402,6 +449,118 @@ static int on_chunk(void *ctx, uint32_t seq, const void *data, size_t len)
     return 0;
 }
 
+/* Hands chunks f->next_seq.. of c, whose first chunk is number first, to
+ * f's client (or to the answer it collects). */
+static void deliver(follower *f, const chunk_list *c, uint32_t first)
+{
+    for (uint32_t seq = f->next_seq; seq - first < c->n && !f->broken; seq++) {
+        size_t len;
+        const char *p = chunk_at(c, seq - first, &len);
+        if (on_chunk(f, seq, p, len) != 0)
+            break;
+    }
+}
+
+/* Room for the status line and headers a live follower's head writes. */
+#define HEAD_ALLOWANCE 4096
+
+/* Whether what f has not received of c can be handed over at once, by any
+ * thread: collecting never waits; writing only when the client is ready. */
+static int deliverable(follower *f, const chunk_list *c)
+{
+    if (f->broken || f->x->client_gone)
+        return 0;
+    int writes = f->live || (!f->have_head && f->x->info.stream);
+    return !writes || exchange_ready(f->x, chunks_bytes_from(c, f->next_seq) +
+                                               (f->have_head ? 0 : HEAD_ALLOWANCE));
+}
+
+/*
+ * The reader's second half (lf->mu held, lf->reading set): writes the new
+ * chunks for every parked follower that can take them now, with lf->mu
+ * released; parks them again if the flight goes on, else calls them, as
+ * it calls every follower it could not serve.
+ */
+static void fan_out(local_flight *lf)
+{
+    follower *batch = lf->parked;
+    lf->parked = NULL;
+    for (follower *p = batch; p; p = p->next_parked) {
+        p->parked = 0;
+        p->borrowed = 1;
+    }
+    int going_on =
+        lf->err == RL_OK && !lf->broken && lf->state == FLIGHT_RUNNING && lf->rec.gen == lf->gen;
+    pthread_mutex_unlock(&lf->mu);
+    /* Nobody appends to lf->chunks while lf->reading is set. */
+    for (follower *p = batch; p; p = p->next_parked)
+        if (p->next_seq < lf->chunks.n && deliverable(p, &lf->chunks))
+            deliver(p, &lf->chunks, 0);
+    pthread_mutex_lock(&lf->mu);
+
+    while (batch) {
+        follower *p = batch;
+        batch = p->next_parked;
+        p->borrowed = 0;
+        if (going_on && !p->awaiting_return && !p->broken && !p->x->client_gone &&
+            p->next_seq == lf->chunks.n) {
+            p->next_parked = lf->parked;
+            lf->parked = p;
+            p->parked = 1;
+        } else {
+            if (p->next_seq < lf->chunks.n && !p->broken && !p->x->client_gone)
+                rl_debug("flight %s gen %u: a follower's client is not ready for chunk %u; "
+                         "it is written in the follower's own thread",
+                         p->x->key_hex, lf->gen, p->next_seq);
+            call(lf, p);
+        }
+    }
+}
+
+/*
+ * Sleeps in lf->parked (lf->mu held) until called, or FOLLOW_TICK_MS passed
+ * for follow()'s checks; meanwhile the reader may write for it. Returns
+ * out of the list and owning its state again.
+ */
+static void park(follower *f)
+{
+    local_flight *lf = f->lf;
+    f->called = 0;
+    f->next_parked = lf->parked;
+    lf->parked = f;
+    f->parked = 1;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += (long)FOLLOW_TICK_MS * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    while (!f->called)
+        if (pthread_cond_timedwait(&f->cond, &lf->mu, &until) != 0)
+            break;
+    while (f->borrowed) {
+        f->awaiting_return = 1; /* fan_out() calls instead of parking it again */
+        pthread_cond_wait(&f->cond, &lf->mu);
+    }
+    f->awaiting_return = 0;
+    if (f->parked)
+        unpark(lf, f);
+}
+
+/* The reader's turn (lf->mu held, nobody reading): fetch, write for the
+ * parked, hand the role back. Returns with lf->mu held. */
+static void read_for_all(follower *f)
+{
+    local_flight *lf = f->lf;
+    lf->reading = 1;
+    local_refresh(exchange_store(f->x), lf, f->x->cfg->coalesce.max_buffer);
+    fan_out(lf);
+    lf->reading = 0;
+    /* The reader now writes its own chunks; if that may block on its
+     * client, a parked follower reads for the others meanwhile. */
+    if (lf->parked && f->next_seq < lf->chunks.n && !deliverable(f, &lf->chunks))
+        call(lf, lf->parked);
+}
+
 /* The leader's answer is complete: hand it to the client in its form. */
 static void follower_complete(follower *f)
 {
@@ -427,29 +586,21 @@ typedef struct look {
 } look;
 
 /*
- * Takes the chunks this follower has not delivered yet from the local
- * copy (refreshing it from the store when nobody else is, or waiting for
- * the one who is), then delivers them with lf->mu released, so a slow
- * client never holds up the other followers.
+ * Brings the follower up to date: when it has everything the local copy
+ * holds, it reads the store for everyone if nobody is, else parks until
+ * the reader has news for it. Then it takes the chunks it still lacks
+ * from the copy and delivers them with lf->mu released (so a slow client
+ * holds up nobody else), and reports what it saw.
  */
 static void take_news(follower *f, look *out)
 {
-    exchange *x = f->x;
     local_flight *lf = f->lf;
     pthread_mutex_lock(&lf->mu);
     if (f->next_seq >= lf->chunks.n && lf->version == f->seen_version) {
-        if (!lf->reading) {
-            local_refresh(exchange_store(x), lf, x->cfg->coalesce.max_buffer);
-        } else {
-            struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until);
-            until.tv_nsec += (long)FOLLOW_TICK_MS * 1000000L;
-            until.tv_sec += until.tv_nsec / 1000000000L;
-            until.tv_nsec %= 1000000000L;
-            while (lf->reading && lf->version == f->seen_version)
-                if (pthread_cond_timedwait(&lf->cond, &lf->mu, &until) != 0)
-                    break;
-        }
+        if (!lf->reading)
+            read_for_all(f);
+        else
+            park(f);
     }
     f->seen_version = lf->version;
     out->err = lf->err;
@@ -469,12 +620,8 @@ static void take_news(follower *f, look *out)
     }
     pthread_mutex_unlock(&lf->mu);
 
-    for (uint32_t i = 0; i < copy.n && !out->broken && !f->broken; i++) {
-        size_t len;
-        const char *p = chunk_at(&copy, i, &len);
-        if (on_chunk(f, first + i, p, len) != 0)
-            break;
-    }
+    if (!out->broken)
+        deliver(f, &copy, first);
     chunks_release(&copy);
 }
 
@@ -613,10 +760,16 @@ coalesce_outcome coalesce_join(exchange *x)
     memset(&fw, 0, sizeof fw);
     fw.x = x;
     rl_buf_init(&fw.held, x->cfg->cache.max_response);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* park() waits on it */
+    pthread_cond_init(&fw.cond, &attr);
+    pthread_condattr_destroy(&attr);
     follower_reset(&fw, f.gen);
     coalesce_outcome out = follow(&fw);
     if (fw.lf)
         local_release(fw.lf);
+    pthread_cond_destroy(&fw.cond);
     rl_buf_release(&fw.held);
     if (out == COALESCE_ANSWERED)
         exchange_count(x, "requests.coalesced");

@@ -45,12 +45,19 @@ typedef struct engine_request {
  * pushes them to the client now (used per stream chunk). Both return 0, or
  * -1 once the client is known to be gone; after -1 the engine stops writing
  * but may finish its upstream work (to cache an answer already paid for).
+ *
+ * ready() (optional, NULL when the front cannot tell) returns 1 when about
+ * len bytes, headers included, can be written and flushed right now without
+ * waiting for the client to read, else 0. It lets another thread write for
+ * this request without risking being held up by it (engine/coalesce.c);
+ * the writes themselves stay blocking.
  */
 typedef struct engine_sink {
     void *ctx;
     int (*start)(void *ctx, int status, const rl_header *headers, size_t nheaders);
     int (*write)(void *ctx, const void *data, size_t len);
     int (*flush)(void *ctx);
+    int (*ready)(void *ctx, size_t len);
 } engine_sink;
 
 typedef struct engine engine;

@@ -59,6 +59,11 @@ int exchange_flush(exchange *x)
     return x->client_gone ? -1 : 0;
 }
 
+int exchange_ready(exchange *x, size_t len)
+{
+    return !x->client_gone && x->sink->ready && x->sink->ready(x->sink->ctx, len);
+}
+
 int exchange_start(exchange *x, int status, const char *content_type, const char *cache_status,
                    long age, int with_upstream_headers)
 {

@@ -85,6 +85,9 @@ int exchange_forwards_header(const char *name);
 /* Write to / flush the client; -1 once it is gone (remembered). */
 int exchange_write(exchange *x, const void *p, size_t n);
 int exchange_flush(exchange *x);
+/* Whether about len bytes can go to the client now without waiting for it
+ * (engine_sink.ready); 0 when the client is gone or the front cannot tell. */
+int exchange_ready(exchange *x, size_t len);
 
 /*
  * Commits the status line and headers exactly once: content type, Relay's

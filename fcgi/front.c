@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcgiapp.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -209,6 +211,32 @@ static int sink_flush(void *ctx)
     return FCGX_FFlush(r->fr->out) == 0 ? 0 : -1;
 }
 
+/*
+ * Whether len more bytes fit in the connection's send buffer now, so that
+ * writing and flushing them cannot block on a slow client. Checked, not
+ * assumed: the socket must poll writable and its free space (SO_SNDBUF
+ * minus what SIOCOUTQ says is queued) must hold twice the bytes, because
+ * the kernel charges its per-packet overhead to the same buffer and
+ * FastCGI frames each record with a header and padding.
+ */
+static int sink_ready(void *ctx, size_t len)
+{
+    front_response *r = ctx;
+    int fd = r->fr->ipcFd;
+    if (fd < 0)
+        return 0;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    if (poll(&p, 1, 0) != 1 || p.revents != POLLOUT)
+        return 0;
+    int sndbuf = 0, queued = 0;
+    socklen_t size = sizeof sndbuf;
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &size) != 0 ||
+        ioctl(fd, SIOCOUTQ, &queued) != 0 || queued < 0 || queued >= sndbuf)
+        return 0;
+    size_t framed = len + 16 * (len / 65535 + 1);
+    return framed <= (size_t)(sndbuf - queued) / 2;
+}
+
 /* "HTTP_X_RELAY_TTL" -> "x-relay-ttl" */
 static char *header_name(rl_pool *pool, const char *cgi, size_t len)
 {
@@ -319,7 +347,7 @@ static void serve_one(front_thread *t, engine_worker *w, FCGX_Request *fr)
     req.id = id;
     rl_log_set_request_id(id);
     front_response resp = {fr};
-    engine_sink sink = {&resp, sink_start, sink_write, sink_flush};
+    engine_sink sink = {&resp, sink_start, sink_write, sink_flush, sink_ready};
     if (!req.pool || parse_request(fr, t->cfg, &req) != 0) {
         rl_error("out of memory while reading the request");
         static const char body[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"

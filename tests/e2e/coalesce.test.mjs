@@ -897,3 +897,65 @@ relaySuite('coalescing: [coalesce] max_buffer and max_wait', {
     else assertOpenAIError(j.text, 'non-stream follower');
   });
 });
+
+// A follower's client that stops reading: each process's reader writes the
+// new chunks for the followers parked there (engine/coalesce.c) only while
+// their connection can take them at once; this client's cannot, so it must
+// be written to from its own thread while the others go on.
+relaySuite('coalescing: a follower whose client stops reading', { ini: { fcgi: POOL } }, (relay) => {
+  test('holds up no other follower; once it reads again it gets the whole stream', { timeout: 60000 }, async () => {
+    const http = await import('node:http');
+    const m = uniq('stalled-client');
+    const body = JSON.stringify(chatBody(m, { stream: true }));
+    // ~12 MB in 300 events: far more than the buffers between Relay and a
+    // client that does not read (the socket pair to Caddy, Caddy's own
+    // buffers, the TCP connection to the client) can hold.
+    relay.fake.enqueue({ content: 'x'.repeat(12 << 20), chunks: 300, chunkDelayMs: 3 });
+    const leader = startChat(relay, body, { bound: 30000 });
+    await within(leader.firstEvent, 5000, "the leader's first chunk");
+
+    // The stalled client: its response is paused before any byte is read.
+    let stalled;
+    const stalledIn = new Promise((resolve, reject) => {
+      const req = http.request(`${relay.base}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY_A}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      }, (res) => {
+        res.pause();
+        stalled = res;
+        resolve(res);
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    const res = await within(stalledIn, 5000, "the stalled client's response head");
+    assert.equal(res.headers['x-cache'], 'COALESCED');
+
+    const others = await Promise.all(Array.from({ length: 10 }, () => startChat(relay, body, { bound: 30000 }).done));
+    const lead = await leader.done;
+    const [call] = relay.fake.callsFor(m);
+    assert.equal(relay.fake.callsFor(m).length, 1);
+    assertEnded(lead, 'leader');
+    assert.equal(lead.text, call.sent, "the leader's client got the whole stream");
+    others.forEach((r, i) => {
+      assertEnded(r, `follower ${i}`);
+      assert.equal(r.cache, 'COALESCED', `follower ${i}`);
+      assert.equal(r.text, call.sent, `follower ${i} got the whole stream while one client did not read`);
+    });
+    // The back-pressure reached Relay: that follower was written to from its
+    // own thread (the debug line of engine/coalesce.c fan_out()).
+    const log = fs.readFileSync(relay.logs.relay, 'utf8');
+    assert.match(log, new RegExp(`flight ${res.headers['x-relay-key']} gen \\d+: a follower's client is not ready`),
+      "no follower was found not ready: the test did not stall a client's connection");
+
+    // Now it reads: everything, byte for byte.
+    const chunks = [];
+    const text = await within(new Promise((resolve, reject) => {
+      stalled.on('data', (c) => chunks.push(c));
+      stalled.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      stalled.on('error', reject);
+      stalled.resume();
+    }), 30000, "the stalled client's stream");
+    assert.equal(text, call.sent, 'the stalled client got the whole stream once it read again');
+  });
+});
