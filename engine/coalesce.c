@@ -22,15 +22,61 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Debug-level trace of each chunk's way from leader to followers, with
+/*
+ * Debug-level trace of each chunk's way from leader to followers, with
  * wall-clock microseconds: tests/bench/coalesce_lag.mjs reads these lines to
- * measure the follower lag inside Relay (leader receives -> follower sent). */
-static void trace_chunk(const exchange *x, const char *what, uint32_t seq)
+ * measure the follower lag inside Relay (leader receives -> follower sent).
+ * While a reader writes for many followers (fan_out) their lines wait in a
+ * per-thread list and are logged after the burst: a log write between two
+ * sends would slow the very thing measured.
+ */
+typedef struct trace_mark {
+    const char *what;
+    char key_hex[17];
+    uint32_t gen, seq;
+    struct timespec at;
+} trace_mark;
+
+#define TRACE_MARKS 256
+static _Thread_local trace_mark *trace_marks; /* non-NULL: deferring */
+static _Thread_local unsigned trace_n;
+
+static void trace_log(const trace_mark *m)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    rl_debug("flight %s gen %u chunk %u %s at %lld.%06ld", x->key_hex, x->flight.gen, seq, what,
-             (long long)ts.tv_sec, ts.tv_nsec / 1000);
+    rl_debug("flight %s gen %u chunk %u %s at %lld.%06ld", m->key_hex, m->gen, m->seq, m->what,
+             (long long)m->at.tv_sec, m->at.tv_nsec / 1000);
+}
+
+static void trace_chunk(const exchange *x, uint32_t gen, const char *what, uint32_t seq)
+{
+    if (!rl_log_enabled(RL_LOG_DEBUG))
+        return;
+    trace_mark m = {.what = what, .gen = gen, .seq = seq};
+    clock_gettime(CLOCK_REALTIME, &m.at);
+    memcpy(m.key_hex, x->key_hex, sizeof m.key_hex);
+    if (trace_marks && trace_n < TRACE_MARKS)
+        trace_marks[trace_n++] = m;
+    else
+        trace_log(&m);
+}
+
+/* Defers this thread's trace lines until trace_flush() (when debugging). */
+static void trace_defer(void)
+{
+    if (rl_log_enabled(RL_LOG_DEBUG) && !trace_marks)
+        trace_marks = malloc(TRACE_MARKS * sizeof *trace_marks);
+    trace_n = 0;
+}
+
+static void trace_flush(void)
+{
+    if (!trace_marks)
+        return;
+    for (unsigned i = 0; i < trace_n; i++)
+        trace_log(&trace_marks[i]);
+    free(trace_marks);
+    trace_marks = NULL;
+    trace_n = 0;
 }
 
 /* ---- the head: chunk 0 of every flight --------------------------------- */
@@ -81,7 +127,7 @@ static void fail_flight(exchange *x, const char *why)
 
 static void publish(exchange *x, const void *data, size_t len)
 {
-    trace_chunk(x, "received", x->flight.published);
+    trace_chunk(x, x->flight.gen, "received", x->flight.published);
     x->flight.published++;
     rl_err err = store_flight_append(exchange_store(x), x->key, x->flight.gen, data, len,
                                      x->cfg->coalesce.max_buffer, now_ms());
@@ -174,7 +220,7 @@ int coalesce_has_followers(exchange *x)
  *   the convoy on the copy's mutex) and the last writes of each burst
  *   queued behind the web server and the clients: p99 about 8 ms;
  * - the reader writing for parked followers: one wake-up per process and
- *   chunk, p99 below 5 ms (numbers in README.md).
+ *   chunk, p99 2-3 ms (README.md, Benchmarks).
  */
 
 /* Chunks in order: their bytes concatenated and where each ends. */
@@ -439,7 +485,7 @@ static int on_chunk(follower *f, uint32_t seq, const void *data, size_t len)
     if (f->live) {
         exchange_write(x, data, len);
         exchange_flush(x);
-        trace_chunk(x, "sent", seq);
+        trace_chunk(x, f->gen, "sent", seq);
         return 0;
     }
     if (rl_buf_append(&f->held, data, len) != RL_OK) {
@@ -493,9 +539,11 @@ static void fan_out(local_flight *lf)
         lf->err == RL_OK && !lf->broken && lf->state == FLIGHT_RUNNING && lf->rec.gen == lf->gen;
     pthread_mutex_unlock(&lf->mu);
     /* Nobody appends to lf->chunks while lf->reading is set. */
+    trace_defer();
     for (follower *p = batch; p; p = p->next_parked)
         if (p->next_seq < lf->chunks.n && deliverable(p, &lf->chunks))
             deliver(p, &lf->chunks, 0);
+    trace_flush();
     pthread_mutex_lock(&lf->mu);
 
     while (batch) {

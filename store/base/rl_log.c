@@ -19,6 +19,11 @@ void rl_log_set_level(rl_log_level level)
     log_level = level;
 }
 
+int rl_log_enabled(rl_log_level level)
+{
+    return level <= log_level;
+}
+
 int rl_log_level_parse(const char *s)
 {
     for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++)

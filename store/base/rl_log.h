@@ -17,6 +17,8 @@ typedef enum { RL_LOG_ERROR, RL_LOG_WARN, RL_LOG_INFO, RL_LOG_DEBUG } rl_log_lev
 typedef void (*rl_log_sink)(void *ctx, const char *line);
 
 void rl_log_set_level(rl_log_level level);
+/* Whether lines of this level are written (to skip costly preparation). */
+int rl_log_enabled(rl_log_level level);
 /* Parses "error", "warn", "info" or "debug"; returns -1 if unknown. */
 int rl_log_level_parse(const char *s);
 
