@@ -475,7 +475,8 @@ static int on_chunk(follower *f, uint32_t seq, const void *data, size_t len)
         }
         f->have_head = 1;
         int success = f->h.status >= 200 && f->h.status < 300;
-        f->live = success && f->h.kind == ENTRY_STREAM && x->info.stream;
+        f->live = success && f->h.kind == ENTRY_STREAM && x->info.stream &&
+                  frame_kind_of(f->h.ctype) == x->info.framing;
         if (f->live) {
             exchange_start(x, f->h.status, f->h.ctype, "COALESCED", -1, 0);
             exchange_flush(x);

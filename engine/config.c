@@ -29,7 +29,15 @@ typedef struct config_key {
 
 static const char *const policy_names[] = {"deterministic", "always", "never", NULL};
 static const char *const scope_names[] = {"credential", "shared", NULL};
-static const char *const upstream_type_names[] = {"openai", NULL};
+static const char *const upstream_type_names[] = {"openai", "anthropic",         "azure", "gemini",
+                                                  "ollama", "openai-compatible", NULL};
+/* base_url when a section gives none (NULL: it must give one). */
+static const char *const upstream_default_urls[] = {"https://api.openai.com",
+                                                    "https://api.anthropic.com",
+                                                    NULL,
+                                                    "https://generativelanguage.googleapis.com",
+                                                    "http://127.0.0.1:11434",
+                                                    NULL};
 static const char *const coalesce_mode_names[] = {"cacheable", "all", "off", NULL};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 
@@ -61,6 +69,7 @@ static const config_key config_keys[] = {
     {"coalesce", "max_wait", KEY_LONG, RC(coalesce.max_wait), "330", 1, 86400, NULL},
     {"upstream.*", "type", KEY_ENUM, UC(type), "openai", 0, 0, upstream_type_names},
     {"upstream.*", "base_url", KEY_URL, UC(base_url), "https://api.openai.com", 0, 0, NULL},
+    {"upstream.*", "mount", KEY_STR, UC(mount), "", 0, 0, NULL},
     {"upstream.*", "connect_timeout", KEY_LONG, UC(connect_timeout), "10", 1, 600, NULL},
     {"upstream.*", "idle_timeout", KEY_LONG, UC(idle_timeout), "300", 1, 86400, NULL},
     {"upstream.*", "timeout", KEY_LONG, UC(timeout), "900", 1, 86400, NULL},
@@ -243,6 +252,51 @@ fail:
     return 0;
 }
 
+/* The index of the key row called name in section. */
+static size_t key_index(const char *section, const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(config_keys[i].section, section) == 0 && strcmp(config_keys[i].name, name) == 0)
+            return i;
+    return NKEYS;
+}
+
+/* After parsing: base_url defaults by type, mounts well-formed and
+ * distinct. 0, or -1 with the reason in st->why. */
+static int check_upstreams(parse_state *st)
+{
+    relay_config *cfg = st->cfg;
+    size_t url_key = key_index("upstream.*", "base_url");
+    for (size_t u = 0; u < cfg->nupstreams; u++) {
+        upstream_config *up = &cfg->upstreams[u];
+        if (!st->set[url_key][u]) {
+            const char *url = upstream_default_urls[up->type];
+            if (!url) {
+                rl_buf_printf(st->why, "%s: [upstream.%s] base_url: required for type = %s",
+                              cfg->path, up->name, upstream_type_names[up->type]);
+                return -1;
+            }
+            if (set_value(st, up, &config_keys[url_key], url, "default") != 0)
+                return -1;
+        }
+        size_t n = strlen(up->mount);
+        if (n && (up->mount[0] != '/' || up->mount[n - 1] == '/' || strchr(up->mount, '?'))) {
+            rl_buf_printf(st->why,
+                          "%s: [upstream.%s] mount: expected a path prefix such as /anthropic, "
+                          "got \"%s\"",
+                          cfg->path, up->name, up->mount);
+            return -1;
+        }
+        for (size_t v = 0; v < u; v++)
+            if (n && strcmp(cfg->upstreams[v].mount, up->mount) == 0) {
+                rl_buf_printf(st->why, "%s: [upstream.%s] mount: %s is already [upstream.%s]'s",
+                              cfg->path, up->name, up->mount, cfg->upstreams[v].name);
+                return -1;
+            }
+    }
+    return 0;
+}
+
 rl_err config_load(const char *path, relay_config **out, rl_buf *why)
 {
     rl_err err = RL_NOMEM;
@@ -295,6 +349,10 @@ rl_err config_load(const char *path, relay_config **out, rl_buf *why)
     if (cfg->nupstreams == 0) {
         rl_buf_printf(why, "%s: no [upstream.NAME] section: Relay has nowhere to send requests",
                       path);
+        err = RL_CONFIG;
+        goto out;
+    }
+    if (check_upstreams(&st) != 0) {
         err = RL_CONFIG;
         goto out;
     }

@@ -19,7 +19,15 @@
 
 typedef enum { CACHE_POLICY_DETERMINISTIC, CACHE_POLICY_ALWAYS, CACHE_POLICY_NEVER } cache_policy;
 typedef enum { CACHE_SCOPE_CREDENTIAL, CACHE_SCOPE_SHARED } cache_scope;
-typedef enum { UPSTREAM_TYPE_OPENAI } upstream_type;
+/* Wire formats of upstreams; azure and openai-compatible speak OpenAI's. */
+typedef enum {
+    UPSTREAM_TYPE_OPENAI,
+    UPSTREAM_TYPE_ANTHROPIC,
+    UPSTREAM_TYPE_AZURE,
+    UPSTREAM_TYPE_GEMINI,
+    UPSTREAM_TYPE_OLLAMA,
+    UPSTREAM_TYPE_OPENAI_COMPATIBLE,
+} upstream_type;
 typedef enum { COALESCE_CACHEABLE, COALESCE_ALL, COALESCE_OFF } coalesce_mode;
 
 #define CONFIG_MAX_UPSTREAMS 32
@@ -28,6 +36,7 @@ typedef struct upstream_config {
     char *name; /* NAME of [upstream.NAME] */
     upstream_type type;
     char *base_url;       /* without a trailing slash */
+    char *mount;          /* "" or a path prefix ("/anthropic") routed here, removed upstream */
     long connect_timeout; /* seconds */
     long idle_timeout;    /* seconds without a byte */
     long timeout;         /* seconds for the whole call */

@@ -127,7 +127,8 @@ static void exchange_release(void *p)
 {
     exchange *x = p;
     rl_buf_release(&x->body);
-    sse_release(&x->sse);
+    if (x->frame_ready)
+        frame_release(&x->frame);
 }
 
 /* ---- answering from the cache ----------------------------------------- */
@@ -169,15 +170,15 @@ out:
 
 /* ---- calling upstream ------------------------------------------------- */
 
-static int on_sse_event(void *ctx, const char *event, const char *data, size_t len)
+static int on_stream_event(void *ctx, const char *event, const char *data, size_t len)
 {
     exchange *x = ctx;
     switch (x->prov->classify_event(event, data, len)) {
     case PROV_EVENT_END:
-        x->sse_complete = 1;
+        x->stream_complete = 1;
         break;
     case PROV_EVENT_ERROR:
-        x->sse_error = 1;
+        x->stream_error = 1;
         break;
     case PROV_EVENT_DATA:
         break;
@@ -201,8 +202,18 @@ static int on_upstream_head(void *ctx, int status, const rl_header *headers, siz
             x->up_ctype = x->up_headers[i].value;
     }
     x->up_nheaders = n;
-    x->up_is_stream = x->up_ctype && strncasecmp(x->up_ctype, "text/event-stream", 17) == 0;
     int success = status >= 200 && status < 300;
+    /* Streams: SSE and NDJSON say so by their type; Gemini's streamed JSON
+     * array only by the request that asked for it. */
+    frame_kind framing = frame_kind_of(x->up_ctype);
+    x->up_is_stream =
+        x->up_ctype && (framing != FRAME_JSON_ARRAY ||
+                        (success && x->info.stream && x->info.framing == FRAME_JSON_ARRAY &&
+                         strncasecmp(x->up_ctype, "application/json", 16) == 0));
+    if (x->up_is_stream) {
+        frame_init(&x->frame, framing, x->cfg->cache.max_response, on_stream_event, x);
+        x->frame_ready = 1;
+    }
     /* Only complete successful answers are stored. */
     x->capture = x->capture && success;
     if (x->up_is_stream && success) {
@@ -227,7 +238,7 @@ static int on_upstream_data(void *ctx, const char *data, size_t len)
 {
     exchange *x = ctx;
     if (x->up_is_stream && x->started) {
-        if (sse_feed(&x->sse, data, len) != RL_OK)
+        if (frame_feed(&x->frame, data, len) != RL_OK)
             x->capture = 0; /* an event beyond max_response: pass on, don't store */
         if (x->capture && rl_buf_append(&x->body, data, len) != RL_OK) {
             x->capture = 0;
@@ -262,13 +273,13 @@ static int on_upstream_data(void *ctx, const char *data, size_t len)
     return x->client_gone && !worth_continuing(x) ? -1 : 0;
 }
 
-/* Builds the upstream URL: base_url + the client's path + its query. */
+/* Builds the upstream URL: base_url + the routed path + the query. */
 static char *upstream_url(exchange *x)
 {
     rl_buf url;
     rl_buf_init(&url, 0);
     char *s = NULL;
-    if (rl_buf_printf(&url, "%s%s%s%s", x->rt.upstream->base_url, x->req->path,
+    if (rl_buf_printf(&url, "%s%s%s%s", x->rt.upstream->base_url, x->rt.path,
                       x->req->query[0] ? "?" : "", x->req->query) == RL_OK)
         s = rl_pstrdup(x->req->pool, url.data);
     rl_buf_release(&url);
@@ -287,9 +298,15 @@ static int store_answer(exchange *x, entry_kind kind)
         store_meta meta = {.created = x->now, .expires = x->now + (uint64_t)x->decision.ttl};
         err = store_cache_put(s, x->key, &meta, entry.data, entry.len);
     }
-    if (err == RL_OK)
-        rl_debug("stored %s (%zu bytes, ttl %ld s)", x->key_hex, x->body.len, x->decision.ttl);
-    else if (err == RL_TOO_LARGE)
+    if (err == RL_OK) {
+        prov_usage u;
+        if (x->prov->usage(kind, frame_kind_of(x->up_ctype), x->body.data, x->body.len, &u) !=
+            RL_OK)
+            u.input = u.output = u.cached_input = -1;
+        rl_debug("stored %s (%zu bytes, ttl %ld s; tokens in %lld out %lld cached %lld)",
+                 x->key_hex, x->body.len, x->decision.ttl, (long long)u.input, (long long)u.output,
+                 (long long)u.cached_input);
+    } else if (err == RL_TOO_LARGE)
         rl_info("answer %s not cached: larger than [store] max_entry_bytes", x->key_hex);
     rl_buf_release(&entry);
     return err == RL_OK;
@@ -314,9 +331,7 @@ static void call_upstream(exchange *x)
     rl_header *fwd = rl_palloc(req->pool, (req->nheaders + 1) * sizeof *fwd);
     char *url = upstream_url(x);
     rl_buf_init(&x->body, x->cfg->cache.max_response);
-    sse_init(&x->sse, x->cfg->cache.max_response, on_sse_event, x);
     if (!fwd || !url || rl_pool_cleanup(req->pool, exchange_release, x) != 0) {
-        sse_release(&x->sse);
         fail_before_answer(x, RL_NOMEM, NULL);
         return;
     }
@@ -344,10 +359,12 @@ static void call_upstream(exchange *x)
     rl_err err = upstream_perform(x->w->upstream, &ur, &h, &got_head);
 
     if (x->up_is_stream && x->started) {
-        /* Streams: complete only with the format's terminator. */
-        if (err == RL_OK && !x->sse_complete && !x->sse_error)
+        /* Streams: complete only with the format's terminator (and, for a
+         * JSON array, its closing bracket). */
+        int complete = x->stream_complete && frame_whole(&x->frame);
+        if (err == RL_OK && !complete && !x->stream_error)
             err = RL_UPSTREAM_CUT;
-        if (err == RL_CLIENT_GONE && x->sse_complete)
+        if (err == RL_CLIENT_GONE && complete)
             err = RL_OK;
         if (err != RL_OK) {
             rl_warn("stream %s ended early: %s", x->key_hex[0] ? x->key_hex : "(uncached)",
@@ -357,8 +374,7 @@ static void call_upstream(exchange *x)
                 exchange_fail(x, err, "The upstream stream ended before it was complete.");
             return;
         }
-        int stored =
-            x->capture && x->sse_complete && !x->sse_error && store_answer(x, ENTRY_STREAM);
+        int stored = x->capture && complete && !x->stream_error && store_answer(x, ENTRY_STREAM);
         /* Store first, then finish: a request that arrives in between finds
          * the flight reusable or the entry in the cache, never neither. */
         coalesce_finish(x, 1, stored);
@@ -402,19 +418,20 @@ static void serve_health(exchange *x)
 }
 
 /* Computes the cache key; leaves key_hex empty when it cannot. */
-static void compute_key(exchange *x, const char *auth, const rl_buf *canonical)
+static void compute_key(exchange *x, const char *credential, const rl_buf *canonical,
+                        const rl_buf *key_parts)
 {
     char scope[5 + 32 + 1];
     if (x->cfg->cache.scope == CACHE_SCOPE_SHARED)
         snprintf(scope, sizeof scope, "shared");
     else
-        ckey_credential_scope(auth, scope);
+        ckey_credential_scope(credential ? credential : "", scope);
     const char *ns = engine_header(x->req, "x-relay-namespace");
     ckey_input in = {
         .format = x->prov->format,
         .endpoint = x->rt.endpoint,
         .upstream = x->rt.upstream->name,
-        .path_parts = "",
+        .path_parts = key_parts->data ? key_parts->data : "",
         .scope = scope,
         .ns = ns ? ns : "",
         .body = canonical->data ? canonical->data : "",
@@ -429,8 +446,9 @@ static void serve_api(exchange *x)
     const engine_request *req = x->req;
     rl_buf msg;
     rl_buf_init(&msg, 4096);
-    rl_buf canonical;
+    rl_buf canonical, key_parts;
     rl_buf_init(&canonical, 0);
+    rl_buf_init(&key_parts, 0);
 
     if (req->body_too_large) {
         rl_buf_printf(&msg, "The request body is larger than this Relay accepts (%llu bytes).",
@@ -438,13 +456,14 @@ static void serve_api(exchange *x)
         exchange_fail(x, RL_TOO_LARGE, msg.data);
         goto out;
     }
-    /* Never spend anything on an unauthenticated request. */
-    const char *auth = engine_header(req, "authorization");
-    if (!auth || !auth[0]) {
-        exchange_fail(
-            x, RL_UNAUTHORIZED,
-            "You didn't provide an API key. You need to provide your API key in an "
-            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).");
+    /* Never spend anything on an unauthenticated request. Local servers
+     * (Ollama, OpenAI-compatible ones) may have no keys at all: there the
+     * client's own absence of one is passed on. */
+    char credential_buf[1024];
+    const char *credential = x->prov->credential(&x->preq, credential_buf, sizeof credential_buf);
+    upstream_type type = x->rt.upstream->type;
+    if (!credential && type != UPSTREAM_TYPE_OLLAMA && type != UPSTREAM_TYPE_OPENAI_COMPATIBLE) {
+        exchange_fail(x, RL_UNAUTHORIZED, x->prov->missing_credential);
         goto out;
     }
     if (!x->rt.endpoint) {
@@ -454,14 +473,14 @@ static void serve_api(exchange *x)
         call_upstream(x);
         goto out;
     }
-    if (strcmp(req->method, "POST") != 0) {
-        rl_buf_printf(&msg, "%s is not allowed on %s; use POST.", req->method, req->path);
+    if (strcmp(req->method, x->rt.method) != 0) {
+        rl_buf_printf(&msg, "%s is not allowed on %s; use %s.", req->method, req->path,
+                      x->rt.method);
         exchange_fail(x, RL_METHOD, msg.data);
         goto out;
     }
 
-    rl_err err =
-        x->prov->inspect(x->rt.endpoint, req->body, req->body_len, &x->info, &canonical, &msg);
+    rl_err err = x->prov->inspect(&x->preq, &x->info, &canonical, &key_parts, &msg);
     if (err != RL_OK) {
         exchange_fail(x, err, msg.data);
         goto out;
@@ -474,12 +493,14 @@ static void serve_api(exchange *x)
         goto out;
     }
     x->decision = policy_decide(x->cfg, &x->cc, x->info.deterministic, x->info.stateful);
+    if (x->info.max_ttl > 0 && x->decision.ttl > x->info.max_ttl)
+        x->decision.ttl = x->info.max_ttl;
     /* A key is needed to look up, to store, and to share an in-flight call
      * ([coalesce] mode = all shares even answers that are not cached). */
     int wants_key = x->decision.lookup || x->decision.store ||
                     (x->cfg->coalesce.mode == COALESCE_ALL && !x->info.stateful);
     if (exchange_store(x) && wants_key)
-        compute_key(x, auth, &canonical);
+        compute_key(x, credential, &canonical, &key_parts);
 
     if (x->key_hex[0] && x->decision.lookup && try_cache(x) == RL_OK)
         goto out;
@@ -502,6 +523,7 @@ static void serve_api(exchange *x)
 out:
     rl_buf_release(&msg);
     rl_buf_release(&canonical);
+    rl_buf_release(&key_parts);
 }
 
 void engine_handle(engine_worker *w, const engine_request *req, const engine_sink *sink)
@@ -524,8 +546,18 @@ void engine_handle(engine_worker *w, const engine_request *req, const engine_sin
     x->now = (uint64_t)time(NULL);
 
     route_match(x->cfg, req->path, &x->rt);
-    if (x->rt.prov)
-        x->prov = x->rt.prov;
+    x->prov = x->rt.prov;
+    x->preq = (prov_request){
+        .endpoint = x->rt.endpoint,
+        .method = req->method,
+        .path = x->rt.path,
+        .query = req->query,
+        .body = req->body,
+        .body_len = req->body_len,
+        .headers = req->headers,
+        .nheaders = req->nheaders,
+    };
+    x->info.framing = FRAME_SSE;
     switch (x->rt.kind) {
     case ROUTE_HEALTH:
         serve_health(x);

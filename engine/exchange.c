@@ -43,6 +43,11 @@ store *exchange_store(const exchange *x)
     return atomic_load(&x->w->e->store);
 }
 
+frame_kind exchange_framing(const exchange *x)
+{
+    return x->up_is_stream ? frame_kind_of(x->up_ctype) : x->info.framing;
+}
+
 int exchange_write(exchange *x, const void *p, size_t n)
 {
     if (x->client_gone)
@@ -102,7 +107,7 @@ void exchange_fail(exchange *x, rl_err err, const char *message)
         x->prov->error_body(&out, err, message);
         exchange_start(x, rl_err_status(err), "application/json", x->cache_status, -1, 0);
     } else if (x->up_is_stream || x->info.stream) {
-        x->prov->error_event(&out, err, message);
+        x->prov->error_event(&out, exchange_framing(x), err, message);
     }
     exchange_write(x, out.data, out.len);
     exchange_flush(x);
@@ -112,27 +117,35 @@ void exchange_fail(exchange *x, rl_err err, const char *message)
 rl_err exchange_send_answer(exchange *x, int status, entry_kind kind, const char *content_type,
                             const char *body, size_t len, const char *cache_status, long age)
 {
-    rl_buf rendered;
+    rl_buf plain, rendered;
+    rl_buf_init(&plain, 0);
     rl_buf_init(&rendered, 0);
     rl_err err = RL_OK;
     int success = status >= 200 && status < 300;
-    if (success && x->info.stream && kind == ENTRY_BODY) {
+    frame_kind want = x->info.framing;
+    /* A stored stream in another framing (Gemini's SSE for a request
+     * without alt=sse, say) goes through its non-stream form. */
+    if (success && kind == ENTRY_STREAM &&
+        (!x->info.stream || frame_kind_of(content_type) != want)) {
+        err = x->prov->stream_to_body(frame_kind_of(content_type), body, len, &plain);
+        if (err == RL_OK) {
+            body = plain.data;
+            len = plain.len;
+            kind = ENTRY_BODY;
+            content_type = "application/json";
+        }
+    }
+    if (err == RL_OK && success && x->info.stream && kind == ENTRY_BODY) {
         err = x->prov->body_to_stream(body, len, &x->info, &rendered);
-        content_type = "text/event-stream; charset=utf-8";
-    } else if (success && !x->info.stream && kind == ENTRY_STREAM) {
-        err = x->prov->stream_to_body(body, len, &rendered);
-        content_type = "application/json";
+        body = rendered.data;
+        len = rendered.len;
+        content_type = frame_content_type(want);
     }
-    if (err == RL_OK) {
-        if (rendered.data) {
-            body = rendered.data;
-            len = rendered.len;
-        }
-        if (exchange_start(x, status, content_type, cache_status, age, 0) == 0) {
-            exchange_write(x, body, len);
-            exchange_flush(x);
-        }
+    if (err == RL_OK && exchange_start(x, status, content_type, cache_status, age, 0) == 0) {
+        exchange_write(x, body, len);
+        exchange_flush(x);
     }
+    rl_buf_release(&plain);
     rl_buf_release(&rendered);
     return err;
 }

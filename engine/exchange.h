@@ -14,7 +14,7 @@
 #include "engine/policy.h"
 #include "engine/prov.h"
 #include "engine/route.h"
-#include "engine/sse.h"
+#include "engine/frame.h"
 #include "store/base/rl_buf.h"
 #include "store/store.h"
 
@@ -50,6 +50,7 @@ typedef struct exchange {
     const engine_sink *sink;
     const prov_ops *prov; /* error shapes; OpenAI's until routing says otherwise */
     route rt;
+    prov_request preq; /* the request as the adapter sees it */
     prov_info info;
     cache_controls cc;
     policy_decision decision;
@@ -65,18 +66,22 @@ typedef struct exchange {
 
     /* the upstream answer */
     int up_status;
-    int up_is_stream;      /* text/event-stream */
+    int up_is_stream;      /* a stream (SSE, NDJSON, or a streamed JSON array) */
     int passing_through;   /* buffered body overflowed: committed, streaming as is */
     rl_header *up_headers; /* pool copies, passed to the client */
     size_t up_nheaders;
     const char *up_ctype;
-    rl_buf body; /* buffered non-stream body, or the stream for the cache */
-    int capture; /* keep collecting body for the cache */
-    sse_parser sse;
-    int sse_complete, sse_error;
+    rl_buf body;        /* buffered non-stream body, or the stream for the cache */
+    int capture;        /* keep collecting body for the cache */
+    frame_parser frame; /* of a streamed answer, from its head on */
+    int frame_ready;
+    int stream_complete, stream_error; /* the format's terminator, an error event */
 } exchange;
 
 store *exchange_store(const exchange *x);
+
+/* The framing of the stream the client is receiving (or would receive). */
+frame_kind exchange_framing(const exchange *x);
 
 /* Whether a client request header goes upstream: not hop-by-hop ones,
  * not what libcurl or the front set, not Relay's own controls. */

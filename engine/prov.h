@@ -2,27 +2,65 @@
  * prov.h — the contract every provider adapter (one file per wire format,
  * engine/prov_<format>.c) fulfils.
  *
- * An adapter knows its format's request bodies, streams and error shapes;
- * it knows nothing of HTTP, the cache or the store. Everything is bytes in,
- * bytes out (no JSON library type crosses this header), so the engine's
- * request flow is the same for every provider.
+ * An adapter knows its format's request bodies, credentials, streams,
+ * usage figures and error shapes; it knows nothing of HTTP transport, the
+ * cache or the store. Everything is bytes in, bytes out (no JSON library
+ * type crosses this header), so the engine's request flow is the same for
+ * every provider.
+ *
+ * Endpoint names (prov_request.endpoint, chosen by engine/route.c):
+ *   openai (also Azure OpenAI and OpenAI-compatible servers):
+ *       "chat.completions", "completions", "embeddings", "responses", "models"
+ *   anthropic: "messages", "messages.count_tokens"
+ *   gemini:    "generateContent" (streamGenerateContent too: info.stream),
+ *              "countTokens", "embedContent"
+ *   ollama:    "chat", "generate", "embed"
  */
 #ifndef RELAY_ENGINE_PROV_H
 #define RELAY_ENGINE_PROV_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include "engine/engine.h"
+#include "engine/entry.h"
+#include "engine/frame.h"
 #include "store/base/rl_buf.h"
 #include "store/base/rl_err.h"
 
-/* What an adapter learned from a request body. */
+/* The request as an adapter sees it. */
+typedef struct prov_request {
+    const char *endpoint; /* see above */
+    const char *method;   /* "POST", "GET" */
+    const char *path;     /* as forwarded upstream (a mount prefix removed) */
+    const char *query;    /* raw, without '?', "" when none */
+    const char *body;
+    size_t body_len;
+    const rl_header *headers; /* lower-case names */
+    size_t nheaders;
+} prov_request;
+
+/* The value of header name (lower-case), or NULL. */
+const char *prov_header(const prov_request *r, const char *name);
+/* Copies the URL-decoded value of query parameter name into buf (cap
+ * bytes, NUL-terminated); returns buf, or NULL when absent or too long. */
+const char *prov_query_param(const prov_request *r, const char *name, char *buf, size_t cap);
+
+/* What an adapter learned from a request. */
 typedef struct prov_info {
     char model[256];
-    int stream;        /* the client asked for a streamed answer */
-    int include_usage; /* a streamed answer should end with a usage chunk */
-    int deterministic; /* the answer repeats (temperature 0, a seed, ...) */
-    int stateful;      /* the answer depends on upstream state: never cached */
+    int stream;         /* the client asked for a streamed answer */
+    frame_kind framing; /* ... in this framing (SSE unless the format says otherwise) */
+    int include_usage;  /* a streamed answer should end with a usage chunk (OpenAI) */
+    int deterministic;  /* the answer repeats (temperature 0, a seed, embeddings, ...) */
+    int stateful;       /* the answer depends on upstream state: never cached */
+    long max_ttl;       /* > 0: never keep the answer longer (model lists) */
 } prov_info;
+
+/* Tokens of one answer; -1 where the answer does not say. */
+typedef struct prov_usage {
+    int64_t input, output, cached_input;
+} prov_usage;
 
 /* How a stream event counts toward completeness. */
 typedef enum {
@@ -34,36 +72,54 @@ typedef enum {
 typedef struct prov_ops {
     const char *format; /* "openai", ... — also the first field of the key */
 
-    /* Validates a request body for endpoint and fills info. Appends to
-     * canonical the body in canonical form (sorted keys, compact, volatile
-     * fields removed) for the cache key. RL_BAD_JSON or RL_BAD_REQUEST with
-     * a message for the client appended to why. */
-    rl_err (*inspect)(const char *endpoint, const char *body, size_t len, prov_info *info,
-                      rl_buf *canonical, rl_buf *why);
+    /* The credential the client presented, in this format's places
+     * (headers, or a query parameter copied into buf), or NULL. It scopes
+     * the cache key; it is never logged. */
+    const char *(*credential)(const prov_request *r, char *buf, size_t cap);
+    /* The 401 message when there is none, in this format's words. */
+    const char *missing_credential;
 
-    /* Classifies one parsed SSE event (see sse.h). */
+    /* Validates the request and fills info. Appends to canonical the body
+     * in canonical form (sorted keys, compact, volatile fields removed) and
+     * to key_parts what else changes the answer (API version headers, a
+     * model or deployment in the path), both for the cache key. RL_BAD_JSON
+     * or RL_BAD_REQUEST with a message for the client appended to why.
+     * A GET endpoint ("models") has no body. */
+    rl_err (*inspect)(const prov_request *r, prov_info *info, rl_buf *canonical, rl_buf *key_parts,
+                      rl_buf *why);
+
+    /* Classifies one stream event (see frame.h: for SSE its event name and
+     * data; for NDJSON a line; for a JSON array an element). */
     prov_event_kind (*classify_event)(const char *event, const char *data, size_t len);
 
     /* True when a non-stream success body is a complete answer worth
      * storing (valid JSON of the expected shape, no error inside). */
     int (*body_complete)(const char *body, size_t len);
 
-    /* Renders a complete stream (raw SSE bytes) as the non-stream answer a
-     * client would have received. */
-    rl_err (*stream_to_body)(const char *sse, size_t len, rl_buf *out);
+    /* Renders a complete stream (raw bytes in the given framing) as the
+     * non-stream answer a client would have received. */
+    rl_err (*stream_to_body)(frame_kind framing, const char *stream, size_t len, rl_buf *out);
 
-    /* Renders a non-stream answer as a valid stream ending with the
-     * format's terminator; info is the *current* request (include_usage). */
+    /* Renders a non-stream answer as a valid stream in info->framing,
+     * ending with the format's terminator; info is the *current* request. */
     rl_err (*body_to_stream)(const char *body, size_t len, const prov_info *info, rl_buf *out);
+
+    /* Reads the token counts of a complete answer (a body, or a stream in
+     * the given framing). RL_OK with -1 fields when it has none. */
+    rl_err (*usage)(entry_kind kind, frame_kind framing, const char *data, size_t len,
+                    prov_usage *out);
 
     /* Appends an error document in the format's shape. */
     rl_err (*error_body)(rl_buf *out, rl_err err, const char *message);
 
-    /* Appends an SSE event that ends a stream with an error, for failures
-     * after the status line was sent. */
-    rl_err (*error_event)(rl_buf *out, rl_err err, const char *message);
+    /* Appends what ends a stream of the given framing with an error, for
+     * failures after the status line was sent. */
+    rl_err (*error_event)(rl_buf *out, frame_kind framing, rl_err err, const char *message);
 } prov_ops;
 
-extern const prov_ops prov_openai;
+extern const prov_ops prov_openai; /* also azure and openai-compatible */
+extern const prov_ops prov_anthropic;
+extern const prov_ops prov_gemini;
+extern const prov_ops prov_ollama;
 
 #endif

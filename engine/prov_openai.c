@@ -1,9 +1,14 @@
 /*
- * prov_openai.c — the OpenAI wire format (Chat Completions for now).
+ * prov_openai.c — the OpenAI wire format: Chat Completions, legacy
+ * Completions, Embeddings, the Responses API and the model list; also what
+ * Azure OpenAI (api-key, deployments, api-version) and OpenAI-compatible
+ * servers speak.
  *
- * Streams are "data: {chunk}\n\n" events ending with "data: [DONE]";
- * errors are {"error":{"message","type","param","code"}}, both as a body
- * and, inside a stream, as a data event (the official SDKs raise on it).
+ * Chat and Completions streams are "data: {chunk}\n\n" events ending with
+ * "data: [DONE]"; Responses streams are typed events ending with
+ * response.completed (no [DONE]). Errors are
+ * {"error":{"message","type","param","code"}}, both as a body and, inside a
+ * stream, as a data event (the official SDKs raise on it).
  */
 #include "engine/prov.h"
 
@@ -11,29 +16,62 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/sse.h"
-
-/* Appends jansson's output to an rl_buf. */
-static int dump_to_buf(const char *p, size_t n, void *data)
-{
-    return rl_buf_append(data, p, n) == RL_OK ? 0 : -1;
-}
-
-static rl_err dump_json(json_t *j, size_t flags, rl_buf *out)
-{
-    return json_dump_callback(j, dump_to_buf, out, flags) == 0 ? RL_OK : RL_NOMEM;
-}
+#include "engine/prov_json.h"
 
 /* ---- requests ---------------------------------------------------------- */
 
-static rl_err openai_inspect(const char *endpoint, const char *body, size_t len, prov_info *info,
-                             rl_buf *canonical, rl_buf *why)
+static const char *openai_credential(const prov_request *r, char *buf, size_t cap)
+{
+    (void)buf;
+    (void)cap;
+    const char *auth = prov_header(r, "authorization");
+    if (auth && auth[0])
+        return auth;
+    const char *key = prov_header(r, "api-key"); /* Azure OpenAI */
+    return key && key[0] ? key : NULL;
+}
+
+/* Azure's path and query parts that choose the answer: the deployment
+ * (/openai/deployments/D/...) and api-version. Returns the deployment's
+ * length (0 when the path names none) and its start in *deployment. */
+static size_t azure_parts(const prov_request *r, rl_buf *key_parts, const char **deployment)
+{
+    static const char prefix[] = "/openai/deployments/";
+    size_t n = 0;
+    *deployment = NULL;
+    if (strncmp(r->path, prefix, sizeof prefix - 1) == 0) {
+        *deployment = r->path + sizeof prefix - 1;
+        const char *slash = strchr(*deployment, '/');
+        n = slash ? (size_t)(slash - *deployment) : strlen(*deployment);
+    }
+    char version[128];
+    const char *v = prov_query_param(r, "api-version", version, sizeof version);
+    if (strncmp(r->path, "/openai/", 8) == 0)
+        rl_buf_printf(key_parts, "deployment=%.*s\napi-version=%s\n", (int)n,
+                      *deployment ? *deployment : "", v ? v : "");
+    return n;
+}
+
+static rl_err openai_inspect(const prov_request *r, prov_info *info, rl_buf *canonical,
+                             rl_buf *key_parts, rl_buf *why)
 {
     rl_err err = RL_BAD_REQUEST;
     json_error_t jerr;
     memset(info, 0, sizeof *info);
+    info->framing = FRAME_SSE;
+    const char *endpoint = r->endpoint;
+    const char *deployment;
+    size_t deployment_len = azure_parts(r, key_parts, &deployment);
 
-    json_t *root = json_loadb(body, len, 0, &jerr);
+    if (strcmp(endpoint, "models") == 0) {
+        /* A model list: no body, the same for everyone with the key, and
+         * it changes now and then: keep it briefly. */
+        info->deterministic = 1;
+        info->max_ttl = 300;
+        return RL_OK;
+    }
+
+    json_t *root = json_loadb(r->body, r->body_len, 0, &jerr);
     if (!root) {
         rl_buf_printf(why, "We could not parse the JSON body of your request: %s (at byte %d)",
                       jerr.text, jerr.position);
@@ -45,18 +83,32 @@ static rl_err openai_inspect(const char *endpoint, const char *body, size_t len,
     }
 
     json_t *model = json_object_get(root, "model");
-    if (!json_is_string(model) || json_string_length(model) == 0) {
+    if (json_is_string(model) && json_string_length(model) > 0)
+        snprintf(info->model, sizeof info->model, "%s", json_string_value(model));
+    else if (deployment_len) /* Azure: the deployment names the model */
+        snprintf(info->model, sizeof info->model, "%.*s", (int)deployment_len, deployment);
+    else {
         rl_buf_puts(why, "you must provide a model parameter");
         goto out;
     }
-    snprintf(info->model, sizeof info->model, "%s", json_string_value(model));
 
-    if (strcmp(endpoint, "chat.completions") == 0) {
-        json_t *messages = json_object_get(root, "messages");
-        if (!json_is_array(messages)) {
-            rl_buf_puts(why, "Missing required parameter: 'messages'.");
+    static const struct {
+        const char *endpoint, *field, *message;
+    } required[] = {
+        {"chat.completions", "messages", "Missing required parameter: 'messages'."},
+        {"completions", "prompt", "Missing required parameter: 'prompt'."},
+        {"embeddings", "input", "Missing required parameter: 'input'."},
+    };
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+        if (strcmp(endpoint, required[i].endpoint) == 0 &&
+            !json_object_get(root, required[i].field)) {
+            rl_buf_puts(why, required[i].message);
             goto out;
         }
+    if (strcmp(endpoint, "chat.completions") == 0 &&
+        !json_is_array(json_object_get(root, "messages"))) {
+        rl_buf_puts(why, "Invalid type for 'messages': expected an array.");
+        goto out;
     }
 
     json_t *stream = json_object_get(root, "stream");
@@ -64,18 +116,26 @@ static rl_err openai_inspect(const char *endpoint, const char *body, size_t len,
         rl_buf_puts(why, "Invalid type for 'stream': expected a boolean.");
         goto out;
     }
-    info->stream = json_is_true(stream);
+    info->stream = json_is_true(stream) && strcmp(endpoint, "embeddings") != 0;
     json_t *so = json_object_get(root, "stream_options");
     info->include_usage = json_is_true(json_object_get(so, "include_usage"));
 
-    /* Repeatable answers: greedy decoding, or a fixed seed. */
-    json_t *temperature = json_object_get(root, "temperature");
-    json_t *seed = json_object_get(root, "seed");
-    info->deterministic = (json_is_number(temperature) && json_number_value(temperature) == 0.0) ||
-                          json_is_integer(seed);
-    /* store:true asks OpenAI to keep the completion (evals, distillation):
-     * answering from the cache would silently skip that. */
-    info->stateful = json_is_true(json_object_get(root, "store"));
+    if (strcmp(endpoint, "embeddings") == 0) {
+        info->deterministic = 1; /* the same input always embeds the same */
+    } else {
+        /* Repeatable answers: greedy decoding, or a fixed seed. */
+        json_t *temperature = json_object_get(root, "temperature");
+        json_t *seed = json_object_get(root, "seed");
+        info->deterministic =
+            (json_is_number(temperature) && json_number_value(temperature) == 0.0) ||
+            json_is_integer(seed);
+    }
+    /* store:true asks OpenAI to keep the answer (evals, distillation, a
+     * later previous_response_id): answering from the cache would silently
+     * skip that; previous_response_id continues state kept upstream. */
+    json_t *previous = json_object_get(root, "previous_response_id");
+    info->stateful =
+        json_is_true(json_object_get(root, "store")) || (previous && !json_is_null(previous));
 
     /* Volatile fields change nothing about the answer. */
     json_object_del(root, "stream");
@@ -87,7 +147,7 @@ static rl_err openai_inspect(const char *endpoint, const char *body, size_t len,
         if (json_object_size(metadata) == 0)
             json_object_del(root, "metadata");
     }
-    err = dump_json(root, JSON_SORT_KEYS | JSON_COMPACT, canonical);
+    err = prov_json_dump(root, PROV_JSON_CANONICAL, canonical);
 out:
     json_decref(root);
     return err;
@@ -95,16 +155,43 @@ out:
 
 /* ---- streams ----------------------------------------------------------- */
 
+/* The type of a Responses API event: its SSE event name, or the data's
+ * "type" when the event has no name. Empty when neither says. */
+static void response_event_type(const char *event, const char *data, size_t len, char *out,
+                                size_t cap)
+{
+    out[0] = '\0';
+    if (event && strcmp(event, "message") != 0) {
+        snprintf(out, cap, "%s", event);
+        return;
+    }
+    if (!memmem(data, len, "\"type\"", 6))
+        return;
+    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *type = json_object_get(j, "type");
+    if (json_is_string(type))
+        snprintf(out, cap, "%s", json_string_value(type));
+    json_decref(j);
+}
+
 static prov_event_kind openai_classify_event(const char *event, const char *data, size_t len)
 {
-    (void)event;
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
         return PROV_EVENT_END;
+    char type[64];
+    response_event_type(event, data, len, type, sizeof type);
+    /* A Responses stream ends with its final state: completed, or
+     * incomplete (a token limit, like a chat finish_reason "length"). */
+    if (strcmp(type, "response.completed") == 0 || strcmp(type, "response.incomplete") == 0)
+        return PROV_EVENT_END;
+    if (strcmp(type, "response.failed") == 0 || strcmp(type, "error") == 0)
+        return PROV_EVENT_ERROR;
     /* Only parse the chunks that could be an error object. */
     if (!memmem(data, len, "\"error\"", 7))
         return PROV_EVENT_DATA;
     json_t *j = json_loadb(data, len, 0, NULL);
-    prov_event_kind kind = json_object_get(j, "error") ? PROV_EVENT_ERROR : PROV_EVENT_DATA;
+    json_t *e = json_object_get(j, "error");
+    prov_event_kind kind = e && !json_is_null(e) && !type[0] ? PROV_EVENT_ERROR : PROV_EVENT_DATA;
     json_decref(j);
     return kind;
 }
@@ -112,8 +199,16 @@ static prov_event_kind openai_classify_event(const char *event, const char *data
 static int openai_body_complete(const char *body, size_t len)
 {
     json_t *j = json_loadb(body, len, 0, NULL);
-    int ok = json_is_object(j) && !json_object_get(j, "error") &&
-             (json_is_array(json_object_get(j, "choices")) || json_object_get(j, "data"));
+    json_t *object = json_object_get(j, "object");
+    json_t *e = json_object_get(j, "error");
+    int ok = json_is_object(j) && (!e || json_is_null(e));
+    if (ok && json_is_string(object) && strcmp(json_string_value(object), "response") == 0) {
+        const char *status = json_string_value(json_object_get(j, "status"));
+        ok = status && (strcmp(status, "completed") == 0 || strcmp(status, "incomplete") == 0);
+    } else {
+        ok = ok && (json_is_array(json_object_get(j, "choices")) ||
+                    json_is_array(json_object_get(j, "data")));
+    }
     json_decref(j);
     return ok;
 }
@@ -219,15 +314,24 @@ static void merge_delta(json_t *choice, json_t *c)
 }
 
 typedef struct assembly {
-    json_t *result; /* the chat.completion being built */
+    json_t *result; /* the chat.completion or text_completion being built */
     json_t *choices;
+    json_t *response; /* a Responses stream: the final response object */
+    int legacy;       /* chunks of the legacy Completions API */
     int failed;
 } assembly;
+
+static json_t *make_text_choice(json_int_t index)
+{
+    return json_pack("{s:I, s:s, s:n, s:n}", "index", index, "text", "", "logprobs",
+                     "finish_reason");
+}
 
 static int assemble_event(void *ctx, const char *event, const char *data, size_t len)
 {
     assembly *a = ctx;
-    if (openai_classify_event(event, data, len) != PROV_EVENT_DATA)
+    prov_event_kind kind = openai_classify_event(event, data, len);
+    if (kind == PROV_EVENT_ERROR || (kind == PROV_EVENT_END && data[0] == '['))
         return 0;
     json_t *chunk = json_loadb(data, len, 0, NULL);
     if (!json_is_object(chunk)) {
@@ -235,6 +339,22 @@ static int assemble_event(void *ctx, const char *event, const char *data, size_t
         a->failed = 1;
         return 1;
     }
+    if (kind == PROV_EVENT_END) { /* response.completed carries the whole answer */
+        json_t *response = json_object_get(chunk, "response");
+        if (json_is_object(response)) {
+            json_decref(a->response);
+            a->response = json_incref(response);
+        }
+        json_decref(chunk);
+        return 0;
+    }
+    if (json_is_string(json_object_get(chunk, "type"))) { /* other Responses events */
+        json_decref(chunk);
+        return 0;
+    }
+    const char *object = json_string_value(json_object_get(chunk, "object"));
+    if (object && strcmp(object, "text_completion") == 0)
+        a->legacy = 1;
     /* Identity fields come from the first chunk that has them. */
     static const char *const ident[] = {"id", "created", "model", "system_fingerprint",
                                         "service_tier"};
@@ -247,8 +367,18 @@ static int assemble_event(void *ctx, const char *event, const char *data, size_t
     json_t *c;
     json_array_foreach(json_object_get(chunk, "choices"), i, c)
     {
-        json_t *choice =
-            by_index(a->choices, json_integer_value(json_object_get(c, "index")), make_choice);
+        json_int_t index = json_integer_value(json_object_get(c, "index"));
+        if (a->legacy) {
+            json_t *choice = by_index(a->choices, index, make_text_choice);
+            if (!choice)
+                continue;
+            concat_string(choice, "text", json_object_get(c, "text"));
+            json_t *finish = json_object_get(c, "finish_reason");
+            if (json_is_string(finish))
+                json_object_set(choice, "finish_reason", finish);
+            continue;
+        }
+        json_t *choice = by_index(a->choices, index, make_choice);
         if (choice)
             merge_delta(choice, c);
     }
@@ -259,24 +389,24 @@ static int assemble_event(void *ctx, const char *event, const char *data, size_t
     return 0;
 }
 
-static rl_err openai_stream_to_body(const char *sse, size_t len, rl_buf *out)
+static rl_err openai_stream_to_body(frame_kind framing, const char *stream, size_t len, rl_buf *out)
 {
-    assembly a = {json_object(), json_array(), 0};
+    assembly a = {json_object(), json_array(), NULL, 0, 0};
     rl_err err = RL_NOMEM;
     if (!a.result || !a.choices)
         goto out;
-    sse_parser p;
-    sse_init(&p, 0, assemble_event, &a);
-    err = sse_feed(&p, sse, len);
-    if (err == RL_OK)
-        err = sse_feed(&p, "\n\n", 2); /* flush a last event without its blank line */
-    sse_release(&p);
+    err = frame_each(framing, stream, len, assemble_event, &a);
     if (a.failed)
         err = RL_UPSTREAM_PROTOCOL;
     if (err != RL_OK)
         goto out;
+    if (a.response) {
+        err = prov_json_dump(a.response, JSON_COMPACT | JSON_PRESERVE_ORDER, out);
+        goto out;
+    }
 
-    json_object_set_new(a.result, "object", json_string("chat.completion"));
+    json_object_set_new(a.result, "object",
+                        json_string(a.legacy ? "text_completion" : "chat.completion"));
     /* Tool calls in a message carry no "index" in the non-stream shape. */
     size_t i;
     json_t *choice;
@@ -291,10 +421,11 @@ static rl_err openai_stream_to_body(const char *sse, size_t len, rl_buf *out)
     json_object_set(a.result, "choices", a.choices);
     if (!json_object_get(a.result, "usage"))
         json_object_set_new(a.result, "usage", json_null());
-    err = dump_json(a.result, JSON_COMPACT | JSON_PRESERVE_ORDER, out);
+    err = prov_json_dump(a.result, JSON_COMPACT | JSON_PRESERVE_ORDER, out);
 out:
     json_decref(a.result);
     json_decref(a.choices);
+    json_decref(a.response);
     return err;
 }
 
@@ -305,7 +436,7 @@ static rl_err put_chunk(rl_buf *out, json_t *chunk)
     if (!chunk)
         return err;
     if ((err = rl_buf_puts(out, "data: ")) == RL_OK &&
-        (err = dump_json(chunk, JSON_COMPACT | JSON_PRESERVE_ORDER, out)) == RL_OK)
+        (err = prov_json_dump(chunk, JSON_COMPACT | JSON_PRESERVE_ORDER, out)) == RL_OK)
         err = rl_buf_puts(out, "\n\n");
     json_decref(chunk);
     return err;
@@ -331,13 +462,155 @@ static json_t *new_chunk(json_t *completion, json_t *choice, int with_usage_null
     return chunk;
 }
 
+/* Appends "event: TYPE\ndata: <event>\n\n" with the event's type and
+ * sequence number set (a Responses stream), taking ev. */
+static rl_err put_typed(rl_buf *out, const char *type, json_t *ev, int *seq)
+{
+    if (!ev)
+        return RL_NOMEM;
+    json_object_set_new(ev, "type", json_string(type));
+    json_object_set_new(ev, "sequence_number", json_integer((*seq)++));
+    rl_err err;
+    if ((err = rl_buf_printf(out, "event: %s\ndata: ", type)) == RL_OK &&
+        (err = prov_json_dump(ev, JSON_COMPACT, out)) == RL_OK)
+        err = rl_buf_puts(out, "\n\n");
+    json_decref(ev);
+    return err;
+}
+
+/* One output item of a response as the events that stream it. */
+static rl_err put_response_item(rl_buf *out, json_t *item, size_t index, int *seq)
+{
+    json_t *id = json_object_get(item, "id");
+    const char *type = json_string_value(json_object_get(item, "type"));
+    json_t *start = json_deep_copy(item);
+    json_object_set_new(start, "status", json_string("in_progress"));
+    int message = type && strcmp(type, "message") == 0;
+    int call = type && strcmp(type, "function_call") == 0;
+    if (message)
+        json_object_set_new(start, "content", json_array());
+    if (call)
+        json_object_set_new(start, "arguments", json_string(""));
+    rl_err err =
+        put_typed(out, "response.output_item.added",
+                  json_pack("{s:I, s:o}", "output_index", (json_int_t)index, "item", start), seq);
+    size_t k;
+    json_t *part;
+    json_array_foreach(message ? json_object_get(item, "content") : NULL, k, part)
+    {
+        if (err != RL_OK)
+            break;
+        json_t *text = json_object_get(part, "text");
+        json_t *empty = json_deep_copy(part);
+        if (json_is_string(text))
+            json_object_set_new(empty, "text", json_string(""));
+        err = put_typed(out, "response.content_part.added",
+                        json_pack("{s:O, s:I, s:I, s:o}", "item_id", id, "output_index",
+                                  (json_int_t)index, "content_index", (json_int_t)k, "part", empty),
+                        seq);
+        if (err == RL_OK && json_is_string(text))
+            err = put_typed(out, "response.output_text.delta",
+                            json_pack("{s:O, s:I, s:I, s:O, s:[]}", "item_id", id, "output_index",
+                                      (json_int_t)index, "content_index", (json_int_t)k, "delta",
+                                      text, "logprobs"),
+                            seq);
+        if (err == RL_OK && json_is_string(text))
+            err = put_typed(out, "response.output_text.done",
+                            json_pack("{s:O, s:I, s:I, s:O, s:[]}", "item_id", id, "output_index",
+                                      (json_int_t)index, "content_index", (json_int_t)k, "text",
+                                      text, "logprobs"),
+                            seq);
+        if (err == RL_OK)
+            err = put_typed(out, "response.content_part.done",
+                            json_pack("{s:O, s:I, s:I, s:O}", "item_id", id, "output_index",
+                                      (json_int_t)index, "content_index", (json_int_t)k, "part",
+                                      part),
+                            seq);
+    }
+    json_t *args = json_object_get(item, "arguments");
+    if (err == RL_OK && call && json_is_string(args)) {
+        err = put_typed(out, "response.function_call_arguments.delta",
+                        json_pack("{s:O, s:I, s:O}", "item_id", id, "output_index",
+                                  (json_int_t)index, "delta", args),
+                        seq);
+        if (err == RL_OK)
+            err = put_typed(out, "response.function_call_arguments.done",
+                            json_pack("{s:O, s:I, s:O}", "item_id", id, "output_index",
+                                      (json_int_t)index, "arguments", args),
+                            seq);
+    }
+    if (err == RL_OK)
+        err = put_typed(out, "response.output_item.done",
+                        json_pack("{s:I, s:O}", "output_index", (json_int_t)index, "item", item),
+                        seq);
+    return err;
+}
+
+/* A Responses API answer as the event stream that would have carried it,
+ * ending with response.completed (or .incomplete) and no [DONE]. */
+static rl_err response_to_stream(json_t *response, rl_buf *out)
+{
+    int seq = 0;
+    json_t *start = json_deep_copy(response);
+    json_object_set_new(start, "status", json_string("in_progress"));
+    json_object_set_new(start, "output", json_array());
+    json_object_set_new(start, "usage", json_null());
+    rl_err err = put_typed(out, "response.created", json_pack("{s:O}", "response", start), &seq);
+    if (err == RL_OK)
+        err = put_typed(out, "response.in_progress", json_pack("{s:O}", "response", start), &seq);
+    json_decref(start);
+    size_t i;
+    json_t *item;
+    json_array_foreach(json_object_get(response, "output"), i, item)
+    {
+        if (err != RL_OK)
+            break;
+        err = put_response_item(out, item, i, &seq);
+    }
+    const char *status = json_string_value(json_object_get(response, "status"));
+    if (err == RL_OK)
+        err = put_typed(out,
+                        status && strcmp(status, "incomplete") == 0 ? "response.incomplete"
+                                                                    : "response.completed",
+                        json_pack("{s:O}", "response", response), &seq);
+    return err;
+}
+
+/* A legacy Completions answer as its stream: a chunk per choice with its
+ * text and finish reason, then [DONE]. */
+static rl_err text_completion_to_stream(json_t *completion, rl_buf *out)
+{
+    rl_err err = RL_OK;
+    size_t i;
+    json_t *choice;
+    json_array_foreach(json_object_get(completion, "choices"), i, choice)
+    {
+        json_t *chunk = json_pack("{s:O, s:s, s:O, s:O, s:[O]}", "id",
+                                  json_object_get(completion, "id"), "object", "text_completion",
+                                  "created", json_object_get(completion, "created"), "model",
+                                  json_object_get(completion, "model"), "choices", choice);
+        if ((err = put_chunk(out, chunk)) != RL_OK)
+            return err;
+    }
+    return rl_buf_puts(out, "data: [DONE]\n\n");
+}
+
 static rl_err openai_body_to_stream(const char *body, size_t len, const prov_info *info,
                                     rl_buf *out)
 {
     json_t *completion = json_loadb(body, len, 0, NULL);
     rl_err err = RL_UPSTREAM_PROTOCOL;
+    const char *object = json_string_value(json_object_get(completion, "object"));
+    if (object && strcmp(object, "response") == 0) {
+        err = response_to_stream(completion, out);
+        goto out;
+    }
     if (!json_is_object(completion) || !json_is_array(json_object_get(completion, "choices")))
         goto out;
+    if (object && strcmp(object, "text_completion") == 0) {
+        err = text_completion_to_stream(completion, out);
+        goto out;
+    }
     int with_usage = info->include_usage;
     size_t i;
     json_t *choice;
@@ -418,23 +691,74 @@ static json_t *error_object(rl_err err, const char *message)
 static rl_err openai_error_body(rl_buf *out, rl_err err, const char *message)
 {
     json_t *j = error_object(err, message);
-    rl_err e = j ? dump_json(j, JSON_COMPACT | JSON_PRESERVE_ORDER, out) : RL_NOMEM;
+    rl_err e = j ? prov_json_dump(j, JSON_COMPACT | JSON_PRESERVE_ORDER, out) : RL_NOMEM;
     json_decref(j);
     return e;
 }
 
-static rl_err openai_error_event(rl_buf *out, rl_err err, const char *message)
+static rl_err openai_error_event(rl_buf *out, frame_kind framing, rl_err err, const char *message)
 {
+    (void)framing; /* OpenAI streams are always SSE */
     return put_chunk(out, error_object(err, message));
+}
+
+/* ---- usage ------------------------------------------------------------- */
+
+/* Chat/Completions usage (prompt_tokens...) or Responses usage
+ * (input_tokens...), whichever the object has. */
+static void read_usage(json_t *usage, prov_usage *u)
+{
+    if (!json_is_object(usage))
+        return;
+    if (json_object_get(usage, "input_tokens")) {
+        u->input = prov_json_int(usage, "input_tokens");
+        u->output = prov_json_int(usage, "output_tokens");
+        u->cached_input =
+            prov_json_int(json_object_get(usage, "input_tokens_details"), "cached_tokens");
+    } else {
+        u->input = prov_json_int(usage, "prompt_tokens");
+        u->output = prov_json_int(usage, "completion_tokens");
+        u->cached_input =
+            prov_json_int(json_object_get(usage, "prompt_tokens_details"), "cached_tokens");
+    }
+}
+
+static int usage_event(void *ctx, const char *event, const char *data, size_t len)
+{
+    (void)event;
+    if (!memmem(data, len, "\"usage\"", 7))
+        return 0;
+    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *response = json_object_get(j, "response");
+    read_usage(json_object_get(response ? response : j, "usage"), ctx);
+    json_decref(j);
+    return 0;
+}
+
+static rl_err openai_usage(entry_kind kind, frame_kind framing, const char *data, size_t len,
+                           prov_usage *out)
+{
+    out->input = out->output = out->cached_input = -1;
+    if (kind == ENTRY_STREAM)
+        return frame_each(framing, data, len, usage_event, out);
+    json_t *j = json_loadb(data, len, 0, NULL);
+    read_usage(json_object_get(j, "usage"), out);
+    json_decref(j);
+    return RL_OK;
 }
 
 const prov_ops prov_openai = {
     .format = "openai",
+    .credential = openai_credential,
+    .missing_credential =
+        "You didn't provide an API key. You need to provide your API key in an Authorization "
+        "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
     .inspect = openai_inspect,
     .classify_event = openai_classify_event,
     .body_complete = openai_body_complete,
     .stream_to_body = openai_stream_to_body,
     .body_to_stream = openai_body_to_stream,
+    .usage = openai_usage,
     .error_body = openai_error_body,
     .error_event = openai_error_event,
 };

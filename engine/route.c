@@ -2,30 +2,197 @@
 
 #include <string.h>
 
-/* The cacheable endpoints of the OpenAI format. */
-static const struct {
-    const char *path;
+/* The wire format an upstream type speaks. */
+static const prov_ops *prov_of(upstream_type type)
+{
+    switch (type) {
+    case UPSTREAM_TYPE_ANTHROPIC:
+        return &prov_anthropic;
+    case UPSTREAM_TYPE_GEMINI:
+        return &prov_gemini;
+    case UPSTREAM_TYPE_OLLAMA:
+        return &prov_ollama;
+    case UPSTREAM_TYPE_OPENAI:
+    case UPSTREAM_TYPE_AZURE:
+    case UPSTREAM_TYPE_OPENAI_COMPATIBLE:
+        break;
+    }
+    return &prov_openai;
+}
+
+static int starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+typedef struct endpoint_shape {
+    const char *tail; /* the path after the format's prefix */
     const char *endpoint;
-} openai_endpoints[] = {
-    {"/v1/chat/completions", "chat.completions"},
+    const char *method;
+} endpoint_shape;
+
+/* OpenAI's cacheable endpoints, after "/v1" (OpenAI, compatible servers,
+ * Azure's /openai/v1) or after "/openai/deployments/D" (Azure). */
+static const endpoint_shape openai_shapes[] = {
+    {"/chat/completions", "chat.completions", "POST"},
+    {"/completions", "completions", "POST"},
+    {"/embeddings", "embeddings", "POST"},
+    {"/responses", "responses", "POST"},
+    {"/models", "models", "GET"},
 };
+
+static const endpoint_shape anthropic_shapes[] = {
+    {"/v1/messages", "messages", "POST"},
+    {"/v1/messages/count_tokens", "messages.count_tokens", "POST"},
+};
+
+static const endpoint_shape ollama_shapes[] = {
+    {"/api/chat", "chat", "POST"},
+    {"/api/generate", "generate", "POST"},
+    {"/api/embed", "embed", "POST"},
+};
+
+/* Gemini's methods, after "/v1beta/models/M" or "/v1/models/M". */
+static const endpoint_shape gemini_shapes[] = {
+    {":generateContent", "generateContent", "POST"},
+    {":streamGenerateContent", "generateContent", "POST"},
+    {":countTokens", "countTokens", "POST"},
+    {":embedContent", "embedContent", "POST"},
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static void take(const endpoint_shape *s, route *out)
+{
+    out->endpoint = s->endpoint;
+    out->method = s->method;
+}
+
+/* The endpoint of a path in OpenAI's format, where prefix is what comes
+ * before the endpoint's tail. */
+static void openai_endpoint(const char *path, route *out)
+{
+    const char *tail = NULL;
+    if (starts_with(path, "/v1/"))
+        tail = path + 3;
+    else if (starts_with(path, "/openai/v1/"))
+        tail = path + 10;
+    else if (starts_with(path, "/openai/deployments/")) {
+        const char *d = path + 20;
+        const char *slash = strchr(d, '/');
+        if (slash && slash > d)
+            tail = slash;
+    } else if (starts_with(path, "/openai/"))
+        tail = path + 7;
+    if (!tail)
+        return;
+    for (size_t i = 0; i < COUNT(openai_shapes); i++)
+        if (strcmp(tail, openai_shapes[i].tail) == 0)
+            take(&openai_shapes[i], out);
+}
+
+static void gemini_endpoint(const char *path, route *out)
+{
+    const char *m = NULL;
+    if (starts_with(path, "/v1beta/models/"))
+        m = path + 15;
+    else if (starts_with(path, "/v1/models/"))
+        m = path + 11;
+    const char *colon = m ? strchr(m, ':') : NULL;
+    if (!colon || colon == m || memchr(m, '/', (size_t)(colon - m)))
+        return;
+    for (size_t i = 0; i < COUNT(gemini_shapes); i++)
+        if (strcmp(colon, gemini_shapes[i].tail) == 0)
+            take(&gemini_shapes[i], out);
+}
+
+static void exact_endpoint(const endpoint_shape *shapes, size_t n, const char *path, route *out)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(path, shapes[i].tail) == 0)
+            take(&shapes[i], out);
+}
+
+/* The endpoint of path for the format of out->upstream. */
+static void find_endpoint(const char *path, route *out)
+{
+    const prov_ops *p = out->prov;
+    if (p == &prov_anthropic)
+        exact_endpoint(anthropic_shapes, COUNT(anthropic_shapes), path, out);
+    else if (p == &prov_ollama)
+        exact_endpoint(ollama_shapes, COUNT(ollama_shapes), path, out);
+    else if (p == &prov_gemini)
+        gemini_endpoint(path, out);
+    else
+        openai_endpoint(path, out);
+}
+
+static const upstream_config *first_of(const relay_config *cfg, upstream_type a, upstream_type b)
+{
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        if (cfg->upstreams[i].type == a || cfg->upstreams[i].type == b)
+            return &cfg->upstreams[i];
+    return NULL;
+}
+
+/* Routing by shape for paths under no mount. */
+static const upstream_config *by_shape(const relay_config *cfg, const char *path,
+                                       const prov_ops **prov)
+{
+    if (strcmp(path, "/v1/messages") == 0 || starts_with(path, "/v1/messages/")) {
+        *prov = &prov_anthropic;
+        return first_of(cfg, UPSTREAM_TYPE_ANTHROPIC, UPSTREAM_TYPE_ANTHROPIC);
+    }
+    if (starts_with(path, "/v1beta/") || (starts_with(path, "/v1/models/") && strchr(path, ':'))) {
+        *prov = &prov_gemini;
+        return first_of(cfg, UPSTREAM_TYPE_GEMINI, UPSTREAM_TYPE_GEMINI);
+    }
+    if (starts_with(path, "/openai/")) {
+        *prov = &prov_openai;
+        return first_of(cfg, UPSTREAM_TYPE_AZURE, UPSTREAM_TYPE_AZURE);
+    }
+    if (starts_with(path, "/api/")) {
+        *prov = &prov_ollama;
+        return first_of(cfg, UPSTREAM_TYPE_OLLAMA, UPSTREAM_TYPE_OLLAMA);
+    }
+    if (starts_with(path, "/v1/")) {
+        *prov = &prov_openai;
+        const upstream_config *up =
+            first_of(cfg, UPSTREAM_TYPE_OPENAI, UPSTREAM_TYPE_OPENAI_COMPATIBLE);
+        if (!up && (up = first_of(cfg, UPSTREAM_TYPE_ANTHROPIC, UPSTREAM_TYPE_ANTHROPIC)))
+            *prov = &prov_anthropic; /* Anthropic's other /v1 paths (models, batches) */
+        return up;
+    }
+    return NULL;
+}
 
 void route_match(const relay_config *cfg, const char *path, route *out)
 {
     memset(out, 0, sizeof *out);
+    out->prov = &prov_openai;
+    out->path = path;
     if (strcmp(path, "/relay/health") == 0) {
         out->kind = ROUTE_HEALTH;
         return;
     }
-    if (strncmp(path, "/v1/", 4) == 0) {
-        const upstream_config *up = config_upstream_of_type(cfg, UPSTREAM_TYPE_OPENAI);
-        if (!up)
-            return;
-        out->kind = ROUTE_API;
-        out->upstream = up;
-        out->prov = &prov_openai;
-        for (size_t i = 0; i < sizeof openai_endpoints / sizeof openai_endpoints[0]; i++)
-            if (strcmp(path, openai_endpoints[i].path) == 0)
-                out->endpoint = openai_endpoints[i].endpoint;
+    const upstream_config *up = NULL;
+    for (size_t i = 0; i < cfg->nupstreams && !up; i++) {
+        const char *mount = cfg->upstreams[i].mount;
+        size_t n = strlen(mount);
+        if (n && strncmp(path, mount, n) == 0 && (path[n] == '/' || path[n] == '\0')) {
+            up = &cfg->upstreams[i];
+            out->prov = prov_of(up->type);
+            out->path = path[n] ? path + n : "/";
+        }
     }
+    if (!up) {
+        const prov_ops *shape_prov = &prov_openai;
+        up = by_shape(cfg, path, &shape_prov);
+        out->prov = up ? prov_of(up->type) : shape_prov;
+    }
+    if (!up)
+        return;
+    out->kind = ROUTE_API;
+    out->upstream = up;
+    find_endpoint(out->path, out);
 }

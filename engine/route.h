@@ -1,8 +1,13 @@
 /*
  * route.h — which upstream, wire format and endpoint a request is for.
  *
- * Routing looks at the raw path only (never the query). Relay's own paths
- * (/relay/...) come first; then API paths by shape, as DESIGN.md lists.
+ * Routing looks at the method and the raw path only (never the query).
+ * Relay's own paths (/relay/...) come first; then an upstream whose
+ * `mount` prefixes the path (the prefix is removed upstream); then API
+ * paths by shape, as DESIGN.md lists: /v1/messages -> anthropic, other
+ * /v1/... -> openai (or openai-compatible), /v1beta/models/M:... ->
+ * gemini, /openai/... -> azure, /api/... -> ollama, each to the first
+ * upstream of that kind in relay.ini.
  */
 #ifndef RELAY_ENGINE_ROUTE_H
 #define RELAY_ENGINE_ROUTE_H
@@ -11,7 +16,7 @@
 #include "engine/prov.h"
 
 typedef enum {
-    ROUTE_NONE,   /* unknown path: 404 */
+    ROUTE_NONE,   /* unknown path, or no upstream of its kind: 404 */
     ROUTE_HEALTH, /* GET /relay/health */
     ROUTE_API,    /* an upstream API path */
 } route_kind;
@@ -19,12 +24,15 @@ typedef enum {
 typedef struct route {
     route_kind kind;
     const upstream_config *upstream;
-    const prov_ops *prov;
-    /* The cacheable endpoint ("chat.completions"), or NULL for paths that
+    const prov_ops *prov; /* the wire format; also for a 404 shaped like the API it resembles */
+    /* The cacheable endpoint (prov.h lists them), or NULL for paths that
      * are forwarded as they are and never cached. */
     const char *endpoint;
+    const char *method; /* the method the endpoint answers ("POST", "GET") */
+    const char *path;   /* the path to forward: the client's, minus a mount prefix */
 } route;
 
+/* Fills out; out->path points into path. */
 void route_match(const relay_config *cfg, const char *path, route *out);
 
 #endif

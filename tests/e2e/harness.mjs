@@ -217,6 +217,10 @@ function slug(s) {
 
 // Starts fake upstream, relay pool and Caddy. Returns the relay handle; its
 // stop() is safe to call at any point, also after a failed start.
+// Options: ini (sections merged over the defaults), upstream: 'dead' (the
+// upstreams point at a closed port), upstreams (more [upstream.NAME]
+// sections on the fake besides [upstream.openai]: a type name, or
+// {name, type, mount, ...}), processModel: 'managed' (under spawn-fcgi).
 export async function startRelay(name, options = {}) {
   const why = missingPrerequisites(options);
   if (why) throw new Error(`cannot start the end-to-end environment: ${why}`);
@@ -256,6 +260,12 @@ export async function startRelay(name, options = {}) {
           idle_timeout: 5,
           timeout: 30,
         },
+        ...Object.fromEntries((options.upstreams ?? []).map((u) => {
+          const { name, ...settings } = typeof u === 'string' ? { name: u, type: u } : u;
+          return [`upstream.${name}`, {
+            base_url: baseUrl, connect_timeout: 2, idle_timeout: 5, timeout: 30, ...settings,
+          }];
+        })),
         log: { level: 'debug' },
       },
       options.ini,

@@ -6,9 +6,10 @@
 
 import assert from 'node:assert/strict';
 
-// Splits an SSE body into events. Each event is {data, fields, raw}: data
-// joins its `data:` lines with "\n" (as the SSE spec says), fields keeps
-// every field, raw is the event's text. Comment lines (": ping") are
+// Splits an SSE body into events. Each event is {event, data, fields, raw}:
+// event is its `event:` name (null without one), data joins its `data:`
+// lines with "\n" (as the SSE spec says), fields keeps every field, raw is
+// the event's text. Comment lines (": ping") are
 // dropped, as clients drop them. Accepts "\n" and "\r\n" line ends.
 export function parseSse(text) {
   const events = [];
@@ -26,7 +27,8 @@ export function parseSse(text) {
       if (name === 'data') data.push(value);
     }
     if (fields.length === 0) continue; // only comments
-    events.push({ data: data.length ? data.join('\n') : null, fields, raw: block });
+    const named = fields.filter(([n]) => n === 'event').at(-1);
+    events.push({ event: named ? named[1] : null, data: data.length ? data.join('\n') : null, fields, raw: block });
   }
   return events;
 }

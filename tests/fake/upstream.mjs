@@ -1,9 +1,16 @@
-// A fake OpenAI API for Relay's tests.
+// A fake upstream for Relay's tests: OpenAI's API here, and Anthropic's,
+// Gemini's and Ollama's in tests/fake/anthropic.mjs, gemini.mjs and
+// ollama.mjs (dispatched by path: /v1/messages..., /v1beta/..., /api/...);
+// Azure OpenAI paths (/openai/deployments/D/..., /openai/v1/...) are
+// answered as OpenAI's (call.path is the OpenAI path, call.azurePath the
+// original), with the api-key header accepted.
 //
-// It answers POST /v1/chat/completions in OpenAI's wire format (a
+// For OpenAI it answers POST /v1/chat/completions in OpenAI's wire format (a
 // chat.completion JSON object, or a text/event-stream of
 // chat.completion.chunk events ending `data: [DONE]`), POST /v1/embeddings
-// (deterministic vectors, float or base64), GET /v1/models and
+// (deterministic vectors, float or base64), POST /v1/responses (a response
+// object, or its typed event stream ending response.completed), POST
+// /v1/completions (legacy text_completion), GET /v1/models and
 // /v1/models/ID, and echoes any other /v1/* request as JSON, so forwarding
 // can be checked. Every /v1/* request is recorded with its raw body, and the
 // next request can be told to misbehave (fail, delay, cut its stream, hang).
@@ -64,6 +71,10 @@
 
 import http from 'node:http';
 import { pathToFileURL } from 'node:url';
+
+import { anthropicError, handleAnthropic } from './anthropic.mjs';
+import { geminiError, handleGemini } from './gemini.mjs';
+import { ollamaError, handleOllama } from './ollama.mjs';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -246,6 +257,97 @@ function embeddingOf(text, dims) {
   return v;
 }
 
+// The Responses API: the text of the last user input (a string, or items
+// whose content is a string or input_text parts).
+function responsesInputText(input) {
+  if (typeof input === 'string') return input;
+  if (!Array.isArray(input)) return '';
+  for (let i = input.length - 1; i >= 0; i--) {
+    const item = input[i];
+    if (item && (item.role === 'user' || item.type === 'input_text')) {
+      return typeof item.content === 'string' || Array.isArray(item.content) ? contentText(item.content) : String(item.text ?? '');
+    }
+  }
+  return '';
+}
+
+function responseObject(req, text, callNo, created, status = 'completed') {
+  const input = countWords(responsesInputText(req.input)) + 3;
+  const output = Math.max(1, countWords(text));
+  return {
+    id: `resp_fake${callNo}`,
+    object: 'response',
+    created_at: created,
+    status,
+    background: false,
+    error: null,
+    incomplete_details: null,
+    instructions: req.instructions ?? null,
+    max_output_tokens: req.max_output_tokens ?? null,
+    model: req.model,
+    output: status === 'completed' ? [{
+      id: `msg_fake${callNo}`,
+      type: 'message',
+      status: 'completed',
+      role: 'assistant',
+      content: [{ type: 'output_text', text, annotations: [], logprobs: [] }],
+    }] : [],
+    parallel_tool_calls: true,
+    previous_response_id: req.previous_response_id ?? null,
+    reasoning: { effort: null, summary: null },
+    store: req.store ?? true,
+    temperature: req.temperature ?? 1,
+    text: { format: { type: 'text' }, verbosity: 'medium' },
+    tool_choice: 'auto',
+    tools: [],
+    top_p: 1,
+    truncation: 'disabled',
+    usage: status === 'completed' ? {
+      input_tokens: input,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: output,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: input + output,
+    } : null,
+    user: null,
+    metadata: {},
+  };
+}
+
+// The events of a streamed response, in OpenAI's order.
+function responseEvents(req, text, beh, callNo, created) {
+  const done = responseObject(req, text, callNo, created);
+  const item = done.output[0];
+  const itemId = item.id;
+  const events = [];
+  const add = (type, fields) => events.push({ type, sequence_number: events.length, ...fields });
+  add('response.created', { response: responseObject(req, text, callNo, created, 'in_progress') });
+  add('response.in_progress', { response: responseObject(req, text, callNo, created, 'in_progress') });
+  add('response.output_item.added', { output_index: 0, item: { ...item, status: 'in_progress', content: [] } });
+  add('response.content_part.added', { item_id: itemId, output_index: 0, content_index: 0, part: { type: 'output_text', annotations: [], logprobs: [], text: '' } });
+  for (const piece of splitPieces(text, beh.chunks)) {
+    add('response.output_text.delta', { item_id: itemId, output_index: 0, content_index: 0, delta: piece, logprobs: [], obfuscation: 'xyz' });
+  }
+  add('response.output_text.done', { item_id: itemId, output_index: 0, content_index: 0, text, logprobs: [] });
+  add('response.content_part.done', { item_id: itemId, output_index: 0, content_index: 0, part: item.content[0] });
+  add('response.output_item.done', { output_index: 0, item });
+  add('response.completed', { response: done });
+  return events;
+}
+
+function textCompletion(req, text, callNo, created, stream) {
+  const prompt = countWords(String(req.prompt ?? '')) || 1;
+  const completion = Math.max(1, countWords(text));
+  return {
+    id: `cmpl-fake${callNo}`,
+    object: 'text_completion',
+    created,
+    model: req.model,
+    choices: [{ text, index: 0, logprobs: null, finish_reason: stream ? null : 'stop' }],
+    usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
+  };
+}
+
 function modelList(created) {
   return ['gpt-4o-mini', 'gpt-4o', 'gpt-4.1-nano', 'text-embedding-3-small'].map((id) => ({
     id,
@@ -328,7 +430,8 @@ export async function startFakeUpstream({ port = 0, host = '127.0.0.1' } = {}) {
 
   async function handleV1(req, res, call) {
     const auth = req.headers.authorization;
-    if (!auth || !/^Bearer \S+/.test(auth)) {
+    const azureKey = call.azurePath && req.headers['api-key'];
+    if (!azureKey && (!auth || !/^Bearer \S+/.test(auth))) {
       sendJson(
         res,
         401,
@@ -381,6 +484,45 @@ export async function startFakeUpstream({ port = 0, host = '127.0.0.1' } = {}) {
       return;
     }
 
+    if (call.method === 'POST' && (call.path === '/v1/responses' || call.path === '/v1/completions')) {
+      let body;
+      try {
+        body = JSON.parse(call.body);
+      } catch {
+        sendJson(res, 400, openaiError('We could not parse the JSON body of your request.'), headers);
+        return;
+      }
+      const created = Math.floor(Date.now() / 1000);
+      const responses = call.path === '/v1/responses';
+      const text = beh.content ?? `Echo: ${responses ? responsesInputText(body.input) : String(body.prompt ?? '')}`;
+      if (!body.stream) {
+        sendJson(res, 200, responses ? responseObject(body, text, call.n, created) : textCompletion(body, text, call.n, created, false), headers);
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...headers });
+      res.flushHeaders();
+      const events = responses
+        ? responseEvents(body, text, beh, call.n, created).map((e) => `event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`)
+        : [
+          ...splitPieces(text, beh.chunks).map((piece) => {
+            const c = textCompletion(body, piece, call.n, created, true);
+            delete c.usage;
+            return `data: ${JSON.stringify(c)}\n\n`;
+          }),
+          `data: ${JSON.stringify({ ...textCompletion(body, '', call.n, created, false), choices: [{ text: '', index: 0, logprobs: null, finish_reason: 'stop' }] })}\n\n`,
+          'data: [DONE]\n\n',
+        ];
+      for (let i = 0; i < events.length; i++) {
+        if (i > 0 && beh.chunkDelayMs) await sleep(beh.chunkDelayMs);
+        if (gone(res)) return;
+        if (beh.cutAfter !== undefined && i >= beh.cutAfter) return cut(res, beh);
+        if (beh.stallAfter !== undefined && i >= beh.stallAfter) return;
+        res.write(events[i]);
+      }
+      res.end();
+      return;
+    }
+
     const created = 1700000000;
     if (call.method === 'GET' && call.path === '/v1/models') {
       sendJson(res, 200, { object: 'list', data: modelList(created) }, headers);
@@ -420,6 +562,32 @@ export async function startFakeUpstream({ port = 0, host = '127.0.0.1' } = {}) {
       query: call.query,
       body: call.body,
     }, headers);
+  }
+
+  // The other wire formats, each in its own module (tests/fake/*.mjs).
+  const PROVIDERS = [
+    { test: (p) => p === '/v1/messages' || p.startsWith('/v1/messages/'), handle: handleAnthropic, error: anthropicError },
+    { test: (p) => p.startsWith('/v1beta/') || /^\/v1\/models\/[^/]+:/.test(p), handle: handleGemini, error: geminiError },
+    { test: (p) => p.startsWith('/api/'), handle: handleOllama, error: ollamaError },
+  ];
+  const providerOf = (path) => PROVIDERS.find((p) => p.test(path)) ?? null;
+
+  async function handleProvider(provider, req, res, call) {
+    const beh = takeBehaviour(call.path);
+    call.behaviour = beh;
+    if (beh.hang) return;
+    if (beh.headerDelayMs) await sleep(beh.headerDelayMs);
+    if (gone(res)) return;
+    const headers = { 'x-request-id': `req_fake${call.n}`, ...(beh.headers ?? {}) };
+    if (beh.status !== undefined) {
+      const body = beh.body === undefined ? provider.error(beh.status) : beh.body;
+      sendJson(res, beh.status, body, headers);
+      return;
+    }
+    const ctx = { req, res, call, beh, headers, sendJson, sleep, gone, cut };
+    if (!(await provider.handle(ctx))) {
+      sendJson(res, 404, provider.error(404, `Unknown path ${req.method} ${call.path}`), headers);
+    }
   }
 
   function handleControl(req, res, path, body) {
@@ -497,7 +665,20 @@ export async function startFakeUpstream({ port = 0, host = '127.0.0.1' } = {}) {
       };
       calls.push(call);
       recordResponse(res, call);
-      if (!path.startsWith('/v1/')) {
+      const provider = providerOf(path);
+      if (provider) {
+        handleProvider(provider, req, res, call).catch((err) => {
+          if (!res.headersSent) sendJson(res, 500, provider.error(500, `fake upstream bug: ${err.message}`));
+          else res.destroy();
+        });
+        return;
+      }
+      // Azure OpenAI: /openai/deployments/D/X and /openai/v1/X speak OpenAI.
+      const azure = /^\/openai\/(?:deployments\/[^/]+|v1)(\/.*)$/.exec(path);
+      if (azure) {
+        call.azurePath = path;
+        call.path = `/v1${azure[1]}`;
+      } else if (!path.startsWith('/v1/')) {
         sendJson(res, 404, openaiError(`Invalid URL (${req.method} ${path})`, 'invalid_request_error'));
         return;
       }

@@ -17,16 +17,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rl_buf_init(&c, 1 << 20);
     prov_info info;
 
-    prov_openai.inspect("chat.completions", text, size, &info, &a, &b);
+    prov_request r = {.endpoint = "chat.completions",
+                      .method = "POST",
+                      .path = "/v1/chat/completions",
+                      .query = "",
+                      .body = text,
+                      .body_len = size};
+    prov_openai.inspect(&r, &info, &a, &c, &b);
     rl_buf_reset(&a);
     rl_buf_reset(&b);
+    rl_buf_reset(&c);
 
-    if (prov_openai.stream_to_body(text, size, &a) == RL_OK) {
+    if (prov_openai.stream_to_body(FRAME_SSE, text, size, &a) == RL_OK) {
         info.include_usage = 1;
+        info.framing = FRAME_SSE;
         if (prov_openai.body_to_stream(a.data, a.len, &info, &b) == RL_OK &&
-            prov_openai.stream_to_body(b.data, b.len, &c) != RL_OK)
+            prov_openai.stream_to_body(FRAME_SSE, b.data, b.len, &c) != RL_OK)
             abort();
     }
+    prov_usage u;
+    prov_openai.usage(ENTRY_STREAM, FRAME_SSE, text, size, &u);
+    prov_openai.usage(ENTRY_BODY, FRAME_SSE, text, size, &u);
     prov_openai.body_complete(text, size);
     prov_openai.classify_event("message", text, size);
 

@@ -8,11 +8,30 @@
 
 static const prov_ops *P = &prov_openai;
 
-static rl_err inspect(const char *body, prov_info *info, rl_buf *canon, rl_buf *why)
+/* A request to endpoint at path (query q) with body and headers. */
+static rl_err inspect_at(const char *endpoint, const char *path, const char *q, const char *body,
+                         prov_info *info, rl_buf *canon, rl_buf *parts, rl_buf *why)
 {
     rl_buf_reset(canon);
+    rl_buf_reset(parts);
     rl_buf_reset(why);
-    return P->inspect("chat.completions", body, strlen(body), info, canon, why);
+    prov_request r = {.endpoint = endpoint,
+                      .method = "POST",
+                      .path = path,
+                      .query = q,
+                      .body = body,
+                      .body_len = body ? strlen(body) : 0};
+    return P->inspect(&r, info, canon, parts, why);
+}
+
+static rl_err inspect(const char *body, prov_info *info, rl_buf *canon, rl_buf *why)
+{
+    rl_buf parts;
+    rl_buf_init(&parts, 0);
+    rl_err err = inspect_at("chat.completions", "/v1/chat/completions", "", body, info, canon,
+                            &parts, why);
+    rl_buf_release(&parts);
+    return err;
 }
 
 /* A stream as OpenAI sends it: role, content in two parts, a tool call in
@@ -104,7 +123,7 @@ int main(void)
     is_int(P->classify_event("message", chunk, strlen(chunk)), PROV_EVENT_DATA,
            "the word error inside content is data");
 
-    is_int(P->stream_to_body(stream, sizeof stream - 1, &out), RL_OK, "stream assembles");
+    is_int(P->stream_to_body(FRAME_SSE, stream, sizeof stream - 1, &out), RL_OK, "stream assembles");
     ok(strstr(out.data, "\"object\":\"chat.completion\"") != NULL, "object is chat.completion");
     ok(strstr(out.data, "\"content\":\"Hello\"") != NULL, "content concatenated");
     ok(strstr(out.data, "\"arguments\":\"{\\\"city\\\":\\\"Oslo\\\"}\"") != NULL,
@@ -123,7 +142,7 @@ int main(void)
     ok(strstr(back.data, "chat.completion.chunk") != NULL, "chunks are chat.completion.chunk");
     rl_buf again;
     rl_buf_init(&again, 0);
-    is_int(P->stream_to_body(back.data, back.len, &again), RL_OK, "the rendered stream assembles");
+    is_int(P->stream_to_body(FRAME_SSE, back.data, back.len, &again), RL_OK, "the rendered stream assembles");
     is_str(again.data, out.data, "round trip body -> stream -> body is lossless");
     rl_buf_release(&again);
 
@@ -143,7 +162,7 @@ int main(void)
         "big\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"request_too_large\"}}",
         "error body in OpenAI's shape");
     rl_buf_reset(&out);
-    P->error_event(&out, RL_UPSTREAM_CUT, NULL);
+    P->error_event(&out, FRAME_SSE, RL_UPSTREAM_CUT, NULL);
     ok(strncmp(out.data, "data: {\"error\":", 15) == 0 && strstr(out.data, "\n\n"),
        "error event is a data event");
 
