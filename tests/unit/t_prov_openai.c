@@ -28,8 +28,8 @@ static rl_err inspect(const char *body, prov_info *info, rl_buf *canon, rl_buf *
 {
     rl_buf parts;
     rl_buf_init(&parts, 0);
-    rl_err err = inspect_at("chat.completions", "/v1/chat/completions", "", body, info, canon,
-                            &parts, why);
+    rl_err err =
+        inspect_at("chat.completions", "/v1/chat/completions", "", body, info, canon, &parts, why);
     rl_buf_release(&parts);
     return err;
 }
@@ -123,7 +123,8 @@ int main(void)
     is_int(P->classify_event("message", chunk, strlen(chunk)), PROV_EVENT_DATA,
            "the word error inside content is data");
 
-    is_int(P->stream_to_body(FRAME_SSE, stream, sizeof stream - 1, &out), RL_OK, "stream assembles");
+    is_int(P->stream_to_body(FRAME_SSE, stream, sizeof stream - 1, &out), RL_OK,
+           "stream assembles");
     ok(strstr(out.data, "\"object\":\"chat.completion\"") != NULL, "object is chat.completion");
     ok(strstr(out.data, "\"content\":\"Hello\"") != NULL, "content concatenated");
     ok(strstr(out.data, "\"arguments\":\"{\\\"city\\\":\\\"Oslo\\\"}\"") != NULL,
@@ -142,7 +143,8 @@ int main(void)
     ok(strstr(back.data, "chat.completion.chunk") != NULL, "chunks are chat.completion.chunk");
     rl_buf again;
     rl_buf_init(&again, 0);
-    is_int(P->stream_to_body(FRAME_SSE, back.data, back.len, &again), RL_OK, "the rendered stream assembles");
+    is_int(P->stream_to_body(FRAME_SSE, back.data, back.len, &again), RL_OK,
+           "the rendered stream assembles");
     is_str(again.data, out.data, "round trip body -> stream -> body is lossless");
     rl_buf_release(&again);
 
