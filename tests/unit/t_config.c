@@ -88,6 +88,40 @@ int main(void)
            "a key set twice is refused");
     is_int(config_load("/nonexistent/relay.ini", &cfg, &why), RL_IO, "a missing file is RL_IO");
 
+    /* Several upstreams: base_url defaults by type, mounts checked. */
+    is_int(load("[upstream.a]\ntype = anthropic\n[upstream.g]\ntype = gemini\n"
+                "[upstream.o]\ntype = ollama\nmount = /local\n",
+                &cfg, &why),
+           RL_OK, "several upstreams of several types load");
+    if (cfg) {
+        is_int(cfg->nupstreams, 3, "three upstreams");
+        is_int(cfg->upstreams[0].type, UPSTREAM_TYPE_ANTHROPIC, "type anthropic");
+        is_str(cfg->upstreams[0].base_url, "https://api.anthropic.com", "anthropic's default URL");
+        is_str(cfg->upstreams[1].base_url, "https://generativelanguage.googleapis.com",
+               "gemini's default URL");
+        is_str(cfg->upstreams[2].base_url, "http://127.0.0.1:11434", "ollama's default URL");
+        is_str(cfg->upstreams[2].mount, "/local", "a mount");
+        is_str(cfg->upstreams[0].mount, "", "no mount by default");
+        config_free(cfg);
+    }
+    is_int(load("[upstream.az]\ntype = azure\n", &cfg, &why), RL_CONFIG,
+           "azure without base_url is refused");
+    ok(why.data && strstr(why.data, "base_url") && strstr(why.data, "azure"),
+       "the reason says base_url is required for azure");
+    is_int(load("[upstream.c]\ntype = openai-compatible\nbase_url = http://127.0.0.1:8000\n", &cfg,
+                &why),
+           RL_OK, "openai-compatible with a base_url loads");
+    if (cfg)
+        config_free(cfg);
+    is_int(load("[upstream.a]\nmount = anthropic\n", &cfg, &why), RL_CONFIG,
+           "a mount without a leading slash is refused");
+    is_int(load("[upstream.a]\nmount = /a/\n", &cfg, &why), RL_CONFIG,
+           "a mount with a trailing slash is refused");
+    is_int(load("[upstream.a]\nmount = /x\n[upstream.b]\nmount = /x\n", &cfg, &why), RL_CONFIG,
+           "two upstreams on one mount are refused");
+    is_int(load("[upstream.a]\ntype = bedrock\n", &cfg, &why), RL_CONFIG,
+           "an unknown type is refused");
+
     /* The shipped relay.ini must load as is. */
     is_int(config_load("relay.ini", &cfg, &why), RL_OK, "the shipped relay.ini loads");
     if (cfg)

@@ -60,6 +60,145 @@ static const char stream[] =
     "\n\n"
     "data: [DONE]\n\n";
 
+/* A Responses API stream as OpenAI sends it (abridged fields). */
+static const char response_stream[] =
+    "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,"
+    "\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"status\":\"in_progress\","
+    "\"output\":[],\"usage\":null,\"error\":null}}\n\n"
+    "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\","
+    "\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,"
+    "\"delta\":\"Hi\"}\n\n"
+    "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,"
+    "\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"status\":\"completed\","
+    "\"error\":null,\"output\":[{\"id\":\"msg_1\",\"type\":\"message\",\"status\":"
+    "\"completed\",\"role\":\"assistant\",\"content\":[{\"type\":\"output_text\",\"text\":"
+    "\"Hi\",\"annotations\":[]}]},{\"id\":\"fc_1\",\"type\":\"function_call\",\"status\":"
+    "\"completed\",\"call_id\":\"call_1\",\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"}],"
+    "\"usage\":{\"input_tokens\":5,\"input_tokens_details\":{\"cached_tokens\":2},"
+    "\"output_tokens\":3,\"total_tokens\":8}}}\n\n";
+
+/* Checks the Responses API, the legacy Completions API, Embeddings, the
+ * model list and Azure's key parts. */
+static void other_endpoints(void)
+{
+    prov_info info;
+    rl_buf canon, parts, why, out, back;
+    rl_buf_init(&canon, 0);
+    rl_buf_init(&parts, 0);
+    rl_buf_init(&why, 0);
+    rl_buf_init(&out, 0);
+    rl_buf_init(&back, 0);
+
+    is_int(inspect_at("responses", "/v1/responses", "", "{\"model\":\"m\",\"input\":\"hi\"}", &info,
+                      &canon, &parts, &why),
+           RL_OK, "a responses request");
+    ok(!info.stateful, "without store or previous_response_id it may be cached");
+    inspect_at("responses", "/v1/responses", "",
+               "{\"model\":\"m\",\"input\":\"hi\",\"previous_response_id\":\"resp_0\"}", &info,
+               &canon, &parts, &why);
+    ok(info.stateful, "previous_response_id: never cached");
+    inspect_at("responses", "/v1/responses", "",
+               "{\"model\":\"m\",\"input\":\"hi\",\"store\":true}", &info, &canon, &parts, &why);
+    ok(info.stateful, "store: true: never cached");
+    is_int(inspect_at("embeddings", "/v1/embeddings", "",
+                      "{\"model\":\"e\",\"input\":\"x\",\"stream\":true}", &info, &canon, &parts,
+                      &why),
+           RL_OK, "an embeddings request");
+    ok(info.deterministic && !info.stream, "embeddings: deterministic, never streamed");
+    is_int(inspect_at("embeddings", "/v1/embeddings", "", "{\"model\":\"e\"}", &info, &canon,
+                      &parts, &why),
+           RL_BAD_REQUEST, "embeddings without input");
+    is_int(inspect_at("completions", "/v1/completions", "", "{\"model\":\"i\"}", &info, &canon,
+                      &parts, &why),
+           RL_BAD_REQUEST, "completions without prompt");
+    is_int(inspect_at("models", "/v1/models", "", NULL, &info, &canon, &parts, &why), RL_OK,
+           "the model list needs no body");
+    ok(info.deterministic && info.max_ttl == 300, "the model list is kept five minutes at most");
+
+    is_int(inspect_at("chat.completions", "/openai/deployments/prod/chat/completions",
+                      "api-version=2024-10-21", "{\"messages\":[]}", &info, &canon, &parts, &why),
+           RL_OK, "Azure needs no model in the body");
+    is_str(info.model, "prod", "the deployment names the model");
+    is_str(parts.data, "deployment=prod\napi-version=2024-10-21\n", "Azure's key parts");
+    inspect_at("chat.completions", "/v1/chat/completions", "api-version=1",
+               "{\"model\":\"m\",\"messages\":[]}", &info, &canon, &parts, &why);
+    is_int(parts.len, 0, "OpenAI's own paths have no key parts (the query is ignored)");
+
+    rl_header h[] = {{"api-key", "k1"}};
+    prov_request r = {.endpoint = "chat.completions",
+                      .path = "/openai/v1/chat/completions",
+                      .query = "",
+                      .headers = h,
+                      .nheaders = 1};
+    char buf[64];
+    is_str(P->credential(&r, buf, sizeof buf), "k1", "Azure's api-key is a credential");
+    r.nheaders = 0;
+    ok(P->credential(&r, buf, sizeof buf) == NULL, "no credential");
+
+    is_int(P->classify_event("response.completed", "{}", 2), PROV_EVENT_END,
+           "response.completed ends a Responses stream");
+    is_int(P->classify_event("response.incomplete", "{}", 2), PROV_EVENT_END,
+           "so does response.incomplete");
+    is_int(P->classify_event("response.failed", "{}", 2), PROV_EVENT_ERROR,
+           "response.failed is an error");
+    is_int(P->classify_event("message", "{\"type\":\"response.completed\"}", 29), PROV_EVENT_END,
+           "the data's type counts when the event has no name");
+    is_int(P->classify_event("response.created", "{\"response\":{\"error\":null}}", 27),
+           PROV_EVENT_DATA, "an error: null inside a response is no error");
+
+    is_int(P->stream_to_body(FRAME_SSE, response_stream, sizeof response_stream - 1, &out), RL_OK,
+           "a Responses stream assembles");
+    ok(strstr(out.data, "\"status\":\"completed\"") &&
+           strncmp(out.data, "{\"id\":\"resp_1\",", 15) == 0,
+       "into the final response object");
+    ok(P->body_complete(out.data, out.len), "which is a complete answer");
+    prov_usage u;
+    P->usage(ENTRY_STREAM, FRAME_SSE, response_stream, sizeof response_stream - 1, &u);
+    ok(u.input == 5 && u.output == 3 && u.cached_input == 2, "Responses usage from a stream");
+    P->usage(ENTRY_BODY, FRAME_SSE, out.data, out.len, &u);
+    ok(u.input == 5 && u.output == 3 && u.cached_input == 2, "Responses usage from a body");
+
+    info.framing = FRAME_SSE;
+    is_int(P->body_to_stream(out.data, out.len, &info, &back), RL_OK,
+           "a response renders as a stream");
+    ok(strstr(back.data, "event: response.created\n") == back.data, "starting response.created");
+    ok(strstr(back.data, "event: response.output_text.delta") &&
+           strstr(back.data, "event: response.function_call_arguments.done"),
+       "with the text and the call's arguments");
+    ok(strstr(back.data, "[DONE]") == NULL, "and no [DONE]");
+    rl_buf again;
+    rl_buf_init(&again, 0);
+    is_int(P->stream_to_body(FRAME_SSE, back.data, back.len, &again), RL_OK,
+           "the rendered stream assembles");
+    is_str(again.data, out.data, "back into the same response");
+    rl_buf_release(&again);
+
+    static const char legacy[] =
+        "data: {\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1,\"model\":\"i\","
+        "\"choices\":[{\"text\":\"He\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}]}\n\n"
+        "data: {\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1,\"model\":\"i\","
+        "\"choices\":[{\"text\":\"llo\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+        "\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n"
+        "data: [DONE]\n\n";
+    rl_buf_reset(&out);
+    is_int(P->stream_to_body(FRAME_SSE, legacy, sizeof legacy - 1, &out), RL_OK,
+           "a legacy Completions stream assembles");
+    ok(strstr(out.data, "\"object\":\"text_completion\"") &&
+           strstr(out.data, "\"text\":\"Hello\"") && strstr(out.data, "\"finish_reason\":\"stop\""),
+       "into a text_completion with the whole text");
+    rl_buf_reset(&back);
+    is_int(P->body_to_stream(out.data, out.len, &info, &back), RL_OK,
+           "a text_completion renders as a stream");
+    ok(strstr(back.data, "\"text\":\"Hello\"") && strstr(back.data, "data: [DONE]\n\n"),
+       "its text, then [DONE]");
+
+    rl_buf_release(&canon);
+    rl_buf_release(&parts);
+    rl_buf_release(&why);
+    rl_buf_release(&out);
+    rl_buf_release(&back);
+}
+
 int main(void)
 {
     prov_info info;
@@ -172,5 +311,6 @@ int main(void)
     rl_buf_release(&why);
     rl_buf_release(&out);
     rl_buf_release(&back);
+    other_endpoints();
     return tap_done();
 }
