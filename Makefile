@@ -94,8 +94,10 @@ asan: deps
 
 # libFuzzer targets (clang), each run for FUZZ_SECONDS on its seed corpus.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := sse openai
-FUZZ_SRC := engine/sse.c engine/prov_openai.c engine/policy.c store/base/rl_buf.c store/base/rl_err.c
+FUZZ_TARGETS := sse openai providers
+FUZZ_SRC := engine/sse.c engine/frame.c engine/prov_common.c engine/prov_openai.c \
+	engine/prov_anthropic.c engine/prov_gemini.c engine/prov_ollama.c engine/policy.c \
+	store/base/rl_buf.c store/base/rl_err.c
 fuzz: deps
 	@mkdir -p build-fuzz
 	@for t in $(FUZZ_TARGETS); do \
