@@ -139,9 +139,11 @@ static rl_err gemini_inspect(const prov_request *r, prov_info *info, rl_buf *can
         goto out;
 
     /* Token counts and embeddings are functions of the input; generation
-     * repeats with greedy decoding. */
+     * repeats with greedy decoding or a fixed seed (as for OpenAI's and
+     * Ollama's requests; without one Gemini draws a random seed). */
     json_t *config = json_object_get(root, "generationConfig");
-    info->deterministic = count || embed || is_zero(json_object_get(config, "temperature"));
+    info->deterministic = count || embed || is_zero(json_object_get(config, "temperature")) ||
+                          json_is_integer(json_object_get(config, "seed"));
 
     /* Gemini bodies carry nothing volatile: the whole body is the key. */
     err = prov_json_dump(root, PROV_JSON_CANONICAL, canonical);

@@ -135,6 +135,18 @@ static const upstream_config *first_of(const relay_config *cfg, upstream_type a,
     return NULL;
 }
 
+/* Gemini's stable /v1/models/M:method paths, told apart from OpenAI's
+ * /v1/models/ID (fine-tuned ids contain colons: ft:gpt-4o:org::id) by the
+ * method. */
+static int gemini_v1_method(const char *path)
+{
+    if (!starts_with(path, "/v1/models/"))
+        return 0;
+    route r = {.endpoint = NULL};
+    gemini_endpoint(path, &r);
+    return r.endpoint != NULL;
+}
+
 /* Routing by shape for paths under no mount. */
 static const upstream_config *by_shape(const relay_config *cfg, const char *path,
                                        const prov_ops **prov)
@@ -143,7 +155,7 @@ static const upstream_config *by_shape(const relay_config *cfg, const char *path
         *prov = &prov_anthropic;
         return first_of(cfg, UPSTREAM_TYPE_ANTHROPIC, UPSTREAM_TYPE_ANTHROPIC);
     }
-    if (starts_with(path, "/v1beta/") || (starts_with(path, "/v1/models/") && strchr(path, ':'))) {
+    if (starts_with(path, "/v1beta/") || gemini_v1_method(path)) {
         *prov = &prov_gemini;
         return first_of(cfg, UPSTREAM_TYPE_GEMINI, UPSTREAM_TYPE_GEMINI);
     }

@@ -237,6 +237,9 @@ static void test_inspect(void)
     inspect(&b, "generateContent", GEN, "",
             "{\"contents\":[],\"generationConfig\":{\"temperature\":0.7}}", secret);
     ok(!b.info.deterministic, "temperature 0.7 is not deterministic");
+    inspect(&b, "generateContent", GEN, "",
+            "{\"contents\":[],\"generationConfig\":{\"temperature\":0.7,\"seed\":42}}", secret);
+    ok(b.info.deterministic, "a fixed seed is deterministic");
     inspect(&b, "generateContent", GEN, "", "{\"contents\":[]}", secret);
     ok(!b.info.deterministic, "the default temperature is not deterministic");
     is_str(str(&b.canon), "{\"contents\":[]}", "a minimal body");

@@ -79,6 +79,8 @@ int main(void)
     check("/v1/models/gemini-2.5-flash:generateContent", "gem", "generateContent", "POST",
           "/v1/models/gemini-2.5-flash:generateContent");
     check("/v1beta/models", "gem", NULL, NULL, "/v1beta/models");
+    check("/v1/models/ft:gpt-4o-mini-2024-07-18:my-org::abc123", "oai", NULL, NULL,
+          "/v1/models/ft:gpt-4o-mini-2024-07-18:my-org::abc123");
     check("/openai/deployments/prod/chat/completions", "az", "chat.completions", "POST",
           "/openai/deployments/prod/chat/completions");
     check("/openai/deployments/prod/embeddings", "az", "embeddings", "POST",
