@@ -258,6 +258,7 @@ typedef struct assembly {
     json_t *message; /* message_start's message (owned) */
     json_t *usage;   /* message_delta's usage, merged (owned) */
     json_t *delta;   /* message_delta's delta, merged (owned) */
+    json_t *late;    /* message_delta's other members (owned) */
     ablock *blocks;
     size_t n, cap;
     int stopped;
@@ -277,6 +278,7 @@ static void assembly_release(assembly *a)
     json_decref(a->message);
     json_decref(a->usage);
     json_decref(a->delta);
+    json_decref(a->late);
 }
 
 static ablock *find_block(assembly *a, json_t *index)
@@ -359,6 +361,13 @@ static rl_err merge_into(json_t **dst, json_t *src)
     return RL_OK;
 }
 
+/* The members of a message_delta event that frame it rather than report
+ * on the message. */
+static int is_delta_frame(const char *member)
+{
+    return !strcmp(member, "type") || !strcmp(member, "delta") || !strcmp(member, "usage");
+}
+
 static rl_err on_event(assembly *a, json_t *ev)
 {
     const char *type = json_string_value(json_object_get(ev, "type"));
@@ -405,7 +414,22 @@ static rl_err on_event(assembly *a, json_t *ev)
         return find_block(a, json_object_get(ev, "index")) ? RL_OK : RL_UPSTREAM_PROTOCOL;
     if (strcmp(type, "message_delta") == 0) {
         rl_err err = merge_into(&a->delta, json_object_get(ev, "delta"));
-        return err == RL_OK ? merge_into(&a->usage, json_object_get(ev, "usage")) : err;
+        if (err == RL_OK)
+            err = merge_into(&a->usage, json_object_get(ev, "usage"));
+        /* Members reported only at the end (context_management) belong
+         * to the message itself. */
+        const char *k;
+        json_t *v;
+        json_object_foreach(ev, k, v)
+        {
+            if (err != RL_OK || is_delta_frame(k) || json_is_null(v))
+                continue;
+            if (!a->late && !(a->late = json_object()))
+                err = RL_NOMEM;
+            else if (json_object_set(a->late, k, v) != 0)
+                err = RL_NOMEM;
+        }
+        return err;
     }
     if (strcmp(type, "message_stop") == 0) {
         a->stopped = 1;
@@ -487,16 +511,13 @@ static rl_err anthropic_stream_to_body(frame_kind framing, const char *stream, s
             err = RL_NOMEM;
     if (err != RL_OK)
         goto out;
-    /* stop_reason, stop_sequence (and anything newer) from message_delta;
-     * its usage updates message_start's (output_tokens above all). */
-    const char *k;
-    json_t *v;
-    json_object_foreach(a.delta, k, v)
-    {
-        if (json_object_set(a.message, k, v) != 0) {
-            err = RL_NOMEM;
-            goto out;
-        }
+    /* stop_reason, stop_sequence (and anything newer) from message_delta,
+     * with its other members; its usage updates message_start's
+     * (output_tokens above all). */
+    if ((a.delta && json_object_update(a.message, a.delta) != 0) ||
+        (a.late && json_object_update(a.message, a.late) != 0)) {
+        err = RL_NOMEM;
+        goto out;
     }
     if (a.usage) {
         json_t *usage = json_object_get(a.message, "usage");
@@ -596,6 +617,10 @@ static rl_err put_block(rl_buf *out, size_t index, json_t *block)
     return err;
 }
 
+/* Members of a message that the API reports on message_delta, at the end
+ * of a stream, instead of in message_start. */
+static const char *const LATE_MEMBERS[] = {"context_management"};
+
 static rl_err anthropic_body_to_stream(const char *body, size_t len, const prov_info *info,
                                        rl_buf *out)
 {
@@ -624,6 +649,8 @@ static rl_err anthropic_body_to_stream(const char *body, size_t len, const prov_
     json_object_set_new(start, "stop_reason", json_null());
     json_object_set_new(start, "stop_sequence", json_null());
     json_object_set_new(start, "usage", start_usage);
+    for (size_t m = 0; m < sizeof LATE_MEMBERS / sizeof *LATE_MEMBERS; m++)
+        json_object_del(start, LATE_MEMBERS[m]);
     if ((err = put_event(out, "message_start",
                          json_pack("{s:s, s:o}", "type", "message_start", "message", start))) !=
         RL_OK)
@@ -649,6 +676,13 @@ static rl_err anthropic_body_to_stream(const char *body, size_t len, const prov_
                   stop_reason ? stop_reason : json_null(), "stop_sequence",
                   stop_sequence ? stop_sequence : json_null(), "usage", "output_tokens",
                   json_is_integer(output) ? json_integer_value(output) : (json_int_t)1);
+    for (size_t m = 0; delta && m < sizeof LATE_MEMBERS / sizeof *LATE_MEMBERS; m++) {
+        json_t *late = json_object_get(msg, LATE_MEMBERS[m]);
+        if (late && json_object_set(delta, LATE_MEMBERS[m], late) != 0) {
+            json_decref(delta);
+            delta = NULL;
+        }
+    }
     if ((err = put_event(out, "message_delta", delta)) == RL_OK)
         err = put_event(out, "message_stop", json_pack("{s:s}", "type", "message_stop"));
 out:

@@ -30,6 +30,9 @@
 //   errorAfter     stream: after this many events send an `event: error`
 //                  (overloaded_error) and end the stream there
 //   usage          merged into the answer's usage (e.g. cache_read_input_tokens)
+//
+// A request with context_management gets context_management
+// {applied_edits: []} in the message, or on message_delta when streamed.
 
 // Anthropic's default wording per status.
 const DEFAULT_ERRORS = {
@@ -139,8 +142,14 @@ function planAnswer(req, beh, n) {
   return { blocks, stopReason: beh.finishReason ?? (calls ? 'tool_use' : 'end_turn'), usage };
 }
 
+// With context editing (the context-management beta: the request's
+// context_management, as Claude Code sends it) the API reports the edits it
+// applied: a message member, in a stream on message_delta (not message_start).
+const appliedEdits = (req) =>
+  req.context_management && typeof req.context_management === 'object' ? { applied_edits: [] } : undefined;
+
 function messageObject(req, plan, n) {
-  return {
+  const msg = {
     id: `msg_fake${n}`,
     type: 'message',
     role: 'assistant',
@@ -150,13 +159,16 @@ function messageObject(req, plan, n) {
     stop_sequence: null,
     usage: plan.usage,
   };
+  const edits = appliedEdits(req);
+  if (edits) msg.context_management = edits;
+  return msg;
 }
 
 // The [name, data] events of a stream answer, in the API's order.
 function streamEvents(req, plan, beh, n) {
   const count = beh.chunks ?? 3;
   const ev = [];
-  const msg = messageObject(req, plan, n);
+  const { context_management: edits, ...msg } = messageObject(req, plan, n);
   ev.push(['message_start', { type: 'message_start', message: { ...msg, content: [], stop_reason: null, stop_sequence: null, usage: { ...plan.usage, output_tokens: 1 } } }]);
   plan.blocks.forEach((block, index) => {
     const delta = (d) => ev.push(['content_block_delta', { type: 'content_block_delta', index, delta: d }]);
@@ -180,7 +192,12 @@ function streamEvents(req, plan, beh, n) {
     }
     ev.push(['content_block_stop', { type: 'content_block_stop', index }]);
   });
-  ev.push(['message_delta', { type: 'message_delta', delta: { stop_reason: plan.stopReason, stop_sequence: null }, usage: { output_tokens: plan.usage.output_tokens } }]);
+  ev.push(['message_delta', {
+    type: 'message_delta',
+    delta: { stop_reason: plan.stopReason, stop_sequence: null },
+    usage: { output_tokens: plan.usage.output_tokens },
+    ...(edits ? { context_management: edits } : {}),
+  }]);
   ev.push(['message_stop', { type: 'message_stop' }]);
   return ev;
 }

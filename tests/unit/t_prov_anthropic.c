@@ -502,6 +502,31 @@ static void test_streams(void)
            "{\"id\":\"m\",\"type\":\"message\",\"content\":[],\"usage\":{\"input_tokens\":2}}",
            "... is the message_start message");
 
+    /* context_management comes on message_delta in a stream (context
+     * editing, as Claude Code asks for it) and belongs to the message. */
+    const char *edited =
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\","
+        "\"type\":\"message\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,"
+        "\"usage\":{\"input_tokens\":2,\"output_tokens\":1}}}\n\n"
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+        "\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":3},"
+        "\"context_management\":{\"applied_edits\":[]}}\n\n"
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    rl_buf_reset(&out);
+    is_int(P->stream_to_body(FRAME_SSE, edited, strlen(edited), &out), RL_OK,
+           "a stream with context_management on message_delta");
+    is_str(out.data,
+           "{\"id\":\"m\",\"type\":\"message\",\"content\":[],\"stop_reason\":\"end_turn\","
+           "\"stop_sequence\":null,\"usage\":{\"input_tokens\":2,\"output_tokens\":3},"
+           "\"context_management\":{\"applied_edits\":[]}}",
+           "... keeps it in the message");
+    rl_buf_reset(&back);
+    is_int(P->body_to_stream(out.data, out.len, &info, &back), RL_OK, "... and renders back");
+    ok(strstr(back.data, strstr(edited, "event: message_delta")) != NULL,
+       "... on message_delta, as the API sends it");
+    ok(strstr(back.data, "context_management") > strstr(back.data, "event: message_delta"),
+       "... and not in message_start");
+
     ok(!P->body_complete(
            "{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"x\"}}", 56),
        "an error document is not complete");
