@@ -124,9 +124,13 @@ int main(void)
 
     /* The shipped relay.ini must load as is. */
     is_int(config_load("relay.ini", &cfg, &why), RL_OK, "the shipped relay.ini loads");
-    if (cfg)
+    if (cfg) {
+        ok(config_upstream_of_type(cfg, UPSTREAM_TYPE_OPENAI) &&
+               config_upstream_of_type(cfg, UPSTREAM_TYPE_ANTHROPIC) &&
+               config_upstream_of_type(cfg, UPSTREAM_TYPE_GEMINI),
+           "... and serves OpenAI, Anthropic and Gemini out of the box");
         config_free(cfg);
-    else
+    } else
         printf("# %s\n", why.data);
 
     rl_buf_release(&why);
