@@ -327,6 +327,18 @@ static json_t *make_text_choice(json_int_t index)
                      "finish_reason");
 }
 
+/* A value that says something: not null, "" or 0. */
+static int is_set(json_t *v)
+{
+    if (!v || json_is_null(v))
+        return 0;
+    if (json_is_string(v))
+        return json_string_length(v) > 0;
+    if (json_is_integer(v))
+        return json_integer_value(v) != 0;
+    return 1;
+}
+
 static int assemble_event(void *ctx, const char *event, const char *data, size_t len)
 {
     assembly *a = ctx;
@@ -355,14 +367,20 @@ static int assemble_event(void *ctx, const char *event, const char *data, size_t
     const char *object = json_string_value(json_object_get(chunk, "object"));
     if (object && strcmp(object, "text_completion") == 0)
         a->legacy = 1;
-    /* Identity fields come from the first chunk that has them. */
+    /* Identity fields come from the first chunk that has them: Azure's
+     * first chunk, which carries only prompt_filter_results, has them
+     * empty ("" and 0). */
     static const char *const ident[] = {"id", "created", "model", "system_fingerprint",
                                         "service_tier"};
     for (size_t i = 0; i < sizeof ident / sizeof ident[0]; i++) {
         json_t *v = json_object_get(chunk, ident[i]);
-        if (v && !json_is_null(v) && !json_object_get(a->result, ident[i]))
+        if (is_set(v) && !json_object_get(a->result, ident[i]))
             json_object_set(a->result, ident[i], v);
     }
+    /* Azure's content filtering: the prompt's verdict once, at the top. */
+    json_t *prompt_filter = json_object_get(chunk, "prompt_filter_results");
+    if (json_is_array(prompt_filter))
+        json_object_set(a->result, "prompt_filter_results", prompt_filter);
     size_t i;
     json_t *c;
     json_array_foreach(json_object_get(chunk, "choices"), i, c)
@@ -381,6 +399,11 @@ static int assemble_event(void *ctx, const char *event, const char *data, size_t
         json_t *choice = by_index(a->choices, index, make_choice);
         if (choice)
             merge_delta(choice, c);
+        /* Azure rates each piece of the answer; the last verdict with
+         * content stands for the whole, as in its non-stream answer. */
+        json_t *filter = json_object_get(c, "content_filter_results");
+        if (choice && json_is_object(filter) && json_object_size(filter) > 0)
+            json_object_set(choice, "content_filter_results", filter);
     }
     json_t *usage = json_object_get(chunk, "usage");
     if (json_is_object(usage))
@@ -612,6 +635,14 @@ static rl_err openai_body_to_stream(const char *body, size_t len, const prov_inf
         goto out;
     }
     int with_usage = info->include_usage;
+    /* Azure opens its streams with the prompt's content-filter verdict in
+     * a chunk of its own, with empty identity fields. */
+    json_t *prompt_filter = json_object_get(completion, "prompt_filter_results");
+    if (json_is_array(prompt_filter) &&
+        (err = put_chunk(out, json_pack("{s:[], s:i, s:s, s:s, s:s, s:O}", "choices", "created", 0,
+                                        "id", "", "model", "", "object", "",
+                                        "prompt_filter_results", prompt_filter))) != RL_OK)
+        goto out;
     size_t i;
     json_t *choice;
     json_array_foreach(json_object_get(completion, "choices"), i, choice)
@@ -624,12 +655,14 @@ static rl_err openai_body_to_stream(const char *body, size_t len, const prov_inf
         json_t *content = json_object_get(message, "content");
         json_t *refusal = json_object_get(message, "refusal");
 
-        /* As OpenAI streams: the role first, then the text, then tool
-         * calls, then an empty delta with the finish reason. */
+        /* As OpenAI streams: the role first (content "" before text, null
+         * before tool calls), then the text, then tool calls, then an
+         * empty delta with the finish reason. */
         const char *role_name = json_is_string(role) ? json_string_value(role) : "assistant";
         json_t *first =
-            json_pack("{s:I, s:{s:s, s:s, s:n}, s:n, s:n}", "index", index, "delta", "role",
-                      role_name, "content", "", "refusal", "logprobs", "finish_reason");
+            json_pack("{s:I, s:{s:s, s:o, s:n}, s:n, s:n}", "index", index, "delta", "role",
+                      role_name, "content", json_is_string(content) ? json_string("") : json_null(),
+                      "refusal", "logprobs", "finish_reason");
         if ((err = put_chunk(out, new_chunk(completion, first, with_usage))) != RL_OK)
             goto out;
         if (json_is_string(content) && json_string_length(content) > 0) {
@@ -638,6 +671,9 @@ static rl_err openai_body_to_stream(const char *body, size_t len, const prov_inf
                 json_object_get(choice, "logprobs") ? json_object_get(choice, "logprobs")
                                                     : json_null(),
                 "finish_reason");
+            json_t *filter = json_object_get(choice, "content_filter_results");
+            if (c && filter)
+                json_object_set(c, "content_filter_results", filter);
             if ((err = put_chunk(out, new_chunk(completion, c, with_usage))) != RL_OK)
                 goto out;
         }

@@ -199,6 +199,56 @@ static void other_endpoints(void)
     rl_buf_release(&back);
 }
 
+/* Azure's content filtering survives both conversions, and its first
+ * chunk (only prompt_filter_results, empty identity) names nothing. */
+static void azure_and_tool_calls(void)
+{
+    prov_info info;
+    memset(&info, 0, sizeof info);
+    rl_buf out, back;
+    rl_buf_init(&out, 0);
+    rl_buf_init(&back, 0);
+    static const char azure[] =
+        "data: {\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\","
+        "\"prompt_filter_results\":[{\"prompt_index\":0,\"content_filter_results\":{}}]}\n\n"
+        "data: {\"choices\":[{\"content_filter_results\":{\"hate\":{\"filtered\":false}},"
+        "\"delta\":{\"content\":\"Hi\",\"role\":\"assistant\"},\"finish_reason\":null,\"index\":0}]"
+        ","
+        "\"created\":7,\"id\":\"c1\",\"model\":\"m\",\"object\":\"chat.completion.chunk\"}\n\n"
+        "data: {\"choices\":[{\"content_filter_results\":{},\"delta\":{},\"finish_reason\":"
+        "\"stop\",\"index\":0}],\"created\":7,\"id\":\"c1\",\"model\":\"m\",\"object\":"
+        "\"chat.completion.chunk\"}\n\n"
+        "data: [DONE]\n\n";
+    is_int(P->stream_to_body(FRAME_SSE, azure, sizeof azure - 1, &out), RL_OK,
+           "an Azure stream assembles");
+    ok(strstr(out.data, "\"id\":\"c1\",\"created\":7,\"model\":\"m\"") != NULL,
+       "identity from the first chunk that has one, not the prompt-filter chunk");
+    ok(strstr(out.data, "\"prompt_filter_results\":[{") &&
+           strstr(out.data, "\"content_filter_results\":{\"hate\":{\"filtered\":false}}"),
+       "prompt and content filter results are kept (the last non-empty verdict)");
+    is_int(P->body_to_stream(out.data, out.len, &info, &back), RL_OK, "... and render back");
+    static const char first[] = "data: {\"choices\":[],\"created\":0,\"id\":\"\"";
+    ok(strncmp(back.data, first, sizeof first - 1) == 0 &&
+           strstr(back.data, "\"prompt_filter_results\""),
+       "the prompt's verdict first, in a chunk of its own, as Azure streams");
+
+    static const char calls[] =
+        "{\"id\":\"c2\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"m\",\"choices\":"
+        "[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{"
+        "\"id\":\"t\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
+        "\"finish_reason\":\"tool_calls\"}]}";
+    rl_buf_reset(&back);
+    is_int(P->body_to_stream(calls, sizeof calls - 1, &info, &back), RL_OK,
+           "a tool-call answer renders as a stream");
+    ok(strstr(back.data, "\"delta\":{\"role\":\"assistant\",\"content\":null,") != NULL,
+       "its first delta has content null, as OpenAI streams tool calls");
+    rl_buf_reset(&out);
+    is_int(P->stream_to_body(FRAME_SSE, back.data, back.len, &out), RL_OK, "... and assembles");
+    ok(strstr(out.data, "\"content\":null") != NULL, "... with content null again");
+    rl_buf_release(&out);
+    rl_buf_release(&back);
+}
+
 int main(void)
 {
     prov_info info;
@@ -312,5 +362,6 @@ int main(void)
     rl_buf_release(&out);
     rl_buf_release(&back);
     other_endpoints();
+    azure_and_tool_calls();
     return tap_done();
 }
