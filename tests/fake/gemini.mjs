@@ -23,7 +23,13 @@
 // call. A request with functionDeclarations and
 // toolConfig.functionCallingConfig.mode "ANY" (or beh.toolCalls) is answered
 // with a functionCall part (args {"query": the user text}, or
-// beh.toolCalls[i].arguments parsed).
+// beh.toolCalls[i].arguments parsed). A request for JSON output
+// (generationConfig.responseMimeType "application/json") is answered with
+// a JSON document: the smallest instance of its responseJsonSchema or
+// responseSchema (required properties, or all when none are required;
+// strings are the echo, integers and numbers their minimum or 1, booleans
+// true, arrays one item, enums their first value), or the echo as a JSON
+// string without a schema.
 //
 // Stream behaviours (see upstream.mjs): chunks (text pieces, default 3),
 // chunkDelayMs, cutAfter (events; for a non-stream answer, body bytes),
@@ -112,6 +118,38 @@ function embeddingOf(text, dims) {
   return v;
 }
 
+// The smallest instance of a JSON schema (JSON Schema or Gemini's Schema,
+// whose types are upper case), its strings being echo.
+function schemaInstance(schema, echo, depth = 0) {
+  if (!schema || typeof schema !== 'object' || depth > 8) return echo;
+  if (Array.isArray(schema.enum) && schema.enum.length > 0) return schema.enum[0];
+  if ('const' in schema) return schema.const;
+  const alt = schema.anyOf ?? schema.oneOf;
+  if (Array.isArray(alt) && alt.length > 0) return schemaInstance(alt[0], echo, depth + 1);
+  let type = Array.isArray(schema.type) ? schema.type.find((t) => String(t).toLowerCase() !== 'null') : schema.type;
+  type = String(type ?? (schema.properties ? 'object' : schema.items ? 'array' : 'string')).toLowerCase();
+  switch (type) {
+    case 'object': {
+      const props = schema.properties && typeof schema.properties === 'object' ? schema.properties : {};
+      const names = Array.isArray(schema.required) && schema.required.length > 0 ? schema.required : Object.keys(props);
+      return Object.fromEntries(names.map((n) => [n, schemaInstance(props[n], echo, depth + 1)]));
+    }
+    case 'array':
+      return [schemaInstance(schema.items, echo, depth + 1)];
+    case 'integer':
+    case 'number': {
+      const min = Number(schema.minimum);
+      return Number.isFinite(min) ? min : 1;
+    }
+    case 'boolean':
+      return true;
+    case 'null':
+      return null;
+    default:
+      return echo;
+  }
+}
+
 // What to answer: text or function calls, decided from request and behaviour.
 function planAnswer(req, beh, model, callNo) {
   const contents = Array.isArray(req.contents) ? req.contents : [];
@@ -136,7 +174,14 @@ function planAnswer(req, beh, model, callNo) {
     const name = fcc?.allowedFunctionNames?.[0] ?? declarations[0]?.name ?? 'lookup';
     calls = [{ name, args: { query: userText } }];
   }
-  const text = calls ? null : (beh.content ?? `Echo: ${userText}`);
+  const gc = req.generationConfig ?? {};
+  let text = null;
+  if (!calls) {
+    text = beh.content ?? `Echo: ${userText}`;
+    if (beh.content === undefined && gc.responseMimeType === 'application/json') {
+      text = JSON.stringify(schemaInstance(gc.responseJsonSchema ?? gc.responseSchema, text));
+    }
+  }
   const prompt = promptTokens(contents);
   const answerWords = text ?? calls.map((c) => JSON.stringify(c.args)).join(' ');
   const candidates = Math.max(1, countWords(answerWords));
