@@ -44,106 +44,32 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 
+import { describeRun, diffPaths, recordingProxy, runAgent } from './agents.mjs';
 import { relaySuite, uniq, REPO, KEY_A } from './harness.mjs';
 
 const CLAUDE = path.join(REPO, 'tests', 'node_modules', '.bin', 'claude');
 const RUN_TIMEOUT = 60000; // one claude -p run
 const T = { timeout: 3 * RUN_TIMEOUT };
 
-// A proxy in front of Relay that records each request and Relay's answer
-// headers: {method, url, headers, body, status, xcache, key}.
-async function recordingProxy(target) {
-  const seen = [];
-  const server = http.createServer((req, res) => {
-    const parts = [];
-    req.on('data', (d) => parts.push(d));
-    req.on('end', () => {
-      const body = Buffer.concat(parts);
-      const rec = { method: req.method, url: req.url, headers: { ...req.headers }, body: body.toString('utf8') };
-      seen.push(rec);
-      const up = http.request(`${target}${req.url}`, { method: req.method, headers: req.headers }, (ur) => {
-        rec.status = ur.statusCode;
-        rec.xcache = ur.headers['x-cache'];
-        rec.key = ur.headers['x-relay-key'];
-        res.writeHead(ur.statusCode, ur.headers);
-        ur.pipe(res);
-      });
-      up.on('error', (err) => {
-        rec.error = err.message;
-        res.destroy();
-      });
-      up.end(body);
-    });
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    seen,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
-// Runs `claude -p prompt` to completion or RUN_TIMEOUT (then SIGKILL).
-// Resolves {code, signal, stdout, stderr, timedOut}.
+// Runs `claude -p prompt` (bounded: RUN_TIMEOUT).
 function runClaude(prompt, { baseUrl, home, cwd }) {
-  return new Promise((resolve) => {
-    const child = spawn(CLAUDE, ['-p', prompt], {
-      cwd,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      // Only what it needs: nothing of the caller's environment leaks in.
-      env: {
-        PATH: process.env.PATH,
-        HOME: home,
-        ANTHROPIC_BASE_URL: baseUrl, // without /v1
-        ANTHROPIC_API_KEY: KEY_A,
-        DISABLE_TELEMETRY: '1',
-        DISABLE_ERROR_REPORTING: '1',
-        DISABLE_AUTOUPDATER: '1',
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-      },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, RUN_TIMEOUT);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      resolve({ code: null, signal: null, stdout, stderr: `${stderr}${err.message}`, timedOut });
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, timedOut });
-    });
+  return runAgent(CLAUDE, ['-p', prompt], {
+    cwd,
+    timeoutMs: RUN_TIMEOUT,
+    env: {
+      HOME: home,
+      ANTHROPIC_BASE_URL: baseUrl, // without /v1
+      ANTHROPIC_API_KEY: KEY_A,
+      DISABLE_TELEMETRY: '1',
+      DISABLE_ERROR_REPORTING: '1',
+      DISABLE_AUTOUPDATER: '1',
+      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+    },
   });
-}
-
-const describeRun = (r) =>
-  `exit ${r.code}${r.signal ? ` (${r.signal})` : ''}${r.timedOut ? ` killed after ${RUN_TIMEOUT} ms` : ''}\n` +
-  `stdout: ${r.stdout.slice(-800)}\nstderr: ${r.stderr.slice(-800)}`;
-
-// The JSON paths at which a and b differ (for a failure message).
-function diffPaths(a, b, at = '') {
-  if (a === b) return [];
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) {
-    return [`${at || '.'}: ${JSON.stringify(a)?.slice(0, 120)} vs ${JSON.stringify(b)?.slice(0, 120)}`];
-  }
-  const out = [];
-  for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) out.push(...diffPaths(a[k], b[k], `${at}.${k}`));
-  return out;
 }
 
 // The request body without its per-session field.

@@ -63,12 +63,11 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 
+import { describeRun, diffPaths, recordingProxy, runAgent } from './agents.mjs';
 import { relaySuite, uniq, REPO, KEY_A } from './harness.mjs';
 
 const GEMINI = path.join(REPO, 'tests', 'node_modules', '.bin', 'gemini');
@@ -86,105 +85,18 @@ const SETTINGS = {
   ide: { enabled: false },
 };
 
-// A proxy in front of Relay that records each request and Relay's answer
-// headers: {method, url, headers, body, status, xcache, key}.
-async function recordingProxy(target) {
-  const seen = [];
-  const server = http.createServer((req, res) => {
-    const parts = [];
-    req.on('data', (d) => parts.push(d));
-    req.on('end', () => {
-      const body = Buffer.concat(parts);
-      const rec = { method: req.method, url: req.url, headers: { ...req.headers }, body: body.toString('utf8') };
-      seen.push(rec);
-      const up = http.request(`${target}${req.url}`, { method: req.method, headers: req.headers }, (ur) => {
-        rec.status = ur.statusCode;
-        rec.xcache = ur.headers['x-cache'];
-        rec.key = ur.headers['x-relay-key'];
-        res.writeHead(ur.statusCode, ur.headers);
-        ur.pipe(res);
-      });
-      up.on('error', (err) => {
-        rec.error = err.message;
-        res.destroy();
-      });
-      up.end(body);
-    });
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    seen,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
-// Process groups of runs still going, killed if the test process exits.
-const running = new Set();
-const killGroup = (pid) => {
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    /* already gone */
-  }
-};
-process.on('exit', () => {
-  for (const pid of running) killGroup(pid);
-});
-
-// Runs `gemini -p prompt` to completion or RUN_TIMEOUT (then SIGKILL to its
-// process group). Resolves {code, signal, stdout, stderr, timedOut}.
+// Runs `gemini -p prompt` (bounded: RUN_TIMEOUT).
 function runGemini(prompt, { baseUrl, home, cwd }) {
-  return new Promise((resolve) => {
-    const child = spawn(GEMINI, ['-p', prompt], {
-      cwd,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true, // its own process group, with the relaunched child
-      // Only what it needs: nothing of the caller's environment leaks in.
-      env: {
-        PATH: process.env.PATH,
-        HOME: home,
-        GOOGLE_GEMINI_BASE_URL: baseUrl, // without /v1beta
-        GEMINI_API_KEY: KEY_A,
-        GEMINI_CLI_TRUST_WORKSPACE: 'true',
-      },
-    });
-    if (child.pid) running.add(child.pid);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      killGroup(child.pid);
-    }, RUN_TIMEOUT);
-    const done = (r) => {
-      clearTimeout(timer);
-      running.delete(child.pid);
-      resolve(r);
-    };
-    child.on('error', (err) => done({ code: null, signal: null, stdout, stderr: `${stderr}${err.message}`, timedOut }));
-    child.on('close', (code, signal) => done({ code, signal, stdout, stderr, timedOut }));
+  return runAgent(GEMINI, ['-p', prompt], {
+    cwd,
+    timeoutMs: RUN_TIMEOUT,
+    env: {
+      HOME: home,
+      GOOGLE_GEMINI_BASE_URL: baseUrl, // without /v1beta
+      GEMINI_API_KEY: KEY_A,
+      GEMINI_CLI_TRUST_WORKSPACE: 'true',
+    },
   });
-}
-
-const describeRun = (r) =>
-  `exit ${r.code}${r.signal ? ` (${r.signal})` : ''}${r.timedOut ? ` killed after ${RUN_TIMEOUT} ms` : ''}\n` +
-  `stdout: ${r.stdout.slice(-800)}\nstderr: ${r.stderr.slice(-800)}`;
-
-// The JSON paths at which a and b differ (for a failure message).
-function diffPaths(a, b, at = '') {
-  if (a === b) return [];
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) {
-    return [`${at || '.'}: ${JSON.stringify(a)?.slice(0, 120)} vs ${JSON.stringify(b)?.slice(0, 120)}`];
-  }
-  const out = [];
-  for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) out.push(...diffPaths(a[k], b[k], `${at}.${k}`));
-  return out;
 }
 
 relaySuite('gemini cli (gemini -p) through relay', {

@@ -68,12 +68,11 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 
+import { describeRun, diffPaths, recordingProxy, runAgent } from './agents.mjs';
 import { relaySuite, uniq, REPO, KEY_A } from './harness.mjs';
 
 const OPENCODE = path.join(REPO, 'tests', 'node_modules', '.bin', 'opencode');
@@ -84,42 +83,6 @@ const OPENAI_MODEL = 'gpt-5.4';
 const OPENAI_TITLE_MODEL = 'gpt-5.4-nano';
 const ANTHROPIC_MODEL = 'claude-sonnet-4-5';
 const ANTHROPIC_TITLE_MODEL = 'claude-haiku-4-5-20251001';
-
-// A proxy in front of Relay that records each request and Relay's answer
-// headers: {method, url, headers, body, status, xcache, key}.
-async function recordingProxy(target) {
-  const seen = [];
-  const server = http.createServer((req, res) => {
-    const parts = [];
-    req.on('data', (d) => parts.push(d));
-    req.on('end', () => {
-      const body = Buffer.concat(parts);
-      const rec = { method: req.method, url: req.url, headers: { ...req.headers }, body: body.toString('utf8') };
-      seen.push(rec);
-      const up = http.request(`${target}${req.url}`, { method: req.method, headers: req.headers }, (ur) => {
-        rec.status = ur.statusCode;
-        rec.xcache = ur.headers['x-cache'];
-        rec.key = ur.headers['x-relay-key'];
-        res.writeHead(ur.statusCode, ur.headers);
-        ur.pipe(res);
-      });
-      up.on('error', (err) => {
-        rec.error = err.message;
-        res.destroy();
-      });
-      up.end(body);
-    });
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    seen,
-    close: () => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
 
 // A HOME whose global OpenCode config points both providers at baseUrl, and
 // whose config directory needs no npm install (see the header).
@@ -142,57 +105,20 @@ function writeHome(home, baseUrl) {
   fs.writeFileSync(path.join(dir, 'package-lock.json'), JSON.stringify({ lockfileVersion: 3, packages: { '': { dependencies: deps } } }));
 }
 
-// Runs `opencode run ...args` to completion or RUN_TIMEOUT (then SIGKILL).
-// Resolves {code, signal, stdout, stderr, timedOut}.
+// Runs `opencode run ...args` (bounded: RUN_TIMEOUT). No XDG_* variables:
+// everything lives under HOME.
 function runOpencode(args, { home, cwd }) {
-  return new Promise((resolve) => {
-    const child = spawn(OPENCODE, ['run', ...args], {
-      cwd,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      // Only what it needs: nothing of the caller's environment leaks in
-      // (no XDG_*: everything lives under HOME).
-      env: {
-        PATH: process.env.PATH,
-        HOME: home,
-        OPENCODE_DISABLE_MODELS_FETCH: '1',
-        OPENCODE_DISABLE_AUTOUPDATE: '1',
-        OPENCODE_DISABLE_SHARE: '1',
-        OPENCODE_DISABLE_LSP_DOWNLOAD: '1',
-      },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, RUN_TIMEOUT);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      resolve({ code: null, signal: null, stdout, stderr: `${stderr}${err.message}`, timedOut });
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, timedOut });
-    });
+  return runAgent(OPENCODE, ['run', ...args], {
+    cwd,
+    timeoutMs: RUN_TIMEOUT,
+    env: {
+      HOME: home,
+      OPENCODE_DISABLE_MODELS_FETCH: '1',
+      OPENCODE_DISABLE_AUTOUPDATE: '1',
+      OPENCODE_DISABLE_SHARE: '1',
+      OPENCODE_DISABLE_LSP_DOWNLOAD: '1',
+    },
   });
-}
-
-const describeRun = (r) =>
-  `exit ${r.code}${r.signal ? ` (${r.signal})` : ''}${r.timedOut ? ` killed after ${RUN_TIMEOUT} ms` : ''}\n` +
-  `stdout: ${r.stdout.slice(-800)}\nstderr: ${r.stderr.slice(-800)}`;
-
-// The JSON paths at which a and b differ (for a failure message).
-function diffPaths(a, b, at = '') {
-  if (a === b) return [];
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) {
-    return [`${at || '.'}: ${JSON.stringify(a)?.slice(0, 120)} vs ${JSON.stringify(b)?.slice(0, 120)}`];
-  }
-  const out = [];
-  for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) out.push(...diffPaths(a[k], b[k], `${at}.${k}`));
-  return out;
 }
 
 // The last user message's text in a Responses input or Messages messages.
