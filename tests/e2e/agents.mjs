@@ -11,6 +11,7 @@
 // for a human.
 
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
 
 // A proxy in front of target (Relay) that records each request and Relay's
@@ -63,9 +64,38 @@ process.on('exit', () => {
   for (const pid of running) killGroup(pid);
 });
 
+// The processes (other than ours) whose environment has HOME=home: what is
+// left of an agent's run, wherever it went (a daemon that called setsid too).
+export function processesWithHome(home) {
+  const needle = `\0HOME=${home}\0`;
+  const out = [];
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
+    try {
+      const env = `\0${fs.readFileSync(`/proc/${p}/environ`, 'latin1')}`;
+      if (env.includes(needle)) out.push(Number(p));
+    } catch {
+      /* gone, or not ours */
+    }
+  }
+  return out;
+}
+
+function killAll(pids) {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+
 // Runs bin with args to completion or timeoutMs, then SIGKILLs its whole
 // process group (agents relaunch themselves or start helper processes).
-// Resolves {code, signal, stdout, stderr, timedOut, timeoutMs}.
+// With env.HOME (a temp directory of the run's own), the processes still
+// carrying it afterwards are listed in `leftover` and killed too.
+// Resolves {code, signal, stdout, stderr, timedOut, timeoutMs, leftover}.
 export function runAgent(bin, args, { cwd, env, timeoutMs = 60000 }) {
   return new Promise((resolve) => {
     const child = spawn(bin, args, {
@@ -80,16 +110,20 @@ export function runAgent(bin, args, { cwd, env, timeoutMs = 60000 }) {
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     let timedOut = false;
+    const leftovers = () => (env.HOME ? processesWithHome(env.HOME) : []);
     const timer = setTimeout(() => {
       timedOut = true;
       killGroup(child.pid);
+      // A daemon holding our pipes would keep 'close' from firing.
+      killAll(leftovers());
     }, timeoutMs);
     const done = (r) => {
       clearTimeout(timer);
       running.delete(child.pid);
-      // What the agent left running in its group goes with it.
+      const leftover = leftovers();
       if (child.pid) killGroup(child.pid);
-      resolve({ ...r, stdout, timedOut, timeoutMs });
+      killAll(leftover);
+      resolve({ ...r, stdout, timedOut, timeoutMs, leftover });
     };
     child.on('error', (err) => done({ code: null, signal: null, stderr: `${stderr}${err.message}` }));
     child.on('close', (code, signal) => done({ code, signal, stderr }));

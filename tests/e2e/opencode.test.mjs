@@ -75,7 +75,8 @@ import path from 'node:path';
 import { describeRun, diffPaths, recordingProxy, runAgent } from './agents.mjs';
 import { relaySuite, uniq, REPO, KEY_A } from './harness.mjs';
 
-const OPENCODE = path.join(REPO, 'tests', 'node_modules', '.bin', 'opencode');
+// The Linux x64 build, a direct optional dependency (see tests/package.json).
+const OPENCODE = path.join(REPO, 'tests', 'node_modules', 'opencode-linux-x64', 'bin', 'opencode');
 const RUN_TIMEOUT = 60000; // one opencode run
 const T = { timeout: 3 * RUN_TIMEOUT };
 
