@@ -142,6 +142,33 @@ relaySuite('openai endpoints: responses, embeddings, completions, models', {}, (
     const { response: h } = await client().responses.create({ model: 'gpt-4.1-nano', input: m, temperature: 0, store: false }).withResponse();
     assert.equal(h.headers.get('x-cache'), 'MISS');
   });
+
+  test('an upstream 429 on embeddings and 503 on a Responses stream reach the SDK in OpenAI\'s shape; nothing cached', T, async () => {
+    const m = uniq('endpoint-errors');
+    relay.fake.enqueue({ status: 429, path: '/v1/embeddings' });
+    const embed = { model: 'text-embedding-3-small', input: m };
+    await assert.rejects(client().embeddings.create(embed), (err) => {
+      assert.ok(err instanceof OpenAI.RateLimitError, String(err));
+      assert.equal(err.status, 429);
+      assert.equal(err.code, 'rate_limit_exceeded');
+      assert.equal(err.type, 'requests');
+      return true;
+    });
+    const { response: h1 } = await client().embeddings.create(embed).withResponse();
+    assert.equal(h1.headers.get('x-cache'), 'MISS', 'the error was not cached');
+    assert.equal(relay.fake.callsFor(m).length, 2);
+
+    const m2 = uniq('responses-stream-503');
+    relay.fake.enqueue({ status: 503, path: '/v1/responses' });
+    const req = { model: 'gpt-4.1-nano', input: m2, temperature: 0, store: false, stream: true };
+    await assert.rejects(async () => {
+      for await (const ev of await client().responses.create(req)) void ev;
+    }, (err) => err instanceof OpenAI.InternalServerError && err.status === 503 && typeof err.error?.message === 'string');
+    const events = [];
+    for await (const ev of await client().responses.create(req)) events.push(ev.type);
+    assert.equal(events.at(-1), 'response.completed');
+    assert.equal(relay.fake.callsFor(m2).length, 2);
+  });
 });
 
 relaySuite('azure openai: deployments, api-version, api-key', { upstreams: ['azure'] }, (relay) => {
