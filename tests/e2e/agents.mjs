@@ -13,6 +13,8 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
 
 // A proxy in front of target (Relay) that records each request and Relay's
 // answer headers: seen[] of {method, url, headers, body, status, xcache,
@@ -47,6 +49,22 @@ export async function recordingProxy(target) {
     close: () => {
       server.closeAllConnections();
       return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+// Temporary directories (an agent's HOME, its working directory), removed
+// together: const tmp = tempDirs(); tmp.make('relay-x-home-'); tmp.removeAll().
+export function tempDirs() {
+  const made = [];
+  return {
+    make(prefix) {
+      const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+      made.push(d);
+      return d;
+    },
+    removeAll() {
+      for (const d of made.splice(0)) fs.rmSync(d, { recursive: true, force: true });
     },
   };
 }

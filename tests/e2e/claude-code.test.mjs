@@ -45,10 +45,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
-import { describeRun, diffPaths, recordingProxy, runAgent } from './agents.mjs';
+import { describeRun, diffPaths, recordingProxy, runAgent, tempDirs } from './agents.mjs';
 import { relaySuite, uniq, REPO, KEY_A } from './harness.mjs';
 
 const CLAUDE = path.join(REPO, 'tests', 'node_modules', '.bin', 'claude');
@@ -86,16 +85,11 @@ relaySuite('claude code (claude -p) through relay', {
 }, (relay) => {
   let proxy;
   let env;
-  const tmpDirs = [];
-  const mkTmp = (prefix) => {
-    const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-    tmpDirs.push(d);
-    return d;
-  };
+  const tmp = tempDirs();
 
   before(async () => {
     proxy = await recordingProxy(relay.base);
-    env = { baseUrl: proxy.url, home: mkTmp('relay-cc-home-'), cwd: mkTmp('relay-cc-cwd-') };
+    env = { baseUrl: proxy.url, home: tmp.make('relay-cc-home-'), cwd: tmp.make('relay-cc-cwd-') };
   });
 
   // The requests of the proxy that carry marker.
@@ -171,6 +165,6 @@ relaySuite('claude code (claude -p) through relay', {
 
   after(async () => {
     await proxy?.close();
-    for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+    tmp.removeAll();
   });
 });

@@ -61,10 +61,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
-import { describeRun, diffPaths, recordingProxy, runAgent } from './agents.mjs';
+import { describeRun, diffPaths, recordingProxy, runAgent, tempDirs } from './agents.mjs';
 import { relaySuite, uniq, REPO, KEY_A } from './harness.mjs';
 
 // The Linux x64 build, a direct optional dependency (see tests/package.json).
@@ -175,12 +174,7 @@ relaySuite('cline (cline -P PROVIDER PROMPT) through relay', {
   ini: { cache: { policy: 'always' } },
 }, (relay) => {
   let proxy;
-  const tmpDirs = [];
-  const mkTmp = (prefix) => {
-    const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-    tmpDirs.push(d);
-    return d;
-  };
+  const tmp = tempDirs();
 
   before(async () => {
     proxy = await recordingProxy(relay.base);
@@ -193,7 +187,7 @@ relaySuite('cline (cline -P PROVIDER PROMPT) through relay', {
     test(`${p.name}: cline prints the echo; a second identical run is answered from the cache`, T, async (t) => {
       // A pinned dependency: missing is a failure, not a skip.
       assert.ok(fs.existsSync(CLINE), `${CLINE} is missing (npm ci in tests/)`);
-      const env = { provider: p.provider, model: p.model, home: mkTmp('relay-cline-home-'), cwd: mkTmp('relay-cline-cwd-') };
+      const env = { provider: p.provider, model: p.model, home: tmp.make('relay-cline-home-'), cwd: tmp.make('relay-cline-cwd-') };
       writeSettings(env.home, { provider: p.provider, model: p.model, baseUrl: `${proxy.url}/v1` });
       const m = uniq(`cline-${p.provider}`);
       const prompt = `Reply with one word. ${m}`;
@@ -243,13 +237,13 @@ relaySuite('cline (cline -P PROVIDER PROMPT) through relay', {
 
   test('another working directory is another entry (it is in the system prompt)', T, async () => {
     const p = PROVIDERS[0];
-    const env = { provider: p.provider, model: p.model, home: mkTmp('relay-cline-home-'), cwd: mkTmp('relay-cline-cwd-') };
+    const env = { provider: p.provider, model: p.model, home: tmp.make('relay-cline-home-'), cwd: tmp.make('relay-cline-cwd-') };
     writeSettings(env.home, { provider: p.provider, model: p.model, baseUrl: `${proxy.url}/v1` });
     const m = uniq('cline-cwd');
     const prompt = `Reply with one word. ${m}`;
     const r1 = await runCline(prompt, env);
     assert.equal(r1.code, 0, describeRun(r1));
-    const r2 = await runCline(prompt, { ...env, cwd: mkTmp('relay-cline-cwd-') });
+    const r2 = await runCline(prompt, { ...env, cwd: tmp.make('relay-cline-cwd-') });
     assert.equal(r2.code, 0, describeRun(r2));
     assert.equal(r2.stdout, r1.stdout);
     const [q1, q2] = requestsFor(m);
@@ -260,6 +254,6 @@ relaySuite('cline (cline -P PROVIDER PROMPT) through relay', {
 
   after(async () => {
     await proxy?.close();
-    for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+    tmp.removeAll();
   });
 });

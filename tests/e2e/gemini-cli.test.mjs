@@ -64,10 +64,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
-import { describeRun, diffPaths, recordingProxy, runAgent } from './agents.mjs';
+import { describeRun, diffPaths, recordingProxy, runAgent, tempDirs } from './agents.mjs';
 import { relaySuite, uniq, REPO, KEY_A } from './harness.mjs';
 
 const GEMINI = path.join(REPO, 'tests', 'node_modules', '.bin', 'gemini');
@@ -105,17 +104,12 @@ relaySuite('gemini cli (gemini -p) through relay', {
   ini: { cache: { policy: 'always' }, fcgi: { max_body: 1 << 20 } },
 }, (relay) => {
   let proxy;
-  const tmpDirs = [];
-  const mkTmp = (prefix) => {
-    const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-    tmpDirs.push(d);
-    return d;
-  };
+  const tmp = tempDirs();
   // A HOME with .gemini/settings.json and a working directory inside it.
   // An empty ~/.env ends the CLI's upward search for a .env file (which
   // would otherwise go on from the working directory to /tmp and /).
   const makeEnv = (settings) => {
-    const home = mkTmp('relay-gcli-home-');
+    const home = tmp.make('relay-gcli-home-');
     fs.mkdirSync(path.join(home, '.gemini'));
     fs.writeFileSync(path.join(home, '.gemini', 'settings.json'), JSON.stringify(settings, null, 2));
     fs.writeFileSync(path.join(home, '.env'), '');
@@ -255,6 +249,6 @@ relaySuite('gemini cli (gemini -p) through relay', {
 
   after(async () => {
     await proxy?.close();
-    for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+    tmp.removeAll();
   });
 });

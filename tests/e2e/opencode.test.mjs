@@ -69,10 +69,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
-import { describeRun, diffPaths, recordingProxy, runAgent } from './agents.mjs';
+import { describeRun, diffPaths, recordingProxy, runAgent, tempDirs } from './agents.mjs';
 import { relaySuite, uniq, REPO, KEY_A } from './harness.mjs';
 
 // The Linux x64 build, a direct optional dependency (see tests/package.json).
@@ -139,16 +138,11 @@ relaySuite('opencode (opencode run) through relay', {
 }, (relay) => {
   let proxy;
   let env;
-  const tmpDirs = [];
-  const mkTmp = (prefix) => {
-    const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-    tmpDirs.push(d);
-    return d;
-  };
+  const tmp = tempDirs();
 
   before(async () => {
     proxy = await recordingProxy(relay.base);
-    env = { home: mkTmp('relay-oc-home-'), cwd: mkTmp('relay-oc-cwd-') };
+    env = { home: tmp.make('relay-oc-home-'), cwd: tmp.make('relay-oc-cwd-') };
     writeHome(env.home, proxy.url);
   });
 
@@ -332,6 +326,6 @@ relaySuite('opencode (opencode run) through relay', {
 
   after(async () => {
     await proxy?.close();
-    for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+    tmp.removeAll();
   });
 });
