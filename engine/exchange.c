@@ -54,6 +54,8 @@ int exchange_write(exchange *x, const void *p, size_t n)
         return -1;
     if (n && x->sink->write(x->sink->ctx, p, n) != 0)
         x->client_gone = 1;
+    else
+        x->sent += n;
     return x->client_gone ? -1 : 0;
 }
 
@@ -107,7 +109,7 @@ void exchange_fail(exchange *x, rl_err err, const char *message)
         x->prov->error_body(&out, err, message);
         exchange_start(x, rl_err_status(err), "application/json", x->cache_status, -1, 0);
     } else if (x->up_is_stream || x->info.stream) {
-        x->prov->error_event(&out, exchange_framing(x), err, message);
+        x->prov->error_event(&out, exchange_framing(x), x->sent > 0, err, message);
     }
     exchange_write(x, out.data, out.len);
     exchange_flush(x);

@@ -61,6 +61,7 @@ typedef struct exchange {
 
     int started;     /* status line committed */
     int client_gone; /* a write or flush failed */
+    size_t sent;     /* body bytes written to the client */
 
     flight_role flight;
 

@@ -113,8 +113,10 @@ typedef struct prov_ops {
     rl_err (*error_body)(rl_buf *out, rl_err err, const char *message);
 
     /* Appends what ends a stream of the given framing with an error, for
-     * failures after the status line was sent. */
-    rl_err (*error_event)(rl_buf *out, frame_kind framing, rl_err err, const char *message);
+     * failures after the status line was sent; opened: some of the stream
+     * already went to the client (a JSON array needs its "[" otherwise). */
+    rl_err (*error_event)(rl_buf *out, frame_kind framing, int opened, rl_err err,
+                          const char *message);
 } prov_ops;
 
 extern const prov_ops prov_openai; /* also azure and openai-compatible */

@@ -777,9 +777,10 @@ static rl_err anthropic_error_body(rl_buf *out, rl_err err, const char *message)
     return e;
 }
 
-static rl_err anthropic_error_event(rl_buf *out, frame_kind framing, rl_err err,
+static rl_err anthropic_error_event(rl_buf *out, frame_kind framing, int opened, rl_err err,
                                     const char *message)
 {
+    (void)opened;  /* its streams need no opening */
     (void)framing; /* Anthropic streams only as SSE */
     return put_event(out, "error", error_document(err, message));
 }

@@ -547,14 +547,15 @@ static rl_err gemini_error_body(rl_buf *out, rl_err err, const char *message)
  * function cannot know, and a stream that failed before its first element
  * ends as "[,{...}]" — not valid JSON, but not cached either.
  */
-static rl_err gemini_error_event(rl_buf *out, frame_kind framing, rl_err err, const char *message)
+static rl_err gemini_error_event(rl_buf *out, frame_kind framing, int opened, rl_err err,
+                                 const char *message)
 {
     json_t *j = error_object(err, message);
     if (!j)
         return RL_NOMEM;
     const char *before = "data: ", *after = "\r\n\r\n";
     if (framing == FRAME_JSON_ARRAY) {
-        before = ",\r\n";
+        before = opened ? ",\r\n" : "[";
         after = "\n]";
     } else if (framing == FRAME_NDJSON) {
         before = "";

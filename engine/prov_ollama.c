@@ -510,8 +510,10 @@ static rl_err ollama_error_body(rl_buf *out, rl_err err, const char *message)
 
 /* One {"error": ...} line: the ollama clients raise on it. Should a stream
  * of another framing ever end here, it gets an SSE data event. */
-static rl_err ollama_error_event(rl_buf *out, frame_kind framing, rl_err err, const char *message)
+static rl_err ollama_error_event(rl_buf *out, frame_kind framing, int opened, rl_err err,
+                                 const char *message)
 {
+    (void)opened; /* its streams need no opening */
     if (framing != FRAME_SSE)
         return put_line(out, error_object(err, message));
     rl_err e = rl_buf_puts(out, "data: ");

@@ -732,8 +732,10 @@ static rl_err openai_error_body(rl_buf *out, rl_err err, const char *message)
     return e;
 }
 
-static rl_err openai_error_event(rl_buf *out, frame_kind framing, rl_err err, const char *message)
+static rl_err openai_error_event(rl_buf *out, frame_kind framing, int opened, rl_err err,
+                                 const char *message)
 {
+    (void)opened;  /* its streams need no opening */
     (void)framing; /* OpenAI streams are always SSE */
     return put_chunk(out, error_object(err, message));
 }

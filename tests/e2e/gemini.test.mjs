@@ -494,6 +494,22 @@ relaySuite('gemini: generateContent, streams, countTokens, embedContent', { upst
     assert.equal(relay.fake.callsFor(m).length, 2);
   });
 
+  test('a JSON array stream cut before its first element is still one valid JSON document', T, async () => {
+    const m = uniq('cut-array-empty');
+    relay.fake.enqueue({ chunks: 3, cutAfter: 0 });
+    const r1 = await post('streamGenerateContent', genBody(m));
+    let doc;
+    assert.doesNotThrow(() => (doc = JSON.parse(r1.text)), r1.text);
+    // Either the error before the status line (a 5xx document) or, once the
+    // 200 went out, an array whose only element is the error.
+    const err = r1.status === 200 ? (assert.equal(doc.length, 1, r1.text), doc[0].error) : doc.error;
+    assert.ok(err, r1.text);
+    assert.ok(err.code >= 500, JSON.stringify(err));
+    const r2 = await post('streamGenerateContent', genBody(m));
+    assert.equal(r2.headers.get('x-cache'), 'MISS');
+    assert.equal(relay.fake.callsFor(m).length, 2);
+  });
+
   test('a JSON array stream with every element but no closing bracket is incomplete: not cached', T, async () => {
     const m = uniq('no-bracket');
     // All three elements, the last with its finishReason, then a clean end.

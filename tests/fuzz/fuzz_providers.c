@@ -83,7 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     P->classify_event("message", text, size);
     P->classify_event(NULL, text, size);
     rl_buf_reset(&a);
-    P->error_event(&a, framing, RL_UPSTREAM_CUT, NULL);
+    P->error_event(&a, framing, 1, RL_UPSTREAM_CUT, NULL);
 
     rl_buf_release(&a);
     rl_buf_release(&b);

@@ -583,7 +583,7 @@ static void test_errors(void)
     }
 
     rl_buf_reset(&out);
-    P->error_event(&out, FRAME_SSE, RL_UPSTREAM_CUT, NULL);
+    P->error_event(&out, FRAME_SSE, 1, RL_UPSTREAM_CUT, NULL);
     is_str(out.data,
            "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":"
            "\"upstream stream ended before its terminator\"}}\n\n",

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "engine/prov.h"
 #include "tests/unit/tap.h"
 
@@ -499,7 +501,7 @@ static void test_errors(void)
        "no message: the error's own text");
 
     rl_buf_reset(&out);
-    P->error_event(&out, FRAME_SSE, RL_UPSTREAM_CUT, "cut");
+    P->error_event(&out, FRAME_SSE, 1, RL_UPSTREAM_CUT, "cut");
     is_str(
         str(&out),
         "data: {\"error\":{\"code\":502,\"message\":\"cut\",\"status\":\"UNAVAILABLE\"}}\r\n\r\n",
@@ -510,10 +512,21 @@ static void test_errors(void)
     /* A JSON array stream cut after two elements, then the error ending. */
     rl_buf_reset(&out);
     rl_buf_puts(&out, "[" C1 "\n,\r\n" C2);
-    P->error_event(&out, FRAME_JSON_ARRAY, RL_UPSTREAM_CUT, NULL);
+    P->error_event(&out, FRAME_JSON_ARRAY, 1, RL_UPSTREAM_CUT, NULL);
     ok(strncmp(out.data + out.len - 2, "\n]", 2) == 0, "JSON array error ends the array");
     k = classify_all(FRAME_JSON_ARRAY, out.data, out.len);
     ok(k.n == 3 && k.data == 2 && k.error == 1, "the array parses: two chunks and an error");
+
+    /* Cut before the first element: the error is the whole array. */
+    rl_buf_reset(&out);
+    P->error_event(&out, FRAME_JSON_ARRAY, 0, RL_UPSTREAM_CUT, NULL);
+    ok(out.data[0] == '[' && strncmp(out.data + out.len - 2, "\n]", 2) == 0,
+       "an unopened JSON array stream: [ error ]");
+    json_t *whole = json_loadb(out.data, out.len, 0, NULL);
+    ok(json_is_array(whole) && json_array_size(whole) == 1 &&
+           json_is_object(json_object_get(json_array_get(whole, 0), "error")),
+       "... which is valid JSON");
+    json_decref(whole);
     rl_buf_release(&out);
 }
 

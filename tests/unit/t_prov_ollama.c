@@ -373,7 +373,7 @@ static void test_errors(void)
     P->error_body(&out, RL_TOO_LARGE, NULL);
     is_str(out.data, "{\"error\":\"request body too large\"}", "no message: the error's text");
     rl_buf_reset(&out);
-    P->error_event(&out, FRAME_NDJSON, RL_UPSTREAM_CUT, NULL);
+    P->error_event(&out, FRAME_NDJSON, 1, RL_UPSTREAM_CUT, NULL);
     is_str(out.data, "{\"error\":\"upstream stream ended before its terminator\"}\n",
            "error event is one NDJSON line");
     is_int(P->classify_event(NULL, out.data, out.len - 1), PROV_EVENT_ERROR,

@@ -353,7 +353,7 @@ int main(void)
         "big\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"request_too_large\"}}",
         "error body in OpenAI's shape");
     rl_buf_reset(&out);
-    P->error_event(&out, FRAME_SSE, RL_UPSTREAM_CUT, NULL);
+    P->error_event(&out, FRAME_SSE, 1, RL_UPSTREAM_CUT, NULL);
     ok(strncmp(out.data, "data: {\"error\":", 15) == 0 && strstr(out.data, "\n\n"),
        "error event is a data event");
 
