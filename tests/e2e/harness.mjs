@@ -51,6 +51,7 @@ import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 
 import { startFakeUpstream } from '../fake/upstream.mjs';
+import { FRONTS, frontBinary, frontCommand, frontUser } from './fronts.mjs';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BUILD = path.resolve(REPO, process.env.RELAY_BUILD || 'build');
@@ -59,10 +60,12 @@ const IN_CI = process.env.CI === 'true';
 
 const RELAY_FCGI = path.join(BUILD, 'relay.fcgi');
 const RELAY_ADMIN = path.join(BUILD, 'relay-admin');
-const CADDYFILE = path.join(REPO, 'deploy', 'caddy', 'Caddyfile');
+// The web server in front (tests/e2e/fronts.mjs): RELAY_FRONT, default caddy.
+export const FRONT = process.env.RELAY_FRONT || 'caddy';
+if (!FRONTS.includes(FRONT)) throw new Error(`RELAY_FRONT=${FRONT}: not one of ${FRONTS.join(', ')}`);
 
 // Bounds on every wait (ms).
-const START_TIMEOUT = 15000; // relay socket, Caddy health
+const START_TIMEOUT = 15000; // relay socket, the front's health
 const STOP_TIMEOUT = 8000; // SIGTERM to SIGKILL (relay drain_timeout is 2 s)
 export const REQUEST_TIMEOUT = 10000; // any single request in a test
 export const TEST_TIMEOUT = 30000; // any single test
@@ -108,7 +111,8 @@ function which(cmd) {
 // What is missing to run the end-to-end tests, or null.
 export function missingPrerequisites(options = {}) {
   const missing = [];
-  if (!which('caddy')) missing.push('caddy (deploy/install-deps.sh installs it)');
+  const front = frontBinary(FRONT);
+  if (!which(front)) missing.push(`${front} (deploy/install-deps.sh --test installs it)`);
   if (options.processModel === 'managed' && !which('spawn-fcgi')) {
     missing.push('spawn-fcgi (deploy/install-deps.sh --test installs it)');
   }
@@ -120,7 +124,7 @@ export function missingPrerequisites(options = {}) {
 }
 
 // A free loopback port: bind port 0, read it back, release it. Another
-// process could take it before Caddy binds, so startCaddy retries.
+// process could take it before the front binds, so startFront retries.
 export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -234,13 +238,13 @@ export async function startRelay(name, options = {}) {
     tmp,
     logs: {
       relay: path.join(OUT, `${logName}.relay.log`),
-      caddy: path.join(OUT, `${logName}.caddy.log`),
+      front: path.join(OUT, `${logName}.${FRONT}.log`),
     },
     procs: {},
     fake: null,
   };
   relay.stop = () => stopRelay(relay);
-  fs.writeFileSync(relay.logs.caddy, ''); // no stale log from an earlier run
+  fs.writeFileSync(relay.logs.front, ''); // no stale log from an earlier run
 
   try {
     relay.fake = await startFakeUpstream();
@@ -280,17 +284,20 @@ export async function startRelay(name, options = {}) {
       throw new Error(`relay-admin init failed (${init.code}): ${init.stderr || init.stdout}`);
     }
 
+    // A front whose workers run as another user must reach the socket in
+    // here (the store stays 0700, the key file 0600).
+    if (frontUser(FRONT)) fs.chmodSync(tmp, 0o755);
     relay.socket = socket;
     relay.processModel = options.processModel ?? 'pool';
     if (relay.processModel === 'managed') relay.socket = path.join(tmp, 'managed.sock');
     await startPool(relay);
 
-    await startCaddy(relay, relay.socket);
+    await startFront(relay, relay.socket);
     noteShmKeys(relay);
     return relay;
   } catch (err) {
     await stopRelay(relay);
-    err.message += `\n--- relay log (${relay.logs.relay}) ---\n${tail(relay.logs.relay)}\n--- caddy log (${relay.logs.caddy}) ---\n${tail(relay.logs.caddy, 1500)}`;
+    err.message += `\n--- relay log (${relay.logs.relay}) ---\n${tail(relay.logs.relay)}\n--- ${FRONT} log (${relay.logs.front}) ---\n${tail(relay.logs.front, 1500)}`;
     throw err;
   }
 }
@@ -324,6 +331,17 @@ async function startPool(relay) {
   await waitFor(() => fs.existsSync(relay.socket), START_TIMEOUT, `relay socket ${relay.socket}`, () => {
     if (!isAlive(pool)) return `relay.fcgi exited (${exitText(pool)}) before creating its socket`;
   }, relay.logs.relay);
+  // The socket is 0660: a front whose workers run as another user connects
+  // through its group, as a deployment gives Relay the web server's group.
+  const user = frontUser(FRONT);
+  if (user) fs.chownSync(relay.socket, process.getuid(), groupId(user));
+}
+
+// The numeric id of a system group (from /etc/group).
+function groupId(name) {
+  const line = fs.readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
+  if (!line) throw new Error(`no group ${name} in /etc/group`);
+  return Number(line.split(':')[2]);
 }
 
 // Polls cond() every 50 ms; throws after timeoutMs, or as soon as dead()
@@ -339,28 +357,25 @@ async function waitFor(cond, timeoutMs, what, dead, log) {
   }
 }
 
-async function startCaddy(relay, socket) {
+async function startFront(relay, socket) {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    const log = fs.openSync(relay.logs.caddy, attempt === 1 ? 'w' : 'a');
-    const caddy = spawnChild('caddy', ['run', '--config', CADDYFILE, '--adapter', 'caddyfile'], {
+    const { cmd, args, env } = frontCommand(FRONT, relay.tmp, {
+      RELAY_HOST: '127.0.0.1',
+      RELAY_PORT: String(port),
+      RELAY_SOCKET: socket,
+      RELAY_WWW: path.join(REPO, 'www'),
+    });
+    const log = fs.openSync(relay.logs.front, attempt === 1 ? 'w' : 'a');
+    fs.writeSync(log, `$ ${cmd} ${args.join(' ')}\n`);
+    const front = spawnChild(cmd, args, {
       cwd: relay.tmp,
       stdio: ['ignore', log, log],
-      env: {
-        ...process.env,
-        RELAY_HOST: '127.0.0.1',
-        RELAY_PORT: String(port),
-        RELAY_SOCKET: socket,
-        RELAY_WWW: path.join(REPO, 'www'),
-        // Keep Caddy's own state out of the user's home.
-        HOME: relay.tmp,
-        XDG_DATA_HOME: path.join(relay.tmp, 'xdg-data'),
-        XDG_CONFIG_HOME: path.join(relay.tmp, 'xdg-config'),
-      },
+      env: { ...process.env, ...env },
     });
     fs.closeSync(log);
-    relay.procs.caddy = caddy;
-    const entry = { child: caddy, group: false };
+    relay.procs.front = front;
+    const entry = { child: front, group: false };
     live.add(entry);
     relay.port = port;
     relay.base = `http://127.0.0.1:${port}`;
@@ -376,16 +391,16 @@ async function startCaddy(relay, socket) {
           }
         },
         START_TIMEOUT,
-        `GET ${relay.base}/relay/health to answer 200 through Caddy`,
+        `GET ${relay.base}/relay/health to answer 200 through ${FRONT}`,
         () => {
-          if (!isAlive(caddy)) return `caddy exited (${exitText(caddy)})`;
+          if (!isAlive(front)) return `${cmd} exited (${exitText(front)})`;
           if (!isAlive(relay.procs.relay)) return `relay.fcgi exited (${exitText(relay.procs.relay)})`;
         },
-        `${relay.logs.caddy}, ${relay.logs.relay}`,
+        `${relay.logs.front}, ${relay.logs.relay}`,
       );
       return;
     } catch (err) {
-      const busy = !isAlive(caddy) && /address already in use/i.test(tail(relay.logs.caddy));
+      const busy = !isAlive(front) && /address already in use/i.test(tail(relay.logs.front));
       if (busy && attempt < 3) {
         live.delete(entry);
         continue; // lost the port race: try another port
@@ -524,11 +539,11 @@ async function stopRelay(relay) {
   if (relay.stopped) return;
   relay.stopped = true;
   noteShmKeys(relay);
-  // Caddy waits for open connections when told to stop; a hung relay would
-  // hold them forever, and Caddy's own shutdown is not under test.
-  await stopChild(relay.procs.caddy, false, 3000);
+  // A front waits for open connections when told to stop; a hung relay
+  // would hold them forever, and the front's own shutdown is not under test.
+  await stopChild(relay.procs.front, false, 3000);
   await stopChild(relay.procs.relay, true);
-  for (const e of live) if (e.child === relay.procs.caddy || e.child === relay.procs.relay) live.delete(e);
+  for (const e of live) if (e.child === relay.procs.front || e.child === relay.procs.relay) live.delete(e);
   await relay.fake?.close();
   if (process.env.RELAY_E2E_KEEP !== '1') {
     await removeShm(relay);
@@ -592,7 +607,7 @@ function withHelpers(relay) {
     if (relay.unresponsive) assert.fail(`not run: the relay stopped answering earlier (${relay.unresponsive})`);
     for (const [what, child] of Object.entries(relay.procs)) {
       if (!isAlive(child)) {
-        const log = what === 'relay' ? relay.logs.relay : relay.logs.caddy;
+        const log = what === 'relay' ? relay.logs.relay : relay.logs.front;
         assert.fail(`${what} is no longer running (exit ${exitText(child)}); log ${log}:\n${tail(log)}`);
       }
     }
