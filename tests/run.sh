@@ -2,9 +2,12 @@
 # Runs Relay's tests and ends with one summary line: "N passed, N failed".
 #
 #   tests/run.sh BUILD_DIR [unit|e2e|all]
+#   RELAY_FRONTS="nginx caddy"   the fronts to run the end-to-end suite
+#                                behind (default: every one)
 #
 # Unit tests are TAP binaries (BUILD_DIR/tests/t_*); end-to-end tests are
-# node:test files under tests/e2e and tests/fake, run with the TAP reporter.
+# node:test files under tests/e2e and tests/fake, run with the TAP reporter,
+# the e2e files once per front (RELAY_FRONT, see tests/e2e/fronts.mjs).
 # Each "ok"/"not ok" line counts once.
 set -uo pipefail
 
@@ -54,30 +57,59 @@ if [ "$what" = unit ] || [ "$what" = all ]; then
     done
 fi
 
+# Runs one node:test file with the TAP reporter and counts its results.
+# label names it in the output and its saved TAP file (tests/out/).
+run_node_test() {
+    local label=$1 f=$2 tap
+    tap="tests/out/$(echo "$label" | tr '/ []' '-___').tap"
+    echo "# --- $label"
+    RELAY_BUILD="$build" node --test --test-reporter=tap --test-timeout=120000 "$f" 2>&1 \
+        | tee "$tap" \
+        | grep -E '^(not )?ok |^# (Subtest|fail|pass)|^    (not )?ok |^  ---|^  (error|expected|actual|stack|location):|^      |^# ' || true
+    # node --test prints nested subtests indented: count the subtests'
+    # points, or the top-level ones for a file without subtests (or whose
+    # top level failed outside them, e.g. in the harness).
+    local p x top_fail top_ok
+    p=$(grep -cE '^    ok ' "$tap")
+    x=$(grep -cE '^    not ok ' "$tap")
+    top_fail=$(grep -cE '^not ok ' "$tap")
+    top_ok=$(grep -cE '^ok ' "$tap")
+    if [ "$p" -eq 0 ] && [ "$x" -eq 0 ]; then
+        p=$top_ok
+        x=$top_fail
+    elif [ "$x" -eq 0 ] && [ "$top_fail" -gt 0 ]; then
+        x=$top_fail
+    fi
+    passed=$((passed + p))
+    failed=$((failed + x))
+    [ "$x" -gt 0 ] && broken+=("$label")
+}
+
+# The fronts a file runs behind: its "// e2e-fronts: A B (why)" line, else
+# all. Files about something else than the front (the process model, the
+# store, the coding agents, installation) name one, so they run once.
+file_fronts() {
+    local line
+    line=$(grep -m1 -E '^// e2e-fronts: ' "$1" || true)
+    line=${line#// e2e-fronts: }
+    if [ -n "$line" ]; then echo "${line%%(*}"; else echo "$all_fronts"; fi
+}
+
 if [ "$what" = e2e ] || [ "$what" = all ]; then
-    # node --test prints nested subtests indented; only top-level points
-    # and indented "ok" lines of subtests are counted, not both: use the
-    # tap reporter with one file per run and count only top-level results.
-    for f in tests/fake/*.test.mjs tests/e2e/*.test.mjs; do
-        [ -f "$f" ] || continue
-        echo "# --- $f"
-        RELAY_BUILD="$build" node --test --test-reporter=tap --test-timeout=120000 "$f" 2>&1 \
-            | tee "tests/out/$(basename "$f").tap" \
-            | grep -E '^(not )?ok |^# (Subtest|fail|pass)|^    (not )?ok |^  ---|^  (error|expected|actual|stack|location):|^      |^# ' || true
-        p=$(grep -cE '^    ok ' "tests/out/$(basename "$f").tap")
-        x=$(grep -cE '^    not ok ' "tests/out/$(basename "$f").tap")
-        # a file whose top-level test failed without subtests (e.g. harness)
-        top_fail=$(grep -cE '^not ok ' "tests/out/$(basename "$f").tap")
-        top_ok=$(grep -cE '^ok ' "tests/out/$(basename "$f").tap")
-        if [ "$p" -eq 0 ] && [ "$x" -eq 0 ]; then
-            p=$top_ok
-            x=$top_fail
-        elif [ "$x" -eq 0 ] && [ "$top_fail" -gt 0 ]; then
-            x=$top_fail
-        fi
-        passed=$((passed + p))
-        failed=$((failed + x))
-        [ "$x" -gt 0 ] && broken+=("$f")
+    # The fake upstream's own tests need no front.
+    for f in tests/fake/*.test.mjs; do
+        [ -f "$f" ] && run_node_test "$f" "$f"
+    done
+    # The end-to-end suite once per front (RELAY_FRONTS, default every front
+    # of tests/e2e/fronts.mjs).
+    all_fronts=$(node -e "import('./tests/e2e/fronts.mjs').then((m) => console.log(m.FRONTS.join(' ')))")
+    for front in ${RELAY_FRONTS:-$all_fronts}; do
+        for f in tests/e2e/*.test.mjs; do
+            [ -f "$f" ] || continue
+            case " $(file_fronts "$f") " in
+                *" $front "*) RELAY_FRONT=$front run_node_test "[$front] $f" "$f" ;;
+            esac
+        done
     done
 fi
 

@@ -41,6 +41,9 @@
 //   The key does change with the working directory or HOME (both named in
 //   the system prompt) and with the local date (in the first user block),
 //   so two runs on either side of midnight are two entries.
+//
+// e2e-fronts: caddy (this is about the agent, not the front: run once,
+// behind Caddy; tests/run.sh reads this line)
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -57,6 +57,9 @@
 //   upstream call. The key changes with the working directory and the local
 //   date (both in the system prompt), so a run in another directory or after
 //   midnight is another entry.
+//
+// e2e-fronts: caddy (this is about the agent, not the front: run once,
+// behind Caddy; tests/run.sh reads this line)
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -666,9 +666,10 @@ relaySuite('coalescing: the leader process is killed', { ini: { fcgi: { workers:
     const outcome = (r, stream) => {
       if (r.timedOut) return 'hung';
       if (r.error) return 'cut';
-      // Caddy answers 502 with an empty body when the process died before
-      // the status line; the relay's own errors are OpenAI-shaped JSON.
-      if (r.status === 502 && !r.text.trim().startsWith('{')) return 'cut';
+      // The front answers with its own error page when the process died
+      // before the status line (Caddy an empty 502, nginx and Apache an
+      // HTML 502 or 503); the relay's own errors are OpenAI-shaped JSON.
+      if (r.status >= 500 && !r.text.trim().startsWith('{')) return 'cut';
       if (stream && r.status === 200 && r.ctype.startsWith('text/event-stream')) {
         const clean = withoutComments(r.text);
         if (!clean.endsWith('\n\n')) return 'cut';

@@ -7,10 +7,10 @@
 //   apache-proxy-fcgi  deploy/apache/relay-proxy-fcgi.conf (a VirtualHost)
 //
 // Templates name their variables @RELAY_HOST@, @RELAY_PORT@, @RELAY_SOCKET@
-// and @RELAY_WWW@; deploy/run.sh (`make run FRONT=...`) renders them the
-// same way. nginx and Apache need a main configuration around the shipped
-// file: the few lines a Debian installation's nginx.conf or apache2.conf
-// would give it, written into the suite's temp directory (mainConfig).
+// and @RELAY_WWW@ (and @RELAY_RUNDIR@, @RELAY_SITE@ for the foreground
+// configs); deploy/run.sh (`make run FRONT=...`) renders them the same way.
+// nginx and Apache run from the shipped *-foreground.conf around the site,
+// which stands in for an installation's nginx.conf or apache2.conf.
 //
 // Those two run their workers as www-data (Apache refuses root), so the
 // harness opens the suite's directory and the pool's socket to that group
@@ -40,22 +40,13 @@ export function renderTemplate(file, vars) {
   });
 }
 
-const APACHE_MODULES = [
-  ['mpm_event_module', 'mod_mpm_event.so'],
-  ['authz_core_module', 'mod_authz_core.so'],
-  ['mime_module', 'mod_mime.so'],
-  ['dir_module', 'mod_dir.so'],
-  ['alias_module', 'mod_alias.so'],
-  ['proxy_module', 'mod_proxy.so'],
-  ['proxy_fcgi_module', 'mod_proxy_fcgi.so'],
-];
-
 // Writes the front's configuration into dir and returns how to start it in
 // the foreground: {cmd, args, env}. vars: the template variables.
 export function frontCommand(front, dir, vars) {
-  const site = (file) => {
+  // Renders deploy/FILE into dir; returns the rendered file's path.
+  const render = (file, more = {}) => {
     const out = path.join(dir, path.basename(file));
-    fs.writeFileSync(out, renderTemplate(file, vars));
+    fs.writeFileSync(out, renderTemplate(file, { ...vars, RELAY_RUNDIR: dir, ...more }));
     return out;
   };
   switch (front) {
@@ -75,52 +66,11 @@ export function frontCommand(front, dir, vars) {
         },
       };
     case 'nginx': {
-      const server = site('deploy/nginx/relay.conf');
-      const temp = path.join(dir, 'nginx-temp');
-      fs.mkdirSync(temp, { recursive: true });
-      const main = path.join(dir, 'nginx.conf');
-      fs.writeFileSync(main, [
-        'user www-data;',
-        'worker_processes 2;',
-        `pid ${dir}/nginx.pid;`,
-        'error_log stderr warn;',
-        'events { worker_connections 1024; }',
-        'http {',
-        '    include /etc/nginx/mime.types;',
-        '    access_log off;',
-        `    client_body_temp_path ${temp}/body;`,
-        `    fastcgi_temp_path ${temp}/fastcgi;`,
-        `    proxy_temp_path ${temp}/proxy;`,
-        `    uwsgi_temp_path ${temp}/uwsgi;`,
-        `    scgi_temp_path ${temp}/scgi;`,
-        `    include ${server};`,
-        '}',
-        '',
-      ].join('\n'));
+      const main = render('deploy/nginx/nginx-foreground.conf', { RELAY_SITE: render('deploy/nginx/relay.conf') });
       return { cmd: 'nginx', args: ['-c', main, '-p', dir, '-g', 'daemon off;'], env: {} };
     }
     case 'apache-proxy-fcgi': {
-      const vhost = site('deploy/apache/relay-proxy-fcgi.conf');
-      const main = path.join(dir, 'apache2.conf');
-      fs.writeFileSync(main, [
-        `ServerRoot ${dir}`,
-        `DefaultRuntimeDir ${dir}`,
-        `PidFile ${dir}/apache2.pid`,
-        'ServerName 127.0.0.1',
-        ...APACHE_MODULES.map(([name, so]) => `LoadModule ${name} /usr/lib/apache2/modules/${so}`),
-        'User www-data',
-        'Group www-data',
-        'ErrorLog /dev/stderr',
-        'LogLevel warn',
-        'TypesConfig /etc/mime.types',
-        // Enough workers for the suite's concurrent streams.
-        'ThreadsPerChild 64',
-        'MaxRequestWorkers 256',
-        'ServerLimit 4',
-        `Listen ${vars.RELAY_HOST}:${vars.RELAY_PORT}`,
-        `Include ${vhost}`,
-        '',
-      ].join('\n'));
+      const main = render('deploy/apache/apache2-foreground.conf', { RELAY_SITE: render('deploy/apache/relay-proxy-fcgi.conf') });
       return { cmd: 'apache2', args: ['-f', main, '-DFOREGROUND'], env: {} };
     }
     default:

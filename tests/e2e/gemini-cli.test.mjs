@@ -60,6 +60,9 @@
 //   directory or HOME (both named in the <session_context>), with the files
 //   in the working directory (listed there) and with the local date (in the
 //   same part), so two runs on either side of midnight are two entries.
+//
+// e2e-fronts: caddy (this is about the agent, not the front: run once,
+// behind Caddy; tests/run.sh reads this line)
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';

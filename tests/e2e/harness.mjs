@@ -315,7 +315,8 @@ async function startPool(relay) {
     // -n: no fork; spawn-fcgi binds the socket, puts it on fd 0 and execs
     // relay.fcgi, so the child's pid is relay.fcgi's.
     cmd = 'spawn-fcgi';
-    args = ['-n', '-s', relay.socket, '--', RELAY_FCGI, '-c', relay.ini];
+    // -M 0660: the mode relay.fcgi gives its own socket.
+    args = ['-n', '-s', relay.socket, '-M', '0660', '--', RELAY_FCGI, '-c', relay.ini];
   }
   fs.writeSync(relayLog, `$ ${cmd} ${args.join(' ')}\n`);
   // The pool runs in its own process group so that teardown can reach the

@@ -65,6 +65,9 @@
 //   a HIT for both requests. The key does change with the working directory
 //   and the local date (both in the system prompt): a run in another
 //   directory, or after midnight, is a new entry.
+//
+// e2e-fronts: caddy (this is about the agent, not the front: run once,
+// behind Caddy; tests/run.sh reads this line)
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -3,6 +3,9 @@
 // and the standalone pool's supervision: a killed worker is restarted,
 // SIGTERM drains in-flight streams before the pool exits, SIGHUP reloads the
 // configuration (and an invalid one is refused, the old one keeps serving).
+//
+// e2e-fronts: caddy (this is about the process model, not the front: run once,
+// behind Caddy; tests/run.sh reads this line)
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

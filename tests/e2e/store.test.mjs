@@ -1,6 +1,9 @@
 // The encrypted store, seen through a running relay: cached answers and the
 // secret never appear in the clear under [store] home, relay-admin works on
 // the store while the pool serves, and the cache outlives a restart.
+//
+// e2e-fronts: caddy (this is about the store, not the front: run once,
+// behind Caddy; tests/run.sh reads this line)
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
