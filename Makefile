@@ -2,7 +2,10 @@
 #
 #   make            build build/relay.fcgi and build/relay-admin
 #   make run        install what is missing, build, init the store, serve on :9879
+#                   behind FRONT=caddy|nginx|apache-proxy-fcgi|apache-fcgid
 #   make test       install what is missing, build, run unit + end-to-end tests
+#                   (the end-to-end suite once behind every front)
+#   make test-e2e   the end-to-end suite: behind every front, or FRONT=… only
 #   make asan       unit tests under AddressSanitizer + UBSan
 #   make check      formatting and banned functions
 
@@ -11,6 +14,8 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 RELAY_INI ?= relay.ini
 FRONT    ?= caddy
+# make test-e2e FRONT=x runs behind x only; without FRONT, behind every front.
+E2E_FRONTS := $(if $(filter command line environment,$(origin FRONT)),$(FRONT))
 
 PKGS     := fcgi libcurl libssl libcrypto inih jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -39,7 +44,7 @@ LIB        := $(BUILD)/librelay.a
 LIB_OBJ    := $(call obj,$(ENGINE_SRC) $(STORE_SRC) $(BASE_SRC))
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps deps-test run test test-unit test-e2e asan fuzz bench check install clean
+.PHONY: all deps deps-test run test test-unit test-e2e asan fuzz bench check install uninstall clean
 
 all: $(BUILD)/relay.fcgi $(BUILD)/relay-admin
 
@@ -62,7 +67,7 @@ $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 deps:
-	@deploy/install-deps.sh
+	@deploy/install-deps.sh --front "$(FRONT)"
 
 deps-test:
 	@deploy/install-deps.sh --test
@@ -83,7 +88,7 @@ test-unit: deps
 
 test-e2e: deps-test
 	@$(MAKE) --no-print-directory all
-	@tests/run.sh "$(BUILD)" e2e
+	@RELAY_FRONTS="$(E2E_FRONTS)" tests/run.sh "$(BUILD)" e2e
 
 unit-bins: $(UNIT_BIN)
 
@@ -119,11 +124,60 @@ bench: deps-test
 check:
 	@tests/check.sh
 
+# Installs Relay as a systemd service, the Debian way: PREFIX=/usr for a
+# package (default /usr/local), DESTDIR to stage. Binaries in BINDIR; the
+# dashboard, the front configs (examples) and the shipped config in DATADIR;
+# the unit (its paths set to BINDIR and SYSCONFDIR) and the relay user
+# (sysusers.d). SYSCONFDIR/relay/relay.ini is installed only when absent: a
+# changed config is never overwritten. Its store, key file and socket are in
+# the service's /var/lib/relay and /run/relay; the log goes to the journal.
+# Into the live system (no DESTDIR) as root it also creates the user and
+# reloads systemd. `make uninstall` removes all that but the config, the
+# store and the user.
+BINDIR         ?= $(PREFIX)/bin
+DATADIR        ?= $(PREFIX)/share/relay
+SYSCONFDIR     ?= /etc
+SYSTEMDUNITDIR ?= /lib/systemd/system
+SYSUSERSDIR    ?= /usr/lib/sysusers.d
+INSTALL_EXAMPLES := $(filter-out deploy/systemd/,$(wildcard deploy/*/))
+INSTALL_PATHS  := sed -e 's|/usr/bin/relay|$(BINDIR)/relay|g' -e 's|/etc/relay/|$(SYSCONFDIR)/relay/|g'
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/relay/www $(DESTDIR)/etc/relay
-	install -m 0755 $(BUILD)/relay.fcgi $(BUILD)/relay-admin $(DESTDIR)$(PREFIX)/bin/
-	cp -R www/. $(DESTDIR)$(PREFIX)/share/relay/www/
-	install -m 0644 relay.ini $(DESTDIR)/etc/relay/relay.ini.example
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(SYSCONFDIR)/relay \
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	install -m 0755 $(BUILD)/relay.fcgi $(BUILD)/relay-admin $(DESTDIR)$(BINDIR)/
+	cd www && find . -type f | sed 's|^\./||' | while IFS= read -r f; do \
+		install -D -m 0644 "$$f" "$(DESTDIR)$(DATADIR)/www/$$f" || exit 1; done
+	for d in $(INSTALL_EXAMPLES); do (cd $$d && find . -type f | sed 's|^\./||') | \
+		while IFS= read -r f; do m=0644; [ -x "$$d$$f" ] && m=0755; \
+		install -D -m $$m "$$d$$f" "$(DESTDIR)$(DATADIR)/$${d%/}/$$f" || exit 1; done || exit 1; done
+	sed -f deploy/systemd/relay.ini.sed relay.ini | $(INSTALL_PATHS) > $(BUILD)/relay.ini.service
+	install -m 0644 $(BUILD)/relay.ini.service $(DESTDIR)$(DATADIR)/relay.ini
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/relay/relay.ini ]; then \
+		echo "install: kept $(DESTDIR)$(SYSCONFDIR)/relay/relay.ini; the shipped one is $(DATADIR)/relay.ini"; \
+	else \
+		echo "install -m 0644 $(BUILD)/relay.ini.service $(DESTDIR)$(SYSCONFDIR)/relay/relay.ini"; \
+		install -m 0644 $(BUILD)/relay.ini.service $(DESTDIR)$(SYSCONFDIR)/relay/relay.ini; \
+	fi
+	$(INSTALL_PATHS) deploy/systemd/relay.service > $(BUILD)/relay.service
+	install -m 0644 $(BUILD)/relay.service $(DESTDIR)$(SYSTEMDUNITDIR)/relay.service
+	install -m 0644 deploy/systemd/relay.sysusers $(DESTDIR)$(SYSUSERSDIR)/relay.conf
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+		systemd-sysusers $(SYSUSERSDIR)/relay.conf; \
+		if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+		echo "install: now systemctl enable --now relay (config $(SYSCONFDIR)/relay/relay.ini)"; \
+	fi
+
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+		systemctl disable --now relay.service || true; fi
+	rm -f $(DESTDIR)$(BINDIR)/relay.fcgi $(DESTDIR)$(BINDIR)/relay-admin
+	rm -rf $(DESTDIR)$(DATADIR)/www $(DESTDIR)$(DATADIR)/deploy
+	rm -f $(DESTDIR)$(DATADIR)/relay.ini
+	rmdir $(DESTDIR)$(DATADIR) 2>/dev/null || true
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/relay.service $(DESTDIR)$(SYSUSERSDIR)/relay.conf
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "uninstall: kept $(DESTDIR)$(SYSCONFDIR)/relay/relay.ini, the store in /var/lib/relay and the relay user"
 
 clean:
 	rm -rf build build-asan build-fuzz

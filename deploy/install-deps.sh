@@ -2,19 +2,43 @@
 # Installs what Relay needs to build, run and test on Debian 12, and nothing
 # when all of it is already present. Safe to run repeatedly (make calls it).
 #
-#   deploy/install-deps.sh            build + run deps (libraries, Caddy)
-#   deploy/install-deps.sh --test     also the test tools and npm packages
+#   deploy/install-deps.sh                 build + run deps (libraries, Caddy)
+#   deploy/install-deps.sh --front NAME    also that front's web server
+#                                          (caddy, nginx, apache-proxy-fcgi,
+#                                          apache-fcgid)
+#   deploy/install-deps.sh --test          also every front, the test tools
+#                                          and npm packages
 set -euo pipefail
 
 want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+front=caddy
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --test) want_test=1 ;;
+        --front) front=${2:?--front needs a name}; shift ;;
+        *) echo "install-deps: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 
+front_pkgs() {
+    case "$1" in
+        caddy) echo caddy ;;
+        nginx) echo nginx ;;
+        apache-proxy-fcgi) echo apache2 ;;
+        apache-fcgid) echo apache2 libapache2-mod-fcgid ;;
+        *) echo "install-deps: unknown front $1" >&2; exit 2 ;;
+    esac
+}
+
 pkgs=(build-essential pkg-config libfcgi-dev libcurl4-openssl-dev libssl-dev
       libdb-dev db5.3-util libinih-dev libjansson-dev caddy curl)
+read -ra more <<< "$(front_pkgs "$front")"
+pkgs+=("${more[@]}")
 if [ "$want_test" = 1 ]; then
-    pkgs+=(nodejs spawn-fcgi)
+    pkgs+=(nodejs spawn-fcgi nginx apache2 libapache2-mod-fcgid)
 fi
 
 missing=()
@@ -29,6 +53,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     export DEBIAN_FRONTEND=noninteractive
+    # Installing nginx or Apache would start them as system services on
+    # port 80; Relay runs them itself. A policy-rc.d that refuses keeps
+    # the packages from starting anything (one already present is kept).
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# install-deps.sh: start no service while installing\nexit 101\n' |
+            $sudo tee "$policy" >/dev/null
+        $sudo chmod 0755 "$policy"
+        trap '$sudo rm -f "$policy"' EXIT
+    fi
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
