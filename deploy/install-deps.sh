@@ -38,7 +38,8 @@ pkgs=(build-essential pkg-config libfcgi-dev libcurl4-openssl-dev libssl-dev
 read -ra more <<< "$(front_pkgs "$front")"
 pkgs+=("${more[@]}")
 if [ "$want_test" = 1 ]; then
-    pkgs+=(nodejs spawn-fcgi nginx apache2 libapache2-mod-fcgid)
+    # systemd: systemd-analyze verifies the shipped unit (tests/e2e/install).
+    pkgs+=(nodejs spawn-fcgi nginx apache2 libapache2-mod-fcgid systemd)
 fi
 
 missing=()
