@@ -2,7 +2,7 @@
 #
 #   make            build build/relay.fcgi and build/relay-admin
 #   make run        install what is missing, build, init the store, serve on :9879
-#                   behind FRONT=caddy|nginx|apache-proxy-fcgi|apache-fcgid
+#                   behind FRONT=caddy|nginx|apache-proxy-fcgi
 #   make test       install what is missing, build, run unit + end-to-end tests
 #                   (the end-to-end suite once behind every front)
 #   make test-e2e   the end-to-end suite: behind every front, or FRONT=… only
