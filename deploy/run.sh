@@ -54,7 +54,7 @@ render() {
     local out
     out="$rundir/$(basename "$1")"
     sed -e "s|@RELAY_HOST@|127.0.0.1|g" -e "s|@RELAY_PORT@|$port|g" \
-        -e "s|@RELAY_SOCKET@|$sock|g" -e "s|@RELAY_WWW@|$root/www|g" \
+        -e "s|@RELAY_SOCKET@|$sock|g" -e "s|@RELAY_WWW@|$www|g" \
         -e "s|@RELAY_RUNDIR@|$rundir|g" -e "s|@RELAY_SITE@|${2:-}|g" \
         "$root/deploy/$1" > "$out"
     if grep -q '@RELAY_[A-Z_]*@' "$out"; then
@@ -65,11 +65,19 @@ render() {
 }
 
 # nginx's and Apache's workers run as www-data when started as root: open
-# the socket (0660) and the way to it to that group.
+# the socket (0660) and the way to it to that group, and serve the
+# dashboard from a copy they can read (a checkout may be private).
+www=$root/www
 if [ "$front" != caddy ] && [ "$(id -u)" = 0 ]; then
     chmod 0755 "$rundir"
     chgrp www-data "$sock" "$(dirname "$sock")"
     chmod g+x "$(dirname "$sock")"
+    cp -R "$root/www" "$rundir/www"
+    www=$rundir/www
+    if ! runuser -u www-data -- test -w "$sock"; then
+        echo "run: www-data cannot reach $sock (a parent directory is private): use [fcgi] listen under /run or /tmp" >&2
+        exit 2
+    fi
 fi
 
 case "$front" in

@@ -358,6 +358,17 @@ async function waitFor(cond, timeoutMs, what, dead, log) {
   }
 }
 
+// The dashboard's directory for the front: the repository's www/, or a copy
+// in the suite's directory when the front's workers run as another user (a
+// checkout in a private directory, 0700, is out of their reach).
+function dashboardDir(relay) {
+  const www = path.join(REPO, 'www');
+  if (!frontUser(FRONT)) return www;
+  const copy = path.join(relay.tmp, 'www');
+  fs.cpSync(www, copy, { recursive: true });
+  return copy;
+}
+
 async function startFront(relay, socket) {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
@@ -365,7 +376,7 @@ async function startFront(relay, socket) {
       RELAY_HOST: '127.0.0.1',
       RELAY_PORT: String(port),
       RELAY_SOCKET: socket,
-      RELAY_WWW: path.join(REPO, 'www'),
+      RELAY_WWW: dashboardDir(relay),
     });
     const log = fs.openSync(relay.logs.front, attempt === 1 ? 'w' : 'a');
     fs.writeSync(log, `$ ${cmd} ${args.join(' ')}\n`);
