@@ -17,18 +17,34 @@
 //   ini       {section: {key: value}} merged over the test defaults below
 //   upstream  'fake' (default) or 'dead': base_url points at a loopback port
 //             nothing listens on (the fake still runs, and must see no call)
+//   concurrency  the most requests the suite has in flight at once. Under
+//             processModel 'fcgid' the harness has Apache start that many
+//             relay.fcgi processes before the tests run (see warmFcgid);
+//             elsewhere the pool's workers x threads must hold them
 //   processModel  'pool' (default): `relay.fcgi -c INI` binds [fcgi] listen
 //             and supervises its workers; 'managed': as under mod_fcgid,
 //             `spawn-fcgi -n -s SOCKET -- relay.fcgi -c INI` binds the socket
 //             and execs relay.fcgi with it on fd 0 (one process, one request
-//             at a time); Caddy talks to that socket
+//             at a time); Caddy talks to that socket. Under the front
+//             apache-fcgid the model is 'fcgid' whatever the suite asks
+//             (another explicit model is an error): Apache's mod_fcgid starts
+//             relay.fcgi processes itself, the harness starts none, so
+//             relay.procs has no 'relay' entry and relay.socket is null
 //
 // More helpers on `relay`: relay.admin(args) runs relay-admin -c INI args
 // (bounded; {code, stdout, stderr}), relay.writeIni(over) rewrites the ini
 // with `over` merged into the current settings (or writes a string as is),
 // relay.restartPool() stops the relay process (SIGTERM, bounded) and starts
 // it again on the same ini and store while Caddy and the fake keep running,
-// relay.workerPids() lists the pool's worker processes.
+// relay.workerPids() lists the pool's worker processes (both fail under
+// processModel 'fcgid', which has no pool: relay.fcgidPids() lists the
+// relay.fcgi processes Apache started instead).
+//
+// Under 'fcgid' the relay.fcgi processes run as www-data: the harness runs
+// `relay-admin init` (and relay.admin) as www-data too, since the store's
+// files and SysV shared memory segments belong to whoever creates them
+// (root's 0600 segments cannot be attached by www-data); their log goes to
+// Apache's error log, so relay.logs.relay is the front's log.
 //
 // Environment:
 //   RELAY_BUILD     build directory, relative to the repository (default build)
@@ -41,7 +57,7 @@
 
 import { after, before, beforeEach, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
+import { spawn, execFile, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -51,7 +67,7 @@ import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 
 import { startFakeUpstream } from '../fake/upstream.mjs';
-import { FRONTS, frontBinary, frontCommand, frontUser } from './fronts.mjs';
+import { FRONTS, frontBinary, frontCommand, frontProcessModel, frontUser } from './fronts.mjs';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BUILD = path.resolve(REPO, process.env.RELAY_BUILD || 'build');
@@ -116,6 +132,7 @@ export function missingPrerequisites(options = {}) {
   if (options.processModel === 'managed' && !which('spawn-fcgi')) {
     missing.push('spawn-fcgi (deploy/install-deps.sh --test installs it)');
   }
+  if (frontProcessModel(FRONT) === 'fcgid' && !which('setpriv')) missing.push('setpriv (util-linux)');
   if (!which('curl')) missing.push('curl');
   for (const bin of [RELAY_FCGI, RELAY_ADMIN]) {
     if (!fs.existsSync(bin)) missing.push(`${path.relative(REPO, bin)} (run make)`);
@@ -201,6 +218,9 @@ function spawnChild(cmd, args, opts) {
 // Children of every harness in this process, killed synchronously if the
 // test process exits without running its `after` hooks.
 const live = new Set();
+// Suites whose relay.fcgi processes the front started (processModel
+// 'fcgid'): killing the front may leave them behind.
+const fcgidSuites = new Set();
 process.on('exit', () => {
   for (const { child, group } of live) {
     try {
@@ -210,7 +230,16 @@ process.on('exit', () => {
       /* already gone */
     }
   }
+  for (const relay of fcgidSuites) abandonFcgidSync(relay);
 });
+
+function killQuietly(pid, sig = 'SIGKILL') {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* already gone */
+  }
+}
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.once(sig, () => process.exit(130));
 }
@@ -233,18 +262,27 @@ export async function startRelay(name, options = {}) {
   // Short: a unix socket path must fit in 108 bytes.
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-e2e-'));
   const logName = `${slug(path.basename(process.argv[1] || 'e2e', '.test.mjs'))}--${slug(name)}`;
+  const imposed = frontProcessModel(FRONT);
+  if (imposed && options.processModel && options.processModel !== imposed) {
+    throw new Error(`processModel '${options.processModel}' cannot run behind ${FRONT}, which starts relay.fcgi itself ('${imposed}')`);
+  }
+  const processModel = imposed ?? options.processModel ?? 'pool';
+  const frontLog = path.join(OUT, `${logName}.${FRONT}.log`);
   const relay = {
     name,
     tmp,
+    processModel,
     logs: {
-      relay: path.join(OUT, `${logName}.relay.log`),
-      front: path.join(OUT, `${logName}.${FRONT}.log`),
+      // Under mod_fcgid relay.fcgi's stderr is Apache's error log.
+      relay: processModel === 'fcgid' ? frontLog : path.join(OUT, `${logName}.relay.log`),
+      front: frontLog,
     },
     procs: {},
     fake: null,
   };
   relay.stop = () => stopRelay(relay);
   fs.writeFileSync(relay.logs.front, ''); // no stale log from an earlier run
+  if (processModel === 'fcgid') fcgidSuites.add(relay);
 
   try {
     relay.fake = await startFakeUpstream();
@@ -274,25 +312,50 @@ export async function startRelay(name, options = {}) {
       },
       options.ini,
     );
+    if (processModel === 'fcgid') {
+      // Where warmFcgid's requests go: a fake of their own, under a mount
+      // no test uses, last so that it is never the first of its type.
+      relay.warmFake = await startFakeUpstream();
+      sections[`upstream.${WARMUP}`] = {
+        type: 'openai-compatible', base_url: relay.warmFake.url, mount: `/${WARMUP}`,
+        connect_timeout: 2, idle_timeout: 10, timeout: 30,
+      };
+    }
     relay.ini = path.join(tmp, 'relay.ini');
     relay.settings = sections;
     fs.writeFileSync(relay.ini, iniText(sections));
 
-    const init = await runBounded(RELAY_ADMIN, ['-c', relay.ini, 'init'], 10000);
+    // A front whose workers run as another user must reach the socket in
+    // here (the store stays 0700, the key file 0600).
+    if (frontUser(FRONT)) fs.chmodSync(tmp, 0o755);
+    // Under mod_fcgid relay.fcgi runs as the front's user: the store, its
+    // key file and relay.ini are that user's, and the store is created by
+    // that user (relay-admin as root would leave root's 0600 SysV segments,
+    // which www-data cannot attach: "shmat: Permission denied").
+    if (processModel === 'fcgid') {
+      const { uid, gid } = userIds(frontUser(FRONT));
+      fs.chownSync(tmp, uid, gid);
+      fs.chownSync(relay.ini, uid, gid);
+    }
+    const init = await runBounded(...adminCommand(relay, ['init']), 10000);
     fs.writeFileSync(relay.logs.relay, `$ relay-admin -c ${relay.ini} init\n${init.stdout}${init.stderr}\n`);
     if (init.code !== 0) {
       throw new Error(`relay-admin init failed (${init.code}): ${init.stderr || init.stdout}`);
     }
 
-    // A front whose workers run as another user must reach the socket in
-    // here (the store stays 0700, the key file 0600).
-    if (frontUser(FRONT)) fs.chmodSync(tmp, 0o755);
     relay.socket = socket;
-    relay.processModel = options.processModel ?? 'pool';
-    if (relay.processModel === 'managed') relay.socket = path.join(tmp, 'managed.sock');
-    await startPool(relay);
+    if (processModel === 'managed') relay.socket = path.join(tmp, 'managed.sock');
+    // Under mod_fcgid each process has its own socket, in FcgidIPCDir
+    // (@RELAY_RUNDIR@/fcgid in deploy/apache/apache2-foreground.conf).
+    if (processModel === 'fcgid') {
+      relay.socket = null;
+      relay.fcgidSocketDir = path.join(tmp, 'fcgid');
+    } else {
+      await startPool(relay);
+    }
 
     await startFront(relay, relay.socket);
+    if (processModel === 'fcgid') await warmFcgid(relay, options.concurrency ?? 0);
     noteShmKeys(relay);
     return relay;
   } catch (err) {
@@ -338,6 +401,75 @@ async function startPool(relay) {
   if (user) fs.chownSync(relay.socket, process.getuid(), groupId(user));
 }
 
+// The [upstream.NAME] and mount of warmFcgid's requests.
+const WARMUP = 'harness-warmup';
+
+// mod_fcgid starts a relay.fcgi process only when a request finds none free,
+// and makes that request wait a second first (a fixed step in mod_fcgid,
+// whatever the spawn score allows). A suite that sends n identical requests
+// at once to a cold Apache would thus see them reach Relay spread over a
+// second or more, the later ones after the first one's answer was complete
+// (HIT rather than COALESCED): not concurrent any more, whatever Relay does.
+// A site under load has its processes running already (FcgidIdleTimeout,
+// FcgidMinProcessesPerClass keep them), so the harness gets there first: n
+// requests at once, each held by its upstream (a fake of its own) until
+// Apache runs n relay.fcgi processes, then released by closing that fake
+// (Relay answers them 502); the processes stay for the suite (idle timeout
+// 600 s).
+async function warmFcgid(relay, n) {
+  const max = 128; // FcgidMaxProcessesPerClass in deploy/apache/relay-fcgid.conf
+  if (n > max) throw new Error(`concurrency ${n}: mod_fcgid runs at most ${max} relay.fcgi processes`);
+  const fake = relay.warmFake;
+  relay.warmFake = null; // closed below, and not used again
+  if (n > 0) {
+    for (let i = 0; i < n; i++) fake.enqueue({ hang: true });
+    const held = Array.from({ length: n }, async () => {
+      try {
+        const r = await fetch(`${relay.base}/${WARMUP}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'cache-control': 'no-store', authorization: `Bearer ${KEY_A}` },
+          body: JSON.stringify(chatBody(uniq('warm-up'))),
+          signal: AbortSignal.timeout(START_TIMEOUT * 2),
+        });
+        await r.arrayBuffer();
+      } catch {
+        /* the count below says whether it worked */
+      }
+    });
+    try {
+      await waitFor(
+        () => fcgidPids(relay).length >= n,
+        START_TIMEOUT,
+        `Apache to run ${n} relay.fcgi processes for the suite's concurrency`,
+        () => (isAlive(relay.procs.front) ? null : `apache2 exited (${exitText(relay.procs.front)})`),
+        relay.logs.front,
+      );
+    } finally {
+      await fake.close();
+      await Promise.all(held);
+    }
+  } else {
+    await fake.close();
+  }
+}
+
+// relay-admin ARGS on the suite's ini, as the user relay.fcgi runs as:
+// [cmd, args] for runBounded.
+function adminCommand(relay, args) {
+  const argv = [RELAY_ADMIN, '-c', relay.ini, ...args];
+  if (relay.processModel !== 'fcgid') return [argv[0], argv.slice(1)];
+  const user = frontUser(FRONT);
+  return ['setpriv', [`--reuid=${user}`, `--regid=${user}`, '--clear-groups', ...argv]];
+}
+
+// The numeric uid and gid of a system user (from /etc/passwd).
+function userIds(name) {
+  const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
+  if (!line) throw new Error(`no user ${name} in /etc/passwd`);
+  const f = line.split(':');
+  return { uid: Number(f[2]), gid: Number(f[3]) };
+}
+
 // The numeric id of a system group (from /etc/group).
 function groupId(name) {
   const line = fs.readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
@@ -375,19 +507,28 @@ async function startFront(relay, socket) {
     const { cmd, args, env } = frontCommand(FRONT, relay.tmp, {
       RELAY_HOST: '127.0.0.1',
       RELAY_PORT: String(port),
-      RELAY_SOCKET: socket,
+      RELAY_SOCKET: socket ?? '',
       RELAY_WWW: dashboardDir(relay),
+      RELAY_FCGI,
+      RELAY_INI: relay.ini,
     });
-    const log = fs.openSync(relay.logs.front, attempt === 1 ? 'w' : 'a');
+    // Appended: startRelay emptied it, and under mod_fcgid it is also the
+    // relay's log, which holds relay-admin init's output by now.
+    const log = fs.openSync(relay.logs.front, 'a');
     fs.writeSync(log, `$ ${cmd} ${args.join(' ')}\n`);
+    // Under mod_fcgid the relay.fcgi processes are Apache's children: in a
+    // process group of its own, teardown can reach every one of them (and
+    // Apache's own children) should Apache not stop them in time.
+    const group = relay.processModel === 'fcgid';
     const front = spawnChild(cmd, args, {
       cwd: relay.tmp,
       stdio: ['ignore', log, log],
       env: { ...process.env, ...env },
+      detached: group,
     });
     fs.closeSync(log);
     relay.procs.front = front;
-    const entry = { child: front, group: false };
+    const entry = { child: front, group };
     live.add(entry);
     relay.port = port;
     relay.base = `http://127.0.0.1:${port}`;
@@ -406,7 +547,7 @@ async function startFront(relay, socket) {
         `GET ${relay.base}/relay/health to answer 200 through ${FRONT}`,
         () => {
           if (!isAlive(front)) return `${cmd} exited (${exitText(front)})`;
-          if (!isAlive(relay.procs.relay)) return `relay.fcgi exited (${exitText(relay.procs.relay)})`;
+          if (relay.procs.relay && !isAlive(relay.procs.relay)) return `relay.fcgi exited (${exitText(relay.procs.relay)})`;
         },
         `${relay.logs.front}, ${relay.logs.relay}`,
       );
@@ -502,6 +643,62 @@ export function childPids(pid) {
   return out.sort((a, b) => a - b);
 }
 
+// The executable of a process (resolved), or null when it is gone or a
+// zombie.
+function exeOf(pid) {
+  try {
+    return fs.readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return null;
+  }
+}
+
+let relayFcgiReal = null;
+const relayFcgiPath = () => (relayFcgiReal ??= fs.realpathSync(RELAY_FCGI));
+
+// Under processModel 'fcgid': the live relay.fcgi processes among the
+// front's descendants (Apache -> mod_fcgid's process manager -> relay.fcgi).
+function fcgidPids(relay) {
+  const root = relay.procs.front?.pid;
+  if (!root) return [];
+  const out = [];
+  const seen = new Set();
+  const queue = [root];
+  while (queue.length) {
+    const pid = queue.shift();
+    for (const c of childPids(pid)) {
+      if (seen.has(c)) continue;
+      seen.add(c);
+      queue.push(c);
+      if (exeOf(c) === relayFcgiPath()) out.push(c);
+    }
+  }
+  return out.sort((a, b) => a - b);
+}
+
+// Every relay.fcgi process started for this suite, wherever it is now (an
+// orphan of a killed Apache included): the binary, with RELAY_INI naming
+// this suite's ini in its environment (FcgidInitialEnv).
+function fcgidLeftovers(relay) {
+  const out = [];
+  const marker = `\0RELAY_INI=${relay.ini}\0`;
+  let entries = [];
+  try {
+    entries = fs.readdirSync('/proc');
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e) || exeOf(e) !== relayFcgiPath()) continue;
+    try {
+      if (`\0${fs.readFileSync(`/proc/${e}/environ`, 'latin1')}`.includes(marker)) out.push(Number(e));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
 // The store keeps its Berkeley DB regions in SysV shared memory
 // (DB_SYSTEM_MEM), and segments outlive the processes: once the temp
 // directory is gone nothing could ever reuse or remove them, so each suite
@@ -510,10 +707,11 @@ export function childPids(pid) {
 // ("/SYSV<hex key>" in /proc/PID/maps) rather than recomputed, so the
 // harness does not depend on how the store derives them.
 function noteShmKeys(relay) {
-  const pid = relay.procs.relay?.pid;
-  if (!pid) return;
+  let pids = [];
+  if (relay.processModel === 'fcgid') pids = fcgidPids(relay);
+  else if (relay.procs.relay?.pid) pids = [relay.procs.relay.pid, ...childPids(relay.procs.relay.pid)];
   relay.shmKeys ??= new Set();
-  for (const p of [pid, ...childPids(pid)]) {
+  for (const p of pids) {
     let maps = '';
     try {
       maps = fs.readFileSync(`/proc/${p}/maps`, 'utf8');
@@ -529,22 +727,52 @@ function noteShmKeys(relay) {
 
 // Removes the noted segments nobody is attached to any more.
 async function removeShm(relay) {
-  if (!relay.shmKeys?.size) return;
+  for (const shmid of unusedShm(relay)) await runBounded('ipcrm', ['-m', String(shmid)], 5000);
+}
+
+// The ids of the noted segments nobody is attached to any more (with
+// attached: those still attached too).
+function unusedShm(relay, { attached = false } = {}) {
+  const out = [];
+  if (!relay.shmKeys?.size) return out;
   let table = '';
   try {
     table = fs.readFileSync('/proc/sysvipc/shm', 'utf8');
   } catch {
-    return;
+    return out;
   }
-  const uid = process.getuid();
+  // Under mod_fcgid the segments are created by relay-admin init and the
+  // relay.fcgi processes, as www-data.
+  const owners = new Set([process.getuid()]);
+  if (relay.processModel === 'fcgid') owners.add(userIds(frontUser(FRONT)).uid);
   for (const line of table.split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
     if (f.length < 8) continue;
     const [key, shmid, , , , , nattch, owner] = f.map(Number);
-    if (relay.shmKeys.has(key) && nattch === 0 && owner === uid) {
-      await runBounded('ipcrm', ['-m', String(shmid)], 5000);
+    if (relay.shmKeys.has(key) && (nattch === 0 || attached) && owners.has(owner)) out.push(shmid);
+  }
+  return out;
+}
+
+// stopRelay's cleanup for a suite whose relay.fcgi processes Apache started,
+// done synchronously when the test process exits without it (a file timed
+// out, an interrupt): the processes are not ours to reap, and their store's
+// segments (~100 MB) would otherwise stay.
+function abandonFcgidSync(relay) {
+  const sleepSync = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  for (const pid of fcgidLeftovers(relay)) killQuietly(pid);
+  for (let i = 0; i < 40 && fcgidLeftovers(relay).length; i++) sleepSync(50);
+  if (process.env.RELAY_E2E_KEEP === '1') return;
+  // Killed processes may not have detached yet: a segment still attached
+  // is removed once the last one has (IPC_RMID).
+  for (const shmid of unusedShm(relay, { attached: true })) {
+    try {
+      execFileSync('ipcrm', ['-m', String(shmid)], { timeout: 5000, stdio: 'ignore' });
+    } catch {
+      /* gone, or not ours */
     }
   }
+  fs.rmSync(relay.tmp, { recursive: true, force: true });
 }
 
 async function stopRelay(relay) {
@@ -553,10 +781,27 @@ async function stopRelay(relay) {
   noteShmKeys(relay);
   // A front waits for open connections when told to stop; a hung relay
   // would hold them forever, and the front's own shutdown is not under test.
-  await stopChild(relay.procs.front, false, 3000);
+  // (Apache with a hundred relay.fcgi processes takes ~3 s to stop them.)
+  const fcgid = relay.processModel === 'fcgid';
+  await stopChild(relay.procs.front, fcgid, fcgid ? STOP_TIMEOUT : 3000);
   await stopChild(relay.procs.relay, true);
   for (const e of live) if (e.child === relay.procs.front || e.child === relay.procs.relay) live.delete(e);
+  if (relay.processModel === 'fcgid') {
+    // Stopping Apache stops the relay.fcgi processes it started (or else
+    // stopChild killed its process group, Apache's children included). A
+    // hundred of them may take a few seconds to be gone; any left after
+    // that are killed here, and said.
+    let left = fcgidLeftovers(relay);
+    for (const until = Date.now() + 5000; left.length && Date.now() < until; left = fcgidLeftovers(relay)) await sleep(50);
+    if (left.length) {
+      process.stderr.write(`harness: relay.fcgi ${left.join(', ')} still running 5 s after Apache stopped; killing them\n`);
+      for (const pid of left) killQuietly(pid);
+      for (const until = Date.now() + 5000; left.length && Date.now() < until; left = fcgidLeftovers(relay)) await sleep(50);
+    }
+    fcgidSuites.delete(relay);
+  }
   await relay.fake?.close();
+  await relay.warmFake?.close();
   if (process.env.RELAY_E2E_KEEP !== '1') {
     await removeShm(relay);
     fs.rmSync(relay.tmp, { recursive: true, force: true });
@@ -603,7 +848,7 @@ function withHelpers(relay) {
       ...opts,
     });
   relay.admin = (args, { timeout = REQUEST_TIMEOUT } = {}) =>
-    runBounded(RELAY_ADMIN, ['-c', relay.ini, ...args], timeout);
+    runBounded(...adminCommand(relay, args), timeout);
   relay.writeIni = (over) => {
     if (typeof over === 'string') {
       fs.writeFileSync(relay.ini, over);
@@ -612,8 +857,20 @@ function withHelpers(relay) {
     relay.settings = mergeIni(relay.settings, over);
     fs.writeFileSync(relay.ini, iniText(relay.settings));
   };
-  relay.restartPool = (opts) => restartPool(relay, opts);
-  relay.workerPids = () => childPids(relay.procs.relay.pid);
+  const noPool = (what) => () => {
+    throw new Error(`relay.${what}(): there is no pool under processModel '${relay.processModel}' (${FRONT} starts relay.fcgi itself); this test belongs to the pool's fronts (// e2e-fronts: caddy)`);
+  };
+  if (relay.processModel === 'fcgid') {
+    relay.restartPool = noPool('restartPool');
+    relay.workerPids = noPool('workerPids');
+  } else {
+    relay.restartPool = (opts) => restartPool(relay, opts);
+    relay.workerPids = () => childPids(relay.procs.relay.pid);
+  }
+  // The relay.fcgi processes Apache started (processModel 'fcgid' only).
+  relay.fcgidPids = relay.processModel === 'fcgid' ? () => fcgidPids(relay) : () => {
+    throw new Error(`relay.fcgidPids(): only under processModel 'fcgid' (RELAY_FRONT=apache-fcgid), not '${relay.processModel}'`);
+  };
   // Fails fast (with the log tail) when a process of the environment died.
   relay.assertAlive = () => {
     if (relay.unresponsive) assert.fail(`not run: the relay stopped answering earlier (${relay.unresponsive})`);
