@@ -771,10 +771,7 @@ static json_t *error_document(rl_err err, const char *message)
 
 static rl_err anthropic_error_body(rl_buf *out, rl_err err, const char *message)
 {
-    json_t *j = error_document(err, message);
-    rl_err e = j ? prov_json_dump(j, DUMP_FLAGS, out) : RL_NOMEM;
-    json_decref(j);
-    return e;
+    return prov_json_put(out, "", error_document(err, message), DUMP_FLAGS, "");
 }
 
 static rl_err anthropic_error_event(rl_buf *out, frame_kind framing, int opened, rl_err err,

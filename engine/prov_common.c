@@ -60,6 +60,16 @@ rl_err prov_json_dump(json_t *j, size_t flags, rl_buf *out)
     return json_dump_callback(j, dump_to_buf, out, flags) == 0 ? RL_OK : RL_NOMEM;
 }
 
+rl_err prov_json_put(rl_buf *out, const char *before, json_t *j, size_t flags, const char *after)
+{
+    rl_err err = RL_NOMEM;
+    if (j && (err = rl_buf_puts(out, before)) == RL_OK &&
+        (err = prov_json_dump(j, flags, out)) == RL_OK)
+        err = rl_buf_puts(out, after);
+    json_decref(j);
+    return err;
+}
+
 int64_t prov_json_int(const json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);

@@ -534,25 +534,18 @@ static json_t *error_object(rl_err err, const char *message)
 
 static rl_err gemini_error_body(rl_buf *out, rl_err err, const char *message)
 {
-    json_t *j = error_object(err, message);
-    rl_err e = j ? prov_json_dump(j, JSON_COMPACT | JSON_PRESERVE_ORDER, out) : RL_NOMEM;
-    json_decref(j);
-    return e;
+    return prov_json_put(out, "", error_object(err, message), JSON_COMPACT | JSON_PRESERVE_ORDER,
+                         "");
 }
 
 /*
- * SSE: one "data: {error}" event. JSON array: the error document as one
- * more element followed by the closing bracket (",\r\n{error}\n]"), which
- * assumes the "[" and at least one element were already sent; this
- * function cannot know, and a stream that failed before its first element
- * ends as "[,{...}]" — not valid JSON, but not cached either.
+ * SSE: one "data: {error}" event. JSON array: the error document as the
+ * last element, then the closing bracket: ",\r\n{error}\n]" after what was
+ * sent, or "[{error}\n]" when nothing of the stream was (opened is 0).
  */
 static rl_err gemini_error_event(rl_buf *out, frame_kind framing, int opened, rl_err err,
                                  const char *message)
 {
-    json_t *j = error_object(err, message);
-    if (!j)
-        return RL_NOMEM;
     const char *before = "data: ", *after = "\r\n\r\n";
     if (framing == FRAME_JSON_ARRAY) {
         before = opened ? ",\r\n" : "[";
@@ -561,12 +554,8 @@ static rl_err gemini_error_event(rl_buf *out, frame_kind framing, int opened, rl
         before = "";
         after = "\n";
     }
-    rl_err e;
-    if ((e = rl_buf_puts(out, before)) == RL_OK &&
-        (e = prov_json_dump(j, JSON_COMPACT | JSON_PRESERVE_ORDER, out)) == RL_OK)
-        e = rl_buf_puts(out, after);
-    json_decref(j);
-    return e;
+    return prov_json_put(out, before, error_object(err, message),
+                         JSON_COMPACT | JSON_PRESERVE_ORDER, after);
 }
 
 const prov_ops prov_gemini = {

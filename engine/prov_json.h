@@ -13,6 +13,11 @@
 /* Appends j's JSON text (jansson flags, e.g. JSON_SORT_KEYS|JSON_COMPACT). */
 rl_err prov_json_dump(json_t *j, size_t flags, rl_buf *out);
 
+/* Appends before, j's JSON text and after; the reference to j is dropped
+ * either way, and a NULL j (a failed json_pack) is RL_NOMEM. The one way
+ * adapters write a rendered event, line or error document. */
+rl_err prov_json_put(rl_buf *out, const char *before, json_t *j, size_t flags, const char *after);
+
 /* The canonical form used in cache keys: sorted keys, compact. */
 #define PROV_JSON_CANONICAL (JSON_SORT_KEYS | JSON_COMPACT)
 

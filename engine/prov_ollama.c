@@ -369,11 +369,7 @@ out:
 /* Appends j as one NDJSON line and releases it. */
 static rl_err put_line(rl_buf *out, json_t *j)
 {
-    rl_err err = RL_NOMEM;
-    if (j && (err = prov_json_dump(j, JSON_COMPACT | JSON_PRESERVE_ORDER, out)) == RL_OK)
-        err = rl_buf_puts(out, "\n");
-    json_decref(j);
-    return err;
+    return prov_json_put(out, "", j, JSON_COMPACT | JSON_PRESERVE_ORDER, "\n");
 }
 
 /* Fields of an answer that belong on the content line of a stream: identity
@@ -502,10 +498,7 @@ static json_t *error_object(rl_err err, const char *message)
 
 static rl_err ollama_error_body(rl_buf *out, rl_err err, const char *message)
 {
-    json_t *j = error_object(err, message);
-    rl_err e = j ? prov_json_dump(j, JSON_COMPACT, out) : RL_NOMEM;
-    json_decref(j);
-    return e;
+    return prov_json_put(out, "", error_object(err, message), JSON_COMPACT, "");
 }
 
 /* One {"error": ...} line: the ollama clients raise on it. Should a stream
@@ -516,10 +509,7 @@ static rl_err ollama_error_event(rl_buf *out, frame_kind framing, int opened, rl
     (void)opened; /* its streams need no opening */
     if (framing != FRAME_SSE)
         return put_line(out, error_object(err, message));
-    rl_err e = rl_buf_puts(out, "data: ");
-    if (e == RL_OK)
-        e = ollama_error_body(out, err, message);
-    return e == RL_OK ? rl_buf_puts(out, "\n\n") : e;
+    return prov_json_put(out, "data: ", error_object(err, message), JSON_COMPACT, "\n\n");
 }
 
 const prov_ops prov_ollama = {

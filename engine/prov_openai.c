@@ -455,14 +455,7 @@ out:
 /* Appends "data: <chunk>\n\n". */
 static rl_err put_chunk(rl_buf *out, json_t *chunk)
 {
-    rl_err err = RL_NOMEM;
-    if (!chunk)
-        return err;
-    if ((err = rl_buf_puts(out, "data: ")) == RL_OK &&
-        (err = prov_json_dump(chunk, JSON_COMPACT | JSON_PRESERVE_ORDER, out)) == RL_OK)
-        err = rl_buf_puts(out, "\n\n");
-    json_decref(chunk);
-    return err;
+    return prov_json_put(out, "data: ", chunk, JSON_COMPACT | JSON_PRESERVE_ORDER, "\n\n");
 }
 
 /* A chunk with the identity fields of the completion and one choice. */
@@ -726,10 +719,8 @@ static json_t *error_object(rl_err err, const char *message)
 
 static rl_err openai_error_body(rl_buf *out, rl_err err, const char *message)
 {
-    json_t *j = error_object(err, message);
-    rl_err e = j ? prov_json_dump(j, JSON_COMPACT | JSON_PRESERVE_ORDER, out) : RL_NOMEM;
-    json_decref(j);
-    return e;
+    return prov_json_put(out, "", error_object(err, message), JSON_COMPACT | JSON_PRESERVE_ORDER,
+                         "");
 }
 
 static rl_err openai_error_event(rl_buf *out, frame_kind framing, int opened, rl_err err,
