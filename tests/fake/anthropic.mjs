@@ -34,6 +34,8 @@
 // A request with context_management gets context_management
 // {applied_edits: []} in the message, or on message_delta when streamed.
 
+import { splitPieces } from './text.mjs';
+
 // Anthropic's default wording per status.
 const DEFAULT_ERRORS = {
   400: ['invalid_request_error', 'The fake upstream was told to reject this request.'],
@@ -87,13 +89,7 @@ function inputTokens(req) {
 // count near-equal slices of text (repeated if too short to give every
 // slice a character); an empty text stays one empty piece.
 function pieces(text, count) {
-  if (!text) return [''];
-  while (text.length < count) text = `${text} ${text}`;
-  const out = [];
-  for (let i = 0; i < count; i++) {
-    out.push(text.slice(Math.floor((i * text.length) / count), Math.floor(((i + 1) * text.length) / count)));
-  }
-  return out;
+  return text ? splitPieces(text, count) : [''];
 }
 
 // The content blocks and stop reason the fake answers with.

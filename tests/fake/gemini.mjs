@@ -36,6 +36,8 @@
 // cutMode, stallAfter, finishReason. A JSON array stream cut or stalled
 // after its last element lacks the closing "]".
 
+import { embeddingOf, splitPieces } from './text.mjs';
+
 const STATUS_NAMES = {
   400: 'INVALID_ARGUMENT',
   401: 'UNAUTHENTICATED',
@@ -96,27 +98,7 @@ function lastUserText(contents) {
 
 const promptTokens = (contents) => contents.reduce((n, c) => n + 3 + countWords(contentText(c)), 0);
 
-// Splits text into count near-equal slices (repeating it when too short to
-// give each slice a character), as the OpenAI fake does.
-function splitPieces(text, count) {
-  while (text.length < count) text = `${text} ${text}`;
-  const pieces = [];
-  for (let i = 0; i < count; i++) {
-    pieces.push(text.slice(Math.floor((i * text.length) / count), Math.floor(((i + 1) * text.length) / count)));
-  }
-  return pieces;
-}
 
-// A deterministic vector for a text (stable, not meaningful).
-function embeddingOf(text, dims) {
-  const v = [];
-  let h = 2166136261;
-  for (let i = 0; i < dims; i++) {
-    for (const ch of `${i}:${text}`) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
-    v.push(Number(((h / 4294967295) * 2 - 1).toFixed(6)));
-  }
-  return v;
-}
 
 // The smallest instance of a JSON schema (JSON Schema or Gemini's Schema,
 // whose types are upper case), its strings being echo.

@@ -27,6 +27,8 @@
 // request, answered with one JSON object (done_reason "load", or "unload"
 // with keep_alive 0) even when streaming was asked for.
 
+import { embeddingOf } from './text.mjs';
+
 const DEFAULT_MESSAGES = {
   400: 'The fake upstream was told to reject this request.',
   401: 'unauthorized',
@@ -107,16 +109,6 @@ function contextFor(previous, ...texts) {
   return ids;
 }
 
-// A deterministic vector per text (not meaningful, just stable).
-function embeddingOf(text, dims) {
-  const v = [];
-  let h = 2166136261;
-  for (let i = 0; i < dims; i++) {
-    for (const ch of `${i}:${text}`) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
-    v.push(Number(((h / 4294967295) * 2 - 1).toFixed(6)));
-  }
-  return v;
-}
 
 // The timings and counts of a final line; total_duration carries the call
 // number (see the top of the file).

@@ -73,6 +73,7 @@ import http from 'node:http';
 import { pathToFileURL } from 'node:url';
 
 import { anthropicError, handleAnthropic } from './anthropic.mjs';
+import { embeddingOf, splitPieces } from './text.mjs';
 import { geminiError, handleGemini } from './gemini.mjs';
 import { ollamaError, handleOllama } from './ollama.mjs';
 
@@ -136,21 +137,6 @@ function usageFor(messages, completionText) {
   };
 }
 
-// Splits text into pieces: by words (each keeps its trailing space) unless
-// a count is asked for, then into that many near-equal slices (the text is
-// repeated if it is too short to give every slice a character).
-export function splitPieces(text, count) {
-  if (!count) {
-    const words = text.match(/\S+\s*|\s+/g) ?? [];
-    return words.length ? words : [text];
-  }
-  while (text.length < count) text = `${text} ${text}`;
-  const pieces = [];
-  for (let i = 0; i < count; i++) {
-    pieces.push(text.slice(Math.floor((i * text.length) / count), Math.floor(((i + 1) * text.length) / count)));
-  }
-  return pieces;
-}
 
 // What the fake answers to a chat completion request: content or tool calls,
 // decided from the request and the behaviour.
@@ -246,16 +232,6 @@ function streamChunks(req, plan, beh, callNo, created) {
   return out;
 }
 
-// A deterministic unit-ish vector for a text (not meaningful, just stable).
-function embeddingOf(text, dims) {
-  const v = [];
-  let h = 2166136261;
-  for (let i = 0; i < dims; i++) {
-    for (const ch of `${i}:${text}`) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
-    v.push(Number(((h / 4294967295) * 2 - 1).toFixed(6)));
-  }
-  return v;
-}
 
 // The Responses API: the text of the last user input (a string, or items
 // whose content is a string or input_text parts).
