@@ -27,7 +27,7 @@
 // request, answered with one JSON object (done_reason "load", or "unload"
 // with keep_alive 0) even when streaming was asked for.
 
-import { embeddingOf } from './text.mjs';
+import { embeddingOf, splitPieces } from './text.mjs';
 
 const DEFAULT_MESSAGES = {
   400: 'The fake upstream was told to reject this request.',
@@ -85,16 +85,9 @@ function lastUserText(messages) {
   return '';
 }
 
-// count near-equal slices of text (repeated if too short to give every
-// slice a character). Same rule as upstream.mjs's splitPieces with a count.
+// count near-equal slices of text; an empty text has none.
 function split(text, count) {
-  if (!text) return [];
-  while (text.length < count) text = `${text} ${text}`;
-  const pieces = [];
-  for (let i = 0; i < count; i++) {
-    pieces.push(text.slice(Math.floor((i * text.length) / count), Math.floor(((i + 1) * text.length) / count)));
-  }
-  return pieces;
+  return text ? splitPieces(text, count) : [];
 }
 
 // Token ids for a generate answer's context: a stable hash per word, after
