@@ -128,12 +128,15 @@ static void fail_flight(exchange *x, const char *why)
 static void publish(exchange *x, const void *data, size_t len)
 {
     trace_chunk(x, x->flight.gen, "received", x->flight.published);
-    x->flight.published++;
-    rl_err err = store_flight_append(exchange_store(x), x->key, x->flight.gen, data, len,
-                                     x->cfg->coalesce.max_buffer, now_ms());
-    if (err == RL_TOO_LARGE)
+    if (x->flight.published_bytes + len > x->cfg->coalesce.max_buffer) {
         fail_flight(x, "larger than [coalesce] max_buffer");
-    else if (err == RL_NOTFOUND) {
+        return;
+    }
+    rl_err err = store_flight_append(exchange_store(x), x->key, x->flight.gen, x->flight.published,
+                                     data, len, now_ms());
+    x->flight.published++;
+    x->flight.published_bytes += len;
+    if (err == RL_NOTFOUND) {
         /* A follower believed this leader dead and took over: it leads now. */
         x->flight.publishing = 0;
     } else if (err != RL_OK) {
@@ -187,14 +190,7 @@ void coalesce_finish(exchange *x, int complete, int reusable)
 
 int coalesce_has_followers(exchange *x)
 {
-    if (!publishing(x))
-        return 0;
-    store_flight f;
-    flight_state state;
-    if (store_flight_read(exchange_store(x), x->key, x->flight.gen, UINT32_MAX, NULL, NULL, &f,
-                          &state) != RL_OK)
-        return 0;
-    return f.gen == x->flight.gen && f.followers > 0;
+    return publishing(x) && store_flight_attended(exchange_store(x), x->key, now_ms());
 }
 
 /* ---- one reader per process ------------------------------------------- */
@@ -688,6 +684,8 @@ static coalesce_outcome follow(follower *f)
     uint64_t max_wait_ms = (uint64_t)x->cfg->coalesce.max_wait * 1000;
 
     for (;;) {
+        /* A leader whose own client left goes on for us (coalesce_has_followers). */
+        store_flight_attend(s, x->key, now_ms());
         if (f->broken) {
             if (!x->started)
                 goto alone;
@@ -723,7 +721,6 @@ static coalesce_outcome follow(follower *f)
              * (which may even have finished meanwhile): follow the new
              * generation if nothing was sent yet. Never splice two answers. */
             if (!x->started && l.rec.gen != f->gen) {
-                /* (a takeover carries the follower count over) */
                 follower_reset(f, l.rec.gen);
                 continue;
             }
@@ -768,14 +765,13 @@ static coalesce_outcome follow(follower *f)
             x->flight.leading = 1;
             x->flight.publishing = 1;
             x->flight.published = 0;
+            x->flight.published_bytes = 0;
             return COALESCE_LEAD;
         }
         follower_reset(f, next.gen);
     }
-    store_flight_leave(s, x->key, f->gen);
     return COALESCE_ANSWERED;
 alone:
-    store_flight_leave(s, x->key, f->gen);
     return COALESCE_ALONE;
 }
 

@@ -36,11 +36,12 @@ struct engine_worker {
 
 /* This request's part in a shared upstream call (see coalesce.h). */
 typedef struct flight_role {
-    int active;         /* coalescing applies to this request */
-    int leading;        /* this request calls upstream and publishes */
-    uint32_t gen;       /* the flight generation it leads or follows */
-    int publishing;     /* the leader still publishes (off after a failure) */
-    uint32_t published; /* chunks published so far (the next one's number) */
+    int active;               /* coalescing applies to this request */
+    int leading;              /* this request calls upstream and publishes */
+    uint32_t gen;             /* the flight generation it leads or follows */
+    int publishing;           /* the leader still publishes (off after a failure) */
+    uint32_t published;       /* chunks published so far (the next one's number) */
+    uint64_t published_bytes; /* their size, bounded by [coalesce] max_buffer */
 } flight_role;
 
 typedef struct exchange {

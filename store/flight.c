@@ -23,6 +23,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/base/rl_log.h"
@@ -37,7 +38,8 @@
 #define DEAD_LEADER_KEEP_MS 5000
 
 /* Record layout: gen 4, state 1, reusable 1, pad 2, leader_pid 4,
- * nchunks 4, bytes 8, started 8, updated 8, followers 4, pad 4. */
+ * unused 12 (once chunk and byte counts), started 8, updated 8, unused 8
+ * (once a follower count). */
 static void rec_encode(uint8_t *b, const store_flight *f)
 {
     memset(b, 0, REC_LEN);
@@ -45,11 +47,8 @@ static void rec_encode(uint8_t *b, const store_flight *f)
     b[4] = (uint8_t)f->state;
     b[5] = (uint8_t)f->reusable;
     store_put32(b + 8, (uint32_t)f->leader_pid);
-    store_put32(b + 12, f->nchunks);
-    store_put64(b + 16, f->bytes);
     store_put64(b + 24, f->started_ms);
     store_put64(b + 32, f->updated_ms);
-    store_put32(b + 40, f->followers);
 }
 
 static void rec_decode(const uint8_t *b, store_flight *f)
@@ -58,11 +57,8 @@ static void rec_decode(const uint8_t *b, store_flight *f)
     f->state = b[4] <= FLIGHT_FAILED ? (flight_state)b[4] : FLIGHT_FAILED;
     f->reusable = b[5];
     f->leader_pid = (int32_t)store_get32(b + 8);
-    f->nchunks = store_get32(b + 12);
-    f->bytes = store_get64(b + 16);
     f->started_ms = store_get64(b + 24);
     f->updated_ms = store_get64(b + 32);
-    f->followers = store_get32(b + 40);
 }
 
 static void chunk_key(uint8_t *out, const uint8_t *key, uint32_t gen, uint32_t seq)
@@ -79,15 +75,15 @@ int store_flight_leader_alive(const store_flight *f)
     return kill((pid_t)f->leader_pid, 0) == 0 || errno == EPERM;
 }
 
-/* Reads the record (with a write lock when rmw). 0, DB_NOTFOUND or a
- * Berkeley DB error. */
-static int rec_get(handles *h, DB_TXN *txn, const uint8_t *key, store_flight *f, int rmw)
+/* Reads the record; flags: 0, DB_RMW (a write lock) or DB_READ_COMMITTED
+ * (a read lock released at once). 0, DB_NOTFOUND or a Berkeley DB error. */
+static int rec_get(handles *h, DB_TXN *txn, const uint8_t *key, store_flight *f, u_int32_t flags)
 {
     uint8_t buf[REC_LEN];
     DBT k, d;
     dbt_in(&k, key, STORE_KEY_LEN);
     dbt_out(&d, buf, sizeof buf);
-    int ret = h->flights->get(h->flights, txn, &k, &d, rmw ? DB_RMW : 0);
+    int ret = h->flights->get(h->flights, txn, &k, &d, flags);
     if (ret == 0) {
         if (d.size != REC_LEN)
             return DB_NOTFOUND; /* a record of another layout: treat as absent */
@@ -175,26 +171,48 @@ static int replaceable(const store_flight *f, uint64_t now_ms, uint64_t linger_m
     return 1;
 }
 
+/* Follows without writing when the snapshot shows a flight to follow: a
+ * flight that ends or is replaced meanwhile is seen by the follower's
+ * reads, as if it had joined a moment earlier. */
+static int peek_body(handles *h, DB_TXN *txn, op *o)
+{
+    join_arg *a = o->arg;
+    store_flight f;
+    int ret = rec_get(h, txn, a->key, &f, 0);
+    if (ret != 0 && ret != DB_NOTFOUND)
+        return ret;
+    *a->leader = ret == DB_NOTFOUND || replaceable(&f, a->now_ms, a->linger_ms);
+    if (!*a->leader)
+        *a->out = f;
+    return 0;
+}
+
 static int join_body(handles *h, DB_TXN *txn, op *o)
 {
     join_arg *a = o->arg;
     store_flight f;
     memset(&f, 0, sizeof f);
-    int ret = rec_get(h, txn, a->key, &f, 1);
+    int ret = rec_get(h, txn, a->key, &f, DB_RMW);
     if (ret != 0 && ret != DB_NOTFOUND)
         return ret;
     if (ret == 0 && !replaceable(&f, a->now_ms, a->linger_ms)) {
-        f.followers++;
-        *a->leader = 0;
-    } else {
-        uint32_t gen = ret == 0 ? f.gen + 1 : 1;
-        memset(&f, 0, sizeof f);
-        f.gen = gen;
-        f.state = FLIGHT_RUNNING;
-        f.leader_pid = (int32_t)getpid();
-        f.started_ms = f.updated_ms = a->now_ms;
-        *a->leader = 1;
+        *a->leader = 0; /* someone started it since the peek */
+        *a->out = f;
+        return 0;
     }
+    /* A key's first generation is numbered from the clock, not 1: chunks
+     * of an earlier flight of the key may outlive its record for a while
+     * (until the chunk sweep reaches them), and must not be read as this
+     * one's. */
+    uint32_t gen = ret == 0 ? f.gen + 1 : (uint32_t)a->now_ms;
+    if (gen == 0)
+        gen = 1;
+    memset(&f, 0, sizeof f);
+    f.gen = gen;
+    f.state = FLIGHT_RUNNING;
+    f.leader_pid = (int32_t)getpid();
+    f.started_ms = f.updated_ms = a->now_ms;
+    *a->leader = 1;
     *a->out = f;
     return rec_put(h, txn, a->key, &f);
 }
@@ -203,47 +221,50 @@ rl_err store_flight_join(store *s, const uint8_t key[STORE_KEY_LEN], uint64_t no
                          uint64_t linger_ms, store_flight *out, int *leader)
 {
     join_arg a = {key, now_ms, linger_ms, out, leader};
-    op o = {.what = "joining an in-flight request", .body = join_body, .arg = &a};
-    return store_op_run(s, &o);
+    op peek = {
+        .what = "looking for an in-flight request", .body = peek_body, .arg = &a, .snapshot = 1};
+    rl_err err = store_op_run(s, &peek);
+    if (err == RL_OK && *leader) {
+        op o = {.what = "joining an in-flight request", .body = join_body, .arg = &a};
+        err = store_op_run(s, &o);
+    }
+    if (err == RL_OK && !*leader)
+        store_flight_attend(s, key, now_ms);
+    return err;
 }
 
 /* ---- leader: append and finish ------------------------------------------ */
 
 typedef struct append_arg {
     const uint8_t *key;
-    uint32_t gen;
+    uint32_t gen, seq;
     const void *data;
     size_t len;
-    uint64_t max_bytes, now_ms;
+    uint64_t now_ms;
 } append_arg;
 
+/* The record is only read (and its lock let go at once): the flights table
+ * is one or two pages that every stream's leader would otherwise write on
+ * every chunk. A takeover committed just after the check leaves this chunk
+ * in a generation nobody reads any more; maintenance removes it. */
 static int append_body(handles *h, DB_TXN *txn, op *o)
 {
     append_arg *a = o->arg;
     store_flight f;
-    int ret = rec_get(h, txn, a->key, &f, 1);
+    int ret = rec_get(h, txn, a->key, &f, DB_READ_COMMITTED);
     if (ret == DB_NOTFOUND || (ret == 0 && (f.gen != a->gen || f.state != FLIGHT_RUNNING))) {
         o->err = RL_NOTFOUND;
         return 0;
     }
     if (ret)
         return ret;
-    if (f.bytes + a->len > a->max_bytes) {
-        o->err = RL_TOO_LARGE;
-        return 0;
-    }
-    if ((ret = chunk_put(h, txn, a->key, f.gen, f.nchunks, a->now_ms, a->data, a->len)) != 0)
-        return ret;
-    f.nchunks++;
-    f.bytes += a->len;
-    f.updated_ms = a->now_ms;
-    return rec_put(h, txn, a->key, &f);
+    return chunk_put(h, txn, a->key, a->gen, a->seq, a->now_ms, a->data, a->len);
 }
 
-rl_err store_flight_append(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t gen,
-                           const void *data, size_t len, uint64_t max_bytes, uint64_t now_ms)
+rl_err store_flight_append(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t gen, uint32_t seq,
+                           const void *data, size_t len, uint64_t now_ms)
 {
-    append_arg a = {key, gen, data, len, max_bytes, now_ms};
+    append_arg a = {key, gen, seq, data, len, now_ms};
     op o = {.what = "publishing a chunk for followers", .body = append_body, .arg = &a};
     rl_err err = store_op_run(s, &o);
     if (err == RL_OK)
@@ -263,7 +284,7 @@ static int finish_body(handles *h, DB_TXN *txn, op *o)
 {
     finish_arg *a = o->arg;
     store_flight f;
-    int ret = rec_get(h, txn, a->key, &f, 1);
+    int ret = rec_get(h, txn, a->key, &f, DB_RMW);
     if (ret == DB_NOTFOUND || (ret == 0 && f.gen != a->gen)) {
         o->err = RL_NOTFOUND;
         return 0;
@@ -388,31 +409,15 @@ rl_err store_flight_read(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t ge
     return err;
 }
 
-typedef struct leave_arg {
-    const uint8_t *key;
-    uint32_t gen;
-} leave_arg;
-
-static int leave_body(handles *h, DB_TXN *txn, op *o)
+void store_flight_attend(store *s, const uint8_t key[STORE_KEY_LEN], uint64_t now_ms)
 {
-    leave_arg *a = o->arg;
-    store_flight f;
-    int ret = rec_get(h, txn, a->key, &f, 1);
-    if (ret == DB_NOTFOUND)
-        return 0;
-    if (ret)
-        return ret;
-    if (f.gen != a->gen || f.followers == 0)
-        return 0;
-    f.followers--;
-    return rec_put(h, txn, a->key, &f);
+    wake_mark(store_wake_of(s), wake_slot(key), now_ms);
 }
 
-rl_err store_flight_leave(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t gen)
+int store_flight_attended(store *s, const uint8_t key[STORE_KEY_LEN], uint64_t now_ms)
 {
-    leave_arg a = {key, gen};
-    op o = {.what = "leaving an in-flight request", .body = leave_body, .arg = &a};
-    return store_op_run(s, &o);
+    uint64_t mark = wake_marked(store_wake_of(s), wake_slot(key));
+    return mark != 0 && (mark >= now_ms || now_ms - mark <= FLIGHT_ATTEND_MS);
 }
 
 typedef struct takeover_arg {
@@ -427,7 +432,7 @@ static int takeover_body(handles *h, DB_TXN *txn, op *o)
 {
     takeover_arg *a = o->arg;
     *a->won = 0;
-    int ret = rec_get(h, txn, a->key, a->out, 1);
+    int ret = rec_get(h, txn, a->key, a->out, DB_RMW);
     if (ret)
         return ret;
     store_flight *f = a->out;
@@ -437,13 +442,11 @@ static int takeover_body(handles *h, DB_TXN *txn, op *o)
      * streamed them end with an error, the others start over. */
     if ((ret = chunks_drop(h, txn, a->key, a->old_gen)) != 0)
         return ret;
-    uint32_t followers = f->followers ? f->followers - 1 : 0;
     memset(f, 0, sizeof *f);
     f->gen = a->old_gen + 1;
     f->state = FLIGHT_RUNNING;
     f->leader_pid = (int32_t)getpid();
     f->started_ms = f->updated_ms = a->now_ms;
-    f->followers = followers;
     *a->won = 1;
     return rec_put(h, txn, a->key, f);
 }
@@ -473,141 +476,241 @@ void store_flight_wait(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t tick
 
 /*
  * Removes what no reader needs any more: flights finished longer than
- * FLIGHT_KEEP_MS ago, flights whose leader died DEAD_LEADER_KEEP_MS ago
- * with nobody taking over, and chunks of generations that are no longer
- * current and were written longer than FLIGHT_KEEP_MS ago. Works in one
- * transaction per call over at most `budget` records, so it never holds
- * locks for long; called from store_maintain.
+ * FLIGHT_KEEP_MS ago and flights whose leader died DEAD_LEADER_KEEP_MS ago
+ * with nobody taking over (with their chunks), and chunks written longer
+ * than FLIGHT_KEEP_MS ago of generations that are not running.
+ *
+ * A sweep finds work under an MVCC snapshot, which takes no locks and
+ * dirties no page, and then removes what it found in small transactions
+ * that decide again where the answer could have changed. Why: the sweeps
+ * used to walk the tables with write locks (DB_RMW). Waiting for the
+ * latch of the flights table's root page behind the snapshot readers of a
+ * hundred followers, such a walk held its lock on that page for seconds,
+ * and every leader and joiner with it (tests/bench/coalesce_lag.mjs
+ * --workers 50 --pool-threads 2).
  */
-typedef struct sweep_arg {
+#define SWEEP_SCAN 512   /* records looked at under one snapshot */
+#define SWEEP_TIME_MS 50 /* one maintenance run sweeps at most about this long */
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+typedef struct sweep sweep;
+struct sweep {
+    const char *what; /* for log lines */
+    size_t key_len;
+    size_t data_len; /* bytes of each record the decision needs (from the start) */
+    unsigned batch;  /* removals per transaction */
+    DB *(*table)(handles *h);
+    /* Sets *is_stale for a record, under the scan's snapshot. 0 or a
+     * Berkeley DB error. */
+    int (*stale)(handles *h, DB_TXN *txn, const uint8_t *key, const uint8_t *data, size_t data_size,
+                 uint64_t now_ms, int *is_stale);
+    /* Removes one stale record found by a scan, checking what may have
+     * changed since. */
+    int (*remove)(handles *h, DB_TXN *txn, const uint8_t *key, uint64_t now_ms);
+    /* Where the next scan starts (one maintenance thread per process runs
+     * sweeps, see store_maintain: no lock). */
+    uint8_t resume[CHUNK_KEY_LEN];
+    int have_resume;
+};
+
+typedef struct scan_arg {
+    sweep *sw;
     uint64_t now_ms;
-    unsigned budget;
-    unsigned removed;
-    uint8_t *resume; /* where the previous sweep stopped (a key), or NULL */
-    size_t resume_len;
-    int *have_resume;
-} sweep_arg;
+    uint8_t *found; /* SWEEP_SCAN keys of key_len bytes */
+    unsigned nfound;
+    uint8_t next[CHUNK_KEY_LEN]; /* the first key not looked at */
+    int at_end;                  /* no such key: the scan reached the end */
+} scan_arg;
 
-/* Positions c at the sweep's resume point (or the start). */
-static int sweep_start(DBC *c, sweep_arg *a, DBT *k, DBT *d)
+static int scan_body(handles *h, DB_TXN *txn, op *o)
 {
-    if (*a->have_resume) {
-        memcpy(k->data, a->resume, a->resume_len);
-        k->size = (u_int32_t)a->resume_len;
-        return c->get(c, k, d, DB_SET_RANGE | DB_RMW);
-    }
-    return c->get(c, k, d, DB_FIRST | DB_RMW);
-}
-
-/* Remembers where to go on next time; at the end, starts over. */
-static void sweep_stop(sweep_arg *a, const DBT *k, int ret)
-{
-    *a->have_resume = ret == 0 && k->size == a->resume_len;
-    if (*a->have_resume)
-        memcpy(a->resume, k->data, a->resume_len);
-}
-
-/* Decides about one record of a sweep: *drop = 1 deletes it (after any
- * cleanup the visitor did itself). Returns 0 or a Berkeley DB code. */
-typedef int (*sweep_visit)(handles *h, DB_TXN *txn, const sweep_arg *a, const DBT *k, const DBT *d,
-                           int *drop);
-
-/* Walks db from the sweep's resume point over at most a->budget records
- * (k and d describe where each record goes), deleting what visit says. */
-static int sweep_walk(handles *h, DB_TXN *txn, DB *db, sweep_arg *a, DBT *k, DBT *d,
-                      sweep_visit visit)
-{
-    a->removed = 0;
+    scan_arg *a = o->arg;
+    sweep *sw = a->sw;
+    a->nfound = 0;
+    a->at_end = 0;
     DBC *c = NULL;
-    int ret = db->cursor(db, txn, &c, 0);
+    int ret = sw->table(h)->cursor(sw->table(h), txn, &c, 0);
     if (ret)
         return ret;
-    unsigned looked = 0;
-    for (ret = sweep_start(c, a, k, d); ret == 0 && looked++ < a->budget;
-         ret = c->get(c, k, d, DB_NEXT | DB_RMW)) {
-        int drop = 0;
-        if ((ret = visit(h, txn, a, k, d, &drop)) != 0)
-            break;
-        if (!drop)
-            continue;
-        if ((ret = c->del(c, 0)) != 0)
-            break;
-        a->removed++;
+    uint8_t key[CHUNK_KEY_LEN], data[REC_LEN];
+    DBT k, d;
+    dbt_out(&k, key, sizeof key);
+    dbt_part(&d, data, 0, sw->data_len);
+    if (sw->have_resume) {
+        memcpy(key, sw->resume, sw->key_len);
+        k.size = (u_int32_t)sw->key_len;
+        ret = c->get(c, &k, &d, DB_SET_RANGE);
+    } else {
+        ret = c->get(c, &k, &d, DB_FIRST);
     }
-    sweep_stop(a, k, ret);
-    int closed = c->close(c);
-    if (ret == DB_NOTFOUND)
+    for (unsigned looked = 0; ret == 0; ret = c->get(c, &k, &d, DB_NEXT)) {
+        if (looked++ == SWEEP_SCAN) {
+            memcpy(a->next, key, sw->key_len);
+            break;
+        }
+        if (k.size != sw->key_len)
+            continue;     /* not written by this code */
+        int is_stale = 1; /* a record of another layout goes */
+        if (d.size >= sw->data_len &&
+            (ret = sw->stale(h, txn, key, data, d.size, a->now_ms, &is_stale)) != 0)
+            break;
+        if (is_stale)
+            memcpy(a->found + (size_t)a->nfound++ * sw->key_len, key, sw->key_len);
+    }
+    if (ret == DB_NOTFOUND) {
+        a->at_end = 1;
         ret = 0;
+    }
+    int closed = c->close(c);
     return ret ? ret : closed;
 }
 
-/* A flight goes when finished FLIGHT_KEEP_MS ago, or when its leader died
- * DEAD_LEADER_KEEP_MS ago with nobody taking over; its chunks go with it. */
-static int visit_flight(handles *h, DB_TXN *txn, const sweep_arg *a, const DBT *k, const DBT *d,
-                        int *drop)
-{
-    if (k->size != STORE_KEY_LEN || d->size != REC_LEN) {
-        *drop = 1; /* not a record of this layout */
-        return 0;
-    }
-    store_flight f;
-    rec_decode(d->data, &f);
-    uint64_t idle = a->now_ms > f.updated_ms ? a->now_ms - f.updated_ms : 0;
-    *drop =
-        (f.state != FLIGHT_RUNNING && idle > FLIGHT_KEEP_MS) ||
-        (f.state == FLIGHT_RUNNING && idle > DEAD_LEADER_KEEP_MS && !store_flight_leader_alive(&f));
-    return *drop ? chunks_drop(h, txn, k->data, f.gen) : 0;
-}
+typedef struct remove_arg {
+    sweep *sw;
+    uint64_t now_ms;
+    const uint8_t *keys;
+    unsigned n;
+} remove_arg;
 
-/* A chunk goes when written FLIGHT_KEEP_MS ago and its generation is not
- * the running one of its flight. */
-static int visit_chunk(handles *h, DB_TXN *txn, const sweep_arg *a, const DBT *k, const DBT *d,
-                       int *drop)
+static int remove_body(handles *h, DB_TXN *txn, op *o)
 {
-    if (k->size != CHUNK_KEY_LEN || d->size < 8) {
-        *drop = 1;
-        return 0;
+    remove_arg *a = o->arg;
+    for (unsigned i = 0; i < a->n; i++) {
+        int ret = a->sw->remove(h, txn, a->keys + (size_t)i * a->sw->key_len, a->now_ms);
+        if (ret != 0 && ret != DB_NOTFOUND)
+            return ret;
     }
-    uint64_t written = store_get64(d->data);
-    if (a->now_ms < written || a->now_ms - written <= FLIGHT_KEEP_MS)
-        return 0;
-    store_flight f;
-    int ret = rec_get(h, txn, k->data, &f, 0);
-    if (ret != 0 && ret != DB_NOTFOUND)
-        return ret;
-    const uint8_t *ck = k->data;
-    *drop = !(ret == 0 && f.gen == store_get32(ck + STORE_KEY_LEN) && f.state == FLIGHT_RUNNING);
     return 0;
 }
 
-static int sweep_flights_body(handles *h, DB_TXN *txn, op *o)
+/* Scans and removes until the end of the table or the deadline (monotonic
+ * ms), whichever comes first. Failures are logged by store_op_run. */
+static void sweep_run(store *s, sweep *sw, uint64_t now_ms, uint64_t deadline)
 {
-    uint8_t key[STORE_KEY_LEN], buf[REC_LEN];
-    DBT k, d;
-    dbt_out(&k, key, sizeof key);
-    dbt_out(&d, buf, sizeof buf);
-    return sweep_walk(h, txn, h->flights, o->arg, &k, &d, visit_flight);
+    uint8_t *found = malloc((size_t)SWEEP_SCAN * sw->key_len);
+    if (!found)
+        return;
+    for (;;) {
+        scan_arg a = {.sw = sw, .now_ms = now_ms, .found = found};
+        op scan = {.what = sw->what, .body = scan_body, .arg = &a, .snapshot = 1};
+        if (store_op_run(s, &scan) != RL_OK)
+            break;
+        for (unsigned i = 0; i < a.nfound; i += sw->batch) {
+            remove_arg r = {sw, now_ms, found + (size_t)i * sw->key_len,
+                            a.nfound - i < sw->batch ? a.nfound - i : sw->batch};
+            op rm = {.what = sw->what, .body = remove_body, .arg = &r, .idempotent = 1};
+            if (store_op_run(s, &rm) != RL_OK)
+                goto out;
+        }
+        sw->have_resume = !a.at_end;
+        if (!a.at_end)
+            memcpy(sw->resume, a.next, sw->key_len);
+        if (a.at_end || mono_ms() >= deadline)
+            break;
+    }
+out:
+    free(found);
 }
 
-static int sweep_chunks_body(handles *h, DB_TXN *txn, op *o)
+/* A flight goes when finished FLIGHT_KEEP_MS ago, or when its leader died
+ * DEAD_LEADER_KEEP_MS ago with nobody taking over. */
+static int flight_stale(const store_flight *f, uint64_t now_ms)
 {
-    uint8_t ck[CHUNK_KEY_LEN], stamp[8];
-    DBT k, d;
-    dbt_out(&k, ck, sizeof ck);
-    dbt_part(&d, stamp, 0, sizeof stamp); /* just the stamp */
-    return sweep_walk(h, txn, h->chunks, o->arg, &k, &d, visit_chunk);
+    uint64_t idle = now_ms > f->updated_ms ? now_ms - f->updated_ms : 0;
+    if (f->state != FLIGHT_RUNNING)
+        return idle > FLIGHT_KEEP_MS;
+    return idle > DEAD_LEADER_KEEP_MS && !store_flight_leader_alive(f);
+}
+
+static DB *flights_table(handles *h)
+{
+    return h->flights;
+}
+
+static int flight_scan(handles *h, DB_TXN *txn, const uint8_t *key, const uint8_t *data,
+                       size_t data_size, uint64_t now_ms, int *is_stale)
+{
+    (void)h, (void)txn, (void)key, (void)data_size;
+    store_flight f;
+    rec_decode(data, &f);
+    *is_stale = flight_stale(&f, now_ms);
+    return 0;
+}
+
+/* Checks again under a write lock: a new request may have started a new
+ * generation since the scan. */
+static int flight_remove(handles *h, DB_TXN *txn, const uint8_t *key, uint64_t now_ms)
+{
+    store_flight f;
+    int ret = rec_get(h, txn, key, &f, DB_RMW);
+    if (ret)
+        return ret;
+    if (!flight_stale(&f, now_ms))
+        return 0;
+    if ((ret = chunks_drop(h, txn, key, f.gen)) != 0)
+        return ret;
+    DBT k;
+    dbt_in(&k, key, STORE_KEY_LEN);
+    return h->flights->del(h->flights, txn, &k, 0);
+}
+
+static DB *chunks_table(handles *h)
+{
+    return h->chunks;
+}
+
+/* A chunk goes when written FLIGHT_KEEP_MS ago and its generation is not
+ * the running one of its flight. Both only ever become more true (chunks
+ * are written once; generations only move on), so the removal need not
+ * check again. */
+static int chunk_scan(handles *h, DB_TXN *txn, const uint8_t *key, const uint8_t *data,
+                      size_t data_size, uint64_t now_ms, int *is_stale)
+{
+    (void)data_size;
+    uint64_t written = store_get64(data);
+    *is_stale = 0;
+    if (now_ms < written || now_ms - written <= FLIGHT_KEEP_MS)
+        return 0;
+    store_flight f;
+    int ret = rec_get(h, txn, key, &f, 0);
+    if (ret != 0 && ret != DB_NOTFOUND)
+        return ret;
+    *is_stale =
+        !(ret == 0 && f.gen == store_get32(key + STORE_KEY_LEN) && f.state == FLIGHT_RUNNING);
+    return 0;
+}
+
+static int chunk_remove(handles *h, DB_TXN *txn, const uint8_t *key, uint64_t now_ms)
+{
+    (void)now_ms;
+    DBT k;
+    dbt_in(&k, key, CHUNK_KEY_LEN);
+    return h->chunks->del(h->chunks, txn, &k, 0);
 }
 
 void flight_maintain(store *s, uint64_t now_ms)
 {
-    /* One maintenance thread per process (store_maintain): the resume
-     * points need no lock. */
-    static uint8_t flights_at[STORE_KEY_LEN], chunks_at[CHUNK_KEY_LEN];
-    static int have_flights_at, have_chunks_at;
-    sweep_arg a = {now_ms, 512, 0, flights_at, sizeof flights_at, &have_flights_at};
-    op o = {.what = "removing finished in-flight requests", .body = sweep_flights_body, .arg = &a};
-    store_op_run(s, &o);
-    sweep_arg b = {now_ms, 512, 0, chunks_at, sizeof chunks_at, &have_chunks_at};
-    op c = {.what = "removing old in-flight chunks", .body = sweep_chunks_body, .arg = &b};
-    store_op_run(s, &c);
+    static sweep flights = {.what = "removing finished in-flight requests",
+                            .key_len = STORE_KEY_LEN,
+                            .data_len = REC_LEN,
+                            .batch = 1,
+                            .table = flights_table,
+                            .stale = flight_scan,
+                            .remove = flight_remove};
+    static sweep chunks = {.what = "removing old in-flight chunks",
+                           .key_len = CHUNK_KEY_LEN,
+                           .data_len = 8, /* the stamp */
+                           .batch = 64,
+                           .table = chunks_table,
+                           .stale = chunk_scan,
+                           .remove = chunk_remove};
+    uint64_t deadline = mono_ms() + SWEEP_TIME_MS;
+    sweep_run(s, &flights, now_ms, deadline);
+    sweep_run(s, &chunks, now_ms, deadline);
 }

@@ -17,6 +17,15 @@
  * microseconds, without polling the database. See flight.c for the
  * measurements behind this choice.
  *
+ * Who writes: only leaders and maintenance write to the database. A leader
+ * writes its flight's record when it starts and when it ends, and one
+ * chunk per publish; followers only read, under MVCC snapshots that take
+ * no locks, and say they are still there through a mark in shared memory
+ * (store_flight_attend), not a count in the record. With a hundred
+ * processes following one stream, a write per follower on the flights
+ * table contended so much that streams stalled for seconds
+ * (tests/bench/coalesce_lag.mjs --workers 50 --pool-threads 2).
+ *
  * Lifetime: a finished flight can be joined for `linger_ms` when reusable
  * (a request that raced the cache store still gets the complete answer);
  * its chunks stay readable for FLIGHT_KEEP_MS, then store_maintain removes
@@ -47,32 +56,34 @@ typedef struct store_flight {
     flight_state state;
     int reusable;        /* DONE and a new identical request may still join it */
     int32_t leader_pid;  /* process of the leader */
-    uint32_t nchunks;    /* chunks published so far (chunk 0 = head) */
-    uint64_t bytes;      /* their total size */
     uint64_t started_ms; /* when the leader took the flight */
-    uint64_t updated_ms; /* last publish or state change */
-    uint32_t followers;  /* followers currently attached (approximate after crashes) */
+    uint64_t updated_ms; /* when it started or ended */
 } store_flight;
+
+/* A follower that has not said it is there (store_flight_attend) for this
+ * long is gone as far as store_flight_attended is concerned. */
+#define FLIGHT_ATTEND_MS 2000
 
 /*
  * Leads or follows. If key has no flight, or its flight is FAILED, or DONE
  * and not reusable, or DONE longer than linger_ms ago, or RUNNING with a dead
  * leader process: starts a new generation led by the calling process
- * (*leader = 1). Otherwise joins it as a follower (*leader = 0, followers
- * incremented). *out receives the flight either way.
+ * (*leader = 1). Otherwise joins it as a follower (*leader = 0; that takes
+ * a snapshot read only, and marks the follower there). *out receives the
+ * flight either way.
  */
 rl_err store_flight_join(store *s, const uint8_t key[STORE_KEY_LEN], uint64_t now_ms,
                          uint64_t linger_ms, store_flight *out, int *leader);
 
 /*
- * Leader only: appends chunk number out_seq (0 for the first call) of
- * generation gen and wakes the followers. RL_TOO_LARGE, with nothing
- * appended, when the flight's bytes would exceed max_bytes (the leader then
- * fails the flight). RL_NOTFOUND when the flight is no longer this leader's
- * generation (a follower took over after believing it dead).
+ * Leader only: stores chunk number seq (0, 1, 2, ... in order: the leader
+ * counts, and bounds the bytes it publishes) of generation gen and wakes
+ * the followers. RL_NOTFOUND, with nothing stored, when the flight is no
+ * longer this leader's running generation (a follower took over after
+ * believing it dead). The flight's record is read, not written.
  */
-rl_err store_flight_append(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t gen,
-                           const void *data, size_t len, uint64_t max_bytes, uint64_t now_ms);
+rl_err store_flight_append(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t gen, uint32_t seq,
+                           const void *data, size_t len, uint64_t now_ms);
 
 /* Leader only: ends the flight (DONE or FAILED) and wakes the followers.
  * reusable: a complete successful answer that late joiners may take. */
@@ -98,9 +109,17 @@ rl_err store_flight_read(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t ge
                          store_flight_chunk_fn fn, void *ctx, store_flight *out,
                          flight_state *gen_state);
 
-/* Follower leaves generation gen (followers decremented; no-op when the
- * generation changed). */
-rl_err store_flight_leave(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t gen);
+/*
+ * Followers say they are still there (at least every FLIGHT_ATTEND_MS / 2
+ * while they follow); a leader whose own client left asks whether anyone
+ * did within FLIGHT_ATTEND_MS. Shared memory, no database. A hint: keys
+ * that share a wake-up slot share the mark, so a leader may now and then
+ * see another key's followers (and finish a call nobody needed), and a
+ * follower stuck writing to a slow client longer than FLIGHT_ATTEND_MS
+ * may be missed.
+ */
+void store_flight_attend(store *s, const uint8_t key[STORE_KEY_LEN], uint64_t now_ms);
+int store_flight_attended(store *s, const uint8_t key[STORE_KEY_LEN], uint64_t now_ms);
 
 /*
  * A follower that found the leader dead (store_flight_leader_alive) asks to

@@ -7,7 +7,6 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +95,6 @@ struct store {
     uint64_t max_bytes, max_entries, max_entry_bytes;
     uint32_t cache_mb;
     uint32_t threads;
-    _Atomic uint64_t last_purge;
 };
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -1404,8 +1402,18 @@ static int checkpoint_body(handles *h, DB_TXN *txn, op *o)
     return h->env->txn_checkpoint(h->env, CHECKPOINT_KB, CHECKPOINT_MIN, 0);
 }
 
+/* The turns of the wake file (wake_take_turn) that store_maintain's jobs
+ * take: each job is done by one process per interval for the whole store.
+ * Why: every job here works on the whole environment, and with a hundred
+ * processes (mod_fcgid starts one per concurrent request) a hundred
+ * failchks, checkpoints and sweeps a second contended with the requests
+ * for nothing. */
+enum { TURN_MAINTAIN = 0, TURN_PURGE = 1 };
+
 rl_err store_maintain(store *s, uint64_t now)
 {
+    if (!wake_take_turn(s->wake, TURN_MAINTAIN, now, 1))
+        return RL_OK; /* another process has this second's turn */
     op fc = {
         .what = "freeing what dead processes held (failchk)", .body = failchk_body, .no_txn = 1};
     rl_err e = store_op_run(s, &fc);
@@ -1416,9 +1424,7 @@ rl_err store_maintain(store *s, uint64_t now)
 
     flight_maintain(s, now * 1000); /* logs its own failures */
 
-    uint64_t last = atomic_load(&s->last_purge);
-    if ((last == 0 || now >= last + PURGE_INTERVAL || now < last) &&
-        atomic_compare_exchange_strong(&s->last_purge, &last, now)) {
+    if (wake_take_turn(s->wake, TURN_PURGE, now, PURGE_INTERVAL)) {
         uint64_t removed = 0;
         e2 = store_cache_purge_expired(s, now, PURGE_GRACE, &removed);
         if (e == RL_OK)

@@ -134,10 +134,12 @@ rl_err store_counter_add(store *s, const char *name, int64_t delta);
 rl_err store_counter_get(store *s, const char *name, uint64_t *value);
 
 /* Periodic housekeeping, called about once a second by one thread per
- * process: frees locks of dead processes (failchk; a dead child must have
- * been reaped with waitpid first), checkpoints and removes old log files,
- * and every 60 s (of now) purges entries expired more than an hour ago (so
- * that max-stale can still use them). */
+ * process; for each second (of now) one process on the store does the
+ * work and the others return RL_OK at once: frees locks of dead processes
+ * (failchk; a dead child must have been reaped with waitpid first),
+ * checkpoints and removes old log files, removes finished in-flight
+ * requests (flight.h), and every 60 s purges entries expired more than an
+ * hour ago (so that max-stale can still use them). */
 rl_err store_maintain(store *s, uint64_t now);
 
 /* Threads of this process lost for good in an environment that had to be

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,11 +17,19 @@
 #include "store/base/rl_buf.h"
 #include "store/base/rl_log.h"
 
+/* The file's layout. The wake-up counters come first, where files of the
+ * first layout had them alone, so a process of either layout finds them. */
+typedef struct wake_file {
+    _Atomic uint32_t slots[WAKE_SLOTS];
+    _Atomic uint64_t marks[WAKE_SLOTS];
+    _Atomic uint64_t turns[WAKE_TURNS];
+} wake_file;
+
 struct store_wake {
-    _Atomic uint32_t *slots; /* WAKE_SLOTS counters, shared by every process */
+    wake_file *map; /* shared by every process */
 };
 
-#define WAKE_BYTES (WAKE_SLOTS * sizeof(uint32_t))
+#define WAKE_BYTES sizeof(wake_file)
 
 rl_err wake_open(const char *home, store_wake **out)
 {
@@ -36,9 +45,11 @@ rl_err wake_open(const char *home, store_wake **out)
         rl_error("store: cannot open %s: %s", path.data, strerror(errno));
         goto out;
     }
-    /* Growing a file that is already big enough changes nothing; a new one
-     * reads as zeros. */
-    if (ftruncate(fd, (off_t)WAKE_BYTES) != 0) {
+    /* Only ever grown (a new file, or one of the first, smaller layout):
+     * other processes may have it mapped. What is added reads as zeros. */
+    struct stat st;
+    if (fstat(fd, &st) != 0 ||
+        (st.st_size < (off_t)WAKE_BYTES && ftruncate(fd, (off_t)WAKE_BYTES) != 0)) {
         rl_error("store: cannot size %s: %s", path.data, strerror(errno));
         goto out;
     }
@@ -53,7 +64,7 @@ rl_err wake_open(const char *home, store_wake **out)
         err = RL_NOMEM;
         goto out;
     }
-    w->slots = map;
+    w->map = map;
     err = RL_OK;
 out:
     if (fd >= 0)
@@ -67,7 +78,7 @@ void wake_close(store_wake *w)
 {
     if (!w)
         return;
-    munmap((void *)w->slots, WAKE_BYTES);
+    munmap(w->map, WAKE_BYTES);
     free(w);
 }
 
@@ -78,22 +89,43 @@ uint32_t wake_slot(const uint8_t *key)
 
 uint32_t wake_ticket(store_wake *w, uint32_t slot)
 {
-    return atomic_load_explicit(&w->slots[slot], memory_order_acquire);
+    return atomic_load_explicit(&w->map->slots[slot], memory_order_acquire);
 }
 
 void wake_bump(store_wake *w, uint32_t slot)
 {
-    atomic_fetch_add_explicit(&w->slots[slot], 1, memory_order_release);
+    atomic_fetch_add_explicit(&w->map->slots[slot], 1, memory_order_release);
     /* Shared (not FUTEX_PRIVATE): waiters live in other processes. */
-    syscall(SYS_futex, (uint32_t *)&w->slots[slot], FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    syscall(SYS_futex, (uint32_t *)&w->map->slots[slot], FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 void wake_wait(store_wake *w, uint32_t slot, uint32_t ticket, int timeout_ms)
 {
-    if (atomic_load_explicit(&w->slots[slot], memory_order_acquire) != ticket)
+    if (atomic_load_explicit(&w->map->slots[slot], memory_order_acquire) != ticket)
         return;
     struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
     /* Returns at once with EAGAIN if the counter already moved; EINTR and
      * ETIMEDOUT simply end the wait: the caller re-checks either way. */
-    syscall(SYS_futex, (uint32_t *)&w->slots[slot], FUTEX_WAIT, ticket, &ts, NULL, 0);
+    syscall(SYS_futex, (uint32_t *)&w->map->slots[slot], FUTEX_WAIT, ticket, &ts, NULL, 0);
+}
+
+void wake_mark(store_wake *w, uint32_t slot, uint64_t now)
+{
+    atomic_store_explicit(&w->map->marks[slot], now, memory_order_relaxed);
+}
+
+uint64_t wake_marked(store_wake *w, uint32_t slot)
+{
+    return atomic_load_explicit(&w->map->marks[slot], memory_order_relaxed);
+}
+
+int wake_take_turn(store_wake *w, unsigned turn, uint64_t now, uint64_t interval)
+{
+    _Atomic uint64_t *last = &w->map->turns[turn];
+    uint64_t seen = atomic_load_explicit(last, memory_order_relaxed);
+    if (seen != 0 && seen <= now && now - seen < interval)
+        return 0;
+    /* Of the processes that saw the same due turn, the one whose exchange
+     * lands takes it. */
+    return atomic_compare_exchange_strong(last, &seen, now);
 }

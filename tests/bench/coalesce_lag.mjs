@@ -24,6 +24,7 @@
 // tests/out/bench-coalesce.json.
 //
 //   node tests/bench/coalesce_lag.mjs [--clients 100] [--chunks 100] [--delay 20] [--threads 4]
+//        [--workers 4] [--pool-threads 32] [--header-delay 1000]
 //
 // The target (issue 3): inside-relay p99 <= TARGET_P99_MS. The verdict is
 // printed and goes to the JSON.
@@ -127,7 +128,10 @@ async function main() {
   const CHUNKS = arg('chunks', 100);
   const DELAY = arg('delay', 20);
   const THREADS = Math.max(1, Math.min(arg('threads', 4), CLIENTS));
-  const POOL = { workers: 4, threads: 32 };
+  // The pool's shape matters: many single-threaded processes (as under
+  // mod_fcgid) contend on the store far more than a few threaded ones.
+  const POOL = { workers: arg('workers', 4), threads: arg('pool-threads', 32) };
+  const HEADER_DELAY = arg('header-delay', 1000);
 
   let relay;
   try {
@@ -160,10 +164,10 @@ async function main() {
     const marker = uniq('coalesce-lag');
     const content = Array.from({ length: CHUNKS }, (_, i) => `#${String(i).padStart(4, '0')} `).join('');
     relay.fake.reset();
-    // The upstream answers after 1 s, so every client has joined before the
-    // first chunk: what is measured is the multicast lag, not the time the
+    // The upstream answers after 1 s (--header-delay), so every client has
+    // joined before the first chunk: what is measured is the multicast lag, not the time the
     // 100 connections take to arrive (late joiners are tested in e2e).
-    relay.fake.enqueue({ headerDelayMs: 1000, chunks: CHUNKS, chunkDelayMs: DELAY, content });
+    relay.fake.enqueue({ headerDelayMs: HEADER_DELAY, chunks: CHUNKS, chunkDelayMs: DELAY, content });
     const body = JSON.stringify(chatBody(marker, { stream: true }));
 
     const per = Array.from({ length: THREADS }, (_, i) => Math.floor(CLIENTS / THREADS) + (i < CLIENTS % THREADS ? 1 : 0));
