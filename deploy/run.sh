@@ -8,26 +8,25 @@
 #
 # Each front serves the config that ships in deploy/ (rendered from its
 # template into a private run directory), as the end-to-end tests do.
+#
+# apache-fcgid: Apache starts relay.fcgi itself (mod_fcgid), so no pool runs
+# and no socket is used. Run as root, Apache runs those processes as
+# www-data, which must own the store: they then use a copy of RELAY_INI in
+# the run directory, whose relative paths put a store of their own there
+# for the run (it goes when the run ends).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 ini=${1:-$root/relay.ini}
+given_ini=$ini
 front=${2:-caddy}
 port=${RELAY_PORT:-9879}
-build=${RELAY_BUILD:-$root/build}
+build=$(cd "${RELAY_BUILD:-$root/build}" && pwd)
 
 case "$front" in
-    caddy | nginx | apache-proxy-fcgi) ;;
-    *) echo "run: FRONT=$front is not one of caddy, nginx, apache-proxy-fcgi" >&2; exit 2 ;;
+    caddy | nginx | apache-proxy-fcgi | apache-fcgid) ;;
+    *) echo "run: FRONT=$front is not one of caddy, nginx, apache-proxy-fcgi, apache-fcgid" >&2; exit 2 ;;
 esac
-
-"$build/relay-admin" -c "$ini" init
-sock=$("$build/relay-admin" -c "$ini" config fcgi.listen)
-case "$sock" in
-    /*) ;;
-    *) echo "run: the front configs expect a unix socket in [fcgi] listen, got $sock" >&2; exit 2 ;;
-esac
-mkdir -p "$(dirname "$sock")"
 
 pids=()
 stop() {
@@ -35,19 +34,48 @@ stop() {
     [ "${#pids[@]}" -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null || true
     wait 2>/dev/null || true
 }
-trap stop INT TERM EXIT
-
-"$build/relay.fcgi" -c "$ini" &
-pids+=($!)
-for _ in $(seq 100); do
-    [ -S "$sock" ] && break
-    sleep 0.1
-done
-[ -S "$sock" ] || { echo "run: relay.fcgi did not create $sock" >&2; exit 1; }
-
 rundir=$(mktemp -d "${TMPDIR:-/tmp}/relay-run-XXXXXX")
-remove_rundir() { rm -rf "$rundir"; }
-trap 'stop; remove_rundir' INT TERM EXIT
+trap 'stop; rm -rf "$rundir"' INT TERM EXIT
+
+# Whoever runs relay.fcgi runs relay-admin too: the store's files and shared
+# memory belong to whoever creates them.
+as_relay=()
+fcgi=$build/relay.fcgi
+sock=
+if [ "$front" = apache-fcgid ]; then
+    if [ "$(id -u)" = 0 ]; then
+        chmod 0755 "$rundir"
+        cp "$ini" "$rundir/relay.ini"
+        ini=$rundir/relay.ini
+        for key in store.home store.key_file; do
+            case "$("$build/relay-admin" -c "$ini" config "$key")" in
+                "$rundir"/*) ;;
+                *) echo "run: as root, FRONT=apache-fcgid runs relay.fcgi as www-data with a store of its own: $key must be a relative path in $given_ini" >&2; exit 2 ;;
+            esac
+        done
+        # www-data cannot reach into a private checkout: a copy of the binary.
+        cp "$fcgi" "$rundir/relay.fcgi"
+        fcgi=$rundir/relay.fcgi
+        chown www-data:www-data "$rundir" "$ini"
+        as_relay=(runuser -u www-data --)
+    fi
+    "${as_relay[@]}" "$build/relay-admin" -c "$ini" init
+else
+    "$build/relay-admin" -c "$ini" init
+    sock=$("$build/relay-admin" -c "$ini" config fcgi.listen)
+    case "$sock" in
+        /*) ;;
+        *) echo "run: the front configs expect a unix socket in [fcgi] listen, got $sock" >&2; exit 2 ;;
+    esac
+    mkdir -p "$(dirname "$sock")"
+    "$fcgi" -c "$ini" &
+    pids+=($!)
+    for _ in $(seq 100); do
+        [ -S "$sock" ] && break
+        sleep 0.1
+    done
+    [ -S "$sock" ] || { echo "run: relay.fcgi did not create $sock" >&2; exit 1; }
+fi
 
 # deploy/TEMPLATE rendered into the run directory; prints the new path.
 render() {
@@ -56,6 +84,7 @@ render() {
     sed -e "s|@RELAY_HOST@|127.0.0.1|g" -e "s|@RELAY_PORT@|$port|g" \
         -e "s|@RELAY_SOCKET@|$sock|g" -e "s|@RELAY_WWW@|$www|g" \
         -e "s|@RELAY_RUNDIR@|$rundir|g" -e "s|@RELAY_SITE@|${2:-}|g" \
+        -e "s|@RELAY_FCGI@|$fcgi|g" -e "s|@RELAY_INI@|$ini|g" \
         "$root/deploy/$1" > "$out"
     if grep -q '@RELAY_[A-Z_]*@' "$out"; then
         echo "run: $1 has a variable run.sh does not know: $(grep -o '@RELAY_[A-Z_]*@' "$out" | head -1)" >&2
@@ -70,10 +99,12 @@ render() {
 www=$root/www
 if [ "$front" != caddy ] && [ "$(id -u)" = 0 ]; then
     chmod 0755 "$rundir"
-    chgrp www-data "$sock" "$(dirname "$sock")"
-    chmod g+x "$(dirname "$sock")"
     cp -R "$root/www" "$rundir/www"
     www=$rundir/www
+fi
+if [ -n "$sock" ] && [ "$front" != caddy ] && [ "$(id -u)" = 0 ]; then
+    chgrp www-data "$sock" "$(dirname "$sock")"
+    chmod g+x "$(dirname "$sock")"
     if ! runuser -u www-data -- test -w "$sock"; then
         echo "run: www-data cannot reach $sock (a parent directory is private): use [fcgi] listen under /run or /tmp" >&2
         exit 2
@@ -90,8 +121,8 @@ case "$front" in
         main=$(render nginx/nginx-foreground.conf "$site")
         nginx -c "$main" -p "$rundir" -g 'daemon off;' &
         ;;
-    apache-proxy-fcgi)
-        site=$(render apache/relay-proxy-fcgi.conf)
+    apache-proxy-fcgi | apache-fcgid)
+        site=$(render "apache/relay-${front#apache-}.conf")
         main=$(render apache/apache2-foreground.conf "$site")
         apache2 -f "$main" -DFOREGROUND &
         ;;

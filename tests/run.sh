@@ -3,7 +3,7 @@
 #
 #   tests/run.sh BUILD_DIR [unit|e2e|all]
 #   RELAY_FRONTS="nginx caddy"   the fronts to run the end-to-end suite
-#                                behind (default: TESTED_FRONTS)
+#                                behind (default: all of them, FRONTS)
 #
 # Unit tests are TAP binaries (BUILD_DIR/tests/t_*); end-to-end tests are
 # node:test files under tests/e2e and tests/fake, run with the TAP reporter,
@@ -100,11 +100,10 @@ if [ "$what" = e2e ] || [ "$what" = all ]; then
     for f in tests/fake/*.test.mjs; do
         [ -f "$f" ] && run_node_test "$f" "$f"
     done
-    # The end-to-end suite once per front (RELAY_FRONTS, default the
-    # TESTED_FRONTS of tests/e2e/fronts.mjs).
+    # The end-to-end suite once per front (RELAY_FRONTS, default every one
+    # in FRONTS of tests/e2e/fronts.mjs).
     all_fronts=$(node -e "import('./tests/e2e/fronts.mjs').then((m) => console.log(m.FRONTS.join(' ')))")
-    tested_fronts=$(node -e "import('./tests/e2e/fronts.mjs').then((m) => console.log(m.TESTED_FRONTS.join(' ')))")
-    for front in ${RELAY_FRONTS:-$tested_fronts}; do
+    for front in ${RELAY_FRONTS:-$all_fronts}; do
         for f in tests/e2e/*.test.mjs; do
             [ -f "$f" ] || continue
             case " $(file_fronts "$f") " in

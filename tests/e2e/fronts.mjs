@@ -27,15 +27,8 @@ import { fileURLToPath } from 'node:url';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+// `make test` runs the suite behind each (tests/run.sh).
 export const FRONTS = ['caddy', 'nginx', 'apache-proxy-fcgi', 'apache-fcgid'];
-
-// The fronts `make test` runs the suite behind. Not yet apache-fcgid: there
-// every concurrent request is a process of its own, and with 50 or more
-// processes on one store the coalescing suite fails (the store's per-process
-// maintenance and the shared in-flight record contend until transactions
-// give up; reproduced behind Caddy with a 50x2 pool). `make test-e2e
-// FRONT=apache-fcgid` runs it.
-export const TESTED_FRONTS = FRONTS.filter((f) => f !== 'apache-fcgid');
 
 // The system user a front's workers run as, or null (they run as us).
 export const frontUser = (front) => (front === 'caddy' ? null : 'www-data');

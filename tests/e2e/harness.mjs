@@ -44,7 +44,9 @@
 // `relay-admin init` (and relay.admin) as www-data too, since the store's
 // files and SysV shared memory segments belong to whoever creates them
 // (root's 0600 segments cannot be attached by www-data); their log goes to
-// Apache's error log, so relay.logs.relay is the front's log.
+// Apache's error log, so relay.logs.relay is the front's log. Apache runs a
+// copy of relay.fcgi in the suite's directory (relay.fcgiBinary): a checkout
+// in a private directory is out of www-data's reach.
 //
 // Environment:
 //   RELAY_BUILD     build directory, relative to the repository (default build)
@@ -350,6 +352,7 @@ export async function startRelay(name, options = {}) {
     if (processModel === 'fcgid') {
       relay.socket = null;
       relay.fcgidSocketDir = path.join(tmp, 'fcgid');
+      relay.fcgiBinary = fcgidBinary(relay);
     } else {
       await startPool(relay);
     }
@@ -509,7 +512,7 @@ async function startFront(relay, socket) {
       RELAY_PORT: String(port),
       RELAY_SOCKET: socket ?? '',
       RELAY_WWW: dashboardDir(relay),
-      RELAY_FCGI,
+      RELAY_FCGI: relay.fcgiBinary ?? RELAY_FCGI,
       RELAY_INI: relay.ini,
     });
     // Appended: startRelay emptied it, and under mod_fcgid it is also the
@@ -653,8 +656,14 @@ function exeOf(pid) {
   }
 }
 
-let relayFcgiReal = null;
-const relayFcgiPath = () => (relayFcgiReal ??= fs.realpathSync(RELAY_FCGI));
+// The binary a front runs as www-data under mod_fcgid: a copy in the
+// suite's directory, for the reason dashboardDir copies www/.
+function fcgidBinary(relay) {
+  const copy = path.join(relay.tmp, 'relay.fcgi');
+  fs.copyFileSync(RELAY_FCGI, copy);
+  fs.chmodSync(copy, 0o755);
+  return fs.realpathSync(copy); // as /proc/PID/exe names it
+}
 
 // Under processModel 'fcgid': the live relay.fcgi processes among the
 // front's descendants (Apache -> mod_fcgid's process manager -> relay.fcgi).
@@ -670,7 +679,7 @@ function fcgidPids(relay) {
       if (seen.has(c)) continue;
       seen.add(c);
       queue.push(c);
-      if (exeOf(c) === relayFcgiPath()) out.push(c);
+      if (exeOf(c) === relay.fcgiBinary) out.push(c);
     }
   }
   return out.sort((a, b) => a - b);
@@ -689,7 +698,7 @@ function fcgidLeftovers(relay) {
     return out;
   }
   for (const e of entries) {
-    if (!/^\d+$/.test(e) || exeOf(e) !== relayFcgiPath()) continue;
+    if (!/^\d+$/.test(e) || exeOf(e) !== relay.fcgiBinary) continue;
     try {
       if (`\0${fs.readFileSync(`/proc/${e}/environ`, 'latin1')}`.includes(marker)) out.push(Number(e));
     } catch {
