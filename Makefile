@@ -30,7 +30,7 @@ endif
 SANITIZE ?=
 CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPTFLAGS) $(WARN) $(SANITIZE) -I. $(PKG_CFLAGS) -MMD -MP
 LDFLAGS  := $(SANITIZE)
-LDLIBS   := $(PKG_LIBS) -ldb -lpthread
+LDLIBS   := $(PKG_LIBS) -ldb -lpthread -lm
 
 BASE_SRC   := $(wildcard store/base/*.c)
 STORE_SRC  := $(wildcard store/*.c)

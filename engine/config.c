@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ static const char *const upstream_default_urls[] = {"https://api.openai.com",
                                                     NULL};
 static const char *const coalesce_mode_names[] = {"cacheable", "all", "off", NULL};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const metrics_access_names[] = {"admin", "open", NULL};
 
 #define RC(field) offsetof(relay_config, field)
 #define UC(field) offsetof(upstream_config, field)
@@ -73,13 +75,15 @@ static const config_key config_keys[] = {
     {"upstream.*", "connect_timeout", KEY_LONG, UC(connect_timeout), "10", 1, 600, NULL},
     {"upstream.*", "idle_timeout", KEY_LONG, UC(idle_timeout), "300", 1, 86400, NULL},
     {"upstream.*", "timeout", KEY_LONG, UC(timeout), "900", 1, 86400, NULL},
+    {"admin", "token_file", KEY_PATH, RC(admin.token_file), "var/admin.token", 0, 0, NULL},
+    {"metrics", "access", KEY_ENUM, RC(metrics.access), "admin", 0, 0, metrics_access_names},
     {"log", "level", KEY_ENUM, RC(log.level), "info", 0, 0, log_level_names},
 };
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
 
 /* KEY_ENUM rows store an int into enum-typed fields. */
 _Static_assert(sizeof(cache_policy) == sizeof(int) && sizeof(upstream_type) == sizeof(int) &&
-                   sizeof(coalesce_mode) == sizeof(int),
+                   sizeof(coalesce_mode) == sizeof(int) && sizeof(metrics_access) == sizeof(int),
                "enum fields must be int-sized");
 
 static int key_is_upstream(const config_key *k)
@@ -208,6 +212,56 @@ static upstream_config *upstream_slot(parse_state *st, const char *name, size_t 
     return up;
 }
 
+/* A [pricing] row: MODEL = INPUT OUTPUT [CACHED_INPUT], USD per million
+ * tokens (cached input costs as input when not given). Returns 0, or -1
+ * with the reason in why. */
+static int add_price(parse_state *st, const char *model, const char *value, const char *where)
+{
+    relay_config *cfg = st->cfg;
+    for (size_t i = 0; i < cfg->nprices; i++)
+        if (strcmp(cfg->prices[i].model, model) == 0) {
+            rl_buf_printf(st->why, "%s: set twice", where);
+            return -1;
+        }
+    if (cfg->nprices == CONFIG_MAX_PRICES) {
+        rl_buf_printf(st->why, "%s: too many prices (at most %d)", where, CONFIG_MAX_PRICES);
+        return -1;
+    }
+    double v[3] = {0, 0, -1};
+    int n = 0;
+    const char *p = value;
+    while (*p && n < 4) {
+        char *end;
+        errno = 0;
+        double d = strtod(p, &end);
+        if (end == p || errno || !isfinite(d) || d < 0 || d > 1e6 ||
+            (*end && *end != ' ' && *end != '\t'))
+            break;
+        if (n < 3)
+            v[n] = d;
+        n++;
+        for (p = end; *p == ' ' || *p == '\t'; p++)
+            ;
+    }
+    if (*p || n < 2 || n > 3) {
+        rl_buf_printf(st->why,
+                      "%s: expected INPUT OUTPUT [CACHED_INPUT], USD per million tokens "
+                      "(e.g. 2.50 10.00 1.25), got \"%s\"",
+                      where, value);
+        return -1;
+    }
+    model_price *mp = &cfg->prices[cfg->nprices];
+    if (!(mp->model = strdup(model))) {
+        rl_buf_puts(st->why, "out of memory");
+        return -1;
+    }
+    mp->input = v[0];
+    mp->output = v[1];
+    mp->cached_input = v[2] < 0 ? v[0] : v[2];
+    cfg->nprices++;
+    return 0;
+}
+
 static int on_ini_value(void *user, const char *section, const char *name, const char *value)
 {
     parse_state *st = user;
@@ -217,6 +271,11 @@ static int on_ini_value(void *user, const char *section, const char *name, const
     /* Debian's libinih does not pass line numbers to the handler. */
     snprintf(where, sizeof where, "%s: [%s] %s", st->cfg->path, section, name);
 
+    if (strcmp(section, "pricing") == 0) {
+        if (add_price(st, name, value, where) != 0)
+            goto fail;
+        return 1;
+    }
     upstream_config *up = NULL;
     size_t up_index = CONFIG_MAX_UPSTREAMS;
     int is_upstream = strncmp(section, "upstream.", 9) == 0;
@@ -386,6 +445,8 @@ void config_free(relay_config *cfg)
     }
     for (size_t u = 0; u < cfg->nupstreams; u++)
         free(cfg->upstreams[u].name);
+    for (size_t i = 0; i < cfg->nprices; i++)
+        free(cfg->prices[i].model);
     free(cfg->path);
     free(cfg);
 }

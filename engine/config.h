@@ -29,8 +29,17 @@ typedef enum {
     UPSTREAM_TYPE_OPENAI_COMPATIBLE,
 } upstream_type;
 typedef enum { COALESCE_CACHEABLE, COALESCE_ALL, COALESCE_OFF } coalesce_mode;
+/* Who may read /relay/metrics. */
+typedef enum { METRICS_ADMIN, METRICS_OPEN } metrics_access;
 
 #define CONFIG_MAX_UPSTREAMS 32
+#define CONFIG_MAX_PRICES 512
+
+/* One row of [pricing]: USD per million tokens of a model (family). */
+typedef struct model_price {
+    char *model;
+    double input, output, cached_input;
+} model_price;
 
 typedef struct upstream_config {
     char *name; /* NAME of [upstream.NAME] */
@@ -69,6 +78,14 @@ typedef struct relay_config {
     } coalesce;
     upstream_config upstreams[CONFIG_MAX_UPSTREAMS];
     size_t nupstreams;
+    struct {
+        char *token_file; /* the admin token (created by relay-admin init) */
+    } admin;
+    struct {
+        metrics_access access;
+    } metrics;
+    model_price prices[CONFIG_MAX_PRICES]; /* [pricing], in file order */
+    size_t nprices;
     struct {
         int level; /* rl_log_level */
     } log;

@@ -57,7 +57,9 @@ typedef struct prov_info {
     long max_ttl;       /* > 0: never keep the answer longer (model lists) */
 } prov_info;
 
-/* Tokens of one answer; -1 where the answer does not say. */
+/* Tokens of one answer; -1 where the answer does not say. input counts
+ * every input token, cached_input (read from the provider's prompt cache)
+ * included; output includes reasoning ("thinking") tokens. */
 typedef struct prov_usage {
     int64_t input, output, cached_input;
 } prov_usage;

@@ -692,15 +692,19 @@ out:
 
 /* ---- usage ------------------------------------------------------------- */
 
+/* Anthropic counts cache reads and cache writes apart from input_tokens;
+ * prov_usage's input counts every input token (as OpenAI's and Gemini's
+ * do), so they are added in. */
 static void usage_from(json_t *usage, prov_usage *out)
 {
-    int64_t v;
+    int64_t v, reads = prov_json_int(usage, "cache_read_input_tokens"),
+               writes = prov_json_int(usage, "cache_creation_input_tokens");
     if ((v = prov_json_int(usage, "input_tokens")) >= 0)
-        out->input = v;
+        out->input = v + (reads > 0 ? reads : 0) + (writes > 0 ? writes : 0);
     if ((v = prov_json_int(usage, "output_tokens")) >= 0)
         out->output = v;
-    if ((v = prov_json_int(usage, "cache_read_input_tokens")) >= 0)
-        out->cached_input = v;
+    if (reads >= 0)
+        out->cached_input = reads;
 }
 
 /* message_start carries the input side, message_delta the final output

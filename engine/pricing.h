@@ -1,0 +1,36 @@
+/*
+ * pricing.h — engine-internal: what an answer costs, from the [pricing]
+ * table of relay.ini (USD per million input, output and cached-input
+ * tokens).
+ *
+ * A model matches its row exactly, or through its family: a dated id
+ * (gpt-4o-2024-08-06, claude-sonnet-4-5-20250929, gemini-2.0-flash-001) or
+ * a path-style one (models/gemini-2.5-flash) is looked up without the date,
+ * the version or the path. A model with no row has no price: callers show
+ * its tokens and flag it, never price it at zero.
+ *
+ * Money is counted in nano-USD (1e-9 USD) integers, so that shared
+ * counters add exactly: a token of a $0.02-per-million model is 20.
+ */
+#ifndef RELAY_ENGINE_PRICING_H
+#define RELAY_ENGINE_PRICING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/config.h"
+#include "engine/prov.h"
+
+/* The row for model, or NULL when it has none. */
+const model_price *pricing_find(const relay_config *cfg, const char *model);
+
+/* The family name pricing_find looks up last for model: writes at most
+ * cap bytes (NUL included) to out. */
+void pricing_family(const char *model, char *out, size_t cap);
+
+/* What usage costs at price, in nano-USD (unknown counts, -1, are 0;
+ * cached input at the cached price, the rest of the input at the input
+ * price). */
+uint64_t pricing_cost(const model_price *price, const prov_usage *usage);
+
+#endif
