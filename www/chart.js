@@ -17,9 +17,9 @@ const SVG_NS = 'http://www.w3.org/2000/svg';
 
 // Bottom to top. Class names select each series' colour in dashboard.css.
 export const SERIES = [
-  { key: 'hits', label: 'hits', cls: 'series-hits' },
-  { key: 'coalesced', label: 'coalesced', cls: 'series-coalesced' },
-  { key: 'misses', label: 'misses', cls: 'series-misses' },
+  { key: 'hits', one: 'hit', many: 'hits', cls: 'series-hits' },
+  { key: 'coalesced', one: 'coalesced', many: 'coalesced', cls: 'series-coalesced' },
+  { key: 'misses', one: 'miss', many: 'misses', cls: 'series-misses' },
 ];
 
 const num = (v) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0);
@@ -199,9 +199,12 @@ export class TrafficChart {
   }
 }
 
+// "3 misses", "1 miss"
+const count = (v, one, many) => `${fmtInt(v)} ${v === 1 ? one : many}`;
+
 // "12 requests: 8 hits, 1 coalesced, 3 misses, 0 errors"
 function describe(p) {
-  const parts = SERIES.map((s) => `${fmtInt(num(p[s.key]))} ${s.label}`);
-  parts.push(`${fmtInt(num(p.errors))} errors`);
-  return `${fmtInt(num(p.requests))} requests: ${parts.join(', ')}`;
+  const parts = SERIES.map((s) => count(num(p[s.key]), s.one, s.many));
+  parts.push(count(num(p.errors), 'error', 'errors'));
+  return `${count(num(p.requests), 'request', 'requests')}: ${parts.join(', ')}`;
 }

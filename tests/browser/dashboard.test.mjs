@@ -210,7 +210,7 @@ relaySuite('dashboard in a browser', {
 
     // The chart of the last hour shows the hit.
     const readout = await shown('traffic-readout');
-    const hits = Number(readout.match(/(\d[\d,]*) hits/)?.[1].replace(/,/g, ''));
+    const hits = Number(readout.match(/(\d[\d,]*) hits?\b/)?.[1].replace(/,/g, ''));
     assert.ok(hits >= 1, `chart readout: ${readout}`);
     assert.notEqual(await page.locator('#traffic-chart path.series-hits').getAttribute('d'), '', 'hit bars drawn');
   });
