@@ -40,6 +40,8 @@ pkgs+=("${more[@]}")
 if [ "$want_test" = 1 ]; then
     # systemd: systemd-analyze verifies the shipped unit (tests/e2e/install).
     pkgs+=(nodejs spawn-fcgi nginx apache2 libapache2-mod-fcgid systemd)
+    # prometheus: its promtool checks /relay/metrics (tests/e2e/observability).
+    pkgs+=(prometheus)
 fi
 
 missing=()
