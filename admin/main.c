@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "engine/config.h"
+#include "engine/stats.h"
 #include "store/base/rl_log.h"
 #include "store/store.h"
 
@@ -34,16 +35,6 @@ typedef struct admin_cmd {
     int (*run)(admin_ctx *ctx, store *s, int argc, char **argv);
 } admin_cmd;
 
-/* Counters the engine keeps, in the order stats shows them. */
-static const char *const counter_names[] = {
-    "requests.hit",
-    "requests.stale",
-    "requests.miss",
-    "requests.bypass",
-    "requests.only_if_cached_miss",
-    "upstream.calls",
-};
-
 static int cmd_init(admin_ctx *ctx, store *s, int argc, char **argv)
 {
     (void)s;
@@ -52,6 +43,10 @@ static int cmd_init(admin_ctx *ctx, store *s, int argc, char **argv)
     const relay_config *cfg = ctx->cfg;
     if (store_keyfile_ensure(cfg->store.key_file) != RL_OK)
         return EXIT_FAIL;
+    /* The admin token is a secret of the same kind (32 random bytes, hex,
+     * mode 0600, never overwritten). */
+    if (store_keyfile_ensure(cfg->admin.token_file) != RL_OK)
+        return EXIT_FAIL;
     store_options so;
     config_store_options(cfg, &so);
     store *opened = NULL;
@@ -59,10 +54,29 @@ static int cmd_init(admin_ctx *ctx, store *s, int argc, char **argv)
         return EXIT_FAIL;
     store_close(opened);
     if (ctx->json)
-        printf("{\"store\":\"%s\",\"key_file\":\"%s\"}\n", cfg->store.home, cfg->store.key_file);
+        printf("{\"store\":\"%s\",\"key_file\":\"%s\",\"admin_token_file\":\"%s\"}\n",
+               cfg->store.home, cfg->store.key_file, cfg->admin.token_file);
     else
-        printf("store ready: %s (key file %s)\n", cfg->store.home, cfg->store.key_file);
+        printf("store ready: %s (key file %s; admin token in %s)\n", cfg->store.home,
+               cfg->store.key_file, cfg->admin.token_file);
     return EXIT_OK;
+}
+
+/* What relay-admin stats adds up from the shared counters (stats.h). */
+typedef struct stats_sums {
+    uint64_t usage[STATS_COUNTERS]; /* MODEL rows: requests, outcomes, tokens, money */
+    uint64_t calls;                 /* UPSTREAM rows */
+} stats_sums;
+
+static int sum_row(void *ctx, const stats_row *row)
+{
+    stats_sums *t = ctx;
+    if (row->kind == STATS_ROW_MODEL)
+        for (int c = 0; c < STATS_COUNTERS; c++)
+            t->usage[c] += row->c[c];
+    else if (row->kind == STATS_ROW_UPSTREAM)
+        t->calls += row->c[C_UP_CALLS];
+    return 0;
 }
 
 static int cmd_stats(admin_ctx *ctx, store *s, int argc, char **argv)
@@ -72,24 +86,49 @@ static int cmd_stats(admin_ctx *ctx, store *s, int argc, char **argv)
     store_stats st;
     if (store_stats_get(s, &st) != RL_OK)
         return EXIT_FAIL;
-    uint64_t values[sizeof counter_names / sizeof counter_names[0]];
-    for (size_t i = 0; i < sizeof counter_names / sizeof counter_names[0]; i++)
-        if (store_counter_get(s, counter_names[i], &values[i]) != RL_OK)
-            values[i] = 0;
+    stats_sums t = {{0}, 0};
+    stats *counters = NULL;
+    if (stats_open(ctx->cfg->store.home, &counters) != RL_OK)
+        return EXIT_FAIL;
+    stats_each_row(counters, sum_row, &t);
+    stats_close(counters);
+    static const struct {
+        const char *name;
+        int counter; /* into usage; -1: upstream calls */
+    } rows[] = {
+        {"requests", C_REQUESTS},
+        {"requests.hit", C_HIT},
+        {"requests.stale", C_STALE},
+        {"requests.miss", C_MISS},
+        {"requests.coalesced", C_COALESCED},
+        {"requests.bypass", C_BYPASS},
+        {"requests.errors", C_ERRORS},
+        {"requests.unpriced", C_UNPRICED},
+        {"upstream.calls", -1},
+        {"tokens.input", C_TOKENS_IN},
+        {"tokens.output", C_TOKENS_OUT},
+        {"tokens.cached_input", C_TOKENS_CACHED_IN},
+        {"tokens.saved_input", C_SAVED_IN},
+        {"tokens.saved_output", C_SAVED_OUT},
+    };
+    double spent = (double)t.usage[C_NUSD_SPENT] / 1e9, saved = (double)t.usage[C_NUSD_SAVED] / 1e9;
     if (ctx->json) {
         printf("{\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"evictions\":%" PRIu64
                ",\"expired_removed\":%" PRIu64,
                st.entries, st.bytes, st.evictions, st.expired_removed);
-        for (size_t i = 0; i < sizeof counter_names / sizeof counter_names[0]; i++)
-            printf(",\"%s\":%" PRIu64, counter_names[i], values[i]);
-        printf("}\n");
+        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+            printf(",\"%s\":%" PRIu64, rows[i].name,
+                   rows[i].counter < 0 ? t.calls : t.usage[rows[i].counter]);
+        printf(",\"usd.spent\":%.9g,\"usd.saved\":%.9g}\n", spent, saved);
     } else {
-        printf("entries          %" PRIu64 "\n", st.entries);
-        printf("bytes            %" PRIu64 "\n", st.bytes);
-        printf("evictions        %" PRIu64 "\n", st.evictions);
-        printf("expired removed  %" PRIu64 "\n", st.expired_removed);
-        for (size_t i = 0; i < sizeof counter_names / sizeof counter_names[0]; i++)
-            printf("%-16s %" PRIu64 "\n", counter_names[i], values[i]);
+        printf("%-20s %" PRIu64 "\n", "entries", st.entries);
+        printf("%-20s %" PRIu64 "\n", "bytes", st.bytes);
+        printf("%-20s %" PRIu64 "\n", "evictions", st.evictions);
+        printf("%-20s %" PRIu64 "\n", "expired removed", st.expired_removed);
+        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+            printf("%-20s %" PRIu64 "\n", rows[i].name,
+                   rows[i].counter < 0 ? t.calls : t.usage[rows[i].counter]);
+        printf("%-20s %.6f\n%-20s %.6f\n", "usd.spent", spent, "usd.saved", saved);
     }
     return EXIT_OK;
 }
@@ -141,7 +180,8 @@ static int cmd_config(admin_ctx *ctx, store *s, int argc, char **argv)
 static const admin_cmd commands[] = {
     {"init", "", "create the key file (mode 0600) and the store; harmless if they exist", 0,
      cmd_init},
-    {"stats", "", "entries, bytes, evictions and request counters", 1, cmd_stats},
+    {"stats", "", "entries, bytes, requests by outcome, tokens and USD (all processes)", 1,
+     cmd_stats},
     {"purge", "[--expired | --all]", "remove expired entries (default) or every entry", 1,
      cmd_purge},
     {"config", "SECTION.KEY", "print a configuration value as Relay resolves it", 0, cmd_config},

@@ -42,6 +42,8 @@ if [ "$want_test" = 1 ]; then
     # chromium: the dashboard's browser test drives it headless through
     # playwright-core (tests/browser), which downloads no browser of its own.
     pkgs+=(nodejs spawn-fcgi nginx apache2 libapache2-mod-fcgid systemd chromium)
+    # prometheus: its promtool checks /relay/metrics (tests/e2e/observability).
+    pkgs+=(prometheus)
 fi
 
 missing=()

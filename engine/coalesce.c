@@ -287,6 +287,8 @@ typedef struct local_flight {
     rl_err err;         /* the last refresh's store error, RL_OK */
     store_flight rec;   /* the last record read */
     flight_state state; /* generation gen's state, as last read */
+    int usage_known;    /* usage below was read from the complete answer */
+    prov_usage usage;   /* its tokens, for every follower's account */
 } local_flight;
 
 struct follower {
@@ -606,10 +608,38 @@ static void read_for_all(follower *f)
         call(lf, lf->parked);
 }
 
+/* The tokens of the complete shared answer (chunks 1.. of the local copy),
+ * read once per process: what each follower saved. */
+static void follower_usage(follower *f)
+{
+    local_flight *lf = f->lf;
+    pthread_mutex_lock(&lf->mu);
+    if (!lf->usage_known && f->have_head && !lf->broken) {
+        rl_buf answer;
+        rl_buf_init(&answer, 0);
+        rl_err err = RL_OK;
+        for (uint32_t i = 1; i < lf->chunks.n && err == RL_OK; i++) {
+            size_t len;
+            const char *p = chunk_at(&lf->chunks, i, &len);
+            err = rl_buf_append(&answer, p, len);
+        }
+        lf->usage = (prov_usage){-1, -1, -1};
+        if (err == RL_OK)
+            f->x->prov->usage(f->h.kind, frame_kind_of(f->h.ctype), answer.data, answer.len,
+                              &lf->usage);
+        lf->usage_known = 1;
+        rl_buf_release(&answer);
+    }
+    if (lf->usage_known)
+        f->x->usage = lf->usage;
+    pthread_mutex_unlock(&lf->mu);
+}
+
 /* The leader's answer is complete: hand it to the client in its form. */
 static void follower_complete(follower *f)
 {
     exchange *x = f->x;
+    follower_usage(f);
     if (f->live) {
         exchange_flush(x);
         return;
@@ -816,8 +846,6 @@ coalesce_outcome coalesce_join(exchange *x)
         local_release(fw.lf);
     pthread_cond_destroy(&fw.cond);
     rl_buf_release(&fw.held);
-    if (out == COALESCE_ANSWERED)
-        exchange_count(x, "requests.coalesced");
     if (out == COALESCE_ALONE)
         x->flight.active = 0;
     return out;

@@ -20,6 +20,8 @@
 #include "engine/ckey.h"
 #include "engine/coalesce.h"
 #include "engine/exchange.h"
+#include "engine/observe.h"
+#include "engine/pricing.h"
 #include "engine/upstream.h"
 #include "store/base/rl_log.h"
 
@@ -29,6 +31,13 @@ const char *engine_header(const engine_request *req, const char *name)
         if (strcmp(req->headers[i].name, name) == 0)
             return req->headers[i].value;
     return NULL;
+}
+
+static double mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* ---- lifecycle --------------------------------------------------------- */
@@ -56,6 +65,10 @@ static void open_store(engine *e, uint64_t now)
     }
     if (now)
         rl_info("the store at %s is available again", cfg->store.home);
+    /* The counters live next to the store, shared the same way. */
+    stats *st = NULL;
+    if (stats_open(cfg->store.home, &st) == RL_OK)
+        atomic_store(&e->stats, st);
     atomic_store(&e->store, s);
 }
 
@@ -80,6 +93,7 @@ void engine_free(engine *e)
     if (!e)
         return;
     store_close(atomic_load(&e->store));
+    stats_close(atomic_load(&e->stats));
     upstream_global_cleanup();
     free(e);
 }
@@ -162,7 +176,8 @@ static rl_err try_cache(exchange *x)
         goto out;
     }
     store_cache_touch(s, x->key);
-    exchange_count(x, use == ENTRY_FRESH ? "requests.hit" : "requests.stale");
+    /* What the answer cost when it was fetched: saved this time. */
+    x->prov->usage(ev.kind, frame_kind_of(ev.content_type), ev.body, ev.body_len, &x->usage);
 out:
     rl_buf_release(&value);
     return err;
@@ -173,6 +188,7 @@ out:
 static int on_stream_event(void *ctx, const char *event, const char *data, size_t len)
 {
     exchange *x = ctx;
+    x->prov->usage_event(&x->usage, event, data, len);
     switch (x->prov->classify_event(event, data, len)) {
     case PROV_EVENT_END:
         x->stream_complete = 1;
@@ -190,6 +206,7 @@ static int on_upstream_head(void *ctx, int status, const rl_header *headers, siz
 {
     exchange *x = ctx;
     x->up_status = status;
+    x->ttfb_s = mono_seconds() - x->upstream_start;
     x->up_headers = rl_palloc(x->req->pool, (n ? n : 1) * sizeof *x->up_headers);
     if (!x->up_headers)
         return -1;
@@ -355,8 +372,12 @@ static void call_upstream(exchange *x)
     };
     upstream_handler h = {x, on_upstream_head, on_upstream_data};
     int got_head = 0;
-    exchange_count(x, "upstream.calls");
+    x->called_upstream = 1;
+    x->upstream_start = mono_seconds();
     rl_err err = upstream_perform(x->w->upstream, &ur, &h, &got_head);
+    x->latency_s = mono_seconds() - x->upstream_start;
+    if (!x->up_is_stream && !x->passing_through && err == RL_OK)
+        x->prov->usage(ENTRY_BODY, FRAME_SSE, x->body.data, x->body.len, &x->usage);
 
     if (x->up_is_stream && x->started) {
         /* Streams: complete only with the format's terminator (and, for a
@@ -408,15 +429,6 @@ static void call_upstream(exchange *x)
 
 /* ---- the request flow ------------------------------------------------- */
 
-static void serve_health(exchange *x)
-{
-    store *s = exchange_store(x);
-    const char *text = s ? "ok\n" : "degraded: store unavailable\n";
-    exchange_start(x, s ? 200 : 503, "text/plain; charset=utf-8", NULL, -1, 0);
-    exchange_write(x, text, strlen(text));
-    exchange_flush(x);
-}
-
 /* Computes the cache key; leaves key_hex empty when it cannot. */
 static void compute_key(exchange *x, const char *credential, const rl_buf *canonical,
                         const rl_buf *key_parts)
@@ -461,6 +473,11 @@ static void serve_api(exchange *x)
      * client's own absence of one is passed on. */
     char credential_buf[1024];
     const char *credential = x->prov->credential(&x->preq, credential_buf, sizeof credential_buf);
+    if (credential) {
+        char scope[5 + 32 + 1];
+        ckey_credential_scope(credential, scope);
+        snprintf(x->client, sizeof x->client, "%.8s", scope + 5);
+    }
     upstream_type type = x->rt.upstream->type;
     if (!credential && type != UPSTREAM_TYPE_OLLAMA && type != UPSTREAM_TYPE_OPENAI_COMPATIBLE) {
         exchange_fail(x, RL_UNAUTHORIZED, x->prov->missing_credential);
@@ -469,7 +486,6 @@ static void serve_api(exchange *x)
     if (!x->rt.endpoint) {
         /* Not a cacheable endpoint: forwarded as is. */
         x->cache_status = "BYPASS";
-        exchange_count(x, "requests.bypass");
         call_upstream(x);
         goto out;
     }
@@ -505,7 +521,6 @@ static void serve_api(exchange *x)
     if (x->key_hex[0] && x->decision.lookup && try_cache(x) == RL_OK)
         goto out;
     if (x->cc.only_if_cached) {
-        exchange_count(x, "requests.only_if_cached_miss");
         exchange_fail(x, RL_ONLY_IF_CACHED,
                       "The answer is not in Relay's cache and the request sent only-if-cached.");
         goto out;
@@ -518,12 +533,38 @@ static void serve_api(exchange *x)
     case COALESCE_ALONE:
         break;
     }
-    exchange_count(x, x->cache_status[0] == 'M' ? "requests.miss" : "requests.bypass");
     call_upstream(x);
 out:
     rl_buf_release(&msg);
     rl_buf_release(&canonical);
     rl_buf_release(&key_parts);
+}
+
+/* Counts the finished request (stats.h): its outcome and status, and what
+ * its answer cost or, served from the cache or a shared call, saved. */
+static void account(exchange *x)
+{
+    stats *st = atomic_load(&x->w->e->stats);
+    if (!st)
+        return;
+    const model_price *price = pricing_find(x->cfg, x->info.model);
+    stats_request r = {
+        .upstream = x->rt.upstream ? x->rt.upstream->name : "",
+        .model = x->info.model,
+        .outcome = x->outcome ? x->outcome : "",
+        .status = x->status,
+        .failed = x->failed || x->status >= 400,
+        .client = x->client,
+        .tokens_in = x->usage.input,
+        .tokens_out = x->usage.output,
+        .tokens_cached_in = x->usage.cached_input,
+        .priced = price != NULL,
+        .nusd = price ? pricing_cost(price, &x->usage) : 0,
+        .called_upstream = x->called_upstream,
+        .latency_s = x->latency_s,
+        .ttfb_s = x->ttfb_s,
+    };
+    stats_record(st, &r, (uint64_t)time(NULL));
 }
 
 void engine_handle(engine_worker *w, const engine_request *req, const engine_sink *sink)
@@ -544,6 +585,9 @@ void engine_handle(engine_worker *w, const engine_request *req, const engine_sin
     x->sink = sink;
     x->prov = &prov_openai;
     x->now = (uint64_t)time(NULL);
+    x->outcome = "";
+    x->usage = (prov_usage){-1, -1, -1};
+    x->ttfb_s = -1;
 
     route_match(x->cfg, req->path, &x->rt);
     x->prov = x->rt.prov;
@@ -560,8 +604,10 @@ void engine_handle(engine_worker *w, const engine_request *req, const engine_sin
     x->info.framing = FRAME_SSE;
     switch (x->rt.kind) {
     case ROUTE_HEALTH:
-        serve_health(x);
-        break;
+    case ROUTE_METRICS:
+    case ROUTE_ADMIN_API:
+        observe_serve(x);
+        return; /* Relay's own endpoints are not counted as requests */
     case ROUTE_API:
         serve_api(x);
         break;
@@ -577,4 +623,5 @@ void engine_handle(engine_worker *w, const engine_request *req, const engine_sin
         break;
     }
     }
+    account(x);
 }

@@ -77,6 +77,9 @@ int exchange_start(exchange *x, int status, const char *content_type, const char
     if (x->started)
         return x->client_gone ? -1 : 0;
     x->started = 1;
+    x->status = status;
+    if (cache_status)
+        x->outcome = cache_status;
     rl_header h[96];
     size_t n = 0;
     char age_text[24];
@@ -103,6 +106,7 @@ int exchange_start(exchange *x, int status, const char *content_type, const char
 
 void exchange_fail(exchange *x, rl_err err, const char *message)
 {
+    x->failed = 1;
     rl_buf out;
     rl_buf_init(&out, 0);
     if (!x->started) {
@@ -150,11 +154,4 @@ rl_err exchange_send_answer(exchange *x, int status, entry_kind kind, const char
     rl_buf_release(&plain);
     rl_buf_release(&rendered);
     return err;
-}
-
-void exchange_count(exchange *x, const char *counter)
-{
-    store *s = exchange_store(x);
-    if (s)
-        store_counter_add(s, counter, 1);
 }

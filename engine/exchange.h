@@ -14,6 +14,7 @@
 #include "engine/policy.h"
 #include "engine/prov.h"
 #include "engine/route.h"
+#include "engine/stats.h"
 #include "engine/frame.h"
 #include "store/base/rl_buf.h"
 #include "store/store.h"
@@ -25,6 +26,9 @@ struct engine {
      * request thread: atomic. */
     _Atomic(store *) store;
     uint64_t store_retry_at; /* engine_maintain's thread only */
+    /* Shared counters (stats.h), opened with the store; NULL while they
+     * cannot be: nothing is counted. Atomic for the same reason. */
+    _Atomic(stats *) stats;
 };
 
 struct upstream_client;
@@ -63,6 +67,17 @@ typedef struct exchange {
     int started;     /* status line committed */
     int client_gone; /* a write or flush failed */
     size_t sent;     /* body bytes written to the client */
+    int status;      /* the status committed (0 before) */
+    int failed;      /* an error was rendered (a status, or an event ending a stream) */
+
+    /* For the accounts (stats.h), kept by the flow as it goes: */
+    char client[9];        /* the client's id: 8 hex digits of its credential's hash */
+    const char *outcome;   /* X-Cache of the answer the client got, "" when none */
+    prov_usage usage;      /* tokens of that answer (-1 unknown) */
+    int called_upstream;   /* this request called upstream */
+    double latency_s;      /* the upstream call, whole */
+    double ttfb_s;         /* until its status line; -1 when none came */
+    double upstream_start; /* monotonic seconds */
 
     flight_role flight;
 
@@ -118,8 +133,5 @@ void exchange_fail(exchange *x, rl_err err, const char *message);
  */
 rl_err exchange_send_answer(exchange *x, int status, entry_kind kind, const char *content_type,
                             const char *body, size_t len, const char *cache_status, long age);
-
-/* Adds one to a shared counter (no-op without a store). */
-void exchange_count(exchange *x, const char *counter);
 
 #endif

@@ -111,6 +111,12 @@ typedef struct prov_ops {
     rl_err (*usage)(entry_kind kind, frame_kind framing, const char *data, size_t len,
                     prov_usage *out);
 
+    /* The same, one stream event at a time, as the stream passes (the
+     * engine counts streams it does not keep): updates the prov_usage at
+     * ctx with what the event says, keeping what earlier events said.
+     * Shaped as a frame_event_fn; its return value means nothing. */
+    int (*usage_event)(void *ctx, const char *event, const char *data, size_t len);
+
     /* Appends an error document in the format's shape. */
     rl_err (*error_body)(rl_buf *out, rl_err err, const char *message);
 

@@ -796,6 +796,7 @@ const prov_ops prov_anthropic = {
     .stream_to_body = anthropic_stream_to_body,
     .body_to_stream = anthropic_body_to_stream,
     .usage = anthropic_usage,
+    .usage_event = usage_event,
     .error_body = anthropic_error_body,
     .error_event = anthropic_error_event,
 };

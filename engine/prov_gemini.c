@@ -570,6 +570,7 @@ const prov_ops prov_gemini = {
     .stream_to_body = gemini_stream_to_body,
     .body_to_stream = gemini_body_to_stream,
     .usage = gemini_usage,
+    .usage_event = usage_chunk,
     .error_body = gemini_error_body,
     .error_event = gemini_error_event,
 };

@@ -522,6 +522,7 @@ const prov_ops prov_ollama = {
     .stream_to_body = ollama_stream_to_body,
     .body_to_stream = ollama_body_to_stream,
     .usage = ollama_usage,
+    .usage_event = usage_line,
     .error_body = ollama_error_body,
     .error_event = ollama_error_event,
 };

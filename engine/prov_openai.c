@@ -788,6 +788,7 @@ const prov_ops prov_openai = {
     .stream_to_body = openai_stream_to_body,
     .body_to_stream = openai_body_to_stream,
     .usage = openai_usage,
+    .usage_event = usage_event,
     .error_body = openai_error_body,
     .error_event = openai_error_event,
 };

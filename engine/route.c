@@ -187,6 +187,15 @@ void route_match(const relay_config *cfg, const char *path, route *out)
         out->kind = ROUTE_HEALTH;
         return;
     }
+    if (strcmp(path, "/relay/metrics") == 0) {
+        out->kind = ROUTE_METRICS;
+        return;
+    }
+    if (starts_with(path, "/relay/admin/api/")) {
+        out->kind = ROUTE_ADMIN_API;
+        out->path = path + strlen("/relay/admin/api");
+        return;
+    }
     const upstream_config *up = NULL;
     for (size_t i = 0; i < cfg->nupstreams && !up; i++) {
         const char *mount = cfg->upstreams[i].mount;

@@ -16,9 +16,11 @@
 #include "engine/prov.h"
 
 typedef enum {
-    ROUTE_NONE,   /* unknown path, or no upstream of its kind: 404 */
-    ROUTE_HEALTH, /* GET /relay/health */
-    ROUTE_API,    /* an upstream API path */
+    ROUTE_NONE,      /* unknown path, or no upstream of its kind: 404 */
+    ROUTE_HEALTH,    /* /relay/health */
+    ROUTE_METRICS,   /* /relay/metrics */
+    ROUTE_ADMIN_API, /* /relay/admin/api/... (the dashboard's static files are the front's) */
+    ROUTE_API,       /* an upstream API path */
 } route_kind;
 
 typedef struct route {

@@ -462,6 +462,65 @@ rl_err store_flight_takeover(store *s, const uint8_t key[STORE_KEY_LEN], uint32_
     return err;
 }
 
+typedef struct each_arg {
+    unsigned max;
+    rl_buf *copied; /* key + record of each flight, copied out of the snapshot */
+} each_arg;
+
+static int each_body(handles *h, DB_TXN *txn, op *o)
+{
+    each_arg *a = o->arg;
+    rl_buf_reset(a->copied);
+    DBC *c = NULL;
+    int ret = h->flights->cursor(h->flights, txn, &c, 0);
+    if (ret)
+        return ret;
+    uint8_t key[STORE_KEY_LEN], rec[REC_LEN];
+    DBT k, d;
+    dbt_out(&k, key, sizeof key);
+    dbt_out(&d, rec, sizeof rec);
+    unsigned n = 0;
+    for (ret = c->get(c, &k, &d, DB_FIRST); ret == 0 && n < a->max;
+         ret = c->get(c, &k, &d, DB_NEXT)) {
+        if (k.size != STORE_KEY_LEN || d.size != REC_LEN)
+            continue;
+        rl_err e = rl_buf_append(a->copied, key, sizeof key);
+        if (e == RL_OK)
+            e = rl_buf_append(a->copied, rec, sizeof rec);
+        if (e != RL_OK) {
+            o->err = e;
+            break;
+        }
+        n++;
+    }
+    if (ret == DB_NOTFOUND || ret == DB_BUFFER_SMALL)
+        ret = 0;
+    int closed = c->close(c);
+    return ret ? ret : closed;
+}
+
+rl_err store_flight_each(store *s, unsigned max,
+                         int (*fn)(void *ctx, const uint8_t key[STORE_KEY_LEN],
+                                   const store_flight *f),
+                         void *ctx)
+{
+    rl_buf copied;
+    rl_buf_init(&copied, 0);
+    each_arg a = {max, &copied};
+    op o = {.what = "listing in-flight requests", .body = each_body, .arg = &a, .snapshot = 1};
+    rl_err err = store_op_run(s, &o);
+    for (size_t at = 0; err == RL_OK && at + STORE_KEY_LEN + REC_LEN <= copied.len;
+         at += STORE_KEY_LEN + REC_LEN) {
+        const uint8_t *p = (const uint8_t *)copied.data + at;
+        store_flight f;
+        rec_decode(p + STORE_KEY_LEN, &f);
+        if (fn(ctx, p, &f) != 0)
+            break;
+    }
+    rl_buf_release(&copied);
+    return err;
+}
+
 uint32_t store_flight_ticket(store *s, const uint8_t key[STORE_KEY_LEN])
 {
     return wake_ticket(store_wake_of(s), wake_slot(key));

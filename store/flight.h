@@ -131,6 +131,14 @@ int store_flight_attended(store *s, const uint8_t key[STORE_KEY_LEN], uint64_t n
 rl_err store_flight_takeover(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t old_gen,
                              uint64_t now_ms, store_flight *out, int *won);
 
+/* Calls fn for every flight (key and record) under one snapshot, at most
+ * `max` of them, in key order; fn's non-zero return stops early. For
+ * reports (the dashboard's in-flight list, metrics). */
+rl_err store_flight_each(store *s, unsigned max,
+                         int (*fn)(void *ctx, const uint8_t key[STORE_KEY_LEN],
+                                   const store_flight *f),
+                         void *ctx);
+
 /* Whether the leader process of f is alive. */
 int store_flight_leader_alive(const store_flight *f);
 

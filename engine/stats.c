@@ -1,0 +1,402 @@
+/*
+ * stats.c — counters shared by every process (see stats.h).
+ */
+#include "engine/stats.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/base/rl_buf.h"
+#include "store/base/rl_log.h"
+
+const double stats_bucket_le[STATS_BUCKETS - 1] = {0.05, 0.1, 0.25, 0.5, 1,   2.5,
+                                                   5,    10,  30,   60,  120, 300};
+
+#define STATS_MAGIC 0x524c535441545331ULL /* "RLSTATS1": bump when the layout changes */
+#define ROW_FREE 0
+#define ROW_CLAIMING 1
+#define ROW_READY 2
+#define SLOT_BUSY (1ULL << 63) /* a writer is clearing the slot for a new period */
+#define SPINS 1000             /* yields before giving up on a row or slot in transition */
+
+typedef struct row {
+    _Atomic uint32_t state;
+    uint32_t kind;
+    uint64_t hash;
+    char labels[STATS_LABELS][STATS_LABEL_MAX];
+    _Atomic uint64_t c[STATS_COUNTERS];
+} row;
+
+typedef struct slot {
+    _Atomic uint64_t stamp; /* start of the period it counts (unix s), maybe | SLOT_BUSY */
+    _Atomic uint64_t c[S_COUNTERS];
+} slot;
+
+typedef struct stats_file {
+    _Atomic uint64_t magic;
+    uint64_t size;
+    row rows[STATS_ROWS];
+    slot minutes[STATS_MINUTES];
+    slot days[STATS_DAYS];
+} stats_file;
+
+struct stats {
+    stats_file *f;
+};
+
+/* ---- the file ------------------------------------------------------------- */
+
+/* Opens path, sized for the current layout; a file of another layout is
+ * replaced (its counters are lost, with a warning). -1 on failure. */
+static int open_sized(const char *path)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return -1;
+        struct stat st;
+        if (fstat(fd, &st) != 0) {
+            close(fd);
+            return -1;
+        }
+        if (st.st_size == 0 && ftruncate(fd, (off_t)sizeof(stats_file)) != 0) {
+            close(fd);
+            return -1;
+        }
+        if (st.st_size == 0 || st.st_size == (off_t)sizeof(stats_file))
+            return fd;
+        /* Processes that mapped the old file keep their copy: a new file. */
+        rl_warn("stats: %s has another layout; starting new counters", path);
+        close(fd);
+        if (unlink(path) != 0)
+            return -1;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+rl_err stats_open(const char *home, stats **out)
+{
+    *out = NULL;
+    rl_buf path;
+    rl_buf_init(&path, 0);
+    if (rl_buf_printf(&path, "%s/%s", home, STATS_FILE) != RL_OK) {
+        rl_buf_release(&path);
+        return RL_NOMEM;
+    }
+    int fd = open_sized(path.data);
+    if (fd < 0) {
+        rl_error("stats: cannot open %s: %s", path.data, strerror(errno));
+        rl_buf_release(&path);
+        return RL_IO;
+    }
+    void *map = mmap(NULL, sizeof(stats_file), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) {
+        rl_error("stats: cannot map %s: %s", path.data, strerror(errno));
+        rl_buf_release(&path);
+        return RL_IO;
+    }
+    rl_buf_release(&path);
+    stats *st = malloc(sizeof *st);
+    if (!st) {
+        munmap(map, sizeof(stats_file));
+        return RL_NOMEM;
+    }
+    st->f = map;
+    /* A new file is all zeros, which is a valid empty table: the magic only
+     * marks the layout. */
+    uint64_t zero = 0;
+    if (atomic_compare_exchange_strong(&st->f->magic, &zero, STATS_MAGIC))
+        st->f->size = sizeof(stats_file);
+    *out = st;
+    return RL_OK;
+}
+
+void stats_close(stats *st)
+{
+    if (!st)
+        return;
+    munmap(st->f, sizeof(stats_file));
+    free(st);
+}
+
+/* ---- rows ------------------------------------------------------------------ */
+
+static uint64_t fnv(uint64_t h, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* Labels cut to what a row holds, so that lookups compare like with like. */
+static size_t label_len(const char *l)
+{
+    size_t n = strlen(l);
+    return n < STATS_LABEL_MAX ? n : STATS_LABEL_MAX - 1;
+}
+
+static uint64_t row_hash(stats_row_kind kind, const char *const *labels)
+{
+    uint64_t h = fnv(14695981039346656037ULL, (const char *)&kind, sizeof kind);
+    for (int i = 0; i < STATS_LABELS; i++)
+        h = fnv(h, labels[i], label_len(labels[i]) + 1);
+    return h;
+}
+
+static int row_matches(const row *r, stats_row_kind kind, uint64_t hash, const char *const *labels)
+{
+    if (r->kind != (uint32_t)kind || r->hash != hash)
+        return 0;
+    for (int i = 0; i < STATS_LABELS; i++) {
+        size_t n = label_len(labels[i]);
+        if (strncmp(r->labels[i], labels[i], n) != 0 || r->labels[i][n] != '\0')
+            return 0;
+    }
+    return 1;
+}
+
+/* The row of (kind, labels), claimed if new; NULL only when the table is
+ * full even for the kind's "(other)" row. */
+static row *find_row(stats *st, stats_row_kind kind, const char *const *labels)
+{
+    uint64_t hash = row_hash(kind, labels);
+    for (size_t i = 0; i < STATS_ROWS; i++) {
+        row *r = &st->f->rows[(hash + i) % STATS_ROWS];
+        uint32_t state = atomic_load_explicit(&r->state, memory_order_acquire);
+        if (state == ROW_FREE) {
+            uint32_t expected = ROW_FREE;
+            if (atomic_compare_exchange_strong(&r->state, &expected, ROW_CLAIMING)) {
+                r->kind = (uint32_t)kind;
+                r->hash = hash;
+                for (int l = 0; l < STATS_LABELS; l++)
+                    snprintf(r->labels[l], STATS_LABEL_MAX, "%s", labels[l]);
+                atomic_store_explicit(&r->state, ROW_READY, memory_order_release);
+                return r;
+            }
+            state = expected;
+        }
+        /* Another thread is writing the labels; one killed meanwhile leaves
+         * the row claimed for good, so give up on it after a while. */
+        for (int spin = 0; state == ROW_CLAIMING && spin < SPINS; spin++) {
+            sched_yield();
+            state = atomic_load_explicit(&r->state, memory_order_acquire);
+        }
+        if (state == ROW_READY && row_matches(r, kind, hash, labels))
+            return r;
+    }
+    static const char *const other[STATS_LABELS] = {"(other)", "", "", ""};
+    if (strcmp(labels[0], other[0]) == 0)
+        return NULL;
+    return find_row(st, kind, other);
+}
+
+static void add(row *r, int counter, uint64_t n)
+{
+    if (r && n)
+        atomic_fetch_add_explicit(&r->c[counter], n, memory_order_relaxed);
+}
+
+void stats_each_row(stats *st, int (*fn)(void *ctx, const stats_row *row), void *ctx)
+{
+    for (size_t i = 0; i < STATS_ROWS; i++) {
+        row *r = &st->f->rows[i];
+        if (atomic_load_explicit(&r->state, memory_order_acquire) != ROW_READY)
+            continue;
+        stats_row view = {.kind = (stats_row_kind)r->kind};
+        for (int l = 0; l < STATS_LABELS; l++)
+            view.labels[l] = r->labels[l];
+        for (int c = 0; c < STATS_COUNTERS; c++)
+            view.c[c] = atomic_load_explicit(&r->c[c], memory_order_relaxed);
+        if (fn(ctx, &view) != 0)
+            return;
+    }
+}
+
+/* ---- series ----------------------------------------------------------------- */
+
+/* The slot of the period starting at start (index = period number), made
+ * current if it still holds an older period; NULL when a concurrent writer
+ * is clearing it or it already counts a newer one (a late writer). */
+static slot *slot_for(slot *ring, size_t n, uint64_t index, uint64_t start)
+{
+    slot *s = &ring[index % n];
+    uint64_t stamp = atomic_load_explicit(&s->stamp, memory_order_acquire);
+    for (int spin = 0; spin < SPINS; spin++) {
+        if (stamp == start)
+            return s;
+        if (stamp & SLOT_BUSY) {
+            sched_yield();
+            stamp = atomic_load_explicit(&s->stamp, memory_order_acquire);
+            continue;
+        }
+        if (stamp > start)
+            return NULL;
+        if (atomic_compare_exchange_strong(&s->stamp, &stamp, start | SLOT_BUSY)) {
+            for (int c = 0; c < S_COUNTERS; c++)
+                atomic_store_explicit(&s->c[c], 0, memory_order_relaxed);
+            atomic_store_explicit(&s->stamp, start, memory_order_release);
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static void slot_add(slot *s, const uint64_t *v)
+{
+    if (!s)
+        return;
+    for (int c = 0; c < S_COUNTERS; c++)
+        if (v[c])
+            atomic_fetch_add_explicit(&s->c[c], v[c], memory_order_relaxed);
+}
+
+void stats_series(stats *st, int per_day, uint64_t now, stats_point *out)
+{
+    uint64_t step = per_day ? 86400 : 60;
+    size_t n = per_day ? STATS_DAYS : STATS_MINUTES;
+    slot *ring = per_day ? st->f->days : st->f->minutes;
+    uint64_t last = now / step;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t index = last + 1 - n + i;
+        stats_point *p = &out[i];
+        p->t = index * step;
+        slot *s = &ring[index % n];
+        int current = atomic_load_explicit(&s->stamp, memory_order_acquire) == p->t;
+        for (int c = 0; c < S_COUNTERS; c++)
+            p->c[c] = current ? atomic_load_explicit(&s->c[c], memory_order_relaxed) : 0;
+    }
+}
+
+/* ---- recording ---------------------------------------------------------------- */
+
+static int outcome_counter(const char *outcome)
+{
+    if (!strcmp(outcome, "HIT"))
+        return C_HIT;
+    if (!strcmp(outcome, "STALE"))
+        return C_STALE;
+    if (!strcmp(outcome, "MISS"))
+        return C_MISS;
+    if (!strcmp(outcome, "COALESCED"))
+        return C_COALESCED;
+    if (!strcmp(outcome, "BYPASS"))
+        return C_BYPASS;
+    return -1;
+}
+
+static uint64_t known(int64_t v)
+{
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+/* Adds the usage counters of r to a MODEL or CLIENT row. */
+static void add_usage(row *u, const stats_request *r, int from_cache)
+{
+    add(u, C_REQUESTS, 1);
+    int oc = outcome_counter(r->outcome);
+    if (oc >= 0)
+        add(u, oc, 1);
+    add(u, C_ERRORS, r->failed);
+    if (from_cache) {
+        add(u, C_SAVED_IN, known(r->tokens_in));
+        add(u, C_SAVED_OUT, known(r->tokens_out));
+        add(u, C_NUSD_SAVED, r->priced ? r->nusd : 0);
+    } else {
+        add(u, C_TOKENS_IN, known(r->tokens_in));
+        add(u, C_TOKENS_OUT, known(r->tokens_out));
+        add(u, C_TOKENS_CACHED_IN, known(r->tokens_cached_in));
+        add(u, C_NUSD_SPENT, r->priced ? r->nusd : 0);
+    }
+    add(u, C_UNPRICED, !r->priced && r->model[0]);
+}
+
+static void add_timing(row *up, int sum, int bucket0, double seconds)
+{
+    int b = 0;
+    while (b < STATS_BUCKETS - 1 && seconds > stats_bucket_le[b])
+        b++;
+    add(up, bucket0 + b, 1);
+    add(up, sum, (uint64_t)(seconds * 1e6));
+}
+
+void stats_record(stats *st, const stats_request *r, uint64_t now)
+{
+    if (!st)
+        return;
+    /* Served without spending: what the answer would have cost is saved. */
+    int from_cache = !strcmp(r->outcome, "HIT") || !strcmp(r->outcome, "STALE") ||
+                     !strcmp(r->outcome, "COALESCED");
+    char status[16];
+    snprintf(status, sizeof status, "%d", r->status);
+    const char *outcome = r->outcome[0] ? r->outcome : "NONE";
+
+    const char *req_labels[STATS_LABELS] = {r->upstream, r->model, outcome, status};
+    add(find_row(st, STATS_ROW_REQUESTS, req_labels), C_COUNT, 1);
+    if (r->upstream[0]) {
+        const char *model_labels[STATS_LABELS] = {r->upstream, r->model, "", ""};
+        add_usage(find_row(st, STATS_ROW_MODEL, model_labels), r, from_cache);
+        const char *up_labels[STATS_LABELS] = {r->upstream, "", "", ""};
+        row *up = find_row(st, STATS_ROW_UPSTREAM, up_labels);
+        add(up, C_UP_REQUESTS, 1);
+        add(up, C_UP_ERRORS, r->failed);
+        if (r->called_upstream) {
+            add(up, C_UP_CALLS, 1);
+            add_timing(up, C_UP_LATENCY_SUM_US, C_UP_LATENCY_BUCKET, r->latency_s);
+            if (r->ttfb_s >= 0)
+                add_timing(up, C_UP_TTFB_SUM_US, C_UP_TTFB_BUCKET, r->ttfb_s);
+        }
+    }
+    if (r->client[0]) {
+        const char *client_labels[STATS_LABELS] = {r->client, "", "", ""};
+        add_usage(find_row(st, STATS_ROW_CLIENT, client_labels), r, from_cache);
+    }
+
+    uint64_t v[S_COUNTERS] = {0};
+    v[S_REQUESTS] = 1;
+    v[S_HITS] = !strcmp(r->outcome, "HIT") || !strcmp(r->outcome, "STALE");
+    v[S_MISSES] = !strcmp(r->outcome, "MISS");
+    v[S_COALESCED] = !strcmp(r->outcome, "COALESCED");
+    v[S_ERRORS] = (uint64_t)r->failed;
+    if (!from_cache) {
+        v[S_TOKENS_IN] = known(r->tokens_in);
+        v[S_TOKENS_OUT] = known(r->tokens_out);
+        v[S_NUSD_SPENT] = r->priced ? r->nusd : 0;
+    } else {
+        v[S_NUSD_SAVED] = r->priced ? r->nusd : 0;
+    }
+    slot_add(slot_for(st->f->minutes, STATS_MINUTES, now / 60, now / 60 * 60), v);
+    slot_add(slot_for(st->f->days, STATS_DAYS, now / 86400, now / 86400 * 86400), v);
+}
+
+double stats_quantile(const uint64_t *buckets, double q)
+{
+    uint64_t total = 0;
+    for (int b = 0; b < STATS_BUCKETS; b++)
+        total += buckets[b];
+    if (!total)
+        return -1;
+    double rank = q * (double)total, seen = 0;
+    for (int b = 0; b < STATS_BUCKETS; b++) {
+        double lo = b ? stats_bucket_le[b - 1] : 0;
+        if (b == STATS_BUCKETS - 1)
+            return lo;
+        if (seen + (double)buckets[b] >= rank && buckets[b]) {
+            double hi = stats_bucket_le[b];
+            return lo + (hi - lo) * ((rank - seen) / (double)buckets[b]);
+        }
+        seen += (double)buckets[b];
+    }
+    return -1;
+}

@@ -1,0 +1,151 @@
+/*
+ * stats.h — engine-internal: what Relay did, counted across every process
+ * on a store, for /relay/metrics, the dashboard's API and relay-admin.
+ *
+ * A memory-mapped file in the store's home (stats.map), shared by every
+ * process, holds counters that any thread adds to with atomic
+ * instructions: no lock, no transaction, no system call per request. Why
+ * not the store's counters table: each request would add a write
+ * transaction on the same few pages, and with a hundred processes such
+ * writes contend (see store/flight.h for what that did to streams).
+ *
+ * Rows are keyed by a kind and up to STATS_LABELS labels in an
+ * open-addressing table of STATS_ROWS rows. A row, once claimed, keeps its
+ * labels for the life of the file; when the table is full, new label sets
+ * are counted in their kind's "(other)" row. Time series: one slot per
+ * minute for 24 hours and one per day (UTC) for 90 days, each cleared by
+ * the first writer of a new period.
+ *
+ * Counters are totals since the file was created (relay-admin init, or the
+ * first process); Prometheus takes rates itself. Money is in nano-USD.
+ * Thread-safe; readers see each counter atomically, not a row as a whole.
+ */
+#ifndef RELAY_ENGINE_STATS_H
+#define RELAY_ENGINE_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/base/rl_err.h"
+
+#define STATS_FILE "stats.map"
+#define STATS_ROWS 4096
+#define STATS_LABELS 4
+#define STATS_LABEL_MAX 64 /* bytes, NUL included: longer labels are cut */
+#define STATS_COUNTERS 32
+#define STATS_MINUTES 1440
+#define STATS_DAYS 90
+
+typedef enum {
+    STATS_ROW_REQUESTS = 1, /* upstream, model, cache outcome, status: C_COUNT */
+    STATS_ROW_MODEL,        /* upstream, model: the usage counters */
+    STATS_ROW_CLIENT,       /* client id: the usage counters */
+    STATS_ROW_UPSTREAM,     /* upstream: calls, errors, latency histograms */
+} stats_row_kind;
+
+/* Counters of usage rows (MODEL, CLIENT). */
+enum {
+    C_REQUESTS,
+    C_HIT,
+    C_STALE,
+    C_MISS,
+    C_COALESCED,
+    C_BYPASS,
+    C_ERRORS,
+    C_TOKENS_IN,
+    C_TOKENS_OUT,
+    C_TOKENS_CACHED_IN,
+    C_SAVED_IN,
+    C_SAVED_OUT,
+    C_NUSD_SPENT,
+    C_NUSD_SAVED,
+    C_UNPRICED, /* requests whose model has no price */
+};
+
+/* Counters of REQUESTS rows. */
+enum { C_COUNT };
+
+/* Upper bounds (seconds) of the latency histograms' buckets; the last
+ * bucket is +Inf. */
+#define STATS_BUCKETS 13
+extern const double stats_bucket_le[STATS_BUCKETS - 1];
+
+/* Counters of UPSTREAM rows: requests and errors routed there, upstream
+ * calls, and two histograms (whole call, time to the first byte) as
+ * per-bucket counts (not cumulative) and sums in microseconds. */
+enum {
+    C_UP_REQUESTS,
+    C_UP_ERRORS,
+    C_UP_CALLS,
+    C_UP_LATENCY_SUM_US,
+    C_UP_TTFB_SUM_US,
+    C_UP_LATENCY_BUCKET,                                    /* ... STATS_BUCKETS of them */
+    C_UP_TTFB_BUCKET = C_UP_LATENCY_BUCKET + STATS_BUCKETS, /* ... STATS_BUCKETS */
+};
+_Static_assert(C_UP_TTFB_BUCKET + STATS_BUCKETS <= STATS_COUNTERS, "upstream counters fit a row");
+
+/* Counters of a time-series slot. */
+enum {
+    S_REQUESTS,
+    S_HITS, /* fresh or stale */
+    S_MISSES,
+    S_COALESCED,
+    S_ERRORS,
+    S_TOKENS_IN,
+    S_TOKENS_OUT,
+    S_NUSD_SPENT,
+    S_NUSD_SAVED,
+    S_COUNTERS
+};
+
+typedef struct stats stats;
+
+/* Maps (creating, mode 0600) home/STATS_FILE. RL_IO on failure (logged). */
+rl_err stats_open(const char *home, stats **out);
+void stats_close(stats *st);
+
+/* One finished request, as the engine saw it. */
+typedef struct stats_request {
+    const char *upstream; /* route's upstream name, "" when unrouted */
+    const char *model;    /* "" when unknown */
+    const char *outcome;  /* HIT MISS COALESCED STALE BYPASS, or "" when none applied */
+    int status;           /* the status the client got; 0 when it got none */
+    int failed;           /* the answer failed (an error status, or a stream cut) */
+    const char *client;   /* the client's id, "" when none */
+    int64_t tokens_in, tokens_out, tokens_cached_in; /* of the answer; -1 unknown */
+    int priced;                                      /* the model has a price */
+    uint64_t nusd;                                   /* what the answer costs at it */
+    int called_upstream;                             /* with the timings: */
+    double latency_s, ttfb_s;                        /* ttfb_s < 0: no byte came */
+} stats_request;
+
+/* Counts r at unix time now (seconds). */
+void stats_record(stats *st, const stats_request *r, uint64_t now);
+
+/* A row as readers see it. */
+typedef struct stats_row {
+    stats_row_kind kind;
+    const char *labels[STATS_LABELS]; /* "" where unused */
+    uint64_t c[STATS_COUNTERS];
+} stats_row;
+
+/* Calls fn for every claimed row (table order); stops when fn returns
+ * non-zero. */
+void stats_each_row(stats *st, int (*fn)(void *ctx, const stats_row *row), void *ctx);
+
+/* One slot of a series: its start (unix seconds) and counters. */
+typedef struct stats_point {
+    uint64_t t;
+    uint64_t c[S_COUNTERS];
+} stats_point;
+
+/* The last STATS_MINUTES minutes (per_day 0) or STATS_DAYS days (per_day
+ * 1) up to now, oldest first, zeros where nothing was counted: fills out
+ * (STATS_MINUTES or STATS_DAYS points). */
+void stats_series(stats *st, int per_day, uint64_t now, stats_point *out);
+
+/* Quantile q (0..1) in seconds from per-bucket counts (linear within a
+ * bucket; the +Inf bucket reports its lower bound). -1 when empty. */
+double stats_quantile(const uint64_t *buckets, double q);
+
+#endif
