@@ -67,7 +67,8 @@ run_node_test() {
     echo "# --- $label"
     RELAY_BUILD="$build" node --test --test-reporter=tap --test-timeout=120000 "$f" 2>&1 \
         | tee "$tap" \
-        | grep -E '^(not )?ok |^# (Subtest|fail|pass)|^    (not )?ok |^  ---|^  (error|expected|actual|stack|location):|^      |^# ' || true
+        | grep -E '^(not )?ok |^# (Subtest|fail|pass)|^    (not )?ok |^  ---|^  (error|expected|actual|stack|location):|^      |^# '
+    local rc=${PIPESTATUS[0]}
     # node --test prints nested subtests indented: count the subtests'
     # points, or the top-level ones for a file without subtests (or whose
     # top level failed outside them, e.g. in the harness).
@@ -81,6 +82,12 @@ run_node_test() {
         x=$top_fail
     elif [ "$x" -eq 0 ] && [ "$top_fail" -gt 0 ]; then
         x=$top_fail
+    fi
+    if [ "$rc" -ne 0 ] && [ "$x" -eq 0 ]; then
+        # killed or crashed before its remaining tests reported: what did
+        # not run must not pass for done
+        x=1
+        echo "not ok - $label: node exited with status $rc after $p passing tests"
     fi
     passed=$((passed + p))
     failed=$((failed + x))

@@ -24,12 +24,12 @@ export const SERIES = [
 
 const num = (v) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0);
 
-// The smallest 1, 2 or 5 times a power of ten that is >= v (at least 1), so
-// the axis reads in round numbers.
+// The smallest 2, 4, 6, 8 or 10 times a power of ten that is >= v (at
+// least 2), so that the axis and its middle line read in whole numbers.
 function niceMax(v) {
-  if (v <= 1) return 1;
+  if (v <= 2) return 2;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
+  for (const m of [1, 2, 4, 6, 8, 10]) if (m * p >= v) return m * p;
   return 10 * p;
 }
 

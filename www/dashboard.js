@@ -249,6 +249,15 @@ function setText(id, text, title = '') {
   else el.removeAttribute('title');
 }
 
+// A card's big value; a long one ($0.0000036) gets a smaller font to fit.
+function setValue(id, text, title = '') {
+  setText(id, text, title);
+  $(id).classList.toggle('long', text.length > 8);
+}
+
+// "1 hit", "3 misses": a count and its noun.
+const plural = (v, one, many) => `${fmtCount(v)} ${v === 1 ? one : many}`;
+
 // An element with class and text: el('span', 'badge', 'no price').
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -312,26 +321,26 @@ function renderTotals(stats) {
   const unpriced = known(t.unpriced_requests) ? t.unpriced_requests : 0;
   const anyPriced = (stats.models ?? []).some((m) => m.priced);
 
-  setText('usd-saved', fmtUsd(usd.saved));
-  setText('usd-spent', fmtUsd(usd.spent));
+  setValue('usd-saved', fmtUsd(usd.saved));
+  setValue('usd-spent', fmtUsd(usd.spent));
   const priceNote = unpriced > 0 ? `priced models only` : anyPriced || !t.requests ? 'at list prices' : 'no priced model yet';
   setText('usd-saved-sub', priceNote);
-  setText('usd-spent-sub', `${fmtCount(t.upstream_calls)} upstream calls`);
+  setText('usd-spent-sub', plural(t.upstream_calls, 'upstream call', 'upstream calls'));
 
   const saved = savedTokens(tokens);
-  setText('tokens-saved', fmtCount(saved), known(saved) && saved >= 1e6 ? fmtInt(saved) : '');
+  setValue('tokens-saved', fmtCount(saved), known(saved) && saved >= 1e6 ? fmtInt(saved) : '');
   setText('tokens-saved-sub', `${fmtCount(tokens.saved_input)} in · ${fmtCount(tokens.saved_output)} out`);
 
-  setText('hit-rate', fmtPct(t.hit_rate));
-  setText('hit-rate-sub', `${fmtCount(sum(t.hits, t.stale))} hits · ${fmtCount(t.misses)} misses`);
+  setValue('hit-rate', fmtPct(t.hit_rate));
+  setText('hit-rate-sub', `${plural(sum(t.hits, t.stale), 'hit', 'hits')} · ${plural(t.misses, 'miss', 'misses')}`);
 
-  setText('total-requests', fmtCount(t.requests), known(t.requests) && t.requests >= 1e6 ? fmtInt(t.requests) : '');
-  const extra = [`${fmtCount(t.errors)} errors`];
+  setValue('total-requests', fmtCount(t.requests), known(t.requests) && t.requests >= 1e6 ? fmtInt(t.requests) : '');
+  const extra = [plural(t.errors, 'error', 'errors')];
   if (t.bypass) extra.push(`${fmtCount(t.bypass)} bypass`);
   if (t.stale) extra.push(`${fmtCount(t.stale)} stale`);
   setText('total-requests-sub', extra.join(' · '));
 
-  setText('total-coalesced', fmtCount(t.coalesced));
+  setValue('total-coalesced', fmtCount(t.coalesced));
   setText('total-coalesced-sub', 'shared an in-flight call');
 
   const note = $('unpriced-note');

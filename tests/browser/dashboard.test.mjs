@@ -7,8 +7,8 @@
 // One page goes through what a user does: a wrong token is refused, the
 // right one signs in, the numbers are Relay's, traffic sent through Relay
 // shows up within a poll or two, the theme switches and is remembered, the
-// page fits a phone, a token refused later and logging out both return to
-// the login form. Screenshots of the dark and light themes and of a phone
+// page fits a phone, a token replaced in its file (Relay reads it at each
+// request) and logging out both return to the login form. Screenshots of the dark and light themes and of a phone
 // view go to tests/out/dashboard-*.png.
 //
 // A missing Chromium is a failure, never a skip (deploy/install-deps.sh
@@ -17,6 +17,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -49,6 +50,7 @@ relaySuite('dashboard in a browser', {
   let context;
   let page;
   let token;
+  let tokenFile;
   const problems = []; // page errors and console errors, checked at the end
 
   const shown = async (id) => (await page.locator(`#${id}`).textContent())?.trim();
@@ -79,7 +81,7 @@ relaySuite('dashboard in a browser', {
     // The admin token, from the file relay-admin init creates.
     const cfg = await relay.admin(['config', 'admin.token_file']);
     assert.equal(cfg.code, 0, `relay-admin config admin.token_file: ${cfg.stderr}`);
-    const tokenFile = cfg.stdout.trim();
+    tokenFile = cfg.stdout.trim();
     assert.ok(fs.existsSync(tokenFile),
       `relay-admin init did not create the admin token file ${tokenFile} ([admin] token_file)`);
     token = fs.readFileSync(tokenFile, 'utf8').trim();
@@ -259,15 +261,20 @@ relaySuite('dashboard in a browser', {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
-  test('a token refused later returns to the login form with the reason', T, async () => {
-    await page.evaluate((k) => sessionStorage.setItem(k, 'a-token-relay-no-longer-accepts'), TOKEN_KEY);
+  test('a token replaced while signed in returns to the login form with the reason', T, async () => {
+    // Relay reads the token file at each request: replace it, as an admin
+    // rotating the token would, and the page's next poll is refused.
+    const replacement = randomBytes(32).toString('hex');
+    fs.writeFileSync(tokenFile, `${replacement}\n`, { mode: 0o600 });
     await page.locator('#login').waitFor({ state: 'visible', timeout: TWO_POLLS });
     assert.match(await shown('login-message'), /refused the admin token/);
     assert.equal(await session(), null, 'the refused token is forgotten');
     assert.equal(await page.locator('#models-table tbody tr').count(), 0, 'no numbers left on the page');
 
+    token = replacement;
     await signIn(token);
     await page.locator('#dashboard').waitFor({ state: 'visible' });
+    assert.equal(await session(), token);
   });
 
   test('log out forgets the token and clears the page', T, async () => {
