@@ -126,6 +126,16 @@ relaySuite(`front ${FRONT}: streaming, credentials, dashboard`, {
     const bare = await relay.fetch('/relay/admin', { redirect: 'manual' });
     assert.ok([301, 302, 308].includes(bare.status), `GET /relay/admin: ${bare.status}`);
     assert.match(bare.headers.get('location') ?? '', /\/relay\/admin\/$/);
+    // Every file of the dashboard, with a type the browser accepts: a module
+    // script served as anything but JavaScript is refused.
+    const types = { '.html': /^text\/html/, '.js': /^(text|application)\/javascript/, '.css': /^text\/css/ };
+    for (const f of fs.readdirSync(path.join(REPO, 'www'))) {
+      const file = await relay.fetch(`/relay/admin/${f}`);
+      assert.equal(file.status, 200, `GET /relay/admin/${f}`);
+      assert.equal(file.text, fs.readFileSync(path.join(REPO, 'www', f), 'utf8'), `${f} served as is`);
+      const want = types[path.extname(f)];
+      if (want) assert.match(file.headers.get('content-type') ?? '', want, `${f}: content-type`);
+    }
     // Anything under api/ is Relay's (an answer in Relay's JSON, not a file).
     const api = await relay.fetch('/relay/admin/api/stats');
     assert.notEqual(api.status, 200, 'no such file is served');
