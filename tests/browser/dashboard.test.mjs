@@ -6,7 +6,7 @@
 //
 // One page goes through what a user does: a wrong token is refused, the
 // right one signs in, the numbers are Relay's, traffic sent through Relay
-// shows up within a poll or two, the theme switches and is remembered, the
+// shows up within a poll or two, a stream in flight is listed while it runs, the theme switches and is remembered, the
 // page fits a phone, a token replaced in its file (Relay reads it at each
 // request) and logging out both return to the login form. Screenshots of the dark and light themes and of a phone
 // view go to tests/out/dashboard-*.png.
@@ -225,6 +225,25 @@ relaySuite('dashboard in a browser', {
     await row.waitFor({ timeout: TWO_POLLS });
     assert.equal(await page.locator('#models-table tbody img').count(), 0, 'no element made from the name');
     assert.equal(await page.evaluate(() => window.__relayXss), undefined);
+  });
+
+  test('a stream in flight is listed live, and gone once it ends', T, async () => {
+    // ~9 s of stream: at least one poll sees it.
+    relay.fake.enqueue({ chunks: 10, chunkDelayMs: 1000 });
+    const res = await relay.chat(chatBody(uniq('dashboard in flight'), { stream: true }), { stream: true, timeout: 30000 });
+    assert.equal(res.status, 200);
+    const key = res.headers.get('x-relay-key');
+    assert.match(key ?? '', /^[0-9a-f]{16}$/, 'X-Relay-Key');
+    const done = res.text();
+    try {
+      const row = page.locator('#inflight-table tbody tr', { hasText: key });
+      await row.waitFor({ timeout: TWO_POLLS });
+      assert.match(await shown('inflight-count'), /\(\d+\)/);
+      assert.match(await row.textContent(), /\d+(\.\d)? (ms|s)/, 'its age');
+    } finally {
+      await done;
+    }
+    await page.locator('#inflight-table tbody tr', { hasText: key }).waitFor({ state: 'detached', timeout: TWO_POLLS });
   });
 
   test('the theme switches, is remembered, and outlives a reload', T, async () => {
