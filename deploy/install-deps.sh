@@ -39,7 +39,9 @@ read -ra more <<< "$(front_pkgs "$front")"
 pkgs+=("${more[@]}")
 if [ "$want_test" = 1 ]; then
     # systemd: systemd-analyze verifies the shipped unit (tests/e2e/install).
-    pkgs+=(nodejs spawn-fcgi nginx apache2 libapache2-mod-fcgid systemd)
+    # chromium: the dashboard's browser test drives it headless through
+    # playwright-core (tests/browser), which downloads no browser of its own.
+    pkgs+=(nodejs spawn-fcgi nginx apache2 libapache2-mod-fcgid systemd chromium)
     # prometheus: its promtool checks /relay/metrics (tests/e2e/observability).
     pkgs+=(prometheus)
 fi

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs Relay's tests and ends with one summary line: "N passed, N failed".
 #
-#   tests/run.sh BUILD_DIR [unit|e2e|all]
+#   tests/run.sh BUILD_DIR [unit|e2e|browser|all]
 #   RELAY_FRONTS="nginx caddy"   the fronts to run the end-to-end suite
 #                                behind (default: all of them, FRONTS)
 #
 # Unit tests are TAP binaries (BUILD_DIR/tests/t_*); end-to-end tests are
 # node:test files under tests/e2e and tests/fake, run with the TAP reporter,
 # the e2e files once per front (RELAY_FRONT, see tests/e2e/fronts.mjs).
+# The browser tests (tests/browser: the dashboard in headless Chromium) run
+# once, behind Caddy, with e2e and all.
 # Each "ok"/"not ok" line counts once.
 set -uo pipefail
 
@@ -110,6 +112,15 @@ if [ "$what" = e2e ] || [ "$what" = all ]; then
                 *" $front "*) RELAY_FRONT=$front run_node_test "[$front] $f" "$f" ;;
             esac
         done
+    done
+fi
+
+if [ "$what" = e2e ] || [ "$what" = browser ] || [ "$what" = all ]; then
+    # Once, not per front: the dashboard is static files, which every front
+    # serves alike (tests/e2e/front.test.mjs checks that). A missing Chromium
+    # fails these tests; it is never a skip.
+    for f in tests/browser/*.test.mjs; do
+        [ -f "$f" ] && RELAY_FRONT=caddy run_node_test "$f" "$f"
     done
 fi
 

@@ -1,0 +1,288 @@
+// The dashboard (www/) in a real browser: headless Chromium (Debian's
+// chromium package, /usr/bin/chromium, or RELAY_CHROMIUM) driven through
+// playwright-core, against the real environment of tests/e2e/harness.mjs:
+// the fake upstream, a Relay pool, Caddy serving www/ at /relay/admin/ and
+// relay-admin init, whose admin token file the test signs in with.
+//
+// One page goes through what a user does: a wrong token is refused, the
+// right one signs in, the numbers are Relay's, traffic sent through Relay
+// shows up within a poll or two, the theme switches and is remembered, the
+// page fits a phone, a token refused later and logging out both return to
+// the login form. Screenshots of the dark and light themes and of a phone
+// view go to tests/out/dashboard-*.png.
+//
+// A missing Chromium is a failure, never a skip (deploy/install-deps.sh
+// --test installs it). Chromium runs with --no-sandbox as root, where its
+// sandbox cannot start.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+import { OUT, REPO, chatBody, relaySuite, uniq } from '../e2e/harness.mjs';
+
+const CHROMIUM = process.env.RELAY_CHROMIUM || '/usr/bin/chromium';
+const T = { timeout: 40000 };
+// The dashboard polls every 5 s: "within a poll or two", with slack for a
+// loaded machine.
+const TWO_POLLS = 12000;
+
+const TOKEN_KEY = 'relay.admin.token';
+const THEME_KEY = 'relay.theme';
+const PRICED = 'gpt-4o-mini';
+const UNPRICED = 'relay-test-unpriced-model';
+
+// A number as the page shows it ("1,234", "50%", "$0.000135") -> 1234, 50,
+// 0.000135; null when there is none ("—").
+function parseShown(text) {
+  const m = String(text ?? '').replace(/,/g, '').match(/-?\d+(\.\d+)?/);
+  return m ? Number(m[0]) : null;
+}
+
+relaySuite('dashboard in a browser', {
+  // gpt-4o-mini has a price (so savings show in dollars); UNPRICED has none.
+  ini: { pricing: { [PRICED]: '0.15 0.60 0.075' } },
+}, (relay) => {
+  let browser;
+  let context;
+  let page;
+  let token;
+  const problems = []; // page errors and console errors, checked at the end
+
+  const shown = async (id) => (await page.locator(`#${id}`).textContent())?.trim();
+  const visible = (sel) => page.locator(sel).isVisible();
+  const session = () => page.evaluate((k) => sessionStorage.getItem(k), TOKEN_KEY);
+
+  // GET api/stats as the dashboard does, from the test.
+  async function apiStats() {
+    const r = await relay.fetch('/relay/admin/api/stats', { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(r.status, 200, `GET /relay/admin/api/stats with the admin token: ${r.status} ${r.text.slice(0, 300)}`);
+    return JSON.parse(r.text);
+  }
+
+  async function signIn(withToken) {
+    await page.locator('#token').fill(withToken);
+    await page.locator('#token').press('Enter'); // the keyboard path; the button is tested too
+  }
+
+  async function screenshot(name) {
+    fs.mkdirSync(OUT, { recursive: true });
+    await page.screenshot({ path: path.join(OUT, `dashboard-${name}.png`), fullPage: true });
+  }
+
+  before(async () => {
+    assert.ok(fs.existsSync(CHROMIUM),
+      `Chromium is missing: no ${CHROMIUM} (deploy/install-deps.sh --test installs Debian's chromium; RELAY_CHROMIUM names another)`);
+
+    // The admin token, from the file relay-admin init creates.
+    const cfg = await relay.admin(['config', 'admin.token_file']);
+    assert.equal(cfg.code, 0, `relay-admin config admin.token_file: ${cfg.stderr}`);
+    const tokenFile = cfg.stdout.trim();
+    assert.ok(fs.existsSync(tokenFile),
+      `relay-admin init did not create the admin token file ${tokenFile} ([admin] token_file)`);
+    token = fs.readFileSync(tokenFile, 'utf8').trim();
+    assert.ok(token.length >= 16, `the admin token in ${tokenFile} is too short to be one (${token.length} characters)`);
+
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: process.getuid?.() === 0 ? ['--no-sandbox'] : [],
+      timeout: 20000,
+    });
+    context = await browser.newContext({ colorScheme: 'dark', viewport: { width: 1280, height: 900 } });
+    page = await context.newPage();
+    page.setDefaultTimeout(10000);
+    page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+    page.on('console', (msg) => {
+      // A refused token is an expected 401, which Chromium logs.
+      if (msg.type() === 'error' && !/status of 401/.test(msg.text())) problems.push(`console: ${msg.text()}`);
+    });
+  }, { timeout: 40000 });
+
+  after(async () => {
+    await browser?.close();
+  });
+
+  test('www/ is static and self-contained: no HTML from data, nothing from elsewhere', T, () => {
+    const dir = path.join(REPO, 'www');
+    for (const f of fs.readdirSync(dir)) {
+      const text = fs.readFileSync(path.join(dir, f), 'utf8');
+      if (f.endsWith('.js')) {
+        assert.doesNotMatch(text, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/, `${f} writes HTML`);
+      }
+      // The SVG namespace is a name, not a request.
+      const urls = [...text.matchAll(/https?:\/\/[^\s'"`)<>]+/g)].map((m) => m[0])
+        .filter((u) => u !== 'http://www.w3.org/2000/svg');
+      assert.deepEqual(urls, [], `${f} refers to another site`);
+    }
+  });
+
+  test('the login form asks for the admin token and refuses a wrong one with a message', T, async () => {
+    await page.goto(`${relay.base}/relay/admin/`);
+    assert.ok(await visible('#login'), 'the login form is shown');
+    assert.ok(!(await visible('#dashboard')), 'no numbers before signing in');
+    assert.ok(await page.getByLabel('Admin token').isVisible(), 'the token field is labelled');
+    assert.equal(await page.locator('#token').getAttribute('type'), 'password');
+
+    await signIn(`${token}-wrong`);
+    await page.waitForFunction(() => /refused/i.test(document.getElementById('login-message').textContent));
+    assert.match(await shown('login-message'), /refused this token/);
+    assert.ok(!(await visible('#dashboard')), 'still no numbers');
+    assert.equal(await session(), null, 'a refused token is not kept');
+    assert.ok(!page.url().includes('wrong'), `the token is not in the URL: ${page.url()}`);
+  });
+
+  test('the right token signs in; the page shows what the stats API says', T, async () => {
+    await page.locator('#token').fill(token);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('#dashboard').waitFor({ state: 'visible' });
+    assert.ok(!(await visible('#login')), 'the login form is gone');
+    assert.ok(await visible('#logout'), 'a log out button');
+
+    // Kept for this tab only, never in localStorage or the URL.
+    assert.equal(await session(), token);
+    const local = await page.evaluate(() => Object.keys(localStorage).map((k) => `${k}=${localStorage.getItem(k)}`));
+    assert.ok(!local.some((kv) => kv.includes(token)), `the token is not in localStorage: ${local}`);
+    assert.ok(!page.url().includes(token), 'the token is not in the URL');
+
+    // The numbers shown are Relay's (no traffic yet, so they hold still).
+    await page.waitForFunction(() => document.getElementById('total-requests').textContent.trim() !== '—');
+    const stats = await apiStats();
+    assert.equal(stats.version, 1);
+    assert.equal(parseShown(await shown('total-requests')), stats.totals.requests, 'requests shown');
+    assert.equal(parseShown(await shown('total-coalesced')), stats.totals.coalesced, 'coalesced shown');
+    assert.match(await shown('health-badge'), new RegExp(`Health: ${stats.health.status}`));
+    const upstreams = await page.locator('#upstreams-table tbody th').allTextContents();
+    assert.deepEqual(upstreams.sort(), stats.upstreams.map((u) => u.name).sort(), 'every upstream has a row');
+    assert.match(await shown('store-entries'), new RegExp(`^${stats.store.entries}`));
+  });
+
+  test('traffic through Relay moves the numbers within a poll or two', T, async () => {
+    const before = await apiStats();
+    const requestsBefore = parseShown(await shown('total-requests'));
+
+    // A MISS then a HIT on a priced model, and a MISS on a model with no price.
+    const body = chatBody(uniq('dashboard'));
+    const miss = await relay.chat(body);
+    assert.equal(miss.status, 200, miss.text);
+    assert.equal(miss.headers.get('x-cache'), 'MISS');
+    const hit = await relay.chat(body);
+    assert.equal(hit.status, 200, hit.text);
+    assert.equal(hit.headers.get('x-cache'), 'HIT');
+    const unpriced = await relay.chat(chatBody(uniq('dashboard unpriced'), { model: UNPRICED }));
+    assert.equal(unpriced.status, 200, unpriced.text);
+
+    const sent = Date.now();
+    await page.waitForFunction(
+      (n) => Number(document.getElementById('total-requests').textContent.replace(/,/g, '')) >= n,
+      requestsBefore + 3, { timeout: TWO_POLLS },
+    ).catch(async () => {
+      assert.fail(`after ${Date.now() - sent} ms the page still shows ${await shown('total-requests')} requests ` +
+        `(${requestsBefore} before, 3 sent; the API says ${(await apiStats()).totals.requests})`);
+    });
+
+    // Now the page and the API agree, and the API saw the traffic.
+    const stats = await apiStats();
+    assert.ok(stats.totals.requests >= before.totals.requests + 3, `requests ${before.totals.requests} -> ${stats.totals.requests}`);
+    assert.ok(stats.totals.hits >= before.totals.hits + 1, 'the HIT counted');
+    assert.equal(parseShown(await shown('total-requests')), stats.totals.requests);
+    assert.ok(stats.totals.hit_rate > 0);
+    assert.ok(Math.abs(parseShown(await shown('hit-rate')) - stats.totals.hit_rate * 100) < 0.1,
+      `hit rate shown ${await shown('hit-rate')}, API ${stats.totals.hit_rate}`);
+    const saved = stats.totals.tokens.saved_input + stats.totals.tokens.saved_output;
+    assert.ok(saved > 0, 'the HIT saved tokens');
+    assert.equal(parseShown(await shown('tokens-saved')), saved, 'tokens saved shown');
+    assert.ok(stats.totals.usd.saved > 0, 'the HIT on a priced model saved money');
+    assert.ok(parseShown(await shown('usd-saved')) > 0, `money saved shown: ${await shown('usd-saved')}`);
+    assert.match(await shown('usd-saved'), /^\$/);
+
+    // The priced model in dollars; the unpriced one in tokens, flagged, never $0.
+    const pricedRow = page.locator('#models-table tbody tr', { hasText: PRICED });
+    assert.equal(await pricedRow.count(), 1, `a row for ${PRICED}`);
+    assert.match(await pricedRow.textContent(), /\$/);
+    const unpricedRow = page.locator('#models-table tbody tr', { hasText: UNPRICED });
+    assert.equal(await unpricedRow.count(), 1, `a row for ${UNPRICED}`);
+    const cells = await unpricedRow.locator('td, th').allTextContents();
+    assert.ok(cells.some((c) => /no price/.test(c)), `"no price" flag: ${cells}`);
+    assert.ok(!cells.some((c) => /\$/.test(c)), `no dollar amount for a model with no price: ${cells}`);
+    assert.match(await shown('unpriced-note'), /no price.*tokens only/s);
+
+    // The chart of the last hour shows the hit.
+    const readout = await shown('traffic-readout');
+    const hits = Number(readout.match(/(\d[\d,]*) hits?\b/)?.[1].replace(/,/g, ''));
+    assert.ok(hits >= 1, `chart readout: ${readout}`);
+    assert.notEqual(await page.locator('#traffic-chart path.series-hits').getAttribute('d'), '', 'hit bars drawn');
+  });
+
+  test('what clients send is shown as text, never run as HTML', T, async () => {
+    const evil = '<img src=x onerror="window.__relayXss=1">';
+    const r = await relay.chat(chatBody(uniq('dashboard xss'), { model: evil }));
+    assert.equal(r.status, 200, r.text);
+    const row = page.locator('#models-table tbody tr', { hasText: evil });
+    await row.waitFor({ timeout: TWO_POLLS });
+    assert.equal(await page.locator('#models-table tbody img').count(), 0, 'no element made from the name');
+    assert.equal(await page.evaluate(() => window.__relayXss), undefined);
+  });
+
+  test('the theme switches, is remembered, and outlives a reload', T, async () => {
+    const theme = () => page.evaluate(() => document.documentElement.getAttribute('data-theme'));
+    const background = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.equal(await theme(), 'dark', 'the system prefers dark (the context says so)');
+    const dark = await background();
+    await screenshot('dark');
+
+    const toggle = page.getByRole('button', { name: 'Switch to light theme' });
+    await toggle.focus();
+    await page.keyboard.press('Enter');
+    assert.equal(await theme(), 'light');
+    assert.notEqual(await background(), dark, 'the colours changed');
+    assert.equal(await page.evaluate((k) => localStorage.getItem(k), THEME_KEY), 'light');
+
+    await page.reload();
+    await page.locator('#dashboard').waitFor({ state: 'visible' });
+    assert.equal(await theme(), 'light', 'the choice outlives a reload (over the system preference)');
+    await page.waitForFunction(() => document.getElementById('total-requests').textContent.trim() !== '—');
+    assert.ok(await visible('#dashboard'), 'still signed in after a reload (same tab)');
+    await screenshot('light');
+  });
+
+  test('the page fits a phone (390 px) without sideways scrolling', T, async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(200);
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 390, `the page is ${width} px wide at 390 px`);
+    for (const id of ['usd-saved', 'hit-rate', 'total-requests', 'logout', 'theme-toggle']) {
+      assert.ok(await visible(`#${id}`), `#${id} is visible`);
+    }
+    await screenshot('phone');
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  test('a token refused later returns to the login form with the reason', T, async () => {
+    await page.evaluate((k) => sessionStorage.setItem(k, 'a-token-relay-no-longer-accepts'), TOKEN_KEY);
+    await page.locator('#login').waitFor({ state: 'visible', timeout: TWO_POLLS });
+    assert.match(await shown('login-message'), /refused the admin token/);
+    assert.equal(await session(), null, 'the refused token is forgotten');
+    assert.equal(await page.locator('#models-table tbody tr').count(), 0, 'no numbers left on the page');
+
+    await signIn(token);
+    await page.locator('#dashboard').waitFor({ state: 'visible' });
+  });
+
+  test('log out forgets the token and clears the page', T, async () => {
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.locator('#login').waitFor({ state: 'visible' });
+    assert.match(await shown('login-message'), /logged out/);
+    assert.equal(await session(), null);
+    assert.ok(!(await visible('#dashboard')));
+    assert.equal(await page.locator('#models-table tbody tr').count(), 0, 'no numbers left on the page');
+    assert.equal(await shown('total-requests'), '—');
+    await page.reload();
+    assert.ok(await visible('#login'), 'still logged out after a reload');
+  });
+
+  test('no script error and no console error along the way', T, () => {
+    assert.deepEqual(problems, []);
+  });
+});

@@ -1,0 +1,609 @@
+// Relay's dashboard: signs in with the admin token, polls api/stats (the
+// stats API, version 1) every 5 seconds and shows it.
+//
+// The token lives in sessionStorage only (this tab, until log out or close);
+// it is sent as "Authorization: Bearer" and never put in a URL. A 401 at any
+// time forgets it and returns to the login form with the reason. Everything
+// the API says is written with textContent or DOM calls, never as HTML.
+
+import { TrafficChart } from './chart.js';
+import {
+  DASH, fmtBytes, fmtClock, fmtCount, fmtInt, fmtMs, fmtPct, fmtUsd, known, sum,
+} from './format.js';
+
+const TOKEN_KEY = 'relay.admin.token';
+const THEME_KEY = 'relay.theme';
+const POLL_MS = 5000;
+const API = 'api/stats'; // relative: the page is served at /relay/admin/
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  timer: null,
+  // Bumped on sign-in and sign-out, so an answer that arrives after the
+  // user left (or came back with another token) is dropped.
+  session: 0,
+  stats: null,
+  range: 'hour',
+  receivedAt: null,
+  chart: null,
+};
+
+// ---------------------------------------------------------------- storage
+
+function getToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null;
+  }
+}
+
+function setToken(token) {
+  try {
+    if (token === null) sessionStorage.removeItem(TOKEN_KEY);
+    else sessionStorage.setItem(TOKEN_KEY, token);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ------------------------------------------------------------------ theme
+
+function currentTheme() {
+  return document.documentElement.getAttribute('data-theme') === 'dark' ? 'dark' : 'light';
+}
+
+function applyTheme(theme) {
+  document.documentElement.setAttribute('data-theme', theme);
+  const other = theme === 'dark' ? 'light' : 'dark';
+  const button = $('theme-toggle');
+  button.textContent = other === 'dark' ? 'Dark theme' : 'Light theme';
+  button.setAttribute('aria-label', `Switch to ${other} theme`);
+  button.title = `Switch to ${other} theme`;
+}
+
+function setupTheme() {
+  applyTheme(currentTheme());
+  $('theme-toggle').addEventListener('click', () => {
+    const next = currentTheme() === 'dark' ? 'light' : 'dark';
+    try {
+      localStorage.setItem(THEME_KEY, next);
+    } catch {
+      /* not remembered, still applied */
+    }
+    applyTheme(next);
+  });
+  // Follow the system while the user has not chosen.
+  const mq = window.matchMedia?.('(prefers-color-scheme: dark)');
+  mq?.addEventListener?.('change', (e) => {
+    let chosen = null;
+    try {
+      chosen = localStorage.getItem(THEME_KEY);
+    } catch {
+      /* follow the system */
+    }
+    if (chosen !== 'dark' && chosen !== 'light') applyTheme(e.matches ? 'dark' : 'light');
+  });
+}
+
+// -------------------------------------------------------------------- API
+
+class Unauthorized extends Error {}
+
+// The error message of a JSON error answer, or ''.
+async function errorText(res) {
+  try {
+    const body = await res.json();
+    const m = body?.error?.message;
+    return typeof m === 'string' ? m : '';
+  } catch {
+    return '';
+  }
+}
+
+// GET api/stats with the token. Resolves to the stats; rejects with
+// Unauthorized on 401/403, or an Error saying what went wrong.
+async function fetchStats(token) {
+  let res;
+  try {
+    res = await fetch(API, {
+      headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' },
+      cache: 'no-store',
+      credentials: 'omit',
+      redirect: 'error',
+      signal: AbortSignal.timeout(15000),
+    });
+  } catch (err) {
+    throw new Error(err?.name === 'TimeoutError' ? 'Relay did not answer within 15 s' : 'Relay could not be reached');
+  }
+  if (res.status === 401 || res.status === 403) throw new Unauthorized((await errorText(res)) || `HTTP ${res.status}`);
+  if (!res.ok) {
+    const m = await errorText(res);
+    throw new Error(`Relay answered ${res.status}${m ? `: ${m}` : ''}`);
+  }
+  let body;
+  try {
+    body = await res.json();
+  } catch {
+    throw new Error('the answer was not JSON');
+  }
+  if (!body || typeof body !== 'object' || body.version !== 1) {
+    throw new Error(`unknown stats version ${JSON.stringify(body?.version ?? null)} (this page reads version 1)`);
+  }
+  return body;
+}
+
+// ------------------------------------------------------------ sign in/out
+
+function showLogin(message = '', kind = 'error') {
+  clearTimeout(state.timer);
+  state.session++;
+  state.stats = null;
+  clearDashboard();
+  $('dashboard').hidden = true;
+  $('logout').hidden = true;
+  $('health-badge').hidden = true;
+  $('login').hidden = false;
+  setMessage($('login-message'), message, kind);
+  $('token').focus();
+}
+
+function showDashboard() {
+  $('login').hidden = true;
+  $('dashboard').hidden = false;
+  $('logout').hidden = false;
+}
+
+async function onLogin(e) {
+  e.preventDefault();
+  const input = $('token');
+  const submit = $('login-submit');
+  const token = input.value.trim();
+  if (!token) {
+    setMessage($('login-message'), 'Enter the admin token.', 'error');
+    input.focus();
+    return;
+  }
+  submit.disabled = true;
+  setMessage($('login-message'), 'Checking the token…', 'info');
+  const session = ++state.session;
+  try {
+    const stats = await fetchStats(token);
+    if (session !== state.session) return;
+    if (!setToken(token)) {
+      setMessage($('login-message'), 'This browser refuses session storage, so the token cannot be kept.', 'error');
+      return;
+    }
+    input.value = '';
+    setMessage($('login-message'), '');
+    showDashboard();
+    render(stats);
+    $('dashboard-title').focus();
+    schedulePoll();
+  } catch (err) {
+    if (session !== state.session) return;
+    if (err instanceof Unauthorized) {
+      setMessage($('login-message'), `Relay refused this token (${err.message}). Check it against the admin token file.`, 'error');
+      input.select();
+    } else {
+      setMessage($('login-message'), `Could not sign in: ${err.message}.`, 'error');
+    }
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+function logout() {
+  setToken(null);
+  showLogin('You are logged out.', 'info');
+}
+
+// ---------------------------------------------------------------- polling
+
+function schedulePoll(delay = POLL_MS) {
+  clearTimeout(state.timer);
+  state.timer = setTimeout(poll, delay);
+}
+
+async function poll() {
+  const token = getToken();
+  if (!token) {
+    showLogin('Sign in with the admin token.', 'info');
+    return;
+  }
+  // A hidden tab does not poll; it catches up when shown (visibilitychange).
+  if (document.hidden) return;
+  const session = state.session;
+  try {
+    const stats = await fetchStats(token);
+    if (session !== state.session) return;
+    render(stats);
+    setMessage($('status'), '');
+  } catch (err) {
+    if (session !== state.session) return;
+    if (err instanceof Unauthorized) {
+      setToken(null);
+      showLogin(`Relay refused the admin token (${err.message}): it may have changed. Sign in again.`, 'error');
+      return;
+    }
+    const when = state.receivedAt ? ` The numbers below are from ${fmtClock(state.receivedAt, { seconds: true })}.` : '';
+    setMessage($('status'), `Update failed: ${err.message}. Retrying every 5 s.${when}`, 'error');
+  }
+  schedulePoll();
+}
+
+// ----------------------------------------------------------------- render
+
+// Sets an element's text and its kind (error, info or none) for styling.
+function setMessage(el, text, kind = '') {
+  el.textContent = text;
+  el.dataset.kind = text ? kind : '';
+}
+
+function setText(id, text, title = '') {
+  const el = $(id);
+  el.textContent = text;
+  if (title) el.title = title;
+  else el.removeAttribute('title');
+}
+
+// An element with class and text: el('span', 'badge', 'no price').
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = text;
+  return e;
+}
+
+// A count for a table cell: short form, the exact number in the title.
+function countCell(v) {
+  const td = el('td', 'num', fmtCount(v));
+  if (known(v) && Math.abs(v) >= 1e6) td.title = fmtInt(v);
+  return td;
+}
+
+function textCell(text, cls = '') {
+  return el('td', cls, text ?? DASH);
+}
+
+// Replaces a table's body with rows, or one row saying `empty`.
+function fillTable(id, rows, empty) {
+  const table = $(id);
+  const tbody = table.tBodies[0];
+  if (!rows.length) {
+    const tr = el('tr', 'empty');
+    const td = el('td', '', empty);
+    td.colSpan = table.tHead.rows[0].cells.length;
+    tr.append(td);
+    tbody.replaceChildren(tr);
+    return;
+  }
+  tbody.replaceChildren(...rows);
+}
+
+const tok = (t) => t ?? {};
+const savedTokens = (t) => sum(tok(t).saved_input, tok(t).saved_output);
+
+function render(stats) {
+  state.stats = stats;
+  state.receivedAt = Date.now() / 1000;
+  renderHeader(stats);
+  renderTotals(stats);
+  renderChart();
+  renderHealth(stats.health);
+  renderStore(stats.store);
+  renderModels(stats.models);
+  renderUpstreams(stats.upstreams);
+  renderClients(stats.clients, stats.budgets);
+  renderInflight(stats.inflight);
+}
+
+function renderHeader(stats) {
+  const at = known(stats.now) ? fmtClock(stats.now, { seconds: true }) : fmtClock(state.receivedAt, { seconds: true });
+  setText('updated', `Updated ${at}`);
+}
+
+function renderTotals(stats) {
+  const t = stats.totals ?? {};
+  const tokens = tok(t.tokens);
+  const usd = t.usd ?? {};
+  const unpriced = known(t.unpriced_requests) ? t.unpriced_requests : 0;
+  const anyPriced = (stats.models ?? []).some((m) => m.priced);
+
+  setText('usd-saved', fmtUsd(usd.saved));
+  setText('usd-spent', fmtUsd(usd.spent));
+  const priceNote = unpriced > 0 ? `priced models only` : anyPriced || !t.requests ? 'at list prices' : 'no priced model yet';
+  setText('usd-saved-sub', priceNote);
+  setText('usd-spent-sub', `${fmtCount(t.upstream_calls)} upstream calls`);
+
+  const saved = savedTokens(tokens);
+  setText('tokens-saved', fmtCount(saved), known(saved) && saved >= 1e6 ? fmtInt(saved) : '');
+  setText('tokens-saved-sub', `${fmtCount(tokens.saved_input)} in · ${fmtCount(tokens.saved_output)} out`);
+
+  setText('hit-rate', fmtPct(t.hit_rate));
+  setText('hit-rate-sub', `${fmtCount(sum(t.hits, t.stale))} hits · ${fmtCount(t.misses)} misses`);
+
+  setText('total-requests', fmtCount(t.requests), known(t.requests) && t.requests >= 1e6 ? fmtInt(t.requests) : '');
+  const extra = [`${fmtCount(t.errors)} errors`];
+  if (t.bypass) extra.push(`${fmtCount(t.bypass)} bypass`);
+  if (t.stale) extra.push(`${fmtCount(t.stale)} stale`);
+  setText('total-requests-sub', extra.join(' · '));
+
+  setText('total-coalesced', fmtCount(t.coalesced));
+  setText('total-coalesced-sub', 'shared an in-flight call');
+
+  const note = $('unpriced-note');
+  if (unpriced > 0) {
+    note.hidden = false;
+    note.replaceChildren(
+      el('span', 'badge warn', 'no price'),
+      document.createTextNode(` ${fmtInt(unpriced)} request${unpriced === 1 ? '' : 's'} of models without a price `
+        + 'are counted in tokens only, not in the dollar amounts. Add them to [pricing] in relay.ini.'),
+    );
+  } else {
+    note.hidden = true;
+    note.replaceChildren();
+  }
+}
+
+const RANGES = {
+  hour: { series: 'minute', last: 60, bucket: 'minute', title: 'Last hour' },
+  day: { series: 'minute', last: 1440, bucket: 'minute', title: 'Last 24 hours' },
+  '90d': { series: 'day', last: 90, bucket: 'day', title: 'Last 90 days' },
+};
+
+function renderChart() {
+  const r = RANGES[state.range];
+  const all = state.stats?.series?.[r.series];
+  const points = Array.isArray(all) ? all.slice(-r.last) : [];
+  state.chart.update(points, r.bucket, r.title);
+}
+
+function renderHealth(health) {
+  const status = typeof health?.status === 'string' ? health.status : 'unknown';
+  const kind = status === 'ok' ? 'good' : status === 'degraded' ? 'warn' : 'bad';
+  for (const id of ['health-status', 'health-badge']) {
+    const b = $(id);
+    b.className = `badge ${kind}`;
+    b.textContent = id === 'health-badge' ? `Health: ${status}` : status;
+  }
+  $('health-badge').hidden = false;
+  const reasons = Array.isArray(health?.reasons) ? health.reasons : [];
+  $('health-reasons').replaceChildren(...(reasons.length
+    ? reasons.map((r) => el('li', '', String(r)))
+    : [el('li', 'muted', 'No problem reported.')]));
+}
+
+// "used of max" with a meter, or "used (no limit)" when max is 0 or unknown.
+function setUsage(textId, meterId, used, max, fmt) {
+  const meter = $(meterId);
+  if (known(max) && max > 0) {
+    setText(textId, `${fmt(used)} of ${fmt(max)} (${fmtPct(known(used) ? used / max : null)})`);
+    meter.max = max;
+    meter.value = known(used) ? Math.min(used, max) : 0;
+    meter.low = max * 0.8;
+    meter.high = max * 0.95;
+    meter.hidden = false;
+    meter.setAttribute('aria-label', `${textId === 'store-bytes' ? 'Size' : 'Entries'} used`);
+  } else {
+    setText(textId, `${fmt(used)} (no limit)`);
+    meter.hidden = true;
+  }
+}
+
+function renderStore(store) {
+  const s = store ?? {};
+  setUsage('store-entries', 'store-entries-meter', s.entries, s.max_entries, fmtInt);
+  setUsage('store-bytes', 'store-bytes-meter', s.bytes, s.max_bytes, fmtBytes);
+  setText('store-evictions', fmtInt(s.evictions));
+  setText('store-expired', fmtInt(s.expired_removed));
+}
+
+// Spent or saved of a model: dollars, or a "no price" flag (never $0).
+function usdCell(priced, usd, which) {
+  if (!priced || !usd) {
+    const td = el('td', 'num');
+    td.append(el('span', 'badge warn', 'no price'));
+    td.title = 'No price in [pricing]: counted in tokens only';
+    return td;
+  }
+  return el('td', 'num', fmtUsd(usd[which]));
+}
+
+const perMillion = (v) => fmtUsd(v);
+
+function renderModels(models) {
+  const list = Array.isArray(models) ? [...models] : [];
+  list.sort((a, b) => (b.requests ?? 0) - (a.requests ?? 0));
+  fillTable('models-table', list.map((m) => {
+    const tr = el('tr');
+    if (!m.priced) tr.className = 'unpriced';
+    const name = el('th', 'name');
+    name.scope = 'row';
+    name.append(el('span', 'ident', m.model ?? DASH));
+    if (!m.priced) name.append(' ', el('span', 'badge warn', 'no price'));
+    else if (m.price) {
+      name.append(el('span', 'price', `${perMillion(m.price.input)} in · ${perMillion(m.price.output)} out per M tokens`));
+    }
+    const t = tok(m.tokens);
+    const served = sum(m.hits, m.stale, m.coalesced);
+    const rate = known(m.requests) && m.requests > 0 && known(served) ? served / m.requests : null;
+    tr.append(
+      name,
+      textCell(m.upstream),
+      countCell(m.requests),
+      countCell(sum(m.hits, m.stale)),
+      countCell(m.coalesced),
+      countCell(m.misses),
+      countCell(m.errors),
+      el('td', 'num', fmtPct(rate)),
+      countCell(t.input),
+      countCell(t.output),
+      countCell(savedTokens(t)),
+      usdCell(m.priced, m.usd, 'spent'),
+      usdCell(m.priced, m.usd, 'saved'),
+    );
+    return tr;
+  }), 'No model has been asked yet.');
+}
+
+// "p50 / p95 / p99" of a {p50, p95, p99} or a dash when there is none.
+function percentiles(p) {
+  if (!p) return DASH;
+  return `${fmtMs(p.p50)} / ${fmtMs(p.p95)} / ${fmtMs(p.p99)}`;
+}
+
+function breakerCell(breaker) {
+  const td = el('td');
+  if (typeof breaker !== 'string') {
+    td.textContent = DASH;
+    td.title = 'No breaker state';
+    return td;
+  }
+  const kind = breaker === 'closed' ? 'good' : breaker === 'half-open' ? 'warn' : 'bad';
+  td.append(el('span', `badge ${kind}`, breaker));
+  return td;
+}
+
+function renderUpstreams(upstreams) {
+  const list = Array.isArray(upstreams) ? upstreams : [];
+  fillTable('upstreams-table', list.map((u) => {
+    const tr = el('tr');
+    const name = el('th', 'name', u.name ?? DASH);
+    name.scope = 'row';
+    tr.append(
+      name,
+      textCell(u.type),
+      textCell(u.base_url, 'ident url'),
+      countCell(u.requests),
+      countCell(u.upstream_calls),
+      countCell(u.errors),
+      el('td', 'num', percentiles(u.latency_ms)),
+      el('td', 'num', percentiles(u.ttfb_ms)),
+      breakerCell(u.breaker),
+    );
+    return tr;
+  }), 'No upstream is configured.');
+}
+
+// A budget {limit_usd, spent_usd, period} as text and a meter.
+function budgetCell(budget) {
+  const td = el('td', 'budget');
+  if (!budget || typeof budget !== 'object') {
+    td.textContent = DASH;
+    td.title = 'No budget';
+    return td;
+  }
+  const limit = budget.limit_usd;
+  const spent = budget.spent_usd;
+  const period = typeof budget.period === 'string' && budget.period ? ` per ${budget.period}` : '';
+  td.append(el('span', '', `${fmtUsd(spent)} of ${fmtUsd(limit)}${period}`));
+  if (known(limit) && limit > 0) {
+    const m = el('meter');
+    m.min = 0;
+    m.max = limit;
+    m.value = known(spent) ? Math.min(spent, limit) : 0;
+    m.low = limit * 0.8;
+    m.high = limit * 0.95;
+    m.optimum = 0;
+    m.setAttribute('aria-label', 'Budget used');
+    td.append(m);
+    if (known(spent) && spent >= limit) td.append(' ', el('span', 'badge bad', 'exhausted'));
+  }
+  return td;
+}
+
+function renderClients(clients, budgets) {
+  const list = Array.isArray(clients) ? [...clients] : [];
+  const byClient = new Map();
+  for (const b of Array.isArray(budgets) ? budgets : []) if (b && b.client != null) byClient.set(String(b.client), b);
+  // A client with a budget but no traffic yet still has a row.
+  const seen = new Set(list.map((c) => String(c.client)));
+  for (const [client] of byClient) if (!seen.has(client)) list.push({ client, requests: 0 });
+  list.sort((a, b) => (b.requests ?? 0) - (a.requests ?? 0));
+  fillTable('clients-table', list.map((c) => {
+    const tr = el('tr');
+    const name = el('th', 'name ident', c.client ?? DASH);
+    name.scope = 'row';
+    const t = tok(c.tokens);
+    const usd = c.usd ?? null;
+    tr.append(
+      name,
+      countCell(c.requests),
+      countCell(t.input),
+      countCell(t.output),
+      countCell(savedTokens(t)),
+      el('td', 'num', usd ? fmtUsd(usd.spent) : DASH),
+      el('td', 'num', usd ? fmtUsd(usd.saved) : DASH),
+      budgetCell(c.budget && typeof c.budget === 'object' ? c.budget : byClient.get(String(c.client))),
+    );
+    return tr;
+  }), 'No client has sent a request yet.');
+}
+
+function renderInflight(inflight) {
+  const list = Array.isArray(inflight) ? inflight : [];
+  $('inflight-count').textContent = list.length ? `(${fmtInt(list.length)})` : '';
+  fillTable('inflight-table', list.map((f) => {
+    const tr = el('tr');
+    const key = el('th', 'name ident', f.key ?? DASH);
+    key.scope = 'row';
+    tr.append(
+      key,
+      el('td', 'num', fmtMs(f.age_ms)),
+      el('td', 'num', known(f.leader_pid) ? String(f.leader_pid) : DASH),
+      el('td', '', f.followers ? 'yes' : 'no'),
+    );
+    return tr;
+  }), 'No request is in flight.');
+}
+
+// Removes every number from the page (log out, a refused token), so nothing
+// of the previous session stays on screen or in the DOM.
+function clearDashboard() {
+  for (const dd of document.querySelectorAll('#dashboard .card dd')) dd.textContent = dd.classList.contains('value') ? DASH : '';
+  for (const id of ['models-table', 'upstreams-table', 'clients-table', 'inflight-table']) {
+    $(id).tBodies[0].replaceChildren();
+  }
+  $('unpriced-note').hidden = true;
+  $('unpriced-note').replaceChildren();
+  $('health-reasons').replaceChildren();
+  $('inflight-count').textContent = '';
+  setText('health-status', DASH);
+  for (const id of ['store-entries', 'store-bytes', 'store-evictions', 'store-expired', 'updated']) setText(id, id === 'updated' ? '' : DASH);
+  for (const id of ['store-entries-meter', 'store-bytes-meter']) $(id).hidden = true;
+  setMessage($('status'), '');
+  state.chart?.clear();
+}
+
+// ------------------------------------------------------------------ start
+
+function start() {
+  setupTheme();
+  state.chart = new TrafficChart($('traffic-chart'));
+  $('login-form').addEventListener('submit', onLogin);
+  $('logout').addEventListener('click', logout);
+  for (const radio of document.querySelectorAll('#range input[name="range"]')) {
+    radio.addEventListener('change', () => {
+      if (!radio.checked) return;
+      state.range = radio.value;
+      if (state.stats) renderChart();
+    });
+  }
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden && getToken() && !$('dashboard').hidden) schedulePoll(0);
+  });
+  if (getToken()) {
+    // Signed in earlier in this tab: show the page and fetch at once; a
+    // refused token sends the user to the login form.
+    showDashboard();
+    setMessage($('status'), 'Loading…', 'info');
+    schedulePoll(0);
+  } else {
+    showLogin();
+  }
+}
+
+start();
