@@ -281,8 +281,8 @@ static int swap_in(const char *home, const char *staged, const char *aside)
     return 0;
 }
 
-/* The total size of home's data files. */
-static uint64_t data_bytes(const char *dir)
+/* The total size of dir's data files, or of its databases alone. */
+static uint64_t data_bytes(const char *dir, int dbs_only)
 {
     uint64_t total = 0;
     DIR *d = opendir(dir);
@@ -292,7 +292,7 @@ static uint64_t data_bytes(const char *dir)
     char path[4096];
     struct stat st;
     while ((e = readdir(d)) != NULL) {
-        if (!is_data_file(e->d_name))
+        if (!is_data_file(e->d_name) || (dbs_only && strncmp(e->d_name, "log.", 4) == 0))
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         if (stat(path, &st) == 0)
@@ -441,7 +441,7 @@ static rl_err backup_into(store *s, const char *dir, store_report *rep, problem_
                 rep->files++;
         if (d)
             closedir(d);
-        rep->bytes = data_bytes(dir);
+        rep->bytes = data_bytes(dir, 0);
     }
     return RL_OK;
 }
@@ -498,6 +498,13 @@ rl_err store_verify(store *s, problem_fn problem, void *ctx, unsigned *problems)
 
 /* ---- compact --------------------------------------------------------------------- */
 
+static int checkpoint_now_body(handles *h, DB_TXN *txn, op *o)
+{
+    (void)txn;
+    (void)o;
+    return h->env->txn_checkpoint(h->env, 0, 0, DB_FORCE);
+}
+
 static int compact_body(handles *h, DB_TXN *txn, op *o)
 {
     (void)txn;
@@ -514,20 +521,29 @@ static int compact_body(handles *h, DB_TXN *txn, op *o)
             return ret;
         rep->pages_freed += c.compact_pages_truncated;
     }
-    return h->env->txn_checkpoint(h->env, 0, 0, DB_FORCE);
+    return checkpoint_now_body(h, NULL, o);
 }
 
 rl_err store_compact(store *s, store_report *rep)
 {
     memset(rep, 0, sizeof *rep);
-    rep->bytes_before = data_bytes(store_home_of(s));
+    /* Pages written since the last checkpoint may exist only in the buffer
+     * pool: flush them so that "before" is the real size of the files. */
+    op cp = {.what = "checkpointing before compaction",
+             .body = checkpoint_now_body,
+             .no_txn = 1,
+             .idempotent = 1};
+    rl_err e = store_op_run(s, &cp);
+    if (e != RL_OK)
+        return e;
+    rep->bytes_before = data_bytes(store_home_of(s), 1);
     op o = {.what = "compacting the store",
             .body = compact_body,
             .no_txn = 1,
             .idempotent = 1,
             .arg = rep};
-    rl_err e = store_op_run(s, &o);
-    rep->bytes = data_bytes(store_home_of(s));
+    e = store_op_run(s, &o);
+    rep->bytes = data_bytes(store_home_of(s), 1);
     return e;
 }
 

@@ -185,7 +185,7 @@ rl_err store_cache_purge_match(store *s, size_t prefix,
  * (src/env/env_register.c). store_lock_exclusive takes byte 1 without
  * waiting and then asks the kernel (F_GETLK) whether any other process
  * holds a lock on the file: if one does, the store is in use and it fails
- * with RL_BUSY (message on stderr-by-log naming a pid). Otherwise the store
+ * with RL_BUSY (logged, naming a pid). Otherwise the store
  * is free, and stays free while the lock is held: a process that starts
  * meanwhile waits in its env->open until store_unlock. Creates home if
  * missing. fcntl locks belong to the process: the holder must not open the
