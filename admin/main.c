@@ -1,190 +1,134 @@
 /*
- * relay-admin — maintenance of a Relay store, safe while Relay runs (it
- * opens the same Berkeley DB environment as the workers).
+ * relay-admin — maintenance of a Relay store. Most commands are safe while
+ * Relay runs (they open the same Berkeley DB environment as the workers);
+ * recover, rekey and restore refuse to run while any process uses it.
  *
  *   relay-admin [-c relay.ini] [--json] COMMAND [ARGS]
  *
- * Commands are rows of a table; options common to all (config, --json,
- * --help) are handled once before the command runs. Exit codes: 0 success,
- * 1 failure, 2 usage error.
+ * Commands are rows of a table (the cmd_* functions live in cmd_cache.c and
+ * cmd_store.c); what is common to all — the config, --json anywhere on the
+ * line, --help, opening the store — is done here once.
  */
 #include <getopt.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "engine/config.h"
-#include "engine/stats.h"
+#include "admin/admin.h"
 #include "store/base/rl_log.h"
-#include "store/store.h"
-
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
-
-typedef struct admin_ctx {
-    relay_config *cfg;
-    int json;
-} admin_ctx;
-
-typedef struct admin_cmd {
-    const char *name;
-    const char *args;
-    const char *help;
-    int needs_store;
-    int (*run)(admin_ctx *ctx, store *s, int argc, char **argv);
-} admin_cmd;
-
-static int cmd_init(admin_ctx *ctx, store *s, int argc, char **argv)
-{
-    (void)s;
-    (void)argc;
-    (void)argv;
-    const relay_config *cfg = ctx->cfg;
-    if (store_keyfile_ensure(cfg->store.key_file) != RL_OK)
-        return EXIT_FAIL;
-    /* The admin token is a secret of the same kind (32 random bytes, hex,
-     * mode 0600, never overwritten). */
-    if (store_keyfile_ensure(cfg->admin.token_file) != RL_OK)
-        return EXIT_FAIL;
-    store_options so;
-    config_store_options(cfg, &so);
-    store *opened = NULL;
-    if (store_open(&so, &opened) != RL_OK)
-        return EXIT_FAIL;
-    store_close(opened);
-    if (ctx->json)
-        printf("{\"store\":\"%s\",\"key_file\":\"%s\",\"admin_token_file\":\"%s\"}\n",
-               cfg->store.home, cfg->store.key_file, cfg->admin.token_file);
-    else
-        printf("store ready: %s (key file %s; admin token in %s)\n", cfg->store.home,
-               cfg->store.key_file, cfg->admin.token_file);
-    return EXIT_OK;
-}
-
-/* What relay-admin stats adds up from the shared counters (stats.h). */
-typedef struct stats_sums {
-    uint64_t usage[STATS_COUNTERS]; /* MODEL rows: requests, outcomes, tokens, money */
-    uint64_t calls;                 /* UPSTREAM rows */
-} stats_sums;
-
-static int sum_row(void *ctx, const stats_row *row)
-{
-    stats_sums *t = ctx;
-    if (row->kind == STATS_ROW_MODEL)
-        for (int c = 0; c < STATS_COUNTERS; c++)
-            t->usage[c] += row->c[c];
-    else if (row->kind == STATS_ROW_UPSTREAM)
-        t->calls += row->c[C_UP_CALLS];
-    return 0;
-}
-
-static int cmd_stats(admin_ctx *ctx, store *s, int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    store_stats st;
-    if (store_stats_get(s, &st) != RL_OK)
-        return EXIT_FAIL;
-    stats_sums t = {{0}, 0};
-    stats *counters = NULL;
-    if (stats_open(ctx->cfg->store.home, &counters) != RL_OK)
-        return EXIT_FAIL;
-    stats_each_row(counters, sum_row, &t);
-    stats_close(counters);
-    static const struct {
-        const char *name;
-        int counter; /* into usage; -1: upstream calls */
-    } rows[] = {
-        {"requests", C_REQUESTS},
-        {"requests.hit", C_HIT},
-        {"requests.stale", C_STALE},
-        {"requests.miss", C_MISS},
-        {"requests.coalesced", C_COALESCED},
-        {"requests.bypass", C_BYPASS},
-        {"requests.errors", C_ERRORS},
-        {"requests.unpriced", C_UNPRICED},
-        {"upstream.calls", -1},
-        {"tokens.input", C_TOKENS_IN},
-        {"tokens.output", C_TOKENS_OUT},
-        {"tokens.cached_input", C_TOKENS_CACHED_IN},
-        {"tokens.saved_input", C_SAVED_IN},
-        {"tokens.saved_output", C_SAVED_OUT},
-    };
-    double spent = (double)t.usage[C_NUSD_SPENT] / 1e9, saved = (double)t.usage[C_NUSD_SAVED] / 1e9;
-    if (ctx->json) {
-        printf("{\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"evictions\":%" PRIu64
-               ",\"expired_removed\":%" PRIu64,
-               st.entries, st.bytes, st.evictions, st.expired_removed);
-        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-            printf(",\"%s\":%" PRIu64, rows[i].name,
-                   rows[i].counter < 0 ? t.calls : t.usage[rows[i].counter]);
-        printf(",\"usd.spent\":%.9g,\"usd.saved\":%.9g}\n", spent, saved);
-    } else {
-        printf("%-20s %" PRIu64 "\n", "entries", st.entries);
-        printf("%-20s %" PRIu64 "\n", "bytes", st.bytes);
-        printf("%-20s %" PRIu64 "\n", "evictions", st.evictions);
-        printf("%-20s %" PRIu64 "\n", "expired removed", st.expired_removed);
-        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-            printf("%-20s %" PRIu64 "\n", rows[i].name,
-                   rows[i].counter < 0 ? t.calls : t.usage[rows[i].counter]);
-        printf("%-20s %.6f\n%-20s %.6f\n", "usd.spent", spent, "usd.saved", saved);
-    }
-    return EXIT_OK;
-}
-
-static int cmd_purge(admin_ctx *ctx, store *s, int argc, char **argv)
-{
-    int all = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--all") == 0)
-            all = 1;
-        else if (strcmp(argv[i], "--expired") == 0)
-            all = 0;
-        else {
-            fprintf(stderr, "relay-admin purge: unknown option %s (use --all or --expired)\n",
-                    argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    uint64_t removed = 0;
-    rl_err err = all ? store_cache_purge_all(s, &removed)
-                     : store_cache_purge_expired(s, (uint64_t)time(NULL), 0, &removed);
-    if (err != RL_OK)
-        return EXIT_FAIL;
-    if (ctx->json)
-        printf("{\"removed\":%" PRIu64 "}\n", removed);
-    else
-        printf("removed %" PRIu64 " %s\n", removed, all ? "entries" : "expired entries");
-    return EXIT_OK;
-}
-
-static int cmd_config(admin_ctx *ctx, store *s, int argc, char **argv)
-{
-    (void)s;
-    if (argc != 2) {
-        fprintf(stderr, "relay-admin config: expected one SECTION.KEY, e.g. fcgi.listen\n");
-        return EXIT_USAGE;
-    }
-    rl_buf out;
-    rl_buf_init(&out, 0);
-    rl_err err = config_get_text(ctx->cfg, argv[1], &out);
-    if (err == RL_OK)
-        printf("%s\n", out.data ? out.data : "");
-    else
-        fprintf(stderr, "relay-admin config: no key %s\n", argv[1]);
-    rl_buf_release(&out);
-    return err == RL_OK ? EXIT_OK : EXIT_FAIL;
-}
 
 static const admin_cmd commands[] = {
-    {"init", "", "create the key file (mode 0600) and the store; harmless if they exist", 0,
-     cmd_init},
-    {"stats", "", "entries, bytes, requests by outcome, tokens and USD (all processes)", 1,
-     cmd_stats},
-    {"purge", "[--expired | --all]", "remove expired entries (default) or every entry", 1,
-     cmd_purge},
-    {"config", "SECTION.KEY", "print a configuration value as Relay resolves it", 0, cmd_config},
+    {"init", "[--show-admin-token]",
+     "create the key file, the store and the admin token file; harmless if they exist",
+     "Creates what Relay needs before it first starts, leaving whatever exists alone:\n"
+     "  - [store] key_file: the store's secret (mode 0600);\n"
+     "  - the store in [store] home;\n"
+     "  - [admin] token_file: the token for the admin API (mode 0600, 64 hex digits).\n"
+     "It prints where they are, never a secret, unless asked:\n"
+     "  --show-admin-token   also print the admin token\n"
+     "Examples:\n"
+     "  relay-admin init\n"
+     "  relay-admin init --show-admin-token\n",
+     0, cmd_init},
+    {"stats", "", "entries, bytes, requests by outcome, tokens and USD (all processes)",
+     "Prints the store's totals and the request counters Relay keeps.\n"
+     "Example:\n"
+     "  relay-admin --json stats\n",
+     1, cmd_stats},
+    {"ls", "[--limit N] [--sort newest|oldest|hits|size]", "list cache entries",
+     "One line per cache entry: key (first 16 hex digits, as X-Relay-Key), upstream, model,\n"
+     "size of the stored answer, age, hits and namespace ('-' for none; '?' for entries\n"
+     "stored by a Relay older than labels).\n"
+     "  --limit N    show at most N entries (default 100; 0: all)\n"
+     "  --sort S     newest (default), oldest, hits or size first\n"
+     "  --json       {\"total\": N, \"entries\": [{key (all 64 digits), upstream, model,\n"
+     "               namespace, size, created, expires, age, hits}]}\n"
+     "Examples:\n"
+     "  relay-admin ls --sort hits --limit 20\n"
+     "  relay-admin ls --json --limit 0\n",
+     1, cmd_ls},
+    {"show", "KEY", "print one entry: its metadata and the stored answer",
+     "KEY is a hex prefix of at least 8 digits of an entry's key (relay-admin ls, or the\n"
+     "X-Relay-Key response header) that only one entry has. Prints content type, kind\n"
+     "(stream: the raw stream as the upstream sent it; body), size, upstream, model,\n"
+     "namespace, created/expires, hits, then the stored answer.\n"
+     "Exit 4 when no entry, or more than one, has that prefix.\n"
+     "Examples:\n"
+     "  relay-admin show 3fa94c1e\n"
+     "  relay-admin --json show 3fa94c1e0b7d22aa | jq -r .body\n",
+     1, cmd_show},
+    {"purge", "[--all | --expired | --older-than D | --model M | --namespace N | --upstream U]",
+     "remove entries: expired ones (default), all, or those matching filters",
+     "Removes cache entries, in short transactions, and prints how many.\n"
+     "  (nothing)          entries past their expiry\n"
+     "  --all              every entry (takes no filter)\n"
+     "  --expired          entries past their expiry\n"
+     "  --older-than D     entries stored more than D ago (D: 90, 30s, 15m, 12h, 7d)\n"
+     "  --model M          entries for model M\n"
+     "  --namespace N      entries of namespace N (X-Relay-Namespace; \"\" for none)\n"
+     "  --upstream U       entries from [upstream.U]\n"
+     "Filters combine: an entry goes when all of them hold. Entries stored before labels\n"
+     "existed match no --model, --namespace or --upstream filter.\n"
+     "Examples:\n"
+     "  relay-admin purge --model gpt-4o-mini\n"
+     "  relay-admin purge --namespace staging --older-than 7d\n"
+     "  relay-admin purge --all\n",
+     1, cmd_purge},
+    {"verify", "[--backup DIR]", "check every database and that every entry decodes",
+     "Checks the store while Relay runs: a hot copy of the environment is made beside the\n"
+     "store (it needs room for one), recovered and checked with Berkeley DB's verification\n"
+     "(which must not run on files in use), then removed; and every cache entry is read\n"
+     "and decoded. Prints what is wrong and exits 1 if anything is.\n"
+     "  --backup DIR   verify the databases of a backup (relay-admin backup) instead\n"
+     "Examples:\n"
+     "  relay-admin verify\n"
+     "  relay-admin verify --backup /srv/backups/relay-2026-01-31\n",
+     0, cmd_verify},
+    {"backup", "DIR [--with-key]", "hot backup of the store into DIR (empty or absent)",
+     "Copies the store while Relay runs (Berkeley DB's hot backup: databases, then logs),\n"
+     "makes the copy consistent on its own (recovery) and verifies it. DIR must be empty\n"
+     "or absent. The copy is encrypted with the store's key and does NOT include the key\n"
+     "file: back the key file up separately, or the backup cannot be read.\n"
+     "  --with-key   also copy the key file into DIR/relay.key (mode 0600); then DIR\n"
+     "               alone reads the data, so keep it as safe as the key\n"
+     "Examples:\n"
+     "  relay-admin backup /srv/backups/relay-$(date +%F)\n"
+     "  relay-admin restore /srv/backups/relay-2026-01-31   (with Relay stopped)\n",
+     1, cmd_backup},
+    {"restore", "DIR", "put a backup in place of the store (refused while Relay runs)",
+     "Replaces the store in [store] home with the backup in DIR (made by relay-admin\n"
+     "backup; DIR is not changed). The backup must have been made with the configured\n"
+     "key file. The copy is recovered and verified before it replaces anything.\n"
+     "Refused (exit 3) while Relay or any other process has the store open.\n"
+     "Example:\n"
+     "  systemctl stop relay && relay-admin restore /srv/backups/relay-2026-01-31 && "
+     "systemctl start relay\n",
+     0, cmd_restore},
+    {"compact", "", "return free pages of the databases to the file system",
+     "Compacts every database (Berkeley DB's DB->compact) and gives emptied pages back to\n"
+     "the file system, e.g. after a large purge. Safe while Relay runs.\n"
+     "Example:\n"
+     "  relay-admin purge --older-than 30d && relay-admin compact\n",
+     1, cmd_compact},
+    {"recover", "", "run Berkeley DB recovery (refused while Relay runs)",
+     "Runs Berkeley DB's normal recovery on the store. Relay recovers by itself when a\n"
+     "process died; this is for a store that will not open. Refused (exit 3) while Relay\n"
+     "or any other process has the store open.\n"
+     "Example:\n"
+     "  systemctl stop relay && relay-admin recover && systemctl start relay\n",
+     0, cmd_recover},
+    {"rekey", "", "re-encrypt the store with a new key (refused while Relay runs)",
+     "Makes a new secret, re-encrypts every entry and counter with it, and installs it as\n"
+     "[store] key_file. The old key file is kept as KEY.old (or KEY.old.N): backups made\n"
+     "before the rekey need it. Refused (exit 3) while Relay or any other process has the\n"
+     "store open.\n"
+     "Example:\n"
+     "  systemctl stop relay && relay-admin rekey && systemctl start relay\n",
+     0, cmd_rekey},
+    {"config", "SECTION.KEY", "print a configuration value as Relay resolves it",
+     "Example:\n"
+     "  relay-admin config store.home\n",
+     0, cmd_config},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -192,9 +136,17 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: relay-admin [-c relay.ini] [--json] COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
-        fprintf(f, "  %-8s %-22s %s\n", commands[i].name, commands[i].args, commands[i].help);
-    fprintf(f, "\nThe config defaults to $RELAY_INI, else ./relay.ini. Exit codes: 0 ok, 1 "
-               "failure, 2 usage.\n");
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nrelay-admin COMMAND --help tells more. The config defaults to $RELAY_INI, else\n"
+               "./relay.ini. --json (anywhere) prints JSON where a command prints data.\n"
+               "All commands are safe while Relay runs, except recover, rekey and restore,\n"
+               "which refuse to run then. Run relay-admin as the user Relay runs as.\n"
+               "\nexit codes:\n"
+               "  0  success\n"
+               "  1  failure (said on stderr), or verify found a problem\n"
+               "  2  usage error\n"
+               "  3  refused: Relay processes are using the store (recover, rekey, restore)\n"
+               "  4  not found: no entry, or more than one, has that key prefix (show)\n");
 }
 
 int main(int argc, char **argv)
@@ -238,40 +190,45 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    for (int i = optind + 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: relay-admin %s %s\n  %s\n", cmd->name, cmd->args, cmd->help);
+    /* The command's own arguments, less --json (accepted after the command
+     * too) and with --help answered here. */
+    int cargc = 0;
+    char **cargv = calloc((size_t)(argc - optind + 1), sizeof *cargv);
+    if (!cargv)
+        return EXIT_FAIL;
+    for (int i = optind; i < argc; i++) {
+        if (i > optind && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)) {
+            printf("usage: relay-admin %s %s\n  %s\n\n%s", cmd->name, cmd->args, cmd->summary,
+                   cmd->help);
+            free(cargv);
             return EXIT_OK;
         }
+        if (i > optind && strcmp(argv[i], "--json") == 0)
+            ctx.json = 1;
+        else
+            cargv[cargc++] = argv[i];
+    }
 
     if (!config_path)
         config_path = "relay.ini";
+    int rc = EXIT_FAIL;
+    store *s = NULL;
     rl_buf why;
     rl_buf_init(&why, 4096);
     if (config_load(config_path, &ctx.cfg, &why) != RL_OK) {
         fprintf(stderr, "relay-admin: %s\n", why.data ? why.data : config_path);
         rl_buf_release(&why);
-        return EXIT_FAIL;
+        goto out;
     }
     rl_buf_release(&why);
     rl_log_set_level(RL_LOG_WARN);
 
-    store *s = NULL;
-    int rc = EXIT_FAIL;
-    if (cmd->needs_store) {
-        store_options so;
-        config_store_options(ctx.cfg, &so);
-        if (store_open(&so, &s) != RL_OK) {
-            fprintf(stderr,
-                    "relay-admin: cannot open the store at %s (run `relay-admin init` "
-                    "first?)\n",
-                    ctx.cfg->store.home);
-            goto out;
-        }
-    }
-    rc = cmd->run(&ctx, s, argc - optind, argv + optind);
+    if (cmd->needs_store && admin_open_store(&ctx, &s) != EXIT_OK)
+        goto out;
+    rc = cmd->run(&ctx, s, cargc, cargv);
 out:
     store_close(s);
     config_free(ctx.cfg);
+    free(cargv);
     return rc;
 }

@@ -309,7 +309,11 @@ static int store_answer(exchange *x, entry_kind kind)
     store *s = exchange_store(x);
     rl_buf entry;
     rl_buf_init(&entry, 0);
-    rl_err err = entry_encode(&entry, kind, x->up_ctype ? x->up_ctype : "application/json",
+    /* Labels for relay-admin (ls, show, purge --model/--namespace). */
+    const char *ns = engine_header(x->req, "x-relay-namespace");
+    entry_labels labels = {
+        .upstream = x->rt.upstream->name, .model = x->info.model, .ns = ns ? ns : ""};
+    rl_err err = entry_encode(&entry, kind, x->up_ctype ? x->up_ctype : "application/json", &labels,
                               x->body.data, x->body.len);
     if (err == RL_OK) {
         store_meta meta = {.created = x->now, .expires = x->now + (uint64_t)x->decision.ttl};

@@ -20,12 +20,15 @@
 const double stats_bucket_le[STATS_BUCKETS - 1] = {0.05, 0.1, 0.25, 0.5, 1,   2.5,
                                                    5,    10,  30,   60,  120, 300};
 
-#define STATS_MAGIC 0x524c535441545331ULL /* "RLSTATS1": bump when the layout changes */
+#define STATS_MAGIC 0x524c535441545332ULL /* "RLSTATS2": bump when the layout changes */
 #define ROW_FREE 0
 #define ROW_CLAIMING 1
 #define ROW_READY 2
 #define SLOT_BUSY (1ULL << 63) /* a writer is clearing the slot for a new period */
 #define SPINS 1000             /* yields before giving up on a row or slot in transition */
+/* Rows kept for the kinds' "(other)" rows, so that a full table still
+ * counts everything somewhere. */
+#define OTHER_RESERVE 8
 
 typedef struct row {
     _Atomic uint32_t state;
@@ -43,6 +46,7 @@ typedef struct slot {
 typedef struct stats_file {
     _Atomic uint64_t magic;
     uint64_t size;
+    _Atomic uint64_t rows_used; /* claimed rows, counting the reserve below */
     row rows[STATS_ROWS];
     slot minutes[STATS_MINUTES];
     slot days[STATS_DAYS];
@@ -171,11 +175,19 @@ static int row_matches(const row *r, stats_row_kind kind, uint64_t hash, const c
  * full even for the kind's "(other)" row. */
 static row *find_row(stats *st, stats_row_kind kind, const char *const *labels)
 {
+    static const char *const other[STATS_LABELS] = {"(other)", "", "", ""};
+    int is_other = strcmp(labels[0], other[0]) == 0 && !labels[1][0];
     uint64_t hash = row_hash(kind, labels);
+    int may_claim = 1;
     for (size_t i = 0; i < STATS_ROWS; i++) {
         row *r = &st->f->rows[(hash + i) % STATS_ROWS];
         uint32_t state = atomic_load_explicit(&r->state, memory_order_acquire);
-        if (state == ROW_FREE) {
+        if (state == ROW_FREE && may_claim) {
+            if (atomic_fetch_add(&st->f->rows_used, 1) >= STATS_ROWS - OTHER_RESERVE && !is_other) {
+                atomic_fetch_sub(&st->f->rows_used, 1);
+                may_claim = 0; /* full: look on for an existing row, else (other) */
+                continue;
+            }
             uint32_t expected = ROW_FREE;
             if (atomic_compare_exchange_strong(&r->state, &expected, ROW_CLAIMING)) {
                 r->kind = (uint32_t)kind;
@@ -185,6 +197,7 @@ static row *find_row(stats *st, stats_row_kind kind, const char *const *labels)
                 atomic_store_explicit(&r->state, ROW_READY, memory_order_release);
                 return r;
             }
+            atomic_fetch_sub(&st->f->rows_used, 1);
             state = expected;
         }
         /* Another thread is writing the labels; one killed meanwhile leaves
@@ -196,10 +209,7 @@ static row *find_row(stats *st, stats_row_kind kind, const char *const *labels)
         if (state == ROW_READY && row_matches(r, kind, hash, labels))
             return r;
     }
-    static const char *const other[STATS_LABELS] = {"(other)", "", "", ""};
-    if (strcmp(labels[0], other[0]) == 0)
-        return NULL;
-    return find_row(st, kind, other);
+    return is_other ? NULL : find_row(st, kind, other);
 }
 
 static void add(row *r, int counter, uint64_t n)

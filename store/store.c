@@ -95,6 +95,7 @@ struct store {
     uint64_t max_bytes, max_entries, max_entry_bytes;
     uint32_t cache_mb;
     uint32_t threads;
+    int exclusive; /* opened under store_lock_exclusive: no DB_REGISTER */
 };
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -469,9 +470,13 @@ static int handles_open(store *s, handles **out)
         goto fail;
 
     what = "opening the environment";
+    /* Exclusive (store_lock_exclusive held): no DB_REGISTER, which would
+     * open and close __db.register and so drop this process's lock on it;
+     * DB_RECOVER without it always recovers, which is what maintenance
+     * wants, and is safe because the lock proves nobody else is attached. */
     ret = env->open(env, s->home,
                     DB_CREATE | DB_INIT_MPOOL | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_TXN |
-                        DB_THREAD | DB_REGISTER | DB_RECOVER | DB_SYSTEM_MEM,
+                        DB_THREAD | (s->exclusive ? 0 : DB_REGISTER) | DB_RECOVER | DB_SYSTEM_MEM,
                     0600);
     if (ret)
         goto fail;
@@ -544,6 +549,12 @@ static int remove_stale_regions(const char *home)
  * regions whose segments are gone. */
 static int handles_open_first(store *s, handles **out)
 {
+    if (s->exclusive) {
+        /* remove_stale_regions would close a descriptor of __db.register;
+         * alone in the store, fresh regions are right anyway. */
+        store_drop_regions(s->home);
+        return handles_open(s, out);
+    }
     int ret = handles_open(s, out);
     /* Processes starting together race here: the one that removes the
      * stale regions recreates them, the others must simply try again. */
@@ -1449,7 +1460,7 @@ rl_err store_maintain(store *s, uint64_t now)
  * Berkeley DB's own encryption, it reveals no more about the secret than
  * the store's databases already do, and it needs no other crypto library.
  */
-static int check_open(store *s, const char *path, u_int32_t flags, DB **out)
+static int check_open(const char *secret, const char *path, u_int32_t flags, DB **out)
 {
     DB *db = NULL;
     *out = NULL;
@@ -1457,7 +1468,7 @@ static int check_open(store *s, const char *path, u_int32_t flags, DB **out)
     if (ret)
         return ret;
     db->set_errcall(db, bdb_errcall);
-    if ((ret = db->set_encrypt(db, s->secret, DB_ENCRYPT_AES)) == 0)
+    if ((ret = db->set_encrypt(db, secret, DB_ENCRYPT_AES)) == 0)
         ret = db->open(db, NULL, path, NULL, DB_BTREE, flags, 0600);
     if (ret) {
         (void)db->close(db, 0);
@@ -1467,12 +1478,12 @@ static int check_open(store *s, const char *path, u_int32_t flags, DB **out)
     return 0;
 }
 
-static rl_err check_verify(store *s, const char *path)
+int store_check_file(const char *path, const char *secret)
 {
     DB *db = NULL;
     char val[sizeof CHECK_VALUE];
     DBT k, d;
-    int ret = check_open(s, path, DB_RDONLY, &db);
+    int ret = check_open(secret, path, DB_RDONLY, &db);
     if (ret == 0) {
         dbt_in(&k, CHECK_KEY, sizeof CHECK_KEY - 1);
         dbt_out(&d, val, sizeof val);
@@ -1481,6 +1492,12 @@ static rl_err check_verify(store *s, const char *path)
             ret = EINVAL;
         (void)db->close(db, 0);
     }
+    return ret;
+}
+
+static rl_err check_verify(store *s, const char *path)
+{
+    int ret = store_check_file(path, s->secret);
     if (ret) {
         rl_error("store %s: the secret in the key file does not open this store (%s: %s); "
                  "is it the key file the store was created with?",
@@ -1520,7 +1537,7 @@ static rl_err check_create(store *s, const char *path)
         goto out;
     }
     (void)unlink(tmp.data);
-    int ret = check_open(s, tmp.data, DB_CREATE | DB_EXCL, &db);
+    int ret = check_open(s->secret, tmp.data, DB_CREATE | DB_EXCL, &db);
     if (ret == 0) {
         DBT k, d;
         dbt_in(&k, CHECK_KEY, sizeof CHECK_KEY - 1);
@@ -1615,6 +1632,7 @@ rl_err store_open(const store_options *opt, store **out)
     s->max_entry_bytes = opt->max_entry_bytes;
     s->cache_mb = opt->cache_mb ? opt->cache_mb : 16;
     s->threads = (uint32_t)(opt->max_threads > 16 ? opt->max_threads : 16) + 8;
+    s->exclusive = opt->lock != NULL;
 
     if ((e = store_mkdirs(opt->home, 0700)) != RL_OK) {
         e = RL_STORE;
@@ -1634,6 +1652,12 @@ rl_err store_open(const store_options *opt, store **out)
         goto fail;
     }
     claimed = 1;
+    if (s->exclusive && strcmp(store_lock_home(opt->lock), s->home) != 0) {
+        rl_error("store %s: the exclusive lock is for another store (%s)", s->home,
+                 store_lock_home(opt->lock));
+        e = RL_INTERNAL;
+        goto fail;
+    }
     if ((e = store_keyfile_read(opt->key_file, &s->secret, &s->secret_len)) != RL_OK) {
         if (e != RL_NOMEM)
             e = RL_STORE;
@@ -1746,5 +1770,350 @@ rl_err store_remove(const store_options *opt)
     }
 out:
     free(home);
+    return e;
+}
+
+/*
+ * For a process holding store_lock_exclusive: nobody else is attached, so
+ * the regions can go, without Berkeley DB's env->remove (which must not be
+ * trusted to leave __db.register alone: closing a descriptor of it would
+ * drop the lock). Region files first, then the SysV segments this home's
+ * keys name, if we own them and nobody is attached.
+ */
+void store_drop_regions(const char *home)
+{
+    char *real = realpath(home, NULL);
+    if (!real)
+        return;
+    DIR *d = opendir(real);
+    if (d) {
+        struct dirent *e;
+        char path[4096];
+        while ((e = readdir(d)) != NULL) {
+            if (strncmp(e->d_name, "__db.", 5) != 0 || strcmp(e->d_name, "__db.register") == 0)
+                continue;
+            snprintf(path, sizeof path, "%s/%s", real, e->d_name);
+            (void)unlink(path);
+        }
+        closedir(d);
+    }
+    long key = shm_key_for(real);
+    for (long k = key; k < key + SHM_KEY_SPAN; k++) {
+        int id = shmget((key_t)k, 0, 0);
+        struct shmid_ds ds;
+        if (id < 0 || shmctl(id, IPC_STAT, &ds) != 0)
+            continue;
+        if (ds.shm_nattch == 0 && ds.shm_perm.uid == geteuid())
+            (void)shmctl(id, IPC_RMID, NULL);
+    }
+    free(real);
+}
+
+const char *store_home_of(const store *s)
+{
+    return s->home;
+}
+
+const char *store_secret_of(const store *s)
+{
+    return s->secret;
+}
+
+/* ---- administration: scans with values, prefix lookup, purge by match --- */
+
+#define SCAN_BATCH 64               /* records per transaction of a scan */
+#define SCAN_BATCH_BYTES (4u << 20) /* ... or this many value bytes */
+
+typedef struct scan_item {
+    uint8_t key[STORE_KEY_LEN];
+    store_meta meta;
+    size_t off, len; /* of the value prefix in scan_arg.values */
+    int damaged;
+} scan_item;
+
+typedef struct scan_arg {
+    size_t prefix; /* value bytes wanted; SIZE_MAX: all */
+    uint8_t last[STORE_KEY_LEN];
+    int started;
+    int done;
+    unsigned n;
+    scan_item items[SCAN_BATCH];
+    rl_buf values; /* the batch's value prefixes, back to back */
+    DBT data;      /* DB_DBT_REALLOC, reused across records */
+} scan_arg;
+
+/* Decodes a record read into d (header + the first bytes of the value; the
+ * whole value when whole) as an item; sets damaged when it is not ours. */
+static void item_from_record(const DBT *d, int whole, store_meta *m, int *damaged)
+{
+    memset(m, 0, sizeof *m);
+    *damaged = hdr_decode(d->data, d->size, m) != 0 ||
+               (whole ? d->size - HDR_LEN != m->size : d->size - HDR_LEN > m->size);
+    if (*damaged)
+        memset(m, 0, sizeof *m);
+}
+
+/* Sets up a cursor read of key + the first a->prefix value bytes. */
+static void scan_dbts(scan_arg *a, DBT *k, uint8_t *kb)
+{
+    dbt_out(k, kb, STORE_KEY_LEN);
+    a->data.flags = DB_DBT_REALLOC;
+    if (a->prefix != SIZE_MAX) {
+        a->data.flags |= DB_DBT_PARTIAL;
+        a->data.doff = 0;
+        a->data.dlen =
+            (u_int32_t)(HDR_LEN +
+                        (a->prefix < UINT32_MAX - HDR_LEN ? a->prefix : UINT32_MAX - HDR_LEN));
+    }
+}
+
+/* Positions c at the first record after a->last (or the first record). */
+static int scan_position(DBC *c, scan_arg *a, DBT *k, uint8_t *kb)
+{
+    int ret;
+    if (!a->started)
+        return c->get(c, k, &a->data, DB_FIRST);
+    memcpy(kb, a->last, STORE_KEY_LEN);
+    k->size = STORE_KEY_LEN;
+    ret = c->get(c, k, &a->data, DB_SET_RANGE);
+    if (ret == 0 && k->size == STORE_KEY_LEN && memcmp(kb, a->last, STORE_KEY_LEN) == 0)
+        ret = c->get(c, k, &a->data, DB_NEXT);
+    return ret;
+}
+
+static int scan_body(handles *h, DB_TXN *txn, op *o)
+{
+    scan_arg *a = o->arg;
+    DBC *c = NULL;
+    uint8_t kb[STORE_KEY_LEN];
+    DBT k;
+    a->n = 0;
+    a->done = 0;
+    a->values.len = 0;
+    int ret = h->cache->cursor(h->cache, txn, &c, DB_READ_COMMITTED);
+    if (ret)
+        return ret;
+    scan_dbts(a, &k, kb);
+    ret = scan_position(c, a, &k, kb);
+    while (ret == 0) {
+        if (k.size == STORE_KEY_LEN) {
+            scan_item *it = &a->items[a->n];
+            memcpy(it->key, kb, STORE_KEY_LEN);
+            item_from_record(&a->data, a->prefix == SIZE_MAX, &it->meta, &it->damaged);
+            it->off = a->values.len;
+            it->len = a->data.size > HDR_LEN ? a->data.size - HDR_LEN : 0;
+            if (it->len &&
+                rl_buf_append(&a->values, (uint8_t *)a->data.data + HDR_LEN, it->len) != RL_OK) {
+                o->err = RL_NOMEM;
+                break;
+            }
+            a->n++;
+        }
+        if (a->n == SCAN_BATCH || a->values.len >= SCAN_BATCH_BYTES)
+            break;
+        ret = c->get(c, &k, &a->data, DB_NEXT);
+    }
+    if (ret == DB_NOTFOUND) {
+        a->done = 1;
+        ret = 0;
+    }
+    int closed = c->close(c);
+    return ret ? ret : closed;
+}
+
+rl_err store_cache_scan(store *s, size_t prefix, int (*fn)(void *ctx, const store_item *item),
+                        void *ctx)
+{
+    rl_err e = RL_OK;
+    scan_arg *a = calloc(1, sizeof *a);
+    if (!a)
+        return RL_NOMEM;
+    a->prefix = prefix;
+    rl_buf_init(&a->values, 0);
+    op o = {.what = "scanning cache entries", .body = scan_body, .idempotent = 1, .arg = a};
+    for (;;) {
+        if ((e = store_op_run(s, &o)) != RL_OK)
+            break;
+        for (unsigned i = 0; i < a->n; i++) {
+            const scan_item *it = &a->items[i];
+            store_item item = {.meta = it->meta,
+                               .value = (const uint8_t *)a->values.data + it->off,
+                               .value_len = it->len,
+                               .damaged = it->damaged};
+            memcpy(item.key, it->key, STORE_KEY_LEN);
+            if (fn(ctx, &item) != 0)
+                goto out;
+        }
+        if (a->done || a->n == 0)
+            break;
+        memcpy(a->last, a->items[a->n - 1].key, STORE_KEY_LEN);
+        a->started = 1;
+    }
+out:
+    free(a->data.data);
+    rl_buf_release(&a->values);
+    free(a);
+    return e;
+}
+
+typedef struct find_arg {
+    const uint8_t *prefix;
+    unsigned nibbles;
+    uint8_t key[STORE_KEY_LEN];
+    unsigned matches;
+} find_arg;
+
+static int key_has_prefix(const uint8_t *key, const uint8_t *prefix, unsigned nibbles)
+{
+    unsigned whole = nibbles / 2;
+    if (memcmp(key, prefix, whole) != 0)
+        return 0;
+    return nibbles % 2 == 0 || (key[whole] & 0xf0) == (prefix[whole] & 0xf0);
+}
+
+static int find_body(handles *h, DB_TXN *txn, op *o)
+{
+    find_arg *a = o->arg;
+    DBC *c = NULL;
+    uint8_t kb[STORE_KEY_LEN];
+    DBT k, d;
+    a->matches = 0;
+    int ret = h->cache->cursor(h->cache, txn, &c, DB_READ_COMMITTED);
+    if (ret)
+        return ret;
+    /* The smallest key with the prefix: the prefix, then zero bits. */
+    memset(kb, 0, sizeof kb);
+    memcpy(kb, a->prefix, (a->nibbles + 1) / 2);
+    if (a->nibbles % 2)
+        kb[a->nibbles / 2] &= 0xf0;
+    dbt_out(&k, kb, sizeof kb);
+    k.size = sizeof kb;
+    dbt_part(&d, NULL, 0, 0);
+    ret = c->get(c, &k, &d, DB_SET_RANGE);
+    while (ret == 0 && a->matches < 2) {
+        if (k.size != STORE_KEY_LEN || !key_has_prefix(kb, a->prefix, a->nibbles))
+            break;
+        if (a->matches++ == 0)
+            memcpy(a->key, kb, STORE_KEY_LEN);
+        ret = c->get(c, &k, &d, DB_NEXT);
+    }
+    if (ret == DB_NOTFOUND)
+        ret = 0;
+    int closed = c->close(c);
+    return ret ? ret : closed;
+}
+
+rl_err store_cache_find(store *s, const uint8_t *prefix, unsigned nibbles,
+                        uint8_t key[STORE_KEY_LEN], unsigned *matches)
+{
+    if (nibbles == 0 || nibbles > 2 * STORE_KEY_LEN)
+        return RL_INTERNAL;
+    find_arg a = {.prefix = prefix, .nibbles = nibbles};
+    op o = {.what = "looking up a key prefix", .body = find_body, .idempotent = 1, .arg = &a};
+    rl_err e = store_op_run(s, &o);
+    if (e != RL_OK)
+        return e;
+    *matches = a.matches;
+    if (a.matches)
+        memcpy(key, a.key, STORE_KEY_LEN);
+    return RL_OK;
+}
+
+typedef struct match_arg {
+    scan_arg scan; /* cursor position and read buffers */
+    int (*match)(void *ctx, const store_item *item);
+    void *ctx;
+    uint8_t from[STORE_KEY_LEN]; /* where the batch starts: after the last */
+    int from_started;            /* record of the last committed batch */
+    uint64_t removed;            /* this batch */
+    unsigned nkeys;
+    uint8_t keys[PURGE_BATCH][STORE_KEY_LEN];
+} match_arg;
+
+/*
+ * One batch: reads up to PURGE_BATCH records after the last one seen, asks
+ * match about each, and deletes the chosen ones in the same transaction.
+ * Like every cache writer it takes the totals first (see totals_read).
+ */
+static int purge_match_body(handles *h, DB_TXN *txn, op *o)
+{
+    match_arg *m = o->arg;
+    scan_arg *a = &m->scan;
+    totals t;
+    DBC *c = NULL;
+    uint8_t kb[STORE_KEY_LEN];
+    DBT k;
+    unsigned seen = 0;
+    m->removed = 0;
+    m->nkeys = 0;
+    a->done = 0;
+    memcpy(a->last, m->from, STORE_KEY_LEN); /* an attempt may be a retry */
+    a->started = m->from_started;
+    int ret = totals_read(h, txn, &t, DB_RMW);
+    if (ret)
+        return ret;
+    if ((ret = h->cache->cursor(h->cache, txn, &c, 0)) != 0)
+        return ret;
+    scan_dbts(a, &k, kb);
+    ret = scan_position(c, a, &k, kb);
+    while (ret == 0) {
+        if (k.size == STORE_KEY_LEN) {
+            store_item item = {.value = (const uint8_t *)a->data.data + HDR_LEN};
+            memcpy(item.key, kb, STORE_KEY_LEN);
+            item_from_record(&a->data, a->prefix == SIZE_MAX, &item.meta, &item.damaged);
+            item.value_len = a->data.size > HDR_LEN ? a->data.size - HDR_LEN : 0;
+            if (m->match(m->ctx, &item))
+                memcpy(m->keys[m->nkeys++], kb, STORE_KEY_LEN);
+            memcpy(a->last, kb, STORE_KEY_LEN); /* the batch's last, for the next */
+        }
+        if (++seen == PURGE_BATCH)
+            break;
+        ret = c->get(c, &k, &a->data, DB_NEXT);
+    }
+    if (ret == DB_NOTFOUND) {
+        a->done = 1;
+        ret = 0;
+    }
+    int closed = c->close(c);
+    if (ret || (ret = closed) != 0)
+        return ret;
+    for (unsigned i = 0; i < m->nkeys; i++) {
+        int found;
+        if ((ret = entry_remove(h, txn, m->keys[i], &t, &found)) != 0)
+            return ret;
+        m->removed += (uint64_t)found;
+    }
+    return totals_write(h, txn, &t);
+}
+
+rl_err store_cache_purge_match(store *s, size_t prefix,
+                               int (*match)(void *ctx, const store_item *item), void *ctx,
+                               uint64_t *removed)
+{
+    match_arg *m = calloc(1, sizeof *m);
+    if (!m)
+        return RL_NOMEM;
+    m->scan.prefix = prefix;
+    m->match = match;
+    m->ctx = ctx;
+    uint64_t total = 0;
+    rl_err e = RL_OK;
+    op o = {.what = "purging matching cache entries",
+            .body = purge_match_body,
+            .idempotent = 1,
+            .arg = m};
+    for (;;) {
+        if ((e = store_op_run(s, &o)) != RL_OK)
+            break;
+        total += m->removed;
+        if (m->scan.done)
+            break;
+        memcpy(m->from, m->scan.last, STORE_KEY_LEN);
+        m->from_started = 1;
+    }
+    if (removed)
+        *removed = total;
+    free(m->scan.data.data);
+    free(m);
     return e;
 }

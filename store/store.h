@@ -54,6 +54,11 @@ typedef struct store_options {
     uint32_t cache_mb;        /* Berkeley DB buffer pool size in MiB */
     int max_threads;          /* processes x threads that may use the environment at once
                                * (Berkeley DB's thread table for failchk) */
+    /* NULL for the normal, shared open. Set (to the lock of this home) for
+     * maintenance that needs the store to itself: the environment is then
+     * opened without DB_REGISTER (so this process never touches
+     * __db.register, whose lock it holds) and always recovered. */
+    const struct store_lock *lock;
 } store_options;
 
 typedef struct store_meta {
@@ -132,6 +137,131 @@ rl_err store_stats_get(store *s, store_stats *out);
  * readable here, but store_counter_add refuses them (RL_INTERNAL). */
 rl_err store_counter_add(store *s, const char *name, int64_t delta);
 rl_err store_counter_get(store *s, const char *name, uint64_t *value);
+
+/* ---- administration (relay-admin) ---------------------------------------- */
+
+/* One cache entry as the scans below show it. value holds the first
+ * value_len bytes of the value (at most the prefix asked for); damaged is
+ * set, and meta zeroed, for a record whose store header does not decode or
+ * whose length disagrees with it (a record this code could never serve). */
+typedef struct store_item {
+    uint8_t key[STORE_KEY_LEN];
+    store_meta meta;
+    const uint8_t *value;
+    size_t value_len;
+    int damaged;
+} store_item;
+
+/* Calls fn for every cache record in key order, damaged ones included,
+ * with the first prefix bytes of each value (SIZE_MAX: all of it), until
+ * fn returns non-zero. Reads in bounded batches, each a consistent
+ * snapshot of its records; fn runs outside any transaction (it may call
+ * the store) and item->value is valid only during the call. */
+rl_err store_cache_scan(store *s, size_t prefix, int (*fn)(void *ctx, const store_item *item),
+                        void *ctx);
+
+/* Finds the entries whose key starts with the first nibbles hex digits of
+ * prefix (bytes, high nibble first; nibbles 1..64). *matches gets 0, 1 or
+ * 2 (meaning "two or more"); key gets the first match. */
+rl_err store_cache_find(store *s, const uint8_t *prefix, unsigned nibbles,
+                        uint8_t key[STORE_KEY_LEN], unsigned *matches);
+
+/* Removes every entry for which match returns non-zero, in transactions of
+ * a bounded number of entries (so Relay's writers wait at most one batch).
+ * match sees the first prefix bytes of each value (as store_cache_scan);
+ * it runs inside a transaction, so it must not call the store, and it may
+ * be called more than once for an entry (retried batches). Damaged records
+ * are shown too. *removed gets the count (may be NULL). */
+rl_err store_cache_purge_match(store *s, size_t prefix,
+                               int (*match)(void *ctx, const store_item *item), void *ctx,
+                               uint64_t *removed);
+
+/*
+ * Exclusive use of a store, for what must not run while Relay does
+ * (recover, rekey, restore). Berkeley DB's DB_REGISTER, which every
+ * store_open uses, keeps an fcntl write lock on one slot of home's
+ * __db.register for as long as a process has the environment open, and
+ * takes a lock on byte 1 of that file, waiting for it, while it registers
+ * (src/env/env_register.c). store_lock_exclusive takes byte 1 without
+ * waiting and then asks the kernel (F_GETLK) whether any other process
+ * holds a lock on the file: if one does, the store is in use and it fails
+ * with RL_BUSY (logged, naming a pid). Otherwise the store
+ * is free, and stays free while the lock is held: a process that starts
+ * meanwhile waits in its env->open until store_unlock. Creates home if
+ * missing. fcntl locks belong to the process: the holder must not open the
+ * store with the shared store_open (or otherwise open and close
+ * __db.register) while holding it — use store_options.lock. If the process
+ * dies, the kernel drops the lock.
+ */
+typedef struct store_lock store_lock;
+rl_err store_lock_exclusive(const char *home, store_lock **out);
+void store_unlock(store_lock *lock); /* NULL is a no-op */
+
+/* What a whole-store operation did. */
+typedef struct store_report {
+    uint64_t files;        /* backup, restore: files written */
+    uint64_t bytes;        /* backup, restore: their bytes; compact: bytes of the
+                            * databases after */
+    uint64_t bytes_before; /* compact */
+    uint64_t pages_freed;  /* compact: pages given back to the file system */
+    uint64_t records;      /* rekey: records copied */
+} store_report;
+
+/* Hot backup, safe while Relay runs: Berkeley DB's DB_ENV->backup copies
+ * every database (through the buffer pool, so pages are consistent) and
+ * then the logs into dir, plus check.db; the copy is then recovered
+ * (catastrophic recovery, in a private environment) so that it is
+ * consistent on its own, and verified (store_verify_dir). dir must be
+ * absent or empty; it is created mode 0700. The copy is encrypted with the
+ * same secret; the key file is NOT copied. RL_BUSY if dir is not empty,
+ * RL_STORE/RL_IO (logged) on failure, with dir left for inspection. */
+rl_err store_backup(store *s, const char *dir, store_report *rep);
+
+/* Berkeley DB's DB->verify on every database file in dir (a backup, or a
+ * store no process uses), with the secret of key_file. DB->verify takes no
+ * locks, so it must never run on the files of a live environment: for a
+ * live store use store_verify. Each problem is passed to problem (file and
+ * Berkeley DB's text; fn may be NULL) and counted in *problems. RL_OK means
+ * the check ran (look at *problems); RL_STORE that it could not. */
+rl_err store_verify_dir(const char *dir, const char *key_file,
+                        void (*problem)(void *ctx, const char *file, const char *what), void *ctx,
+                        unsigned *problems);
+
+/* Verifies a live store: a hot backup into a temporary directory beside
+ * home (store_backup, which recovers and verifies the copy), then removes
+ * it. Problems are reported as by store_verify_dir. */
+rl_err store_verify(store *s, void (*problem)(void *ctx, const char *file, const char *what),
+                    void *ctx, unsigned *problems);
+
+/* DB->compact with DB_FREE_SPACE on every database: moves records together
+ * and returns emptied pages at the end of each file to the file system.
+ * Safe while Relay runs (compaction uses short transactions of its own). */
+rl_err store_compact(store *s, store_report *rep);
+
+/* Runs Berkeley DB's normal recovery on the store. Needs lock (see
+ * store_lock_exclusive) on opt->home; opt->lock is ignored. */
+rl_err store_recover(const store_options *opt, const store_lock *lock);
+
+/*
+ * Re-encrypts the store with a new secret. Needs lock on opt->home. The new
+ * secret is made in new_key_file (which must not exist), the records are
+ * copied into a new environment encrypted with it (in home + ".rekey"),
+ * and the files are then swapped into home (the old ones moved to home +
+ * ".pre-rekey" until the swap is done). Only then is old_key_out (a path
+ * that must not exist) given the old key file (a hard link) and new_key_file
+ * renamed over opt->key_file. On failure the store and key file are as
+ * before (logged; a failure during the swap says what is where).
+ */
+rl_err store_rekey(const store_options *opt, const store_lock *lock, const char *new_key_file,
+                   const char *old_key_out, store_report *rep);
+
+/* Puts the backup in dir in place of the store in opt->home (created if
+ * missing). Needs lock on opt->home. The backup must open with opt's key
+ * file (RL_FORBIDDEN otherwise: a backup of another store or key). It is
+ * copied beside home, recovered and verified there, and swapped in; dir is
+ * left as it was. */
+rl_err store_restore(const store_options *opt, const store_lock *lock, const char *dir,
+                     store_report *rep);
 
 /* Periodic housekeeping, called about once a second by one thread per
  * process; for each second (of now) one process on the store does the

@@ -70,6 +70,23 @@ rl_err store_op_run(store *s, op *o);
 /* The wake-up channel of the store's home (never NULL on an open store). */
 store_wake *store_wake_of(store *s);
 
+/* The store's home (its realpath) and secret (NUL-terminated; never log
+ * it), for the store's own modules. */
+const char *store_home_of(const store *s);
+const char *store_secret_of(const store *s);
+
+/* Whether the check file at path (see check_secret in store.c) opens with
+ * secret: 0, or the Berkeley DB code (EINVAL for another secret). Not
+ * logged. */
+int store_check_file(const char *path, const char *secret);
+
+/* maint.c: the home a store_lock_exclusive lock is for (realpath). */
+const char *store_lock_home(const store_lock *lock);
+
+/* Removes home's region files (not __db.register) and the SysV segments of
+ * its keys that nobody is attached to. Only under store_lock_exclusive. */
+void store_drop_regions(const char *home);
+
 /* flight.c: removes finished and abandoned flights; run by store_maintain. */
 void flight_maintain(store *s, uint64_t now_ms);
 

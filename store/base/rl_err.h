@@ -33,7 +33,8 @@
     X(OVERLOADED,           503, "server_error",          "overloaded",           "relay is overloaded") \
     X(UPSTREAM_TIMEOUT,     504, "timeout_error",         "upstream_timeout",     "upstream timed out") \
     X(ONLY_IF_CACHED,       504, "invalid_request_error", "only_if_cached",       "not in cache and only-if-cached was requested") \
-    X(CLIENT_GONE,          499, "none",                  "client_gone",          "client disconnected")
+    X(CLIENT_GONE,          499, "none",                  "client_gone",          "client disconnected") \
+    X(BUSY,                 503, "server_error",          "busy",                 "in use by other processes")
 /* clang-format on */
 
 typedef enum {

@@ -35,7 +35,8 @@
 // (bounded; {code, stdout, stderr}), relay.writeIni(over) rewrites the ini
 // with `over` merged into the current settings (or writes a string as is),
 // relay.restartPool() stops the relay process (SIGTERM, bounded) and starts
-// it again on the same ini and store while Caddy and the fake keep running,
+// it again on the same ini and store while Caddy and the fake keep running
+// (relay.stopPool() and relay.startPool() do the two halves separately),
 // relay.workerPids() lists the pool's worker processes (both fail under
 // processModel 'fcgid', which has no pool: relay.fcgidPids() lists the
 // relay.fcgi processes Apache started instead).
@@ -598,11 +599,21 @@ async function stopChild(child, group, boundMs = STOP_TIMEOUT) {
 // SysV segments in between, as a reboot does. healthy: false also accepts
 // a relay that starts degraded (503, store unavailable).
 async function restartPool(relay, { dropSharedMemory = false, healthy = true } = {}) {
+  await stopPoolOnly(relay);
+  if (dropSharedMemory) await removeShm(relay);
+  await startPoolAgain(relay, { healthy });
+}
+
+// The two halves of restartPool, for tests that work on the store while no
+// relay process runs (relay.stopPool(), then relay.startPool()).
+async function stopPoolOnly(relay) {
   const old = relay.procs.relay;
   noteShmKeys(relay);
   await stopChild(old, true);
   for (const e of live) if (e.child === old) live.delete(e);
-  if (dropSharedMemory) await removeShm(relay);
+}
+
+async function startPoolAgain(relay, { healthy = true } = {}) {
   await startPool(relay);
   await waitFor(
     async () => {
@@ -871,9 +882,13 @@ function withHelpers(relay) {
   };
   if (relay.processModel === 'fcgid') {
     relay.restartPool = noPool('restartPool');
+    relay.stopPool = noPool('stopPool');
+    relay.startPool = noPool('startPool');
     relay.workerPids = noPool('workerPids');
   } else {
     relay.restartPool = (opts) => restartPool(relay, opts);
+    relay.stopPool = () => stopPoolOnly(relay);
+    relay.startPool = (opts) => startPoolAgain(relay, opts);
     relay.workerPids = () => childPids(relay.procs.relay.pid);
   }
   // The relay.fcgi processes Apache started (processModel 'fcgid' only).

@@ -1,0 +1,440 @@
+/*
+ * cmd_store.c — relay-admin's commands about the store as a whole: init,
+ * stats, backup, restore, compact, recover, rekey, and config.
+ *
+ * recover, rekey and restore need the store to themselves: they take
+ * store_lock_exclusive (see store.h for how it tells that Relay processes
+ * use the store) and exit EXIT_REFUSED when it is in use. The others open
+ * the store as Relay does and are safe while it runs.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin/admin.h"
+#include "engine/stats.h"
+
+int admin_open_store(const admin_ctx *ctx, store **out)
+{
+    store_options so;
+    config_store_options(ctx->cfg, &so);
+    if (store_open(&so, out) != RL_OK) {
+        fprintf(stderr,
+                "relay-admin: cannot open the store at %s (run `relay-admin init` first?)\n",
+                ctx->cfg->store.home);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}
+
+/* Fails with a usage error on any argument (for commands that take none). */
+static int no_args(int argc, char **argv)
+{
+    if (argc > 1) {
+        fprintf(stderr, "relay-admin %s: unexpected argument %s\n", argv[0], argv[1]);
+        return EXIT_USAGE;
+    }
+    return EXIT_OK;
+}
+
+/* Reads the admin token (64 hex digits) from path into out (65 bytes). */
+static int read_token(const char *path, char *out)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    size_t n = fread(out, 1, 64, f);
+    fclose(f);
+    out[n] = '\0';
+    return n == 64 ? 0 : -1;
+}
+
+int cmd_init(admin_ctx *ctx, store *s, int argc, char **argv)
+{
+    (void)s;
+    int show_token = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--show-admin-token") == 0)
+            show_token = 1;
+        else {
+            fprintf(stderr, "relay-admin init: unexpected argument %s\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    const relay_config *cfg = ctx->cfg;
+    if (store_keyfile_ensure(cfg->store.key_file) != RL_OK)
+        return EXIT_FAIL;
+    store *opened = NULL;
+    if (admin_open_store(ctx, &opened) != EXIT_OK)
+        return EXIT_FAIL;
+    store_close(opened);
+    /* The admin token has the key file's format (32 random bytes from
+     * getrandom(2) as 64 hex digits and a newline, mode 0600), so the same
+     * function makes it: it never overwrites an existing file. */
+    const char *token_file = cfg->admin.token_file;
+    int existed = access(token_file, F_OK) == 0;
+    if (store_keyfile_ensure(token_file) != RL_OK) {
+        fprintf(stderr, "relay-admin init: cannot create the admin token file %s\n", token_file);
+        return EXIT_FAIL;
+    }
+    char token[65] = "";
+    if (show_token && read_token(token_file, token) != 0) {
+        fprintf(stderr, "relay-admin init: %s does not hold a token of 64 hex digits\n",
+                token_file);
+        return EXIT_FAIL;
+    }
+    if (ctx->json) {
+        printf("{\"store\":");
+        admin_json_cstr(stdout, cfg->store.home);
+        printf(",\"key_file\":");
+        admin_json_cstr(stdout, cfg->store.key_file);
+        printf(",\"admin_token_file\":");
+        admin_json_cstr(stdout, token_file);
+        printf(",\"admin_token_created\":%s", existed ? "false" : "true");
+        if (show_token)
+            printf(",\"admin_token\":\"%s\"", token);
+        printf("}\n");
+    } else {
+        printf("store ready: %s (key file %s)\n", cfg->store.home, cfg->store.key_file);
+        printf("admin token: %s (%s)\n", token_file, existed ? "kept" : "created");
+        if (show_token)
+            printf("%s\n", token);
+    }
+    return EXIT_OK;
+}
+
+/* What relay-admin stats adds up from the shared counters (engine/stats.h). */
+typedef struct stats_sums {
+    uint64_t usage[STATS_COUNTERS]; /* MODEL rows: requests, outcomes, tokens, money */
+    uint64_t calls;                 /* UPSTREAM rows */
+} stats_sums;
+
+static int sum_row(void *ctx, const stats_row *row)
+{
+    stats_sums *t = ctx;
+    if (row->kind == STATS_ROW_MODEL)
+        for (int c = 0; c < STATS_COUNTERS; c++)
+            t->usage[c] += row->c[c];
+    else if (row->kind == STATS_ROW_UPSTREAM)
+        t->calls += row->c[C_UP_CALLS];
+    return 0;
+}
+
+int cmd_stats(admin_ctx *ctx, store *s, int argc, char **argv)
+{
+    int rc = no_args(argc, argv);
+    if (rc != EXIT_OK)
+        return rc;
+    store_stats st;
+    if (store_stats_get(s, &st) != RL_OK) {
+        fprintf(stderr, "relay-admin stats: reading the store failed\n");
+        return EXIT_FAIL;
+    }
+    stats_sums t = {{0}, 0};
+    stats *counters = NULL;
+    if (stats_open(ctx->cfg->store.home, &counters) != RL_OK) {
+        fprintf(stderr, "relay-admin stats: the shared counters cannot be opened\n");
+        return EXIT_FAIL;
+    }
+    stats_each_row(counters, sum_row, &t);
+    stats_close(counters);
+    static const struct {
+        const char *name;
+        int counter; /* into usage; -1: upstream calls */
+    } rows[] = {
+        {"requests", C_REQUESTS},
+        {"requests.hit", C_HIT},
+        {"requests.stale", C_STALE},
+        {"requests.miss", C_MISS},
+        {"requests.coalesced", C_COALESCED},
+        {"requests.bypass", C_BYPASS},
+        {"requests.errors", C_ERRORS},
+        {"requests.unpriced", C_UNPRICED},
+        {"upstream.calls", -1},
+        {"tokens.input", C_TOKENS_IN},
+        {"tokens.output", C_TOKENS_OUT},
+        {"tokens.cached_input", C_TOKENS_CACHED_IN},
+        {"tokens.saved_input", C_SAVED_IN},
+        {"tokens.saved_output", C_SAVED_OUT},
+    };
+    double spent = (double)t.usage[C_NUSD_SPENT] / 1e9, saved = (double)t.usage[C_NUSD_SAVED] / 1e9;
+    if (ctx->json) {
+        printf("{\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"evictions\":%" PRIu64
+               ",\"expired_removed\":%" PRIu64,
+               st.entries, st.bytes, st.evictions, st.expired_removed);
+        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+            printf(",\"%s\":%" PRIu64, rows[i].name,
+                   rows[i].counter < 0 ? t.calls : t.usage[rows[i].counter]);
+        printf(",\"usd.spent\":%.9g,\"usd.saved\":%.9g}\n", spent, saved);
+    } else {
+        printf("%-20s %" PRIu64 "\n", "entries", st.entries);
+        printf("%-20s %" PRIu64 "\n", "bytes", st.bytes);
+        printf("%-20s %" PRIu64 "\n", "evictions", st.evictions);
+        printf("%-20s %" PRIu64 "\n", "expired removed", st.expired_removed);
+        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+            printf("%-20s %" PRIu64 "\n", rows[i].name,
+                   rows[i].counter < 0 ? t.calls : t.usage[rows[i].counter]);
+        printf("%-20s %.6f\n%-20s %.6f\n", "usd.spent", spent, "usd.saved", saved);
+    }
+    return EXIT_OK;
+}
+
+/* The key file's name inside a backup made with --with-key. */
+#define BACKUP_KEY_NAME "relay.key"
+
+/* Copies the key file into dir, mode 0600. 0 or -1 (said on stderr). */
+static int copy_key(const char *key_file, const char *dir)
+{
+    char path[4096], buf[512];
+    snprintf(path, sizeof path, "%s/%s", dir, BACKUP_KEY_NAME);
+    FILE *in = fopen(key_file, "re");
+    if (!in) {
+        fprintf(stderr, "relay-admin backup: reading %s: %s\n", key_file, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(buf, 1, sizeof buf, in);
+    fclose(in);
+    FILE *out = NULL;
+    umask(077);
+    out = fopen(path, "wxe");
+    int ok = out && fwrite(buf, 1, n, out) == n;
+    if (out && fclose(out) != 0)
+        ok = 0;
+    memset(buf, 0, sizeof buf);
+    if (!ok) {
+        fprintf(stderr, "relay-admin backup: writing %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_backup(admin_ctx *ctx, store *s, int argc, char **argv)
+{
+    const char *dir = NULL;
+    int with_key = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--with-key") == 0)
+            with_key = 1;
+        else if (argv[i][0] != '-' && !dir)
+            dir = argv[i];
+        else {
+            fprintf(stderr, "relay-admin backup: unexpected argument %s\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!dir) {
+        fprintf(stderr, "relay-admin backup: which directory? (relay-admin backup DIR)\n");
+        return EXIT_USAGE;
+    }
+    store_report rep;
+    rl_err e = store_backup(s, dir, &rep);
+    if (e == RL_BUSY) {
+        fprintf(stderr, "relay-admin backup: %s must be empty or absent\n", dir);
+        return EXIT_USAGE;
+    }
+    if (e != RL_OK) {
+        fprintf(stderr, "relay-admin backup: failed (%s); %s may hold a partial copy\n",
+                rl_err_text(e), dir);
+        return EXIT_FAIL;
+    }
+    if (with_key && copy_key(ctx->cfg->store.key_file, dir) != 0)
+        return EXIT_FAIL;
+    if (ctx->json) {
+        printf("{\"dir\":");
+        admin_json_cstr(stdout, dir);
+        printf(",\"files\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"key_included\":%s}\n", rep.files,
+               rep.bytes, with_key ? "true" : "false");
+    } else {
+        printf("backed up %" PRIu64 " files (%" PRIu64 " bytes) to %s; verified\n", rep.files,
+               rep.bytes, dir);
+    }
+    if (!with_key)
+        fprintf(stderr,
+                "note: the backup is encrypted and does not hold the key file %s: back it up "
+                "separately (or use --with-key), or the backup cannot be read\n",
+                ctx->cfg->store.key_file);
+    return EXIT_OK;
+}
+
+/* Takes the store for this process alone; EXIT_REFUSED when Relay (or any
+ * process, another relay-admin included) has it open. */
+static int lock_store(const admin_ctx *ctx, const char *cmd, store_lock **lock)
+{
+    rl_err e = store_lock_exclusive(ctx->cfg->store.home, lock);
+    if (e == RL_OK)
+        return EXIT_OK;
+    if (e == RL_BUSY) {
+        fprintf(stderr,
+                "relay-admin %s: refused: Relay processes are using the store %s; stop them "
+                "first (e.g. systemctl stop relay)\n",
+                cmd, ctx->cfg->store.home);
+        return EXIT_REFUSED;
+    }
+    fprintf(stderr, "relay-admin %s: cannot lock the store %s (%s)\n", cmd, ctx->cfg->store.home,
+            rl_err_text(e));
+    return EXIT_FAIL;
+}
+
+int cmd_restore(admin_ctx *ctx, store *s, int argc, char **argv)
+{
+    (void)s;
+    if (argc != 2 || argv[1][0] == '-') {
+        fprintf(stderr, "relay-admin restore: expected one backup directory\n");
+        return EXIT_USAGE;
+    }
+    store_lock *lock = NULL;
+    int rc = lock_store(ctx, "restore", &lock);
+    if (rc != EXIT_OK)
+        return rc;
+    store_options so;
+    config_store_options(ctx->cfg, &so);
+    store_report rep;
+    rl_err e = store_restore(&so, lock, argv[1], &rep);
+    store_unlock(lock);
+    if (e != RL_OK) {
+        fprintf(stderr, "relay-admin restore: failed (%s)%s\n", rl_err_text(e),
+                e == RL_FORBIDDEN ? "; the backup needs the key file it was made with "
+                                    "(a backup made with --with-key holds it as relay.key)"
+                                  : "");
+        return e == RL_NOTFOUND ? EXIT_USAGE : EXIT_FAIL;
+    }
+    if (ctx->json)
+        printf("{\"files\":%" PRIu64 ",\"bytes\":%" PRIu64 "}\n", rep.files, rep.bytes);
+    else
+        printf("restored %" PRIu64 " files (%" PRIu64 " bytes) from %s into %s\n", rep.files,
+               rep.bytes, argv[1], ctx->cfg->store.home);
+    return EXIT_OK;
+}
+
+int cmd_compact(admin_ctx *ctx, store *s, int argc, char **argv)
+{
+    int rc = no_args(argc, argv);
+    if (rc != EXIT_OK)
+        return rc;
+    store_report rep;
+    if (store_compact(s, &rep) != RL_OK) {
+        fprintf(stderr, "relay-admin compact: failed\n");
+        return EXIT_FAIL;
+    }
+    if (ctx->json)
+        printf("{\"pages_freed\":%" PRIu64 ",\"bytes_before\":%" PRIu64 ",\"bytes_after\":%" PRIu64
+               "}\n",
+               rep.pages_freed, rep.bytes_before, rep.bytes);
+    else
+        printf("compacted: %" PRIu64 " pages returned to the file system; data files %" PRIu64
+               " -> %" PRIu64 " bytes\n",
+               rep.pages_freed, rep.bytes_before, rep.bytes);
+    return EXIT_OK;
+}
+
+int cmd_recover(admin_ctx *ctx, store *s, int argc, char **argv)
+{
+    (void)s;
+    int rc = no_args(argc, argv);
+    if (rc != EXIT_OK)
+        return rc;
+    store_lock *lock = NULL;
+    if ((rc = lock_store(ctx, "recover", &lock)) != EXIT_OK)
+        return rc;
+    store_options so;
+    config_store_options(ctx->cfg, &so);
+    rl_err e = store_recover(&so, lock);
+    store_unlock(lock);
+    if (e != RL_OK) {
+        fprintf(stderr, "relay-admin recover: failed (%s)\n", rl_err_text(e));
+        return EXIT_FAIL;
+    }
+    if (ctx->json)
+        printf("{\"recovered\":true}\n");
+    else
+        printf("recovered %s\n", ctx->cfg->store.home);
+    return EXIT_OK;
+}
+
+/* KEY.old, else KEY.old.2, .3, ...: the first that does not exist. */
+static int old_key_path(const char *key_file, char *out, size_t cap)
+{
+    for (int n = 1; n < 1000; n++) {
+        if (n == 1)
+            snprintf(out, cap, "%s.old", key_file);
+        else
+            snprintf(out, cap, "%s.old.%d", key_file, n);
+        if (access(out, F_OK) != 0)
+            return 0;
+    }
+    return -1;
+}
+
+int cmd_rekey(admin_ctx *ctx, store *s, int argc, char **argv)
+{
+    (void)s;
+    int rc = no_args(argc, argv);
+    if (rc != EXIT_OK)
+        return rc;
+    const char *key_file = ctx->cfg->store.key_file;
+    char new_key[4096], old_key[4096];
+    snprintf(new_key, sizeof new_key, "%s.new", key_file);
+    if (old_key_path(key_file, old_key, sizeof old_key) != 0) {
+        fprintf(stderr, "relay-admin rekey: too many %s.old.N files\n", key_file);
+        return EXIT_FAIL;
+    }
+    store_lock *lock = NULL;
+    if ((rc = lock_store(ctx, "rekey", &lock)) != EXIT_OK)
+        return rc;
+    if (access(new_key, F_OK) == 0) {
+        /* Left by a rekey that failed before it swapped anything in: that
+         * one cleaned up its store but could not get here again. */
+        fprintf(stderr, "relay-admin rekey: removing %s, left by an earlier attempt\n", new_key);
+        (void)unlink(new_key);
+    }
+    store_options so;
+    config_store_options(ctx->cfg, &so);
+    store_report rep;
+    rl_err e = store_rekey(&so, lock, new_key, old_key, &rep);
+    store_unlock(lock);
+    if (e != RL_OK) {
+        fprintf(stderr, "relay-admin rekey: failed (%s)\n", rl_err_text(e));
+        return EXIT_FAIL;
+    }
+    if (ctx->json) {
+        printf("{\"records\":%" PRIu64 ",\"key_file\":", rep.records);
+        admin_json_cstr(stdout, key_file);
+        printf(",\"old_key_file\":");
+        admin_json_cstr(stdout, old_key);
+        printf("}\n");
+    } else {
+        printf("re-encrypted %" PRIu64 " records with a new key in %s\n", rep.records, key_file);
+        printf("the old key is kept in %s: backups made before now need it; delete it when "
+               "they are gone\n",
+               old_key);
+    }
+    return EXIT_OK;
+}
+
+int cmd_config(admin_ctx *ctx, store *s, int argc, char **argv)
+{
+    (void)s;
+    if (argc != 2) {
+        fprintf(stderr, "relay-admin config: expected one SECTION.KEY, e.g. fcgi.listen\n");
+        return EXIT_USAGE;
+    }
+    rl_buf out;
+    rl_buf_init(&out, 0);
+    rl_err err = config_get_text(ctx->cfg, argv[1], &out);
+    if (err == RL_OK) {
+        if (ctx->json) {
+            admin_json_cstr(stdout, out.data ? out.data : "");
+            putchar('\n');
+        } else {
+            printf("%s\n", out.data ? out.data : "");
+        }
+    } else {
+        fprintf(stderr, "relay-admin config: no key %s\n", argv[1]);
+    }
+    rl_buf_release(&out);
+    return err == RL_OK ? EXIT_OK : EXIT_FAIL;
+}

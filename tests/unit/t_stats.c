@@ -1,0 +1,191 @@
+/* Unit tests for engine/stats: rows by labels, the usage counters of a
+ * request, saved versus spent, series that roll over, histograms and
+ * quantiles, a full table, and counts shared between processes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "engine/stats.h"
+#include "tests/unit/tap.h"
+
+static char dir[] = "/tmp/relay-t-stats-XXXXXX";
+
+typedef struct found {
+    stats_row_kind kind;
+    const char *labels[STATS_LABELS];
+    stats_row row;
+    int n;
+} found;
+
+static int find_fn(void *ctx, const stats_row *row)
+{
+    found *f = ctx;
+    if (row->kind != f->kind)
+        return 0;
+    for (int i = 0; i < STATS_LABELS; i++)
+        if (strcmp(row->labels[i], f->labels[i] ? f->labels[i] : "") != 0)
+            return 0;
+    f->row = *row;
+    f->n++;
+    return 0;
+}
+
+static found find(stats *st, stats_row_kind kind, const char *a, const char *b, const char *c,
+                  const char *d)
+{
+    found f = {.kind = kind, .labels = {a, b, c, d}};
+    stats_each_row(st, find_fn, &f);
+    return f;
+}
+
+static int count_rows(void *ctx, const stats_row *row)
+{
+    (void)row;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static stats_request req(const char *outcome, int status)
+{
+    stats_request r = {.upstream = "openai",
+                       .model = "gpt-4o",
+                       .outcome = outcome,
+                       .status = status,
+                       .failed = status >= 400,
+                       .client = "0123abcd",
+                       .tokens_in = 100,
+                       .tokens_out = 20,
+                       .tokens_cached_in = 10,
+                       .priced = 1,
+                       .nusd = 450000,
+                       .called_upstream = strcmp(outcome, "MISS") == 0,
+                       .latency_s = 0.3,
+                       .ttfb_s = 0.07};
+    return r;
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir))
+        return 1;
+    stats *st = NULL;
+    is_int(stats_open(dir, &st), RL_OK, "open creates stats.map");
+    if (!st)
+        return tap_done();
+    const uint64_t now = 1800000000; /* a minute boundary: 1800000000 % 60 == 0 */
+
+    stats_request miss = req("MISS", 200), hit = req("HIT", 200);
+    stats_record(st, &miss, now);
+    stats_record(st, &hit, now + 1);
+    stats_request fail = req("BYPASS", 502);
+    fail.tokens_in = fail.tokens_out = fail.tokens_cached_in = -1;
+    fail.nusd = 0;
+    stats_record(st, &fail, now + 2);
+    stats_request unpriced = req("MISS", 200);
+    unpriced.model = "local-llm";
+    unpriced.priced = 0;
+    unpriced.nusd = 0;
+    stats_record(st, &unpriced, now + 3);
+
+    found m = find(st, STATS_ROW_MODEL, "openai", "gpt-4o", "", "");
+    is_int(m.n, 1, "one model row for (openai, gpt-4o)");
+    is_int((long long)m.row.c[C_REQUESTS], 3, "three requests");
+    is_int((long long)m.row.c[C_MISS], 1, "a miss");
+    is_int((long long)m.row.c[C_HIT], 1, "a hit");
+    is_int((long long)m.row.c[C_BYPASS], 1, "a bypass");
+    is_int((long long)m.row.c[C_ERRORS], 1, "the 502 is an error");
+    is_int((long long)m.row.c[C_TOKENS_IN], 100, "input paid for by the miss only");
+    is_int((long long)m.row.c[C_TOKENS_CACHED_IN], 10, "cached input");
+    is_int((long long)m.row.c[C_SAVED_IN], 100, "input saved by the hit");
+    is_int((long long)m.row.c[C_SAVED_OUT], 20, "output saved by the hit");
+    is_int((long long)m.row.c[C_NUSD_SPENT], 450000, "spent");
+    is_int((long long)m.row.c[C_NUSD_SAVED], 450000, "saved");
+    is_int((long long)m.row.c[C_UNPRICED], 0, "priced");
+    found u = find(st, STATS_ROW_MODEL, "openai", "local-llm", "", "");
+    is_int((long long)u.row.c[C_UNPRICED], 1, "an unpriced model is flagged");
+    is_int((long long)u.row.c[C_NUSD_SPENT], 0, "and has no money");
+    found r = find(st, STATS_ROW_REQUESTS, "openai", "gpt-4o", "BYPASS", "502");
+    is_int((long long)r.row.c[C_COUNT], 1, "requests by upstream, model, outcome and status");
+    found c = find(st, STATS_ROW_CLIENT, "0123abcd", "", "", "");
+    is_int((long long)c.row.c[C_REQUESTS], 4, "per client");
+
+    found up = find(st, STATS_ROW_UPSTREAM, "openai", "", "", "");
+    is_int((long long)up.row.c[C_UP_CALLS], 2, "two upstream calls (the misses)");
+    is_int((long long)up.row.c[C_UP_LATENCY_BUCKET + 3], 2, "0.3 s falls in the le=0.5 bucket");
+    is_int((long long)up.row.c[C_UP_TTFB_BUCKET + 1], 2, "0.07 s in le=0.1");
+    is_int((long long)up.row.c[C_UP_LATENCY_SUM_US], 600000, "latency sum in microseconds");
+    double q = stats_quantile(up.row.c + C_UP_LATENCY_BUCKET, 0.5);
+    ok(q > 0.25 && q <= 0.5, "the median is within its bucket");
+    uint64_t empty[STATS_BUCKETS] = {0};
+    ok(stats_quantile(empty, 0.5) < 0, "no samples, no quantile");
+    uint64_t inf[STATS_BUCKETS] = {0};
+    inf[STATS_BUCKETS - 1] = 3;
+    ok(stats_quantile(inf, 0.99) == 300, "+Inf reports its lower bound");
+
+    stats_point *mins = calloc(STATS_MINUTES, sizeof *mins);
+    stats_point *days = calloc(STATS_DAYS, sizeof *days);
+    stats_series(st, 0, now + 59, mins);
+    is_int((long long)mins[STATS_MINUTES - 1].t, (long long)now, "the last point is this minute");
+    is_int((long long)mins[STATS_MINUTES - 1].c[S_REQUESTS], 4, "four requests in it");
+    is_int((long long)mins[STATS_MINUTES - 1].c[S_HITS], 1, "one hit");
+    is_int((long long)mins[STATS_MINUTES - 1].c[S_NUSD_SAVED], 450000, "money saved in it");
+    is_int((long long)mins[0].t, (long long)(now - 60 * (STATS_MINUTES - 1)), "24 h back");
+    /* A day later the same slot counts a new minute, from zero. */
+    stats_record(st, &miss, now + 86400);
+    stats_series(st, 0, now + 86400, mins);
+    is_int((long long)mins[STATS_MINUTES - 1].c[S_REQUESTS], 1,
+           "a slot reused a day later restarts");
+    is_int((long long)mins[STATS_MINUTES - 2].c[S_REQUESTS], 0, "the minute before is empty");
+    stats_series(st, 1, now + 86400, days);
+    is_int((long long)days[STATS_DAYS - 1].c[S_REQUESTS], 1, "today");
+    is_int((long long)days[STATS_DAYS - 2].c[S_REQUESTS], 4, "yesterday");
+    stats_record(st, &miss, now); /* late: its minute slot now counts a newer minute */
+    stats_series(st, 0, now + 86400, mins);
+    is_int((long long)mins[STATS_MINUTES - 1].c[S_REQUESTS], 1,
+           "a late write does not land in a newer minute");
+
+    /* Another process counts into the same file. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        stats *other = NULL;
+        if (stats_open(dir, &other) != RL_OK)
+            _exit(1);
+        for (int i = 0; i < 1000; i++)
+            stats_record(other, &hit, now + 86400);
+        stats_close(other);
+        _exit(0);
+    }
+    for (int i = 0; i < 1000; i++)
+        stats_record(st, &hit, now + 86400);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    is_int(WEXITSTATUS(status), 0, "the other process counted");
+    m = find(st, STATS_ROW_MODEL, "openai", "gpt-4o", "", "");
+    is_int((long long)m.row.c[C_HIT], 2001, "both processes' counts, none lost");
+
+    /* A full table: new label sets go to the kind's (other) row. */
+    char model[32];
+    for (int i = 0; i < STATS_ROWS + 100; i++) {
+        stats_request x = req("MISS", 200);
+        snprintf(model, sizeof model, "model-%d", i);
+        x.model = model;
+        stats_record(st, &x, now + 86400);
+    }
+    int rows = 0;
+    stats_each_row(st, count_rows, &rows);
+    ok(rows > STATS_ROWS - 16 && rows <= STATS_ROWS, "the table fills up");
+    found other = find(st, STATS_ROW_MODEL, "(other)", "", "", "");
+    ok(other.n == 1 && other.row.c[C_REQUESTS] > 0, "later label sets count in (other)");
+
+    stats_close(st);
+    free(mins);
+    free(days);
+
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", dir);
+    return tap_done();
+}
