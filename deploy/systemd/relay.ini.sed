@@ -14,3 +14,4 @@
 ; Keep relay.service's TimeoutStopSec (45 s) above this + 5.|
 /^\[store\]/,/^\[/ s|^home = .*|home = /var/lib/relay/store|
 /^\[store\]/,/^\[/ s|^key_file = .*|key_file = /var/lib/relay/relay.key|
+/^\[admin\]/,/^\[/ s|^token_file = .*|token_file = /var/lib/relay/admin.token|
