@@ -320,13 +320,10 @@ static int store_answer(exchange *x, entry_kind kind)
         err = store_cache_put(s, x->key, &meta, entry.data, entry.len);
     }
     if (err == RL_OK) {
-        prov_usage u;
-        if (x->prov->usage(kind, frame_kind_of(x->up_ctype), x->body.data, x->body.len, &u) !=
-            RL_OK)
-            u.input = u.output = u.cached_input = -1;
+        /* x->usage was read as the answer came (see call_upstream). */
         rl_debug("stored %s (%zu bytes, ttl %ld s; tokens in %lld out %lld cached %lld)",
-                 x->key_hex, x->body.len, x->decision.ttl, (long long)u.input, (long long)u.output,
-                 (long long)u.cached_input);
+                 x->key_hex, x->body.len, x->decision.ttl, (long long)x->usage.input,
+                 (long long)x->usage.output, (long long)x->usage.cached_input);
     } else if (err == RL_TOO_LARGE)
         rl_info("answer %s not cached: larger than [store] max_entry_bytes", x->key_hex);
     rl_buf_release(&entry);
@@ -434,14 +431,10 @@ static void call_upstream(exchange *x)
 /* ---- the request flow ------------------------------------------------- */
 
 /* Computes the cache key; leaves key_hex empty when it cannot. */
-static void compute_key(exchange *x, const char *credential, const rl_buf *canonical,
+static void compute_key(exchange *x, const char *credential_scope, const rl_buf *canonical,
                         const rl_buf *key_parts)
 {
-    char scope[5 + 32 + 1];
-    if (x->cfg->cache.scope == CACHE_SCOPE_SHARED)
-        snprintf(scope, sizeof scope, "shared");
-    else
-        ckey_credential_scope(credential ? credential : "", scope);
+    const char *scope = x->cfg->cache.scope == CACHE_SCOPE_SHARED ? "shared" : credential_scope;
     const char *ns = engine_header(x->req, "x-relay-namespace");
     ckey_input in = {
         .format = x->prov->format,
@@ -477,11 +470,12 @@ static void serve_api(exchange *x)
      * client's own absence of one is passed on. */
     char credential_buf[1024];
     const char *credential = x->prov->credential(&x->preq, credential_buf, sizeof credential_buf);
-    if (credential) {
-        char scope[5 + 32 + 1];
-        ckey_credential_scope(credential, scope);
-        snprintf(x->client, sizeof x->client, "%.8s", scope + 5);
-    }
+    /* The credential's hash, once: the cache key's scope and, for the
+     * accounts, the client's id. */
+    char credential_scope[5 + 32 + 1];
+    ckey_credential_scope(credential ? credential : "", credential_scope);
+    if (credential)
+        snprintf(x->client, sizeof x->client, "%.8s", credential_scope + 5);
     upstream_type type = x->rt.upstream->type;
     if (!credential && type != UPSTREAM_TYPE_OLLAMA && type != UPSTREAM_TYPE_OPENAI_COMPATIBLE) {
         exchange_fail(x, RL_UNAUTHORIZED, x->prov->missing_credential);
@@ -520,7 +514,7 @@ static void serve_api(exchange *x)
     int wants_key = x->decision.lookup || x->decision.store ||
                     (x->cfg->coalesce.mode == COALESCE_ALL && !x->info.stateful);
     if (exchange_store(x) && wants_key)
-        compute_key(x, credential, &canonical, &key_parts);
+        compute_key(x, credential_scope, &canonical, &key_parts);
 
     if (x->key_hex[0] && x->decision.lookup && try_cache(x) == RL_OK)
         goto out;

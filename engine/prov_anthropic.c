@@ -712,6 +712,11 @@ static void usage_from(json_t *usage, prov_usage *out)
 static int usage_event(void *ctx, const char *event, const char *data, size_t len)
 {
     (void)event;
+    /* Runs on every event of every stream and cache hit: only
+     * message_start and message_delta carry usage, so skip the parse of the
+     * content deltas. */
+    if (!memmem(data, len, "\"usage\"", 7))
+        return 0;
     json_t *ev = json_loadb(data, len, 0, NULL);
     const char *type = json_string_value(json_object_get(ev, "type"));
     if (type && strcmp(type, "message_start") == 0)

@@ -458,6 +458,10 @@ static void read_counts(const json_t *obj, prov_usage *out)
 static int usage_line(void *ctx, const char *event, const char *data, size_t len)
 {
     (void)event;
+    /* Runs on every line of every stream and cache hit: only the last line
+     * ("done": true) has the counts, so skip the parse of the others. */
+    if (!memmem(data, len, "eval_count", 10))
+        return 0;
     json_t *line = json_loadb(data, len, 0, NULL);
     int stop = json_is_true(json_object_get(line, "done"));
     if (stop)
