@@ -171,7 +171,7 @@ static int replaceable(const store_flight *f, uint64_t now_ms, uint64_t linger_m
     return 1;
 }
 
-/* Follows without writing when the snapshot shows a flight to follow: a
+/* Follows without writing when a read shows a flight to follow: a
  * flight that ends or is replaced meanwhile is seen by the follower's
  * reads, as if it had joined a moment earlier. */
 static int peek_body(handles *h, DB_TXN *txn, op *o)
@@ -221,8 +221,10 @@ rl_err store_flight_join(store *s, const uint8_t key[STORE_KEY_LEN], uint64_t no
                          uint64_t linger_ms, store_flight *out, int *leader)
 {
     join_arg a = {key, now_ms, linger_ms, out, leader};
-    op peek = {
-        .what = "looking for an in-flight request", .body = peek_body, .arg = &a, .snapshot = 1};
+    op peek = {.what = "looking for an in-flight request",
+               .body = peek_body,
+               .arg = &a,
+               .read_committed = 1};
     rl_err err = store_op_run(s, &peek);
     if (err == RL_OK && *leader) {
         op o = {.what = "joining an in-flight request", .body = join_body, .arg = &a};
@@ -393,7 +395,8 @@ rl_err store_flight_read(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t ge
     rl_buf copied;
     rl_buf_init(&copied, 0);
     read_arg a = {key, gen, from, fn != NULL, out, gen_state, &copied};
-    op o = {.what = "reading an in-flight request", .body = read_body, .arg = &a, .snapshot = 1};
+    op o = {
+        .what = "reading an in-flight request", .body = read_body, .arg = &a, .read_committed = 1};
     rl_err err = store_op_run(s, &o);
     if (err == RL_OK && fn) {
         const uint8_t *p = (const uint8_t *)copied.data;
@@ -464,7 +467,7 @@ rl_err store_flight_takeover(store *s, const uint8_t key[STORE_KEY_LEN], uint32_
 
 typedef struct each_arg {
     unsigned max;
-    rl_buf *copied; /* key + record of each flight, copied out of the snapshot */
+    rl_buf *copied; /* key + record of each flight, copied out of the transaction */
 } each_arg;
 
 static int each_body(handles *h, DB_TXN *txn, op *o)
@@ -507,7 +510,8 @@ rl_err store_flight_each(store *s, unsigned max,
     rl_buf copied;
     rl_buf_init(&copied, 0);
     each_arg a = {max, &copied};
-    op o = {.what = "listing in-flight requests", .body = each_body, .arg = &a, .snapshot = 1};
+    op o = {
+        .what = "listing in-flight requests", .body = each_body, .arg = &a, .read_committed = 1};
     rl_err err = store_op_run(s, &o);
     for (size_t at = 0; err == RL_OK && at + STORE_KEY_LEN + REC_LEN <= copied.len;
          at += STORE_KEY_LEN + REC_LEN) {
@@ -539,16 +543,16 @@ void store_flight_wait(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t tick
  * with nobody taking over (with their chunks), and chunks written longer
  * than FLIGHT_KEEP_MS ago of generations that are not running.
  *
- * A sweep finds work under an MVCC snapshot, which takes no locks and
- * dirties no page, and then removes what it found in small transactions
- * that decide again where the answer could have changed. Why: the sweeps
- * used to walk the tables with write locks (DB_RMW). Waiting for the
- * latch of the flights table's root page behind the snapshot readers of a
- * hundred followers, such a walk held its lock on that page for seconds,
- * and every leader and joiner with it (tests/bench/coalesce_lag.mjs
- * --workers 50 --pool-threads 2).
+ * A sweep finds work with read-committed reads, which dirty no page and
+ * hold one read lock at a time, and then removes what it found in small
+ * transactions that decide again where the answer could have changed.
+ * Why: the sweeps used to walk the tables with write locks (DB_RMW).
+ * Waiting for the latch of the flights table's root page behind a
+ * hundred followers' readers, such a walk held its lock on that page for
+ * seconds, and every leader and joiner with it
+ * (tests/bench/coalesce_lag.mjs --workers 50 --pool-threads 2).
  */
-#define SWEEP_SCAN 512   /* records looked at under one snapshot */
+#define SWEEP_SCAN 512   /* records looked at per read-only transaction */
 #define SWEEP_TIME_MS 50 /* one maintenance run sweeps at most about this long */
 
 static uint64_t mono_ms(void)
@@ -565,7 +569,7 @@ struct sweep {
     size_t data_len; /* bytes of each record the decision needs (from the start) */
     unsigned batch;  /* removals per transaction */
     DB *(*table)(handles *h);
-    /* Sets *is_stale for a record, under the scan's snapshot. 0 or a
+    /* Sets *is_stale for a record, within the scan's transaction. 0 or a
      * Berkeley DB error. */
     int (*stale)(handles *h, DB_TXN *txn, const uint8_t *key, const uint8_t *data, size_t data_size,
                  uint64_t now_ms, int *is_stale);
@@ -657,7 +661,7 @@ static void sweep_run(store *s, sweep *sw, uint64_t now_ms, uint64_t deadline)
         return;
     for (;;) {
         scan_arg a = {.sw = sw, .now_ms = now_ms, .found = found};
-        op scan = {.what = sw->what, .body = scan_body, .arg = &a, .snapshot = 1};
+        op scan = {.what = sw->what, .body = scan_body, .arg = &a, .read_committed = 1};
         if (store_op_run(s, &scan) != RL_OK)
             break;
         for (unsigned i = 0; i < a.nfound; i += sw->batch) {

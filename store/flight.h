@@ -19,8 +19,8 @@
  *
  * Who writes: only leaders and maintenance write to the database. A leader
  * writes its flight's record when it starts and when it ends, and one
- * chunk per publish; followers only read, under MVCC snapshots that take
- * no locks, and say they are still there through a mark in shared memory
+ * chunk per publish; followers only read (read-committed, one record's
+ * lock at a time, see store.c), and say they are still there through a mark in shared memory
  * (store_flight_attend), not a count in the record. With a hundred
  * processes following one stream, a write per follower on the flights
  * table contended so much that streams stalled for seconds
@@ -69,7 +69,7 @@ typedef struct store_flight {
  * and not reusable, or DONE longer than linger_ms ago, or RUNNING with a dead
  * leader process: starts a new generation led by the calling process
  * (*leader = 1). Otherwise joins it as a follower (*leader = 0; that takes
- * a snapshot read only, and marks the follower there). *out receives the
+ * a read only, and marks the follower there). *out receives the
  * flight either way.
  */
 rl_err store_flight_join(store *s, const uint8_t key[STORE_KEY_LEN], uint64_t now_ms,
@@ -95,9 +95,10 @@ typedef int (*store_flight_chunk_fn)(void *ctx, uint32_t seq, const void *data, 
 
 /*
  * Reads the flight's current record into *out and the chunks of generation
- * gen from number `from` on, in one consistent snapshot; the chunks are
- * copied out first and fn is called after the snapshot ended, so a slow
- * client never holds up the leader. *gen_state tells how generation gen
+ * gen from number `from` on, in one read-only transaction (record first,
+ * then chunks: a generation that ends meanwhile shows its end chunk); the
+ * chunks are copied out first and fn is called after the transaction
+ * ended, so a slow client never holds up the leader. *gen_state tells how generation gen
  * stands: RUNNING, DONE or FAILED as its leader ended it, and FAILED too
  * when it was abandoned (its leader died; out->gen then names the
  * generation that replaced it, if any). A finished generation stays
@@ -131,7 +132,8 @@ int store_flight_attended(store *s, const uint8_t key[STORE_KEY_LEN], uint64_t n
 rl_err store_flight_takeover(store *s, const uint8_t key[STORE_KEY_LEN], uint32_t old_gen,
                              uint64_t now_ms, store_flight *out, int *won);
 
-/* Calls fn for every flight (key and record) under one snapshot, at most
+/* Calls fn for every flight (key and record) read in one read-only
+ * transaction, at most
  * `max` of them, in key order; fn's non-zero return stops early. For
  * reports (the dashboard's in-flight list, metrics). */
 rl_err store_flight_each(store *s, unsigned max,

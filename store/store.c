@@ -481,14 +481,20 @@ static int handles_open(store *s, handles **out)
     if (ret)
         goto fail;
     h->env = env;
-    /* The in-flight tables are read by up to hundreds of followers per
-     * chunk while their leader writes: multiversion snapshots let readers
-     * take no locks, so neither side ever waits for the other. */
+    /* Not DB_MULTIVERSION, though the in-flight tables are read by many
+     * followers while their leader writes. With MVCC snapshots, Berkeley
+     * DB 5.3 livelocked here: snapshot readers of a page loop in
+     * __memp_fget while a writer's new version of it is pending, and the
+     * writer waits for the page's exclusive latch, which those readers keep
+     * taking (glibc's rwlocks prefer readers); every process of a mod_fcgid
+     * front hung in it. Read-committed reads (store_op_run's read_committed)
+     * hold a read lock for one record at a time instead, and a conflict
+     * returns at once (DB_TXN_NOWAIT) to be retried after a pause. */
     if ((ret = db_open_one(s, env, "cache.db", 0, &h->cache)) != 0 ||
         (ret = db_open_one(s, env, "expiry.db", 0, &h->expiry)) != 0 ||
         (ret = db_open_one(s, env, "counters.db", 0, &h->counters)) != 0 ||
-        (ret = db_open_one(s, env, "flights.db", DB_MULTIVERSION, &h->flights)) != 0 ||
-        (ret = db_open_one(s, env, "chunks.db", DB_MULTIVERSION, &h->chunks)) != 0) {
+        (ret = db_open_one(s, env, "flights.db", 0, &h->flights)) != 0 ||
+        (ret = db_open_one(s, env, "chunks.db", 0, &h->chunks)) != 0) {
         handles_close(s, h, 0, 0, 0);
         return ret;
     }
@@ -695,7 +701,7 @@ static int op_attempt(handles *h, op *o)
      * which glibc blocks on forever (it waits for the dead waiter); and a
      * thread waiting on a dead process's lock is woken by nothing once
      * the region is panicked. No waiting also means no deadlock cycles. */
-    u_int32_t flags = DB_TXN_NOWAIT | (o->snapshot ? DB_TXN_SNAPSHOT : 0);
+    u_int32_t flags = DB_TXN_NOWAIT | (o->read_committed ? DB_READ_COMMITTED : 0);
     int ret = h->env->txn_begin(h->env, NULL, &txn, flags);
     if (ret)
         return ret;

@@ -52,10 +52,11 @@ struct op {
     const char *what; /* for the log line, e.g. "storing a cache entry" */
     op_body body;
     int no_txn;
-    int snapshot;   /* read-only: MVCC snapshot, takes no read locks (only on
-                     * databases opened DB_MULTIVERSION: flights, chunks) */
-    int idempotent; /* applying it twice does no harm: retried even after a
-                     * commit that failed in a recovery (see store_op_run) */
+    int read_committed; /* read-only: each read lock is let go once the read
+                         * moved on (degree 2), so readers hold up writers
+                         * for one record at a time */
+    int idempotent;     /* applying it twice does no harm: retried even after a
+                         * commit that failed in a recovery (see store_op_run) */
     rl_err err;
     void *arg;
     store *s;          /* set by store_op_run */
