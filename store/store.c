@@ -1412,6 +1412,18 @@ static int failchk_body(handles *h, DB_TXN *txn, op *o)
     return ret;
 }
 
+/* Any call into the environment fails with DB_RUNRECOVERY once it was
+ * panicked or recovered by another process; taking and freeing a locker
+ * id is about the cheapest. */
+static int probe_body(handles *h, DB_TXN *txn, op *o)
+{
+    (void)txn;
+    (void)o;
+    u_int32_t id;
+    int ret = h->env->lock_id(h->env, &id);
+    return ret ? ret : h->env->lock_id_free(h->env, id);
+}
+
 static int checkpoint_body(handles *h, DB_TXN *txn, op *o)
 {
     (void)txn;
@@ -1429,8 +1441,14 @@ enum { TURN_MAINTAIN = 0, TURN_PURGE = 1 };
 
 rl_err store_maintain(store *s, uint64_t now)
 {
-    if (!wake_take_turn(s->wake, TURN_MAINTAIN, now, 1))
-        return RL_OK; /* another process has this second's turn */
+    if (!wake_take_turn(s->wake, TURN_MAINTAIN, now, 1)) {
+        /* Another process does this second's work for the store. This one
+         * must still notice, within the second, an environment that was
+         * recovered under it: its own request threads may all be stranded
+         * (see store_reopen), leaving nothing else to trip over it. */
+        op probe = {.what = "checking the environment", .body = probe_body, .no_txn = 1};
+        return store_op_run(s, &probe);
+    }
     op fc = {
         .what = "freeing what dead processes held (failchk)", .body = failchk_body, .no_txn = 1};
     rl_err e = store_op_run(s, &fc);

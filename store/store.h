@@ -264,12 +264,13 @@ rl_err store_restore(const store_options *opt, const store_lock *lock, const cha
                      store_report *rep);
 
 /* Periodic housekeeping, called about once a second by one thread per
- * process; for each second (of now) one process on the store does the
- * work and the others return RL_OK at once: frees locks of dead processes
- * (failchk; a dead child must have been reaped with waitpid first),
- * checkpoints and removes old log files, removes finished in-flight
- * requests (flight.h), and every 60 s purges entries expired more than an
- * hour ago (so that max-stale can still use them). */
+ * process. For each second (of now) one process on the store does the
+ * work: frees locks of dead processes (failchk; a dead child must have
+ * been reaped with waitpid first), checkpoints and removes old log files,
+ * removes finished in-flight requests (flight.h), and every 60 s purges
+ * entries expired more than an hour ago (so that max-stale can still use
+ * them). The others only check that their environment is still usable,
+ * reopening it when another process recovered it. */
 rl_err store_maintain(store *s, uint64_t now);
 
 /* Threads of this process lost for good in an environment that had to be
