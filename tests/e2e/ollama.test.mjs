@@ -17,6 +17,11 @@ import { relaySuite, uniq, KEY_A, KEY_B, TEST_TIMEOUT } from './harness.mjs';
 const T = { timeout: TEST_TIMEOUT };
 const MODEL = 'llama3.2';
 const KEY_RE = /^[0-9a-f]{16}$/;
+// The ollama client stops reading a stream at its "done" line, before the
+// response ends; the next request can then arrive while the first one's
+// flight is still storing its answer, and it joins that flight. Either way
+// Relay answers it, with no second upstream call (the tests count calls).
+const FROM_RELAY = /^(HIT|COALESCED)$/;
 
 // A deterministic chat request about text (no "stream": Ollama's default,
 // a stream).
@@ -186,7 +191,7 @@ relaySuite('ollama: chat, generate, embed', { upstreams: ['ollama'] }, (relay) =
     assert.equal(first.parts.map((p) => p.message.content).join(''), `Echo: ${m}`);
     assert.equal(first.parts.at(-1).done, true);
     const second = await run();
-    assert.equal(second.cache, 'HIT');
+    assert.match(second.cache, FROM_RELAY);
     assert.deepEqual(second.parts, first.parts);
     assert.equal(relay.fake.callsFor(m).length, 1);
   });
@@ -248,7 +253,7 @@ relaySuite('ollama: chat, generate, embed', { upstreams: ['ollama'] }, (relay) =
     assert.ok(Array.isArray(final.context) && final.context.length > 0, 'context on the final line');
 
     const g = await c.generate({ ...req, stream: false });
-    assert.equal(c.seen.get('x-cache'), 'HIT');
+    assert.match(c.seen.get('x-cache'), FROM_RELAY);
     assert.equal(g.response, `Echo: ${m}`);
     assert.deepEqual(g.context, final.context);
     assert.equal(g.total_duration, final.total_duration);
