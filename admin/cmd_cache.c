@@ -11,6 +11,7 @@
 
 #include "admin/admin.h"
 #include "engine/entry.h"
+#include "engine/purge.h"
 
 /* An entry as ls lists it. */
 typedef struct ls_row {
@@ -325,66 +326,28 @@ out:
     return rc;
 }
 
-/* purge's filters; every one given must hold (AND). */
-typedef struct purge_filter {
-    uint64_t now;
-    int expired;         /* --expired */
-    int older;           /* --older-than */
-    uint64_t older_than; /* seconds */
-    const char *model, *ns, *upstream;
-} purge_filter;
-
-/* Labels are stored cut to ENTRY_LABEL_MAX bytes: compare the same way. */
-static int label_is(const char *label, const char *want)
-{
-    return strncmp(label, want, ENTRY_LABEL_MAX) == 0;
-}
-
-/* Runs inside the store's transaction: decides only, calls nothing. */
-static int purge_matches(void *ctx, const store_item *it)
-{
-    const purge_filter *f = ctx;
-    if (it->damaged)
-        return 0;
-    if (f->expired && it->meta.expires >= f->now)
-        return 0;
-    if (f->older && it->meta.created + f->older_than > f->now)
-        return 0;
-    if (f->model || f->ns || f->upstream) {
-        entry_view v;
-        if (entry_decode((const char *)it->value, it->value_len, &v) != RL_OK || !v.labelled)
-            return 0; /* unknown labels match no label filter */
-        if ((f->model && !label_is(v.model, f->model)) || (f->ns && !label_is(v.ns, f->ns)) ||
-            (f->upstream && !label_is(v.upstream, f->upstream)))
-            return 0;
-    }
-    return 1;
-}
-
 int cmd_purge(admin_ctx *ctx, store *s, int argc, char **argv)
 {
-    int all = 0, filters = 0;
-    purge_filter f = {.now = (uint64_t)time(NULL)};
+    purge_filter f = {0};
     for (int i = 1; i < argc; i++) {
         const char *v;
         int m = 0;
         if (strcmp(argv[i], "--all") == 0)
-            all = 1;
+            f.all = 1;
         else if (strcmp(argv[i], "--expired") == 0)
-            f.expired = 1, filters++;
+            f.expired = 1;
         else if ((m = admin_opt(argc, argv, &i, "--older-than", &v)) != 0) {
             if (m < 0 || admin_parse_duration(v, &f.older_than) != 0) {
                 fprintf(stderr, "relay-admin purge: --older-than takes a duration such as 30s, "
                                 "15m, 12h or 7d\n");
                 return EXIT_USAGE;
             }
-            f.older = 1, filters++;
+            f.older = 1;
         } else if ((m = admin_opt(argc, argv, &i, "--model", &f.model)) != 0 ||
                    (m = admin_opt(argc, argv, &i, "--namespace", &f.ns)) != 0 ||
                    (m = admin_opt(argc, argv, &i, "--upstream", &f.upstream)) != 0) {
             if (m < 0)
                 return EXIT_USAGE;
-            filters++;
         } else {
             fprintf(stderr,
                     "relay-admin purge: unknown argument %s (see relay-admin purge --help)\n",
@@ -392,18 +355,12 @@ int cmd_purge(admin_ctx *ctx, store *s, int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (all && filters) {
+    if (purge_check(&f)) {
         fprintf(stderr, "relay-admin purge: --all removes everything; it takes no filters\n");
         return EXIT_USAGE;
     }
     uint64_t removed = 0;
-    rl_err e;
-    if (all)
-        e = store_cache_purge_all(s, &removed);
-    else if (filters == 0 || (filters == 1 && f.expired))
-        e = store_cache_purge_expired(s, f.now, 0, &removed);
-    else
-        e = store_cache_purge_match(s, ENTRY_HEAD_MAX, purge_matches, &f, &removed);
+    rl_err e = purge_run(s, &f, (uint64_t)time(NULL), &removed);
     if (e != RL_OK) {
         fprintf(stderr, "relay-admin purge: failed after removing %" PRIu64 " entries (%s)\n",
                 removed, rl_err_text(e));

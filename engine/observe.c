@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "engine/pricing.h"
+#include "engine/purge.h"
 #include "engine/prov_json.h"
 #include "store/base/rl_log.h"
 #include "store/flight.h"
@@ -594,32 +595,72 @@ static void serve_stats(exchange *x)
     rows_release(&rs);
 }
 
+/* Reads the purge request's conditions into f (strings point into body);
+ * NULL when they make sense, else what is wrong, for the client. */
+static const char *purge_request(json_t *body, purge_filter *f)
+{
+    static const char usage[] =
+        "Send a JSON object with {\"all\": true}, or with one or more of \"expired\": true, "
+        "\"older_than\": SECONDS, \"model\", \"namespace\", \"upstream\" (all must hold).";
+    if (!json_is_object(body))
+        return usage;
+    const char *name;
+    json_t *v;
+    int conditions = 0;
+    json_object_foreach(body, name, v)
+    {
+        const char **label = !strcmp(name, "model")       ? &f->model
+                             : !strcmp(name, "namespace") ? &f->ns
+                             : !strcmp(name, "upstream")  ? &f->upstream
+                                                          : NULL;
+        if (label) {
+            if (!json_is_string(v))
+                return usage;
+            *label = json_string_value(v);
+        } else if (!strcmp(name, "all") || !strcmp(name, "expired")) {
+            if (!json_is_true(v))
+                return usage;
+            *(!strcmp(name, "all") ? &f->all : &f->expired) = 1;
+        } else if (!strcmp(name, "older_than")) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0)
+                return usage;
+            f->older = 1;
+            f->older_than = (uint64_t)json_integer_value(v);
+        } else {
+            return usage;
+        }
+        conditions++;
+    }
+    if (!conditions)
+        return usage;
+    return purge_check(f);
+}
+
 static void serve_purge(exchange *x)
 {
     json_t *body = json_loadb(x->req->body ? x->req->body : "", x->req->body_len, 0, NULL);
-    int all = json_is_true(json_object_get(body, "all"));
-    int expired = json_is_true(json_object_get(body, "expired"));
-    json_decref(body);
-    if (all == expired) {
-        exchange_fail(x, RL_BAD_REQUEST,
-                      "Send {\"all\": true} (every cached answer) or {\"expired\": true} "
-                      "(answers past their TTL).");
+    purge_filter f = {0};
+    const char *wrong = purge_request(body, &f);
+    if (wrong) {
+        exchange_fail(x, body ? RL_BAD_REQUEST : RL_BAD_JSON, wrong);
+        json_decref(body);
         return;
     }
     store *s = exchange_store(x);
+    uint64_t removed = 0;
+    rl_err err = s ? purge_run(s, &f, (uint64_t)time(NULL), &removed) : RL_STORE;
+    json_decref(body);
     if (!s) {
         exchange_fail(x, RL_STORE, "The store is unavailable: there is nothing to purge.");
         return;
     }
-    uint64_t removed = 0;
-    rl_err err = all ? store_cache_purge_all(s, &removed)
-                     : store_cache_purge_expired(s, (uint64_t)time(NULL), 0, &removed);
     if (err != RL_OK) {
-        exchange_fail(x, err, "The purge failed; see Relay's log.");
+        rl_warn("admin API: purge failed after removing %llu entries: %s",
+                (unsigned long long)removed, rl_err_text(err));
+        exchange_fail(x, err, "The purge failed part way; see Relay's log.");
         return;
     }
-    rl_info("admin API: purged %llu %s entries", (unsigned long long)removed,
-            all ? "cached" : "expired");
+    rl_info("admin API: purged %llu entries", (unsigned long long)removed);
     send_json(x, 200, json_pack("{s:I}", "removed", (json_int_t)removed));
 }
 

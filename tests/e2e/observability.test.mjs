@@ -222,6 +222,35 @@ relaySuite('observability: health, metrics and the stats API', {
     assert.equal((await relay.chat(chatBody(m))).headers.get('x-cache'), 'MISS');
     assert.equal((await stats(relay, token)).store.entries, 1);
   });
+
+  test('POST /relay/admin/api/purge takes relay-admin purge\'s conditions; a wrong one removes nothing', T, async () => {
+    const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    const purge = (body) => relay.fetch('/relay/admin/api/purge', { method: 'POST', headers: auth, body });
+    const keep = uniq('purge-keep'), drop = uniq('purge-drop'), other = uniq('purge-ns');
+    const dropModel = `purge-model-${drop}`;
+    const ns = { 'x-relay-namespace': 'purge-ns' };
+    assert.equal((await relay.chat(chatBody(keep))).headers.get('x-cache'), 'MISS');
+    assert.equal((await relay.chat(chatBody(drop, { model: dropModel }))).headers.get('x-cache'), 'MISS');
+    assert.equal((await relay.chat(chatBody(other), { headers: ns })).headers.get('x-cache'), 'MISS');
+    for (const body of ['{"all":true,"model":"x"}', '{"modle":"x"}', '{"older_than":"7d"}',
+      '{"expired":false}', '{"model":3}', '[]', 'not json']) {
+      const r = await purge(body);
+      assert.equal(r.status, 400, body);
+      assert.match(JSON.parse(r.text).error.message, /JSON|all/, body);
+    }
+    // A model that has entries, in the default namespace and older than 0 s: only that one goes.
+    const r = await purge(JSON.stringify({ model: dropModel, older_than: 0, namespace: '' }));
+    assert.equal(r.status, 200, r.text);
+    assert.equal(JSON.parse(r.text).removed, 1);
+    assert.equal((await relay.chat(chatBody(drop, { model: dropModel }))).headers.get('x-cache'), 'MISS');
+    assert.equal((await relay.chat(chatBody(keep))).headers.get('x-cache'), 'HIT');
+    assert.equal((await relay.chat(chatBody(other), { headers: ns })).headers.get('x-cache'), 'HIT');
+    // By namespace: only the entry stored under it.
+    const n = await purge('{"namespace":"purge-ns"}');
+    assert.equal(JSON.parse(n.text).removed, 1);
+    assert.equal((await relay.chat(chatBody(other), { headers: ns })).headers.get('x-cache'), 'MISS');
+    assert.equal((await relay.chat(chatBody(keep))).headers.get('x-cache'), 'HIT');
+  });
 });
 
 relaySuite('observability: [metrics] access = open', {
