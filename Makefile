@@ -66,6 +66,11 @@ $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The one unit test of the FastCGI side (fcgi/ is not in the library).
+$(BUILD)/tests/t_params: $(call obj,tests/unit/t_params.c fcgi/params.c) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 deps:
 	@deploy/install-deps.sh --front "$(FRONT)"
 
@@ -99,15 +104,16 @@ asan: deps
 
 # libFuzzer targets (clang), each run for FUZZ_SECONDS on its seed corpus.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := sse openai providers
+FUZZ_TARGETS := sse openai providers config params
 FUZZ_SRC := engine/sse.c engine/frame.c engine/prov_common.c engine/prov_openai.c \
 	engine/prov_anthropic.c engine/prov_gemini.c engine/prov_ollama.c engine/policy.c \
-	store/base/rl_buf.c store/base/rl_err.c
+	engine/config.c engine/pricing.c engine/route.c fcgi/params.c \
+	store/base/rl_buf.c store/base/rl_err.c store/base/rl_log.c store/base/rl_pool.c
 fuzz: deps
 	@mkdir -p build-fuzz
 	@for t in $(FUZZ_TARGETS); do \
 		clang -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
-			-o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c $(FUZZ_SRC) -ljansson || exit 1; \
+			-o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c $(FUZZ_SRC) -ljansson -linih -lm || exit 1; \
 		mkdir -p build-fuzz/corpus-$$t && cp tests/fuzz/corpus/$$t/* build-fuzz/corpus-$$t/; \
 		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
 		if ! build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \

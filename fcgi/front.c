@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fcgi/params.h"
 #include "store/base/rl_buf.h"
 #include "store/base/rl_log.h"
 #include "store/base/rl_pool.h"
@@ -237,78 +238,14 @@ static int sink_ready(void *ctx, size_t len)
     return framed <= (size_t)(sndbuf - queued) / 2;
 }
 
-/* "HTTP_X_RELAY_TTL" -> "x-relay-ttl" */
-static char *header_name(rl_pool *pool, const char *cgi, size_t len)
-{
-    char *name = rl_pstrndup(pool, cgi, len);
-    if (!name)
-        return NULL;
-    for (char *c = name; *c; c++)
-        *c = *c == '_' ? '-' : (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
-    return name;
-}
-
-/* Fills req from the FastCGI parameters and body. Returns -1 when out of
- * memory. The body is read to EOF (Caddy passes CONTENT_LENGTH=-1 for a
- * chunked body) up to max_body; a larger one is drained and flagged. */
+/* Fills req from the FastCGI parameters (params.h) and body. Returns -1
+ * when out of memory. The body is read to EOF (Caddy passes
+ * CONTENT_LENGTH=-1 for a chunked body) up to max_body; a larger one is
+ * drained and flagged. */
 static int parse_request(FCGX_Request *fr, const relay_config *cfg, engine_request *req)
 {
-    rl_pool *pool = req->pool;
-    const char *method = FCGX_GetParam("REQUEST_METHOD", fr->envp);
-    req->method = rl_pstrdup(pool, method ? method : "GET");
-
-    /* REQUEST_URI is the raw path + query under every front. */
-    const char *uri = FCGX_GetParam("REQUEST_URI", fr->envp);
-    if (uri) {
-        size_t plen = strcspn(uri, "?");
-        req->path = rl_pstrndup(pool, uri, plen);
-        req->query = rl_pstrdup(pool, uri[plen] ? uri + plen + 1 : "");
-    } else {
-        const char *script = FCGX_GetParam("SCRIPT_NAME", fr->envp);
-        const char *info = FCGX_GetParam("PATH_INFO", fr->envp);
-        const char *qs = FCGX_GetParam("QUERY_STRING", fr->envp);
-        size_t a = script ? strlen(script) : 0, b = info ? strlen(info) : 0;
-        char *path = rl_palloc(pool, a + b + 1);
-        if (path) {
-            memcpy(path, script ? script : "", a);
-            memcpy(path + a, info ? info : "", b);
-        }
-        req->path = path;
-        req->query = rl_pstrdup(pool, qs ? qs : "");
-    }
-    if (!req->method || !req->path || !req->query)
+    if (params_parse(fr->envp, req) != 0)
         return -1;
-
-    size_t count = 0;
-    for (char **e = fr->envp; *e; e++)
-        count++;
-    rl_header *headers = rl_palloc(pool, (count + 1) * sizeof *headers);
-    if (!headers)
-        return -1;
-    size_t n = 0;
-    for (char **e = fr->envp; *e; e++) {
-        const char *eq = strchr(*e, '=');
-        if (!eq)
-            continue;
-        const char *name = NULL;
-        size_t nlen = 0;
-        if (strncmp(*e, "HTTP_", 5) == 0) {
-            name = *e + 5;
-            nlen = (size_t)(eq - name);
-        } else if (strncmp(*e, "CONTENT_TYPE=", 13) == 0) {
-            name = *e;
-            nlen = 12;
-        }
-        if (!name)
-            continue;
-        headers[n].name = header_name(pool, name, nlen);
-        headers[n].value = rl_pstrdup(pool, eq + 1);
-        if (!headers[n].name || !headers[n].value)
-            return -1;
-        n++;
-    }
-    req->headers = headers;
-    req->nheaders = n;
 
     rl_buf body;
     rl_buf_init(&body, cfg->fcgi.max_body);
@@ -328,7 +265,7 @@ static int parse_request(FCGX_Request *fr, const relay_config *cfg, engine_reque
     }
     req->body_len = body.len;
     char *data = rl_buf_steal(&body, NULL);
-    if (!data || rl_pool_cleanup(pool, free, data) != 0) {
+    if (!data || rl_pool_cleanup(req->pool, free, data) != 0) {
         free(data);
         return -1;
     }
