@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -186,27 +187,41 @@ int cmd_stats(admin_ctx *ctx, store *s, int argc, char **argv)
 /* The key file's name inside a backup made with --with-key. */
 #define BACKUP_KEY_NAME "relay.key"
 
-/* Copies the key file into dir, mode 0600. 0 or -1 (said on stderr). */
-static int copy_key(const char *key_file, const char *dir)
+/* Reads a key file (a few hundred bytes at most) into buf; its length, or
+ * -1 (said on stderr, as cmd's). */
+static long read_key(const char *cmd, const char *path, char *buf, size_t cap)
 {
-    char path[4096], buf[512];
-    snprintf(path, sizeof path, "%s/%s", dir, BACKUP_KEY_NAME);
-    FILE *in = fopen(key_file, "re");
+    FILE *in = fopen(path, "re");
     if (!in) {
-        fprintf(stderr, "relay-admin backup: reading %s: %s\n", key_file, strerror(errno));
+        fprintf(stderr, "relay-admin %s: reading %s: %s\n", cmd, path, strerror(errno));
         return -1;
     }
-    size_t n = fread(buf, 1, sizeof buf, in);
+    size_t n = fread(buf, 1, cap, in);
+    int bad = ferror(in);
     fclose(in);
-    FILE *out = NULL;
+    if (bad) {
+        fprintf(stderr, "relay-admin %s: reading %s failed\n", cmd, path);
+        return -1;
+    }
+    return (long)n;
+}
+
+/* Copies the key file from into to (which must not exist), mode 0600.
+ * 0 or -1 (said on stderr). */
+static int copy_key(const char *cmd, const char *from, const char *to)
+{
+    char buf[512];
+    long n = read_key(cmd, from, buf, sizeof buf);
+    if (n < 0)
+        return -1;
     umask(077);
-    out = fopen(path, "wxe");
-    int ok = out && fwrite(buf, 1, n, out) == n;
+    FILE *out = fopen(to, "wxe");
+    int ok = out && fwrite(buf, 1, (size_t)n, out) == (size_t)n;
     if (out && fclose(out) != 0)
         ok = 0;
-    memset(buf, 0, sizeof buf);
+    OPENSSL_cleanse(buf, sizeof buf);
     if (!ok) {
-        fprintf(stderr, "relay-admin backup: writing %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "relay-admin %s: writing %s: %s\n", cmd, to, strerror(errno));
         return -1;
     }
     return 0;
@@ -241,7 +256,9 @@ int cmd_backup(admin_ctx *ctx, store *s, int argc, char **argv)
                 rl_err_text(e), dir);
         return EXIT_FAIL;
     }
-    if (with_key && copy_key(ctx->cfg->store.key_file, dir) != 0)
+    char key_copy[4096];
+    snprintf(key_copy, sizeof key_copy, "%s/%s", dir, BACKUP_KEY_NAME);
+    if (with_key && copy_key("backup", ctx->cfg->store.key_file, key_copy) != 0)
         return EXIT_FAIL;
     if (ctx->json) {
         printf("{\"dir\":");
@@ -279,6 +296,58 @@ static int lock_store(const admin_ctx *ctx, const char *cmd, store_lock **lock)
     return EXIT_FAIL;
 }
 
+/* KEY.old, else KEY.old.2, .3, ...: the first that does not exist. */
+static int old_key_path(const char *key_file, char *out, size_t cap)
+{
+    for (int n = 1; n < 1000; n++) {
+        if (n == 1)
+            snprintf(out, cap, "%s.old", key_file);
+        else
+            snprintf(out, cap, "%s.old.%d", key_file, n);
+        if (access(out, F_OK) != 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* 1 when the key files a and b hold the same secret, 0 when not, -1 when
+ * one cannot be read (said on stderr). */
+static int same_key(const char *a, const char *b)
+{
+    char ka[512], kb[512];
+    long na = read_key("restore", a, ka, sizeof ka);
+    long nb = na < 0 ? -1 : read_key("restore", b, kb, sizeof kb);
+    int same = na < 0 || nb < 0 ? -1 : na == nb && CRYPTO_memcmp(ka, kb, (size_t)na) == 0;
+    OPENSSL_cleanse(ka, sizeof ka);
+    OPENSSL_cleanse(kb, sizeof kb);
+    return same;
+}
+
+/* Makes the key file from (a backup's) the store's key_file, keeping the
+ * one it replaces as old (a hard link) when there is one: the new key is
+ * written beside key_file and renamed over it, so key_file is always one
+ * whole key. 0 or -1 (said on stderr). */
+static int install_key(const char *from, const char *key_file, const char *old)
+{
+    char staged[4096 + 8];
+    snprintf(staged, sizeof staged, "%s.new", key_file);
+    (void)unlink(staged); /* left by an attempt that failed */
+    if (copy_key("restore", from, staged) != 0)
+        return -1;
+    if (access(key_file, F_OK) == 0 && link(key_file, old) != 0) {
+        fprintf(stderr, "relay-admin restore: keeping the previous key as %s: %s\n", old,
+                strerror(errno));
+        (void)unlink(staged);
+        return -1;
+    }
+    if (rename(staged, key_file) != 0) {
+        fprintf(stderr, "relay-admin restore: installing %s as %s: %s\n", staged, key_file,
+                strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_restore(admin_ctx *ctx, store *s, int argc, char **argv)
 {
     (void)s;
@@ -286,14 +355,36 @@ int cmd_restore(admin_ctx *ctx, store *s, int argc, char **argv)
         fprintf(stderr, "relay-admin restore: expected one backup directory\n");
         return EXIT_USAGE;
     }
+    const char *dir = argv[1], *key_file = ctx->cfg->store.key_file;
+    /* A backup made with --with-key brings its key: the store is restored
+     * with it and it becomes [store] key_file (the key it replaces is kept
+     * as KEY.old), so that the restored store opens. */
+    char backup_key[4096], old_key[4096];
+    snprintf(backup_key, sizeof backup_key, "%s/%s", dir, BACKUP_KEY_NAME);
+    int key_from_backup = 0, had_key = access(key_file, F_OK) == 0;
+    if (access(backup_key, F_OK) == 0) {
+        int same = had_key ? same_key(backup_key, key_file) : 0;
+        if (same < 0)
+            return EXIT_FAIL;
+        key_from_backup = !same;
+    }
+    if (key_from_backup && old_key_path(key_file, old_key, sizeof old_key) != 0) {
+        fprintf(stderr, "relay-admin restore: too many %s.old.N files\n", key_file);
+        return EXIT_FAIL;
+    }
     store_lock *lock = NULL;
     int rc = lock_store(ctx, "restore", &lock);
     if (rc != EXIT_OK)
         return rc;
     store_options so;
     config_store_options(ctx->cfg, &so);
+    if (key_from_backup)
+        so.key_file = backup_key;
     store_report rep;
-    rl_err e = store_restore(&so, lock, argv[1], &rep);
+    rl_err e = store_restore(&so, lock, dir, &rep);
+    /* The key is installed before the store is unlocked: a Relay starting
+     * meanwhile must not find the restored store with the old key. */
+    int key_failed = e == RL_OK && key_from_backup && install_key(backup_key, key_file, old_key);
     store_unlock(lock);
     if (e != RL_OK) {
         fprintf(stderr, "relay-admin restore: failed (%s)%s\n", rl_err_text(e),
@@ -302,11 +393,30 @@ int cmd_restore(admin_ctx *ctx, store *s, int argc, char **argv)
                                   : "");
         return e == RL_NOTFOUND ? EXIT_USAGE : EXIT_FAIL;
     }
-    if (ctx->json)
-        printf("{\"files\":%" PRIu64 ",\"bytes\":%" PRIu64 "}\n", rep.files, rep.bytes);
-    else
+    if (key_failed) {
+        fprintf(stderr,
+                "relay-admin restore: the store is restored but reads only with the key in %s: "
+                "copy it to %s (mode 0600) before starting Relay\n",
+                backup_key, key_file);
+        return EXIT_FAIL;
+    }
+    if (ctx->json) {
+        printf("{\"files\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"key_installed\":%s", rep.files,
+               rep.bytes, key_from_backup ? "true" : "false");
+        if (key_from_backup && had_key) {
+            printf(",\"old_key_file\":");
+            admin_json_cstr(stdout, old_key);
+        }
+        printf("}\n");
+    } else {
         printf("restored %" PRIu64 " files (%" PRIu64 " bytes) from %s into %s\n", rep.files,
-               rep.bytes, argv[1], ctx->cfg->store.home);
+               rep.bytes, dir, ctx->cfg->store.home);
+        if (key_from_backup && had_key)
+            printf("the backup's key is now %s; the key it replaced is kept in %s\n", key_file,
+                   old_key);
+        else if (key_from_backup)
+            printf("the backup's key is now %s\n", key_file);
+    }
     return EXIT_OK;
 }
 
@@ -353,20 +463,6 @@ int cmd_recover(admin_ctx *ctx, store *s, int argc, char **argv)
     else
         printf("recovered %s\n", ctx->cfg->store.home);
     return EXIT_OK;
-}
-
-/* KEY.old, else KEY.old.2, .3, ...: the first that does not exist. */
-static int old_key_path(const char *key_file, char *out, size_t cap)
-{
-    for (int n = 1; n < 1000; n++) {
-        if (n == 1)
-            snprintf(out, cap, "%s.old", key_file);
-        else
-            snprintf(out, cap, "%s.old.%d", key_file, n);
-        if (access(out, F_OK) != 0)
-            return 0;
-    }
-    return -1;
 }
 
 int cmd_rekey(admin_ctx *ctx, store *s, int argc, char **argv)

@@ -97,8 +97,10 @@ static const admin_cmd commands[] = {
      1, cmd_backup},
     {"restore", "DIR", "put a backup in place of the store (refused while Relay runs)",
      "Replaces the store in [store] home with the backup in DIR (made by relay-admin\n"
-     "backup; DIR is not changed). The backup must have been made with the configured\n"
-     "key file. The copy is recovered and verified before it replaces anything.\n"
+     "backup; DIR is not changed). The backup must open with the configured key file,\n"
+     "unless it holds its own (backup --with-key: DIR/relay.key): then that key restores\n"
+     "it and becomes [store] key_file, the key it replaces kept as KEY.old. The copy is\n"
+     "recovered and verified before it replaces anything.\n"
      "Refused (exit 3) while Relay or any other process has the store open.\n"
      "Example:\n"
      "  systemctl stop relay && relay-admin restore /srv/backups/relay-2026-01-31 && "

@@ -224,6 +224,35 @@ relaySuite('relay-admin while the relay serves', {}, (relay) => {
     const shown = JSON.parse((await adminWith(ini2, ['--json', 'show', mini.key.slice(0, 12)])).stdout);
     assert.equal(shown.body, cached.mini.response.text);
     assert.equal((await adminWith(ini2, ['verify'])).code, 0, 'the restored store verifies');
+
+    // A --with-key backup on a machine whose init made another key: the
+    // backup's key restores it and replaces the key file (the other kept).
+    const ini4 = path.join(relay.tmp, 'newmachine.ini');
+    const key4 = path.join(relay.tmp, 'newmachine.key');
+    fs.writeFileSync(ini4, fs.readFileSync(relay.ini, 'utf8')
+      .replace(/^home = .*$/m, `home = ${path.join(relay.tmp, 'newmachine-store')}`)
+      .replace(/^key_file = .*$/m, `key_file = ${key4}`));
+    assert.equal((await adminWith(ini4, ['init'])).code, 0);
+    const freshKey = fs.readFileSync(key4, 'utf8');
+    assert.notEqual(freshKey, fs.readFileSync(relay.settings.store.key_file, 'utf8'));
+    const plain = await adminWith(ini4, ['restore', bk]);
+    assert.equal(plain.code, 1, 'a backup without its key does not restore with another key');
+    assert.match(plain.stderr, /--with-key/);
+    assert.equal(fs.readFileSync(key4, 'utf8'), freshKey, 'a refused restore leaves the key file');
+    const rk = await adminWith(ini4, ['--json', 'restore', withKey]);
+    assert.equal(rk.code, 0, `restore --with-key backup: ${rk.stderr}`);
+    assert.deepEqual(JSON.parse(rk.stdout).key_installed, true);
+    assert.equal(JSON.parse(rk.stdout).old_key_file, `${key4}.old`);
+    assert.equal(fs.readFileSync(key4, 'utf8'), fs.readFileSync(relay.settings.store.key_file, 'utf8'),
+      "the backup's key is the store's key now");
+    assert.equal(fs.statSync(key4).mode & 0o777, 0o600);
+    assert.equal(fs.readFileSync(`${key4}.old`, 'utf8'), freshKey, 'the key it replaced is kept');
+    const shown4 = JSON.parse((await adminWith(ini4, ['--json', 'show', mini.key.slice(0, 12)])).stdout);
+    assert.equal(shown4.body, cached.mini.response.text, 'the restored entries read with the installed key');
+    const same = await adminWith(ini4, ['--json', 'restore', withKey]);
+    assert.equal(same.code, 0, same.stderr);
+    assert.equal(JSON.parse(same.stdout).key_installed, false, 'the same key again: nothing to install');
+    assert.ok(!fs.existsSync(`${key4}.old.2`));
   });
 
   test('compact returns free pages while the relay serves', T, async () => {
