@@ -623,7 +623,7 @@ static void follower_usage(follower *f)
             const char *p = chunk_at(&lf->chunks, i, &len);
             err = rl_buf_append(&answer, p, len);
         }
-        lf->usage = (prov_usage){-1, -1, -1};
+        lf->usage = PROV_USAGE_UNKNOWN;
         if (err == RL_OK)
             f->x->prov->usage(f->h.kind, frame_kind_of(f->h.ctype), answer.data, answer.len,
                               &lf->usage);

@@ -212,9 +212,9 @@ static upstream_config *upstream_slot(parse_state *st, const char *name, size_t 
     return up;
 }
 
-/* A [pricing] row: MODEL = INPUT OUTPUT [CACHED_INPUT], USD per million
- * tokens (cached input costs as input when not given). Returns 0, or -1
- * with the reason in why. */
+/* A [pricing] row: MODEL = INPUT OUTPUT [CACHED_INPUT [CACHE_WRITE]], USD
+ * per million tokens (cached input and cache writes cost as input when not
+ * given). Returns 0, or -1 with the reason in why. */
 static int add_price(parse_state *st, const char *model, const char *value, const char *where)
 {
     relay_config *cfg = st->cfg;
@@ -227,26 +227,26 @@ static int add_price(parse_state *st, const char *model, const char *value, cons
         rl_buf_printf(st->why, "%s: too many prices (at most %d)", where, CONFIG_MAX_PRICES);
         return -1;
     }
-    double v[3] = {0, 0, -1};
+    double v[4] = {0, 0, -1, -1};
     int n = 0;
     const char *p = value;
-    while (*p && n < 4) {
+    while (*p && n < 5) {
         char *end;
         errno = 0;
         double d = strtod(p, &end);
         if (end == p || errno || !isfinite(d) || d < 0 || d > 1e6 ||
             (*end && *end != ' ' && *end != '\t'))
             break;
-        if (n < 3)
+        if (n < 4)
             v[n] = d;
         n++;
         for (p = end; *p == ' ' || *p == '\t'; p++)
             ;
     }
-    if (*p || n < 2 || n > 3) {
+    if (*p || n < 2 || n > 4) {
         rl_buf_printf(st->why,
-                      "%s: expected INPUT OUTPUT [CACHED_INPUT], USD per million tokens "
-                      "(e.g. 2.50 10.00 1.25), got \"%s\"",
+                      "%s: expected INPUT OUTPUT [CACHED_INPUT [CACHE_WRITE]], USD per million "
+                      "tokens (e.g. 2.50 10.00 1.25, or 3 15 0.30 3.75), got \"%s\"",
                       where, value);
         return -1;
     }
@@ -258,6 +258,7 @@ static int add_price(parse_state *st, const char *model, const char *value, cons
     mp->input = v[0];
     mp->output = v[1];
     mp->cached_input = v[2] < 0 ? v[0] : v[2];
+    mp->cache_write = v[3] < 0 ? v[0] : v[3];
     cfg->nprices++;
     return 0;
 }

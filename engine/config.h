@@ -38,7 +38,7 @@ typedef enum { METRICS_ADMIN, METRICS_OPEN } metrics_access;
 /* One row of [pricing]: USD per million tokens of a model (family). */
 typedef struct model_price {
     char *model;
-    double input, output, cached_input;
+    double input, output, cached_input, cache_write;
 } model_price;
 
 typedef struct upstream_config {

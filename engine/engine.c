@@ -584,7 +584,7 @@ void engine_handle(engine_worker *w, const engine_request *req, const engine_sin
     x->prov = &prov_openai;
     x->now = (uint64_t)time(NULL);
     x->outcome = "";
-    x->usage = (prov_usage){-1, -1, -1};
+    x->usage = PROV_USAGE_UNKNOWN;
     x->ttfb_s = -1;
 
     route_match(x->cfg, req->path, &x->rt);

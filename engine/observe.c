@@ -479,8 +479,9 @@ static json_t *stats_json(exchange *x, const rows *rs, uint64_t now)
             json_t *m = json_pack("{s:s,s:s,s:b}", "model", r->labels[1], "upstream", r->labels[0],
                                   "priced", p != NULL);
             json_object_set_new(m, "price",
-                                p ? json_pack("{s:f,s:f,s:f}", "input", p->input, "output",
-                                              p->output, "cached_input", p->cached_input)
+                                p ? json_pack("{s:f,s:f,s:f,s:f}", "input", p->input, "output",
+                                              p->output, "cached_input", p->cached_input,
+                                              "cache_write", p->cache_write)
                                   : json_null());
             outcomes_into(m, r->c);
             json_object_set_new(m, "tokens", tokens_json(r->c));

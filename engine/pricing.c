@@ -81,12 +81,18 @@ uint64_t pricing_cost(const model_price *price, const prov_usage *usage)
 {
     double in = usage->input > 0 ? (double)usage->input : 0;
     double cached = usage->cached_input > 0 ? (double)usage->cached_input : 0;
+    double written = usage->cache_write > 0 ? (double)usage->cache_write : 0;
     double out = usage->output > 0 ? (double)usage->output : 0;
+    /* Both are parts of input; an answer that says otherwise is priced
+     * within what it says it read. */
     if (cached > in)
         cached = in;
+    if (written > in - cached)
+        written = in - cached;
     /* A price is USD per million tokens: per token, price * 1e-6 USD,
      * which is price * 1e3 nano-USD. */
-    double nusd =
-        ((in - cached) * price->input + cached * price->cached_input + out * price->output) * 1e3;
+    double nusd = ((in - cached - written) * price->input + cached * price->cached_input +
+                   written * price->cache_write + out * price->output) *
+                  1e3;
     return nusd > 0 ? (uint64_t)llround(nusd) : 0;
 }

@@ -1,7 +1,7 @@
 /*
  * pricing.h — engine-internal: what an answer costs, from the [pricing]
- * table of relay.ini (USD per million input, output and cached-input
- * tokens).
+ * table of relay.ini (USD per million input, output, cached-input and
+ * cache-write tokens).
  *
  * A model matches its row exactly, or through its family: a dated id
  * (gpt-4o-2024-08-06, claude-sonnet-4-5-20250929, gemini-2.0-flash-001) or
@@ -29,8 +29,8 @@ const model_price *pricing_find(const relay_config *cfg, const char *model);
 void pricing_family(const char *model, char *out, size_t cap);
 
 /* What usage costs at price, in nano-USD (unknown counts, -1, are 0;
- * cached input at the cached price, the rest of the input at the input
- * price). */
+ * cached input at the cached price, cache writes at the cache-write
+ * price, the rest of the input at the input price). */
 uint64_t pricing_cost(const model_price *price, const prov_usage *usage);
 
 #endif

@@ -59,10 +59,13 @@ typedef struct prov_info {
 
 /* Tokens of one answer; -1 where the answer does not say. input counts
  * every input token, cached_input (read from the provider's prompt cache)
+ * and cache_write (written to it, which Anthropic bills above input)
  * included; output includes reasoning ("thinking") tokens. */
 typedef struct prov_usage {
-    int64_t input, output, cached_input;
+    int64_t input, output, cached_input, cache_write;
 } prov_usage;
+
+#define PROV_USAGE_UNKNOWN ((prov_usage){-1, -1, -1, -1})
 
 /* How a stream event counts toward completeness. */
 typedef enum {

@@ -705,6 +705,8 @@ static void usage_from(json_t *usage, prov_usage *out)
         out->output = v;
     if (reads >= 0)
         out->cached_input = reads;
+    if (writes >= 0)
+        out->cache_write = writes;
 }
 
 /* message_start carries the input side, message_delta the final output
@@ -730,7 +732,7 @@ static int usage_event(void *ctx, const char *event, const char *data, size_t le
 static rl_err anthropic_usage(entry_kind kind, frame_kind framing, const char *data, size_t len,
                               prov_usage *out)
 {
-    out->input = out->output = out->cached_input = -1;
+    *out = PROV_USAGE_UNKNOWN;
     if (kind == ENTRY_STREAM)
         return frame_each(framing, data, len, usage_event, out);
     json_t *j = json_loadb(data, len, 0, NULL);

@@ -486,7 +486,7 @@ static int usage_chunk(void *ctx, const char *event, const char *data, size_t le
 static rl_err gemini_usage(entry_kind kind, frame_kind framing, const char *data, size_t len,
                            prov_usage *out)
 {
-    out->input = out->output = out->cached_input = -1;
+    *out = PROV_USAGE_UNKNOWN;
     if (kind == ENTRY_STREAM)
         return frame_each(framing, data, len, usage_chunk, out);
     json_t *j = json_loadb(data, len, 0, NULL);

@@ -479,7 +479,7 @@ static int usage_line(void *ctx, const char *event, const char *data, size_t len
 static rl_err ollama_usage(entry_kind kind, frame_kind framing, const char *data, size_t len,
                            prov_usage *out)
 {
-    out->input = out->output = out->cached_input = -1;
+    *out = PROV_USAGE_UNKNOWN;
     if (kind == ENTRY_STREAM) {
         rl_err err = frame_each(framing, data, len, usage_line, out);
         /* RL_INTERNAL is usage_line stopping at the done line. */

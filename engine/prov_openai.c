@@ -767,7 +767,7 @@ static int usage_event(void *ctx, const char *event, const char *data, size_t le
 static rl_err openai_usage(entry_kind kind, frame_kind framing, const char *data, size_t len,
                            prov_usage *out)
 {
-    out->input = out->output = out->cached_input = -1;
+    *out = PROV_USAGE_UNKNOWN;
     if (kind == ENTRY_STREAM)
         return frame_each(framing, data, len, usage_event, out);
     json_t *j = json_loadb(data, len, 0, NULL);

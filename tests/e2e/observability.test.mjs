@@ -114,7 +114,7 @@ relaySuite('observability: health, metrics and the stats API', {
     const row = modelRow(s, 'gpt-4o-mini');
     const was = modelRow(before, 'gpt-4o-mini');
     assert.ok(row?.priced, 'gpt-4o-mini is priced from [pricing]');
-    assert.deepEqual(row.price, { input: 0.15, output: 0.6, cached_input: 0.075 });
+    assert.deepEqual(row.price, { input: 0.15, output: 0.6, cached_input: 0.075, cache_write: 0.15 });
     assert.equal(row.tokens.input - (was?.tokens.input ?? 0), usage.prompt_tokens, 'input tokens paid for');
     assert.equal(row.tokens.output - (was?.tokens.output ?? 0), usage.completion_tokens);
     assert.equal(row.tokens.saved_input - (was?.tokens.saved_input ?? 0), usage.prompt_tokens, 'the HIT saved the same');

@@ -63,11 +63,12 @@ int main(void)
                 "[pricing]\n"
                 "gpt-4o = 2.50 10.00 1.25\n"
                 "gpt-4o-mini = 0.15 0.60\n"
-                "local = 0 0\n",
+                "local = 0 0\n"
+                "claude-sonnet-4-5 = 3 15 0.30 3.75\n",
                 &cfg, &why),
            RL_OK, "a [pricing] table loads");
     if (cfg) {
-        is_int(cfg->nprices, 3, "three rows");
+        is_int(cfg->nprices, 4, "four rows");
         is_str(price_row(cfg, "gpt-4o"), "gpt-4o", "an exact id");
         is_str(price_row(cfg, "gpt-4o-2024-08-06"), "gpt-4o", "a dated id: its family");
         is_str(price_row(cfg, "gpt-4o-mini-2024-07-18"), "gpt-4o-mini",
@@ -78,6 +79,7 @@ int main(void)
         is_str(price_row(cfg, ""), "(none)", "no model, no price");
         const model_price *mini = pricing_find(cfg, "gpt-4o-mini");
         ok(mini && mini->cached_input == mini->input, "cached input defaults to the input price");
+        ok(mini && mini->cache_write == mini->input, "cache writes default to the input price");
 
         const model_price *p = pricing_find(cfg, "gpt-4o");
         prov_usage u = {.input = 1000000, .output = 1000000, .cached_input = 0};
@@ -89,13 +91,24 @@ int main(void)
         is_int((long long)pricing_cost(p, &u), 0, "unknown counts cost nothing");
         u = (prov_usage){.input = 10, .output = 0, .cached_input = 50};
         is_int((long long)pricing_cost(p, &u), 12500LL, "more cached than input: capped at input");
+        const model_price *sonnet = pricing_find(cfg, "claude-sonnet-4-5-20250929");
+        ok(sonnet && sonnet->cache_write == 3.75, "a fourth column: the cache-write price");
+        u = (prov_usage){
+            .input = 1000000, .output = 0, .cached_input = 200000, .cache_write = 300000};
+        /* 500k x 3 + 200k x 0.30 + 300k x 3.75, per million: $2.685 */
+        is_int((long long)pricing_cost(sonnet, &u), 2685000000LL,
+               "cache writes at the cache-write price, reads at the cached one");
+        u = (prov_usage){.input = 100, .output = 0, .cached_input = 60, .cache_write = 90};
+        /* writes capped at the 40 input tokens left: 60 x 0.30 + 40 x 3.75 */
+        is_int((long long)pricing_cost(sonnet, &u), 168000LL,
+               "more written than input left: capped");
         const model_price *local = pricing_find(cfg, "local");
         u = (prov_usage){.input = 5000, .output = 5000, .cached_input = 0};
         ok(local && pricing_cost(local, &u) == 0, "a free model costs zero (and is priced)");
         config_free(cfg);
     }
 
-    const char *bad[] = {"x = 1\n",    "x = 1 2 3 4\n",      "x = a b\n",  "x = -1 2\n",
+    const char *bad[] = {"x = 1\n",    "x = 1 2 3 4 5\n",    "x = a b\n",  "x = -1 2\n",
                          "x = 1 2x\n", "x = 1 2\nx = 3 4\n", "x = nan 1\n"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char text[128], what[160];

@@ -407,7 +407,15 @@ static void test_streams(void)
     const char *tokens = "{\"input_tokens\":14}";
     is_int(P->usage(ENTRY_BODY, FRAME_SSE, tokens, strlen(tokens), &u), RL_OK,
            "count_tokens usage");
-    ok(u.input == -1 && u.output == -1 && u.cached_input == -1, "a token count is no usage");
+    ok(u.input == -1 && u.output == -1 && u.cached_input == -1 && u.cache_write == -1,
+       "a token count is no usage");
+    const char *writes = "{\"type\":\"message\",\"usage\":{\"input_tokens\":10,"
+                         "\"cache_creation_input_tokens\":2000,\"cache_read_input_tokens\":300,"
+                         "\"output_tokens\":5}}";
+    is_int(P->usage(ENTRY_BODY, FRAME_SSE, writes, strlen(writes), &u), RL_OK,
+           "usage with cache writes");
+    ok(u.input == 2310 && u.cached_input == 300 && u.cache_write == 2000 && u.output == 5,
+       "cache writes counted in input and apart, for their price");
     ok(P->body_complete(tokens, strlen(tokens)), "a token count is a complete answer");
 
     prov_info info;
