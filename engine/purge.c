@@ -32,7 +32,9 @@ static int selected(void *ctx, const store_item *it)
         return 0;
     if (f->expired && it->meta.expires >= sel->now)
         return 0;
-    if (f->older && it->meta.created + f->older_than > sel->now)
+    /* age = now - created, compared without an addition that could wrap
+     * (relay-admin accepts durations up to 2^64 s). */
+    if (f->older && (it->meta.created > sel->now || sel->now - it->meta.created < f->older_than))
         return 0;
     if (has_label_condition(f)) {
         entry_view v;

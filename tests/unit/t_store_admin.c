@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "engine/entry.h"
+#include "engine/purge.h"
 #include "store/store.h"
 #include "tests/unit/tap.h"
 
@@ -136,20 +137,6 @@ static int count_fn(void *ctx, const store_item *it)
     return 0;
 }
 
-typedef struct model_filter {
-    const char *model;
-    const char *ns;
-} model_filter;
-
-static int match_fn(void *ctx, const store_item *it)
-{
-    const model_filter *f = ctx;
-    entry_view v;
-    if (entry_decode((const char *)it->value, it->value_len, &v) != RL_OK)
-        return 0;
-    return (!f->model || strcmp(v.model, f->model) == 0) && (!f->ns || strcmp(v.ns, f->ns) == 0);
-}
-
 static void test_scan_find_purge(store *s)
 {
     for (uint32_t n = 0; n < N_ENTRIES; n++)
@@ -182,18 +169,39 @@ static void test_scan_find_purge(store *s)
     store_cache_find(s, none, 8, found, &matches);
     is_int(matches, 0, "no match");
 
-    model_filter f = {.model = "m-1"};
-    uint64_t removed = 0;
-    is_int(store_cache_purge_match(s, ENTRY_HEAD_MAX, match_fn, &f, &removed), RL_OK,
-           "purge by model");
+    /* Purges as relay-admin and the admin API make them (engine/purge.c).
+     * Entry n: created at 1000 + n, expires an hour later. */
+    uint64_t now = 1000 + N_ENTRIES, removed = 0;
+    purge_filter all_and_model = {.all = 1, .model = "m-1"};
+    is_int(purge_run(s, &all_and_model, now, &removed), RL_BAD_REQUEST,
+           "all with a condition is refused");
+    is_int(count_entries(s), N_ENTRIES, "and removes nothing");
+    purge_filter model = {.model = "m-1"};
+    is_int(purge_run(s, &model, now, &removed), RL_OK, "purge by model");
     is_int(removed, N_ENTRIES / 3, "removed that model's entries");
     is_int(count_entries(s), N_ENTRIES - N_ENTRIES / 3, "totals follow");
     c = (scan_count){0};
     store_cache_scan(s, ENTRY_HEAD_MAX, count_fn, &c);
     is_int(c.n, N_ENTRIES - N_ENTRIES / 3, "the table agrees");
-    model_filter g = {.model = "m-2", .ns = "ns"};
-    store_cache_purge_match(s, ENTRY_HEAD_MAX, match_fn, &g, &removed);
+    purge_filter model_ns = {.model = "m-2", .ns = "ns"};
+    purge_run(s, &model_ns, now, &removed);
     is_int(removed, N_ENTRIES / 6, "purge by model AND namespace");
+    purge_filter forever = {.older = 1, .older_than = UINT64_MAX};
+    purge_run(s, &forever, now, &removed);
+    is_int(removed, 0, "older than 2^64 s: nothing (no wrap-around)");
+    /* Entries 0..9 are at least N_ENTRIES - 9 seconds old. */
+    purge_filter old_default_ns = {.older = 1, .older_than = N_ENTRIES - 9, .ns = ""};
+    uint64_t before = count_entries(s);
+    purge_run(s, &old_default_ns, now, &removed);
+    is_int(removed, 4, "older than, in the default namespace: entries 0, 2, 6, 8 (4 was m-1)");
+    is_int(count_entries(s), before - 4, "totals follow");
+    purge_filter expired = {.expired = 1, .model = "m-0"};
+    purge_run(s, &expired, now, &removed);
+    is_int(removed, 0, "nothing has expired yet");
+    purge_run(s, &expired, now + 7200, &removed);
+    /* m-0: 100 entries, minus 0 and 6 above; m-2's 48 in "" stay for what follows. */
+    is_int(removed, 98, "two hours later, expired AND model: that model's entries");
+    is_int(count_entries(s), 48, "the others stay");
 }
 
 /* ---- the exclusive lock ---------------------------------------------------------- */
