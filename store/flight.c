@@ -589,49 +589,49 @@ typedef struct scan_arg {
     unsigned nfound;
     uint8_t next[CHUNK_KEY_LEN]; /* the first key not looked at */
     int at_end;                  /* no such key: the scan reached the end */
+    /* this attempt's */
+    handles *h;
+    DB_TXN *txn;
+    unsigned looked;
 } scan_arg;
+
+/* Looks at one record: notes its key when it is stale; ends the batch at
+ * the first record past SWEEP_SCAN, where the next one resumes. */
+static int scan_visit(void *ctx, const DBT *k, const DBT *d, int *stop)
+{
+    scan_arg *a = ctx;
+    sweep *sw = a->sw;
+    if (a->looked++ == SWEEP_SCAN) {
+        memcpy(a->next, k->data, sw->key_len);
+        *stop = 1;
+        return 0;
+    }
+    if (k->size != sw->key_len)
+        return 0;     /* not written by this code */
+    int is_stale = 1; /* a record of another layout goes */
+    int ret;
+    if (d->size >= sw->data_len &&
+        (ret = sw->stale(a->h, a->txn, k->data, d->data, d->size, a->now_ms, &is_stale)) != 0)
+        return ret;
+    if (is_stale)
+        memcpy(a->found + (size_t)a->nfound++ * sw->key_len, k->data, sw->key_len);
+    return 0;
+}
 
 static int scan_body(handles *h, DB_TXN *txn, op *o)
 {
     scan_arg *a = o->arg;
     sweep *sw = a->sw;
     a->nfound = 0;
-    a->at_end = 0;
-    DBC *c = NULL;
-    int ret = sw->table(h)->cursor(sw->table(h), txn, &c, 0);
-    if (ret)
-        return ret;
+    a->looked = 0;
+    a->h = h;
+    a->txn = txn;
     uint8_t key[CHUNK_KEY_LEN], data[REC_LEN];
     DBT k, d;
     dbt_out(&k, key, sizeof key);
     dbt_part(&d, data, 0, sw->data_len);
-    if (sw->have_resume) {
-        memcpy(key, sw->resume, sw->key_len);
-        k.size = (u_int32_t)sw->key_len;
-        ret = c->get(c, &k, &d, DB_SET_RANGE);
-    } else {
-        ret = c->get(c, &k, &d, DB_FIRST);
-    }
-    for (unsigned looked = 0; ret == 0; ret = c->get(c, &k, &d, DB_NEXT)) {
-        if (looked++ == SWEEP_SCAN) {
-            memcpy(a->next, key, sw->key_len);
-            break;
-        }
-        if (k.size != sw->key_len)
-            continue;     /* not written by this code */
-        int is_stale = 1; /* a record of another layout goes */
-        if (d.size >= sw->data_len &&
-            (ret = sw->stale(h, txn, key, data, d.size, a->now_ms, &is_stale)) != 0)
-            break;
-        if (is_stale)
-            memcpy(a->found + (size_t)a->nfound++ * sw->key_len, key, sw->key_len);
-    }
-    if (ret == DB_NOTFOUND) {
-        a->at_end = 1;
-        ret = 0;
-    }
-    int closed = c->close(c);
-    return ret ? ret : closed;
+    return store_walk_batch(sw->table(h), txn, 0, sw->have_resume ? sw->resume : NULL, sw->key_len,
+                            0, &k, &d, scan_visit, a, &a->at_end);
 }
 
 typedef struct remove_arg {

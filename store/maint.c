@@ -587,54 +587,40 @@ static DB *copy_db(handles *h, int which)
     return which == 0 ? h->cache : which == 1 ? h->expiry : h->counters;
 }
 
+/* Appends one raw record to the batch (o's copy_arg). */
+static int copy_visit(void *ctx, const DBT *k, const DBT *d, int *stop)
+{
+    op *o = ctx;
+    copy_arg *a = o->arg;
+    uint8_t lens[8];
+    store_put32(lens, k->size);
+    store_put32(lens + 4, d->size);
+    if (rl_buf_append(&a->recs, lens, sizeof lens) != RL_OK ||
+        rl_buf_append(&a->recs, k->data, k->size) != RL_OK ||
+        rl_buf_append(&a->recs, d->data, d->size) != RL_OK) {
+        o->err = RL_NOMEM;
+        *stop = 1;
+        return 0;
+    }
+    a->n++;
+    memcpy(a->last, k->data, k->size);
+    a->last_len = k->size;
+    *stop = a->n == COPY_BATCH || a->recs.len >= COPY_BATCH_BYTES;
+    return 0;
+}
+
 /* Reads the next batch of raw records of one database after a->from. */
 static int copy_read_body(handles *h, DB_TXN *txn, op *o)
 {
     copy_arg *a = o->arg;
-    DB *db = copy_db(h, a->which);
-    DBC *c = NULL;
     uint8_t kb[COPY_KEY_MAX];
     DBT k;
     a->n = 0;
-    a->done = 0;
     a->recs.len = 0;
-    int ret = db->cursor(db, txn, &c, 0);
-    if (ret)
-        return ret;
     dbt_out(&k, kb, sizeof kb);
     a->d.flags = DB_DBT_REALLOC;
-    if (a->started) {
-        memcpy(kb, a->from, a->from_len);
-        k.size = (u_int32_t)a->from_len;
-        ret = c->get(c, &k, &a->d, DB_SET_RANGE);
-        if (ret == 0 && k.size == a->from_len && memcmp(kb, a->from, k.size) == 0)
-            ret = c->get(c, &k, &a->d, DB_NEXT);
-    } else {
-        ret = c->get(c, &k, &a->d, DB_FIRST);
-    }
-    while (ret == 0) {
-        uint8_t lens[8];
-        store_put32(lens, k.size);
-        store_put32(lens + 4, a->d.size);
-        if (rl_buf_append(&a->recs, lens, sizeof lens) != RL_OK ||
-            rl_buf_append(&a->recs, kb, k.size) != RL_OK ||
-            rl_buf_append(&a->recs, a->d.data, a->d.size) != RL_OK) {
-            o->err = RL_NOMEM;
-            break;
-        }
-        a->n++;
-        memcpy(a->last, kb, k.size);
-        a->last_len = k.size;
-        if (a->n == COPY_BATCH || a->recs.len >= COPY_BATCH_BYTES)
-            break;
-        ret = c->get(c, &k, &a->d, DB_NEXT);
-    }
-    if (ret == DB_NOTFOUND) {
-        a->done = 1;
-        ret = 0;
-    }
-    int closed = c->close(c);
-    return ret ? ret : closed;
+    return store_walk_batch(copy_db(h, a->which), txn, 0, a->started ? a->from : NULL, a->from_len,
+                            1, &k, &a->d, copy_visit, o, &a->done);
 }
 
 static int copy_write_body(handles *h, DB_TXN *txn, op *o)

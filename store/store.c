@@ -65,7 +65,6 @@
 #define REOPEN_PAUSE_NS 1000000000LL
 #define MAX_REOPENS 3      /* per operation */
 #define PURGE_BATCH 256    /* entries removed per transaction when purging */
-#define FOREACH_BATCH 64   /* entries read per transaction by store_cache_foreach */
 #define PURGE_INTERVAL 60  /* seconds between purges run by store_maintain */
 #define PURGE_GRACE 3600   /* store_maintain keeps entries this long past expiry (max-stale) */
 #define CHECKPOINT_KB 1024 /* checkpoint once this much log was written ... */
@@ -1232,84 +1231,25 @@ rl_err store_cache_purge_all(store *s, uint64_t *removed)
 }
 
 typedef struct foreach_arg {
-    uint8_t last[STORE_KEY_LEN];
-    int started;
-    int done;
-    unsigned n;
-    struct {
-        uint8_t key[STORE_KEY_LEN];
-        store_meta meta;
-    } items[FOREACH_BATCH];
+    int (*fn)(void *ctx, const uint8_t key[STORE_KEY_LEN], const store_meta *meta);
+    void *ctx;
 } foreach_arg;
 
-/* Reads the next batch after a->last. Read-committed cursors release each
- * page as they leave it, so a scan never holds up writers for long. */
-static int foreach_body(handles *h, DB_TXN *txn, op *o)
+static int foreach_item(void *ctx, const store_item *item)
 {
-    foreach_arg *a = o->arg;
-    DBC *c = NULL;
-    uint8_t kb[STORE_KEY_LEN], hdr[HDR_LEN];
-    DBT k, d;
-    a->n = 0;
-    a->done = 0;
-    int ret = h->cache->cursor(h->cache, txn, &c, DB_READ_COMMITTED);
-    if (ret)
-        return ret;
-    dbt_out(&k, kb, sizeof kb);
-    dbt_part(&d, hdr, 0, HDR_LEN);
-    if (a->started) {
-        memcpy(kb, a->last, sizeof kb);
-        k.size = sizeof kb;
-        ret = c->get(c, &k, &d, DB_SET_RANGE);
-        if (ret == 0 && k.size == sizeof kb && memcmp(kb, a->last, sizeof kb) == 0)
-            ret = c->get(c, &k, &d, DB_NEXT);
-    } else {
-        ret = c->get(c, &k, &d, DB_FIRST);
-    }
-    while (ret == 0 && a->n < FOREACH_BATCH) {
-        store_meta m;
-        if (k.size == STORE_KEY_LEN && hdr_decode(hdr, d.size, &m) == 0) {
-            memcpy(a->items[a->n].key, kb, STORE_KEY_LEN);
-            a->items[a->n].meta = m;
-            a->n++;
-        }
-        if (a->n < FOREACH_BATCH)
-            ret = c->get(c, &k, &d, DB_NEXT);
-    }
-    if (ret == DB_NOTFOUND) {
-        a->done = 1;
-        ret = 0;
-    }
-    int closed = c->close(c);
-    return ret ? ret : closed;
+    const foreach_arg *a = ctx;
+    return item->damaged ? 0 : a->fn(a->ctx, item->key, &item->meta);
 }
 
-/* The callback runs with no transaction or lock held, so it may call back
- * into the store (delete the entry it is shown, for instance). */
+/* store_cache_scan of the headers alone, without the records this code
+ * did not write. */
 rl_err store_cache_foreach(store *s,
                            int (*fn)(void *ctx, const uint8_t key[STORE_KEY_LEN],
                                      const store_meta *meta),
                            void *ctx)
 {
-    rl_err e = RL_OK;
-    foreach_arg *a = calloc(1, sizeof *a);
-    if (!a)
-        return RL_NOMEM;
-    op o = {.what = "listing cache entries", .body = foreach_body, .idempotent = 1, .arg = a};
-    for (;;) {
-        if ((e = store_op_run(s, &o)) != RL_OK)
-            break;
-        for (unsigned i = 0; i < a->n; i++)
-            if (fn(ctx, a->items[i].key, &a->items[i].meta) != 0)
-                goto out;
-        if (a->done || a->n == 0)
-            break;
-        memcpy(a->last, a->items[a->n - 1].key, STORE_KEY_LEN);
-        a->started = 1;
-    }
-out:
-    free(a);
-    return e;
+    foreach_arg a = {fn, ctx};
+    return store_cache_scan(s, 0, foreach_item, &a);
 }
 
 static int stats_body(handles *h, DB_TXN *txn, op *o)
@@ -1891,58 +1831,66 @@ static void scan_dbts(scan_arg *a, DBT *k, uint8_t *kb)
     }
 }
 
-/* Positions c at the first record after a->last (or the first record). */
-static int scan_position(DBC *c, scan_arg *a, DBT *k, uint8_t *kb)
+int store_walk_batch(DB *db, DB_TXN *txn, u_int32_t cursor_flags, const void *from, size_t from_len,
+                     int after_from, DBT *k, DBT *d, walk_visit visit, void *ctx, int *at_end)
 {
-    int ret;
-    if (!a->started)
-        return c->get(c, k, &a->data, DB_FIRST);
-    memcpy(kb, a->last, STORE_KEY_LEN);
-    k->size = STORE_KEY_LEN;
-    ret = c->get(c, k, &a->data, DB_SET_RANGE);
-    if (ret == 0 && k->size == STORE_KEY_LEN && memcmp(kb, a->last, STORE_KEY_LEN) == 0)
-        ret = c->get(c, k, &a->data, DB_NEXT);
-    return ret;
+    DBC *c = NULL;
+    *at_end = 0;
+    int ret = db->cursor(db, txn, &c, cursor_flags);
+    if (ret)
+        return ret;
+    if (from) {
+        memcpy(k->data, from, from_len);
+        k->size = (u_int32_t)from_len;
+        ret = c->get(c, k, d, DB_SET_RANGE);
+        if (ret == 0 && after_from && k->size == from_len && memcmp(k->data, from, from_len) == 0)
+            ret = c->get(c, k, d, DB_NEXT);
+    } else {
+        ret = c->get(c, k, d, DB_FIRST);
+    }
+    for (int stop = 0; ret == 0; ret = c->get(c, k, d, DB_NEXT))
+        if ((ret = visit(ctx, k, d, &stop)) != 0 || stop)
+            break;
+    if (ret == DB_NOTFOUND) {
+        *at_end = 1;
+        ret = 0;
+    }
+    int closed = c->close(c);
+    return ret ? ret : closed;
+}
+
+/* Adds one cache record to the batch (o's scan_arg). */
+static int scan_visit(void *ctx, const DBT *k, const DBT *d, int *stop)
+{
+    op *o = ctx;
+    scan_arg *a = o->arg;
+    if (k->size == STORE_KEY_LEN) {
+        scan_item *it = &a->items[a->n];
+        memcpy(it->key, k->data, STORE_KEY_LEN);
+        item_from_record(d, a->prefix == SIZE_MAX, &it->meta, &it->damaged);
+        it->off = a->values.len;
+        it->len = d->size > HDR_LEN ? d->size - HDR_LEN : 0;
+        if (it->len && rl_buf_append(&a->values, (uint8_t *)d->data + HDR_LEN, it->len) != RL_OK) {
+            o->err = RL_NOMEM;
+            *stop = 1;
+            return 0;
+        }
+        a->n++;
+    }
+    *stop = a->n == SCAN_BATCH || a->values.len >= SCAN_BATCH_BYTES;
+    return 0;
 }
 
 static int scan_body(handles *h, DB_TXN *txn, op *o)
 {
     scan_arg *a = o->arg;
-    DBC *c = NULL;
     uint8_t kb[STORE_KEY_LEN];
     DBT k;
     a->n = 0;
-    a->done = 0;
     a->values.len = 0;
-    int ret = h->cache->cursor(h->cache, txn, &c, DB_READ_COMMITTED);
-    if (ret)
-        return ret;
     scan_dbts(a, &k, kb);
-    ret = scan_position(c, a, &k, kb);
-    while (ret == 0) {
-        if (k.size == STORE_KEY_LEN) {
-            scan_item *it = &a->items[a->n];
-            memcpy(it->key, kb, STORE_KEY_LEN);
-            item_from_record(&a->data, a->prefix == SIZE_MAX, &it->meta, &it->damaged);
-            it->off = a->values.len;
-            it->len = a->data.size > HDR_LEN ? a->data.size - HDR_LEN : 0;
-            if (it->len &&
-                rl_buf_append(&a->values, (uint8_t *)a->data.data + HDR_LEN, it->len) != RL_OK) {
-                o->err = RL_NOMEM;
-                break;
-            }
-            a->n++;
-        }
-        if (a->n == SCAN_BATCH || a->values.len >= SCAN_BATCH_BYTES)
-            break;
-        ret = c->get(c, &k, &a->data, DB_NEXT);
-    }
-    if (ret == DB_NOTFOUND) {
-        a->done = 1;
-        ret = 0;
-    }
-    int closed = c->close(c);
-    return ret ? ret : closed;
+    return store_walk_batch(h->cache, txn, DB_READ_COMMITTED, a->started ? a->last : NULL,
+                            STORE_KEY_LEN, 1, &k, &a->data, scan_visit, o, &a->done);
 }
 
 rl_err store_cache_scan(store *s, size_t prefix, int (*fn)(void *ctx, const store_item *item),
@@ -2050,9 +1998,27 @@ typedef struct match_arg {
     uint8_t from[STORE_KEY_LEN]; /* where the batch starts: after the last */
     int from_started;            /* record of the last committed batch */
     uint64_t removed;            /* this batch */
+    unsigned seen;               /* records this batch looked at */
     unsigned nkeys;
     uint8_t keys[PURGE_BATCH][STORE_KEY_LEN];
 } match_arg;
+
+/* Asks match about one cache record; keeps its key when chosen. */
+static int purge_visit(void *ctx, const DBT *k, const DBT *d, int *stop)
+{
+    match_arg *m = ctx;
+    if (k->size == STORE_KEY_LEN) {
+        store_item item = {.value = (const uint8_t *)d->data + HDR_LEN};
+        memcpy(item.key, k->data, STORE_KEY_LEN);
+        item_from_record(d, m->scan.prefix == SIZE_MAX, &item.meta, &item.damaged);
+        item.value_len = d->size > HDR_LEN ? d->size - HDR_LEN : 0;
+        if (m->match(m->ctx, &item))
+            memcpy(m->keys[m->nkeys++], k->data, STORE_KEY_LEN);
+        memcpy(m->scan.last, k->data, STORE_KEY_LEN); /* the batch's last, for the next */
+    }
+    *stop = ++m->seen == PURGE_BATCH;
+    return 0;
+}
 
 /*
  * One batch: reads up to PURGE_BATCH records after the last one seen, asks
@@ -2064,42 +2030,18 @@ static int purge_match_body(handles *h, DB_TXN *txn, op *o)
     match_arg *m = o->arg;
     scan_arg *a = &m->scan;
     totals t;
-    DBC *c = NULL;
     uint8_t kb[STORE_KEY_LEN];
     DBT k;
-    unsigned seen = 0;
     m->removed = 0;
+    m->seen = 0;
     m->nkeys = 0;
-    a->done = 0;
     memcpy(a->last, m->from, STORE_KEY_LEN); /* an attempt may be a retry */
-    a->started = m->from_started;
     int ret = totals_read(h, txn, &t, DB_RMW);
     if (ret)
         return ret;
-    if ((ret = h->cache->cursor(h->cache, txn, &c, 0)) != 0)
-        return ret;
     scan_dbts(a, &k, kb);
-    ret = scan_position(c, a, &k, kb);
-    while (ret == 0) {
-        if (k.size == STORE_KEY_LEN) {
-            store_item item = {.value = (const uint8_t *)a->data.data + HDR_LEN};
-            memcpy(item.key, kb, STORE_KEY_LEN);
-            item_from_record(&a->data, a->prefix == SIZE_MAX, &item.meta, &item.damaged);
-            item.value_len = a->data.size > HDR_LEN ? a->data.size - HDR_LEN : 0;
-            if (m->match(m->ctx, &item))
-                memcpy(m->keys[m->nkeys++], kb, STORE_KEY_LEN);
-            memcpy(a->last, kb, STORE_KEY_LEN); /* the batch's last, for the next */
-        }
-        if (++seen == PURGE_BATCH)
-            break;
-        ret = c->get(c, &k, &a->data, DB_NEXT);
-    }
-    if (ret == DB_NOTFOUND) {
-        a->done = 1;
-        ret = 0;
-    }
-    int closed = c->close(c);
-    if (ret || (ret = closed) != 0)
+    if ((ret = store_walk_batch(h->cache, txn, 0, m->from_started ? m->from : NULL, STORE_KEY_LEN,
+                                1, &k, &a->data, purge_visit, m, &a->done)) != 0)
         return ret;
     for (unsigned i = 0; i < m->nkeys; i++) {
         int found;

@@ -117,6 +117,23 @@ static inline uint64_t store_get64(const uint8_t *p)
     return (uint64_t)store_get32(p) << 32 | store_get32(p + 4);
 }
 
+/* visit's verdict on one record of a walk: 0, or a Berkeley DB error;
+ * *stop set ends the batch after this record. */
+typedef int (*walk_visit)(void *ctx, const DBT *k, const DBT *d, int *stop);
+
+/*
+ * One batch of a walk over db in key order, through a cursor opened in txn
+ * with cursor_flags: from the first record, or (from != NULL) from the
+ * first key >= from, or > from when after_from. Each record is read into k
+ * (a DB_DBT_USERMEM buffer of the caller's, big enough for from too) and d
+ * and given to visit. *at_end is set when no record is left. Returns 0 or
+ * the first error; the cursor is closed either way. The cache scans and
+ * purges, the in-flight sweeps and rekey's copy all walk this way, each
+ * batch in its own short transaction.
+ */
+int store_walk_batch(DB *db, DB_TXN *txn, u_int32_t cursor_flags, const void *from, size_t from_len,
+                     int after_from, DBT *k, DBT *d, walk_visit visit, void *ctx, int *at_end);
+
 /* A DBT describing caller memory as input. */
 static inline void dbt_in(DBT *d, const void *p, size_t n)
 {
