@@ -52,6 +52,8 @@ static store_options opts(void)
     return o;
 }
 
+/* Not test_keys.h's: n goes in the first two bytes, which pick a key's
+ * wake slot (wake_slot), so that nearby keys have slots of their own. */
 static void mkkey(uint8_t k[STORE_KEY_LEN], uint32_t n)
 {
     for (int i = 0; i < STORE_KEY_LEN; i++)

@@ -26,6 +26,7 @@
 
 #include "store/store.h"
 #include "tests/unit/tap.h"
+#include "tests/unit/test_keys.h"
 
 #define MARKER "PLAINTEXT-MARKER-7f3a9c-relay-test"
 #define CHILDREN 3
@@ -57,17 +58,6 @@ static void remember_pid(pid_t p)
 {
     if (npids < (int)(sizeof pids / sizeof pids[0]))
         pids[npids++] = p;
-}
-
-static void mkkey(uint8_t k[STORE_KEY_LEN], uint32_t n)
-{
-    /* Big-endian first bytes: key order follows n. */
-    for (int i = 0; i < STORE_KEY_LEN; i++)
-        k[i] = (uint8_t)(0x5a ^ (i * 7));
-    k[0] = (uint8_t)(n >> 24);
-    k[1] = (uint8_t)(n >> 16);
-    k[2] = (uint8_t)(n >> 8);
-    k[3] = (uint8_t)n;
 }
 
 static store_options opts(uint64_t max_bytes, uint64_t max_entries, uint64_t max_entry_bytes)

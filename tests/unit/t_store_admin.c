@@ -26,6 +26,7 @@
 #include "engine/purge.h"
 #include "store/store.h"
 #include "tests/unit/tap.h"
+#include "tests/unit/test_keys.h"
 
 #define MARKER "PLAINTEXT-MARKER-admin-5d1e"
 #define N_ENTRIES 300
@@ -36,16 +37,6 @@ static store_options opts_for(const char *h, const char *k)
 {
     store_options o = {.home = h, .key_file = k, .cache_mb = 8, .max_threads = 16};
     return o;
-}
-
-static void mkkey(uint8_t k[STORE_KEY_LEN], uint32_t n)
-{
-    for (int i = 0; i < STORE_KEY_LEN; i++)
-        k[i] = (uint8_t)(0x5a ^ (i * 7));
-    k[0] = (uint8_t)(n >> 24);
-    k[1] = (uint8_t)(n >> 16);
-    k[2] = (uint8_t)(n >> 8);
-    k[3] = (uint8_t)n;
 }
 
 /* Entry n: model m-(n%3), namespace "" for even n, "ns" for odd. */
