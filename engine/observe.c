@@ -81,14 +81,12 @@ static size_t read_admin_token(const char *path, char *tok, size_t cap)
     return n;
 }
 
-/* Whether the query names a credential parameter. */
+/* Whether the query names a credential parameter, wherever it stands. */
 static int token_in_query(const prov_request *r)
 {
-    char buf[8];
     static const char *const names[] = {"token", "access_token", "admin_token", "key", "auth"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (prov_query_param(r, names[i], buf, sizeof buf) ||
-            (r->query && strstr(r->query, names[i]) == r->query))
+        if (prov_query_has(r, names[i]))
             return 1;
     return 0;
 }

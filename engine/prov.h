@@ -45,6 +45,9 @@ const char *prov_header(const prov_request *r, const char *name);
 /* Copies the URL-decoded value of query parameter name into buf (cap
  * bytes, NUL-terminated); returns buf, or NULL when absent or too long. */
 const char *prov_query_param(const prov_request *r, const char *name, char *buf, size_t cap);
+/* 1 when the query has parameter name (with a value of any length, or
+ * none), else 0. */
+int prov_query_has(const prov_request *r, const char *name);
 
 /* What an adapter learned from a request. */
 typedef struct prov_info {

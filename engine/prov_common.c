@@ -50,6 +50,18 @@ const char *prov_query_param(const prov_request *r, const char *name, char *buf,
     return NULL;
 }
 
+int prov_query_has(const prov_request *r, const char *name)
+{
+    size_t nlen = strlen(name);
+    for (const char *p = r->query ? r->query : ""; *p;) {
+        size_t len = strcspn(p, "&");
+        if (len >= nlen && strncmp(p, name, nlen) == 0 && (len == nlen || p[nlen] == '='))
+            return 1;
+        p += len + (p[len] ? 1 : 0);
+    }
+    return 0;
+}
+
 static int dump_to_buf(const char *p, size_t n, void *data)
 {
     return rl_buf_append(data, p, n) == RL_OK ? 0 : -1;

@@ -363,5 +363,19 @@ int main(void)
     rl_buf_release(&back);
     other_endpoints();
     azure_and_tool_calls();
+    /* prov_query_has: a parameter by name, wherever it is and however long. */
+    {
+        char longq[200];
+        snprintf(longq, sizeof longq, "v=1&token=%0128d&x", 7);
+        prov_request q = {.query = longq};
+        ok(prov_query_has(&q, "token"), "a long value, not first");
+        ok(prov_query_has(&q, "x"), "a parameter without '='");
+        ok(prov_query_has(&q, "v"), "the first one");
+        ok(!prov_query_has(&q, "tok"), "a prefix of a name is not the name");
+        q.query = "tokenizer=1";
+        ok(!prov_query_has(&q, "token"), "nor is a longer name");
+        q.query = NULL;
+        ok(!prov_query_has(&q, "token"), "no query");
+    }
     return tap_done();
 }
