@@ -52,6 +52,11 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# The commit, when built from a git checkout, for rl_version() only.
+GIT_REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+$(BUILD)/obj/store/base/rl_version.o: CFLAGS += $(if $(GIT_REV),-DRELAY_GIT_REV='"$(GIT_REV)"')
+$(BUILD)/obj/store/base/rl_version.o: $(wildcard .git/HEAD .git/refs/heads/*)
+
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
