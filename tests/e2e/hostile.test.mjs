@@ -1,0 +1,124 @@
+// Hostile and unusual input that once took a worker down or slipped past a
+// check (issue 12): bodies nested without bound, "\u0000" in JSON, ... Each
+// is answered in the client's own format with the right status; nothing
+// goes upstream that should not; no worker dies.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { relaySuite, uniq, KEY_A, TEST_TIMEOUT } from './harness.mjs';
+import { assertOpenAIError } from './wire.mjs';
+
+const T = { timeout: TEST_TIMEOUT };
+const DEPTH_LIMIT = 128; // PROV_JSON_MAX_DEPTH, documented in relay.ini
+
+// One request per wire format, each with its credential, and the check of
+// that format's error document.
+const FORMATS = [
+  {
+    name: 'openai',
+    path: '/v1/chat/completions',
+    headers: { authorization: `Bearer ${KEY_A}` },
+    body: (m, x) => `{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"${m}"}],"x":${x}}`,
+    error: (text) => assertOpenAIError(text).message,
+  },
+  {
+    name: 'anthropic',
+    path: '/v1/messages',
+    headers: { 'x-api-key': KEY_A, 'anthropic-version': '2023-06-01' },
+    body: (m, x) => `{"model":"claude-sonnet-4-5","max_tokens":16,"temperature":0,"messages":[{"role":"user","content":"${m}"}],"x":${x}}`,
+    error: (text) => {
+      const doc = JSON.parse(text);
+      assert.equal(doc.type, 'error', text);
+      assert.equal(doc.error.type, 'invalid_request_error', text);
+      return doc.error.message;
+    },
+  },
+  {
+    name: 'gemini',
+    path: '/v1beta/models/gemini-2.5-flash:generateContent',
+    headers: { 'x-goog-api-key': KEY_A },
+    body: (m, x) => `{"contents":[{"role":"user","parts":[{"text":"${m}"}]}],"generationConfig":{"temperature":0},"x":${x}}`,
+    error: (text) => {
+      const doc = JSON.parse(text);
+      assert.equal(doc.error.code, 400, text);
+      assert.equal(doc.error.status, 'INVALID_ARGUMENT', text);
+      return doc.error.message;
+    },
+  },
+  {
+    // Needs no credential at all: the cheapest way in for anyone.
+    name: 'ollama',
+    path: '/api/chat',
+    headers: {},
+    body: (m, x) => `{"model":"llama3","stream":false,"options":{"temperature":0},"messages":[{"role":"user","content":"${m}"}],"x":${x}}`,
+    error: (text) => {
+      const doc = JSON.parse(text);
+      assert.equal(typeof doc.error, 'string', text);
+      return doc.error;
+    },
+  },
+];
+
+const post = (relay, f, body) =>
+  relay.fetch(f.path, { method: 'POST', headers: { 'content-type': 'application/json', ...f.headers }, body });
+
+// The relay.fcgi processes serving the suite, to tell that none died.
+const servingPids = (relay) =>
+  (relay.processModel === 'fcgid' ? relay.fcgidPids() : relay.workerPids()).slice().sort();
+
+relaySuite('hostile input', { upstreams: ['anthropic', 'gemini', 'ollama'] }, (relay) => {
+  test('a body nested 1,700 levels is 400 naming the limit, in every format; no worker dies', T, async () => {
+    const pids = servingPids(relay);
+    const m = uniq('deep');
+    for (const f of FORMATS) {
+      // 30,000 levels: 60 KB, under the harness's max_body (64 KiB).
+      for (const depth of [1700, 30000]) {
+        const x = '['.repeat(depth) + ']'.repeat(depth);
+        const r = await post(relay, f, f.body(m, x));
+        assert.equal(r.status, 400, `${f.name} depth ${depth}: ${r.status} ${r.text.slice(0, 300)}`);
+        assert.match(r.headers.get('content-type') ?? '', /^application\/json/);
+        assert.match(f.error(r.text), new RegExp(`${DEPTH_LIMIT} levels`), r.text);
+      }
+    }
+    assert.equal(relay.fake.callsFor(m).length, 0, 'nothing went upstream');
+    // Every worker still serves: each format answers a normal request.
+    for (const f of FORMATS) {
+      const ok = uniq(`after-deep-${f.name}`);
+      const r = await post(relay, f, f.body(ok, '[]'));
+      assert.equal(r.status, 200, `${f.name} after the deep bodies: ${r.text.slice(0, 300)}`);
+    }
+    assert.deepEqual(servingPids(relay), pids, 'the same relay.fcgi processes serve (none died)');
+  });
+
+  test('nesting just inside the limit is served and cached', T, async () => {
+    const m = uniq('deep-ok');
+    // The outer object is level 1.
+    const x = '['.repeat(DEPTH_LIMIT - 1) + ']'.repeat(DEPTH_LIMIT - 1);
+    const f = FORMATS[0];
+    const a = await post(relay, f, f.body(m, x));
+    assert.equal(a.status, 200, a.text.slice(0, 300));
+    const b = await post(relay, f, f.body(m, x));
+    assert.equal(b.status, 200, b.text.slice(0, 300));
+    assert.equal(b.headers.get('x-cache'), 'HIT');
+    assert.equal(relay.fake.callsFor(m).length, 1);
+  });
+
+  test('"\\u0000" in a string is legal JSON: forwarded as sent and keyed with what follows it', T, async () => {
+    const m = uniq('nul');
+    for (const f of FORMATS) {
+      const one = f.body(`${m} ${f.name} before\\u0000after one`, '[]');
+      const two = f.body(`${m} ${f.name} before\\u0000after two`, '[]');
+      const a = await post(relay, f, one);
+      assert.equal(a.status, 200, `${f.name}: ${a.text.slice(0, 300)}`);
+      const b = await post(relay, f, two);
+      assert.equal(b.status, 200, `${f.name}: ${b.text.slice(0, 300)}`);
+      assert.notEqual(b.headers.get('x-cache'), 'HIT', `${f.name}: a body that differs after the NUL is another key`);
+      const again = await post(relay, f, one);
+      assert.equal(again.headers.get('x-cache'), 'HIT', `${f.name}: the same body is a hit`);
+      const calls = relay.fake.callsFor(`${m} ${f.name}`);
+      assert.equal(calls.length, 2, `${f.name}: two upstream calls`);
+      assert.ok(calls[0].body.includes('before\\u0000after one'), `${f.name}: the body is forwarded as sent`);
+    }
+  });
+});
