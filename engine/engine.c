@@ -600,6 +600,18 @@ void engine_handle(engine_worker *w, const engine_request *req, const engine_sin
         .nheaders = req->nheaders,
     };
     x->info.framing = FRAME_SSE;
+    const char *refusal = route_target_refusal(req->path, req->query);
+    if (refusal) {
+        /* Answered in the format the path resembles (routing chose it). */
+        rl_buf msg;
+        rl_buf_init(&msg, 4096);
+        rl_buf_printf(&msg, "Relay does not forward this request URL: its path or query contains %s.",
+                      refusal);
+        exchange_fail(x, RL_BAD_REQUEST, msg.data);
+        rl_buf_release(&msg);
+        account(x);
+        return;
+    }
     switch (x->rt.kind) {
     case ROUTE_HEALTH:
     case ROUTE_METRICS:

@@ -177,6 +177,9 @@ rl_err upstream_perform(upstream_client *c, const upstream_request *req, const u
     }
 
     curl_easy_setopt(curl, CURLOPT_URL, req->url);
+    /* The path was checked as it is (route_target_refusal): libcurl must
+     * not resolve "../" into something that was not. */
+    curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req->method);
     if (req->body) {
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req->body);

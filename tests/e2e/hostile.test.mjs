@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { relaySuite, uniq, KEY_A, TEST_TIMEOUT } from './harness.mjs';
+import { relaySuite, uniq, curl, KEY_A, TEST_TIMEOUT } from './harness.mjs';
 import { assertOpenAIError } from './wire.mjs';
 
 const T = { timeout: TEST_TIMEOUT };
@@ -67,7 +67,9 @@ const post = (relay, f, body) =>
 const servingPids = (relay) =>
   (relay.processModel === 'fcgid' ? relay.fcgidPids() : relay.workerPids()).slice().sort();
 
-relaySuite('hostile input', { upstreams: ['anthropic', 'gemini', 'ollama'] }, (relay) => {
+const UPSTREAMS = ['anthropic', 'gemini', 'ollama', { name: 'compat', type: 'openai-compatible', mount: '/compat' }];
+
+relaySuite('hostile input', { upstreams: UPSTREAMS }, (relay) => {
   test('a body nested 1,700 levels is 400 naming the limit, in every format; no worker dies', T, async () => {
     const pids = servingPids(relay);
     const m = uniq('deep');
@@ -120,5 +122,40 @@ relaySuite('hostile input', { upstreams: ['anthropic', 'gemini', 'ollama'] }, (r
       assert.equal(calls.length, 2, `${f.name}: two upstream calls`);
       assert.ok(calls[0].body.includes('before\\u0000after one'), `${f.name}: the body is forwarded as sent`);
     }
+  });
+
+  test('dot segments, empty segments, backslashes and encoded slashes never reach the upstream', T, async () => {
+    const m = uniq('dots');
+    const body = JSON.stringify({ model: 'gpt-4o-mini', temperature: 0, messages: [{ role: 'user', content: m }] });
+    const targets = [
+      '/v1/../../x',
+      '/compat/v1/../../x',
+      '/compat/v1/%2e%2e/%2E%2e/x',
+      '/v1/.%2E/.%2e/x',
+      '/v1/./chat/completions',
+      '/v1//chat/completions',
+      '/v1/chat%2fcompletions',
+      '/v1/chat%5Ccompletions',
+      '/v1\\..\\..\\x',
+      '/api/../v1/chat/completions',
+    ];
+    for (const target of targets) {
+      const r = await curl(['--path-as-is', '-X', 'POST', '-H', 'content-type: application/json',
+        '-H', `authorization: Bearer ${KEY_A}`, '--data-binary', body, `${relay.base}${target}`]);
+      // Some fronts refuse a few of these themselves (Apache: 404 for an
+      // encoded slash): a client error either way, and nothing upstream.
+      assert.ok(r.status >= 400 && r.status < 500, `${target}: ${r.status} ${r.body.slice(0, 300)}`);
+      if (/^application\/json/.test(r.headers['content-type'] ?? '')) {
+        assert.equal(r.status, 400, `${target}: ${r.body}`);
+        const message = /^\/api\//.test(target) ? JSON.parse(r.body).error : assertOpenAIError(r.body).message;
+        assert.match(message, /does not forward this request URL/, r.body);
+      }
+    }
+    assert.equal(relay.fake.callsFor(m).length, 0, 'nothing reached the upstream');
+    // What the upstream saw: never a path outside the API.
+    for (const c of relay.fake.calls) assert.ok(!/\.\.|\/x$/.test(c.path), `upstream got ${c.path}`);
+    // The same request on its real path is served.
+    const ok = await relay.chat(body);
+    assert.equal(ok.status, 200, ok.text);
   });
 });
