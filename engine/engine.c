@@ -605,7 +605,8 @@ void engine_handle(engine_worker *w, const engine_request *req, const engine_sin
         /* Answered in the format the path resembles (routing chose it). */
         rl_buf msg;
         rl_buf_init(&msg, 4096);
-        rl_buf_printf(&msg, "Relay does not forward this request URL: its path or query contains %s.",
+        rl_buf_printf(&msg,
+                      "Relay does not forward this request URL: its path or query contains %s.",
                       refusal);
         exchange_fail(x, RL_BAD_REQUEST, msg.data);
         rl_buf_release(&msg);

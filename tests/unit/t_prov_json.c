@@ -105,8 +105,7 @@ static void check_depth(const adapter_case *c)
     char *at_limit = nested(c->head, 128 - 1, '[', ']');
     run r;
     inspect_on_request_stack(&r, c, at_limit, strlen(at_limit));
-    snprintf(what, sizeof what, "%s: %d levels are accepted and keyed", c->name,
-             128);
+    snprintf(what, sizeof what, "%s: %d levels are accepted and keyed", c->name, 128);
     is_int(r.err, RL_OK, what);
     ok(r.canon.len > 0 && strstr(r.canon.data, "[[[[") != NULL, "... with a canonical body");
     run_release(&r);
