@@ -506,6 +506,16 @@ static void serve_api(exchange *x)
         exchange_fail(x, err, why);
         goto out;
     }
+    if (x->cc.only_if_cached && x->cfg->cache.scope == CACHE_SCOPE_SHARED) {
+        /* Under a shared scope any string passes for a credential (Relay
+         * cannot check a provider key without spending it), and an
+         * only-if-cached answer never reaches the upstream that would:
+         * anyone could test for free whether a prompt was asked. */
+        exchange_fail(x, RL_FORBIDDEN,
+                      "Cache-Control: only-if-cached is refused when this Relay shares its cache "
+                      "between credentials ([cache] scope = shared): it cannot vouch for yours.");
+        goto out;
+    }
     x->decision = policy_decide(x->cfg, &x->cc, x->info.deterministic, x->info.stateful);
     if (x->info.max_ttl > 0 && x->decision.ttl > x->info.max_ttl)
         x->decision.ttl = x->info.max_ttl;

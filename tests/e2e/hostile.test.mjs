@@ -11,6 +11,7 @@ import { assertOpenAIError } from './wire.mjs';
 
 const T = { timeout: TEST_TIMEOUT };
 const DEPTH_LIMIT = 128; // PROV_JSON_MAX_DEPTH, documented in relay.ini
+const MAX_TTL = 31536000; // [cache] max_ttl's default
 
 // One request per wire format, each with its credential, and the check of
 // that format's error document.
@@ -157,5 +158,41 @@ relaySuite('hostile input', { upstreams: UPSTREAMS }, (relay) => {
     // The same request on its real path is served.
     const ok = await relay.chat(body);
     assert.equal(ok.status, 200, ok.text);
+  });
+
+  test('X-Relay-TTL beyond [cache] max_ttl is cut to it; relay-admin show and ls handle the entry', T, async () => {
+    const m = uniq('ttl');
+    const body = { model: 'gpt-4o-mini', temperature: 0, messages: [{ role: 'user', content: m }] };
+    const r = await relay.chat(body, { headers: { 'x-relay-ttl': '99999999999999999999999' } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers.get('x-cache'), 'MISS');
+    const key = r.headers.get('x-relay-key');
+    const shown = await relay.admin(['--json', 'show', key]);
+    assert.equal(shown.code, 0, `show exited ${shown.code}: ${shown.stderr}`);
+    const entry = JSON.parse(shown.stdout);
+    assert.equal(entry.expires - entry.created, MAX_TTL, 'kept for max_ttl, not for the TTL asked');
+    const text = await relay.admin(['show', key]);
+    assert.equal(text.code, 0, text.stderr);
+    const ls = await relay.admin(['ls', '--limit', '0']);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.equal((await relay.chat(body)).headers.get('x-cache'), 'HIT');
+  });
+});
+
+// Under a shared cache scope Relay cannot vouch for a credential: any string
+// passes, so only-if-cached (which never reaches the upstream that would
+// check it) is refused rather than become a free probe of what was asked.
+relaySuite('hostile input: shared scope', { ini: { cache: { scope: 'shared' } } }, (relay) => {
+  test('only-if-cached is 403 in the client\'s format, whatever the credential; nothing upstream', T, async () => {
+    const m = uniq('probe');
+    const body = { model: 'gpt-4o-mini', temperature: 0, messages: [{ role: 'user', content: m }] };
+    const stored = await relay.chat(body);
+    assert.equal(stored.status, 200, stored.text);
+    for (const key of [KEY_A, 'x']) {
+      const r = await relay.chat(body, { key, headers: { 'cache-control': 'only-if-cached' } });
+      assert.equal(r.status, 403, `${key}: ${r.status} ${r.text}`);
+      assert.match(assertOpenAIError(r.text).message, /only-if-cached.*shared/s);
+    }
+    assert.equal(relay.fake.callsFor(m).length, 1, 'only the first request went upstream');
   });
 });
