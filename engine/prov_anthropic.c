@@ -35,15 +35,9 @@ static const char *anthropic_credential(const prov_request *r, char *buf, size_t
     (void)buf;
     (void)cap;
     const char *key = prov_header(r, "x-api-key");
-    if (key && *key)
+    if (prov_credential_ok(key))
         return key;
-    const char *auth = prov_header(r, "authorization");
-    if (!auth)
-        return NULL;
-    if (strncasecmp(auth, "Bearer ", 7) == 0)
-        for (auth += 7; *auth == ' '; auth++)
-            ;
-    return *auth ? auth : NULL;
+    return prov_auth_token(r, "Bearer");
 }
 
 static int cmp_str(const void *a, const void *b)

@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "engine/prov.h"
 #include "engine/prov_json.h"
@@ -113,6 +114,31 @@ json_t *prov_json_load(const char *data, size_t len, json_error_t *err)
         return NULL;
     }
     return json_loadb(data, len, JSON_ALLOW_NUL, err);
+}
+
+int prov_credential_ok(const char *value)
+{
+    if (!value || !*value)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+        if (*p <= ' ' || *p >= 0x7f)
+            return 0;
+    return 1;
+}
+
+const char *prov_auth_token(const prov_request *r, const char *scheme)
+{
+    const char *auth = prov_header(r, "authorization");
+    if (!auth)
+        return NULL;
+    size_t n = strcspn(auth, " ");
+    if (n == 0 || auth[n] != ' ' ||
+        (scheme && (strlen(scheme) != n || strncasecmp(auth, scheme, n))))
+        return NULL;
+    const char *token = auth + n;
+    while (*token == ' ')
+        token++;
+    return prov_credential_ok(token) ? token : NULL;
 }
 
 static int dump_to_buf(const char *p, size_t n, void *data)

@@ -27,10 +27,10 @@
 static const char *gemini_credential(const prov_request *r, char *buf, size_t cap)
 {
     const char *key = prov_header(r, "x-goog-api-key");
-    if (key && key[0])
+    if (prov_credential_ok(key))
         return key;
     key = prov_query_param(r, "key", buf, cap);
-    return key && key[0] ? key : NULL;
+    return prov_credential_ok(key) ? key : NULL;
 }
 
 /* What a path says: ".../{prefix}/models/{model}:{method}". */

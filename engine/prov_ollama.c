@@ -48,7 +48,9 @@ static const char *ollama_credential(const prov_request *r, char *buf, size_t ca
 {
     (void)buf;
     (void)cap;
-    return prov_header(r, "authorization");
+    /* Any scheme: an Ollama behind a proxy may use Basic auth. The whole
+     * header scopes the cache, as it always has. */
+    return prov_auth_token(r, NULL) ? prov_header(r, "authorization") : NULL;
 }
 
 /* True for a string or array value that has something in it. */

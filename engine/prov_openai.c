@@ -24,11 +24,13 @@ static const char *openai_credential(const prov_request *r, char *buf, size_t ca
 {
     (void)buf;
     (void)cap;
-    const char *auth = prov_header(r, "authorization");
-    if (auth && auth[0])
-        return auth;
-    const char *key = prov_header(r, "api-key"); /* Azure OpenAI */
-    return key && key[0] ? key : NULL;
+    /* The whole header is the credential (the cache key's scope has always
+     * hashed it so; changing that would orphan every stored entry). */
+    if (prov_auth_token(r, "Bearer"))
+        return prov_header(r, "authorization");
+    /* Azure OpenAI's own header, only on Azure's API (/openai/...). */
+    const char *key = prov_header(r, "api-key");
+    return strncmp(r->path, "/openai/", 8) == 0 && prov_credential_ok(key) ? key : NULL;
 }
 
 /* Azure's path and query parts that choose the answer: the deployment

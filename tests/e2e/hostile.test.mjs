@@ -160,6 +160,32 @@ relaySuite('hostile input', { upstreams: UPSTREAMS }, (relay) => {
     assert.equal(ok.status, 200, ok.text);
   });
 
+  test('an empty Bearer, a bare Authorization value or another API\'s key header is no credential: 401', T, async () => {
+    const m = uniq('nocred');
+    const body = JSON.stringify({ model: 'gpt-4o-mini', temperature: 0, messages: [{ role: 'user', content: m }] });
+    for (const headers of [
+      { authorization: 'Bearer ' },
+      { authorization: 'Bearer' },
+      { authorization: 'x' },
+      { 'api-key': 'x' }, // Azure's header, on OpenAI's API
+      { 'x-api-key': 'x' }, // Anthropic's
+    ]) {
+      const r = await relay.fetch('/v1/chat/completions', {
+        method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body,
+      });
+      assert.equal(r.status, 401, `${JSON.stringify(headers)}: ${r.status} ${r.text}`);
+      assertOpenAIError(r.text);
+    }
+    const a = await relay.fetch('/v1/messages', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': '', authorization: 'Bearer ', 'anthropic-version': '2023-06-01' },
+      body: JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 8, messages: [{ role: 'user', content: m }] }),
+    });
+    assert.equal(a.status, 401, a.text);
+    assert.equal(JSON.parse(a.text).type, 'error');
+    assert.equal(relay.fake.callsFor(m).length, 0, 'nothing went upstream');
+  });
+
   test('X-Relay-TTL beyond [cache] max_ttl is cut to it; relay-admin show and ls handle the entry', T, async () => {
     const m = uniq('ttl');
     const body = { model: 'gpt-4o-mini', temperature: 0, messages: [{ role: 'user', content: m }] };
