@@ -77,7 +77,4 @@ void admin_format_age(uint64_t seconds, char *out, size_t cap);
  * is another argument, -1 (said on stderr) when the value is missing. */
 int admin_opt(int argc, char **argv, int *i, const char *name, const char **value);
 
-/* Lowercase hex of n bytes into out (2n + 1 bytes). */
-void admin_hex(const uint8_t *p, size_t n, char *out);
-
 #endif

@@ -1,5 +1,5 @@
 /*
- * util.c — relay-admin's small helpers: JSON strings, durations, hex.
+ * util.c — relay-admin's small helpers: JSON strings, durations, options.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -114,16 +114,6 @@ void admin_format_age(uint64_t seconds, char *out, size_t cap)
             return;
         }
     }
-}
-
-void admin_hex(const uint8_t *p, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
 }
 
 int admin_opt(int argc, char **argv, int *i, const char *name, const char **value)
