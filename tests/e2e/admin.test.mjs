@@ -60,7 +60,7 @@ relaySuite('relay-admin while the relay serves', {}, (relay) => {
   test('--help lists every command and the exit codes; usage errors exit 2', T, async () => {
     const h = await relay.admin(['--help']);
     assert.equal(h.code, 0);
-    for (const c of ['init', 'stats', 'ls', 'show', 'purge', 'verify', 'backup', 'restore', 'compact', 'recover', 'rekey', 'config']) {
+    for (const c of ['init', 'stats', 'ls', 'show', 'purge', 'verify', 'backup', 'restore', 'compact', 'recover', 'rekey', 'doctor', 'config']) {
       assert.match(h.stdout, new RegExp(`^  ${c}\\b`, 'm'), `--help lists ${c}`);
       const ch = await relay.admin([c, '--help']);
       assert.equal(ch.code, 0, `${c} --help`);
