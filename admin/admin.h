@@ -89,6 +89,11 @@ void admin_format_age(uint64_t seconds, char *out, size_t cap);
  * when no answer came within timeout_ms. */
 int admin_fcgi_get(int fd, const char *uri, int timeout_ms, rl_buf *out);
 
+/* Formats unix seconds t as "2026-01-31T12:00:00Z (1769860800)", or, for a
+ * time after year 9999 (whatever a stored value holds), as the number with
+ * a note; never fails, cut to cap bytes. */
+void admin_format_time(uint64_t t, char *out, size_t cap);
+
 /* Matches argv[*i] against an option with a value, given as "--name V" or
  * "--name=V": 1 when it matched (*value set, *i moved past it), 0 when it
  * is another argument, -1 (said on stderr) when the value is missing. */

@@ -292,8 +292,7 @@ int cmd_show(admin_ctx *ctx, store *s, int argc, char **argv)
         printf("}\n");
         goto out;
     }
-    char when[64];
-    time_t t;
+    char when[96];
     printf("key           %s\n", hex);
     printf("kind          %s\n", kind);
     printf("content type  %s\n", v.content_type);
@@ -301,13 +300,10 @@ int cmd_show(admin_ctx *ctx, store *s, int argc, char **argv)
     printf("upstream      %s\n", v.labelled ? v.upstream : "(unknown: stored before labels)");
     printf("model         %s\n", v.labelled ? v.model : "(unknown)");
     printf("namespace     %s\n", !v.labelled ? "(unknown)" : *v.ns ? v.ns : "(none)");
-    t = (time_t)meta.created;
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-    printf("created       %s (%" PRIu64 ")\n", when, meta.created);
-    t = (time_t)meta.expires;
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-    printf("expires       %s (%" PRIu64 ")%s\n", when, meta.expires,
-           meta.expires < (uint64_t)time(NULL) ? " stale" : "");
+    admin_format_time(meta.created, when, sizeof when);
+    printf("created       %s\n", when);
+    admin_format_time(meta.expires, when, sizeof when);
+    printf("expires       %s%s\n", when, meta.expires < (uint64_t)time(NULL) ? " stale" : "");
     printf("hits          %" PRIu64 "\n\n", meta.hits);
     fwrite(v.body, 1, v.body_len, stdout);
     if (v.body_len && v.body[v.body_len - 1] != '\n')

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "admin/admin.h"
 
@@ -113,6 +114,26 @@ void admin_format_age(uint64_t seconds, char *out, size_t cap)
             snprintf(out, cap, "%" PRIu64 "%c", seconds / units[i].seconds, units[i].unit);
             return;
         }
+    }
+}
+
+/* 9999-12-31T23:59:59Z: ISO 8601's four-digit years end there. */
+#define LAST_DATE 253402300799ULL
+
+void admin_format_time(uint64_t t, char *out, size_t cap)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    /* A stored value may be anything (a TTL of 10^23 s, damage): beyond
+     * year 9999 gmtime_r fails (NULL, which strftime would dereference) or
+     * gives years no reader expects, and past INT64_MAX time_t is
+     * negative. Such a time is a number with a note, never a wrong date. */
+    if (t <= LAST_DATE && gmtime_r(&tt, &tm)) {
+        char date[32];
+        strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(out, cap, "%s (%" PRIu64 ")", date, t);
+    } else {
+        snprintf(out, cap, "%" PRIu64 " (after year 9999: not a date)", t);
     }
 }
 
