@@ -282,6 +282,22 @@ static int check_store(doctor *d, key_state ks)
                cfg->store.home);
         return -1;
     }
+    /* Opening creates the environment's shared memory when no process has
+     * it open, owned by whoever opens it: as another user (root, say) that
+     * would leave segments Relay's user cannot attach. */
+    struct stat st_home;
+    if (stat(cfg->store.home, &st_home) == 0 && st_home.st_uid != geteuid()) {
+        struct passwd *owner = getpwuid(st_home.st_uid);
+        char fix[4608], name[64];
+        snprintf(name, sizeof name, "%s", owner ? owner->pw_name : "its owner");
+        snprintf(fix, sizeof fix, "run doctor as %s: sudo -u %s relay-admin -c %s doctor", name,
+                 name, cfg->path);
+        report(d, CHECK_WARN, "store", fix,
+               "%s belongs to %s, and doctor runs as %s: not opened (shared memory it created "
+               "would be %s's, which Relay cannot attach)",
+               cfg->store.home, name, d->user, d->user);
+        return -1;
+    }
     store_options so;
     config_store_options(cfg, &so);
     first_error err = {""};

@@ -125,6 +125,34 @@ relaySuite('relay-admin doctor', {}, (relay) => {
     fs.rmSync(gone);
   });
 
+  test('[store] key_env unset: the key FAILs with where to set it, the store is not opened', T, async () => {
+    const ini = iniWith('doctor-keyenv.ini', (t) => t.replace(/^key_file = .*$/m, (l) => `${l}\nkey_env = T_DOCTOR_UNSET_KEY`));
+    const r = await doctor(ini);
+    assert.equal(r.code, 1, listing(r.out));
+    const key = find(r.out, 'store key');
+    assert.equal(key.status, 'FAIL');
+    assert.match(key.detail, /T_DOCTOR_UNSET_KEY is not set/);
+    assert.match(key.fix, /Environment=/);
+    assert.equal(find(r.out, 'store').status, 'SKIP');
+  });
+
+  test("a store another user owns is not opened (its shared memory would be doctor's)", T, async () => {
+    const home = path.join(relay.tmp, 'doctor-other-owner');
+    fs.mkdirSync(home, { recursive: true });
+    fs.writeFileSync(path.join(home, 'cache.db'), '');
+    // nobody (65534) owns it; the suite runs as root, as the harness's
+    // chown of fronts' files does.
+    assert.equal(process.getuid(), 0, 'giving a directory to another user needs root');
+    fs.chownSync(home, 65534, 65534);
+    const ini = iniWith('doctor-owner.ini', (t) => t.replace(/^home = .*$/m, `home = ${home}`));
+    const r = await doctor(ini);
+    const st = find(r.out, 'store');
+    assert.equal(st.status, 'WARN', listing(r.out));
+    assert.match(st.detail, /belongs to .*not opened/);
+    assert.match(st.fix, /^run doctor as /);
+    assert.ok(!fs.readdirSync(home).some((f) => f.startsWith('__db')), 'doctor created nothing in it');
+  });
+
   test('a config that does not load: one FAIL naming the problem, exit 1', T, async () => {
     const ini = iniWith('doctor-broken.ini', (t) => `${t}\n[store]\nno_such_key = 1\n`);
     const r = await doctor(ini);
