@@ -65,6 +65,7 @@ static const config_key config_keys[] = {
     {"fcgi", "drain_timeout", KEY_LONG, RC(fcgi.drain_timeout), "30", 0, 3600, NULL},
     {"store", "home", KEY_PATH, RC(store.home), "var/store", 0, 0, NULL},
     {"store", "key_file", KEY_PATH, RC(store.key_file), "var/relay.key", 0, 0, NULL},
+    {"store", "key_env", KEY_STR, RC(store.key_env), "", 0, 0, NULL},
     {"store", "max_bytes", KEY_U64, RC(store.max_bytes), "1073741824", 0, LLONG_MAX, NULL},
     {"store", "max_entries", KEY_U64, RC(store.max_entries), "200000", 0, LLONG_MAX, NULL},
     {"store", "max_entry_bytes", KEY_U64, RC(store.max_entry_bytes), "16777216", 1024, 1024 * MiB,
@@ -566,6 +567,7 @@ void config_store_options(const relay_config *cfg, store_options *out)
     memset(out, 0, sizeof *out);
     out->home = cfg->store.home;
     out->key_file = cfg->store.key_file;
+    out->key_env = cfg->store.key_env;
     out->max_bytes = cfg->store.max_bytes;
     out->max_entries = cfg->store.max_entries;
     out->max_entry_bytes = cfg->store.max_entry_bytes;

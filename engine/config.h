@@ -61,6 +61,7 @@ typedef struct relay_config {
     } fcgi;
     struct {
         char *home, *key_file;
+        char *key_env; /* "" or the environment variable holding the secret */
         uint64_t max_bytes, max_entries, max_entry_bytes;
         long cache_mb;
     } store;

@@ -54,7 +54,7 @@ static void open_store(engine *e, uint64_t now)
     store_options so;
     config_store_options(cfg, &so);
     store *s = NULL;
-    rl_err err = store_keyfile_ensure(cfg->store.key_file);
+    rl_err err = store_key_ensure(&so);
     if (err == RL_OK)
         err = store_open(&so, &s);
     if (err != RL_OK) {

@@ -4,7 +4,6 @@
 #include "engine/observe.h"
 
 #include <jansson.h>
-#include <openssl/crypto.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +15,9 @@
 #include "engine/purge.h"
 #include "engine/prov_json.h"
 #include "store/base/rl_log.h"
+#include "store/base/rl_secure.h"
 #include "store/flight.h"
+#include "store/secret.h"
 
 #define INFLIGHT_MAX 200 /* flights listed by the stats API */
 
@@ -66,21 +67,6 @@ static void serve_health(exchange *x)
 
 /* ---- the admin token ---------------------------------------------------------- */
 
-/* Reads the token file into tok (cap bytes, trailing whitespace cut);
- * returns its length, or 0 when there is none. */
-static size_t read_admin_token(const char *path, char *tok, size_t cap)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(tok, 1, cap - 1, f);
-    fclose(f);
-    while (n && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' '))
-        n--;
-    tok[n] = '\0';
-    return n;
-}
-
 /* Whether the query names a credential parameter, wherever it stands. */
 static int token_in_query(const prov_request *r)
 {
@@ -100,12 +86,19 @@ static int admin_authorized(exchange *x)
                       "never in the URL, where logs and browser histories keep it.");
         return 0;
     }
-    char want[256];
-    size_t want_len = read_admin_token(x->cfg->admin.token_file, want, sizeof want);
-    if (!want_len) {
+    /* Read at each request, so a token replaced in its file takes effect
+     * at once; secret.h refuses a file other users may read. */
+    secret want;
+    rl_err e = secret_read(x->cfg->admin.token_file, &want, NULL);
+    if (e != RL_OK) {
         exchange_fail(x, RL_UNAUTHORIZED,
-                      "This Relay has no admin token yet: run `relay-admin init`, which creates "
-                      "[admin] token_file.");
+                      e == RL_NOTFOUND    ? "This Relay has no admin token yet: run `relay-admin "
+                                            "init`, which creates [admin] token_file."
+                      : e == RL_FORBIDDEN ? "The admin token file is readable by other users, "
+                                            "so it is not used: chmod 600 it (`relay-admin "
+                                            "doctor` says where it is)."
+                                          : "The admin token file cannot be used: `relay-admin "
+                                            "doctor` tells why.");
         return 0;
     }
     const char *auth = engine_header(x->req, "authorization");
@@ -114,10 +107,9 @@ static int admin_authorized(exchange *x)
         const char *got = auth + 7;
         while (*got == ' ')
             got++;
-        size_t got_len = strlen(got);
-        ok = got_len == want_len && CRYPTO_memcmp(got, want, want_len) == 0;
+        ok = rl_ct_equal(got, strlen(got), want.data, want.len);
     }
-    OPENSSL_cleanse(want, sizeof want);
+    secret_release(&want);
     if (!ok)
         exchange_fail(x, RL_UNAUTHORIZED,
                       auth ? "The admin token is not valid."
