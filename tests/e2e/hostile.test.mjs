@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { relaySuite, uniq, curl, KEY_A, TEST_TIMEOUT } from './harness.mjs';
+import { relaySuite, uniq, curl, KEY_A, FRONT, TEST_TIMEOUT } from './harness.mjs';
 import { assertOpenAIError } from './wire.mjs';
 
 const T = { timeout: TEST_TIMEOUT };
@@ -68,7 +68,11 @@ const post = (relay, f, body) =>
 const servingPids = (relay) =>
   (relay.processModel === 'fcgid' ? relay.fcgidPids() : relay.workerPids()).slice().sort();
 
-const UPSTREAMS = ['anthropic', 'gemini', 'ollama', { name: 'compat', type: 'openai-compatible', mount: '/compat' }];
+
+const UPSTREAMS = [
+  'anthropic', 'gemini', 'ollama',
+  { name: 'compat', type: 'openai-compatible', mount: '/compat' },
+];
 
 relaySuite('hostile input', { upstreams: UPSTREAMS }, (relay) => {
   test('a body nested 1,700 levels is 400 naming the limit, in every format; no worker dies', T, async () => {
@@ -184,6 +188,23 @@ relaySuite('hostile input', { upstreams: UPSTREAMS }, (relay) => {
     assert.equal(a.status, 401, a.text);
     assert.equal(JSON.parse(a.text).type, 'error');
     assert.equal(relay.fake.callsFor(m).length, 0, 'nothing went upstream');
+  });
+
+  test('an upstream that answers 431 and drops the connection mid-body reaches the client as 431, not 502', T, async () => {
+    // The fake's HTTP server (Node's) refuses headers over 16 KiB in its
+    // parser: a 431 head, then the connection destroyed while the body is
+    // still coming. nginx and Apache refuse such a header themselves (400).
+    const m = uniq('refused');
+    const body = JSON.stringify({ model: 'gpt-4o-mini', temperature: 0, messages: [{ role: 'user', content: `${m} ${'x'.repeat(60000)}` }] });
+    const r = await relay.fetch('/v1/chat/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY_A}`, 'x-big': 'b'.repeat(20000) },
+      body,
+    });
+    assert.notEqual(r.status, 502, r.text.slice(0, 300));
+    assert.ok([431, 400].includes(r.status), `${r.status} ${r.text.slice(0, 300)}`);
+    if (FRONT === 'caddy') assert.equal(r.status, 431, 'Caddy passes the header: the upstream\'s own answer');
+    assert.equal(relay.fake.callsFor(m).length, 0, 'the upstream refused it in its parser');
   });
 
   test('X-Relay-TTL beyond [cache] max_ttl is cut to it; relay-admin show and ls handle the entry', T, async () => {
