@@ -158,6 +158,10 @@ relaySuite('dashboard in a browser', {
     const upstreams = await page.locator('#upstreams-table tbody th').allTextContents();
     assert.deepEqual(upstreams.sort(), stats.upstreams.map((u) => u.name).sort(), 'every upstream has a row');
     assert.match(await shown('store-entries'), new RegExp(`^${stats.store.entries}`));
+    // No placeholder for what does not exist yet (a breaker, budgets).
+    assert.ok(!('budgets' in stats) && stats.upstreams.every((u) => !('breaker' in u)), 'no breaker or budget fields');
+    const heads = await page.locator('#upstreams-table thead th, #clients-table thead th').allTextContents();
+    assert.ok(!heads.some((h) => /breaker|budget/i.test(h)), `no breaker or budget column: ${heads}`);
   });
 
   test('traffic through Relay moves the numbers within a poll or two', T, async () => {
