@@ -546,6 +546,11 @@ static void account(exchange *x)
     if (!st)
         return;
     const model_price *price = pricing_find(x->cfg, x->info.model);
+    /* A 2xx answer came from an upstream (now, or stored from one): the
+     * model exists there. The credential too, when this request reached
+     * the upstream, or when the answer was keyed by that credential. */
+    int answered = x->status >= 200 && x->status < 300;
+    int own_key = x->cfg->cache.scope == CACHE_SCOPE_CREDENTIAL;
     stats_request r = {
         .upstream = x->rt.upstream ? x->rt.upstream->name : "",
         .model = x->info.model,
@@ -561,6 +566,8 @@ static void account(exchange *x)
         .called_upstream = x->called_upstream,
         .latency_s = x->latency_s,
         .ttfb_s = x->ttfb_s,
+        .model_vouched = answered,
+        .client_vouched = answered && (x->called_upstream || own_key),
     };
     stats_record(st, &r, (uint64_t)time(NULL));
 }

@@ -20,7 +20,7 @@
 const double stats_bucket_le[STATS_BUCKETS - 1] = {0.05, 0.1, 0.25, 0.5, 1,   2.5,
                                                    5,    10,  30,   60,  120, 300};
 
-#define STATS_MAGIC 0x524c535441545332ULL /* "RLSTATS2": bump when the layout changes */
+#define STATS_MAGIC 0x524c535441545333ULL /* "RLSTATS3": bump when the layout changes */
 #define ROW_FREE 0
 #define ROW_CLAIMING 1
 #define ROW_READY 2
@@ -46,7 +46,8 @@ typedef struct slot {
 typedef struct stats_file {
     _Atomic uint64_t magic;
     uint64_t size;
-    _Atomic uint64_t rows_used; /* claimed rows, counting the reserve below */
+    _Atomic uint64_t rows_used;    /* claimed rows, counting the reserve below */
+    _Atomic uint64_t clients_used; /* CLIENT rows of their own, up to STATS_CLIENT_ROWS */
     row rows[STATS_ROWS];
     slot minutes[STATS_MINUTES];
     slot days[STATS_DAYS];
@@ -171,17 +172,27 @@ static int row_matches(const row *r, stats_row_kind kind, uint64_t hash, const c
     return 1;
 }
 
-/* The row of (kind, labels), claimed if new; NULL only when the table is
- * full even for the kind's "(other)" row. */
-static row *find_row(stats *st, stats_row_kind kind, const char *const *labels)
+/*
+ * The row of (kind, labels); when it has none yet and `claim`, a new one
+ * (*claimed = 1). NULL when there is none and it may not or cannot claim
+ * one: without `claim`, or when the table is full even for the kind's
+ * "(other)" row. Rows are never freed, so a lookup stops at the first free
+ * row of its probe sequence.
+ */
+static row *find_row(stats *st, stats_row_kind kind, const char *const *labels, int claim,
+                     int *claimed)
 {
-    static const char *const other[STATS_LABELS] = {"(other)", "", "", ""};
+    static const char *const other[STATS_LABELS] = {STATS_OTHER, "", "", ""};
     int is_other = strcmp(labels[0], other[0]) == 0 && !labels[1][0];
     uint64_t hash = row_hash(kind, labels);
-    int may_claim = 1;
+    int may_claim = claim;
+    if (claimed)
+        *claimed = 0;
     for (size_t i = 0; i < STATS_ROWS; i++) {
         row *r = &st->f->rows[(hash + i) % STATS_ROWS];
         uint32_t state = atomic_load_explicit(&r->state, memory_order_acquire);
+        if (state == ROW_FREE && !claim)
+            return NULL;
         if (state == ROW_FREE && may_claim) {
             if (atomic_fetch_add(&st->f->rows_used, 1) >= STATS_ROWS - OTHER_RESERVE && !is_other) {
                 atomic_fetch_sub(&st->f->rows_used, 1);
@@ -195,6 +206,8 @@ static row *find_row(stats *st, stats_row_kind kind, const char *const *labels)
                 for (int l = 0; l < STATS_LABELS; l++)
                     snprintf(r->labels[l], STATS_LABEL_MAX, "%s", labels[l]);
                 atomic_store_explicit(&r->state, ROW_READY, memory_order_release);
+                if (claimed)
+                    *claimed = 1;
                 return r;
             }
             atomic_fetch_sub(&st->f->rows_used, 1);
@@ -209,7 +222,29 @@ static row *find_row(stats *st, stats_row_kind kind, const char *const *labels)
         if (state == ROW_READY && row_matches(r, kind, hash, labels))
             return r;
     }
-    return is_other ? NULL : find_row(st, kind, other);
+    return is_other || !claim ? NULL : find_row(st, kind, other, 1, NULL);
+}
+
+/*
+ * The row of (kind, labels) when it exists; else, if `allowed`, a new one
+ * unless the counter `*quota` (of the file, or of a client's row) already
+ * reached `cap`. NULL when neither: the caller counts it as (other).
+ */
+static row *find_or_add(stats *st, stats_row_kind kind, const char *const *labels, int allowed,
+                        _Atomic uint64_t *quota, uint64_t cap)
+{
+    row *r = find_row(st, kind, labels, 0, NULL);
+    if (r || !allowed)
+        return r;
+    if (quota && atomic_fetch_add(quota, 1) >= cap) {
+        atomic_fetch_sub(quota, 1);
+        return NULL;
+    }
+    int claimed = 0;
+    r = find_row(st, kind, labels, 1, &claimed);
+    if (quota && !claimed)
+        atomic_fetch_sub(quota, 1); /* another thread added it, or the table is full */
+    return r;
 }
 
 static void add(row *r, int counter, uint64_t n)
@@ -341,6 +376,43 @@ static void add_timing(row *up, int sum, int bucket0, double seconds)
     add(up, sum, (uint64_t)(seconds * 1e6));
 }
 
+/* The client's row: its own once an upstream vouched for it, while
+ * STATS_CLIENT_ROWS are not taken; else the (other) client's. *own tells
+ * which. NULL for a request without a client. */
+static row *client_row(stats *st, const stats_request *r, int *own)
+{
+    *own = 0;
+    if (!r->client[0])
+        return NULL;
+    const char *labels[STATS_LABELS] = {r->client, "", "", ""};
+    row *c = find_or_add(st, STATS_ROW_CLIENT, labels, r->client_vouched, &st->f->clients_used,
+                         STATS_CLIENT_ROWS);
+    if (c) {
+        *own = 1;
+        return c;
+    }
+    const char *other[STATS_LABELS] = {STATS_OTHER, "", "", ""};
+    return find_row(st, STATS_ROW_CLIENT, other, 1, NULL);
+}
+
+/* The model label r counts under: its own when its row exists, or when an
+ * upstream vouched for it and its client (if any) has a row of its own
+ * with models to spare; else STATS_OTHER. Claims the model's row. */
+static row *model_row(stats *st, const stats_request *r, row *client, int client_own,
+                      const char **model)
+{
+    *model = r->model;
+    const char *labels[STATS_LABELS] = {r->upstream, r->model, "", ""};
+    int allowed = r->model_vouched && (!r->client[0] || client_own);
+    row *m = find_or_add(st, STATS_ROW_MODEL, labels, allowed,
+                         client_own ? &client->c[C_MODELS_ADDED] : NULL, STATS_MODELS_PER_CLIENT);
+    if (m || !r->model[0])
+        return m ? m : find_row(st, STATS_ROW_MODEL, labels, 1, NULL);
+    *model = STATS_OTHER;
+    labels[1] = STATS_OTHER;
+    return find_row(st, STATS_ROW_MODEL, labels, 1, NULL);
+}
+
 void stats_record(stats *st, const stats_request *r, uint64_t now)
 {
     if (!st)
@@ -352,13 +424,16 @@ void stats_record(stats *st, const stats_request *r, uint64_t now)
     snprintf(status, sizeof status, "%d", r->status);
     const char *outcome = r->outcome[0] ? r->outcome : "NONE";
 
-    const char *req_labels[STATS_LABELS] = {r->upstream, r->model, outcome, status};
-    add(find_row(st, STATS_ROW_REQUESTS, req_labels), C_COUNT, 1);
+    /* Rows are for what an upstream vouched for: label sets that anyone
+     * can make up (model names, credentials) share "(other)" rows until
+     * then, so that junk cannot fill the table for good. */
+    int client_own = 0;
+    row *client = client_row(st, r, &client_own);
+    const char *model = r->model;
     if (r->upstream[0]) {
-        const char *model_labels[STATS_LABELS] = {r->upstream, r->model, "", ""};
-        add_usage(find_row(st, STATS_ROW_MODEL, model_labels), r, from_cache);
+        add_usage(model_row(st, r, client, client_own, &model), r, from_cache);
         const char *up_labels[STATS_LABELS] = {r->upstream, "", "", ""};
-        row *up = find_row(st, STATS_ROW_UPSTREAM, up_labels);
+        row *up = find_row(st, STATS_ROW_UPSTREAM, up_labels, 1, NULL);
         add(up, C_UP_REQUESTS, 1);
         add(up, C_UP_ERRORS, r->failed);
         if (r->called_upstream) {
@@ -368,10 +443,10 @@ void stats_record(stats *st, const stats_request *r, uint64_t now)
                 add_timing(up, C_UP_TTFB_SUM_US, C_UP_TTFB_BUCKET, r->ttfb_s);
         }
     }
-    if (r->client[0]) {
-        const char *client_labels[STATS_LABELS] = {r->client, "", "", ""};
-        add_usage(find_row(st, STATS_ROW_CLIENT, client_labels), r, from_cache);
-    }
+    const char *req_labels[STATS_LABELS] = {r->upstream, model, outcome, status};
+    add(find_row(st, STATS_ROW_REQUESTS, req_labels, 1, NULL), C_COUNT, 1);
+    if (client)
+        add_usage(client, r, from_cache);
 
     uint64_t v[S_COUNTERS] = {0};
     v[S_REQUESTS] = 1;

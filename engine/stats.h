@@ -11,8 +11,13 @@
  *
  * Rows are keyed by a kind and up to STATS_LABELS labels in an
  * open-addressing table of STATS_ROWS rows. A row, once claimed, keeps its
- * labels for the life of the file; when the table is full, new label sets
- * are counted in their kind's "(other)" row. Time series: one slot per
+ * labels for the life of the file, so rows go only to what an upstream
+ * vouched for (stats_request.model_vouched, client_vouched): a model or a
+ * client it did not vouch for yet counts under STATS_OTHER (model "(other)"
+ * of its upstream, client "(other)"). Each client gives at most
+ * STATS_MODELS_PER_CLIENT models a row; at most STATS_CLIENT_ROWS clients
+ * have one. When the table is full even so, new label sets are counted in
+ * their kind's "(other)" row. Time series: one slot per
  * minute for 24 hours and one per day (UTC) for 90 days, each cleared by
  * the first writer of a new period.
  *
@@ -35,6 +40,9 @@
 #define STATS_COUNTERS 32
 #define STATS_MINUTES 1440
 #define STATS_DAYS 90
+#define STATS_OTHER "(other)"      /* the label of what has no row of its own */
+#define STATS_CLIENT_ROWS 1024     /* clients with a row of their own */
+#define STATS_MODELS_PER_CLIENT 32 /* models one client may give a row of their own */
 
 typedef enum {
     STATS_ROW_REQUESTS = 1, /* upstream, model, cache outcome, status: C_COUNT */
@@ -59,7 +67,8 @@ enum {
     C_SAVED_OUT,
     C_NUSD_SPENT,
     C_NUSD_SAVED,
-    C_UNPRICED, /* requests whose model has no price */
+    C_UNPRICED,     /* requests whose model has no price */
+    C_MODELS_ADDED, /* CLIENT rows: models this client gave a row of their own */
 };
 
 /* Counters of REQUESTS rows. */
@@ -117,6 +126,13 @@ typedef struct stats_request {
     uint64_t nusd;                                   /* what the answer costs at it */
     int called_upstream;                             /* with the timings: */
     double latency_s, ttfb_s;                        /* ttfb_s < 0: no byte came */
+    /* An upstream answered 2xx for this model (now, or when the answer
+     * served from the cache or a shared call was fetched): a model it has
+     * not seen may get a row of its own. */
+    int model_vouched;
+    /* An upstream answered 2xx for this client's credential: a client it
+     * has not seen may get a row of its own. */
+    int client_vouched;
 } stats_request;
 
 /* Counts r at unix time now (seconds). */

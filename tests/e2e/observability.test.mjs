@@ -131,7 +131,7 @@ relaySuite('observability: health, metrics and the stats API', {
     assert.ok(s.totals.usd.spent >= cost - 1e-9, 'only priced models in the money totals');
 
     assert.ok(s.clients.length >= 2, 'one row per credential');
-    for (const c of s.clients) assert.match(c.client, /^[0-9a-f]{8}$/, 'a hash, never the key itself');
+    for (const c of s.clients) assert.match(c.client, /^([0-9a-f]{8}|\(other\))$/, 'a hash, never the key itself');
     assert.ok(!JSON.stringify(s).includes(KEY_A), 'the credential never appears');
     const up = s.upstreams.find((u) => u.name === 'openai');
     assert.ok(up.upstream_calls >= 2);
@@ -164,6 +164,25 @@ relaySuite('observability: health, metrics and the stats API', {
     assert.ok(spentIn > 0, 'the leader paid for its stream (usage read as it passed)');
     assert.equal(row.tokens.saved_input - was.tokens.saved_input, 2 * spentIn, 'each follower saved it');
     assert.ok(Math.abs((row.usd.saved - was.usd.saved) - 2 * (row.usd.spent - was.usd.spent)) < 1e-9);
+  });
+
+  test('a model or a key the upstream refuses gets no row of its own: it counts under (other)', T, async () => {
+    const before = await stats(relay, token);
+    const junk = `no-such-model-${uniq('junk')}`;
+    relay.fake.enqueue({ status: 404 });
+    const r = await relay.chat(chatBody(uniq('junk'), { model: junk }), { key: 'sk-junk-key-never-valid' });
+    assert.equal(r.status, 404);
+    const s = await stats(relay, token);
+    assert.equal(modelRow(s, junk), undefined, 'no row for a model the upstream refused');
+    const other = modelRow(s, '(other)');
+    assert.equal(other.requests - (modelRow(before, '(other)')?.requests ?? 0), 1, 'counted under (other)');
+    assert.equal(other.errors - (modelRow(before, '(other)')?.errors ?? 0), 1);
+    const client = s.clients.find((c) => c.client === '(other)');
+    assert.ok(client && client.requests >= 1, 'and its key under the (other) client');
+    assert.equal(s.clients.length, before.clients.length + (before.clients.some((c) => c.client === '(other)') ? 0 : 1),
+      'no client row for a key the upstream refused');
+    const m = await metrics(relay, token);
+    assert.ok(!m.text.includes(junk), 'nor a metrics label');
   });
 
   test('/relay/metrics needs the admin token by default and passes promtool', T, async () => {

@@ -1,0 +1,205 @@
+/*
+ * t_observe.c — Relay's own endpoints (engine/observe.c, metrics.c,
+ * admin_api.c) answering fake clients: the metrics page stays small after
+ * junk traffic, and a page over its cap is an error, never a 200 cut
+ * short.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/observe.h"
+#include "engine/observe_int.h"
+#include "tests/unit/tap.h"
+
+/* ---- a fake client ------------------------------------------------------- */
+
+typedef struct client {
+    int status;
+    char ctype[128];
+    rl_buf body;
+} client;
+
+static int sink_start(void *ctx, int status, const rl_header *h, size_t n)
+{
+    client *c = ctx;
+    c->status = status;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(h[i].name, "content-type"))
+            snprintf(c->ctype, sizeof c->ctype, "%s", h[i].value);
+    return 0;
+}
+
+static int sink_write(void *ctx, const void *p, size_t n)
+{
+    return rl_buf_append(&((client *)ctx)->body, p, n) == RL_OK ? 0 : -1;
+}
+
+static int sink_flush(void *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+
+static relay_config cfg;
+static struct engine eng;
+static engine_worker worker;
+
+typedef struct request {
+    exchange x;
+    engine_request req;
+    engine_sink sink;
+    client c;
+} request;
+
+/* A request for Relay's route `kind`, with the given query and headers. */
+static void request_init(request *r, route_kind kind, const char *query, const rl_header *headers,
+                         size_t nheaders)
+{
+    memset(r, 0, sizeof *r);
+    rl_buf_init(&r->c.body, 0);
+    r->sink = (engine_sink){&r->c, sink_start, sink_write, sink_flush, NULL};
+    r->req = (engine_request){.method = "GET",
+                              .path = "/relay/",
+                              .query = query,
+                              .headers = headers,
+                              .nheaders = nheaders};
+    exchange *x = &r->x;
+    x->w = &worker;
+    x->cfg = &cfg;
+    x->req = &r->req;
+    x->sink = &r->sink;
+    x->prov = &prov_openai;
+    x->outcome = "";
+    x->rt.kind = kind;
+    x->preq = (prov_request){.method = "GET",
+                             .path = "/relay/",
+                             .query = query,
+                             .headers = headers,
+                             .nheaders = nheaders};
+}
+
+static void request_release(request *r)
+{
+    rl_buf_release(&r->c.body);
+}
+
+static stats_request junk(const char *model, const char *who, int status)
+{
+    stats_request r = {.upstream = "openai",
+                       .model = model,
+                       .outcome = "BYPASS",
+                       .status = status,
+                       .failed = status >= 400,
+                       .client = who,
+                       .tokens_in = -1,
+                       .tokens_out = -1,
+                       .tokens_cached_in = -1,
+                       .model_vouched = status >= 200 && status < 300,
+                       .client_vouched = status >= 200 && status < 300};
+    return r;
+}
+
+static size_t page_size(stats *st)
+{
+    observe_rows rs;
+    rl_buf page;
+    size_t n = 0;
+    if (observe_rows_collect(st, &rs) == RL_OK &&
+        metrics_page(&cfg, &rs, NULL, METRICS_MAX_BYTES, &page) == RL_OK)
+        n = page.len;
+    else
+        n = (size_t)-1;
+    observe_rows_release(&rs);
+    rl_buf_release(&page);
+    return n;
+}
+
+/* Defect 9: junk model names and bogus keys made the page 884 KB. */
+static void test_metrics_after_junk(const char *dir, uint64_t now)
+{
+    stats *st = NULL;
+    is_int(stats_open(dir, &st), RL_OK, "a counters file");
+    if (!st)
+        return;
+    atomic_store(&eng.stats, st);
+    char model[64], key[16];
+    for (int i = 0; i < 4200; i++) {
+        snprintf(model, sizeof model, "junk-%d-%s", i, "padding-padding-padding-padding");
+        snprintf(key, sizeof key, "%08x", 0x30000000u + (unsigned)i);
+        stats_request r = junk(model, key, i % 2 ? 404 : 401);
+        stats_record(st, &r, now);
+    }
+    size_t n = page_size(st);
+    ok(n < 16384, "after 4,200 junk requests the metrics page stays small");
+    printf("# metrics page: %zu bytes\n", n);
+
+    request r;
+    request_init(&r, ROUTE_METRICS, "", NULL, 0);
+    observe_serve(&r.x);
+    is_int(r.c.status, 200, "the page is served");
+    ok(r.c.body.data && strstr(r.c.body.data, "model=\"(other)\"") != NULL,
+       "the junk is counted under model=\"(other)\"");
+    request_release(&r);
+}
+
+/* Past the cap the page is an error, not a 200 cut short. */
+static void test_metrics_cap(const char *dir, uint64_t now)
+{
+    stats *st = atomic_load(&eng.stats);
+    if (!st)
+        return;
+    observe_rows rs;
+    rl_buf page;
+    is_int(observe_rows_collect(st, &rs), RL_OK, "collect the rows");
+    is_int(metrics_page(&cfg, &rs, NULL, 1000, &page), RL_TOO_LARGE,
+           "a page over its cap is RL_TOO_LARGE");
+    ok(page.len <= 1000, "and never longer than the cap");
+    rl_buf_release(&page);
+    observe_rows_release(&rs);
+
+    /* Accepted models with the longest labels, quotes doubled by escaping,
+     * from requests without a client (no client's share bounds them) and an
+     * upstream that says yes to anything: the page outgrows its cap. */
+    char model[STATS_LABEL_MAX];
+    for (int i = 0; i < STATS_ROWS; i++) {
+        int used = snprintf(model, sizeof model, "%d", i);
+        memset(model + used, '"', sizeof model - 1 - (size_t)used);
+        model[sizeof model - 1] = '\0';
+        stats_request r = junk(model, "", 200);
+        stats_record(st, &r, now);
+    }
+    request r;
+    request_init(&r, ROUTE_METRICS, "", NULL, 0);
+    observe_serve(&r.x);
+    is_int(r.c.status, 500, "an oversized metrics page is a 500");
+    ok(r.c.body.data && strstr(r.c.body.data, "\"error\"") && !strstr(r.c.body.data, "# HELP"),
+       "with an error body, not part of the page");
+    request_release(&r);
+    (void)dir;
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    char dir[] = "/tmp/t_observe.XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    cfg.metrics.access = METRICS_OPEN;
+    eng.cfg = &cfg;
+    worker.e = &eng;
+    const uint64_t now = 1800000000;
+
+    test_metrics_after_junk(dir, now);
+    test_metrics_cap(dir, now);
+
+    stats_close(atomic_load(&eng.stats));
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", dir);
+    return tap_done();
+}
