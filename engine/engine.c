@@ -65,10 +65,6 @@ static void open_store(engine *e, uint64_t now)
     }
     if (now)
         rl_info("the store at %s is available again", cfg->store.home);
-    /* The counters live next to the store, shared the same way. */
-    stats *st = NULL;
-    if (stats_open(cfg->store.home, &st) == RL_OK)
-        atomic_store(&e->stats, st);
     atomic_store(&e->store, s);
 }
 
@@ -83,6 +79,9 @@ rl_err engine_new(const relay_config *cfg, engine **out)
         free(e);
         return err;
     }
+    /* The counters live next to the store but do not need it: requests
+     * are counted while the store cannot be opened (a wrong key file). */
+    atomic_store(&e->stats, stats_new(cfg->store.home));
     open_store(e, 0);
     *out = e;
     return RL_OK;
@@ -122,6 +121,7 @@ void engine_worker_free(engine_worker *w)
 
 int engine_maintain(engine *e, uint64_t now)
 {
+    stats_maintain(atomic_load(&e->stats), now);
     store *s = atomic_load(&e->store);
     if (!s) {
         if (now >= e->store_retry_at)

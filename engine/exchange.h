@@ -26,8 +26,9 @@ struct engine {
      * request thread: atomic. */
     _Atomic(store *) store;
     uint64_t store_retry_at; /* engine_maintain's thread only */
-    /* Shared counters (stats.h), opened with the store; NULL while they
-     * cannot be: nothing is counted. Atomic for the same reason. */
+    /* Shared counters (stats.h), opened at start whether or not the store
+     * opens; NULL only when out of memory (stats_problem says whether they
+     * count). Set once; atomic for the same reason as store. */
     _Atomic(stats *) stats;
 };
 

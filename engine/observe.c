@@ -42,8 +42,12 @@ int observe_health_problems(exchange *x, rl_buf *why)
                             x->cfg->store.home);
         n++;
     }
-    if (!observe_stats(x)) {
-        (void)rl_buf_puts(why, "stats: unavailable: nothing is counted\n");
+    stats *st = observe_stats(x);
+    char reason[512];
+    if (!st)
+        snprintf(reason, sizeof reason, "out of memory");
+    if (!st || stats_problem(st, reason, sizeof reason)) {
+        (void)rl_buf_printf(why, "stats: %s: nothing is counted\n", reason);
         n++;
     }
     return n;

@@ -24,6 +24,15 @@
  * Counters are totals since the file was created (relay-admin init, or the
  * first process); Prometheus takes rates itself. Money is in nano-USD.
  * Thread-safe; readers see each counter atomically, not a row as a whole.
+ *
+ * The file (stats_file.c) has a header (magic, version, a checksum of the
+ * layout) that every process checks, with the rows and slots, before it
+ * maps the file; a damaged file or one of another layout is rebuilt (its
+ * counters are lost, with a log line). A file is built whole beside its
+ * place and allocated to the last page before it is put there, so a full
+ * file system makes the counters unavailable (stats_problem says why),
+ * never a SIGBUS on a page first touched. The counters do not depend on
+ * the cache store: they count while the store cannot be opened.
  */
 #ifndef RELAY_ENGINE_STATS_H
 #define RELAY_ENGINE_STATS_H
@@ -109,9 +118,27 @@ enum {
 
 typedef struct stats stats;
 
-/* Maps (creating, mode 0600) home/STATS_FILE. RL_IO on failure (logged). */
+/* Maps (creating, mode 0600, or rebuilding when damaged) home/STATS_FILE.
+ * RL_IO when it cannot be used (logged), RL_NOMEM; *out is then NULL. For
+ * relay-admin and tests: a server uses stats_new. */
 rl_err stats_open(const char *home, stats **out);
+
+/* The same, but a handle even when the file cannot be used yet (logged):
+ * then nothing is counted, readers see no rows, stats_problem says why and
+ * stats_maintain tries again. NULL only when out of memory. */
+stats *stats_new(const char *home);
 void stats_close(stats *st);
+
+/* 1 while nothing is counted, with the reason ("PATH cannot be allocated
+ * (No space left on device)") in why; else 0. */
+int stats_problem(stats *st, char *why, size_t cap);
+
+/* Once a second, from one thread (engine_maintain), with unix seconds:
+ * retries a handle that counts nothing (every 10 s); for one that counts,
+ * checks the file (its header each call, everything each minute) and
+ * follows it when another process rebuilt, replaced or removed it, or
+ * rebuilds it when damaged. Any time, even while the store is closed. */
+void stats_maintain(stats *st, uint64_t now);
 
 /* One finished request, as the engine saw it. */
 typedef struct stats_request {

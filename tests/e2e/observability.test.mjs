@@ -284,3 +284,33 @@ relaySuite('observability: [metrics] access = open', {
     assert.equal((await relay.fetch('/relay/admin/api/stats')).status, 401);
   });
 });
+
+// One worker, so that every request sees the same worker's store state.
+relaySuite('observability: counted while the store is unavailable', {
+  ini: { fcgi: { workers: 1 } },
+}, (relay) => {
+  test('a store that cannot open: health names the store only, and requests are counted', T, async () => {
+    const token = await adminToken(relay);
+    const keyFile = relay.settings.store.key_file;
+    // A key file readable by others is refused: the store cannot open.
+    fs.chmodSync(keyFile, 0o644);
+    try {
+      await relay.restartPool({ healthy: false });
+      const h = await relay.fetch('/relay/health');
+      assert.equal(h.status, 503);
+      assert.match(h.text, /^degraded\nstore: unavailable/);
+      assert.doesNotMatch(h.text, /stats:/, 'the counters do not need the store');
+      const before = await stats(relay, token);
+      assert.equal(before.store, null);
+      const r = await relay.chat(chatBody(uniq('no-store')));
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.headers.get('x-cache'), 'BYPASS');
+      const after = await stats(relay, token);
+      assert.equal(after.totals.requests - before.totals.requests, 1, 'counted without a store');
+      assert.equal(after.totals.bypass - before.totals.bypass, 1);
+      assert.deepEqual(after.health.reasons.map((l) => l.split(':')[0]), ['store']);
+    } finally {
+      fs.chmodSync(keyFile, 0o600);
+    }
+  });
+});

@@ -2,7 +2,7 @@
  * t_observe.c — Relay's own endpoints (engine/observe.c, metrics.c,
  * admin_api.c) answering fake clients: the metrics page stays small after
  * junk traffic, and a page over its cap is an error, never a 200 cut
- * short.
+ * short; health says why it is degraded.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -180,6 +180,29 @@ static void test_metrics_cap(const char *dir, uint64_t now)
     (void)dir;
 }
 
+/* Health names each problem: the store, and counters that cannot count. */
+static void test_health(void)
+{
+    stats *was = atomic_load(&eng.stats);
+    stats *down = stats_new("/nonexistent/relay-t-observe");
+    atomic_store(&eng.stats, down);
+    cfg.store.home = "/nonexistent/relay-t-observe";
+    request r;
+    request_init(&r, ROUTE_HEALTH, "", NULL, 0);
+    observe_serve(&r.x);
+    is_int(r.c.status, 503, "health: degraded is a 503");
+    const char *t = r.c.body.data ? r.c.body.data : "";
+    ok(!strncmp(t, "degraded\nstore: unavailable (/nonexistent/relay-t-observe)", 58),
+       "health: the store first");
+    ok(strstr(t, "\nstats: /nonexistent/relay-t-observe/stats.map cannot be created (No such "
+                 "file or directory): nothing is counted\n") != NULL,
+       "health: the counters, with the reason");
+    printf("# %s", t);
+    request_release(&r);
+    stats_close(down);
+    atomic_store(&eng.stats, was);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -195,6 +218,7 @@ int main(void)
 
     test_metrics_after_junk(dir, now);
     test_metrics_cap(dir, now);
+    test_health();
 
     stats_close(atomic_load(&eng.stats));
     char cmd[128];
