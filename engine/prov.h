@@ -45,8 +45,11 @@ const char *prov_header(const prov_request *r, const char *name);
 /* Copies the URL-decoded value of query parameter name into buf (cap
  * bytes, NUL-terminated); returns buf, or NULL when absent or too long. */
 const char *prov_query_param(const prov_request *r, const char *name, char *buf, size_t cap);
-/* 1 when the query has parameter name (with a value of any length, or
- * none), else 0. */
+/* 1 when the query has parameter name (lower-case ASCII; with a value of
+ * any length, or none), else 0. Parameters are separated by '&' or ';';
+ * their names are compared with percent-escapes and '+' decoded and ASCII
+ * case ignored, as the servers and frameworks that read them may do:
+ * ?Token=, ?tok%65n= and ?x=1;token= all have "token". */
 int prov_query_has(const prov_request *r, const char *name);
 
 /* What an adapter learned from a request. */

@@ -79,11 +79,15 @@ relaySuite('observability: health, metrics and the stats API', {
     assert.match(JSON.parse(wrong.text).error.message, /not valid/);
     const shorter = await relay.fetch('/relay/admin/api/stats', { headers: { authorization: `Bearer ${token.slice(0, 63)}` } });
     assert.equal(shorter.status, 401, 'a prefix of the token is not the token');
-    for (const q of [`token=${token}`, `access_token=${token}`, `v=1&token=${token}`]) {
+    // However the name is spelt: case, percent-encoding, ';' as a separator.
+    for (const q of [`token=${token}`, `access_token=${token}`, `v=1&token=${token}`, `Token=${token}`,
+      `tok%65n=${token}`, `x=1;token=${token}`, `%74%6f%6b%65%6e=${token}`, `ACCESS_TOKEN=${token}`]) {
       const r = await relay.fetch(`/relay/admin/api/stats?${q}`, { headers: { authorization: `Bearer ${token}` } });
       assert.equal(r.status, 401, `?${q} is refused even with a good header`);
       assert.match(JSON.parse(r.text).error.message, /never in the URL/);
     }
+    const tokenizer = await relay.fetch('/relay/admin/api/stats?tokenizer=1', { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(tokenizer.status, 200, 'a parameter that only starts like one is not refused');
     const other = await relay.fetch('/relay/admin/api/nothing-here', { headers: { authorization: `Bearer ${token}` } });
     assert.equal(other.status, 404);
     const s = await stats(relay, token);

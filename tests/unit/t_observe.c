@@ -2,7 +2,8 @@
  * t_observe.c — Relay's own endpoints (engine/observe.c, metrics.c,
  * admin_api.c) answering fake clients: the metrics page stays small after
  * junk traffic, and a page over its cap is an error, never a 200 cut
- * short; health says why it is degraded.
+ * short; health says why it is degraded; an admin token in the query
+ * string is refused however its name is spelt (prov_query_has).
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -203,6 +204,77 @@ static void test_health(void)
     atomic_store(&eng.stats, was);
 }
 
+/* Defect 12: ?Token=, ?tok%65n= and ?x=1;token= passed. */
+static void test_query_names(void)
+{
+    static const struct {
+        const char *query;
+        int has;
+    } cases[] = {
+        {"token=abc", 1},
+        {"Token=abc", 1},
+        {"TOKEN=abc", 1},
+        {"tok%65n=abc", 1},
+        {"tok%45N=abc", 1},
+        {"%74%6F%6B%65%6E=abc", 1},
+        {"x=1;token=abc", 1},
+        {"x=1&y=2;Tok%65n", 1},
+        {"v=1&token", 1},
+        {"token", 1},
+        {"tokenizer=1", 0},
+        {"tok=1&en=2", 0},
+        {"x=token", 0},
+        {"to+ken=1", 0},
+        {"tok%2=1", 0},
+        {"token%00=1", 0},
+        {"", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        prov_request q = {.query = cases[i].query};
+        char what[96];
+        snprintf(what, sizeof what, "?%s %s token", cases[i].query,
+                 cases[i].has ? "names" : "does not name");
+        is_int(prov_query_has(&q, "token"), cases[i].has, what);
+    }
+    prov_request none = {.query = NULL};
+    is_int(prov_query_has(&none, "token"), 0, "no query names nothing");
+}
+
+/* The admin API refuses those queries even with a good token in the header. */
+static void test_admin_query(const char *dir)
+{
+    char file[256], auth[128];
+    const char *token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    snprintf(file, sizeof file, "%s/admin.token", dir);
+    FILE *f = fopen(file, "w");
+    if (!f || fprintf(f, "%s\n", token) < 0 || fclose(f) != 0) {
+        ok(0, "write an admin token file");
+        return;
+    }
+    cfg.admin.token_file = file;
+    snprintf(auth, sizeof auth, "Bearer %s", token);
+    rl_header h[] = {{"authorization", auth}};
+    static const char *const refused[] = {"Token=x", "tok%65n=x", "x=1;token=x", "ACCESS_TOKEN=x",
+                                          "v=1&Key=x"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        request r;
+        request_init(&r, ROUTE_ADMIN_API, refused[i], h, 1);
+        r.x.rt.path = "/stats";
+        observe_serve(&r.x);
+        char what[96];
+        snprintf(what, sizeof what, "?%s is refused with a good header", refused[i]);
+        is_int(r.c.status, 401, what);
+        ok(r.c.body.data && strstr(r.c.body.data, "never in the URL"), "and says why");
+        request_release(&r);
+    }
+    request r;
+    request_init(&r, ROUTE_ADMIN_API, "tokenizer=1", h, 1);
+    r.x.rt.path = "/stats";
+    observe_serve(&r.x);
+    is_int(r.c.status, 200, "?tokenizer=1 is no token: the stats are served");
+    request_release(&r);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -219,6 +291,8 @@ int main(void)
     test_metrics_after_junk(dir, now);
     test_metrics_cap(dir, now);
     test_health();
+    test_query_names();
+    test_admin_query(dir);
 
     stats_close(atomic_load(&eng.stats));
     char cmd[128];
