@@ -13,6 +13,7 @@
 #include "engine/prov_json.h"
 #include "engine/purge.h"
 #include "store/base/rl_log.h"
+#include "store/base/rl_version.h"
 #include "store/flight.h"
 
 #define INFLIGHT_MAX 200 /* flights listed by the stats API */
@@ -161,7 +162,10 @@ static json_t *stats_json(exchange *x, const observe_rows *rs, uint64_t now)
     json_object_set_new(t, "usd", money_json(totals));
     json_object_set_new(t, "unpriced_requests", json_integer((json_int_t)totals[C_UNPRICED]));
 
-    json_t *root = json_pack("{s:i,s:I}", "version", 1, "now", (json_int_t)now);
+    /* "api": this document's shape (2: no breaker or budgets yet, and the
+     * version); "version": which Relay answers. */
+    json_t *root =
+        json_pack("{s:i,s:s,s:I}", "api", 2, "version", rl_version(), "now", (json_int_t)now);
     json_object_set_new(root, "totals", t);
     json_object_set_new(root, "models", models);
     json_object_set_new(root, "upstreams", upstreams);

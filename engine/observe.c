@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "engine/observe_int.h"
+#include "store/base/rl_version.h"
 
 stats *observe_stats(const exchange *x)
 {
@@ -53,14 +54,23 @@ int observe_health_problems(exchange *x, rl_buf *why)
     return n;
 }
 
+/* /relay/health is open: "ok" or "degraded" and the reasons. With
+ * ?verbose it also says which Relay this is, and then needs the admin
+ * token: a version tells strangers which known flaws to try. */
 static void serve_health(exchange *x)
 {
+    int verbose = prov_query_has(&x->preq, "verbose");
+    if (verbose && !observe_admin_authorized(x))
+        return;
     rl_buf why, out;
     rl_buf_init(&why, 0);
     rl_buf_init(&out, 0);
     int problems = observe_health_problems(x, &why);
-    if (rl_buf_printf(&out, "%s\n%s", problems ? "degraded" : "ok", why.data ? why.data : "") ==
-        RL_OK)
+    rl_err err =
+        rl_buf_printf(&out, "%s\n%s", problems ? "degraded" : "ok", why.data ? why.data : "");
+    if (err == RL_OK && verbose)
+        err = rl_buf_printf(&out, "version: %s\n", rl_version());
+    if (err == RL_OK)
         observe_send(x, problems ? 503 : 200, "text/plain; charset=utf-8", out.data, out.len);
     else
         exchange_fail(x, RL_NOMEM, NULL);

@@ -3,11 +3,14 @@
  * rather than reach an upstream.
  *
  *   /relay/health           open: "ok", or "degraded" (503) with the reasons
- *                           (the store, the counters)
+ *                           (the store, the counters); ?verbose adds
+ *                           "version: ..." and needs the admin token (401
+ *                           without it: the version is not for strangers)
  *   /relay/metrics          Prometheus text (format 0.0.4) of the shared
  *                           counters (stats.h) and the store; open or
  *                           admin-only ([metrics] access)
- *   /relay/admin/api/stats  the dashboard's JSON (admin token)
+ *   /relay/admin/api/stats  the dashboard's JSON (admin token): "api" (its
+ *                           shape, 2), "version" (rl_version()), totals, ...
  *   /relay/admin/api/purge  POST {"all": true} or {"expired": true}: removes
  *                           cache entries, answers {"removed": N} (admin token)
  *

@@ -1,5 +1,5 @@
 // Relay's dashboard: signs in with the admin token, polls api/stats (the
-// stats API, version 1) every 5 seconds and shows it.
+// stats API, "api": 2) every 5 seconds and shows it.
 //
 // The token lives in sessionStorage only (this tab, until log out or close);
 // it is sent as "Authorization: Bearer" and never put in a URL. A 401 at any
@@ -129,8 +129,8 @@ async function fetchStats(token) {
   } catch {
     throw new Error('the answer was not JSON');
   }
-  if (!body || typeof body !== 'object' || body.version !== 1) {
-    throw new Error(`unknown stats version ${JSON.stringify(body?.version ?? null)} (this page reads version 1)`);
+  if (!body || typeof body !== 'object' || body.api !== 2) {
+    throw new Error(`unknown stats API ${JSON.stringify(body?.api ?? null)} (this page reads api 2)`);
   }
   return body;
 }
@@ -311,7 +311,8 @@ function render(stats) {
 
 function renderHeader(stats) {
   const at = known(stats.now) ? fmtClock(stats.now, { seconds: true }) : fmtClock(state.receivedAt, { seconds: true });
-  setText('updated', `Updated ${at}`);
+  const version = typeof stats.version === 'string' && stats.version ? ` · Relay ${stats.version}` : '';
+  setText('updated', `Updated ${at}${version}`);
 }
 
 function renderTotals(stats) {

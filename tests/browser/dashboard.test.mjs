@@ -151,7 +151,9 @@ relaySuite('dashboard in a browser', {
     // The numbers shown are Relay's (no traffic yet, so they hold still).
     await page.waitForFunction(() => document.getElementById('total-requests').textContent.trim() !== '—');
     const stats = await apiStats();
-    assert.equal(stats.version, 1);
+    assert.equal(stats.api, 2);
+    assert.match(stats.version, /^\d+\.\d+\.\d+/);
+    assert.ok((await shown('updated')).endsWith(`Relay ${stats.version}`), 'the version is shown');
     assert.equal(parseShown(await shown('total-requests')), stats.totals.requests, 'requests shown');
     assert.equal(parseShown(await shown('total-coalesced')), stats.totals.coalesced, 'coalesced shown');
     assert.match(await shown('health-badge'), new RegExp(`Health: ${stats.health.status}`));

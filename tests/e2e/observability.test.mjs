@@ -91,11 +91,26 @@ relaySuite('observability: health, metrics and the stats API', {
     const other = await relay.fetch('/relay/admin/api/nothing-here', { headers: { authorization: `Bearer ${token}` } });
     assert.equal(other.status, 404);
     const s = await stats(relay, token);
-    assert.equal(s.version, 1);
+    assert.equal(s.api, 2);
+    assert.match(s.version, /^\d+\.\d+\.\d+( \(git [0-9a-f]+\))?$/, 'which Relay answers');
     assert.equal(s.health.status, 'ok');
     assert.equal(s.series.minute.length, 1440);
     assert.equal(s.series.day.length, 90);
     assert.ok(Math.abs(s.now - Date.now() / 1000) < 60);
+  });
+
+  test('/relay/health?verbose says the version, to the admin token only', T, async () => {
+    const refused = await relay.fetch('/relay/health?verbose');
+    assert.equal(refused.status, 401);
+    assert.match(JSON.parse(refused.text).error.message, /Authorization/);
+    const auth = { authorization: `Bearer ${token}` };
+    const inQuery = await relay.fetch(`/relay/health?verbose&token=${token}`, { headers: auth });
+    assert.equal(inQuery.status, 401, 'never the token in the URL');
+    const r = await relay.fetch('/relay/health?verbose', { headers: auth });
+    assert.equal(r.status, 200);
+    const s = await stats(relay, token);
+    assert.equal(r.text, `ok\nversion: ${s.version}\n`);
+    assert.equal((await relay.fetch('/relay/health', { headers: auth })).text, 'ok\n', 'plain health is as it was');
   });
 
   test('a MISS, a HIT and an unpriced model: counts, tokens and money', T, async () => {

@@ -3,7 +3,8 @@
  * admin_api.c) answering fake clients: the metrics page stays small after
  * junk traffic, and a page over its cap is an error, never a 200 cut
  * short; health says why it is degraded; an admin token in the query
- * string is refused however its name is spelt (prov_query_has).
+ * string is refused however its name is spelt (prov_query_has); the
+ * version is in /relay/health?verbose (admin token only) and the stats API.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #include "engine/observe.h"
 #include "engine/observe_int.h"
+#include "store/base/rl_version.h"
 #include "tests/unit/tap.h"
 
 /* ---- a fake client ------------------------------------------------------- */
@@ -243,7 +245,8 @@ static void test_query_names(void)
 /* The admin API refuses those queries even with a good token in the header. */
 static void test_admin_query(const char *dir)
 {
-    char file[256], auth[128];
+    static char file[256];
+    char auth[128];
     const char *token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     snprintf(file, sizeof file, "%s/admin.token", dir);
     FILE *f = fopen(file, "w");
@@ -275,6 +278,45 @@ static void test_admin_query(const char *dir)
     request_release(&r);
 }
 
+/* The version: in the verbose health (admin only) and the stats API. */
+static void test_version(void)
+{
+    char auth[128], want[160];
+    snprintf(auth, sizeof auth, "Bearer %s",
+             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    rl_header h[] = {{"authorization", auth}};
+    snprintf(want, sizeof want, "\nversion: %s\n", rl_version());
+
+    request r;
+    request_init(&r, ROUTE_HEALTH, "verbose", NULL, 0);
+    observe_serve(&r.x);
+    is_int(r.c.status, 401, "health?verbose without the admin token is refused");
+    ok(r.c.body.data && strstr(r.c.body.data, "\"error\"") && !strstr(r.c.body.data, "version"),
+       "with an error, never the version");
+    request_release(&r);
+
+    request_init(&r, ROUTE_HEALTH, "verbose", h, 1);
+    observe_serve(&r.x);
+    const char *t = r.c.body.data ? r.c.body.data : "";
+    ok(r.c.status == 200 || r.c.status == 503, "health?verbose with the token answers");
+    ok(strstr(t, want) != NULL, "with the version");
+    printf("# %s", t);
+    request_release(&r);
+
+    request_init(&r, ROUTE_HEALTH, "", NULL, 0);
+    observe_serve(&r.x);
+    ok(r.c.body.data && !strstr(r.c.body.data, "version"), "plain health does not say it");
+    request_release(&r);
+
+    request_init(&r, ROUTE_ADMIN_API, "", h, 1);
+    r.x.rt.path = "/stats";
+    observe_serve(&r.x);
+    snprintf(want, sizeof want, "\"version\":\"%s\"", rl_version());
+    ok(r.c.body.data && strstr(r.c.body.data, want) != NULL, "the stats API has the version");
+    ok(r.c.body.data && strstr(r.c.body.data, "\"api\":2") != NULL, "and its own shape's number");
+    request_release(&r);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -293,6 +335,7 @@ int main(void)
     test_health();
     test_query_names();
     test_admin_query(dir);
+    test_version();
 
     stats_close(atomic_load(&eng.stats));
     char cmd[128];
