@@ -314,7 +314,18 @@ relaySuite('observability: counted while the store is unavailable', {
     // A key file readable by others is refused: the store cannot open.
     fs.chmodSync(keyFile, 0o644);
     try {
-      await relay.restartPool({ healthy: false });
+      if (relay.processModel === 'fcgid') {
+        // No pool to restart: end the processes Apache started; the next
+        // request gets new ones, which cannot open the store.
+        const old = relay.fcgidPids();
+        for (const pid of old) process.kill(pid, 'SIGTERM');
+        for (const until = Date.now() + 10000; relay.fcgidPids().some((p) => old.includes(p));) {
+          assert.ok(Date.now() < until, `the relay processes ${old} did not end`);
+          await sleep(100);
+        }
+      } else {
+        await relay.restartPool({ healthy: false });
+      }
       const h = await relay.fetch('/relay/health');
       assert.equal(h.status, 503);
       assert.match(h.text, /^degraded\nstore: unavailable/);
