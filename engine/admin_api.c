@@ -2,13 +2,14 @@
  * admin_api.c — /relay/admin/api/ (see observe.h), once the admin token
  * was checked (observe.c): GET stats, the dashboard's JSON, and POST purge.
  */
+#include "engine/observe_int.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "engine/observe_int.h"
 #include "engine/pricing.h"
 #include "engine/prov_json.h"
 #include "engine/purge.h"

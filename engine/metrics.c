@@ -5,11 +5,12 @@
  * where its samples come from; what every family shares (the HELP and TYPE
  * lines, label escaping, the page's cap) is written once.
  */
+#include "engine/observe_int.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/observe_int.h"
 #include "engine/pricing.h"
 #include "store/flight.h"
 

@@ -4,13 +4,14 @@
  * rebuilding, mapping) is stats_file.c.
  */
 #include "engine/stats.h"
-#include "engine/stats_int.h"
 
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "engine/stats_int.h"
 
 const double stats_bucket_le[STATS_BUCKETS - 1] = {0.05, 0.1, 0.25, 0.5, 1,   2.5,
                                                    5,    10,  30,   60,  120, 300};

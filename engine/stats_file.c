@@ -18,6 +18,8 @@
  * it and lets go; the second then sees that the name no longer leads to
  * the file it examined and uses the new one.
  */
+#include "engine/stats.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
