@@ -65,10 +65,6 @@ static void open_store(engine *e, uint64_t now)
     }
     if (now)
         rl_info("the store at %s is available again", cfg->store.home);
-    /* The counters live next to the store, shared the same way. */
-    stats *st = NULL;
-    if (stats_open(cfg->store.home, &st) == RL_OK)
-        atomic_store(&e->stats, st);
     atomic_store(&e->store, s);
 }
 
@@ -83,6 +79,9 @@ rl_err engine_new(const relay_config *cfg, engine **out)
         free(e);
         return err;
     }
+    /* The counters live next to the store but do not need it: requests
+     * are counted while the store cannot be opened (a wrong key file). */
+    atomic_store(&e->stats, stats_new(cfg->store.home));
     open_store(e, 0);
     *out = e;
     return RL_OK;
@@ -122,6 +121,7 @@ void engine_worker_free(engine_worker *w)
 
 int engine_maintain(engine *e, uint64_t now)
 {
+    stats_maintain(atomic_load(&e->stats), now);
     store *s = atomic_load(&e->store);
     if (!s) {
         if (now >= e->store_retry_at)
@@ -556,6 +556,11 @@ static void account(exchange *x)
     if (!st)
         return;
     const model_price *price = pricing_find(x->cfg, x->info.model);
+    /* A 2xx answer came from an upstream (now, or stored from one): the
+     * model exists there. The credential too, when this request reached
+     * the upstream, or when the answer was keyed by that credential. */
+    int answered = x->status >= 200 && x->status < 300;
+    int own_key = x->cfg->cache.scope == CACHE_SCOPE_CREDENTIAL;
     stats_request r = {
         .upstream = x->rt.upstream ? x->rt.upstream->name : "",
         .model = x->info.model,
@@ -571,6 +576,8 @@ static void account(exchange *x)
         .called_upstream = x->called_upstream,
         .latency_s = x->latency_s,
         .ttfb_s = x->ttfb_s,
+        .model_vouched = answered,
+        .client_vouched = answered && (x->called_upstream || own_key),
     };
     stats_record(st, &r, (uint64_t)time(NULL));
 }

@@ -55,8 +55,11 @@ int prov_credential_ok(const char *value);
  * Points into the header's value. */
 const char *prov_auth_token(const prov_request *r, const char *scheme);
 
-/* 1 when the query has parameter name (with a value of any length, or
- * none), else 0. */
+/* 1 when the query has parameter name (lower-case ASCII; with a value of
+ * any length, or none), else 0. Parameters are separated by '&' or ';';
+ * their names are compared with percent-escapes and '+' decoded and ASCII
+ * case ignored, as the servers and frameworks that read them may do:
+ * ?Token=, ?tok%65n= and ?x=1;token= all have "token". */
 int prov_query_has(const prov_request *r, const char *name);
 
 /* What an adapter learned from a request. */

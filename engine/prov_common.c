@@ -52,12 +52,33 @@ const char *prov_query_param(const prov_request *r, const char *name, char *buf,
     return NULL;
 }
 
+/* Whether the parameter name p[0..len), its percent-escapes and '+'
+ * decoded, is name, ignoring ASCII case. */
+static int param_name_is(const char *p, size_t len, const char *name)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < len; i++) {
+        int c = (unsigned char)p[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%' && i + 2 < len && hex_value(p[i + 1]) >= 0 &&
+                   hex_value(p[i + 2]) >= 0) {
+            c = hex_value(p[i + 1]) * 16 + hex_value(p[i + 2]);
+            i += 2;
+        }
+        if (!name[k] || tolower(c) != tolower((unsigned char)name[k]))
+            return 0;
+        k++;
+    }
+    return name[k] == '\0';
+}
+
 int prov_query_has(const prov_request *r, const char *name)
 {
-    size_t nlen = strlen(name);
     for (const char *p = r->query ? r->query : ""; *p;) {
-        size_t len = strcspn(p, "&");
-        if (len >= nlen && strncmp(p, name, nlen) == 0 && (len == nlen || p[nlen] == '='))
+        size_t len = strcspn(p, "&;");
+        const char *eq = memchr(p, '=', len);
+        if (param_name_is(p, eq ? (size_t)(eq - p) : len, name))
             return 1;
         p += len + (p[len] ? 1 : 0);
     }
