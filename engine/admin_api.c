@@ -275,7 +275,7 @@ static const char *purge_request(json_t *body, purge_filter *f)
 
 static void serve_purge(exchange *x)
 {
-    json_t *body = json_loadb(x->req->body ? x->req->body : "", x->req->body_len, 0, NULL);
+    json_t *body = prov_json_load(x->req->body, x->req->body_len, NULL);
     purge_filter f = {0};
     const char *wrong = purge_request(body, &f);
     if (wrong) {
