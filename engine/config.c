@@ -530,6 +530,13 @@ rl_err config_load(const char *path, relay_config **out, rl_buf *why)
 out:
     free(st.dir);
     if (err != RL_OK) {
+        /* The reasons above are appended without checking each (rl_buf's
+         * errors are sticky): one that did not fit is replaced whole by
+         * one that does, never shown cut. */
+        if (rl_buf_error(why) != RL_OK) {
+            rl_buf_reset(why);
+            rl_buf_printf(why, "%s: %s (the reason is too long to show)", path, rl_err_text(err));
+        }
         if (err == RL_NOMEM && why->len == 0)
             rl_buf_puts(why, "out of memory while reading the configuration");
         config_free(cfg);

@@ -255,8 +255,13 @@ static int on_upstream_data(void *ctx, const char *data, size_t len)
 {
     exchange *x = ctx;
     if (x->up_is_stream && x->started) {
-        if (frame_feed(&x->frame, data, len) != RL_OK)
-            x->capture = 0; /* an event beyond max_response: pass on, don't store */
+        /* An event beyond max_response (or no memory for it): the parser
+         * cannot go on (its buffers' errors are sticky), so the stream is
+         * passed on as it comes, unparsed and not stored. */
+        if (!x->frame_lost && frame_feed(&x->frame, data, len) != RL_OK) {
+            x->frame_lost = 1;
+            x->capture = 0;
+        }
         if (x->capture && rl_buf_append(&x->body, data, len) != RL_OK) {
             x->capture = 0;
             rl_buf_release(&x->body);
@@ -380,6 +385,14 @@ static void call_upstream(exchange *x)
     if (!x->up_is_stream && !x->passing_through && err == RL_OK)
         x->prov->usage(ENTRY_BODY, FRAME_SSE, x->body.data, x->body.len, &x->usage);
 
+    if (x->up_is_stream && x->started && x->frame_lost) {
+        /* Not parsed to its end: nothing can tell whether it is complete,
+         * so it is neither stored nor ended with an error of Relay's. */
+        if (err != RL_OK && err != RL_CLIENT_GONE)
+            rl_warn("unparsed stream ended early: %s", rl_err_text(err));
+        coalesce_finish(x, err == RL_OK, 0);
+        return;
+    }
     if (x->up_is_stream && x->started) {
         /* Streams: complete only with the format's terminator (and, for a
          * JSON array, its closing bracket). */
@@ -462,7 +475,7 @@ static void serve_api(exchange *x)
     if (req->body_too_large) {
         rl_buf_printf(&msg, "The request body is larger than this Relay accepts (%llu bytes).",
                       (unsigned long long)x->cfg->fcgi.max_body);
-        exchange_fail(x, RL_TOO_LARGE, msg.data);
+        exchange_fail(x, RL_TOO_LARGE, exchange_message(&msg));
         goto out;
     }
     /* Never spend anything on an unauthenticated request. Local servers
@@ -490,13 +503,18 @@ static void serve_api(exchange *x)
     if (strcmp(req->method, x->rt.method) != 0) {
         rl_buf_printf(&msg, "%s is not allowed on %s; use %s.", req->method, req->path,
                       x->rt.method);
-        exchange_fail(x, RL_METHOD, msg.data);
+        exchange_fail(x, RL_METHOD, exchange_message(&msg));
         goto out;
     }
 
     rl_err err = x->prov->inspect(&x->preq, &x->info, &canonical, &key_parts, &msg);
     if (err != RL_OK) {
-        exchange_fail(x, err, msg.data);
+        exchange_fail(x, err, exchange_message(&msg));
+        goto out;
+    }
+    /* A key from parts cut short would be another request's key. */
+    if ((err = rl_buf_error(&canonical)) != RL_OK || (err = rl_buf_error(&key_parts)) != RL_OK) {
+        exchange_fail(x, err, NULL);
         goto out;
     }
     const char *why = NULL;
@@ -625,7 +643,7 @@ void engine_handle(engine_worker *w, const engine_request *req, const engine_sin
         rl_buf_printf(&msg,
                       "Relay does not forward this request URL: its path or query contains %s.",
                       refusal);
-        exchange_fail(x, RL_BAD_REQUEST, msg.data);
+        exchange_fail(x, RL_BAD_REQUEST, exchange_message(&msg));
         rl_buf_release(&msg);
         account(x);
         return;
@@ -646,7 +664,7 @@ void engine_handle(engine_worker *w, const engine_request *req, const engine_sin
                       "Unknown request URL: %s %s. Relay serves the provider API paths "
                       "(such as /v1/chat/completions) and /relay/.",
                       req->method, req->path);
-        exchange_fail(x, RL_NO_ROUTE, msg.data);
+        exchange_fail(x, RL_NO_ROUTE, exchange_message(&msg));
         rl_buf_release(&msg);
         break;
     }

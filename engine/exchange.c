@@ -109,12 +109,17 @@ void exchange_fail(exchange *x, rl_err err, const char *message)
     x->failed = 1;
     rl_buf out;
     rl_buf_init(&out, 0);
+    rl_err rendered = RL_OK;
     if (!x->started) {
-        x->prov->error_body(&out, err, message);
+        rendered = x->prov->error_body(&out, err, message);
         exchange_start(x, rl_err_status(err), "application/json", x->cache_status, -1, 0);
     } else if (x->up_is_stream || x->info.stream) {
-        x->prov->error_event(&out, exchange_framing(x), x->sent > 0, err, message);
+        rendered = x->prov->error_event(&out, exchange_framing(x), x->sent > 0, err, message);
     }
+    /* Out of memory while rendering: the status says it alone, rather
+     * than a document cut in the middle. */
+    if (rendered != RL_OK || rl_buf_error(&out) != RL_OK)
+        rl_buf_reset(&out);
     exchange_write(x, out.data, out.len);
     exchange_flush(x);
     rl_buf_release(&out);

@@ -96,6 +96,7 @@ typedef struct exchange {
     int capture;        /* keep collecting body for the cache */
     frame_parser frame; /* of a streamed answer, from its head on */
     int frame_ready;
+    int frame_lost; /* the parser failed (an event over its cap): passed on unparsed */
     int stream_complete, stream_error; /* the format's terminator, an error event */
 } exchange;
 
@@ -125,8 +126,17 @@ int exchange_start(exchange *x, int status, const char *content_type, const char
                    long age, int with_upstream_headers);
 
 /* Renders an error in the client's format: a whole response if nothing was
- * sent yet, else an error event that ends the stream. */
+ * sent yet, else an error event that ends the stream. message NULL: the
+ * error's own text. */
 void exchange_fail(exchange *x, rl_err err, const char *message);
+
+/* The text composed in b for exchange_fail, or NULL when composing it
+ * failed (rl_buf's sticky error): a message cut short is never sent as if
+ * it were whole; the error's own text is sent instead. */
+static inline const char *exchange_message(const rl_buf *b)
+{
+    return rl_buf_error(b) == RL_OK ? b->data : NULL;
+}
 
 /*
  * Sends a complete answer (status, content type, body of `kind`) in the form

@@ -50,7 +50,8 @@ void frame_release(frame_parser *p);
 
 /* Feeds bytes. RL_TOO_LARGE when an event exceeds the cap, RL_NOMEM,
  * RL_UPSTREAM_PROTOCOL for a JSON array that is not one, or RL_INTERNAL
- * when the callback asked to stop. */
+ * when the callback asked to stop. After an error the parser must not be
+ * fed again (its buffers' errors are sticky, rl_buf.h). */
 rl_err frame_feed(frame_parser *p, const char *bytes, size_t len);
 
 /* End of input: hands over a last SSE event or NDJSON line that lacks its

@@ -67,8 +67,9 @@ static void serve_health(exchange *x)
     rl_buf_init(&why, 0);
     rl_buf_init(&out, 0);
     int problems = observe_health_problems(x, &why);
-    rl_err err =
-        rl_buf_printf(&out, "%s\n%s", problems ? "degraded" : "ok", why.data ? why.data : "");
+    rl_err err = rl_buf_error(&why);
+    if (err == RL_OK)
+        err = rl_buf_printf(&out, "%s\n%s", problems ? "degraded" : "ok", why.data ? why.data : "");
     if (err == RL_OK && verbose)
         err = rl_buf_printf(&out, "version: %s\n", rl_version());
     if (err == RL_OK)

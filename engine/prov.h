@@ -105,6 +105,8 @@ typedef struct prov_ops {
      * to key_parts what else changes the answer (API version headers, a
      * model or deployment in the path), both for the cache key. RL_BAD_JSON
      * or RL_BAD_REQUEST with a message for the client appended to why.
+     * Appends may fail (sticky, rl_buf.h): the engine checks canonical,
+     * key_parts and why before using them.
      * A GET endpoint ("models") has no body. */
     rl_err (*inspect)(const prov_request *r, prov_info *info, rl_buf *canonical, rl_buf *key_parts,
                       rl_buf *why);

@@ -48,6 +48,7 @@ static size_t azure_parts(const prov_request *r, rl_buf *key_parts, const char *
     }
     char version[128];
     const char *v = prov_query_param(r, "api-version", version, sizeof version);
+    /* A failure is sticky in key_parts; the engine checks it before keying. */
     if (strncmp(r->path, "/openai/", 8) == 0)
         rl_buf_printf(key_parts, "deployment=%.*s\napi-version=%s\n", (int)n,
                       *deployment ? *deployment : "", v ? v : "");

@@ -34,7 +34,8 @@ void sse_init(sse_parser *p, size_t max_event, sse_event_fn on_event, void *ctx)
 void sse_release(sse_parser *p);
 
 /* Feeds bytes. RL_TOO_LARGE when an event exceeds the cap, RL_NOMEM, or
- * RL_INTERNAL when the callback asked to stop. */
+ * RL_INTERNAL when the callback asked to stop. After an error the parser
+ * must not be fed again. */
 rl_err sse_feed(sse_parser *p, const char *bytes, size_t len);
 
 /* True when everything fed so far ended on an event boundary (no partial

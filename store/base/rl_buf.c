@@ -11,6 +11,7 @@ void rl_buf_init(rl_buf *b, size_t max)
     b->len = 0;
     b->cap = 0;
     b->max = max;
+    b->err = RL_OK;
 }
 
 void rl_buf_release(rl_buf *b)
@@ -19,22 +20,32 @@ void rl_buf_release(rl_buf *b)
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
+    b->err = RL_OK;
 }
 
 void rl_buf_reset(rl_buf *b)
 {
     b->len = 0;
+    b->err = RL_OK;
     if (b->data)
         b->data[0] = '\0';
 }
 
-/* Makes room for n more bytes plus the terminating NUL. */
+rl_err rl_buf_error(const rl_buf *b)
+{
+    return b->err;
+}
+
+/* Makes room for n more bytes plus the terminating NUL; remembers a
+ * failure (sticky). */
 static rl_err buf_reserve(rl_buf *b, size_t n)
 {
+    if (b->err != RL_OK)
+        return b->err;
     if (b->max && (n > b->max || b->len > b->max - n))
-        return RL_TOO_LARGE;
+        return b->err = RL_TOO_LARGE;
     if (n >= SIZE_MAX - b->len)
-        return RL_NOMEM;
+        return b->err = RL_NOMEM;
     size_t need = b->len + n + 1;
     if (need <= b->cap)
         return RL_OK;
@@ -43,7 +54,7 @@ static rl_err buf_reserve(rl_buf *b, size_t n)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     char *p = realloc(b->data, cap);
     if (!p)
-        return RL_NOMEM;
+        return b->err = RL_NOMEM;
     b->data = p;
     b->cap = cap;
     return RL_OK;
@@ -68,12 +79,14 @@ rl_err rl_buf_puts(rl_buf *b, const char *s)
 
 rl_err rl_buf_vprintf(rl_buf *b, const char *fmt, va_list ap)
 {
+    if (b->err != RL_OK)
+        return b->err;
     va_list ap2;
     va_copy(ap2, ap);
     int n = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
     if (n < 0)
-        return RL_INTERNAL;
+        return b->err = RL_INTERNAL;
     rl_err e = buf_reserve(b, (size_t)n);
     if (e != RL_OK)
         return e;
@@ -101,5 +114,6 @@ char *rl_buf_steal(rl_buf *b, size_t *len)
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
+    b->err = RL_OK;
     return p;
 }

@@ -23,7 +23,19 @@ int main(void)
     is_int(rl_buf_append(&b, "world", 5), RL_OK, "append up to exactly the cap");
     is_int(rl_buf_append(&b, "!", 1), RL_TOO_LARGE, "one byte past the cap is refused");
     is_int(b.len, 10, "a refused append leaves the buffer unchanged");
+    /* Sticky: once an append failed, later ones fail the same way, even
+     * ones that would fit, so a sequence is checked once at its end. */
+    is_int(rl_buf_error(&b), RL_TOO_LARGE, "the error is remembered");
     rl_buf_reset(&b);
+    is_int(rl_buf_error(&b), RL_OK, "reset forgets it");
+    is_int(rl_buf_append(&b, "0123456789x", 11), RL_TOO_LARGE, "an append past the cap fails");
+    is_int(rl_buf_append(&b, "ok", 2), RL_TOO_LARGE, "a later one that would fit fails too");
+    is_int(rl_buf_printf(&b, "%d", 1), RL_TOO_LARGE, "and a later printf");
+    is_int(b.len, 0, "nothing was appended after the first failure");
+    is_int(rl_buf_error(&b), RL_TOO_LARGE, "rl_buf_error says so once at the end");
+    rl_buf_release(&b);
+    is_int(rl_buf_error(&b), RL_OK, "release forgets it");
+    rl_buf_init(&b, 10);
     is_int(rl_buf_printf(&b, "%d-%s", 42, "x"), RL_OK, "printf appends");
     is_str(b.data, "42-x", "printf result");
     is_int(rl_buf_printf(&b, "%s", "0123456789"), RL_TOO_LARGE, "printf past the cap is refused");
