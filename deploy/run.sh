@@ -77,6 +77,10 @@ else
     [ -S "$sock" ] || { echo "run: relay.fcgi did not create $sock" >&2; exit 1; }
 fi
 
+# The fronts' own limit on a request body: a little above Relay's, so that
+# Relay frees its thread before the front ends the client's request.
+body_timeout=$(( $("$build/relay-admin" -c "$ini" config fcgi.body_timeout) + 5 ))
+
 # deploy/TEMPLATE rendered into the run directory; prints the new path.
 render() {
     local out
@@ -85,6 +89,7 @@ render() {
         -e "s|@RELAY_SOCKET@|$sock|g" -e "s|@RELAY_WWW@|$www|g" \
         -e "s|@RELAY_RUNDIR@|$rundir|g" -e "s|@RELAY_SITE@|${2:-}|g" \
         -e "s|@RELAY_FCGI@|$fcgi|g" -e "s|@RELAY_INI@|$ini|g" \
+        -e "s|@RELAY_BODY_TIMEOUT@|$body_timeout|g" \
         "$root/deploy/$1" > "$out"
     if grep -q '@RELAY_[A-Z_]*@' "$out"; then
         echo "run: $1 has a variable run.sh does not know: $(grep -o '@RELAY_[A-Z_]*@' "$out" | head -1)" >&2
@@ -114,6 +119,7 @@ fi
 case "$front" in
     caddy)
         RELAY_HOST=127.0.0.1 RELAY_PORT=$port RELAY_SOCKET=$sock RELAY_WWW=$root/www \
+            RELAY_BODY_TIMEOUT=$body_timeout \
             HOME=$rundir caddy run --config "$root/deploy/caddy/Caddyfile" --adapter caddyfile &
         ;;
     nginx)

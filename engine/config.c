@@ -53,6 +53,8 @@ static const config_key config_keys[] = {
     {"fcgi", "threads", KEY_LONG, RC(fcgi.threads), "32", 1, 1024, NULL},
     {"fcgi", "max_body", KEY_U64, RC(fcgi.max_body), "8388608", 1024, 1024 * MiB, NULL},
     {"fcgi", "drain_timeout", KEY_LONG, RC(fcgi.drain_timeout), "30", 0, 3600, NULL},
+    {"fcgi", "body_timeout", KEY_LONG, RC(fcgi.body_timeout), "60", 1, 3600, NULL},
+    {"fcgi", "reserve_threads", KEY_LONG, RC(fcgi.reserve_threads), "4", 0, 1024, NULL},
     {"store", "home", KEY_PATH, RC(store.home), "var/store", 0, 0, NULL},
     {"store", "key_file", KEY_PATH, RC(store.key_file), "var/relay.key", 0, 0, NULL},
     {"store", "max_bytes", KEY_U64, RC(store.max_bytes), "1073741824", 0, LLONG_MAX, NULL},
