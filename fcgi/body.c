@@ -53,8 +53,8 @@ static uint64_t next_wait(body_state *st, body_gate *gate, uint64_t grace, uint6
     return now < until ? until - now : 0;
 }
 
-body_result body_read(const body_source *src, body_gate *gate, const body_limits *lim,
-                      rl_buf *out, int *at_end)
+body_result body_read(const body_source *src, body_gate *gate, const body_limits *lim, rl_buf *out,
+                      int *at_end)
 {
     body_state st = {.deadline = src->now_ms(src->ctx) + lim->timeout_ms};
     body_result res;

@@ -81,7 +81,7 @@ typedef enum {
  * reading stopped before (the caller must not read the connection again,
  * and should shut its read side so that the front stops sending).
  */
-body_result body_read(const body_source *src, body_gate *gate, const body_limits *lim,
-                      rl_buf *out, int *at_end);
+body_result body_read(const body_source *src, body_gate *gate, const body_limits *lim, rl_buf *out,
+                      int *at_end);
 
 #endif

@@ -126,8 +126,8 @@ static void test_trickle(void)
     body_gate_init(&g, 8, 4);
     /* One byte every 2 s: each read is well inside any per-read timeout,
      * but the whole body is not there after 10 s. */
-    static const arrival a[] = {{0, "{"},     {2000, "\""},  {4000, "m"},   {6000, "\""},
-                                {8000, ":"},  {10000, "1"},  {12000, "2"},  {14000, "}"}};
+    static const arrival a[] = {{0, "{"},    {2000, "\""}, {4000, "m"},  {6000, "\""},
+                                {8000, ":"}, {10000, "1"}, {12000, "2"}, {14000, "}"}};
     script s = {.arrivals = a, .n = 8, .end_at = 14001};
     rl_buf out;
     int at_end = -1;
