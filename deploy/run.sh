@@ -37,6 +37,27 @@ stop() {
 rundir=$(mktemp -d "${TMPDIR:-/tmp}/relay-run-XXXXXX")
 trap 'stop; rm -rf "$rundir"' INT TERM EXIT
 
+# relay-admin init creates the key file, the store and the admin token. When
+# it fails (a key file other users can read, an empty or wrong key, a
+# read-only store), relay.fcgi still serves, uncached, with /relay/health
+# "degraded" saying why: so start anyway, and say so where it cannot be
+# missed. $1...: the relay-admin command line (as the right user).
+init_store() {
+    if "$@" -c "$ini" init; then
+        return 0
+    fi
+    {
+        echo
+        echo "run: ================================================================"
+        echo "run: relay-admin init failed (see above). Relay starts anyway: it serves"
+        echo "run: every request uncached, and /relay/health says \"degraded\", until"
+        echo "run: the store opens. To find out what to fix, run:"
+        echo "run:     ${*:-relay-admin} -c $ini doctor"
+        echo "run: ================================================================"
+        echo
+    } >&2
+}
+
 # Whoever runs relay.fcgi runs relay-admin too: the store's files and shared
 # memory belong to whoever creates them.
 as_relay=()
@@ -59,9 +80,9 @@ if [ "$front" = apache-fcgid ]; then
         chown www-data:www-data "$rundir" "$ini"
         as_relay=(runuser -u www-data --)
     fi
-    "${as_relay[@]}" "$build/relay-admin" -c "$ini" init
+    init_store "${as_relay[@]}" "$build/relay-admin"
 else
-    "$build/relay-admin" -c "$ini" init
+    init_store "$build/relay-admin"
     sock=$("$build/relay-admin" -c "$ini" config fcgi.listen)
     case "$sock" in
         /*) ;;
