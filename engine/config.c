@@ -55,6 +55,7 @@ static const config_key config_keys[] = {
     {"fcgi", "drain_timeout", KEY_LONG, RC(fcgi.drain_timeout), "30", 0, 3600, NULL},
     {"fcgi", "body_timeout", KEY_LONG, RC(fcgi.body_timeout), "60", 1, 3600, NULL},
     {"fcgi", "reserve_threads", KEY_LONG, RC(fcgi.reserve_threads), "4", 0, 1024, NULL},
+    {"fcgi", "status_file", KEY_PATH, RC(fcgi.status_file), "var/relay.status", 0, 0, NULL},
     {"store", "home", KEY_PATH, RC(store.home), "var/store", 0, 0, NULL},
     {"store", "key_file", KEY_PATH, RC(store.key_file), "var/relay.key", 0, 0, NULL},
     {"store", "max_bytes", KEY_U64, RC(store.max_bytes), "1073741824", 0, LLONG_MAX, NULL},

@@ -39,6 +39,13 @@ static atomic_int front_stopping;
 static atomic_uint request_counter;
 /* The process's slow-body slots (body.h), shared by its threads. */
 static body_gate front_body_gate;
+/* Requests in flight in this process, for the supervisor (status.h). */
+static atomic_int *front_busy;
+
+void front_count_requests(atomic_int *busy)
+{
+    front_busy = busy;
+}
 
 typedef struct front_thread {
     pthread_t tid;
@@ -376,6 +383,8 @@ static int parse_request(FCGX_Request *fr, const relay_config *cfg, engine_reque
 
 static void serve_one(front_thread *t, engine_worker *w, FCGX_Request *fr)
 {
+    if (front_busy)
+        atomic_fetch_add(front_busy, 1);
     engine_request req;
     memset(&req, 0, sizeof req);
     req.pool = rl_pool_new();
@@ -404,6 +413,8 @@ static void serve_one(front_thread *t, engine_worker *w, FCGX_Request *fr)
     FCGX_Finish_r(fr);
     rl_pool_free(req.pool);
     rl_log_set_request_id(NULL);
+    if (front_busy)
+        atomic_fetch_sub(front_busy, 1);
 }
 
 static void *thread_main(void *arg)

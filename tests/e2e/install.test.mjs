@@ -124,6 +124,7 @@ describe('make install and make uninstall (DESTDIR, PREFIX=/usr)', () => {
     const admin = path.join(dest, 'usr/bin/relay-admin');
     const ini = path.join(dest, 'etc/relay/relay.ini');
     assert.equal(await iniValue(admin, ini, 'fcgi.listen'), '/run/relay/relay.sock');
+    assert.equal(await iniValue(admin, ini, 'fcgi.status_file'), '/run/relay/relay.status');
     assert.equal(await iniValue(admin, ini, 'store.home'), '/var/lib/relay/store');
     assert.equal(await iniValue(admin, ini, 'store.key_file'), '/var/lib/relay/relay.key');
     // Every other key keeps the repository's default.
