@@ -71,8 +71,11 @@ $(BUILD)/tests/%: $(call obj,tests/unit/%.c) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# The one unit test of the FastCGI side (fcgi/ is not in the library).
+# The unit tests of the FastCGI side (fcgi/ is not in the library).
 $(BUILD)/tests/t_params: $(call obj,tests/unit/t_params.c fcgi/params.c) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/tests/t_body: $(call obj,tests/unit/t_body.c fcgi/body.c) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -66,6 +66,9 @@ int cmd_config(admin_ctx *ctx, store *s, int argc, char **argv);
 /* cmd_doctor.c */
 int cmd_doctor(admin_ctx *ctx, store *s, int argc, char **argv);
 
+/* cmd_status.c */
+int cmd_status(admin_ctx *ctx, store *s, int argc, char **argv);
+
 /* Opens the configured store as Relay does (shared); EXIT_OK or EXIT_FAIL
  * (said on stderr). */
 int admin_open_store(const admin_ctx *ctx, store **out);

@@ -146,6 +146,19 @@ static const admin_cmd commands[] = {
      "  relay-admin doctor\n"
      "  sudo -u relay relay-admin -c /etc/relay/relay.ini --json doctor\n",
      ADMIN_NO_CONFIG, cmd_doctor},
+    {"status", "", "the running pool: pid, version, uptime, workers, requests in flight",
+     "Shows Relay's pool as it describes itself once a second in [fcgi] status_file: the\n"
+     "supervisor's pid, its version (and this relay-admin's, when they differ: restart\n"
+     "the pool to run a new binary), how long it has run, its workers and how many\n"
+     "requests each is serving (workers of an older configuration still finishing after\n"
+     "a reload are shown as draining). Exit 1 when no pool runs: under mod_fcgid there\n"
+     "is none (Apache starts relay.fcgi processes itself).\n"
+     "  --json   {running, pid, version, admin_version, started, uptime, updated, listen,\n"
+     "           workers_configured, threads, requests_in_flight, workers: [{pid,\n"
+     "           requests, draining}]}, or {running: false, reason}\n"
+     "Example:\n"
+     "  relay-admin status\n",
+     0, cmd_status},
     {"config", "SECTION.KEY", "print a configuration value as Relay resolves it",
      "Example:\n"
      "  relay-admin config store.home\n",

@@ -37,6 +37,27 @@ stop() {
 rundir=$(mktemp -d "${TMPDIR:-/tmp}/relay-run-XXXXXX")
 trap 'stop; rm -rf "$rundir"' INT TERM EXIT
 
+# relay-admin init creates the key file, the store and the admin token. When
+# it fails (a key file other users can read, an empty or wrong key, a
+# read-only store), relay.fcgi still serves, uncached, with /relay/health
+# "degraded" saying why: so start anyway, and say so where it cannot be
+# missed. $1...: the relay-admin command line (as the right user).
+init_store() {
+    if "$@" -c "$ini" init; then
+        return 0
+    fi
+    {
+        echo
+        echo "run: ================================================================"
+        echo "run: relay-admin init failed (see above). Relay starts anyway: it serves"
+        echo "run: every request uncached, and /relay/health says \"degraded\", until"
+        echo "run: the store opens. To find out what to fix, run:"
+        echo "run:     ${*:-relay-admin} -c $ini doctor"
+        echo "run: ================================================================"
+        echo
+    } >&2
+}
+
 # Whoever runs relay.fcgi runs relay-admin too: the store's files and shared
 # memory belong to whoever creates them.
 as_relay=()
@@ -59,9 +80,9 @@ if [ "$front" = apache-fcgid ]; then
         chown www-data:www-data "$rundir" "$ini"
         as_relay=(runuser -u www-data --)
     fi
-    "${as_relay[@]}" "$build/relay-admin" -c "$ini" init
+    init_store "${as_relay[@]}" "$build/relay-admin"
 else
-    "$build/relay-admin" -c "$ini" init
+    init_store "$build/relay-admin"
     sock=$("$build/relay-admin" -c "$ini" config fcgi.listen)
     case "$sock" in
         /*) ;;
@@ -77,6 +98,10 @@ else
     [ -S "$sock" ] || { echo "run: relay.fcgi did not create $sock" >&2; exit 1; }
 fi
 
+# The fronts' own limit on a request body: a little above Relay's, so that
+# Relay frees its thread before the front ends the client's request.
+body_timeout=$(( $("$build/relay-admin" -c "$ini" config fcgi.body_timeout) + 5 ))
+
 # deploy/TEMPLATE rendered into the run directory; prints the new path.
 render() {
     local out
@@ -85,6 +110,7 @@ render() {
         -e "s|@RELAY_SOCKET@|$sock|g" -e "s|@RELAY_WWW@|$www|g" \
         -e "s|@RELAY_RUNDIR@|$rundir|g" -e "s|@RELAY_SITE@|${2:-}|g" \
         -e "s|@RELAY_FCGI@|$fcgi|g" -e "s|@RELAY_INI@|$ini|g" \
+        -e "s|@RELAY_BODY_TIMEOUT@|$body_timeout|g" \
         "$root/deploy/$1" > "$out"
     if grep -q '@RELAY_[A-Z_]*@' "$out"; then
         echo "run: $1 has a variable run.sh does not know: $(grep -o '@RELAY_[A-Z_]*@' "$out" | head -1)" >&2
@@ -114,6 +140,7 @@ fi
 case "$front" in
     caddy)
         RELAY_HOST=127.0.0.1 RELAY_PORT=$port RELAY_SOCKET=$sock RELAY_WWW=$root/www \
+            RELAY_BODY_TIMEOUT=$body_timeout \
             HOME=$rundir caddy run --config "$root/deploy/caddy/Caddyfile" --adapter caddyfile &
         ;;
     nginx)

@@ -58,6 +58,9 @@ typedef struct relay_config {
         long workers, threads;
         uint64_t max_body;
         long drain_timeout;
+        long body_timeout;    /* seconds for a whole request body */
+        long reserve_threads; /* threads of a worker never held by a slow body */
+        char *status_file;    /* absolute: the pool's status, for relay-admin status */
     } fcgi;
     struct {
         char *home, *key_file;

@@ -600,6 +600,23 @@ static void account(exchange *x)
     stats_record(st, &r, (uint64_t)time(NULL));
 }
 
+/* The front could not read the whole body (engine.h): answered in the
+ * client's format for the route, counted like any refused API request. */
+static void fail_body(exchange *x)
+{
+    rl_buf msg;
+    rl_buf_init(&msg, 4096);
+    if (x->req->body_error == RL_BODY_TIMEOUT)
+        rl_buf_printf(&msg, "The request body did not arrive within %ld s ([fcgi] body_timeout).",
+                      x->cfg->fcgi.body_timeout);
+    else
+        rl_buf_puts(&msg, "Relay is busy receiving other request bodies; try again.");
+    exchange_fail(x, x->req->body_error, exchange_message(&msg));
+    rl_buf_release(&msg);
+    if (x->rt.kind == ROUTE_API)
+        account(x);
+}
+
 void engine_handle(engine_worker *w, const engine_request *req, const engine_sink *sink)
 {
     exchange *x = rl_palloc(req->pool, sizeof *x);
@@ -635,6 +652,10 @@ void engine_handle(engine_worker *w, const engine_request *req, const engine_sin
         .nheaders = req->nheaders,
     };
     x->info.framing = FRAME_SSE;
+    if (req->body_error != RL_OK) {
+        fail_body(x);
+        return;
+    }
     const char *refusal = route_target_refusal(req->path, req->query);
     if (refusal) {
         /* Answered in the format the path resembles (routing chose it). */

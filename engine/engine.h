@@ -37,6 +37,11 @@ typedef struct engine_request {
     const char *body; /* NUL-terminated for convenience; may contain NULs */
     size_t body_len;
     int body_too_large; /* the front stopped reading at [fcgi] max_body */
+    /* RL_OK, or why the front has no whole body: RL_BODY_TIMEOUT (not all
+     * there within [fcgi] body_timeout), RL_OVERLOADED (too many slow bodies
+     * at once). The engine answers it in the client's format, whatever the
+     * route, and looks at nothing else. */
+    rl_err body_error;
 } engine_request;
 
 /*

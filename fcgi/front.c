@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fcgi/body.h"
 #include "fcgi/params.h"
 #include "store/base/rl_buf.h"
 #include "store/base/rl_log.h"
@@ -29,8 +30,22 @@
  * delivered to a thread busy with a stream would interrupt its writes. */
 #define ACCEPT_POLL_MS 250
 
+/* How long, in all, a request may wait for its body without one of the
+ * gate's slots: long enough for a body the front is passing on at once,
+ * short enough that slow clients cannot hold the reserve threads. */
+#define BODY_GRACE_MS 250
+
 static atomic_int front_stopping;
 static atomic_uint request_counter;
+/* The process's slow-body slots (body.h), shared by its threads. */
+static body_gate front_body_gate;
+/* Requests in flight in this process, for the supervisor (status.h). */
+static atomic_int *front_busy;
+
+void front_count_requests(atomic_int *busy)
+{
+    front_busy = busy;
+}
 
 typedef struct front_thread {
     pthread_t tid;
@@ -238,30 +253,123 @@ static int sink_ready(void *ctx, size_t len)
     return framed <= (size_t)(sndbuf - queued) / 2;
 }
 
-/* Fills req from the FastCGI parameters (params.h) and body. Returns -1
- * when out of memory. The body is read to EOF (Caddy passes
- * CONTENT_LENGTH=-1 for a chunked body) up to max_body; a larger one is
- * drained and flagged. */
-static int parse_request(FCGX_Request *fr, const relay_config *cfg, engine_request *req)
+/* ---- the request body ---------------------------------------------------
+ *
+ * libfcgi reads a request's stdin with plain blocking read()s on the
+ * connection, from inside FCGX_GetStr, and offers no timeout. Two ways
+ * around it were possible: poll() the connection before each read, or give
+ * the socket a receive timeout (SO_RCVTIMEO), which bounds every read()
+ * libfcgi makes. poll() alone is not enough: libfcgi reads up to 8 KiB at a
+ * time into a buffer of its own, so the next record may already be there
+ * while the socket has nothing (poll would wait for nothing, or a slow
+ * client's next byte), and one FCGX_GetStr may make several reads. So:
+ *  - bytes of the current record that libfcgi holds (rdNext..stop of the
+ *    public FCGX_Stream) are taken without any read;
+ *  - otherwise one byte is asked for with SO_RCVTIMEO set to what is left
+ *    of the wait (body.c: the body's deadline, or the reserve's grace), so
+ *    that every read() libfcgi makes meanwhile is bounded. A read that times
+ *    out fails with EAGAIN, which libfcgi keeps as the stream's error: the
+ *    stream is closed for good, and FCGX_Finish_r then closes the
+ *    connection rather than keep it.
+ * A body not read to its end has one more hazard: FCGX_Finish_r's close
+ * shuts the connection's write side and then reads until the front has
+ * been silent for 2 s, which a client trickling its body through Caddy
+ * never is. So the read side is shut first: reads return 0 at once, and on
+ * a unix socket the front's next write fails, so it stops passing the body
+ * on. None of the fronts passes Relay's answer on to such a client, though:
+ * Caddy and mod_proxy_fcgi read the answer only once they have sent the
+ * whole body (giving them time to read it was tried: they do not), so the
+ * client gets the front's own error (Caddy's 504 at its read_body timeout,
+ * Apache's 503). What matters here is that the thread is free again. */
+
+typedef struct fcgi_body {
+    FCGX_Request *fr;
+    uint64_t timeout_set; /* ms in SO_RCVTIMEO now; 0: none */
+} fcgi_body;
+
+static uint64_t monotonic_ms(void *ctx)
 {
+    (void)ctx;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+static int set_read_timeout(fcgi_body *b, uint64_t ms)
+{
+    if (b->timeout_set == ms)
+        return 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    if (setsockopt(b->fr->ipcFd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
+        return -1;
+    b->timeout_set = ms;
+    return 0;
+}
+
+/* body_source.read over the request's stdin (see above). */
+static long fcgi_body_read(void *ctx, char *buf, size_t cap, uint64_t wait_ms)
+{
+    fcgi_body *b = ctx;
+    FCGX_Stream *in = b->fr->in;
+    size_t held = in->stop > in->rdNext ? (size_t)(in->stop - in->rdNext) : 0;
+    if (held > 0)
+        return FCGX_GetStr(buf, (int)(held < cap ? held : cap), in);
+    if (set_read_timeout(b, wait_ms) != 0)
+        return BODY_SRC_ERROR;
+    int got = FCGX_GetStr(buf, 1, in);
+    if (got > 0)
+        return got;
+    int e = FCGX_GetError(in);
+    if (e == 0)
+        return 0; /* the end of the body */
+    return e == EAGAIN || e == EWOULDBLOCK ? BODY_SRC_TIMEOUT : BODY_SRC_ERROR;
+}
+
+/* Fills req from the FastCGI parameters (params.h) and body (body.h).
+ * Returns 0 when the engine should answer req (body_too_large or
+ * body_error set when the body is not whole), -1 when out of memory, 1 when
+ * the connection broke (nobody to answer). *at_end: 0 when the body was not
+ * read to its end. */
+static int parse_request(FCGX_Request *fr, const relay_config *cfg, engine_request *req,
+                         int *at_end)
+{
+    *at_end = 1;
     if (params_parse(fr->envp, req) != 0)
         return -1;
-
+    fcgi_body ctx = {fr, 0};
+    body_source src = {&ctx, fcgi_body_read, monotonic_ms};
+    body_limits lim = {(size_t)cfg->fcgi.max_body, (uint64_t)cfg->fcgi.body_timeout * 1000,
+                       BODY_GRACE_MS};
     rl_buf body;
     rl_buf_init(&body, cfg->fcgi.max_body);
-    char chunk[16384];
-    int got;
-    while ((got = FCGX_GetStr(chunk, sizeof chunk, fr->in)) > 0) {
-        if (req->body_too_large)
-            continue; /* drain, so the front sees the request consumed */
-        rl_err err = rl_buf_append(&body, chunk, (size_t)got);
-        if (err == RL_TOO_LARGE) {
-            req->body_too_large = 1;
-            rl_buf_release(&body);
-        } else if (err != RL_OK) {
-            rl_buf_release(&body);
-            return -1;
-        }
+    body_result res = body_read(&src, &front_body_gate, &lim, &body, at_end);
+    /* A kept connection's next request must not inherit the timeout. */
+    if (*at_end && ctx.timeout_set)
+        set_read_timeout(&ctx, 0);
+    switch (res) {
+    case BODY_COMPLETE:
+        break;
+    case BODY_TOO_LARGE:
+        req->body_too_large = 1;
+        break;
+    case BODY_TIMED_OUT:
+        rl_info("the request body did not arrive within [fcgi] body_timeout (%ld s)",
+                cfg->fcgi.body_timeout);
+        req->body_error = RL_BODY_TIMEOUT;
+        break;
+    case BODY_OVERLOADED:
+        rl_warn("refused a slow request body: %d threads already wait on bodies "
+                "([fcgi] reserve_threads)",
+                front_body_gate.slots);
+        req->body_error = RL_OVERLOADED;
+        break;
+    case BODY_BROKEN:
+        rl_info("the connection broke while reading the request body");
+        rl_buf_release(&body);
+        return 1;
+    case BODY_NOMEM:
+        rl_buf_release(&body);
+        return -1;
     }
     req->body_len = body.len;
     char *data = rl_buf_steal(&body, NULL);
@@ -275,6 +383,8 @@ static int parse_request(FCGX_Request *fr, const relay_config *cfg, engine_reque
 
 static void serve_one(front_thread *t, engine_worker *w, FCGX_Request *fr)
 {
+    if (front_busy)
+        atomic_fetch_add(front_busy, 1);
     engine_request req;
     memset(&req, 0, sizeof req);
     req.pool = rl_pool_new();
@@ -285,7 +395,10 @@ static void serve_one(front_thread *t, engine_worker *w, FCGX_Request *fr)
     rl_log_set_request_id(id);
     front_response resp = {fr};
     engine_sink sink = {&resp, sink_start, sink_write, sink_flush, sink_ready};
-    if (!req.pool || parse_request(fr, t->cfg, &req) != 0) {
+    int at_end = 1, parsed = req.pool ? parse_request(fr, t->cfg, &req, &at_end) : -1;
+    if (parsed > 0) {
+        /* The connection broke: nobody to answer. */
+    } else if (parsed < 0) {
         rl_error("out of memory while reading the request");
         static const char body[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
                                    "\"server_error\",\"param\":null,\"code\":\"out_of_memory\"}}";
@@ -295,9 +408,13 @@ static void serve_one(front_thread *t, engine_worker *w, FCGX_Request *fr)
     } else {
         engine_handle(w, &req, &sink);
     }
+    if (!at_end)
+        shutdown(fr->ipcFd, SHUT_RD); /* see "the request body" above */
     FCGX_Finish_r(fr);
     rl_pool_free(req.pool);
     rl_log_set_request_id(NULL);
+    if (front_busy)
+        atomic_fetch_sub(front_busy, 1);
 }
 
 static void *thread_main(void *arg)
@@ -358,6 +475,7 @@ int front_serve(const relay_config *cfg, engine *e, int listen_fd, int nthreads)
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    body_gate_init(&front_body_gate, nthreads, (int)cfg->fcgi.reserve_threads);
     front_thread *threads = calloc((size_t)nthreads, sizeof *threads);
     if (!threads) {
         rl_error("out of memory starting %d threads", nthreads);

@@ -8,6 +8,8 @@
 #ifndef RELAY_FCGI_FRONT_H
 #define RELAY_FCGI_FRONT_H
 
+#include <stdatomic.h>
+
 #include "engine/config.h"
 #include "engine/engine.h"
 
@@ -20,6 +22,11 @@
  * be running: the caller should exit without freeing what they use).
  */
 int front_serve(const relay_config *cfg, engine *e, int listen_fd, int nthreads);
+
+/* Makes the threads of this process count their requests in flight in
+ * *busy (a counter the supervisor reads, status.h); NULL: no counting.
+ * Call before front_serve. */
+void front_count_requests(atomic_int *busy);
 
 /* Creates the listening socket for [fcgi] listen: a unix socket path
  * (a stale socket file is replaced; mode 0660) or HOST:PORT. Returns the

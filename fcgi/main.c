@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcgiapp.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,14 +25,17 @@
 #include "engine/config.h"
 #include "engine/engine.h"
 #include "fcgi/front.h"
+#include "fcgi/status.h"
 #include "store/base/rl_log.h"
+#include "store/base/rl_version.h"
 
 #define MAX_WORKERS 256
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: relay.fcgi [-c relay.ini]\n"
-               "  -c FILE  configuration (default: $RELAY_INI, else ./relay.ini)\n");
+               "  -c FILE        configuration (default: $RELAY_INI, else ./relay.ini)\n"
+               "  -V, --version  print the version and exit\n");
 }
 
 static relay_config *load_config(const char *path)
@@ -69,20 +73,41 @@ typedef struct worker_slot {
     time_t started;
 } worker_slot;
 
-static pid_t spawn_worker(const relay_config *cfg, int listen_fd)
+/* Forks a worker, with a row of the status table for its requests in
+ * flight (none when the table is full or missing: it is not counted). */
+static pid_t spawn_worker(const relay_config *cfg, int listen_fd, pool_table *table)
 {
+    int row = pool_table_reserve(table);
     pid_t pid = fork();
     if (pid < 0) {
         rl_error("fork: %s", strerror(errno));
+        pool_table_unbind(table, row);
         return -1;
     }
     if (pid == 0) {
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        front_count_requests(pool_table_busy(table, row));
         _exit(run_worker(cfg, listen_fd, (int)cfg->fcgi.threads));
     }
+    pool_table_bind(table, row, pid);
     return pid;
+}
+
+/* The pool's status file, rewritten once a second (status.h). A failure
+ * is logged once, not every second; *failing remembers it. */
+static void publish_status(const relay_config *cfg, pool_table *table, time_t started, int *failing)
+{
+    pool_info info = {getpid(),         rl_version(),      (uint64_t)started,
+                      cfg->fcgi.listen, cfg->fcgi.workers, cfg->fcgi.threads};
+    if (pool_status_write(cfg->fcgi.status_file, &info, table, (uint64_t)time(NULL)) == 0) {
+        *failing = 0;
+    } else if (!*failing) {
+        rl_warn("cannot write [fcgi] status_file %s: %s (relay-admin status will not see the pool)",
+                cfg->fcgi.status_file, strerror(errno));
+        *failing = 1;
+    }
 }
 
 /*
@@ -108,6 +133,12 @@ static int run_pool(const char *config_path, relay_config *cfg)
     sigaddset(&sigs, SIGHUP);
     sigprocmask(SIG_BLOCK, &sigs, NULL);
 
+    /* Rows for the workers of this configuration and of older ones that
+     * are draining after reloads. */
+    pool_table *table = pool_table_new(MAX_WORKERS * 5);
+    time_t started = time(NULL);
+    int status_failing = 0;
+
     worker_slot slots[MAX_WORKERS];
     memset(slots, 0, sizeof slots);
     /* Workers of an older configuration, draining after a reload. */
@@ -126,9 +157,10 @@ static int run_pool(const char *config_path, relay_config *cfg)
                  * otherwise be restarted in a tight loop. */
                 if (slots[i].started && now - slots[i].started < 1)
                     continue;
-                slots[i].pid = spawn_worker(cfg, listen_fd);
+                slots[i].pid = spawn_worker(cfg, listen_fd, table);
                 slots[i].started = now;
             }
+            publish_status(cfg, table, started, &status_failing);
         }
         size_t alive = nold;
         for (long i = 0; i < MAX_WORKERS; i++)
@@ -172,6 +204,7 @@ static int run_pool(const char *config_path, relay_config *cfg)
                 for (long i = 0; i < MAX_WORKERS; i++) {
                     if (slots[i].pid > 0) {
                         kill(slots[i].pid, SIGTERM);
+                        pool_table_draining(table, slots[i].pid);
                         if (nold < sizeof old / sizeof old[0])
                             old[nold++] = slots[i].pid;
                     }
@@ -179,6 +212,8 @@ static int run_pool(const char *config_path, relay_config *cfg)
                     slots[i].started = 0;
                 }
                 /* Workers hold their own copy (fork), so the old one can go. */
+                if (strcmp(next->fcgi.status_file, cfg->fcgi.status_file) != 0)
+                    unlink(cfg->fcgi.status_file);
                 config_free(cfg);
                 cfg = next;
                 if (cfg->fcgi.workers > MAX_WORKERS)
@@ -189,6 +224,7 @@ static int run_pool(const char *config_path, relay_config *cfg)
         int status;
         pid_t pid;
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            pool_table_forget(table, pid);
             for (long i = 0; i < MAX_WORKERS; i++)
                 if (slots[i].pid == pid) {
                     slots[i].pid = 0;
@@ -211,6 +247,8 @@ static int run_pool(const char *config_path, relay_config *cfg)
     close(listen_fd);
     if (cfg->fcgi.listen[0] == '/')
         unlink(cfg->fcgi.listen);
+    unlink(cfg->fcgi.status_file);
+    pool_table_free(table);
     rl_info("stopped");
     config_free(cfg);
     return 0;
@@ -219,14 +257,23 @@ static int run_pool(const char *config_path, relay_config *cfg)
 int main(int argc, char **argv)
 {
     const char *config_path = getenv("RELAY_INI");
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
     int opt;
-    while ((opt = getopt(argc, argv, "c:h")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             config_path = optarg;
             break;
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            printf("relay.fcgi %s\n", rl_version());
             return 0;
         default:
             usage(stderr);

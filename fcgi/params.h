@@ -19,6 +19,13 @@
  *    every front), else SCRIPT_NAME + PATH_INFO and QUERY_STRING;
  *  - headers: every HTTP_X_Y as "x-y", and CONTENT_TYPE as "content-type".
  * Returns 0, or -1 when out of memory.
+ *
+ * A header sent as X_Y (underscores) reaches Relay, if at all, as the same
+ * HTTP_X_Y as X-Y: every front builds the name by upper-casing and turning
+ * '-' into '_' (seen with Caddy 2.6, nginx 1.22, Apache 2.4), so the client's
+ * spelling cannot be told from here. The fronts drop header names with
+ * underscores instead: nginx and Apache by default, the shipped Caddyfile
+ * with request_header -*_* (tests/e2e/headers.test.mjs).
  */
 int params_parse(char **envp, engine_request *req);
 

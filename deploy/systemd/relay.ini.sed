@@ -10,6 +10,7 @@
 ;   sudo -u relay relay-admin -c /etc/relay/relay.ini stats\
 ; After a change: systemctl reload relay ([fcgi] listen: restart).
 /^\[fcgi\]/,/^\[/ s|^listen = .*|listen = /run/relay/relay.sock|
+/^\[fcgi\]/,/^\[/ s|^status_file = .*|status_file = /run/relay/relay.status|
 /^\[fcgi\]/,/^\[/ s|^\(; Seconds a stopping worker waits.*\)$|\1\
 ; Keep relay.service's TimeoutStopSec (45 s) above this + 5.|
 /^\[store\]/,/^\[/ s|^home = .*|home = /var/lib/relay/store|

@@ -27,6 +27,7 @@
     X(NO_ROUTE,             404, "invalid_request_error", "unknown_url",          "unknown path")     \
     X(METHOD,               405, "invalid_request_error", "method_not_allowed",   "method not allowed") \
     X(TOO_LARGE,            413, "invalid_request_error", "request_too_large",    "request body too large") \
+    X(BODY_TIMEOUT,         408, "invalid_request_error", "request_timeout",      "request body not received in time") \
     X(UPSTREAM_UNREACHABLE, 502, "api_connection_error",  "upstream_unreachable", "upstream unreachable") \
     X(UPSTREAM_PROTOCOL,    502, "api_error",             "upstream_bad_response", "upstream sent an invalid response") \
     X(UPSTREAM_CUT,         502, "api_error",             "upstream_stream_cut",  "upstream stream ended before its terminator") \

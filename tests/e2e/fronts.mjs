@@ -9,10 +9,13 @@
 //                      starts relay.fcgi itself through mod_fcgid, so the
 //                      harness starts no pool (process model 'fcgid')
 //
-// Templates name their variables @RELAY_HOST@, @RELAY_PORT@, @RELAY_SOCKET@
-// and @RELAY_WWW@ (@RELAY_FCGI@ and @RELAY_INI@, the binary and its config,
-// for mod_fcgid; and @RELAY_RUNDIR@, @RELAY_SITE@ for the foreground
-// configs); deploy/run.sh (`make run FRONT=...`) renders them the same way.
+// Templates name their variables @RELAY_HOST@, @RELAY_PORT@, @RELAY_SOCKET@,
+// @RELAY_WWW@ and @RELAY_BODY_TIMEOUT@ (the front's own limit on a request
+// body, in seconds: [fcgi] body_timeout + 5, see bodyTimeout) (@RELAY_FCGI@
+// and @RELAY_INI@, the binary and its config, for mod_fcgid; and
+// @RELAY_RUNDIR@, @RELAY_SITE@ for the foreground configs); deploy/run.sh
+// (`make run FRONT=...`) renders them the same way. Caddy reads the same
+// values from its environment (RELAY_HOST, ...).
 // nginx and Apache run from the shipped *-foreground.conf around the site,
 // which stands in for an installation's nginx.conf or apache2.conf.
 //
@@ -41,6 +44,11 @@ export const frontBinary = (front) =>
 // pool, or relay.fcgi under spawn-fcgi): 'fcgid' when the front starts and
 // stops relay.fcgi processes itself.
 export const frontProcessModel = (front) => (front === 'apache-fcgid' ? 'fcgid' : null);
+
+// The front's limit on a request body (RELAY_BODY_TIMEOUT), from Relay's
+// [fcgi] body_timeout: a little longer, so that Relay frees its thread (and
+// counts a 408) before the front ends the client's request.
+export const bodyTimeout = (relayBodyTimeout) => String(Number(relayBodyTimeout) + 5);
 
 // deploy/FILE with every @NAME@ replaced by vars[NAME]; an unknown name is
 // an error, so a template and its renderers cannot drift apart.
@@ -71,6 +79,7 @@ export function frontCommand(front, dir, vars) {
           RELAY_PORT: vars.RELAY_PORT,
           RELAY_SOCKET: vars.RELAY_SOCKET,
           RELAY_WWW: vars.RELAY_WWW,
+          RELAY_BODY_TIMEOUT: vars.RELAY_BODY_TIMEOUT,
           // Keep Caddy's own state out of the user's home.
           HOME: dir,
           XDG_DATA_HOME: path.join(dir, 'xdg-data'),

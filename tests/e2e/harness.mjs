@@ -70,7 +70,7 @@ import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 
 import { startFakeUpstream } from '../fake/upstream.mjs';
-import { FRONTS, frontBinary, frontCommand, frontProcessModel, frontUser } from './fronts.mjs';
+import { FRONTS, bodyTimeout, frontBinary, frontCommand, frontProcessModel, frontUser } from './fronts.mjs';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BUILD = path.resolve(REPO, process.env.RELAY_BUILD || 'build');
@@ -506,6 +506,10 @@ function dashboardDir(relay) {
 }
 
 async function startFront(relay, socket) {
+  // The front's body limit follows the suite's [fcgi] body_timeout (its
+  // default included), as deploy/run.sh renders it.
+  const bt = await runBounded(...adminCommand(relay, ['config', 'fcgi.body_timeout']), 10000);
+  if (bt.code !== 0) throw new Error(`relay-admin config fcgi.body_timeout failed: ${bt.stderr}`);
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     const { cmd, args, env } = frontCommand(FRONT, relay.tmp, {
@@ -515,6 +519,7 @@ async function startFront(relay, socket) {
       RELAY_WWW: dashboardDir(relay),
       RELAY_FCGI: relay.fcgiBinary ?? RELAY_FCGI,
       RELAY_INI: relay.ini,
+      RELAY_BODY_TIMEOUT: bodyTimeout(bt.stdout.trim()),
     });
     // Appended: startRelay emptied it, and under mod_fcgid it is also the
     // relay's log, which holds relay-admin init's output by now.

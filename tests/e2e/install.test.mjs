@@ -124,6 +124,7 @@ describe('make install and make uninstall (DESTDIR, PREFIX=/usr)', () => {
     const admin = path.join(dest, 'usr/bin/relay-admin');
     const ini = path.join(dest, 'etc/relay/relay.ini');
     assert.equal(await iniValue(admin, ini, 'fcgi.listen'), '/run/relay/relay.sock');
+    assert.equal(await iniValue(admin, ini, 'fcgi.status_file'), '/run/relay/relay.status');
     assert.equal(await iniValue(admin, ini, 'store.home'), '/var/lib/relay/store');
     assert.equal(await iniValue(admin, ini, 'store.key_file'), '/var/lib/relay/relay.key');
     // Every other key keeps the repository's default.
@@ -137,7 +138,8 @@ describe('make install and make uninstall (DESTDIR, PREFIX=/usr)', () => {
     const unit = fs.readFileSync(path.join(dest, 'lib/systemd/system/relay.service'), 'utf8');
     const line = (k) => unit.split('\n').filter((l) => l.startsWith(`${k}=`)).map((l) => l.slice(k.length + 1));
     assert.deepEqual(line('ExecStart'), ['/usr/bin/relay.fcgi -c /etc/relay/relay.ini']);
-    assert.deepEqual(line('ExecStartPre'), ['/usr/bin/relay-admin -c /etc/relay/relay.ini init']);
+    assert.equal(line('ExecStartPre').length, 1);
+    assert.match(line('ExecStartPre')[0], /\/usr\/bin\/relay-admin -c \/etc\/relay\/relay\.ini init/);
     assert.deepEqual(line('ExecReload'), ['/bin/kill -HUP $MAINPID']);
     assert.deepEqual(line('Type'), ['simple']);
     assert.deepEqual(line('User'), ['relay']);
@@ -159,7 +161,7 @@ describe('make install and make uninstall (DESTDIR, PREFIX=/usr)', () => {
     await make('install', other, '/opt/relay');
     const unit = fs.readFileSync(path.join(other, 'lib/systemd/system/relay.service'), 'utf8');
     assert.match(unit, /^ExecStart=\/opt\/relay\/bin\/relay\.fcgi -c \/etc\/relay\/relay\.ini$/m);
-    assert.match(unit, /^ExecStartPre=\/opt\/relay\/bin\/relay-admin -c \/etc\/relay\/relay\.ini init$/m);
+    assert.match(unit, /^ExecStartPre=.*\/opt\/relay\/bin\/relay-admin -c \/etc\/relay\/relay\.ini init/m);
     assert.doesNotMatch(unit, /\/usr\/bin\/relay/);
     assert.ok(fs.existsSync(path.join(other, 'opt/relay/bin/relay.fcgi')));
     assert.ok(fs.existsSync(path.join(other, 'opt/relay/share/relay/www/index.html')));
@@ -183,6 +185,49 @@ describe('make install and make uninstall (DESTDIR, PREFIX=/usr)', () => {
       const r = await runBounded(tool, ['verify', '--man=no', path.join(dir, 'relay.service')], 30000);
       assert.equal(r.code, 0, `systemd-analyze verify failed:\n${r.stdout}${r.stderr}`);
       assert.equal(r.stderr.trim(), '', `systemd-analyze verify warned:\n${r.stderr}`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // ExecStartPre as systemd would run it, with the installed binaries and
+  // the given config in place of /etc/relay/relay.ini: {code, stderr}.
+  async function execStartPre(ini) {
+    const unit = fs.readFileSync(path.join(dest, 'lib/systemd/system/relay.service'), 'utf8');
+    const [value] = unit.split('\n').filter((l) => l.startsWith('ExecStartPre=')).map((l) => l.slice(13));
+    const local = value.replaceAll('/usr/bin/relay', path.join(dest, 'usr/bin/relay')).replaceAll('/etc/relay/relay.ini', ini);
+    // "-" would tell systemd to ignore a failure; either way the unit
+    // must not fail to start.
+    const ignored = local.startsWith('-');
+    const cmd = ignored ? local.slice(1) : local;
+    const sh = cmd.match(/^\/bin\/sh -c '(.*)'$/);
+    const r = sh ? await runBounded('/bin/sh', ['-c', sh[1]], 10000) : await runBounded(cmd.split(' ')[0], cmd.split(' ').slice(1), 10000);
+    return { code: ignored ? 0 : r.code, stderr: r.stderr, stdout: r.stdout };
+  }
+
+  test('ExecStartPre lets the service start when relay-admin init fails, and says why and what to run', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-unit-init-'));
+    try {
+      const ini = path.join(dir, 'relay.ini');
+      fs.writeFileSync(ini, [
+        '[fcgi]', `listen = ${dir}/relay.sock`,
+        '[store]', `home = ${dir}/store`, `key_file = ${dir}/relay.key`,
+        '[admin]', `token_file = ${dir}/admin.token`,
+        '[upstream.openai]', 'type = openai', '',
+      ].join('\n'));
+      const good = await execStartPre(ini);
+      assert.equal(good.code, 0, `ExecStartPre failed on a new store: ${good.stderr}`);
+      assert.doesNotMatch(good.stderr, /starts anyway|doctor/);
+
+      // A key file other users can read: relay-admin init refuses it (and
+      // relay.fcgi serves uncached, /relay/health degraded).
+      fs.chmodSync(path.join(dir, 'relay.key'), 0o644);
+      const init = await runBounded(path.join(dest, 'usr/bin/relay-admin'), ['-c', ini, 'init'], 10000);
+      assert.notEqual(init.code, 0, 'relay-admin init should refuse a 0644 key file');
+      const bad = await execStartPre(ini);
+      assert.equal(bad.code, 0, `ExecStartPre failed, so systemd would not start relay.fcgi: ${bad.stderr}`);
+      assert.match(bad.stderr, /starts anyway/);
+      assert.match(bad.stderr, new RegExp(`relay-admin -c ${ini.replaceAll('.', '\\.')} doctor`));
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

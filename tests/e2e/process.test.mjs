@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 
 import {
-  relaySuite, chatBody, uniq, sleep, exited, childPids, iniText, BUILD, TEST_TIMEOUT,
+  relaySuite, chatBody, uniq, sleep, exited, childPids, iniText, runBounded, BUILD, TEST_TIMEOUT,
 } from './harness.mjs';
 import { assertValidChatStream } from './wire.mjs';
 
@@ -124,6 +124,13 @@ relaySuite('managed by a process manager (spawn-fcgi -n, socket on fd 0)', { pro
     // One request at a time: the second was not answered before the stream ended.
     assert.ok(quickDone >= s.arrivals.at(-1) - 50,
       `second request done at ${quickDone} ms, the stream ended at ${s.arrivals.at(-1)} ms`);
+  });
+
+  test('relay-admin status: a process manager\'s relay.fcgi is no pool, and status says so', T, async () => {
+    const r = await relay.admin(['--json', 'status']);
+    assert.equal(r.code, 1, r.stdout);
+    assert.equal(JSON.parse(r.stdout).running, false);
+    assert.match(JSON.parse(r.stdout).reason, /not running/);
   });
 
   test('SIGTERM stops it (exit status 0)', T, async () => {
@@ -293,5 +300,127 @@ relaySuite('pool reload on SIGHUP', { ini: { fcgi: { workers: 2 } } }, (relay) =
       return p.length === 2 && !p.some((x) => workers.includes(x));
     }, 5000, () => `the workers ${workers} to be replaced (now ${relay.workerPids()})`);
     await missThenHit(relay, 'after-reload-back');
+  });
+});
+
+// What `relay-admin status` reads, as the pool writes it once a second.
+async function status(relay) {
+  const r = await relay.admin(['--json', 'status']);
+  return { code: r.code, json: r.stdout ? JSON.parse(r.stdout) : null, stderr: r.stderr };
+}
+
+relaySuite('relay.fcgi --version and relay-admin status', { ini: { fcgi: { workers: 2 } } }, (relay) => {
+  test('relay.fcgi --version prints the version and exits 0', T, async () => {
+    for (const flag of ['--version', '-V']) {
+      const r = await runBounded(`${BUILD}/relay.fcgi`, [flag], 5000);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^relay\.fcgi \d+\.\d+\.\d+( \(git [0-9a-f]+\))?\n$/);
+    }
+  });
+
+  test('status: the pool\'s pid, version, uptime and workers, in text and JSON', T, async () => {
+    const version = (await runBounded(`${BUILD}/relay.fcgi`, ['--version'], 5000)).stdout.trim().replace(/^relay\.fcgi /, '');
+    const workers = await until(() => {
+      const p = relay.workerPids();
+      return p.length === 2 && p;
+    }, 5000, '2 workers');
+    const s = await until(async () => {
+      const st = await status(relay);
+      return st.code === 0 && st.json.workers.length === 2 && st.json;
+    }, 5000, 'status to show both workers');
+    assert.equal(s.running, true);
+    assert.equal(s.pid, relay.procs.relay.pid);
+    assert.equal(s.version, version);
+    assert.equal(s.admin_version, version);
+    assert.equal(s.listen, relay.socket);
+    assert.equal(s.workers_configured, 2);
+    assert.equal(s.threads, relay.settings.fcgi.threads);
+    assert.deepEqual(s.workers.map((w) => w.pid).sort((a, b) => a - b), workers);
+    assert.ok(s.uptime >= 0 && s.started <= Date.now() / 1000, JSON.stringify(s));
+    const later = await until(async () => {
+      const st = (await status(relay)).json;
+      return st.uptime > s.uptime && st;
+    }, 5000, 'the uptime to grow');
+    assert.equal(later.started, s.started);
+
+    const text = await relay.admin(['status']);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, new RegExp(`^pool +running, pid ${s.pid}, up \\d+[smhd]`, 'm'));
+    assert.match(text.stdout, new RegExp(`^version +${version.replace(/[()]/g, '\\$&')}$`, 'm'));
+    assert.match(text.stdout, /^workers +2 of 2 running, \d+ threads each$/m);
+    for (const pid of workers) assert.match(text.stdout, new RegExp(`worker ${pid}: \\d+ in flight`));
+  });
+
+  test('status counts the requests in flight, per worker', T, async () => {
+    const m = uniq('status-in-flight');
+    relay.fake.enqueue({ chunks: 6, chunkDelayMs: 400 }); // ~2.5 s
+    const res = await relay.chat(chatBody(m, { stream: true }), { stream: true });
+    assert.equal(res.status, 200);
+    const busy = await until(async () => {
+      const st = (await status(relay)).json;
+      return st.requests_in_flight >= 1 && st;
+    }, 5000, 'status to count the stream in flight');
+    assert.equal(busy.requests_in_flight, busy.workers.reduce((n, w) => n + w.requests, 0));
+    await res.text();
+    await until(async () => (await status(relay)).json.requests_in_flight === 0, 5000,
+      'status to count no request in flight once the stream ended');
+  });
+
+  test('status shows a worker of the old configuration draining its stream after a reload', T, async () => {
+    const m = uniq('status-draining');
+    relay.fake.enqueue({ chunks: 8, chunkDelayMs: 300 }); // ~2.5 s
+    const res = await relay.chat(chatBody(m, { stream: true }), { stream: true });
+    assert.equal(res.status, 200);
+    const busy = await until(async () => {
+      const st = (await status(relay)).json;
+      return st.requests_in_flight === 1 && st;
+    }, 5000, 'the stream in flight');
+    const streaming = busy.workers.find((w) => w.requests === 1).pid;
+    relay.procs.relay.kill('SIGHUP');
+    const draining = await until(async () => {
+      const st = (await status(relay)).json;
+      const old = st.workers.find((w) => w.pid === streaming);
+      return old?.draining && st.workers.filter((w) => !w.draining).length === 2 && st;
+    }, 5000, () => `worker ${streaming} to show as draining`);
+    assert.equal(draining.workers.find((w) => w.pid === streaming).requests, 1);
+    await res.text();
+    await until(async () => !(await status(relay)).json.workers.some((w) => w.draining), 5000,
+      'the drained worker to leave the status');
+  });
+
+  test('status says when the pool is not running: stopped, or killed', T, async () => {
+    await relay.stopPool(); // SIGTERM: the pool removes its status file
+    const gone = await status(relay);
+    assert.equal(gone.code, 1);
+    assert.equal(gone.json.running, false);
+    assert.match(gone.json.reason, /not running: no .*relay\.status/);
+    const text = await relay.admin(['status']);
+    assert.equal(text.code, 1);
+    assert.match(text.stderr, /pool is not running.*mod_fcgid/s);
+    await relay.startPool();
+    assert.equal((await status(relay)).json.running, true);
+
+    // SIGKILL leaves the file behind: its pid is gone.
+    const pool = relay.procs.relay;
+    process.kill(-pool.pid, 'SIGKILL');
+    assert.ok(await exited(pool, 5000), 'the pool was killed');
+    const stale = await status(relay);
+    assert.equal(stale.code, 1);
+    assert.match(stale.json.reason, new RegExp(`names pid ${pool.pid}, which is gone`));
+    await relay.startPool();
+  });
+
+  test('status follows a restarted worker', T, async () => {
+    const before = await until(() => {
+      const p = relay.workerPids();
+      return p.length === 2 && p;
+    }, 5000, '2 workers');
+    process.kill(before[0], 'SIGKILL');
+    const after = await until(async () => {
+      const st = (await status(relay)).json;
+      const pids = st.workers.map((w) => w.pid);
+      return pids.length === 2 && !pids.includes(before[0]) && pids;
+    }, 5000, 'status to show the new worker');
+    assert.ok(after.includes(before[1]));
   });
 });

@@ -1,0 +1,99 @@
+// A FastCGI client, as a front is one, for tests that talk to Relay's
+// socket directly: what Relay itself answers, whatever a front would make
+// of it (a front may not pass an answer on, e.g. while it still sends the
+// body). One request per connection, the body sent when and as told.
+
+import net from 'node:net';
+
+const VERSION = 1;
+const BEGIN_REQUEST = 1;
+const END_REQUEST = 3;
+const PARAMS = 4;
+const STDIN = 5;
+const STDOUT = 6;
+const RESPONDER = 1;
+
+function record(type, content = Buffer.alloc(0)) {
+  const head = Buffer.alloc(8);
+  head.writeUInt8(VERSION, 0);
+  head.writeUInt8(type, 1);
+  head.writeUInt16BE(1, 2); // request id
+  head.writeUInt16BE(content.length, 4);
+  return Buffer.concat([head, content]);
+}
+
+function lengthBytes(n) {
+  if (n < 128) return Buffer.from([n]);
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE((n | 0x80000000) >>> 0, 0);
+  return b;
+}
+
+function paramsRecord(params) {
+  const parts = [];
+  for (const [k, v] of Object.entries(params)) {
+    const name = Buffer.from(k);
+    const value = Buffer.from(String(v));
+    parts.push(lengthBytes(name.length), lengthBytes(value.length), name, value);
+  }
+  return record(PARAMS, Buffer.concat(parts));
+}
+
+// The CGI response in STDOUT: {status, headers (lower-case names), body}.
+function parseCgi(text) {
+  const end = text.indexOf('\r\n\r\n');
+  const head = end < 0 ? text : text.slice(0, end);
+  const headers = {};
+  for (const l of head.split('\r\n')) {
+    const i = l.indexOf(':');
+    if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+  }
+  return { status: Number((headers.status ?? '200').split(' ')[0]), headers, body: end < 0 ? '' : text.slice(end + 4) };
+}
+
+// Opens a FastCGI request on the unix socket: params are the CGI variables
+// (REQUEST_METHOD, REQUEST_URI, HTTP_*, CONTENT_LENGTH...). Returns
+// {send(bytes), end(), close(), done}: send writes body bytes as one STDIN
+// record, end sends the end of the body; done resolves once the connection
+// ends, with {response (parseCgi's, or null), ended: true when Relay sent
+// FCGI_END_REQUEST, closedBy: 'relay' | 'us'}.
+export function fcgiRequest(socketPath, params) {
+  const sock = net.connect(socketPath);
+  let out = Buffer.alloc(0);
+  let stdout = '';
+  let ended = false;
+  let closedBy = 'relay';
+  const done = new Promise((resolve) => {
+    sock.on('close', () => resolve({ response: stdout ? parseCgi(stdout) : null, ended, closedBy }));
+  });
+  sock.on('error', () => {}); // a write after Relay shut its side: the close says the rest
+  sock.on('data', (d) => {
+    out = Buffer.concat([out, d]);
+    while (out.length >= 8) {
+      const type = out.readUInt8(1);
+      const len = out.readUInt16BE(4);
+      const pad = out.readUInt8(6);
+      if (out.length < 8 + len + pad) break;
+      const content = out.subarray(8, 8 + len);
+      if (type === STDOUT) stdout += content.toString('utf8');
+      if (type === END_REQUEST) ended = true;
+      out = out.subarray(8 + len + pad);
+    }
+  });
+  const begin = Buffer.alloc(8);
+  begin.writeUInt16BE(RESPONDER, 0);
+  sock.write(Buffer.concat([record(BEGIN_REQUEST, begin), paramsRecord(params), record(PARAMS)]));
+  return {
+    send: (bytes) => {
+      if (!sock.destroyed) sock.write(record(STDIN, Buffer.from(bytes)));
+    },
+    end: () => {
+      if (!sock.destroyed) sock.write(record(STDIN));
+    },
+    close: () => {
+      closedBy = 'us';
+      sock.destroy();
+    },
+    done,
+  };
+}
