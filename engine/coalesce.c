@@ -277,7 +277,7 @@ static coalesce_outcome follow(follower *f)
         if (f->sub.broken) {
             if (!x->started)
                 return COALESCE_ALONE;
-            exchange_fail(x, RL_UPSTREAM_PROTOCOL, "The shared upstream answer was unreadable.");
+            exchange_fail(x, RL_BAD_ENTRY, "The shared upstream answer was unreadable.");
             return COALESCE_ANSWERED;
         }
         uint32_t before = f->sub.next_seq;

@@ -50,28 +50,28 @@ static int get_string(const char *p, size_t len, size_t *pos, char *dst)
 rl_err entry_decode(const char *p, size_t len, entry_view *out)
 {
     if (len < ENTRY_MAGIC_LEN + 2)
-        return RL_UPSTREAM_PROTOCOL;
+        return RL_BAD_ENTRY;
     int version;
     if (memcmp(p, ENTRY_MAGIC_V2, ENTRY_MAGIC_LEN) == 0)
         version = 2;
     else if (memcmp(p, ENTRY_MAGIC_V1, ENTRY_MAGIC_LEN) == 0)
         version = 1;
     else
-        return RL_UPSTREAM_PROTOCOL;
+        return RL_BAD_ENTRY;
     unsigned char kind = (unsigned char)p[4];
     if (kind > ENTRY_STREAM)
-        return RL_UPSTREAM_PROTOCOL;
+        return RL_BAD_ENTRY;
     out->kind = (entry_kind)kind;
     out->version = version;
     out->labelled = version >= 2;
     out->upstream[0] = out->model[0] = out->ns[0] = '\0';
     size_t pos = ENTRY_MAGIC_LEN + 1;
     if (get_string(p, len, &pos, out->content_type) != 0)
-        return RL_UPSTREAM_PROTOCOL;
+        return RL_BAD_ENTRY;
     if (version >= 2 &&
         (get_string(p, len, &pos, out->upstream) != 0 ||
          get_string(p, len, &pos, out->model) != 0 || get_string(p, len, &pos, out->ns) != 0))
-        return RL_UPSTREAM_PROTOCOL;
+        return RL_BAD_ENTRY;
     out->body = p + pos;
     out->body_len = len - pos;
     return RL_OK;

@@ -52,7 +52,7 @@ rl_err entry_encode(rl_buf *out, entry_kind kind, const char *content_type,
                     const entry_labels *labels, const char *body, size_t len);
 /* Decodes version 1 or 2. p may be only the first bytes of an entry (at
  * least ENTRY_HEAD_MAX, or all of it if shorter): the body is then what
- * was given. RL_UPSTREAM_PROTOCOL when the bytes are not an entry. */
+ * was given. RL_BAD_ENTRY when the bytes are not an entry. */
 rl_err entry_decode(const char *p, size_t len, entry_view *out);
 
 #endif

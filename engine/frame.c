@@ -60,7 +60,7 @@ static rl_err emit(frame_parser *p)
     rl_err err = RL_OK;
     if (p->item.len && !blank(p->item.data, p->item.len) &&
         p->on_event(p->ctx, NULL, p->item.data, p->item.len) != 0)
-        err = RL_INTERNAL;
+        err = RL_STOPPED;
     rl_buf_reset(&p->item);
     return err;
 }

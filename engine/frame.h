@@ -49,7 +49,7 @@ void frame_init(frame_parser *p, frame_kind kind, size_t max_event, frame_event_
 void frame_release(frame_parser *p);
 
 /* Feeds bytes. RL_TOO_LARGE when an event exceeds the cap, RL_NOMEM,
- * RL_UPSTREAM_PROTOCOL for a JSON array that is not one, or RL_INTERNAL
+ * RL_UPSTREAM_PROTOCOL for a JSON array that is not one, or RL_STOPPED
  * when the callback asked to stop. After an error the parser must not be
  * fed again (its buffers' errors are sticky, rl_buf.h). */
 rl_err frame_feed(frame_parser *p, const char *bytes, size_t len);

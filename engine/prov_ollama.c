@@ -484,8 +484,8 @@ static rl_err ollama_usage(entry_kind kind, frame_kind framing, const char *data
     *out = PROV_USAGE_UNKNOWN;
     if (kind == ENTRY_STREAM) {
         rl_err err = frame_each(framing, data, len, usage_line, out);
-        /* RL_INTERNAL is usage_line stopping at the done line. */
-        return err == RL_INTERNAL ? RL_OK : err;
+        /* RL_STOPPED is usage_line stopping at the done line. */
+        return err == RL_STOPPED ? RL_OK : err;
     }
     json_t *body = prov_json_load(data, len, NULL);
     rl_err err = json_is_object(body) ? RL_OK : RL_UPSTREAM_PROTOCOL;

@@ -29,7 +29,7 @@ static rl_err dispatch(sse_parser *p)
     rl_buf_reset(&p->data);
     rl_buf_reset(&p->event);
     p->has_data = 0;
-    return stop ? RL_INTERNAL : RL_OK;
+    return stop ? RL_STOPPED : RL_OK;
 }
 
 /* Interprets one complete line (without its terminator). */

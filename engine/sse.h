@@ -17,7 +17,7 @@
 #include "store/base/rl_err.h"
 
 /* Returns 0 to go on, non-zero to stop parsing (sse_feed then returns
- * RL_INTERNAL and the parser must not be fed again). */
+ * RL_STOPPED and the parser must not be fed again). */
 typedef int (*sse_event_fn)(void *ctx, const char *event, const char *data, size_t data_len);
 
 typedef struct sse_parser {
@@ -34,7 +34,7 @@ void sse_init(sse_parser *p, size_t max_event, sse_event_fn on_event, void *ctx)
 void sse_release(sse_parser *p);
 
 /* Feeds bytes. RL_TOO_LARGE when an event exceeds the cap, RL_NOMEM, or
- * RL_INTERNAL when the callback asked to stop. After an error the parser
+ * RL_STOPPED when the callback asked to stop. After an error the parser
  * must not be fed again. */
 rl_err sse_feed(sse_parser *p, const char *bytes, size_t len);
 

@@ -10,6 +10,10 @@
 #define RELAY_STORE_BASE_RL_ERR_H
 
 /* The table reads better aligned. */
+/* STOPPED: a callback asked a parser to stop (not a failure of its own).
+ * BAD_ENTRY: bytes Relay stored or shared itself (a cache entry, a flight's
+ * head) that do not decode — not the upstream's fault, unlike
+ * UPSTREAM_PROTOCOL. */
 /* clang-format off */
 /*    name                  status type                     code                    text */
 #define RL_ERRORS(X)                                                                                 \
@@ -35,7 +39,9 @@
     X(UPSTREAM_TIMEOUT,     504, "timeout_error",         "upstream_timeout",     "upstream timed out") \
     X(ONLY_IF_CACHED,       504, "invalid_request_error", "only_if_cached",       "not in cache and only-if-cached was requested") \
     X(CLIENT_GONE,          499, "none",                  "client_gone",          "client disconnected") \
-    X(BUSY,                 503, "server_error",          "busy",                 "in use by other processes")
+    X(BUSY,                 503, "server_error",          "busy",                 "in use by other processes") \
+    X(STOPPED,              500, "server_error",          "stopped",              "stopped by its caller") \
+    X(BAD_ENTRY,            502, "api_error",             "stored_answer_unreadable", "a stored or shared answer could not be read")
 /* clang-format on */
 
 typedef enum {

@@ -19,6 +19,14 @@ static int on_event(void *ctx, const char *event, const char *data, size_t len)
     return 0;
 }
 
+static int stop_at_second(void *ctx, const char *event, const char *data, size_t len)
+{
+    (void)event;
+    (void)data;
+    (void)len;
+    return ++*(int *)ctx == 2;
+}
+
 static const char stream[] = ": ping\r\n\r\n"
                              "data: {\"a\":1}\n\n"
                              "event: message_start\ndata: x\ndata:  y\n\n"
@@ -74,6 +82,15 @@ int main(void)
     sse_init(&p, 16, on_event, &s);
     is_int(sse_feed(&p, "data: 0123456789abcdefXYZ\n\n", 27), RL_TOO_LARGE,
            "an event over the cap is refused");
+    is_int(sse_feed(&p, "data: a\n\n", 9), RL_TOO_LARGE,
+           "and the parser stays failed (rl_buf errors are sticky)");
+    sse_release(&p);
+
+    int calls = 0;
+    sse_init(&p, 0, stop_at_second, &calls);
+    is_int(sse_feed(&p, "data: 1\n\ndata: 2\n\ndata: 3\n\n", 27), RL_STOPPED,
+           "a callback that asks to stop: RL_STOPPED, not an internal error");
+    is_int(calls, 2, "no event after the stop");
     sse_release(&p);
     return tap_done();
 }

@@ -86,7 +86,7 @@ static void test_entry(void)
     /* A prefix that holds the whole header decodes the labels. */
     is_int(entry_decode(b.data, 49, &v), RL_OK, "a prefix decodes");
     is_str(v.model, "claude-x", "labels from a prefix");
-    is_int(entry_decode(b.data, 12, &v), RL_UPSTREAM_PROTOCOL, "a prefix cut in a label fails");
+    is_int(entry_decode(b.data, 12, &v), RL_BAD_ENTRY, "a prefix cut in a label fails");
 
     /* An entry written by the code before labels ("RLE1"). */
     const char v1[] = "RLE1\x00\x10"
