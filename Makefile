@@ -121,7 +121,8 @@ FUZZ_TARGETS := sse openai providers config params
 FUZZ_SRC := engine/sse.c engine/frame.c engine/prov_common.c engine/prov_openai.c \
 	engine/prov_anthropic.c engine/prov_gemini.c engine/prov_ollama.c engine/policy.c \
 	engine/config.c engine/pricing.c engine/route.c fcgi/params.c \
-	store/base/rl_buf.c store/base/rl_err.c store/base/rl_log.c store/base/rl_pool.c
+	store/base/rl_buf.c store/base/rl_err.c store/base/rl_log.c store/base/rl_pool.c \
+	store/base/rl_hex.c
 fuzz: deps
 	@mkdir -p build-fuzz
 	@for t in $(FUZZ_TARGETS); do \

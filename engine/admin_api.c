@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/ckey.h"
 #include "engine/pricing.h"
 #include "engine/prov_json.h"
 #include "engine/purge.h"
@@ -93,8 +94,7 @@ static int inflight_item(void *ctx, const uint8_t *key, const store_flight *f)
     if (f->state != FLIGHT_RUNNING || !store_flight_leader_alive(f))
         return 0;
     char hex[17];
-    for (int i = 0; i < 8; i++)
-        snprintf(hex + 2 * i, 3, "%02x", key[i]);
+    ckey_hex16(key, hex); /* as X-Relay-Key shows it */
     uint64_t age = a->now_ms > f->started_ms ? a->now_ms - f->started_ms : 0;
     json_array_append_new(a->list,
                           json_pack("{s:s,s:I,s:i,s:b}", "key", hex, "age_ms", (json_int_t)age,

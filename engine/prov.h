@@ -45,6 +45,9 @@ const char *prov_header(const prov_request *r, const char *name);
 /* Copies the URL-decoded value of query parameter name into buf (cap
  * bytes, NUL-terminated); returns buf, or NULL when absent or too long. */
 const char *prov_query_param(const prov_request *r, const char *name, char *buf, size_t cap);
+/* The byte that "%XX" at s stands for (s holding avail bytes), or -1 when
+ * s does not start with a percent escape. */
+int prov_pct_byte(const char *s, size_t avail);
 /* Credentials: a value counts as one only when it is a single token of
  * visible ASCII characters (no space, no control), so an empty
  * "Authorization: Bearer" or a stray header is not taken for a key (under

@@ -6,6 +6,7 @@
 
 #include "engine/prov.h"
 #include "engine/prov_json.h"
+#include "store/base/rl_hex.h"
 
 const char *prov_header(const prov_request *r, const char *name)
 {
@@ -15,12 +16,26 @@ const char *prov_header(const prov_request *r, const char *name)
     return NULL;
 }
 
-static int hex_value(char c)
+int prov_pct_byte(const char *s, size_t avail)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)tolower((unsigned char)c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (avail < 3 || s[0] != '%')
+        return -1;
+    int hi = rl_hex_digit((unsigned char)s[1]);
+    int lo = hi >= 0 ? rl_hex_digit((unsigned char)s[2]) : -1;
+    return lo >= 0 ? hi * 16 + lo : -1;
+}
+
+/* The character at p[*i] of a query component of len bytes, with '+' and
+ * "%XX" decoded; *i is left on the last byte it used. */
+static int query_char(const char *p, size_t len, size_t *i)
+{
+    if (p[*i] == '+')
+        return ' ';
+    int b = prov_pct_byte(p + *i, len - *i);
+    if (b < 0)
+        return (unsigned char)p[*i];
+    *i += 2;
+    return b;
 }
 
 const char *prov_query_param(const prov_request *r, const char *name, char *buf, size_t cap)
@@ -32,14 +47,7 @@ const char *prov_query_param(const prov_request *r, const char *name, char *buf,
         if (len > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
             size_t o = 0;
             for (size_t i = nlen + 1; i < len; i++) {
-                char c = p[i];
-                if (c == '+') {
-                    c = ' ';
-                } else if (c == '%' && i + 2 < len && hex_value(p[i + 1]) >= 0 &&
-                           hex_value(p[i + 2]) >= 0) {
-                    c = (char)(hex_value(p[i + 1]) * 16 + hex_value(p[i + 2]));
-                    i += 2;
-                }
+                char c = (char)query_char(p, len, &i);
                 if (o + 1 >= cap)
                     return NULL;
                 buf[o++] = c;
@@ -58,14 +66,7 @@ static int param_name_is(const char *p, size_t len, const char *name)
 {
     size_t k = 0;
     for (size_t i = 0; i < len; i++) {
-        int c = (unsigned char)p[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%' && i + 2 < len && hex_value(p[i + 1]) >= 0 &&
-                   hex_value(p[i + 2]) >= 0) {
-            c = hex_value(p[i + 1]) * 16 + hex_value(p[i + 2]);
-            i += 2;
-        }
+        int c = query_char(p, len, &i);
         if (!name[k] || tolower(c) != tolower((unsigned char)name[k]))
             return 0;
         k++;

@@ -187,25 +187,6 @@ static int is_pchar(unsigned char c)
            (c && strchr("-._~!$&'()*+,;=:@", c));
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* The byte a "%XX" at s stands for, or -1 when s is not one. */
-static int pct_byte(const char *s)
-{
-    int hi = s[0] == '%' ? hex_digit(s[1]) : -1;
-    int lo = hi >= 0 ? hex_digit(s[2]) : -1;
-    return lo >= 0 ? hi * 16 + lo : -1;
-}
-
 /* Checks one path segment of n bytes (no '/' inside). */
 static const char *segment_refusal(const char *seg, size_t n, int last)
 {
@@ -217,7 +198,7 @@ static const char *segment_refusal(const char *seg, size_t n, int last)
         if (c == '\\')
             return "a backslash";
         if (c == '%') {
-            int b = i + 2 < n ? pct_byte(seg + i) : -1;
+            int b = prov_pct_byte(seg + i, n - i);
             if (b < 0)
                 return "a malformed percent escape";
             if (b == '/' || b == '\\')
@@ -254,7 +235,7 @@ const char *route_target_refusal(const char *path, const char *query)
      * (a space, a '#', controls) and bytes outside ASCII, which clients
      * percent-encode. Brackets and the like stay: SDKs send them raw. */
     for (const unsigned char *q = (const unsigned char *)(query ? query : ""); *q; q++) {
-        if (*q == '%' && pct_byte((const char *)q) < 0)
+        if (*q == '%' && prov_pct_byte((const char *)q, 3) < 0) /* stops at a NUL */
             return "a malformed percent escape in the query";
         if (*q <= ' ' || *q >= 0x7f || *q == '#')
             return "a character that is not allowed in a URL query";
