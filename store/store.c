@@ -53,8 +53,6 @@
 #define CTR_BYTES "store.bytes"
 #define CTR_EVICTIONS "store.evictions"
 #define CTR_EXPIRED "store.expired_removed"
-#define CTR_RESERVED_PREFIX "store."
-#define COUNTER_NAME_MAX 200
 
 /* Keep retrying a lock conflict this long: a dead process's locks last
  * until the next failchk (store_maintain, about a second). */
@@ -1230,28 +1228,6 @@ rl_err store_cache_purge_all(store *s, uint64_t *removed)
     return e;
 }
 
-typedef struct foreach_arg {
-    int (*fn)(void *ctx, const uint8_t key[STORE_KEY_LEN], const store_meta *meta);
-    void *ctx;
-} foreach_arg;
-
-static int foreach_item(void *ctx, const store_item *item)
-{
-    const foreach_arg *a = ctx;
-    return item->damaged ? 0 : a->fn(a->ctx, item->key, &item->meta);
-}
-
-/* store_cache_scan of the headers alone, without the records this code
- * did not write. */
-rl_err store_cache_foreach(store *s,
-                           int (*fn)(void *ctx, const uint8_t key[STORE_KEY_LEN],
-                                     const store_meta *meta),
-                           void *ctx)
-{
-    foreach_arg a = {fn, ctx};
-    return store_cache_scan(s, 0, foreach_item, &a);
-}
-
 static int stats_body(handles *h, DB_TXN *txn, op *o)
 {
     totals t;
@@ -1273,65 +1249,6 @@ rl_err store_stats_get(store *s, store_stats *out)
     out->evictions = v[T_EVICTIONS];
     out->expired_removed = v[T_EXPIRED];
     return RL_OK;
-}
-
-/* ---- named counters ------------------------------------------------------ */
-
-typedef struct counter_arg {
-    const char *name;
-    int64_t delta;
-    uint64_t value;
-} counter_arg;
-
-static int counter_add_body(handles *h, DB_TXN *txn, op *o)
-{
-    counter_arg *a = o->arg;
-    uint64_t v;
-    int ret = ctr_read(h, txn, a->name, DB_RMW, &v);
-    if (ret)
-        return ret;
-    return ctr_write(h, txn, a->name, v + (uint64_t)a->delta);
-}
-
-static int counter_get_body(handles *h, DB_TXN *txn, op *o)
-{
-    counter_arg *a = o->arg;
-    return ctr_read(h, txn, a->name, 0, &a->value);
-}
-
-static int counter_name_ok(const char *name)
-{
-    size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n > COUNTER_NAME_MAX) {
-        rl_error("store: invalid counter name (empty or longer than %d)", COUNTER_NAME_MAX);
-        return 0;
-    }
-    return 1;
-}
-
-rl_err store_counter_add(store *s, const char *name, int64_t delta)
-{
-    if (!counter_name_ok(name))
-        return RL_INTERNAL;
-    if (strncmp(name, CTR_RESERVED_PREFIX, sizeof CTR_RESERVED_PREFIX - 1) == 0) {
-        rl_error("store: counter %s is maintained by the store and cannot be changed", name);
-        return RL_INTERNAL;
-    }
-    counter_arg a = {.name = name, .delta = delta};
-    op o = {.what = "updating a counter", .body = counter_add_body, .arg = &a};
-    return store_op_run(s, &o);
-}
-
-rl_err store_counter_get(store *s, const char *name, uint64_t *value)
-{
-    if (!counter_name_ok(name))
-        return RL_INTERNAL;
-    counter_arg a = {.name = name};
-    op o = {.what = "reading a counter", .body = counter_get_body, .idempotent = 1, .arg = &a};
-    rl_err e = store_op_run(s, &o);
-    if (e == RL_OK)
-        *value = a.value;
-    return e;
 }
 
 /* ---- maintenance ---------------------------------------------------------- */

@@ -121,22 +121,7 @@ rl_err store_cache_purge_expired(store *s, uint64_t now, uint64_t grace, uint64_
 /* Removes every cache entry. */
 rl_err store_cache_purge_all(store *s, uint64_t *removed);
 
-/* Calls fn for every entry (key, meta) in key order until fn returns
- * non-zero. Reads a consistent snapshot per entry, not of the whole table. */
-rl_err store_cache_foreach(store *s,
-                           int (*fn)(void *ctx, const uint8_t key[STORE_KEY_LEN],
-                                     const store_meta *meta),
-                           void *ctx);
-
 rl_err store_stats_get(store *s, store_stats *out);
-
-/* Named 64-bit counters shared by all processes (hits, misses, ...). Names
- * are 1-200 bytes; a counter never added to reads as 0 (RL_OK). Arithmetic
- * is modulo 2^64. Names starting with "store." are the store's own totals
- * (store.entries, store.bytes, store.evictions, store.expired_removed):
- * readable here, but store_counter_add refuses them (RL_INTERNAL). */
-rl_err store_counter_add(store *s, const char *name, int64_t delta);
-rl_err store_counter_get(store *s, const char *name, uint64_t *value);
 
 /* ---- administration (relay-admin) ---------------------------------------- */
 
