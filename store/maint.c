@@ -3,9 +3,9 @@
  * hot backup, verification, compaction, recovery, re-encryption and
  * restore (contracts in store.h).
  *
- * Files of a store (see the layout in store.c): the databases (*.db, the
- * check file check.db among them) and the logs (log.NNNNNNNNNN) are its
- * data; __db.register, the region files __db.0NN and wake.map belong to
+ * Files of a store (see the layouts in cache.c and env.c): the databases
+ * (*.db, the check file check.db among them) and the logs (log.NNNNNNNNNN)
+ * are its data; __db.register, the region files __db.0NN and wake.map belong to
  * the processes using it and are never copied or moved.
  *
  * Offline operations (rekey, restore) build the new files in a directory
@@ -37,7 +37,7 @@
 #define COPY_BATCH_BYTES (4u << 20) /* ... or this many bytes */
 #define PRIVATE_CACHE_MB 16         /* buffer pool of the private environments */
 
-/* The databases a store has (store.c, flight.c), and its check file. */
+/* The databases a store has (cache.c, flight.c), and its check file. */
 static const char *const store_dbs[] = {"cache.db",   "expiry.db", "counters.db",
                                         "flights.db", "chunks.db", "check.db"};
 #define NSTORE_DBS (sizeof store_dbs / sizeof store_dbs[0])

@@ -139,9 +139,13 @@ typedef struct store_item {
 
 /* Calls fn for every cache record in key order, damaged ones included,
  * with the first prefix bytes of each value (SIZE_MAX: all of it), until
- * fn returns non-zero. Reads in bounded batches, each a consistent
- * snapshot of its records; fn runs outside any transaction (it may call
- * the store) and item->value is valid only during the call. */
+ * fn returns non-zero. Reads in bounded batches, each in a short
+ * transaction of its own with read-committed reads: each record is read
+ * whole as one version of it, but neither a batch nor the scan is a
+ * snapshot (entries written or removed meanwhile may or may not be seen;
+ * none is seen twice), and a writer waits at most for the one record being
+ * read. fn runs outside any transaction (it may call the store) and
+ * item->value is valid only during the call. */
 rl_err store_cache_scan(store *s, size_t prefix, int (*fn)(void *ctx, const store_item *item),
                         void *ctx);
 
@@ -261,7 +265,7 @@ rl_err store_maintain(store *s, uint64_t now);
 /* Threads of this process lost for good in an environment that had to be
  * abandoned after another process was killed while holding one of Berkeley
  * DB's internal mutexes (5.3's mutexes are not robust; see store_reopen in
- * store.c). The store carries on without them, but their callers never get
+ * env.c). The store carries on without them, but their callers never get
  * an answer: a front that sees this above zero should drain and restart the
  * process at a convenient moment. */
 unsigned store_stranded_threads(store *s);
