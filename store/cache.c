@@ -282,8 +282,11 @@ rl_err store_cache_put(store *s, const uint8_t key[STORE_KEY_LEN], const store_m
     hdr_encode(rec, &m);
     if (len)
         memcpy(rec + CACHE_HDR_LEN, value, len);
-    put_arg a = {
-        .key = key, .expires = meta->expires, .rec = rec, .rec_len = CACHE_HDR_LEN + len, .len = len};
+    put_arg a = {.key = key,
+                 .expires = meta->expires,
+                 .rec = rec,
+                 .rec_len = CACHE_HDR_LEN + len,
+                 .len = len};
     op o = {.what = "storing a cache entry", .body = put_body, .idempotent = 1, .arg = &a};
     rl_err e = store_op_run(s, &o);
     free(rec);
@@ -312,7 +315,8 @@ rl_err store_cache_get(store *s, const uint8_t key[STORE_KEY_LEN], store_meta *m
     if (e != RL_OK)
         goto out;
     store_meta m;
-    if (cache_hdr_decode(a.data.data, a.data.size, &m) != 0 || a.data.size - CACHE_HDR_LEN != m.size) {
+    if (cache_hdr_decode(a.data.data, a.data.size, &m) != 0 ||
+        a.data.size - CACHE_HDR_LEN != m.size) {
         rl_error("store %s: a cache entry has a damaged header; ignoring it", s->home);
         e = RL_STORE;
         goto out;
@@ -532,4 +536,3 @@ rl_err store_stats_get(store *s, store_stats *out)
     out->expired_removed = v[T_EXPIRED];
     return RL_OK;
 }
-

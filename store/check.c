@@ -184,4 +184,3 @@ out:
     rl_buf_release(&path);
     return e;
 }
-

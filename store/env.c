@@ -762,4 +762,3 @@ const char *store_secret_of(const store *s)
 {
     return s->secret;
 }
-

@@ -262,4 +262,3 @@ rl_err store_maintain(store *s, uint64_t now)
     }
     return e;
 }
-

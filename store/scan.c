@@ -65,9 +65,9 @@ static void scan_dbts(scan_arg *a, DBT *k, uint8_t *kb)
     if (a->prefix != SIZE_MAX) {
         a->data.flags |= DB_DBT_PARTIAL;
         a->data.doff = 0;
-        a->data.dlen =
-            (u_int32_t)(CACHE_HDR_LEN +
-                        (a->prefix < UINT32_MAX - CACHE_HDR_LEN ? a->prefix : UINT32_MAX - CACHE_HDR_LEN));
+        a->data.dlen = (u_int32_t)(CACHE_HDR_LEN + (a->prefix < UINT32_MAX - CACHE_HDR_LEN
+                                                        ? a->prefix
+                                                        : UINT32_MAX - CACHE_HDR_LEN));
     }
 }
 
@@ -110,7 +110,8 @@ static int scan_visit(void *ctx, const DBT *k, const DBT *d, int *stop)
         item_from_record(d, a->prefix == SIZE_MAX, &it->meta, &it->damaged);
         it->off = a->values.len;
         it->len = d->size > CACHE_HDR_LEN ? d->size - CACHE_HDR_LEN : 0;
-        if (it->len && rl_buf_append(&a->values, (uint8_t *)d->data + CACHE_HDR_LEN, it->len) != RL_OK) {
+        if (it->len &&
+            rl_buf_append(&a->values, (uint8_t *)d->data + CACHE_HDR_LEN, it->len) != RL_OK) {
             o->err = RL_NOMEM;
             *stop = 1;
             return 0;
