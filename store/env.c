@@ -44,7 +44,8 @@
 #define REOPEN_WAIT_NS 2000000000LL
 /* At most one failed reopen attempt per second. */
 #define REOPEN_PAUSE_NS 1000000000LL
-#define SHM_KEY_SPAN 32 /* SysV keys reserved per environment (it uses 3-6) */
+#define SHM_KEY_SPAN 32           /* SysV keys reserved per environment (it uses 3-6) */
+#define LOG_FILE_BYTES (1u << 20) /* see handles_open */
 
 /* ---- Berkeley DB's messages --------------------------------------------- */
 
@@ -301,9 +302,10 @@ static void handles_close(store *s, handles *h, u_int32_t db_flags, int stranded
  * Opens the environment and the databases as a new handle set. Recovery
  * runs inside env->open when DB_REGISTER finds that a process died while
  * attached; processes still attached then see DB_RUNRECOVERY and reopen
- * (store_op_run). Returns 0 or the Berkeley DB code, already logged.
+ * (store_op_run). alone: this process holds store_lock_exclusive (see
+ * below). Returns 0 or the Berkeley DB code, already logged.
  */
-static int handles_open(store *s, handles **out)
+static int handles_open(store *s, int alone, handles **out)
 {
     DB_ENV *env = NULL;
     *out = NULL;
@@ -358,6 +360,21 @@ static int handles_open(store *s, handles **out)
     what = "configuring log removal";
     if ((ret = env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1)) != 0)
         goto fail;
+    /* Log files of LOG_FILE_BYTES, each filled with zeros when created.
+     * Berkeley DB's own log files (10 MiB) are sparse: it sets a new file's
+     * size with one byte at its end, so the space they need arrives later,
+     * unseen: recovery writes zeros over what is left of the current file
+     * (__log_zero), up to 10 MiB at once. On a nearly full disk that
+     * recovery failed with ENOSPC and panicked, so every open failed with
+     * DB_RUNRECOVERY; the zeros it did write filled the disk, so that no
+     * checkpoint could flush, no log file could go, and the store kept its
+     * disk full for good (t_store_disk's chain of faults). Allocated when
+     * created, a log file never needs more space later, and small, the
+     * space a new one takes is small. */
+    what = "configuring log files";
+    if ((ret = env->set_lg_max(env, LOG_FILE_BYTES)) != 0 ||
+        (ret = env->log_set_config(env, DB_LOG_ZERO, 1)) != 0)
+        goto fail;
 
     what = "opening the environment";
     /* Exclusive (store_lock_exclusive held): no DB_REGISTER, which would
@@ -366,7 +383,7 @@ static int handles_open(store *s, handles **out)
      * wants, and is safe because the lock proves nobody else is attached. */
     ret = env->open(env, s->home,
                     DB_CREATE | DB_INIT_MPOOL | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_TXN |
-                        DB_THREAD | (s->exclusive ? 0 : DB_REGISTER) | DB_RECOVER | DB_SYSTEM_MEM,
+                        DB_THREAD | (alone ? 0 : DB_REGISTER) | DB_RECOVER | DB_SYSTEM_MEM,
                     0600);
     if (ret)
         goto fail;
@@ -399,67 +416,79 @@ fail:
 }
 
 /*
- * After a reboot (or an ipcrm) the region files in the home still name
- * SysV segments that no longer exist, and every open fails with EINVAL
- * ("unable to attach to shared system memory region"). When no process is
- * registered in the environment (nobody holds a lock on __db.register),
- * nothing can be using those regions: the region files are removed, so the
- * next open creates fresh regions and recovers from the logs. Only for the
- * first open of a process: closing a descriptor of __db.register would drop
- * the registration lock of a handle this process already has. Returns 1
- * when it removed something.
+ * When an open fails and no other process has the store open, this
+ * process takes it alone (store_lock_try), drops its regions and recovers
+ * it from its logs: an open without DB_REGISTER, with DB_RECOVER, which
+ * always recovers. Returns 1 when it recovered, 0 when another process has
+ * the store open or is opening it (whose open does what is needed: the
+ * caller tries again), -1 when the recovery failed (logged).
+ *
+ * What it mends: regions whose SysV segments are gone (after a reboot or
+ * an ipcrm, every open fails with EINVAL: "unable to attach to shared
+ * system memory region"); a region file left half-written by a creation
+ * that failed on a full disk (EAGAIN: "unable to join the environment");
+ * regions a failed recovery left panicked (DB_RUNRECOVERY). Why recover
+ * rather than only recreate the regions: an open with DB_REGISTER
+ * recovers only when __db.register names a dead process, and a recovery
+ * that failed (in a read-only directory, say) has already cleared those
+ * names, so recreated regions would open databases that killed processes
+ * left half-written (seen: "cache.db page 830 is on free list with type
+ * 7", then a panic). Recovery without anyone attached is always safe.
+ *
+ * Only while this process has no handle of the store open: the lock is
+ * taken and dropped through a descriptor of __db.register, and closing any
+ * such descriptor drops the registration lock of a handle this process
+ * has (handles_open_first and store_reopen call it after their open
+ * failed, when there is none).
  */
-static int remove_stale_regions(const char *home)
+static int recover_alone(store *s, int failed)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/__db.register", home);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd >= 0) {
-        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
-        int busy = fcntl(fd, F_GETLK, &fl) != 0 || fl.l_type != F_UNLCK;
-        close(fd);
-        if (busy)
-            return 0;
-    }
-    DIR *d = opendir(home);
-    if (!d)
+    store_lock *lock = NULL;
+    rl_err e = store_lock_try(s->home, &lock);
+    if (e == RL_BUSY)
         return 0;
-    int removed = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, "__db.", 5) != 0 || strcmp(e->d_name, "__db.register") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", home, e->d_name);
-        if (unlink(path) == 0)
-            removed = 1;
+    if (e != RL_OK)
+        return -1;
+    rl_warn("store %s: opening it failed (%s) and no other process has it open: recovering it "
+            "from its logs",
+            s->home, db_strerror(failed));
+    store_drop_regions(s->home);
+    handles *h = NULL;
+    int ret = handles_open(s, 1, &h);
+    if (ret == 0) {
+        handles_close(s, h, 0, 0, 1);
+        rl_info("store %s: recovered", s->home);
     }
-    closedir(d);
-    if (removed)
-        rl_warn("store %s: its shared memory regions were gone (a reboot?); recreating them and "
-                "recovering from the logs",
-                home);
-    return removed;
+    store_unlock(lock);
+    return ret == 0 ? 1 : -1;
 }
 
-/* The first open of a process: handles_open, once more after removing
- * regions whose segments are gone. */
+/* Tries of an open that another process's open or recovery holds up. */
+#define OPEN_TRIES 20
+
+/*
+ * The first open of a process: handles_open; after a failure, recovered
+ * alone if nobody else has the store open, and opened again. Processes
+ * starting together race here: the one that takes the store recovers it,
+ * the others wait for it in their env->open (DB_REGISTER waits for the
+ * lock the recovering process holds) or try again after a pause.
+ */
 static int handles_open_first(store *s, handles **out)
 {
-    if (s->exclusive) {
-        /* remove_stale_regions would close a descriptor of __db.register;
-         * alone in the store, fresh regions are right anyway. */
+    if (s->exclusive) { /* store_lock_exclusive held: alone, always recovered */
         store_drop_regions(s->home);
-        return handles_open(s, out);
+        return handles_open(s, 1, out);
     }
-    int ret = handles_open(s, out);
-    /* Processes starting together race here: the one that removes the
-     * stale regions recreates them, the others must simply try again. */
-    for (int attempt = 0; ret == EINVAL && attempt < 20; attempt++) {
-        if (!remove_stale_regions(s->home)) {
+    int ret = handles_open(s, 0, out);
+    for (int tries = 1; ret != 0 && tries < OPEN_TRIES; tries++) {
+        int r = recover_alone(s, ret);
+        if (r < 0)
+            break;
+        if (r == 0) {
             struct timespec pause = {0, 50 * 1000 * 1000};
             nanosleep(&pause, NULL);
         }
-        ret = handles_open(s, out);
+        ret = handles_open(s, 0, out);
     }
     return ret;
 }
@@ -536,8 +565,15 @@ int store_reopen(store *s, unsigned seen)
         handles_close(s, old, DB_NOSYNC, stranded, may_detach);
         bdb_quiet = 0;
     }
+    /* The old set is closed, so this process is registered no more: if
+     * the open fails, it may recover the store alone (see recover_alone),
+     * as when a recovery by another process failed and left the regions
+     * panicked, which every reopen would otherwise meet forever. */
     handles *h = NULL;
-    if (handles_open(s, &h) != 0)
+    int ret = handles_open(s, s->exclusive, &h);
+    if (ret != 0 && !s->exclusive && recover_alone(s, ret) > 0)
+        ret = handles_open(s, 0, &h);
+    if (ret != 0)
         rc = -1;
 
     pthread_mutex_lock(&s->mu);

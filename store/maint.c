@@ -63,7 +63,9 @@ const char *store_lock_home(const store_lock *lock)
     return lock->home;
 }
 
-rl_err store_lock_exclusive(const char *home, store_lock **out)
+/* store_lock_exclusive; a store in use is RL_BUSY, logged only if loud
+ * (naming a pid). */
+static rl_err lock_exclusive(const char *home, int loud, store_lock **out)
 {
     *out = NULL;
     if (store_mkdirs(home, 0700) != RL_OK)
@@ -92,7 +94,8 @@ rl_err store_lock_exclusive(const char *home, store_lock **out)
             rl_error("store %s: locking %s: %s", l->home, path, strerror(errno));
             goto fail;
         }
-        rl_error("store %s: a process is opening the store right now", l->home);
+        if (loud)
+            rl_error("store %s: a process is opening the store right now", l->home);
         e = RL_BUSY;
         goto fail;
     }
@@ -104,8 +107,9 @@ rl_err store_lock_exclusive(const char *home, store_lock **out)
         goto fail;
     }
     if (probe.l_type != F_UNLCK) {
-        rl_error("store %s: in use by process %ld (and perhaps others)", l->home,
-                 (long)probe.l_pid);
+        if (loud)
+            rl_error("store %s: in use by process %ld (and perhaps others)", l->home,
+                     (long)probe.l_pid);
         e = RL_BUSY;
         goto fail;
     }
@@ -114,6 +118,16 @@ rl_err store_lock_exclusive(const char *home, store_lock **out)
 fail:
     store_unlock(l);
     return e;
+}
+
+rl_err store_lock_exclusive(const char *home, store_lock **out)
+{
+    return lock_exclusive(home, 1, out);
+}
+
+rl_err store_lock_try(const char *home, store_lock **out)
+{
+    return lock_exclusive(home, 0, out);
 }
 
 void store_unlock(store_lock *l)

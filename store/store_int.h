@@ -156,6 +156,10 @@ int store_check_file(const char *path, const char *secret);
 /* maint.c: the home a store_lock_exclusive lock is for (realpath). */
 const char *store_lock_home(const store_lock *lock);
 
+/* maint.c: store_lock_exclusive without a log line when the store is in
+ * use (RL_BUSY): for store_open, whose callers start together. */
+rl_err store_lock_try(const char *home, store_lock **out);
+
 /* env.c: removes home's region files (not __db.register) and the SysV
  * segments of its keys that nobody is attached to. Only under
  * store_lock_exclusive. */

@@ -1,14 +1,24 @@
 /*
- * t_store_disk.c — the store on a file system that fills up: the wake-up
- * file (wake.map) is allocated when it is created, so a full disk makes the
- * store refuse to open (Relay then serves uncached) instead of killing the
- * process with SIGBUS on the first touch of a page of a sparse file.
+ * t_store_disk.c — the store on a file system that fills up.
+ *
+ * - The wake-up file (wake.map) is allocated when it is created, so a full
+ *   disk makes the store refuse to open (Relay then serves uncached)
+ *   instead of killing the process with SIGBUS on the first touch of a
+ *   page of a sparse file.
+ * - The chain of faults of issue 12's defect 7, run by worker processes
+ *   like Relay's (as an unprivileged user, so that a read-only directory
+ *   means something): the disk fills while they write, room comes back,
+ *   the store's directory turns read-only while they are killed, writable
+ *   again, the disk fills again (as it did under verify's hot copy), and
+ *   Relay restarts. Every step must leave a store that opens and caches
+ *   once the disk has room: never one a human has to delete.
  *
  * The store home lives on a small tmpfs mounted by this test, in a mount
  * namespace of its own (so the mount is gone when the test exits, however
  * it exits). The test runs as root; if it cannot mount, it fails: it is
  * never skipped. What may crash (a SIGBUS) runs in a child process, whose
- * exit status and log lines the parent checks. Nothing sleeps.
+ * exit status and log lines the parent checks. Nothing sleeps: the workers
+ * do what the parent's commands say, one step at a time.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdarg.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -63,9 +74,10 @@ static int mount_disk(void)
     return 0;
 }
 
-/* Writes the filler until the file system refuses another byte. Returns
- * the bytes written, or -1 if a write failed for another reason. */
-static long long fill_disk(void)
+/* Writes the filler until the file system refuses another byte, then
+ * gives leave bytes of it back. Returns the bytes written, or -1 if a
+ * write failed for another reason. */
+static long long fill_disk_leaving(long long leave)
 {
     int fd = open(filler, O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (fd < 0)
@@ -86,8 +98,15 @@ static long long fill_disk(void)
             break;
         }
     }
+    if (leave > 0 && ftruncate(fd, total > leave ? total - leave : 0) != 0)
+        total = -1;
     close(fd);
     return total;
+}
+
+static long long fill_disk(void)
+{
+    return fill_disk_leaving(0);
 }
 
 static void free_disk(void)
@@ -259,6 +278,318 @@ static void test_store_full_disk(void)
     (void)store_remove(&o);
 }
 
+/* ---- the chain of faults (defect 7) --------------------------------------- */
+
+#define NOBODY 65534 /* the workers' user, as Relay runs as www-data */
+#define WORKERS 3
+#define CHAIN_MAX_BYTES (3u << 20) /* [store] max_bytes: eviction bounds the cache */
+
+static char chain_home[160], chain_key[256];
+
+static store_options chain_opts(void)
+{
+    store_options o = {.home = chain_home,
+                       .key_file = chain_key,
+                       .cache_mb = 2,
+                       .max_threads = 4,
+                       .max_bytes = CHAIN_MAX_BYTES};
+    return o;
+}
+
+typedef struct worker {
+    pid_t pid;
+    FILE *cmd, *reply;
+    int id;
+} worker;
+
+static int drop_privileges(void)
+{
+    return setresgid(NOBODY, NOBODY, NOBODY) == 0 && setresuid(NOBODY, NOBODY, NOBODY) == 0 ? 0
+                                                                                            : -1;
+}
+
+/* Puts n entries of 1-6 KB under this worker's keys; counts the good ones. */
+static unsigned worker_put(store *s, int id, uint32_t *seq, unsigned n)
+{
+    static char val[6000];
+    unsigned good = 0;
+    memset(val, 'a' + id, sizeof val);
+    for (unsigned i = 0; i < n; i++, ++*seq) {
+        uint8_t k[STORE_KEY_LEN] = {0};
+        k[0] = (uint8_t)id;
+        k[1] = (uint8_t)(*seq >> 16);
+        k[2] = (uint8_t)(*seq >> 8);
+        k[3] = (uint8_t)*seq;
+        store_meta m = {.created = 1000, .expires = 100000 + *seq};
+        if (store_cache_put(s, k, &m, val, 1000 + (*seq * 37) % 5000) == RL_OK)
+            good++;
+    }
+    return good;
+}
+
+/*
+ * A worker process: does what each command line says and answers with one
+ * line. "open" and "close"; "put N" (answers how many were stored);
+ * "spin" (puts until killed, saying "spinning" once it runs); "maintain
+ * NOW"; "verify" (answers the rl_err and the problems found); "exit".
+ * Its log goes to its own file, so that the disk-full noise stays there.
+ */
+static void worker_main(int id, int in, int out)
+{
+    char log[200];
+    snprintf(log, sizeof log, "%s/worker-%d.log", tmp, id);
+    if (!freopen(log, "a", stderr) || drop_privileges() != 0)
+        _exit(120);
+    setvbuf(stderr, NULL, _IOLBF, 0);
+    FILE *r = fdopen(in, "r"), *w = fdopen(out, "w");
+    if (!r || !w)
+        _exit(121);
+    setvbuf(w, NULL, _IOLBF, 0);
+    store_options o = chain_opts();
+    store *s = NULL;
+    uint32_t seq = 0;
+    char line[128];
+    while (fgets(line, sizeof line, r)) {
+        unsigned long n = 0;
+        if (strncmp(line, "open", 4) == 0) {
+            rl_err e = s ? RL_OK : store_open(&o, &s);
+            fprintf(w, "%d\n", (int)e);
+        } else if (strncmp(line, "close", 5) == 0) {
+            store_close(s);
+            s = NULL;
+            fprintf(w, "0\n");
+        } else if (sscanf(line, "put %lu", &n) == 1) {
+            fprintf(w, "%u\n", s ? worker_put(s, id, &seq, (unsigned)n) : 0);
+        } else if (strncmp(line, "spin", 4) == 0) {
+            for (unsigned i = 0;; i++) {
+                if (s)
+                    (void)worker_put(s, id, &seq, 1);
+                if (i == 20)
+                    fprintf(w, "spinning\n");
+            }
+        } else if (sscanf(line, "maintain %lu", &n) == 1) {
+            fprintf(w, "%d\n", s ? (int)store_maintain(s, n) : (int)RL_STORE);
+        } else if (strncmp(line, "verify", 6) == 0) {
+            unsigned problems = 0;
+            rl_err e = s ? store_verify(s, NULL, NULL, &problems) : RL_STORE;
+            fprintf(w, "%d %u\n", (int)e, problems);
+        } else {
+            break;
+        }
+    }
+    store_close(s);
+    _exit(0);
+}
+
+static int worker_start(worker *wk, int id)
+{
+    int to[2], from[2];
+    if (pipe(to) != 0 || pipe(from) != 0)
+        return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t p = fork();
+    if (p == 0) {
+        close(to[1]);
+        close(from[0]);
+        worker_main(id, to[0], from[1]);
+    }
+    close(to[0]);
+    close(from[1]);
+    wk->pid = p;
+    wk->id = id;
+    wk->cmd = fdopen(to[1], "w");
+    wk->reply = fdopen(from[0], "r");
+    if (p < 0 || !wk->cmd || !wk->reply)
+        return -1;
+    setvbuf(wk->cmd, NULL, _IOLBF, 0);
+    return 0;
+}
+
+/* Sends one command and reads the answer's first number; -1 if the worker
+ * is gone (it crashed: its exit status is printed). */
+static long ask(worker *wk, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static long ask(worker *wk, const char *fmt, ...)
+{
+    char line[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(wk->cmd, fmt, ap);
+    va_end(ap);
+    fputc('\n', wk->cmd);
+    fflush(wk->cmd);
+    if (!fgets(line, sizeof line, wk->reply)) {
+        printf("#   worker %d is gone (status %d)\n", wk->id, wait_status(wk->pid));
+        wk->pid = -1;
+        return -1;
+    }
+    return strtol(line, NULL, 10);
+}
+
+/* Asks every worker the same; the number of workers whose answer is want. */
+static int ask_all(worker *w, long want, const char *cmd)
+{
+    int n = 0;
+    for (int i = 0; i < WORKERS; i++)
+        n += ask(&w[i], "%s", cmd) == want;
+    return n;
+}
+
+/* Sums every worker's answer to cmd (puts stored); -1 if one is gone. */
+static long sum_all(worker *w, const char *cmd)
+{
+    long total = 0;
+    for (int i = 0; i < WORKERS; i++) {
+        long v = ask(&w[i], "%s", cmd);
+        if (v < 0)
+            return -1;
+        total += v;
+    }
+    return total;
+}
+
+static void worker_stop(worker *wk)
+{
+    if (wk->pid > 0) {
+        fprintf(wk->cmd, "exit\n");
+        fflush(wk->cmd);
+        (void)wait_status(wk->pid);
+    }
+    fclose(wk->cmd);
+    fclose(wk->reply);
+    wk->pid = -1;
+}
+
+static void worker_kill(worker *wk)
+{
+    if (wk->pid > 0) {
+        kill(wk->pid, SIGKILL);
+        (void)wait_status(wk->pid);
+    }
+    fclose(wk->cmd);
+    fclose(wk->reply);
+    wk->pid = -1;
+}
+
+/* Shows the last lines of each worker log (after a failed check). */
+static void show_worker_logs(void)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof cmd,
+             "for f in %s/worker-*.log; do echo \"# -- $f\"; grep -v 'BDB3015\\|BDB3027\\|BDB0137' "
+             "\"$f\" | tail -5 | sed 's/^/#   /'; done",
+             tmp);
+    fflush(stdout);
+    if (system(cmd) != 0)
+        printf("#   (could not show the worker logs)\n");
+}
+
+static int chain_setup(void)
+{
+    char dir[192];
+    snprintf(chain_home, sizeof chain_home, "%s/chain", disk);
+    snprintf(dir, sizeof dir, "%s/nobody", tmp);
+    snprintf(chain_key, sizeof chain_key, "%s/relay.key", dir);
+    if (chmod(tmp, 0711) != 0 || chmod(disk, 0777) != 0 || mkdir(dir, 0700) != 0 ||
+        chown(dir, NOBODY, NOBODY) != 0 || mkdir(chain_home, 0700) != 0 ||
+        chown(chain_home, NOBODY, NOBODY) != 0)
+        return -1;
+    return 0;
+}
+
+static int child_chain_key(void)
+{
+    return drop_privileges() == 0 && store_keyfile_ensure(chain_key) == RL_OK ? 0 : 1;
+}
+
+static int child_chain_remove(void)
+{
+    store_options o = chain_opts();
+    return drop_privileges() == 0 && store_remove(&o) == RL_OK ? 0 : 1;
+}
+
+static void test_fault_chain(void)
+{
+    worker w[WORKERS], fresh[WORKERS];
+    char msg[160];
+    ok(chain_setup() == 0, "chain: a store directory owned by the workers' user");
+    is_int(in_child(child_chain_key), 0, "chain: the key file");
+    for (int i = 0; i < WORKERS; i++)
+        if (worker_start(&w[i], i) != 0)
+            return;
+
+    is_int(ask_all(w, RL_OK, "open"), WORKERS, "chain: the workers open the store");
+    is_int(sum_all(w, "put 300"), WORKERS * 300, "chain: and cache");
+    is_int(ask(&w[0], "maintain 100"), RL_OK, "chain: maintenance");
+
+    /* 1. The disk fills while they write. */
+    ok(fill_disk() > 0, "chain 1: the disk is full");
+    ok(sum_all(w, "put 200") >= 0, "chain 1: the workers live through writes on a full disk");
+    (void)ask(&w[0], "maintain 101");
+
+    /* 2. Room again: they cache again. */
+    free_disk();
+    (void)sum_all(w, "put 50");
+    (void)ask(&w[1], "maintain 102");
+    is_int(sum_all(w, "put 100"), WORKERS * 100, "chain 2: with room again, every put is stored");
+
+    /* 3. The directory turns read-only while the workers are killed
+     * mid-write; the pool starts new ones, which cannot open it yet. */
+    is_int(chmod(chain_home, 0500), 0, "chain 3: the store directory is read-only");
+    int spinning = 0;
+    for (int i = 0; i < WORKERS; i++) {
+        fprintf(w[i].cmd, "spin\n");
+        fflush(w[i].cmd);
+        char line[64];
+        spinning += fgets(line, sizeof line, w[i].reply) != NULL;
+    }
+    is_int(spinning, WORKERS, "chain 3: the workers are writing");
+    for (int i = 0; i < WORKERS; i++)
+        worker_kill(&w[i]);
+    for (int i = 0; i < WORKERS; i++)
+        if (worker_start(&fresh[i], 10 + i) != 0)
+            return;
+    (void)ask_all(fresh, RL_OK, "open"); /* fails while read-only; must not crash */
+
+    /* 4. Writable again: the new workers open and cache. */
+    is_int(chmod(chain_home, 0700), 0, "chain 4: writable again");
+    int opened = ask_all(fresh, RL_OK, "open");
+    is_int(opened, WORKERS, "chain 4: the new workers open the store");
+    is_int(sum_all(fresh, "put 100"), WORKERS * 100, "chain 4: and cache");
+    (void)ask(&fresh[0], "maintain 103");
+
+    /* 5. The disk fills again while they write (as it did under verify's
+     * hot copy), and verify runs meanwhile. */
+    ok(fill_disk_leaving(1 << 20) > 0, "chain 5: the disk is nearly full");
+    ok(sum_all(fresh, "put 300") >= 0, "chain 5: the workers live through it");
+    worker v;
+    if (worker_start(&v, 20) != 0)
+        return;
+    (void)ask(&v, "open");
+    long vr = ask(&v, "verify");
+    ok(vr >= 0, "chain 5: verify on a nearly full disk does not crash");
+    worker_stop(&v);
+    (void)ask(&fresh[1], "maintain 104");
+    free_disk();
+
+    /* 6. Relay restarts: the store opens, caches and verifies. */
+    for (int i = 0; i < WORKERS; i++)
+        worker_stop(&fresh[i]);
+    worker r;
+    if (worker_start(&r, 30) != 0)
+        return;
+    long rc = ask(&r, "open");
+    is_int(rc, RL_OK, "chain 6: after a restart the store opens");
+    snprintf(msg, sizeof msg, "chain 6: and caches");
+    is_int(ask(&r, "put 100"), 100, msg);
+    is_int(ask(&r, "maintain 105"), RL_OK, "chain 6: maintenance works");
+    is_int(ask(&r, "verify"), RL_OK, "chain 6: verify passes");
+    worker_stop(&r);
+    if (rc != RL_OK)
+        show_worker_logs();
+    (void)in_child(child_chain_remove);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -281,12 +612,16 @@ int main(void)
         is_int(store_keyfile_ensure(keyfile), RL_OK, "key file (on the ordinary disk)");
         test_wake_full_disk();
         test_store_full_disk();
+        test_fault_chain();
         (void)umount2(disk, MNT_DETACH);
     }
 
+    /* T_DISK_KEEP=1 keeps tmp (the workers' logs) for a look. */
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
+    if (getenv("T_DISK_KEEP"))
+        printf("# kept %s\n", tmp);
+    else if (system(cmd) != 0)
         printf("# could not remove %s\n", tmp);
     return tap_done();
 }
