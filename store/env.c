@@ -458,6 +458,11 @@ static int recover_alone(store *s, int failed)
     if (ret == 0) {
         handles_close(s, h, 0, 0, 1);
         rl_info("store %s: recovered", s->home);
+    } else {
+        /* What a failed creation left (on a full disk, a region file
+         * without its environment's id) would make the next open wait
+         * 18 s in Berkeley DB before it fails with EAGAIN. */
+        store_drop_regions(s->home);
     }
     store_unlock(lock);
     return ret == 0 ? 1 : -1;

@@ -275,6 +275,16 @@ static void test_store_full_disk(void)
     is_int(st, 0, "store: with room again it opens and maintains");
     if (st != 0)
         show_log();
+
+    /* Regions created on a full disk: their creation fails half-way. */
+    is_int(store_remove(&o), RL_OK, "store: its regions removed (as after a reboot)");
+    ok(fill_disk() > 0, "store: the tmpfs is full");
+    is_int(in_child(child_store_open), 2, "store: creating the regions on a full disk fails");
+    char region[256];
+    snprintf(region, sizeof region, "%s/__db.001", home);
+    ok(access(region, F_OK) != 0, "store: and leaves no half-written region file behind");
+    free_disk();
+    is_int(in_child(child_store_open), 0, "store: with room again it opens");
     (void)store_remove(&o);
 }
 
