@@ -44,8 +44,7 @@
 #define REOPEN_WAIT_NS 2000000000LL
 /* At most one failed reopen attempt per second. */
 #define REOPEN_PAUSE_NS 1000000000LL
-#define SHM_KEY_SPAN 32           /* SysV keys reserved per environment (it uses 3-6) */
-#define LOG_FILE_BYTES (1u << 20) /* see handles_open */
+#define SHM_KEY_SPAN 32 /* SysV keys reserved per environment (it uses 3-6) */
 
 /* ---- Berkeley DB's messages --------------------------------------------- */
 
@@ -360,7 +359,7 @@ static int handles_open(store *s, int alone, handles **out)
     what = "configuring log removal";
     if ((ret = env->log_set_config(env, DB_LOG_AUTO_REMOVE, 1)) != 0)
         goto fail;
-    /* Log files of LOG_FILE_BYTES, each filled with zeros when created.
+    /* Log files of STORE_LOG_FILE_BYTES, each filled with zeros when created.
      * Berkeley DB's own log files (10 MiB) are sparse: it sets a new file's
      * size with one byte at its end, so the space they need arrives later,
      * unseen: recovery writes zeros over what is left of the current file
@@ -372,7 +371,7 @@ static int handles_open(store *s, int alone, handles **out)
      * created, a log file never needs more space later, and small, the
      * space a new one takes is small. */
     what = "configuring log files";
-    if ((ret = env->set_lg_max(env, LOG_FILE_BYTES)) != 0 ||
+    if ((ret = env->set_lg_max(env, STORE_LOG_FILE_BYTES)) != 0 ||
         (ret = env->log_set_config(env, DB_LOG_ZERO, 1)) != 0)
         goto fail;
 

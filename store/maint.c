@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "store/base/rl_log.h"
@@ -36,6 +37,10 @@
 #define COPY_BATCH 256              /* records per transaction when re-encrypting */
 #define COPY_BATCH_BYTES (4u << 20) /* ... or this many bytes */
 #define PRIVATE_CACHE_MB 16         /* buffer pool of the private environments */
+/* Room a hot copy on the store's own file system must leave free: the
+ * store goes on writing (its log files, pages) while the copy is made and
+ * checked. */
+#define COPY_HEADROOM (8ull << 20)
 
 /* The databases a store has (cache.c, flight.c), and its check file. */
 static const char *const store_dbs[] = {"cache.db",   "expiry.db", "counters.db",
@@ -416,12 +421,70 @@ rl_err store_verify_dir(const char *dir, const char *key_file, problem_fn proble
 
 /* ---- hot backup, verify ------------------------------------------------------- */
 
+/*
+ * Why a copy into dir failed, when DB_ENV->backup does not say: it returns
+ * 1, not the errno, when a log file cannot be copied (backup_logs in
+ * Berkeley DB's db_backup.c), which db_strerror reads as "Operation not
+ * permitted". Its own line before that names the cause; this tells it from
+ * the target's file system: full (it copies in 1 MiB pieces), read-only,
+ * or else an I/O error.
+ */
+static int copy_errno(const char *dir)
+{
+    struct statvfs v;
+    if (statvfs(dir, &v) != 0)
+        return EIO;
+    if (v.f_flag & ST_RDONLY)
+        return EROFS;
+    return (uint64_t)v.f_bavail * v.f_frsize < (1u << 20) ? ENOSPC : EIO;
+}
+
 static int backup_body(handles *h, DB_TXN *txn, op *o)
 {
     (void)txn;
+    const char *dir = o->arg;
     /* DB_CREATE: make the directory if needed. Databases go through the
      * buffer pool page by page, then every log file is copied. */
-    return h->env->backup(h->env, (const char *)o->arg, DB_CREATE);
+    int ret = h->env->backup(h->env, dir, DB_CREATE);
+    return ret == 1 ? copy_errno(dir) : ret;
+}
+
+static double mib(uint64_t bytes)
+{
+    return (double)bytes / (1 << 20);
+}
+
+/*
+ * Whether a hot copy of the store at home fits in dir (which exists). On
+ * the store's own file system it must leave COPY_HEADROOM free, so that
+ * the copy cannot fill the disk under the running store (issue 12, defect
+ * 7: verify's copy did, and the store's writes failed); RL_IO (logged,
+ * saying how much is needed and free) otherwise. On another file system a
+ * copy harms nothing: it is left to fail there if it must.
+ */
+static rl_err copy_fits(const char *home, const char *dir, const char *what)
+{
+    struct stat hs, ds;
+    struct statvfs v;
+    if (stat(home, &hs) != 0 || stat(dir, &ds) != 0 || statvfs(dir, &v) != 0) {
+        rl_error("store %s: checking the room for %s in %s: %s", home, what, dir, strerror(errno));
+        return RL_IO;
+    }
+    if (hs.st_dev != ds.st_dev)
+        return RL_OK;
+    /* A copy holds every data file whole (a log file's holes too); its
+     * recovery may start one more log file. */
+    uint64_t need = data_bytes(home, 0) + STORE_LOG_FILE_BYTES + COPY_HEADROOM;
+    uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+    if (avail >= need)
+        return RL_OK;
+    rl_error("store %s: %s needs %.1f MiB free on the store's file system (a copy of the store "
+             "in %s, and %.0f MiB left for the store to go on writing); it has %.1f MiB free: "
+             "not starting, so that the copy cannot fill the store's disk. Free some space, or "
+             "back up to another file system and verify that (relay-admin backup DIR; "
+             "relay-admin verify --backup DIR)",
+             home, what, mib(need), dir, mib(COPY_HEADROOM), mib(avail));
+    return RL_IO;
 }
 
 /* The backup, recovery and verification of a copy into dir (empty). */
@@ -482,6 +545,8 @@ static void log_problem(void *ctx, const char *file, const char *what)
 rl_err store_backup(store *s, const char *dir, store_report *rep)
 {
     rl_err e = backup_target_ok(store_home_of(s), dir);
+    if (e == RL_OK)
+        e = copy_fits(store_home_of(s), dir, "the backup");
     if (e != RL_OK)
         return e;
     unsigned problems = 0;
@@ -493,7 +558,7 @@ rl_err store_backup(store *s, const char *dir, store_report *rep)
 
 rl_err store_verify(store *s, problem_fn problem, void *ctx, unsigned *problems)
 {
-    /* Beside home: the same file system, which has room for the store. */
+    /* Beside home, on the store's file system (copy_fits checks the room). */
     char tmpl[4096];
     char *parent = strdup(store_home_of(s));
     if (!parent)
@@ -505,7 +570,9 @@ rl_err store_verify(store *s, problem_fn problem, void *ctx, unsigned *problems)
                  tmpl, strerror(errno));
         return RL_IO;
     }
-    rl_err e = backup_into(s, tmpl, NULL, problem, ctx, problems);
+    rl_err e = copy_fits(store_home_of(s), tmpl, "verify");
+    if (e == RL_OK)
+        e = backup_into(s, tmpl, NULL, problem, ctx, problems);
     (void)remove_flat_dir(tmpl);
     return e;
 }

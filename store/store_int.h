@@ -130,6 +130,10 @@ struct store {
  */
 int store_reopen(store *s, unsigned seen);
 
+/* env.c: the size of a log file, zero-filled when created (see
+ * handles_open). */
+#define STORE_LOG_FILE_BYTES (1u << 20)
+
 /* env.c: logs one Berkeley DB failure with its own text and what was under
  * way; the error callback that completes it with Berkeley DB's own
  * diagnostics (installed on every environment and database handle). */

@@ -31,10 +31,12 @@
 #include <stdarg.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "store/base/rl_log.h"
 #include "store/store.h"
 #include "store/wake.h"
 #include "tests/unit/tap.h"
@@ -45,9 +47,8 @@ static char home[160];      /* the store, on the tmpfs */
 static char keyfile[160];   /* beside tmp, never on the tmpfs */
 static char filler[160];    /* the file that fills the tmpfs */
 static char child_log[160]; /* a child's stderr */
-/* Room for the store with its first log file (10 MiB, and recovery writes
- * zeros over what is left of it), and little more. */
-#define DISK_SIZE "24m"
+/* Room for a few small stores, a copy of one (verify) and little more. */
+#define DISK_SIZE "32m"
 
 static store_options opts(void)
 {
@@ -286,6 +287,133 @@ static void test_store_full_disk(void)
     free_disk();
     is_int(in_child(child_store_open), 0, "store: with room again it opens");
     (void)store_remove(&o);
+}
+
+/* ---- verify and backup on a disk without room for the copy -------------- */
+
+static char vhome[160], disk2[128];
+
+/* This thread's log lines, kept for the checks (rl_log_set_thread_sink). */
+static char captured[8192];
+
+static void capture(void *ctx, const char *line)
+{
+    (void)ctx;
+    size_t n = strlen(captured);
+    snprintf(captured + n, sizeof captured - n, "%s\n", line);
+}
+
+static long long free_bytes(const char *path)
+{
+    struct statvfs v;
+    return statvfs(path, &v) == 0 ? (long long)v.f_bavail * (long long)v.f_frsize : -1;
+}
+
+/* The bytes of dir's files whose name ends with suffix. */
+static long long files_bytes(const char *dir, const char *suffix)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "cat %s/*%s | wc -c", dir, suffix);
+    FILE *p = popen(cmd, "r");
+    long long n = -1;
+    if (p && fscanf(p, "%lld", &n) != 1)
+        n = -1;
+    if (p)
+        pclose(p);
+    return n;
+}
+
+static void put_bytes(store *s, uint32_t first, size_t total)
+{
+    static char val[4000];
+    memset(val, 'v', sizeof val);
+    for (uint32_t i = 0; i * sizeof val < total; i++) {
+        uint8_t k[STORE_KEY_LEN] = {0xee};
+        k[1] = (uint8_t)((first + i) >> 8);
+        k[2] = (uint8_t)(first + i);
+        store_meta m = {.created = 1, .expires = 1000000};
+        (void)store_cache_put(s, k, &m, val, sizeof val);
+    }
+}
+
+static void test_verify_space(void)
+{
+    snprintf(vhome, sizeof vhome, "%s/vstore", disk);
+    store_options o = opts();
+    o.home = vhome;
+    store *s = NULL;
+    is_int(store_open(&o, &s), RL_OK, "verify: a store on the tmpfs");
+    if (!s)
+        return;
+    put_bytes(s, 0, 3u << 20);
+    is_int(store_maintain(s, 100), RL_OK, "verify: checkpointed");
+
+    /* Less room than a copy of the store takes. */
+    long long size = files_bytes(vhome, ".db") + files_bytes(vhome, "log.*");
+    ok(fill_disk_leaving(size / 2) > 0, "verify: the disk has room for half a copy");
+    long long before = free_bytes(disk);
+    unsigned problems = 0;
+    captured[0] = '\0';
+    rl_log_set_thread_sink(capture, NULL);
+    rl_err e = store_verify(s, NULL, NULL, &problems);
+    rl_log_set_thread_sink(NULL, NULL);
+    is_int(e, RL_IO, "verify: refused");
+    ok(strstr(captured, "free") && strstr(captured, "MiB"),
+       "verify: saying how much room it needs and has");
+    ok(!strstr(captured, "Operation not permitted"), "verify: no 'Operation not permitted'");
+    if (!strstr(captured, "MiB"))
+        printf("#   log: %s", captured);
+    is_int(free_bytes(disk), before, "verify: the disk is as it was (nothing copied)");
+    uint8_t k[STORE_KEY_LEN] = {0xef};
+    store_meta m = {.created = 1, .expires = 2};
+    is_int(store_cache_put(s, k, &m, "x", 1), RL_OK, "verify: the store still caches");
+
+    free_disk();
+    problems = 1;
+    is_int(store_verify(s, NULL, NULL, &problems), RL_OK, "verify: with room it runs");
+    is_int(problems, 0, "verify: and the store verifies");
+    store_close(s);
+    (void)store_remove(&o);
+}
+
+/* A backup to another file system that fills up copying the logs: Berkeley
+ * DB then returns 1 instead of the errno, which reads "Operation not
+ * permitted" (defect 13). */
+static void test_backup_enospc(void)
+{
+    store_options o = opts();
+    o.home = vhome;
+    store *s = NULL;
+    is_int(store_open(&o, &s), RL_OK, "backup: the store");
+    if (!s)
+        return;
+    put_bytes(s, 1000, 3u << 20); /* no checkpoint: the logs stay */
+    long long dbs = files_bytes(vhome, ".db"), logs = files_bytes(vhome, "log.*");
+    ok(dbs > 0 && logs > (1 << 20), "backup: databases and a few MiB of logs");
+    /* Room for the databases, not for the logs. */
+    char size[64];
+    snprintf(size, sizeof size, "size=%lldk,mode=0700", (dbs + 4095) / 4096 * 4 + 256);
+    snprintf(disk2, sizeof disk2, "%s/small", tmp);
+    mkdir(disk2, 0700);
+    is_int(mount("tmpfs", disk2, "tmpfs", 0, size), 0, "backup: a small tmpfs for the copy");
+    char dir[160];
+    snprintf(dir, sizeof dir, "%s/backup", disk2);
+    captured[0] = '\0';
+    rl_log_set_thread_sink(capture, NULL);
+    rl_err e = store_backup(s, dir, NULL);
+    rl_log_set_thread_sink(NULL, NULL);
+    ok(e != RL_OK, "backup: fails");
+    ok(strstr(captured, "No space left on device") != NULL, "backup: reports no space left");
+    ok(!strstr(captured, "Operation not permitted"), "backup: not 'Operation not permitted'");
+    if (!strstr(captured, "No space left on device") || strstr(captured, "Operation not permitted"))
+        printf("#   log: %s", captured);
+    (void)umount2(disk2, MNT_DETACH);
+    store_close(s);
+    (void)store_remove(&o);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", vhome); /* room for the chain below */
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", vhome);
 }
 
 /* ---- the chain of faults (defect 7) --------------------------------------- */
@@ -622,6 +750,8 @@ int main(void)
         is_int(store_keyfile_ensure(keyfile), RL_OK, "key file (on the ordinary disk)");
         test_wake_full_disk();
         test_store_full_disk();
+        test_verify_space();
+        test_backup_enospc();
         test_fault_chain();
         (void)umount2(disk, MNT_DETACH);
     }
