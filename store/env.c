@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -415,6 +416,91 @@ fail:
 }
 
 /*
+ * Whether a recovery that failed with ret failed because of the store's
+ * own files, which no waiting mends, rather than where they live: not for
+ * errors of the system (no space, no permission, read-only, I/O, out of
+ * memory or descriptors), and only when the home takes a new file, every
+ * data file in it is ours to read and write, and its file system has
+ * STORE_HEADROOM_BYTES free. A full disk or a read-only directory heals;
+ * moving the files aside would only lose the cache (and a recovery that
+ * ran out of space says DB_RUNRECOVERY, not ENOSPC: the room check is what
+ * tells).
+ */
+static int cannot_heal(const char *home, int ret)
+{
+    switch (ret) {
+    case ENOSPC:
+    case EDQUOT:
+    case EROFS:
+    case EACCES:
+    case EPERM:
+    case EIO:
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+    case EAGAIN:
+    case EBUSY:
+        return 0;
+    default:
+        break;
+    }
+    struct statvfs v;
+    if (statvfs(home, &v) != 0 || (v.f_flag & ST_RDONLY) ||
+        (uint64_t)v.f_bavail * v.f_frsize < STORE_HEADROOM_BYTES)
+        return 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/.relay-probe.%ld", home, (long)getpid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return 0;
+    int wrote = write(fd, "x", 1) == 1;
+    close(fd);
+    (void)unlink(path);
+    if (!wrote)
+        return 0;
+    DIR *d = opendir(home);
+    if (!d)
+        return 0;
+    int ours = 1;
+    struct dirent *e;
+    while (ours && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (strncmp(e->d_name, "log.", 4) != 0 && (n < 3 || strcmp(e->d_name + n - 3, ".db") != 0))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", home, e->d_name);
+        ours = access(path, R_OK | W_OK) == 0;
+    }
+    closedir(d);
+    return ours;
+}
+
+/*
+ * The last resort, for a store no recovery opens (seen: "file cache.db has
+ * LSN ..., past end of log" after its logs were lost): rather than leave
+ * Relay uncached for good, or need a human to delete the store, its files
+ * go aside (store_set_aside, under the lock that proves no other process
+ * uses it) and an empty store takes its place, loudly. failed is the
+ * recovery's error. Returns 0, or the error (logged) if even that failed.
+ */
+static int start_anew(store *s, const store_lock *lock, int failed)
+{
+    char where[4096];
+    if (store_set_aside(lock, where, sizeof where) != RL_OK)
+        return failed;
+    rl_error("store %s: recovery cannot open this store (%s); it was moved to %s (keep it to "
+             "investigate, or delete it) and Relay starts with an empty store; the key file was "
+             "left as it is",
+             s->home, db_strerror(failed), where);
+    if (store_check_secret(s->home, s->secret) != RL_OK)
+        return failed;
+    handles *h = NULL;
+    int ret = handles_open(s, 1, &h);
+    if (ret == 0)
+        handles_close(s, h, 0, 0, 1);
+    return ret;
+}
+
+/*
  * When an open fails and no other process has the store open, this
  * process takes it alone (store_lock_try), drops its regions and recovers
  * it from its logs: an open without DB_REGISTER, with DB_RECOVER, which
@@ -433,6 +519,8 @@ fail:
  * names, so recreated regions would open databases that killed processes
  * left half-written (seen: "cache.db page 830 is on free list with type
  * 7", then a panic). Recovery without anyone attached is always safe.
+ * When even that fails, and because of the store's own files (cannot_heal),
+ * the store is set aside and a new one started (start_anew).
  *
  * Only while this process has no handle of the store open: the lock is
  * taken and dropped through a descriptor of __db.register, and closing any
@@ -454,10 +542,12 @@ static int recover_alone(store *s, int failed)
     store_drop_regions(s->home);
     handles *h = NULL;
     int ret = handles_open(s, 1, &h);
-    if (ret == 0) {
+    if (ret != 0 && cannot_heal(s->home, ret))
+        ret = start_anew(s, lock, ret);
+    if (ret == 0 && h) {
         handles_close(s, h, 0, 0, 1);
         rl_info("store %s: recovered", s->home);
-    } else {
+    } else if (ret != 0) {
         /* What a failed creation left (on a full disk, a region file
          * without its environment's id) would make the next open wait
          * 18 s in Berkeley DB before it fails with EAGAIN. */

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/base/rl_log.h"
@@ -37,10 +38,6 @@
 #define COPY_BATCH 256              /* records per transaction when re-encrypting */
 #define COPY_BATCH_BYTES (4u << 20) /* ... or this many bytes */
 #define PRIVATE_CACHE_MB 16         /* buffer pool of the private environments */
-/* Room a hot copy on the store's own file system must leave free: the
- * store goes on writing (its log files, pages) while the copy is made and
- * checked. */
-#define COPY_HEADROOM (8ull << 20)
 
 /* The databases a store has (cache.c, flight.c), and its check file. */
 static const char *const store_dbs[] = {"cache.db",   "expiry.db", "counters.db",
@@ -321,6 +318,42 @@ static uint64_t data_bytes(const char *dir, int dbs_only)
     return total;
 }
 
+/* ---- setting a damaged store aside ------------------------------------------ */
+
+rl_err store_set_aside(const store_lock *lock, char *where, size_t cap)
+{
+    const char *home = store_lock_home(lock);
+    char stamp[32];
+    struct tm tm;
+    time_t now = time(NULL);
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    int made = -1;
+    for (int n = 0; n < 100 && made != 0; n++) {
+        if (n == 0)
+            snprintf(where, cap, "%s.damaged-%s", home, stamp);
+        else
+            snprintf(where, cap, "%s.damaged-%s-%d", home, stamp, n);
+        made = mkdir(where, 0700);
+        if (made != 0 && errno != EEXIST)
+            break;
+    }
+    if (made != 0) {
+        rl_error("store %s: creating a directory to set the damaged store aside (%s): %s", home,
+                 where, strerror(errno));
+        return RL_IO;
+    }
+    store_drop_regions(home); /* their pages are of the files that go */
+    if (move_data_files(home, where) < 0) {
+        rl_error("store %s: setting the damaged store aside failed half-way: some of its files "
+                 "are in %s",
+                 home, where);
+        return RL_IO;
+    }
+    (void)fsync_path(home);
+    return RL_OK;
+}
+
 /* ---- private environments (backups, staged copies) -------------------------- */
 
 /* Berkeley DB's messages about a copy: kept for the problem report. */
@@ -456,7 +489,7 @@ static double mib(uint64_t bytes)
 
 /*
  * Whether a hot copy of the store at home fits in dir (which exists). On
- * the store's own file system it must leave COPY_HEADROOM free, so that
+ * the store's own file system it must leave STORE_HEADROOM_BYTES free, so that
  * the copy cannot fill the disk under the running store (issue 12, defect
  * 7: verify's copy did, and the store's writes failed); RL_IO (logged,
  * saying how much is needed and free) otherwise. On another file system a
@@ -474,7 +507,7 @@ static rl_err copy_fits(const char *home, const char *dir, const char *what)
         return RL_OK;
     /* A copy holds every data file whole (a log file's holes too); its
      * recovery may start one more log file. */
-    uint64_t need = data_bytes(home, 0) + STORE_LOG_FILE_BYTES + COPY_HEADROOM;
+    uint64_t need = data_bytes(home, 0) + STORE_LOG_FILE_BYTES + STORE_HEADROOM_BYTES;
     uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
     if (avail >= need)
         return RL_OK;
@@ -483,7 +516,7 @@ static rl_err copy_fits(const char *home, const char *dir, const char *what)
              "not starting, so that the copy cannot fill the store's disk. Free some space, or "
              "back up to another file system and verify that (relay-admin backup DIR; "
              "relay-admin verify --backup DIR)",
-             home, what, mib(need), dir, mib(COPY_HEADROOM), mib(avail));
+             home, what, mib(need), dir, mib(STORE_HEADROOM_BYTES), mib(avail));
     return RL_IO;
 }
 

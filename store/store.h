@@ -6,7 +6,8 @@
  * read from a key file (created mode 0600 by store_keyfile_ensure); its
  * regions live in SysV shared memory so no file on disk holds the secret or
  * plaintext pages. Opening runs crash recovery when a previous user died, so
- * a worker killed with SIGKILL never leaves the store unusable.
+ * a worker killed with SIGKILL never leaves the store unusable; a store no
+ * recovery can open is set aside (see store_open).
  *
  * Cache values are opaque bytes to the store; it keeps beside each value
  * the metadata it needs for expiry and eviction (store_meta). Keys are the
@@ -85,7 +86,16 @@ rl_err store_keyfile_ensure(const char *key_file);
  * RL_STORE if the key file is missing, accessible to other users (mode
  * o+rwx), or holds a different secret than the one the environment was
  * created with (checked against home/check.db before recovery runs), and
- * RL_CONFIG if home or key_file is not set. opt is copied. */
+ * RL_CONFIG if home or key_file is not set. opt is copied.
+ *
+ * When the open fails and no other process has the store open, it is
+ * recovered from its logs by this process alone. When that fails too,
+ * because of the store's files (not for lack of space or permission, which
+ * heal: the open fails and is tried again later), the store's files are
+ * moved to home.damaged-YYYYmmdd-HHMMSS beside it and an empty store is
+ * started, logged as an error saying where they went: Relay never stays
+ * uncached for good, nor needs a human to delete the store. The key file is
+ * never touched. */
 rl_err store_open(const store_options *opt, store **out);
 /* Closes every handle; NULL is a no-op. Leaves the environment registered
  * for other processes; the last process out does not remove it. */

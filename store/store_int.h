@@ -134,6 +134,12 @@ int store_reopen(store *s, unsigned seen);
  * handles_open). */
 #define STORE_LOG_FILE_BYTES (1u << 20)
 
+/* Room the store keeps free on its file system for what it must be able
+ * to write whatever happens (new log files, a checkpoint's pages, a
+ * recovery): a hot copy beside it must leave it (maint.c), and a store is
+ * set aside as damaged only when it is there (env.c). */
+#define STORE_HEADROOM_BYTES (8ull << 20)
+
 /* env.c: logs one Berkeley DB failure with its own text and what was under
  * way; the error callback that completes it with Berkeley DB's own
  * diagnostics (installed on every environment and database handle). */
@@ -163,6 +169,15 @@ const char *store_lock_home(const store_lock *lock);
 /* maint.c: store_lock_exclusive without a log line when the store is in
  * use (RL_BUSY): for store_open, whose callers start together. */
 rl_err store_lock_try(const char *home, store_lock **out);
+
+/* maint.c: moves the store's data files (databases, check.db, logs) out of
+ * the locked home into a new directory beside it, home.damaged-DATE-TIME
+ * (UTC; -N when taken), whose path where gets, and drops the regions: home
+ * is left an empty store's, with its __db.register (and the lock) kept, so
+ * a process that waits to open it finds the new store. Nothing outside
+ * home changes (the key file stays as it is). RL_IO (logged) if not every
+ * file could be moved. */
+rl_err store_set_aside(const store_lock *lock, char *where, size_t cap);
 
 /* env.c: removes home's region files (not __db.register) and the SysV
  * segments of its keys that nobody is attached to. Only under

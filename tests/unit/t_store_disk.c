@@ -416,6 +416,99 @@ static void test_backup_enospc(void)
         printf("# could not remove %s\n", vhome);
 }
 
+/* ---- a store recovery cannot repair: set aside, not kept forever -------- */
+
+static char dhome[160];
+
+/* The names in dir starting with prefix: how many (first one into first). */
+static int names_starting(const char *dir, const char *prefix, char *first, size_t cap)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "ls -1 %s | grep '^%s'", dir, prefix);
+    FILE *p = popen(cmd, "r");
+    int n = 0;
+    char line[256];
+    while (p && fgets(line, sizeof line, p)) {
+        if (n++ == 0 && first) {
+            line[strcspn(line, "\n")] = '\0';
+            snprintf(first, cap, "%s", line);
+        }
+    }
+    if (p)
+        pclose(p);
+    return n;
+}
+
+static void test_set_aside(void)
+{
+    snprintf(dhome, sizeof dhome, "%s/dstore", disk);
+    store_options o = opts();
+    o.home = dhome;
+    store *s = NULL;
+    is_int(store_open(&o, &s), RL_OK, "aside: a store");
+    if (!s)
+        return;
+    put_bytes(s, 0, 256u << 10);
+    store_close(s);
+    (void)store_remove(&o);
+
+    /* Its logs lost (what "past end of log" says happened): no recovery
+     * brings this store back. */
+    char cmd[300], key_before[128] = "", key_after[128] = "";
+    snprintf(cmd, sizeof cmd, "rm -f %s/log.*", dhome);
+    is_int(system(cmd), 0, "aside: the store's log files are gone");
+    FILE *f = fopen(keyfile, "r");
+    if (f) {
+        if (!fgets(key_before, sizeof key_before, f))
+            key_before[0] = '\0';
+        fclose(f);
+    }
+
+    /* A wrong key file never sets a store aside. */
+    store_options wrong = o;
+    char other[200];
+    snprintf(other, sizeof other, "%s/other.key", tmp);
+    (void)store_keyfile_ensure(other);
+    wrong.key_file = other;
+    is_int(store_open(&wrong, &s), RL_STORE, "aside: a wrong key file is refused");
+    is_int(names_starting(disk, "dstore.damaged-", NULL, 0), 0, "aside: and sets nothing aside");
+
+    captured[0] = '\0';
+    rl_log_set_thread_sink(capture, NULL);
+    rl_err e = store_open(&o, &s);
+    rl_log_set_thread_sink(NULL, NULL);
+    is_int(e, RL_OK, "aside: the store opens: a new, empty one");
+    char aside[256] = "";
+    is_int(names_starting(disk, "dstore.damaged-", aside, sizeof aside), 1,
+           "aside: the damaged one was moved beside it (dstore.damaged-DATE)");
+    ok(strstr(captured, "dstore.damaged-") != NULL, "aside: the log says where it went");
+    if (getenv("T_DISK_SHOW"))
+        printf("%s", captured);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", disk, aside);
+    ok(names_starting(path, "cache.db", NULL, 0) == 1, "aside: with its databases");
+    if (s) {
+        store_stats st = {.entries = 1};
+        is_int(store_stats_get(s, &st), RL_OK, "aside: the new store works");
+        is_int(st.entries, 0, "aside: and is empty");
+        uint8_t k[STORE_KEY_LEN] = {1};
+        store_meta m = {.created = 1, .expires = 2};
+        is_int(store_cache_put(s, k, &m, "x", 1), RL_OK, "aside: and caches");
+        store_close(s);
+    }
+    f = fopen(keyfile, "r");
+    if (f) {
+        if (!fgets(key_after, sizeof key_after, f))
+            key_after[0] = '\0';
+        fclose(f);
+    }
+    ok(key_before[0] && strcmp(key_before, key_after) == 0, "aside: the key file is untouched");
+    s = NULL;
+    is_int(store_open(&o, &s), RL_OK, "aside: and it opens again");
+    store_close(s);
+    (void)store_remove(&o);
+}
+
 /* ---- the chain of faults (defect 7) --------------------------------------- */
 
 #define NOBODY 65534 /* the workers' user, as Relay runs as www-data */
@@ -752,6 +845,7 @@ int main(void)
         test_store_full_disk();
         test_verify_space();
         test_backup_enospc();
+        test_set_aside();
         test_fault_chain();
         (void)umount2(disk, MNT_DETACH);
     }
