@@ -31,8 +31,10 @@
 #include "store/store.h"
 
 #include <db.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "store/base/rl_log.h"
 #include "store/store_int.h"
@@ -217,6 +219,40 @@ static int over_caps(const store *s, const cache_totals *t, uint64_t len)
     return s->max_bytes && t->v[T_BYTES] + len > s->max_bytes;
 }
 
+static double mib(uint64_t bytes)
+{
+    return (double)bytes / (1 << 20);
+}
+
+/*
+ * The cache must never fill its own disk: a store whose disk is full can
+ * neither write a log record nor flush a page, so it can neither cache nor
+ * evict nor checkpoint, and stays so until someone frees space (what made
+ * issue 12's defect 7 last). Below STORE_HEADROOM_BYTES free, a new entry
+ * replaces the entries closest to expiry instead of growing the store
+ * (put_body); above half as much again, the store may grow.
+ */
+void cache_check_space(store *s)
+{
+    struct statvfs v;
+    if (statvfs(s->home, &v) != 0)
+        return;
+    uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+    int was = atomic_load_explicit(&s->space_low, memory_order_relaxed);
+    int low = was ? avail < STORE_HEADROOM_BYTES + STORE_HEADROOM_BYTES / 2
+                  : avail < STORE_HEADROOM_BYTES;
+    if (low == was || atomic_exchange(&s->space_low, low) == low)
+        return;
+    if (low)
+        rl_warn("store %s: %.1f MiB free on its file system, less than the %.0f MiB the store "
+                "keeps for itself: new entries now replace the ones closest to expiry instead "
+                "of growing the store",
+                s->home, mib(avail), mib(STORE_HEADROOM_BYTES));
+    else
+        rl_info("store %s: %.1f MiB free on its file system again: the store may grow", s->home,
+                mib(avail));
+}
+
 typedef struct put_arg {
     const uint8_t *key;
     uint64_t expires;
@@ -234,9 +270,16 @@ static int put_body(handles *h, DB_TXN *txn, op *o)
         return ret;
     if ((ret = cache_entry_remove(h, txn, a->key, &t, &found)) != 0)
         return ret;
-    while (over_caps(o->s, &t, a->len)) {
+    /* On a nearly full disk (cache_check_space) the store does not grow:
+     * what the new entry adds, older ones give back. */
+    int low = atomic_load_explicit(&o->s->space_low, memory_order_relaxed);
+    while (over_caps(o->s, &t, a->len) || (low && t.v[T_BYTES] + a->len > t.orig[T_BYTES])) {
         int evicted;
         ret = evict_one(h, txn, &t, &evicted);
+        if (ret == DB_NOTFOUND && low && !over_caps(o->s, &t, a->len)) {
+            o->err = RL_STORE; /* nothing left to give back: not stored */
+            return 0;
+        }
         if (ret == DB_NOTFOUND) {
             /* Nothing left to evict, yet the totals say we are over: they
              * drifted (they can't under normal operation). Start again

@@ -234,6 +234,7 @@ enum { TURN_MAINTAIN = 0, TURN_PURGE = 1 };
 
 rl_err store_maintain(store *s, uint64_t now)
 {
+    cache_check_space(s); /* every process: each decides for its own puts */
     if (!wake_take_turn(s->wake, TURN_MAINTAIN, now, 1)) {
         /* Another process does this second's work for the store. This one
          * must still notice, within the second, an environment that was

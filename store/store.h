@@ -114,7 +114,10 @@ rl_err store_cache_get(store *s, const uint8_t key[STORE_KEY_LEN], store_meta *m
 
 /* Inserts or replaces the entry; meta->created and meta->expires are taken
  * from the caller, hits starts at 0. Evicts the entries closest to expiry
- * while the caps would be exceeded. RL_TOO_LARGE if len is over
+ * while the caps would be exceeded, and, while the store's file system has
+ * less than 8 MiB free (as store_maintain last saw), until the store is no
+ * larger than before: a cache never fills its own disk (RL_STORE, not
+ * logged, when there is nothing left to evict). RL_TOO_LARGE if len is over
  * max_entry_bytes (0 = no per-entry cap) or over max_bytes. */
 rl_err store_cache_put(store *s, const uint8_t key[STORE_KEY_LEN], const store_meta *meta,
                        const void *value, size_t len);
@@ -263,8 +266,9 @@ rl_err store_restore(const store_options *opt, const store_lock *lock, const cha
                      store_report *rep);
 
 /* Periodic housekeeping, called about once a second by one thread per
- * process. For each second (of now) one process on the store does the
- * work: frees locks of dead processes (failchk; a dead child must have
+ * process. Each process looks at the free space of the store's file system
+ * (see store_cache_put). For each second (of now) one process on the store
+ * does the work: frees locks of dead processes (failchk; a dead child must have
  * been reaped with waitpid first), checkpoints and removes old log files,
  * removes finished in-flight requests (flight.h), and every 60 s purges
  * entries expired more than an hour ago (so that max-stale can still use

@@ -22,6 +22,7 @@
 
 #include <db.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -117,6 +118,7 @@ struct store {
     long shm_key;
 
     uint64_t max_bytes, max_entries, max_entry_bytes;
+    _Atomic int space_low; /* cache.c: its file system is nearly full (cache_check_space) */
     uint32_t cache_mb;
     uint32_t threads;
     int exclusive; /* opened under store_lock_exclusive: no DB_REGISTER */
@@ -211,6 +213,11 @@ int cache_totals_write(handles *h, DB_TXN *txn, const cache_totals *t);
 /* Deletes key's cache record and expiry record and takes them off t;
  * *found says whether there was a record. */
 int cache_entry_remove(handles *h, DB_TXN *txn, const uint8_t *key, cache_totals *t, int *found);
+
+/* Looks at the free space of the store's file system (statvfs) and sets
+ * store.space_low, logging when it changes; store_maintain calls it in
+ * every process, about once a second. */
+void cache_check_space(store *s);
 
 /* flight.c: removes finished and abandoned flights; run by store_maintain. */
 void flight_maintain(store *s, uint64_t now_ms);

@@ -416,6 +416,61 @@ static void test_backup_enospc(void)
         printf("# could not remove %s\n", vhome);
 }
 
+/* ---- a nearly full disk: the cache stops growing ------------------------ */
+
+static void test_low_space(void)
+{
+    char lhome[160];
+    snprintf(lhome, sizeof lhome, "%s/lstore", disk);
+    store_options o = opts(); /* no caps: only the disk bounds it */
+    o.home = lhome;
+    store *s = NULL;
+    is_int(store_open(&o, &s), RL_OK, "low: a store without caps");
+    if (!s)
+        return;
+    put_bytes(s, 0, 2u << 20);
+    is_int(store_maintain(s, 100), RL_OK, "low: maintained");
+    store_stats before, after;
+
+    /* Less free than the room the store keeps for itself. */
+    ok(fill_disk_leaving(4 << 20) > 0, "low: 4 MiB left on the disk");
+    captured[0] = '\0';
+    rl_log_set_thread_sink(capture, NULL);
+    is_int(store_maintain(s, 101), RL_OK, "low: maintenance notices");
+    rl_log_set_thread_sink(NULL, NULL);
+    ok(strstr(captured, "MiB free") != NULL, "low: and says so");
+    is_int(store_stats_get(s, &before), RL_OK, "low: stats");
+    static char val[4000];
+    memset(val, 'n', sizeof val);
+    unsigned stored = 0;
+    for (uint32_t i = 0; i < 200; i++) {
+        uint8_t k[STORE_KEY_LEN] = {0xdd, (uint8_t)(i >> 8), (uint8_t)i};
+        store_meta m = {.created = 1, .expires = 2000000};
+        stored += store_cache_put(s, k, &m, val, sizeof val) == RL_OK;
+    }
+    is_int(stored, 200, "low: new entries are still stored");
+    is_int(store_stats_get(s, &after), RL_OK, "low: stats");
+    ok(after.bytes <= before.bytes, "low: by replacing old ones: the store does not grow");
+    if (after.bytes > before.bytes)
+        printf("#   %llu bytes before, %llu after\n", (unsigned long long)before.bytes,
+               (unsigned long long)after.bytes);
+    ok(after.evictions > before.evictions, "low: (evictions counted)");
+
+    free_disk();
+    is_int(store_maintain(s, 102), RL_OK, "low: room again");
+    uint8_t k[STORE_KEY_LEN] = {0xde};
+    store_meta m = {.created = 1, .expires = 2000000};
+    is_int(store_cache_put(s, k, &m, val, sizeof val), RL_OK, "low: a put");
+    is_int(store_stats_get(s, &before), RL_OK, "low: stats");
+    ok(before.bytes > after.bytes, "low: and the store grows again");
+    store_close(s);
+    (void)store_remove(&o);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", lhome);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", lhome);
+}
+
 /* ---- a store recovery cannot repair: set aside, not kept forever -------- */
 
 static char dhome[160];
@@ -846,6 +901,7 @@ int main(void)
         test_verify_space();
         test_backup_enospc();
         test_set_aside();
+        test_low_space();
         test_fault_chain();
         (void)umount2(disk, MNT_DETACH);
     }
