@@ -440,6 +440,10 @@ static int cannot_heal(const char *home, int ret)
     case ENFILE:
     case EAGAIN:
     case EBUSY:
+    case EFBIG:
+    case EINTR:
+    case ENOLCK:
+    case ETIMEDOUT:
         return 0;
     default:
         break;
@@ -474,17 +478,72 @@ static int cannot_heal(const char *home, int ret)
     return ours;
 }
 
+/* Whether home holds databases or logs (not only an empty store's check
+ * file): a store set aside leaves none, so none is set aside twice. */
+static int home_has_data(const char *home)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/cache.db", home);
+    if (access(path, F_OK) == 0)
+        return 1;
+    DIR *d = opendir(home);
+    if (!d)
+        return 0;
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(d)) != NULL)
+        found = strncmp(e->d_name, "log.", 4) == 0;
+    closedir(d);
+    return found;
+}
+
+/*
+ * The control before a store is set aside: whether an empty store, with
+ * this store's settings, opens in a directory beside it (made, opened with
+ * recovery, closed and removed again). If not, what fails is where the
+ * store lives or how it is configured (shared memory limits, say), and
+ * setting its files aside would only lose them, every time.
+ */
+static int empty_store_opens(const store *s)
+{
+    char probe[4096];
+    snprintf(probe, sizeof probe, "%s.probe-%ld", s->home, (long)getpid());
+    if (mkdir(probe, 0700) != 0)
+        return 0;
+    store p = {.home = probe,
+               .secret = s->secret,
+               .shm_key = shm_key_for(probe),
+               .cache_mb = s->cache_mb,
+               .threads = s->threads,
+               .exclusive = 1};
+    handles *h = NULL;
+    int ret = handles_open(&p, 1, &h);
+    if (ret == 0)
+        handles_close(&p, h, 0, 0, 1);
+    store_drop_regions(probe);
+    (void)store_remove_dir(probe);
+    return ret == 0;
+}
+
 /*
  * The last resort, for a store no recovery opens (seen: "file cache.db has
  * LSN ..., past end of log" after its logs were lost): rather than leave
  * Relay uncached for good, or need a human to delete the store, its files
  * go aside (store_set_aside, under the lock that proves no other process
- * uses it) and an empty store takes its place, loudly. failed is the
- * recovery's error. Returns 0, or the error (logged) if even that failed.
+ * uses it) and an empty store takes its place, loudly; but only when the
+ * home holds a store's data and an empty store opens beside it. failed is
+ * the recovery's error. Returns 0, or the error (logged) if even that
+ * failed.
  */
 static int start_anew(store *s, const store_lock *lock, int failed)
 {
     char where[4096];
+    if (!home_has_data(s->home) || !empty_store_opens(s)) {
+        rl_error("store %s: recovery cannot open this store (%s), and an empty store would "
+                 "not open here either: not the store's files, which are left as they are",
+                 s->home, db_strerror(failed));
+        return failed;
+    }
     if (store_set_aside(lock, where, sizeof where) != RL_OK)
         return failed;
     rl_error("store %s: recovery cannot open this store (%s); it was moved to %s (keep it to "

@@ -144,9 +144,7 @@ void store_unlock(store_lock *l)
 
 /* ---- small file helpers ---------------------------------------------------- */
 
-/* Removes the files of a flat directory, then the directory; a missing
- * directory is fine. 0 or -1 (logged). */
-static int remove_flat_dir(const char *dir)
+int store_remove_dir(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -606,7 +604,7 @@ rl_err store_verify(store *s, problem_fn problem, void *ctx, unsigned *problems)
     rl_err e = copy_fits(store_home_of(s), tmpl, "verify");
     if (e == RL_OK)
         e = backup_into(s, tmpl, NULL, problem, ctx, problems);
-    (void)remove_flat_dir(tmpl);
+    (void)store_remove_dir(tmpl);
     return e;
 }
 
@@ -808,7 +806,7 @@ static rl_err clear_staged(const char *staged)
         return RL_OK;
     rl_warn("store: removing %s, left by an earlier attempt", staged);
     (void)store_remove(&so);
-    return remove_flat_dir(staged) == 0 ? RL_OK : RL_IO;
+    return store_remove_dir(staged) == 0 ? RL_OK : RL_IO;
 }
 
 rl_err store_rekey(const store_options *opt, const store_lock *lock, const char *new_key_file,
@@ -862,8 +860,8 @@ rl_err store_rekey(const store_options *opt, const store_lock *lock, const char 
                  home, new_key_file, opt->key_file, strerror(errno), new_key_file);
         return RL_IO;
     }
-    (void)remove_flat_dir(aside);
-    (void)remove_flat_dir(staged);
+    (void)store_remove_dir(aside);
+    (void)store_remove_dir(staged);
     /* Open it once with the new key: recovery sets up fresh regions, and a
      * mistake shows now rather than in Relay. */
     if ((e = open_exclusive(opt, lock, &old)) != RL_OK)
@@ -947,8 +945,8 @@ rl_err store_restore(const store_options *opt, const store_lock *lock, const cha
         e = RL_IO;
         goto out;
     }
-    (void)remove_flat_dir(aside);
-    (void)remove_flat_dir(staged);
+    (void)store_remove_dir(aside);
+    (void)store_remove_dir(staged);
     store *s = NULL;
     if ((e = open_exclusive(opt, lock, &s)) == RL_OK)
         store_close(s);

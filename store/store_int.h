@@ -172,6 +172,10 @@ const char *store_lock_home(const store_lock *lock);
  * use (RL_BUSY): for store_open, whose callers start together. */
 rl_err store_lock_try(const char *home, store_lock **out);
 
+/* maint.c: removes the files of a flat directory, then the directory; a
+ * missing directory is fine. 0 or -1 (logged). */
+int store_remove_dir(const char *dir);
+
 /* maint.c: moves the store's data files (databases, check.db, logs) out of
  * the locked home into a new directory beside it, home.damaged-DATE-TIME
  * (UTC; -N when taken), whose path where gets, and drops the regions: home
