@@ -1,15 +1,19 @@
 /*
  * env.c — the store's Berkeley DB environment: opening it (the secret
- * checked first, check.c), its handle sets and their replacement after
- * another process recovered the environment (store_reopen), closing, and
- * removing its shared memory. Contracts in store.h; the handle sets and the
- * struct store they hang from in store_int.h.
+ * checked first, check.c), recovering it alone when an open fails and
+ * nobody else has it open, setting aside a store no recovery opens, its
+ * handle sets and their replacement after another process recovered the
+ * environment (store_reopen), closing, and removing its shared memory.
+ * Contracts in store.h; the handle sets and the struct store they hang
+ * from in store_int.h.
  *
  * Files in the home (the databases' layout is in cache.c and flight.c):
  * check.db (check.c), wake.map (wake.c: wake-up counters, marks and turns,
  * nothing secret), __db.register (DB_REGISTER's process slots), __db.001
  * (the ids of the SysV segments that hold the regions), the databases, and
- * the encrypted logs log.NNNNNNNNNN.
+ * the encrypted logs log.NNNNNNNNNN (1 MiB each, allocated when created).
+ * Beside the home: home.damaged-DATE (a store set aside) and, for a moment,
+ * home.probe-PID (see empty_store_opens).
  *
  * Threads: store_open and store_close run once per handle, on no other
  * thread's toes; everything else here is called by any thread, under
