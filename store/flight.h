@@ -20,8 +20,9 @@
  * Who writes: only leaders and maintenance write to the database. A leader
  * writes its flight's record when it starts and when it ends, and one
  * chunk per publish; followers only read (read-committed, one record's
- * lock at a time, see store.c), and say they are still there through a mark in shared memory
- * (store_flight_attend), not a count in the record. With a hundred
+ * lock at a time, see op.read_committed in store_int.h), and say they are
+ * still there through a mark in shared memory (store_flight_attend), not a
+ * count in the record. With a hundred
  * processes following one stream, a write per follower on the flights
  * table contended so much that streams stalled for seconds
  * (tests/bench/coalesce_lag.mjs --workers 50 --pool-threads 2).

@@ -3,9 +3,9 @@
  * hot backup, verification, compaction, recovery, re-encryption and
  * restore (contracts in store.h).
  *
- * Files of a store (see the layout in store.c): the databases (*.db, the
- * check file check.db among them) and the logs (log.NNNNNNNNNN) are its
- * data; __db.register, the region files __db.0NN and wake.map belong to
+ * Files of a store (see the layouts in cache.c and env.c): the databases
+ * (*.db, the check file check.db among them) and the logs (log.NNNNNNNNNN)
+ * are its data; __db.register, the region files __db.0NN and wake.map belong to
  * the processes using it and are never copied or moved.
  *
  * Offline operations (rekey, restore) build the new files in a directory
@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/base/rl_log.h"
@@ -37,7 +39,7 @@
 #define COPY_BATCH_BYTES (4u << 20) /* ... or this many bytes */
 #define PRIVATE_CACHE_MB 16         /* buffer pool of the private environments */
 
-/* The databases a store has (store.c, flight.c), and its check file. */
+/* The databases a store has (cache.c, flight.c), and its check file. */
 static const char *const store_dbs[] = {"cache.db",   "expiry.db", "counters.db",
                                         "flights.db", "chunks.db", "check.db"};
 #define NSTORE_DBS (sizeof store_dbs / sizeof store_dbs[0])
@@ -63,7 +65,9 @@ const char *store_lock_home(const store_lock *lock)
     return lock->home;
 }
 
-rl_err store_lock_exclusive(const char *home, store_lock **out)
+/* store_lock_exclusive; a store in use is RL_BUSY, logged only if loud
+ * (naming a pid). */
+static rl_err lock_exclusive(const char *home, int loud, store_lock **out)
 {
     *out = NULL;
     if (store_mkdirs(home, 0700) != RL_OK)
@@ -92,7 +96,8 @@ rl_err store_lock_exclusive(const char *home, store_lock **out)
             rl_error("store %s: locking %s: %s", l->home, path, strerror(errno));
             goto fail;
         }
-        rl_error("store %s: a process is opening the store right now", l->home);
+        if (loud)
+            rl_error("store %s: a process is opening the store right now", l->home);
         e = RL_BUSY;
         goto fail;
     }
@@ -104,8 +109,9 @@ rl_err store_lock_exclusive(const char *home, store_lock **out)
         goto fail;
     }
     if (probe.l_type != F_UNLCK) {
-        rl_error("store %s: in use by process %ld (and perhaps others)", l->home,
-                 (long)probe.l_pid);
+        if (loud)
+            rl_error("store %s: in use by process %ld (and perhaps others)", l->home,
+                     (long)probe.l_pid);
         e = RL_BUSY;
         goto fail;
     }
@@ -114,6 +120,16 @@ rl_err store_lock_exclusive(const char *home, store_lock **out)
 fail:
     store_unlock(l);
     return e;
+}
+
+rl_err store_lock_exclusive(const char *home, store_lock **out)
+{
+    return lock_exclusive(home, 1, out);
+}
+
+rl_err store_lock_try(const char *home, store_lock **out)
+{
+    return lock_exclusive(home, 0, out);
 }
 
 void store_unlock(store_lock *l)
@@ -128,9 +144,7 @@ void store_unlock(store_lock *l)
 
 /* ---- small file helpers ---------------------------------------------------- */
 
-/* Removes the files of a flat directory, then the directory; a missing
- * directory is fine. 0 or -1 (logged). */
-static int remove_flat_dir(const char *dir)
+int store_remove_dir(const char *dir)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -302,6 +316,42 @@ static uint64_t data_bytes(const char *dir, int dbs_only)
     return total;
 }
 
+/* ---- setting a damaged store aside ------------------------------------------ */
+
+rl_err store_set_aside(const store_lock *lock, char *where, size_t cap)
+{
+    const char *home = store_lock_home(lock);
+    char stamp[32];
+    struct tm tm;
+    time_t now = time(NULL);
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    int made = -1;
+    for (int n = 0; n < 100 && made != 0; n++) {
+        if (n == 0)
+            snprintf(where, cap, "%s.damaged-%s", home, stamp);
+        else
+            snprintf(where, cap, "%s.damaged-%s-%d", home, stamp, n);
+        made = mkdir(where, 0700);
+        if (made != 0 && errno != EEXIST)
+            break;
+    }
+    if (made != 0) {
+        rl_error("store %s: creating a directory to set the damaged store aside (%s): %s", home,
+                 where, strerror(errno));
+        return RL_IO;
+    }
+    store_drop_regions(home); /* their pages are of the files that go */
+    if (move_data_files(home, where) < 0) {
+        rl_error("store %s: setting the damaged store aside failed half-way: some of its files "
+                 "are in %s",
+                 home, where);
+        return RL_IO;
+    }
+    (void)fsync_path(home);
+    return RL_OK;
+}
+
 /* ---- private environments (backups, staged copies) -------------------------- */
 
 /* Berkeley DB's messages about a copy: kept for the problem report. */
@@ -402,12 +452,70 @@ rl_err store_verify_dir(const char *dir, const store_options *opt, problem_fn pr
 
 /* ---- hot backup, verify ------------------------------------------------------- */
 
+/*
+ * Why a copy into dir failed, when DB_ENV->backup does not say: it returns
+ * 1, not the errno, when a log file cannot be copied (backup_logs in
+ * Berkeley DB's db_backup.c), which db_strerror reads as "Operation not
+ * permitted". Its own line before that names the cause; this tells it from
+ * the target's file system: full (it copies in 1 MiB pieces), read-only,
+ * or else an I/O error.
+ */
+static int copy_errno(const char *dir)
+{
+    struct statvfs v;
+    if (statvfs(dir, &v) != 0)
+        return EIO;
+    if (v.f_flag & ST_RDONLY)
+        return EROFS;
+    return (uint64_t)v.f_bavail * v.f_frsize < (1u << 20) ? ENOSPC : EIO;
+}
+
 static int backup_body(handles *h, DB_TXN *txn, op *o)
 {
     (void)txn;
+    const char *dir = o->arg;
     /* DB_CREATE: make the directory if needed. Databases go through the
      * buffer pool page by page, then every log file is copied. */
-    return h->env->backup(h->env, (const char *)o->arg, DB_CREATE);
+    int ret = h->env->backup(h->env, dir, DB_CREATE);
+    return ret == 1 ? copy_errno(dir) : ret;
+}
+
+static double mib(uint64_t bytes)
+{
+    return (double)bytes / (1 << 20);
+}
+
+/*
+ * Whether a hot copy of the store at home fits in dir (which exists). On
+ * the store's own file system it must leave STORE_HEADROOM_BYTES free, so that
+ * the copy cannot fill the disk under the running store (issue 12, defect
+ * 7: verify's copy did, and the store's writes failed); RL_IO (logged,
+ * saying how much is needed and free) otherwise. On another file system a
+ * copy harms nothing: it is left to fail there if it must.
+ */
+static rl_err copy_fits(const char *home, const char *dir, const char *what)
+{
+    struct stat hs, ds;
+    struct statvfs v;
+    if (stat(home, &hs) != 0 || stat(dir, &ds) != 0 || statvfs(dir, &v) != 0) {
+        rl_error("store %s: checking the room for %s in %s: %s", home, what, dir, strerror(errno));
+        return RL_IO;
+    }
+    if (hs.st_dev != ds.st_dev)
+        return RL_OK;
+    /* A copy holds every data file whole (a log file's holes too); its
+     * recovery may start one more log file. */
+    uint64_t need = data_bytes(home, 0) + STORE_LOG_FILE_BYTES + STORE_HEADROOM_BYTES;
+    uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+    if (avail >= need)
+        return RL_OK;
+    rl_error("store %s: %s needs %.1f MiB free on the store's file system (a copy of the store "
+             "in %s, and %.0f MiB left for the store to go on writing); it has %.1f MiB free: "
+             "not starting, so that the copy cannot fill the store's disk. Free some space, or "
+             "back up to another file system and verify that (relay-admin backup DIR; "
+             "relay-admin verify --backup DIR)",
+             home, what, mib(need), dir, mib(STORE_HEADROOM_BYTES), mib(avail));
+    return RL_IO;
 }
 
 /* The backup, recovery and verification of a copy into dir (empty). */
@@ -468,6 +576,8 @@ static void log_problem(void *ctx, const char *file, const char *what)
 rl_err store_backup(store *s, const char *dir, store_report *rep)
 {
     rl_err e = backup_target_ok(store_home_of(s), dir);
+    if (e == RL_OK)
+        e = copy_fits(store_home_of(s), dir, "the backup");
     if (e != RL_OK)
         return e;
     unsigned problems = 0;
@@ -479,7 +589,7 @@ rl_err store_backup(store *s, const char *dir, store_report *rep)
 
 rl_err store_verify(store *s, problem_fn problem, void *ctx, unsigned *problems)
 {
-    /* Beside home: the same file system, which has room for the store. */
+    /* Beside home, on the store's file system (copy_fits checks the room). */
     char tmpl[4096];
     char *parent = strdup(store_home_of(s));
     if (!parent)
@@ -491,8 +601,10 @@ rl_err store_verify(store *s, problem_fn problem, void *ctx, unsigned *problems)
                  tmpl, strerror(errno));
         return RL_IO;
     }
-    rl_err e = backup_into(s, tmpl, NULL, problem, ctx, problems);
-    (void)remove_flat_dir(tmpl);
+    rl_err e = copy_fits(store_home_of(s), tmpl, "verify");
+    if (e == RL_OK)
+        e = backup_into(s, tmpl, NULL, problem, ctx, problems);
+    (void)store_remove_dir(tmpl);
     return e;
 }
 
@@ -694,7 +806,7 @@ static rl_err clear_staged(const char *staged)
         return RL_OK;
     rl_warn("store: removing %s, left by an earlier attempt", staged);
     (void)store_remove(&so);
-    return remove_flat_dir(staged) == 0 ? RL_OK : RL_IO;
+    return store_remove_dir(staged) == 0 ? RL_OK : RL_IO;
 }
 
 rl_err store_rekey(const store_options *opt, const store_lock *lock, const char *new_key_file,
@@ -753,8 +865,8 @@ rl_err store_rekey(const store_options *opt, const store_lock *lock, const char 
                  home, new_key_file, opt->key_file, strerror(errno), new_key_file);
         return RL_IO;
     }
-    (void)remove_flat_dir(aside);
-    (void)remove_flat_dir(staged);
+    (void)store_remove_dir(aside);
+    (void)store_remove_dir(staged);
     /* Open it once with the new key: recovery sets up fresh regions, and a
      * mistake shows now rather than in Relay. */
     if ((e = open_exclusive(opt, lock, &old)) != RL_OK)
@@ -839,8 +951,8 @@ rl_err store_restore(const store_options *opt, const store_lock *lock, const cha
         e = RL_IO;
         goto out;
     }
-    (void)remove_flat_dir(aside);
-    (void)remove_flat_dir(staged);
+    (void)store_remove_dir(aside);
+    (void)store_remove_dir(staged);
     store *s = NULL;
     if ((e = open_exclusive(opt, lock, &s)) == RL_OK)
         store_close(s);

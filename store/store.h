@@ -6,7 +6,8 @@
  * read from a key file (created mode 0600 by store_keyfile_ensure); its
  * regions live in SysV shared memory so no file on disk holds the secret or
  * plaintext pages. Opening runs crash recovery when a previous user died, so
- * a worker killed with SIGKILL never leaves the store unusable.
+ * a worker killed with SIGKILL never leaves the store unusable; a store no
+ * recovery can open is set aside (see store_open).
  *
  * Cache values are opaque bytes to the store; it keeps beside each value
  * the metadata it needs for expiry and eviction (store_meta). Keys are the
@@ -91,7 +92,16 @@ rl_err store_key_ensure(const store_options *opt);
  * (mode o+rwx), if key_env's variable is unset or empty, or if the secret
  * differs from the one the environment was created with (checked against
  * home/check.db before recovery runs), and RL_CONFIG if home, or both
- * key_file and key_env, are not set. opt is copied. */
+ * key_file and key_env, are not set. opt is copied.
+ *
+ * When the open fails and no other process has the store open, it is
+ * recovered from its logs by this process alone. When that fails too,
+ * because of the store's files (not for lack of space or permission, which
+ * heal: the open fails and is tried again later), the store's files are
+ * moved to home.damaged-YYYYmmdd-HHMMSS beside it and an empty store is
+ * started, logged as an error saying where they went: Relay never stays
+ * uncached for good, nor needs a human to delete the store. The key file is
+ * never touched. */
 rl_err store_open(const store_options *opt, store **out);
 /* Closes every handle; NULL is a no-op. Leaves the environment registered
  * for other processes; the last process out does not remove it. */
@@ -110,7 +120,10 @@ rl_err store_cache_get(store *s, const uint8_t key[STORE_KEY_LEN], store_meta *m
 
 /* Inserts or replaces the entry; meta->created and meta->expires are taken
  * from the caller, hits starts at 0. Evicts the entries closest to expiry
- * while the caps would be exceeded. RL_TOO_LARGE if len is over
+ * while the caps would be exceeded, and, while the store's file system has
+ * less than 8 MiB free (as store_maintain last saw), until the store is no
+ * larger than before: a cache never fills its own disk (RL_STORE, not
+ * logged, when there is nothing left to evict). RL_TOO_LARGE if len is over
  * max_entry_bytes (0 = no per-entry cap) or over max_bytes. */
 rl_err store_cache_put(store *s, const uint8_t key[STORE_KEY_LEN], const store_meta *meta,
                        const void *value, size_t len);
@@ -127,22 +140,7 @@ rl_err store_cache_purge_expired(store *s, uint64_t now, uint64_t grace, uint64_
 /* Removes every cache entry. */
 rl_err store_cache_purge_all(store *s, uint64_t *removed);
 
-/* Calls fn for every entry (key, meta) in key order until fn returns
- * non-zero. Reads a consistent snapshot per entry, not of the whole table. */
-rl_err store_cache_foreach(store *s,
-                           int (*fn)(void *ctx, const uint8_t key[STORE_KEY_LEN],
-                                     const store_meta *meta),
-                           void *ctx);
-
 rl_err store_stats_get(store *s, store_stats *out);
-
-/* Named 64-bit counters shared by all processes (hits, misses, ...). Names
- * are 1-200 bytes; a counter never added to reads as 0 (RL_OK). Arithmetic
- * is modulo 2^64. Names starting with "store." are the store's own totals
- * (store.entries, store.bytes, store.evictions, store.expired_removed):
- * readable here, but store_counter_add refuses them (RL_INTERNAL). */
-rl_err store_counter_add(store *s, const char *name, int64_t delta);
-rl_err store_counter_get(store *s, const char *name, uint64_t *value);
 
 /* ---- administration (relay-admin) ---------------------------------------- */
 
@@ -160,9 +158,13 @@ typedef struct store_item {
 
 /* Calls fn for every cache record in key order, damaged ones included,
  * with the first prefix bytes of each value (SIZE_MAX: all of it), until
- * fn returns non-zero. Reads in bounded batches, each a consistent
- * snapshot of its records; fn runs outside any transaction (it may call
- * the store) and item->value is valid only during the call. */
+ * fn returns non-zero. Reads in bounded batches, each in a short
+ * transaction of its own with read-committed reads: each record is read
+ * whole as one version of it, but neither a batch nor the scan is a
+ * snapshot (entries written or removed meanwhile may or may not be seen;
+ * none is seen twice), and a writer waits at most for the one record being
+ * read. fn runs outside any transaction (it may call the store) and
+ * item->value is valid only during the call. */
 rl_err store_cache_scan(store *s, size_t prefix, int (*fn)(void *ctx, const store_item *item),
                         void *ctx);
 
@@ -273,8 +275,9 @@ rl_err store_restore(const store_options *opt, const store_lock *lock, const cha
                      store_report *rep);
 
 /* Periodic housekeeping, called about once a second by one thread per
- * process. For each second (of now) one process on the store does the
- * work: frees locks of dead processes (failchk; a dead child must have
+ * process. Each process looks at the free space of the store's file system
+ * (see store_cache_put). For each second (of now) one process on the store
+ * does the work: frees locks of dead processes (failchk; a dead child must have
  * been reaped with waitpid first), checkpoints and removes old log files,
  * removes finished in-flight requests (flight.h), and every 60 s purges
  * entries expired more than an hour ago (so that max-stale can still use
@@ -285,7 +288,7 @@ rl_err store_maintain(store *s, uint64_t now);
 /* Threads of this process lost for good in an environment that had to be
  * abandoned after another process was killed while holding one of Berkeley
  * DB's internal mutexes (5.3's mutexes are not robust; see store_reopen in
- * store.c). The store carries on without them, but their callers never get
+ * env.c). The store carries on without them, but their callers never get
  * an answer: a front that sees this above zero should drain and restart the
  * process at a convenient moment. */
 unsigned store_stranded_threads(store *s);

@@ -1,8 +1,15 @@
 /*
- * store_int.h — store-internal: what the store's own modules (flight.c)
- * share with store.c: the open handles, the transaction helper and the
- * wake-up channel. Includes <db.h>, so it must never be included outside
- * store/ (see DESIGN.md).
+ * store_int.h — store-internal: what the store's modules share. Includes
+ * <db.h>, so it must never be included outside store/ (see DESIGN.md).
+ *
+ *   env.c    the environment: open, close, remove, the handle sets and
+ *            their replacement after a recovery (store_reopen)
+ *   op.c     the transaction helper (store_op_run) and store_maintain
+ *   check.c  the secret check (check.db)
+ *   cache.c  entries, expiry, eviction, totals, purges of expired entries
+ *   scan.c   batched walks (store_walk_batch) and the admin scans
+ *   flight.c the in-flight table; wake.c its wake-up file
+ *   maint.c  exclusive use, backup, verify, compact, recover, rekey, restore
  *
  * Writing an operation: put its work in a body, fill an op and call
  * store_op_run, which runs the body in a transaction, retries it on lock
@@ -14,8 +21,11 @@
 #define RELAY_STORE_STORE_INT_H
 
 #include <db.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/store.h"
 #include "store/wake.h"
@@ -31,7 +41,7 @@
  */
 typedef struct handles {
     DB_ENV *env;
-    DB *cache, *expiry, *counters; /* store.c */
+    DB *cache, *expiry, *counters; /* cache.c */
     DB *flights, *chunks;          /* flight.c */
     const char *home;              /* the store's, for log lines */
     int users;                     /* under store.mu */
@@ -63,10 +73,80 @@ struct op {
     int commit_failed; /* set by the helper: commit itself returned an error */
 };
 
-/* Runs o (see store.c for the retry and recovery rules). DB_NOTFOUND from a
+/* Runs o (see op.c for the retry and recovery rules). DB_NOTFOUND from a
  * body becomes RL_NOTFOUND, not logged; other failures are logged once,
  * with o->what, and become RL_STORE (RL_NOMEM for ENOMEM). */
 rl_err store_op_run(store *s, op *o);
+
+/* op.c: a randomised, growing pause (up to ~2.5 ms) before retry number
+ * attempt of a lock conflict. */
+void store_backoff(unsigned attempt);
+
+/* A lock conflict: retried, never reported (DB_TXN_NOWAIT makes every
+ * conflict one of these). */
+static inline int store_retryable(int ret)
+{
+    return ret == DB_LOCK_DEADLOCK || ret == DB_LOCK_NOTGRANTED;
+}
+
+static inline int64_t store_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/*
+ * One open store (env.c). The handle set and the reopen state are env.c's
+ * and op.c's, under mu; the rest is set by store_open and read-only after.
+ * cache.c reads the caps; other modules use the accessors below.
+ */
+struct store {
+    pthread_mutex_t mu;     /* guards cur, generation, reopening, last_reopen, stranded */
+    pthread_cond_t changed; /* a reopen finished, or a retired set lost a user */
+    handles *cur;           /* NULL after a failed reopen: operations fail with RL_STORE */
+    unsigned generation;    /* bumped by each reopen */
+    int reopening;
+    int64_t last_reopen;       /* monotonic ns of the last reopen attempt */
+    unsigned stranded;         /* retired sets that threads never left */
+    unsigned stranded_threads; /* threads lost in them, for store_stranded_threads */
+    store_wake *wake;          /* flight.c's wake-ups; a file in home */
+
+    char *home; /* realpath of the environment directory */
+    char *secret;
+    size_t secret_len;
+    long shm_key;
+
+    uint64_t max_bytes, max_entries, max_entry_bytes;
+    _Atomic int space_low; /* cache.c: its file system is nearly full (cache_check_space) */
+    uint32_t cache_mb;
+    uint32_t threads;
+    int exclusive; /* opened under store_lock_exclusive: no DB_REGISTER */
+};
+
+/*
+ * env.c: replaces the handle set after DB_RUNRECOVERY, unless another
+ * thread already did since generation seen. 0 when a usable set is in
+ * place, -1 when the reopen failed (logged) or was skipped because one
+ * failed less than a second ago.
+ */
+int store_reopen(store *s, unsigned seen);
+
+/* env.c: the size of a log file, zero-filled when created (see
+ * handles_open). */
+#define STORE_LOG_FILE_BYTES (1u << 20)
+
+/* Room the store keeps free on its file system for what it must be able
+ * to write whatever happens (new log files, a checkpoint's pages, a
+ * recovery): a hot copy beside it must leave it (maint.c), and a store is
+ * set aside as damaged only when it is there (env.c). */
+#define STORE_HEADROOM_BYTES (8ull << 20)
+
+/* env.c: logs one Berkeley DB failure with its own text and what was under
+ * way; the error callback that completes it with Berkeley DB's own
+ * diagnostics (installed on every environment and database handle). */
+void store_bdb_fail(const char *home, const char *what, int ret);
+void store_bdb_errcall(const DB_ENV *env, const char *pfx, const char *msg);
 
 /* The wake-up channel of the store's home (never NULL on an open store). */
 store_wake *store_wake_of(store *s);
@@ -76,17 +156,72 @@ store_wake *store_wake_of(store *s);
 const char *store_home_of(const store *s);
 const char *store_secret_of(const store *s);
 
-/* Whether the check file at path (see check_secret in store.c) opens with
- * secret: 0, or the Berkeley DB code (EINVAL for another secret). Not
- * logged. */
+/* check.c: whether home's check file opens with secret: RL_OK, or
+ * RL_STORE (logged) for another secret or a store with data but no check
+ * file. Creates the check file in a home without data. */
+rl_err store_check_secret(const char *home, const char *secret);
+
+/* check.c: whether the check file at path opens with secret: 0, or the
+ * Berkeley DB code (EINVAL for another secret). Not logged. */
 int store_check_file(const char *path, const char *secret);
 
 /* maint.c: the home a store_lock_exclusive lock is for (realpath). */
 const char *store_lock_home(const store_lock *lock);
 
-/* Removes home's region files (not __db.register) and the SysV segments of
- * its keys that nobody is attached to. Only under store_lock_exclusive. */
+/* maint.c: store_lock_exclusive without a log line when the store is in
+ * use (RL_BUSY): for store_open, whose callers start together. */
+rl_err store_lock_try(const char *home, store_lock **out);
+
+/* maint.c: removes the files of a flat directory, then the directory; a
+ * missing directory is fine. 0 or -1 (logged). */
+int store_remove_dir(const char *dir);
+
+/* maint.c: moves the store's data files (databases, check.db, logs) out of
+ * the locked home into a new directory beside it, home.damaged-DATE-TIME
+ * (UTC; -N when taken), whose path where gets, and drops the regions: home
+ * is left an empty store's, with its __db.register (and the lock) kept, so
+ * a process that waits to open it finds the new store. Nothing outside
+ * home changes (the key file stays as it is). RL_IO (logged) if not every
+ * file could be moved. */
+rl_err store_set_aside(const store_lock *lock, char *where, size_t cap);
+
+/* env.c: removes home's region files (not __db.register) and the SysV
+ * segments of its keys that nobody is attached to. Only under
+ * store_lock_exclusive. */
 void store_drop_regions(const char *home);
+
+/* ---- cache.c, for the admin scans (scan.c) ---------------------------- */
+
+/* A cache record: a header of CACHE_HDR_LEN bytes (magic, flags, created,
+ * expires, hits, size), then the value. */
+#define CACHE_HDR_LEN 40
+#define CACHE_PURGE_BATCH 256 /* entries removed per transaction when purging */
+
+/* Decodes a record's header into m: 0, or -1 if the n bytes at h are not a
+ * header this code wrote. */
+int cache_hdr_decode(const uint8_t *h, size_t n, store_meta *m);
+
+/* The store's totals (entries, bytes, evictions, expired_removed), as read
+ * at the start of a transaction and changed by it. */
+typedef struct cache_totals {
+    uint64_t v[4];
+    uint64_t orig[4]; /* as read, so only changed ones are written */
+} cache_totals;
+
+/* Every transaction that changes the cache reads the totals first, with
+ * DB_RMW (see cache.c), changes them with cache_entry_remove and writes
+ * them back last. Berkeley DB codes, not logged. */
+int cache_totals_read(handles *h, DB_TXN *txn, cache_totals *t, u_int32_t flags);
+int cache_totals_write(handles *h, DB_TXN *txn, const cache_totals *t);
+
+/* Deletes key's cache record and expiry record and takes them off t;
+ * *found says whether there was a record. */
+int cache_entry_remove(handles *h, DB_TXN *txn, const uint8_t *key, cache_totals *t, int *found);
+
+/* Looks at the free space of the store's file system (statvfs) and sets
+ * store.space_low, logging when it changes; store_maintain calls it in
+ * every process, about once a second. */
+void cache_check_space(store *s);
 
 /* flight.c: removes finished and abandoned flights; run by store_maintain. */
 void flight_maintain(store *s, uint64_t now_ms);
@@ -116,6 +251,8 @@ static inline uint64_t store_get64(const uint8_t *p)
 {
     return (uint64_t)store_get32(p) << 32 | store_get32(p + 4);
 }
+
+/* ---- scan.c -------------------------------------------------------------- */
 
 /* visit's verdict on one record of a walk: 0, or a Berkeley DB error;
  * *stop set ends the batch after this record. */
