@@ -39,8 +39,15 @@ double observe_usd(uint64_t nusd)
 int observe_health_problems(exchange *x, rl_buf *why)
 {
     int n = 0;
-    if (!exchange_store(x)) {
+    store *s = exchange_store(x);
+    if (!s) {
         (void)rl_buf_printf(why, "store: unavailable (%s): serving without a cache\n",
+                            x->cfg->store.home);
+        n++;
+    } else if (store_space_low(s)) {
+        (void)rl_buf_printf(why,
+                            "store: its file system is nearly full (%s): new answers replace the "
+                            "oldest instead of growing the cache\n",
                             x->cfg->store.home);
         n++;
     }

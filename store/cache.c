@@ -253,6 +253,11 @@ void cache_check_space(store *s)
                 mib(avail));
 }
 
+int store_space_low(store *s)
+{
+    return atomic_load_explicit(&s->space_low, memory_order_relaxed);
+}
+
 typedef struct put_arg {
     const uint8_t *key;
     uint64_t expires;

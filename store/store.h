@@ -128,6 +128,11 @@ rl_err store_cache_get(store *s, const uint8_t key[STORE_KEY_LEN], store_meta *m
 rl_err store_cache_put(store *s, const uint8_t key[STORE_KEY_LEN], const store_meta *meta,
                        const void *value, size_t len);
 
+/* 1 while the store's file system is nearly full (under 8 MiB free, as
+ * store_maintain last saw): new entries then replace old ones instead of
+ * growing the store. For health reports; any thread. */
+int store_space_low(store *s);
+
 /* Counts one more hit on an entry; RL_NOTFOUND if it vanished meanwhile. */
 rl_err store_cache_touch(store *s, const uint8_t key[STORE_KEY_LEN]);
 
