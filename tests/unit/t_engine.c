@@ -12,7 +12,10 @@
  * fake upstream (engine_worker.perform) records the request it gets and
  * replays the step's canned reply one piece per on_data; a fake sink
  * records what the client gets. Both sides are checked byte for byte, one
- * TAP point per checked thing, named by file, case and step.
+ * TAP point per checked thing, named by file, case and step. What a front
+ * adds or removes on its own is not seen here; no fixture expectation
+ * depends on it today, so no header is left unchecked (fixtures.test.mjs
+ * checks the same cases behind each front).
  *
  * Part 2, what the fixtures cannot express (a fake upstream that fails at a
  * chosen point, a client that leaves): a stream cut mid-way or ended without
@@ -53,24 +56,13 @@ static const char *const required_files[] = {"openai.json",    "azure.json",
 
 /* Never forwarded upstream, whatever the client sent (fixtures.test.mjs's
  * ALWAYS_ABSENT): hop-by-hop headers, what a front adds, Relay's controls. */
-static const char *const always_absent[] = {"x-relay-cache",
-                                            "x-relay-ttl",
-                                            "x-relay-namespace",
-                                            "cache-control",
-                                            "cookie",
-                                            "proxy-authorization",
-                                            "proxy-connection",
-                                            "keep-alive",
-                                            "te",
-                                            "trailer",
-                                            "upgrade",
-                                            "forwarded",
-                                            "via",
-                                            "x-forwarded-for",
-                                            "x-forwarded-host",
-                                            "x-forwarded-proto",
-                                            "x-real-ip",
-                                            "accept-encoding"};
+/* clang-format off */
+static const char *const always_absent[] = {
+    "x-relay-cache", "x-relay-ttl", "x-relay-namespace", "cache-control", "cookie",
+    "proxy-authorization", "proxy-connection", "keep-alive", "te", "trailer", "upgrade",
+    "forwarded", "via", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip",
+    "accept-encoding"};
+/* clang-format on */
 
 /* Where every upstream points. Never contacted (the fake answers); should
  * the fake not be installed, libcurl finds nothing listening on loopback's
@@ -158,7 +150,7 @@ static void js_string(rl_buf *out, const char *s, size_t n)
 
 /* A number as JavaScript prints it (Number::toString): the shortest digits
  * that read back as the same double (0.7, not jansson's
- * 0.69999999999999996), in plain notation between 1e-7 and 1e21. */
+ * 0.69999999999999996), in plain notation from 1e-6 to below 1e21. */
 static void js_number(rl_buf *out, double v)
 {
     if (v == 0) {
@@ -246,6 +238,29 @@ static void js_value(rl_buf *out, const json_t *v)
     case JSON_NULL:
         rl_buf_puts(out, "null");
         break;
+    }
+}
+
+/* The writer against what node prints for the same values. */
+static void test_js_stringify(void)
+{
+    static const char *const cases[][2] = {
+        {"[0.7,-2.5,100.0,1e21,1.5e-7,0.000001,123456789012.5,0,-0.0]",
+         "[0.7,-2.5,100,1e+21,1.5e-7,0.000001,123456789012.5,0,0]"},
+        {"{\"z\":1,\"a\":{\"y\":true,\"b\":null},\"m\":[]}",
+         "{\"z\":1,\"a\":{\"y\":true,\"b\":null},\"m\":[]}"},
+        {"[\"q\\\"b\\\\n\\n\\t\\u0001\\u001f/\\u00fc\\u2028\"]",
+         "[\"q\\\"b\\\\n\\n\\t\\u0001\\u001f/\u00fc\u2028\"]"},
+    };
+    for (size_t i = 0; i < NELEM(cases); i++) {
+        json_t *v = json_loads(cases[i][0], JSON_DECODE_ANY, NULL);
+        rl_buf out;
+        rl_buf_init(&out, 0);
+        if (v)
+            js_value(&out, v);
+        is_str(out.data, cases[i][1], point("JSON.stringify", "%s", cases[i][0]));
+        rl_buf_release(&out);
+        json_decref(v);
     }
 }
 
@@ -989,11 +1004,18 @@ static void run_fixtures(const char *tmp, const json_t *cases)
         snprintf(dir, sizeof dir, "%s/group%d", tmp, ++group);
         snprintf(label, sizeof label, "fixtures group %d (%s)", group, keys[i]);
         relay r;
-        if (relay_start(&r, dir, json_object_get(c, "upstreams"), json_object_get(c, "ini"),
-                        label) == 0) {
-            for (size_t j = i; j < n; j++)
-                if (!done[j] && strcmp(keys[j], keys[i]) == 0)
-                    run_case(&r, json_array_get(cases, j));
+        int started = relay_start(&r, dir, json_object_get(c, "upstreams"),
+                                  json_object_get(c, "ini"), label) == 0;
+        for (size_t j = i; j < n; j++) {
+            if (done[j] || strcmp(keys[j], keys[i]) != 0)
+                continue;
+            const json_t *cj = json_array_get(cases, j);
+            if (started)
+                run_case(&r, cj);
+            else /* never a silent skip */
+                ok(0, point(json_string_value(json_object_get(cj, "file")),
+                            "\"%s\" not run: its group's engine did not start",
+                            json_string_value(json_object_get(cj, "name"))));
         }
         for (size_t j = i; j < n; j++)
             done[j] |= strcmp(keys[j], keys[i]) == 0;
@@ -1005,6 +1027,374 @@ static void run_fixtures(const char *tmp, const json_t *cases)
     free(done);
 }
 
+/* ---- part 2: what the fixtures cannot express --------------------------- */
+
+/* What the engine tells a client whose stream was cut (engine.c). */
+#define CUT_MESSAGE "The upstream stream ended before it was complete."
+
+/*
+ * One wire format for the failure cases: a stream request and a complete
+ * stream (its last piece the format's terminator), a non-stream request and
+ * a complete body. In the bodies, %s is the case's marker, so that every
+ * case has a cache entry of its own.
+ */
+typedef struct wire {
+    const char *name;
+    const prov_ops *prov;
+    frame_kind framing;
+    const char *headers; /* a JSON object */
+    const char *stream_target, *stream_body, *stream_type;
+    const char *pieces[4];
+    size_t npieces;
+    const char *plain_target, *plain_body, *plain_reply;
+} wire;
+
+/* clang-format off */
+static const wire wires[] = {
+    {"openai", &prov_openai, FRAME_SSE,
+     "{\"authorization\":\"Bearer sk-t-engine\",\"content-type\":\"application/json\"}",
+     "/v1/chat/completions",
+     "{\"model\":\"gpt-4o-mini\",\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"stream\":true}",
+     "text/event-stream; charset=utf-8",
+     {"data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n",
+      "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n",
+      "data: [DONE]\n\n"}, 3,
+     "/v1/chat/completions",
+     "{\"model\":\"gpt-4o-mini\",\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}",
+     "{\"id\":\"c1\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hello\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}"},
+    {"anthropic", &prov_anthropic, FRAME_SSE,
+     "{\"x-api-key\":\"sk-ant-t-engine\",\"anthropic-version\":\"2023-06-01\",\"content-type\":\"application/json\"}",
+     "/v1/messages",
+     "{\"model\":\"claude-sonnet-4-5\",\"max_tokens\":64,\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"stream\":true}",
+     "text/event-stream; charset=utf-8",
+     {"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n"
+      "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n"
+      "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+      "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":2}}\n\n",
+      "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"}, 3,
+     "/v1/messages",
+     "{\"model\":\"claude-sonnet-4-5\",\"max_tokens\":64,\"temperature\":0,\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}",
+     "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[{\"type\":\"text\",\"text\":\"Hello\"}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{\"input_tokens\":3,\"output_tokens\":2}}"},
+    {"gemini (SSE)", &prov_gemini, FRAME_SSE,
+     "{\"x-goog-api-key\":\"AIza-t-engine\",\"content-type\":\"application/json\"}",
+     "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+     "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"%s\"}]}],\"generationConfig\":{\"temperature\":0}}",
+     "text/event-stream",
+     {"data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Hel\"}],\"role\": \"model\"},\"index\": 0}],\"modelVersion\": \"gemini-2.5-flash\"}\r\n\r\n",
+      "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"lo\"}],\"role\": \"model\"},\"index\": 0}],\"modelVersion\": \"gemini-2.5-flash\"}\r\n\r\n",
+      "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"!\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 3,\"candidatesTokenCount\": 3,\"totalTokenCount\": 6},\"modelVersion\": \"gemini-2.5-flash\"}\r\n\r\n"}, 3,
+     "/v1beta/models/gemini-2.5-flash:generateContent",
+     "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"%s\"}]}],\"generationConfig\":{\"temperature\":0}}",
+     "{\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Hello!\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 3,\"candidatesTokenCount\": 3,\"totalTokenCount\": 6},\"modelVersion\": \"gemini-2.5-flash\"}\n"},
+    /* A streamed JSON array is whole only with its closing bracket. */
+    {"gemini (JSON array)", &prov_gemini, FRAME_JSON_ARRAY,
+     "{\"x-goog-api-key\":\"AIza-t-engine\",\"content-type\":\"application/json\"}",
+     "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+     "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"%s\"}]}],\"generationConfig\":{\"temperature\":0}}",
+     "application/json; charset=UTF-8",
+     {"[{\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Hel\"}],\"role\": \"model\"},\"index\": 0}]}\n",
+      ",\r\n{\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"lo\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}],\"usageMetadata\": {\"promptTokenCount\": 3,\"candidatesTokenCount\": 2,\"totalTokenCount\": 5}}\n",
+      "]"}, 3,
+     "/v1beta/models/gemini-2.5-flash:generateContent",
+     "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"%s\"}]}],\"generationConfig\":{\"temperature\":0}}",
+     "{\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Hello\"}],\"role\": \"model\"},\"finishReason\": \"STOP\",\"index\": 0}]}\n"},
+    {"ollama", &prov_ollama, FRAME_NDJSON,
+     "{\"content-type\":\"application/json\"}",
+     "/api/chat",
+     "{\"model\":\"llama3.2\",\"options\":{\"temperature\":0},\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}",
+     "application/x-ndjson",
+     {"{\"model\":\"llama3.2\",\"created_at\":\"2025-09-15T08:30:02Z\",\"message\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"done\":false}\n",
+      "{\"model\":\"llama3.2\",\"created_at\":\"2025-09-15T08:30:03Z\",\"message\":{\"role\":\"assistant\",\"content\":\"lo\"},\"done\":false}\n",
+      "{\"model\":\"llama3.2\",\"created_at\":\"2025-09-15T08:30:04Z\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done_reason\":\"stop\",\"done\":true,\"prompt_eval_count\":3,\"eval_count\":2}\n"}, 3,
+     "/api/chat",
+     "{\"model\":\"llama3.2\",\"options\":{\"temperature\":0},\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"stream\":false}",
+     "{\"model\":\"llama3.2\",\"created_at\":\"2025-09-15T08:30:04Z\",\"message\":{\"role\":\"assistant\",\"content\":\"Hello\"},\"done_reason\":\"stop\",\"done\":true,\"prompt_eval_count\":3,\"eval_count\":2}"},
+};
+/* clang-format on */
+
+/* The first n pieces of a wire's stream, joined. */
+static void stream_text(const wire *wi, size_t n, rl_buf *out)
+{
+    for (size_t i = 0; i < n && i < wi->npieces; i++)
+        rl_buf_puts(out, wi->pieces[i]);
+}
+
+/* A 200 reply: the first n pieces of the stream, or the whole plain body
+ * in two pieces (so that it can be cut in the middle). */
+static json_t *wire_reply(const wire *wi, int stream, size_t n)
+{
+    json_t *body = json_array();
+    if (stream) {
+        for (size_t i = 0; i < n && i < wi->npieces; i++)
+            json_array_append_new(body, json_string(wi->pieces[i]));
+    } else {
+        size_t half = strlen(wi->plain_reply) / 2;
+        json_array_append_new(body, json_stringn(wi->plain_reply, half));
+        json_array_append_new(body, json_string(wi->plain_reply + half));
+    }
+    return json_pack("{s:i,s:{s:s},s:o}", "status", 200, "headers", "content-type",
+                     stream ? wi->stream_type : "application/json", "body", body);
+}
+
+/* Sends the wire's stream (or plain) request with marker, plus one more
+ * header when extra_name is set. The answer lands in c. */
+static void wire_send(const relay *r, const wire *wi, int stream, const char *marker,
+                      const char *extra_name, const char *extra_value, client *c)
+{
+    json_t *headers = json_loads(wi->headers, 0, NULL);
+    if (extra_name)
+        json_object_set_new(headers, extra_name, json_string(extra_value));
+    char body[1024];
+    snprintf(body, sizeof body, stream ? wi->stream_body : wi->plain_body, marker);
+    handle(r, "POST", stream ? wi->stream_target : wi->plain_target, headers, body, strlen(body),
+           c);
+    json_decref(headers);
+}
+
+/* Points for what the client got: status, X-Cache (unless NULL), body. */
+static void expect_answer(const char *label, const client *c, int status, const char *xcache,
+                          const char *body, size_t len)
+{
+    is_int(c->starts, 1, point(label, "the status line is committed once"));
+    is_int(c->status, status, point(label, "client status"));
+    if (xcache)
+        is_str(json_string_value(json_object_get(c->headers, "x-cache")), xcache,
+               point(label, "client header x-cache"));
+    is_bytes(c->body.data, c->body.len, body, len, point(label, "client body"));
+}
+
+/* Sends the request again with the whole reply ready: it must reach the
+ * upstream (nothing was stored) and be stored then (the next one is a HIT).
+ * What a failed first attempt left behind must not matter. */
+static void expect_not_stored(const relay *r, const wire *wi, int stream, const char *marker,
+                              const char *label)
+{
+    char l[512];
+    rl_buf whole;
+    rl_buf_init(&whole, 0);
+    if (stream)
+        stream_text(wi, wi->npieces, &whole);
+    else
+        rl_buf_puts(&whole, wi->plain_reply);
+    json_t *reply = wire_reply(wi, stream, wi->npieces);
+    for (int i = 0; i < 2; i++) {
+        snprintf(l, sizeof l, "%s, %s", label, i ? "and once more" : "then the repeat");
+        fake_reset(i ? NULL : reply, FAKE_REPLY);
+        client c;
+        client_init(&c, 0);
+        wire_send(r, wi, stream, marker, NULL, NULL, &c);
+        is_int(fake.calls, i ? 0 : 1,
+               point(l, i ? "answered from the cache" : "calls upstream (nothing was stored)"));
+        expect_answer(l, &c, 200, i ? "HIT" : "MISS", whole.data, whole.len);
+        client_release(&c);
+    }
+    json_decref(reply);
+    rl_buf_release(&whole);
+}
+
+/* A stream cut before its terminator (the connection dropped, or the
+ * upstream ended without it): the client has what came, then the format's
+ * error event; nothing is stored. */
+static void test_stream_cut(const relay *r, const wire *wi, int dropped)
+{
+    char label[256], marker[96];
+    snprintf(label, sizeof label, "%s stream %s", wi->name,
+             dropped ? "cut before its terminator (RL_UPSTREAM_CUT)"
+                     : "ended without its terminator");
+    snprintf(marker, sizeof marker, "t-engine-%s-%s", dropped ? "cut" : "unterminated", wi->name);
+    json_t *reply = wire_reply(wi, 1, dropped ? wi->npieces : wi->npieces - 1);
+    fake_reset(reply, dropped ? FAKE_CUT : FAKE_REPLY);
+    fake.cut_after = wi->npieces - 1;
+    client c;
+    client_init(&c, 0);
+    wire_send(r, wi, 1, marker, NULL, NULL, &c);
+
+    rl_buf want, event;
+    rl_buf_init(&want, 0);
+    rl_buf_init(&event, 0);
+    stream_text(wi, wi->npieces - 1, &want);
+    ok(wi->prov->error_event(&event, wi->framing, 1, RL_UPSTREAM_CUT, CUT_MESSAGE) == RL_OK &&
+           event.len > 0,
+       point(label, "the format has an error event to end a stream with"));
+    rl_buf_append(&want, event.data, event.len);
+    is_int(fake.calls, 1, point(label, "one upstream call"));
+    expect_answer(label, &c, 200, "MISS", want.data, want.len);
+    expect_not_stored(r, wi, 1, marker, label);
+    client_release(&c);
+    rl_buf_release(&want);
+    rl_buf_release(&event);
+    json_decref(reply);
+}
+
+/* A body cut in the middle: nothing was sent yet, so the client gets a
+ * clean 502 in its format, never a truncated 200; nothing is stored. */
+static void test_body_cut(const relay *r, const wire *wi)
+{
+    char label[256], marker[96];
+    snprintf(label, sizeof label, "%s body cut in the middle (RL_UPSTREAM_CUT)", wi->name);
+    snprintf(marker, sizeof marker, "t-engine-body-cut-%s", wi->name);
+    json_t *reply = wire_reply(wi, 0, 0);
+    fake_reset(reply, FAKE_CUT);
+    fake.cut_after = 1;
+    client c;
+    client_init(&c, 0);
+    wire_send(r, wi, 0, marker, NULL, NULL, &c);
+    rl_buf want;
+    rl_buf_init(&want, 0);
+    wi->prov->error_body(&want, RL_UPSTREAM_CUT, NULL);
+    is_int(fake.calls, 1, point(label, "one upstream call"));
+    expect_answer(label, &c, 502, NULL, want.data ? want.data : "", want.len);
+    is_str(json_string_value(json_object_get(c.headers, "content-type")), "application/json",
+           point(label, "client header content-type"));
+    expect_not_stored(r, wi, 0, marker, label);
+    client_release(&c);
+    rl_buf_release(&want);
+    json_decref(reply);
+}
+
+/* No head at all: a timeout (504) or no connection (502), as a whole error
+ * document in the client's format even for a stream request (nothing was
+ * sent); nothing is stored, the repeat calls upstream. */
+static void test_no_head(const relay *r, const wire *wi, int stream, fake_mode mode)
+{
+    rl_err err = mode == FAKE_TIMEOUT ? RL_UPSTREAM_TIMEOUT : RL_UPSTREAM_UNREACHABLE;
+    char label[256], marker[96];
+    snprintf(label, sizeof label, "%s %s request, upstream %s before its head", wi->name,
+             stream ? "stream" : "non-stream", mode == FAKE_TIMEOUT ? "times out" : "unreachable");
+    snprintf(marker, sizeof marker, "t-engine-%s-%s-%s", rl_err_text(err),
+             stream ? "stream" : "plain", wi->name);
+    json_t *reply = wire_reply(wi, stream, wi->npieces);
+    fake_reset(reply, mode);
+    client c;
+    client_init(&c, 0);
+    wire_send(r, wi, stream, marker, NULL, NULL, &c);
+    rl_buf want;
+    rl_buf_init(&want, 0);
+    wi->prov->error_body(&want, err, NULL);
+    is_int(fake.calls, 1, point(label, "one upstream call"));
+    expect_answer(label, &c, mode == FAKE_TIMEOUT ? 504 : 502, NULL, want.data ? want.data : "",
+                  want.len);
+    is_str(json_string_value(json_object_get(c.headers, "content-type")), "application/json",
+           point(label, "client header content-type"));
+    expect_not_stored(r, wi, stream, marker, label);
+    client_release(&c);
+    rl_buf_release(&want);
+    json_decref(reply);
+}
+
+/* The client leaves mid-answer (its sink write fails). A cacheable answer
+ * is still fetched whole and stored (its tokens are paid for either way).
+ * A stream that would not be stored (Cache-Control: no-store) is given up
+ * at once, so the upstream stops generating; a body is only written once
+ * it is whole, so its client's leaving is seen too late to save anything. */
+static void test_client_leaves(const relay *r, const wire *wi, int stream, int cacheable)
+{
+    char label[256], marker[96];
+    snprintf(label, sizeof label, "%s %s, the client leaves at its %s write%s", wi->name,
+             stream ? "stream" : "body", stream ? "second" : "first",
+             cacheable ? "" : " (no-store)");
+    snprintf(marker, sizeof marker, "t-engine-leaves-%s-%s-%s", stream ? "stream" : "plain",
+             cacheable ? "cached" : "no-store", wi->name);
+    json_t *reply = wire_reply(wi, stream, wi->npieces);
+    fake_reset(reply, FAKE_REPLY);
+    client c;
+    client_init(&c, stream ? 2 : 1);
+    wire_send(r, wi, stream, marker, cacheable ? NULL : "cache-control",
+              cacheable ? NULL : "no-store", &c);
+    size_t count = json_array_size(json_object_get(reply, "body"));
+    is_int(fake.calls, 1, point(label, "one upstream call"));
+    rl_buf want;
+    rl_buf_init(&want, 0);
+    if (stream)
+        stream_text(wi, 1, &want);
+    is_bytes(c.body.data, c.body.len, want.data ? want.data : "", want.len,
+             point(label, "the client got what was written before it left"));
+    int given_up = stream && !cacheable;
+    if (!ok(fake.abandoned == given_up && (given_up ? fake.pieces < count : fake.pieces == count),
+            point(label, given_up ? "the upstream call is given up when the client leaves"
+                                  : "the upstream answer is read to its end")))
+        printf("#   the engine took %zu of %zu pieces%s\n", fake.pieces, count,
+               fake.abandoned ? " and gave the call up" : "");
+    if (!cacheable) {
+        expect_not_stored(r, wi, stream, marker, label);
+    } else {
+        char l[300];
+        snprintf(l, sizeof l, "%s, then the repeat", label);
+        rl_buf_reset(&want);
+        if (stream)
+            stream_text(wi, wi->npieces, &want);
+        else
+            rl_buf_puts(&want, wi->plain_reply);
+        fake_reset(NULL, FAKE_REPLY);
+        client_release(&c);
+        client_init(&c, 0);
+        wire_send(r, wi, stream, marker, NULL, NULL, &c);
+        is_int(fake.calls, 0, point(l, "answered from the cache (it was stored)"));
+        expect_answer(l, &c, 200, "HIT", want.data, want.len);
+    }
+    client_release(&c);
+    rl_buf_release(&want);
+    json_decref(reply);
+}
+
+/* A stream that arrives one byte per on_data (events split anywhere): the
+ * client gets the same bytes, and the same is stored. */
+static void test_bytewise(const relay *r, const wire *wi)
+{
+    char label[256], marker[96];
+    snprintf(label, sizeof label, "%s stream fed one byte at a time", wi->name);
+    snprintf(marker, sizeof marker, "t-engine-bytewise-%s", wi->name);
+    json_t *reply = wire_reply(wi, 1, wi->npieces);
+    fake_reset(reply, FAKE_REPLY);
+    fake.bytewise = 1;
+    client c;
+    client_init(&c, 0);
+    wire_send(r, wi, 1, marker, NULL, NULL, &c);
+    rl_buf want;
+    rl_buf_init(&want, 0);
+    stream_text(wi, wi->npieces, &want);
+    is_int(fake.calls, 1, point(label, "one upstream call"));
+    expect_answer(label, &c, 200, "MISS", want.data, want.len);
+    client_release(&c);
+
+    char l[300];
+    snprintf(l, sizeof l, "%s, then the repeat", label);
+    fake_reset(NULL, FAKE_REPLY);
+    client_init(&c, 0);
+    wire_send(r, wi, 1, marker, NULL, NULL, &c);
+    is_int(fake.calls, 0, point(l, "answered from the cache"));
+    expect_answer(l, &c, 200, "HIT", want.data, want.len);
+    client_release(&c);
+    rl_buf_release(&want);
+    json_decref(reply);
+}
+
+static void run_failures(const char *tmp)
+{
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/failures", tmp);
+    json_t *upstreams = json_pack("[s,s,s]", "anthropic", "gemini", "ollama");
+    relay r;
+    if (relay_start(&r, dir, upstreams, NULL, "in-process failure cases") == 0) {
+        for (size_t i = 0; i < NELEM(wires); i++) {
+            const wire *wi = &wires[i];
+            test_stream_cut(&r, wi, 1);
+            test_stream_cut(&r, wi, 0);
+            test_body_cut(&r, wi);
+            for (int stream = 0; stream <= 1; stream++) {
+                test_no_head(&r, wi, stream, FAKE_TIMEOUT);
+                test_no_head(&r, wi, stream, FAKE_UNREACHABLE);
+                test_client_leaves(&r, wi, stream, 1);
+                test_client_leaves(&r, wi, stream, 0);
+            }
+            test_bytewise(&r, wi);
+        }
+    }
+    relay_stop(&r);
+    json_decref(upstreams);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1014,10 +1404,12 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
+    test_js_stringify();
     json_t *cases = json_array();
     load_fixtures(cases);
     run_fixtures(tmp, cases);
     json_decref(cases);
+    run_failures(tmp);
     fake_reset(NULL, FAKE_REPLY);
     json_decref(fake.headers);
     rl_buf_release(&fake.body);
