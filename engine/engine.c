@@ -103,6 +103,7 @@ engine_worker *engine_worker_new(engine *e)
     if (!w)
         return NULL;
     w->e = e;
+    w->perform = upstream_perform;
     w->upstream = upstream_client_new();
     if (!w->upstream) {
         free(w);
@@ -380,7 +381,7 @@ static void call_upstream(exchange *x)
     int got_head = 0;
     x->called_upstream = 1;
     x->upstream_start = mono_seconds();
-    rl_err err = upstream_perform(x->w->upstream, &ur, &h, &got_head);
+    rl_err err = x->w->perform(x->w->upstream, &ur, &h, &got_head);
     x->latency_s = mono_seconds() - x->upstream_start;
     if (!x->up_is_stream && !x->passing_through && err == RL_OK)
         x->prov->usage(ENTRY_BODY, FRAME_SSE, x->body.data, x->body.len, &x->usage);

@@ -15,6 +15,7 @@
 #include "engine/prov.h"
 #include "engine/route.h"
 #include "engine/stats.h"
+#include "engine/upstream.h"
 #include "engine/frame.h"
 #include "store/base/rl_buf.h"
 #include "store/store.h"
@@ -32,11 +33,12 @@ struct engine {
     _Atomic(stats *) stats;
 };
 
-struct upstream_client;
-
 struct engine_worker {
     engine *e;
-    struct upstream_client *upstream;
+    upstream_client *upstream;
+    /* The upstream call: upstream_perform (engine_worker_new), or a test's
+     * fake upstream (see upstream_perform_fn in upstream.h). */
+    upstream_perform_fn *perform;
 };
 
 typedef struct coalesce_clock coalesce_clock;

@@ -56,6 +56,16 @@ rl_err upstream_perform(upstream_client *c, const upstream_request *req, const u
                         int *got_head);
 
 /*
+ * upstream_perform's type. Each engine_worker calls upstream through a
+ * pointer of this type (engine/exchange.h), upstream_perform unless a test
+ * put a fake there: the request flow is then driven in-process, with canned
+ * answers and failures at chosen points (tests/unit/t_engine.c). A fake
+ * keeps upstream_perform's whole contract above.
+ */
+typedef rl_err upstream_perform_fn(upstream_client *c, const upstream_request *req,
+                                   const upstream_handler *h, int *got_head);
+
+/*
  * The idle timer of a call: idle_timeout is "seconds without any byte", in
  * either direction, measured from the last byte (libcurl's own low-speed
  * limit averages over a window and fired at ~16 s for 10). Checked from
