@@ -79,10 +79,11 @@ rl_err engine_new(const relay_config *cfg, engine **out)
         free(e);
         return err;
     }
-    /* The counters live next to the store but do not need it: requests
-     * are counted while the store cannot be opened (a wrong key file). */
-    atomic_store(&e->stats, stats_new(cfg->store.home));
+    /* The store first: on a first run it creates its home, where the
+     * counters live. They do not need the store itself: requests are
+     * counted while it cannot be opened (a wrong key file). */
     open_store(e, 0);
+    atomic_store(&e->stats, stats_new(cfg->store.home));
     *out = e;
     return RL_OK;
 }
