@@ -132,8 +132,12 @@ bench: deps-test
 	@$(MAKE) --no-print-directory all
 	@tests/bench/run.sh "$(BUILD)"
 
+# The checker's own test first (each rule fires, and only where it should),
+# then the rules and formatting on the tree; both always run.
 check:
-	@tests/check.sh
+	@st=0; out=$$(tests/check_test.sh 2>&1) || { printf '%s\n' "$$out" | grep -v '^ok '; \
+		echo "check: tests/check_test.sh failed: the checker itself is wrong"; st=1; }; \
+		tests/check.sh || st=1; exit $$st
 
 # Installs Relay as a systemd service, the Debian way: PREFIX=/usr for a
 # package (default /usr/local), DESTDIR to stage. Binaries in BINDIR; the

@@ -191,8 +191,16 @@ static int our_segments(void)
         return -1;
     }
     while (fgets(line, sizeof line, f)) {
-        long long key, shmid, perms, size, cpid;
-        if (sscanf(line, "%lld %lld %lld %lld %lld", &key, &shmid, &perms, &size, &cpid) != 5)
+        /* key shmid perms size cpid ...: the fifth number is the creator */
+        char *p = line, *end;
+        long long cpid = 0;
+        int fields = 0;
+        for (; fields < 5; fields++, p = end) {
+            cpid = strtoll(p, &end, 10);
+            if (end == p)
+                break;
+        }
+        if (fields != 5)
             continue;
         for (int i = 0; i < npids; i++)
             if (pids[i] == (pid_t)cpid)
