@@ -13,8 +13,9 @@
 #   include-layer    our folders include each other one way (LAYERS):
 #                    fcgi -> engine -> store; admin -> engine, store;
 #                    store/base is everyone's base and includes no folder
-#   include-unknown  a <header> that is neither libc, the OS nor a library
-#                    of LIBRARIES: classify it here before using it
+#   include-unknown  a <header> that is neither libc, the OS (linux/), the
+#                    compiler's (sanitizer/) nor a library of LIBRARIES:
+#                    classify it here before using it
 #   header-library   our headers (*.h) include no third-party header, so
 #                    no library type reaches another folder; except a
 #                    folder-internal header (INTERNAL), which only its own
@@ -235,8 +236,8 @@ FNR == 1 {
                 fail("header-library", "<" inc "> (" lib_name[lib] ") in a header: keep library types out of our headers, or make it folder-internal (tests/check.sh INTERNAL)")
         } else if (dir == "store/base" && !(inc in libc))
             fail("include-base", "<" inc ">: store/base/ includes only libc and store/base/ headers")
-        else if (!libc_header(inc) && inc !~ /^linux\//)
-            fail("include-unknown", "<" inc ">: not libc, the OS or a library of tests/check.sh LIBRARIES; classify it there")
+        else if (!libc_header(inc) && inc !~ /^(linux|sanitizer)\//)
+            fail("include-unknown", "<" inc ">: not libc, the OS, the compiler or a library of tests/check.sh LIBRARIES; classify it there")
         next
     }
     to = folder_of(inc)

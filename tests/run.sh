@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs Relay's tests and ends with one summary line: "N passed, N failed".
 #
-#   tests/run.sh BUILD_DIR [unit|e2e|browser|all]
+#   tests/run.sh BUILD_DIR [unit|e2e|browser|all]...
 #   RELAY_FRONTS="nginx caddy"   the fronts to run the end-to-end suite
 #                                behind (default: all of them, FRONTS)
+#   RELAY_SANITIZER_LOGS=DIR     the sanitizers' log_path directory (make
+#                                asan): each report found there after a test
+#                                fails that test, whichever process wrote it
 #
 # Unit tests are TAP binaries (BUILD_DIR/tests/t_*); end-to-end tests are
 # node:test files under tests/e2e and tests/fake, run with the TAP reporter,
@@ -14,7 +17,13 @@
 set -uo pipefail
 
 build=${1:-build}
-what=${2:-all}
+shift
+parts=" ${*:-all} "
+# wants PART: PART was asked for (or all)
+wants() {
+    case "$parts" in *" $1 "* | *" all "*) return 0 ;; esac
+    return 1
+}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 mkdir -p tests/out
@@ -36,6 +45,31 @@ count_tap() {
     echo "$p $f" > tests/out/.counts
 }
 
+# Fails label once per sanitizer report that appeared in
+# RELAY_SANITIZER_LOGS since the last call (log_path writes one file per
+# process that had something to say: asan.PID, ubsan.PID), showing its
+# start, and moves every file to seen/ under the label's name. A file with
+# no error in it only lists the suppressions used (LSan writes that for a
+# process whose only leaks were suppressed): not a failure.
+sanitizer_reports() {
+    local dir=${RELAY_SANITIZER_LOGS:-} label=$1 f n=0
+    [ -n "$dir" ] || return 0
+    mkdir -p "$dir/seen"
+    for f in "$dir"/*; do
+        [ -f "$f" ] || continue
+        if grep -qE 'ERROR: [A-Za-z]+Sanitizer|runtime error: ' "$f"; then
+            echo "not ok - $label: sanitizer report $(basename "$f")"
+            sed -n '1,60p' "$f" | sed 's/^/    # /'
+            n=$((n + 1))
+        fi
+        mv "$f" "$dir/seen/$(echo "$label" | tr '/ []' '-___').$(basename "$f")"
+    done
+    failed=$((failed + n))
+    if [ "$n" -gt 0 ]; then
+        case " ${broken[*]} " in *" $label "*) ;; *) broken+=("$label") ;; esac
+    fi
+}
+
 run_tap() {
     local name=$1; shift
     echo "# --- $name"
@@ -50,9 +84,10 @@ run_tap() {
     passed=$((passed + p))
     failed=$((failed + f))
     [ "$f" -gt 0 ] && broken+=("$name")
+    sanitizer_reports "$name"
 }
 
-if [ "$what" = unit ] || [ "$what" = all ]; then
+if wants unit; then
     for t in "$build"/tests/t_*; do
         [ -x "$t" ] || continue
         run_tap "$(basename "$t")" "$t"
@@ -92,6 +127,7 @@ run_node_test() {
     passed=$((passed + p))
     failed=$((failed + x))
     [ "$x" -gt 0 ] && broken+=("$label")
+    sanitizer_reports "$label"
 }
 
 # The fronts a file runs behind: its "// e2e-fronts: A B (why)" line, else
@@ -104,7 +140,7 @@ file_fronts() {
     if [ -n "$line" ]; then echo "${line%%(*}"; else echo "$all_fronts"; fi
 }
 
-if [ "$what" = e2e ] || [ "$what" = all ]; then
+if wants e2e; then
     # The fake upstream's own tests need no front.
     for f in tests/fake/*.test.mjs; do
         [ -f "$f" ] && run_node_test "$f" "$f"
@@ -122,7 +158,7 @@ if [ "$what" = e2e ] || [ "$what" = all ]; then
     done
 fi
 
-if [ "$what" = e2e ] || [ "$what" = browser ] || [ "$what" = all ]; then
+if wants e2e || wants browser; then
     # Once, not per front: the dashboard is static files, which every front
     # serves alike (tests/e2e/front.test.mjs checks that). A missing Chromium
     # fails these tests; it is never a skip.
@@ -131,6 +167,8 @@ if [ "$what" = e2e ] || [ "$what" = browser ] || [ "$what" = all ]; then
     done
 fi
 
+# A report from a process that outlived its test (written after the sweep).
+sanitizer_reports "after the last test"
 if [ "${#broken[@]}" -gt 0 ]; then
     echo "# failing: ${broken[*]}"
 fi
