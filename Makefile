@@ -78,6 +78,15 @@ $(BUILD)/tests/t_params: $(call obj,tests/unit/t_params.c fcgi/params.c) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The allocation-failure test: our code's allocations reach its counting
+# allocator through --wrap (jansson's and libdb's through their hooks), and
+# json_loadb counts as one allocation (see tests/unit/t_oom.c).
+OOM_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free,--wrap=strdup \
+	-Wl,--wrap=strndup,--wrap=realpath,--wrap=json_loadb
+$(BUILD)/tests/t_oom: $(call obj,tests/unit/t_oom.c) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(OOM_WRAP) -o $@ $^ $(LDLIBS)
+
 deps:
 	@deploy/install-deps.sh --front "$(FRONT)"
 
