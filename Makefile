@@ -87,6 +87,11 @@ $(BUILD)/tests/t_oom: $(call obj,tests/unit/t_oom.c) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(OOM_WRAP) -o $@ $^ $(LDLIBS)
 
+# relay-admin's commands, run in-process (admin/ is not in the library).
+$(BUILD)/tests/t_admin: $(call obj,tests/unit/t_admin.c $(filter-out admin/main.c,$(ADMIN_SRC))) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 deps:
 	@deploy/install-deps.sh --front "$(FRONT)"
 

@@ -20,15 +20,17 @@
 /* Documented in relay-admin --help (main.c); scripts rely on them. */
 enum {
     EXIT_OK = 0,
-    EXIT_FAIL = 1,     /* the command failed, or verify found damage */
+    EXIT_FAIL = 1,     /* the command failed, verify found damage, doctor a FAIL */
     EXIT_USAGE = 2,    /* bad arguments */
     EXIT_REFUSED = 3,  /* refused: Relay processes are using the store */
     EXIT_NOTFOUND = 4, /* show: no entry (or several) has that key prefix */
 };
 
 typedef struct admin_ctx {
-    relay_config *cfg;
+    relay_config *cfg; /* NULL only for a command that runs without a config */
     int json;
+    const char *config_path;  /* the relay.ini asked for */
+    const char *config_error; /* why it did not load, when cfg is NULL */
 } admin_ctx;
 
 typedef struct admin_cmd {
@@ -36,9 +38,14 @@ typedef struct admin_cmd {
     const char *args;    /* synopsis of its arguments */
     const char *summary; /* one line for relay-admin --help */
     const char *help;    /* relay-admin CMD --help: what it does, options, examples */
-    int needs_store;     /* main opens the store (shared, as Relay does) first */
+    int flags;           /* ADMIN_* below, or 0 */
     int (*run)(admin_ctx *ctx, store *s, int argc, char **argv);
 } admin_cmd;
+
+enum {
+    ADMIN_STORE = 1,     /* main opens the store (shared, as Relay does) first */
+    ADMIN_NO_CONFIG = 2, /* runs even when the config does not load (ctx->cfg NULL) */
+};
 
 /* cmd_cache.c */
 int cmd_ls(admin_ctx *ctx, store *s, int argc, char **argv);
@@ -56,6 +63,9 @@ int cmd_recover(admin_ctx *ctx, store *s, int argc, char **argv);
 int cmd_rekey(admin_ctx *ctx, store *s, int argc, char **argv);
 int cmd_config(admin_ctx *ctx, store *s, int argc, char **argv);
 
+/* cmd_doctor.c */
+int cmd_doctor(admin_ctx *ctx, store *s, int argc, char **argv);
+
 /* Opens the configured store as Relay does (shared); EXIT_OK or EXIT_FAIL
  * (said on stderr). */
 int admin_open_store(const admin_ctx *ctx, store **out);
@@ -72,12 +82,21 @@ int admin_parse_duration(const char *text, uint64_t *seconds);
 /* Formats seconds the same way, with the largest unit that fits ("3d"). */
 void admin_format_age(uint64_t seconds, char *out, size_t cap);
 
+/* fcgi_get.c: sends a FastCGI GET of uri (path and query) on the connected
+ * socket fd, as a web server would, and appends what the application wrote
+ * (CGI headers, a blank line, the body) to out until its END_REQUEST.
+ * 0; -1 when the connection failed or closed early (or out is full); -2
+ * when no answer came within timeout_ms. */
+int admin_fcgi_get(int fd, const char *uri, int timeout_ms, rl_buf *out);
+
+/* Formats unix seconds t as "2026-01-31T12:00:00Z (1769860800)", or, for a
+ * time after year 9999 (whatever a stored value holds), as the number with
+ * a note; never fails, cut to cap bytes. */
+void admin_format_time(uint64_t t, char *out, size_t cap);
+
 /* Matches argv[*i] against an option with a value, given as "--name V" or
  * "--name=V": 1 when it matched (*value set, *i moved past it), 0 when it
  * is another argument, -1 (said on stderr) when the value is missing. */
 int admin_opt(int argc, char **argv, int *i, const char *name, const char **value);
-
-/* Lowercase hex of n bytes into out (2n + 1 bytes). */
-void admin_hex(const uint8_t *p, size_t n, char *out);
 
 #endif

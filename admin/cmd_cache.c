@@ -12,6 +12,7 @@
 #include "admin/admin.h"
 #include "engine/entry.h"
 #include "engine/purge.h"
+#include "store/base/rl_hex.h"
 
 /* An entry as ls lists it. */
 typedef struct ls_row {
@@ -158,7 +159,7 @@ int cmd_ls(admin_ctx *ctx, store *s, int argc, char **argv)
         printf("{\"total\":%zu,\"entries\":[", st.n);
         for (size_t i = 0; i < shown; i++) {
             const ls_row *r = &st.rows[i];
-            admin_hex(r->key, STORE_KEY_LEN, hex);
+            rl_hex_encode(r->key, STORE_KEY_LEN, hex);
             printf("%s{\"key\":\"%s\",\"upstream\":", i ? "," : "", hex);
             if (r->labelled)
                 admin_json_cstr(stdout, r->upstream);
@@ -185,7 +186,7 @@ int cmd_ls(admin_ctx *ctx, store *s, int argc, char **argv)
                "AGE", "HITS", "NAMESPACE");
         for (size_t i = 0; i < shown; i++) {
             const ls_row *r = &st.rows[i];
-            admin_hex(r->key, 8, hex);
+            rl_hex_encode(r->key, 8, hex);
             admin_format_age(now > r->meta.created ? now - r->meta.created : 0, age, sizeof age);
             printf("%-16s  %-12s  %-28s  %10" PRIu64 "  %6s  %6" PRIu64 "  %s\n", hex,
                    label(r, r->upstream), label(r, r->model), r->meta.size, age, r->meta.hits,
@@ -211,17 +212,7 @@ static int parse_prefix(const char *text, uint8_t *out)
     if (n == 0 || n > 2 * STORE_KEY_LEN)
         return -1;
     memset(out, 0, STORE_KEY_LEN);
-    for (size_t i = 0; i < n; i++) {
-        char c = text[i];
-        int v = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                       : -1;
-        if (v < 0)
-            return -1;
-        out[i / 2] |= (uint8_t)(i % 2 ? v : v << 4);
-    }
-    return (int)n;
+    return rl_hex_decode(text, n, out) == 0 ? (int)n : -1;
 }
 
 #define SHOW_MIN_DIGITS 8
@@ -275,7 +266,7 @@ int cmd_show(admin_ctx *ctx, store *s, int argc, char **argv)
         goto out;
     }
     char hex[2 * STORE_KEY_LEN + 1];
-    admin_hex(key, STORE_KEY_LEN, hex);
+    rl_hex_encode(key, STORE_KEY_LEN, hex);
     const char *kind = v.kind == ENTRY_STREAM ? "stream" : "body";
     if (ctx->json) {
         printf("{\"key\":\"%s\",\"kind\":\"%s\",\"content_type\":", hex, kind);
@@ -301,8 +292,7 @@ int cmd_show(admin_ctx *ctx, store *s, int argc, char **argv)
         printf("}\n");
         goto out;
     }
-    char when[64];
-    time_t t;
+    char when[96];
     printf("key           %s\n", hex);
     printf("kind          %s\n", kind);
     printf("content type  %s\n", v.content_type);
@@ -310,13 +300,10 @@ int cmd_show(admin_ctx *ctx, store *s, int argc, char **argv)
     printf("upstream      %s\n", v.labelled ? v.upstream : "(unknown: stored before labels)");
     printf("model         %s\n", v.labelled ? v.model : "(unknown)");
     printf("namespace     %s\n", !v.labelled ? "(unknown)" : *v.ns ? v.ns : "(none)");
-    t = (time_t)meta.created;
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-    printf("created       %s (%" PRIu64 ")\n", when, meta.created);
-    t = (time_t)meta.expires;
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-    printf("expires       %s (%" PRIu64 ")%s\n", when, meta.expires,
-           meta.expires < (uint64_t)time(NULL) ? " stale" : "");
+    admin_format_time(meta.created, when, sizeof when);
+    printf("created       %s\n", when);
+    admin_format_time(meta.expires, when, sizeof when);
+    printf("expires       %s%s\n", when, meta.expires < (uint64_t)time(NULL) ? " stale" : "");
     printf("hits          %" PRIu64 "\n\n", meta.hits);
     fwrite(v.body, 1, v.body_len, stdout);
     if (v.body_len && v.body[v.body_len - 1] != '\n')
@@ -406,7 +393,7 @@ static int entry_check(void *ctx, const store_item *it)
     char hex[2 * STORE_KEY_LEN + 1], what[80];
     entry_view v;
     st->entries++;
-    admin_hex(it->key, 8, hex);
+    rl_hex_encode(it->key, 8, hex);
     snprintf(what, sizeof what, "entry %s", hex);
     if (it->damaged)
         report(st, what, "its store header is damaged");
@@ -435,7 +422,9 @@ int cmd_verify(admin_ctx *ctx, store *s, int argc, char **argv)
     rl_err e;
     unsigned db_problems = 0;
     if (dir) {
-        e = store_verify_dir(dir, ctx->cfg->store.key_file, db_problem, &st, &db_problems);
+        store_options so;
+        config_store_options(ctx->cfg, &so);
+        e = store_verify_dir(dir, &so, db_problem, &st, &db_problems);
     } else {
         int rc = admin_open_store(ctx, &s);
         if (rc != EXIT_OK) {

@@ -9,15 +9,13 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "admin/admin.h"
 #include "engine/stats.h"
+#include "store/secret.h"
 
 int admin_open_store(const admin_ctx *ctx, store **out)
 {
@@ -42,17 +40,8 @@ static int no_args(int argc, char **argv)
     return EXIT_OK;
 }
 
-/* Reads the admin token (64 hex digits) from path into out (65 bytes). */
-static int read_token(const char *path, char *out)
-{
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
-    size_t n = fread(out, 1, 64, f);
-    fclose(f);
-    out[n] = '\0';
-    return n == 64 ? 0 : -1;
-}
+/* The admin token: 32 random bytes from getrandom(2) as 64 hex digits. */
+#define ADMIN_TOKEN_BYTES 32
 
 int cmd_init(admin_ctx *ctx, store *s, int argc, char **argv)
 {
@@ -67,45 +56,59 @@ int cmd_init(admin_ctx *ctx, store *s, int argc, char **argv)
         }
     }
     const relay_config *cfg = ctx->cfg;
-    if (store_keyfile_ensure(cfg->store.key_file) != RL_OK)
+    store_options so;
+    config_store_options(cfg, &so);
+    if (store_key_ensure(&so) != RL_OK)
         return EXIT_FAIL;
     store *opened = NULL;
     if (admin_open_store(ctx, &opened) != EXIT_OK)
         return EXIT_FAIL;
     store_close(opened);
-    /* The admin token has the key file's format (32 random bytes from
-     * getrandom(2) as 64 hex digits and a newline, mode 0600), so the same
-     * function makes it: it never overwrites an existing file. */
+    /* Never overwrites an existing token file (RL_BUSY). */
     const char *token_file = cfg->admin.token_file;
-    int existed = access(token_file, F_OK) == 0;
-    if (store_keyfile_ensure(token_file) != RL_OK) {
-        fprintf(stderr, "relay-admin init: cannot create the admin token file %s\n", token_file);
-        return EXIT_FAIL;
+    int rc = EXIT_FAIL;
+    secret token = {0};
+    rl_buf why;
+    rl_buf_init(&why, 1024);
+    rl_err e = secret_create_random(token_file, ADMIN_TOKEN_BYTES, SECRET_MKDIRS, &why);
+    int created = e == RL_OK;
+    if (e != RL_OK && e != RL_BUSY) {
+        fprintf(stderr, "relay-admin init: the admin token file: %s\n", why.data ? why.data : "");
+        goto out;
     }
-    char token[65] = "";
-    if (show_token && read_token(token_file, token) != 0) {
-        fprintf(stderr, "relay-admin init: %s does not hold a token of 64 hex digits\n",
-                token_file);
-        return EXIT_FAIL;
+    if (show_token && secret_read(token_file, &token, &why) != RL_OK) {
+        fprintf(stderr, "relay-admin init: the admin token file: %s\n", why.data ? why.data : "");
+        goto out;
     }
     if (ctx->json) {
         printf("{\"store\":");
         admin_json_cstr(stdout, cfg->store.home);
         printf(",\"key_file\":");
-        admin_json_cstr(stdout, cfg->store.key_file);
+        if (*cfg->store.key_env)
+            printf("null,\"key_env\":");
+        admin_json_cstr(stdout, *cfg->store.key_env ? cfg->store.key_env : cfg->store.key_file);
         printf(",\"admin_token_file\":");
         admin_json_cstr(stdout, token_file);
-        printf(",\"admin_token_created\":%s", existed ? "false" : "true");
-        if (show_token)
-            printf(",\"admin_token\":\"%s\"", token);
+        printf(",\"admin_token_created\":%s", created ? "true" : "false");
+        if (show_token) {
+            printf(",\"admin_token\":");
+            admin_json_str(stdout, token.data, token.len);
+        }
         printf("}\n");
     } else {
-        printf("store ready: %s (key file %s)\n", cfg->store.home, cfg->store.key_file);
-        printf("admin token: %s (%s)\n", token_file, existed ? "kept" : "created");
+        if (*cfg->store.key_env)
+            printf("store ready: %s (key from $%s)\n", cfg->store.home, cfg->store.key_env);
+        else
+            printf("store ready: %s (key file %s)\n", cfg->store.home, cfg->store.key_file);
+        printf("admin token: %s (%s)\n", token_file, created ? "created" : "kept");
         if (show_token)
-            printf("%s\n", token);
+            printf("%s\n", token.data);
     }
-    return EXIT_OK;
+    rc = EXIT_OK;
+out:
+    secret_release(&token);
+    rl_buf_release(&why);
+    return rc;
 }
 
 /* What relay-admin stats adds up from the shared counters (engine/stats.h). */
@@ -187,44 +190,29 @@ int cmd_stats(admin_ctx *ctx, store *s, int argc, char **argv)
 /* The key file's name inside a backup made with --with-key. */
 #define BACKUP_KEY_NAME "relay.key"
 
-/* Reads a key file (a few hundred bytes at most) into buf; its length, or
- * -1 (said on stderr, as cmd's). */
-static long read_key(const char *cmd, const char *path, char *buf, size_t cap)
+/* Reads the store's key as the config gives it ([store] key_env, else
+ * key_file) into *k; RL_OK, or the error with the reason in why. */
+static rl_err store_key(const admin_ctx *ctx, secret *k, rl_buf *why)
 {
-    FILE *in = fopen(path, "re");
-    if (!in) {
-        fprintf(stderr, "relay-admin %s: reading %s: %s\n", cmd, path, strerror(errno));
-        return -1;
-    }
-    size_t n = fread(buf, 1, cap, in);
-    int bad = ferror(in);
-    fclose(in);
-    if (bad) {
-        fprintf(stderr, "relay-admin %s: reading %s failed\n", cmd, path);
-        return -1;
-    }
-    return (long)n;
+    const char *env = ctx->cfg->store.key_env;
+    return *env ? secret_from_env(env, k, why) : secret_read(ctx->cfg->store.key_file, k, why);
 }
 
-/* Copies the key file from into to (which must not exist), mode 0600.
- * 0 or -1 (said on stderr). */
-static int copy_key(const char *cmd, const char *from, const char *to)
+/* Writes the store's key into to (which must not exist), mode 0600. 0 or
+ * -1 (said on stderr). */
+static int copy_key(const admin_ctx *ctx, const char *to)
 {
-    char buf[512];
-    long n = read_key(cmd, from, buf, sizeof buf);
-    if (n < 0)
-        return -1;
-    umask(077);
-    FILE *out = fopen(to, "wxe");
-    int ok = out && fwrite(buf, 1, (size_t)n, out) == (size_t)n;
-    if (out && fclose(out) != 0)
-        ok = 0;
-    OPENSSL_cleanse(buf, sizeof buf);
-    if (!ok) {
-        fprintf(stderr, "relay-admin %s: writing %s: %s\n", cmd, to, strerror(errno));
-        return -1;
-    }
-    return 0;
+    secret k = {0};
+    rl_buf why;
+    rl_buf_init(&why, 1024);
+    rl_err e = store_key(ctx, &k, &why);
+    if (e == RL_OK && (e = secret_save(to, &k, 0, &why)) == RL_BUSY)
+        rl_buf_printf(&why, "%s exists already", to);
+    if (e != RL_OK)
+        fprintf(stderr, "relay-admin backup: copying the key: %s\n", why.data ? why.data : "");
+    secret_release(&k);
+    rl_buf_release(&why);
+    return e == RL_OK ? 0 : -1;
 }
 
 int cmd_backup(admin_ctx *ctx, store *s, int argc, char **argv)
@@ -258,7 +246,7 @@ int cmd_backup(admin_ctx *ctx, store *s, int argc, char **argv)
     }
     char key_copy[4096];
     snprintf(key_copy, sizeof key_copy, "%s/%s", dir, BACKUP_KEY_NAME);
-    if (with_key && copy_key("backup", ctx->cfg->store.key_file, key_copy) != 0)
+    if (with_key && copy_key(ctx, key_copy) != 0)
         return EXIT_FAIL;
     if (ctx->json) {
         printf("{\"dir\":");
@@ -310,42 +298,75 @@ static int old_key_path(const char *key_file, char *out, size_t cap)
     return -1;
 }
 
-/* 1 when the key files a and b hold the same secret, 0 when not, -1 when
- * one cannot be read (said on stderr). */
-static int same_key(const char *a, const char *b)
+/* Makes the backup's key k the store's key_file, keeping the one it
+ * replaces as old (a hard link) when there is one: k is written beside
+ * key_file and renamed over it, so key_file is always one whole key. 0 or
+ * -1 (said on stderr). */
+static int install_key(const secret *k, const char *key_file, const char *old)
 {
-    char ka[512], kb[512];
-    long na = read_key("restore", a, ka, sizeof ka);
-    long nb = na < 0 ? -1 : read_key("restore", b, kb, sizeof kb);
-    int same = na < 0 || nb < 0 ? -1 : na == nb && CRYPTO_memcmp(ka, kb, (size_t)na) == 0;
-    OPENSSL_cleanse(ka, sizeof ka);
-    OPENSSL_cleanse(kb, sizeof kb);
-    return same;
-}
-
-/* Makes the key file from (a backup's) the store's key_file, keeping the
- * one it replaces as old (a hard link) when there is one: the new key is
- * written beside key_file and renamed over it, so key_file is always one
- * whole key. 0 or -1 (said on stderr). */
-static int install_key(const char *from, const char *key_file, const char *old)
-{
-    char staged[4096 + 8];
-    snprintf(staged, sizeof staged, "%s.new", key_file);
-    (void)unlink(staged); /* left by an attempt that failed */
-    if (copy_key("restore", from, staged) != 0)
-        return -1;
+    rl_buf why;
+    rl_buf_init(&why, 1024);
+    int rc = -1;
     if (access(key_file, F_OK) == 0 && link(key_file, old) != 0) {
         fprintf(stderr, "relay-admin restore: keeping the previous key as %s: %s\n", old,
                 strerror(errno));
-        (void)unlink(staged);
-        return -1;
+        goto out;
     }
-    if (rename(staged, key_file) != 0) {
-        fprintf(stderr, "relay-admin restore: installing %s as %s: %s\n", staged, key_file,
-                strerror(errno));
-        return -1;
+    if (secret_save(key_file, k, SECRET_REPLACE, &why) != RL_OK) {
+        fprintf(stderr, "relay-admin restore: installing the backup's key: %s\n",
+                why.data ? why.data : "");
+        goto out;
     }
-    return 0;
+    rc = 0;
+out:
+    rl_buf_release(&why);
+    return rc;
+}
+
+/* Whether the backup in dir brings a key (backup --with-key) the store must
+ * be restored with: *use_it 1 when it holds one that differs from the
+ * store's own (or the store has none yet), else 0, with the key in *bk.
+ * EXIT_OK, or EXIT_FAIL (said on stderr). */
+static int backup_key_needed(const admin_ctx *ctx, const char *backup_key, secret *bk, int *use_it,
+                             int *had_key)
+{
+    secret cur = {0};
+    rl_buf why;
+    rl_buf_init(&why, 1024);
+    int rc = EXIT_FAIL;
+    const char *env = ctx->cfg->store.key_env;
+    *use_it = 0;
+    *had_key = 1;
+    rl_err e = secret_read(backup_key, bk, &why);
+    if (e == RL_NOTFOUND) {
+        rc = EXIT_OK; /* a backup without its key: the store's key must open it */
+        goto out;
+    }
+    if (e != RL_OK)
+        goto said;
+    rl_buf_reset(&why);
+    e = store_key(ctx, &cur, &why);
+    if (e == RL_NOTFOUND && !*env) {
+        *had_key = 0;
+    } else if (e != RL_OK) {
+        goto said;
+    }
+    *use_it = !*had_key || !secret_equal(bk, &cur);
+    if (*use_it && *env) {
+        fprintf(stderr,
+                "relay-admin restore: the backup holds its own key (%s), not the one in $%s "
+                "([store] key_env): set %s to the backup's key and restore again\n",
+                backup_key, env, env);
+        goto out;
+    }
+    rc = EXIT_OK;
+    goto out;
+said:
+    fprintf(stderr, "relay-admin restore: %s\n", why.data ? why.data : rl_err_text(e));
+out:
+    secret_release(&cur);
+    rl_buf_release(&why);
+    return rc;
 }
 
 int cmd_restore(admin_ctx *ctx, store *s, int argc, char **argv)
@@ -361,21 +382,19 @@ int cmd_restore(admin_ctx *ctx, store *s, int argc, char **argv)
      * as KEY.old), so that the restored store opens. */
     char backup_key[4096], old_key[4096];
     snprintf(backup_key, sizeof backup_key, "%s/%s", dir, BACKUP_KEY_NAME);
-    int key_from_backup = 0, had_key = access(key_file, F_OK) == 0;
-    if (access(backup_key, F_OK) == 0) {
-        int same = had_key ? same_key(backup_key, key_file) : 0;
-        if (same < 0)
-            return EXIT_FAIL;
-        key_from_backup = !same;
-    }
+    secret bk = {0};
+    int key_from_backup = 0, had_key = 1;
+    store_lock *lock = NULL;
+    int rc = backup_key_needed(ctx, backup_key, &bk, &key_from_backup, &had_key);
+    if (rc != EXIT_OK)
+        goto out;
     if (key_from_backup && old_key_path(key_file, old_key, sizeof old_key) != 0) {
         fprintf(stderr, "relay-admin restore: too many %s.old.N files\n", key_file);
-        return EXIT_FAIL;
+        rc = EXIT_FAIL;
+        goto out;
     }
-    store_lock *lock = NULL;
-    int rc = lock_store(ctx, "restore", &lock);
-    if (rc != EXIT_OK)
-        return rc;
+    if ((rc = lock_store(ctx, "restore", &lock)) != EXIT_OK)
+        goto out;
     store_options so;
     config_store_options(ctx->cfg, &so);
     if (key_from_backup)
@@ -384,21 +403,23 @@ int cmd_restore(admin_ctx *ctx, store *s, int argc, char **argv)
     rl_err e = store_restore(&so, lock, dir, &rep);
     /* The key is installed before the store is unlocked: a Relay starting
      * meanwhile must not find the restored store with the old key. */
-    int key_failed = e == RL_OK && key_from_backup && install_key(backup_key, key_file, old_key);
+    int key_failed = e == RL_OK && key_from_backup && install_key(&bk, key_file, old_key);
     store_unlock(lock);
+    rc = EXIT_FAIL;
     if (e != RL_OK) {
         fprintf(stderr, "relay-admin restore: failed (%s)%s\n", rl_err_text(e),
                 e == RL_FORBIDDEN ? "; the backup needs the key file it was made with "
                                     "(a backup made with --with-key holds it as relay.key)"
                                   : "");
-        return e == RL_NOTFOUND ? EXIT_USAGE : EXIT_FAIL;
+        rc = e == RL_NOTFOUND ? EXIT_USAGE : EXIT_FAIL;
+        goto out;
     }
     if (key_failed) {
         fprintf(stderr,
                 "relay-admin restore: the store is restored but reads only with the key in %s: "
                 "copy it to %s (mode 0600) before starting Relay\n",
                 backup_key, key_file);
-        return EXIT_FAIL;
+        goto out;
     }
     if (ctx->json) {
         printf("{\"files\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"key_installed\":%s", rep.files,
@@ -417,7 +438,10 @@ int cmd_restore(admin_ctx *ctx, store *s, int argc, char **argv)
         else if (key_from_backup)
             printf("the backup's key is now %s\n", key_file);
     }
-    return EXIT_OK;
+    rc = EXIT_OK;
+out:
+    secret_release(&bk);
+    return rc;
 }
 
 int cmd_compact(admin_ctx *ctx, store *s, int argc, char **argv)
@@ -472,6 +496,13 @@ int cmd_rekey(admin_ctx *ctx, store *s, int argc, char **argv)
     if (rc != EXIT_OK)
         return rc;
     const char *key_file = ctx->cfg->store.key_file;
+    if (*ctx->cfg->store.key_env) {
+        fprintf(stderr,
+                "relay-admin rekey: the key comes from $%s ([store] key_env); rekey makes a new "
+                "key file: set [store] key_file instead, rekey, then move the new key into %s\n",
+                ctx->cfg->store.key_env, ctx->cfg->store.key_env);
+        return EXIT_FAIL;
+    }
     char new_key[4096], old_key[4096];
     snprintf(new_key, sizeof new_key, "%s.new", key_file);
     if (old_key_path(key_file, old_key, sizeof old_key) != 0) {

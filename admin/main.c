@@ -127,6 +127,25 @@ static const admin_cmd commands[] = {
      "Example:\n"
      "  systemctl stop relay && relay-admin rekey && systemctl start relay\n",
      0, cmd_rekey},
+    {"doctor", "", "check the config, key and token files, store, front and upstreams",
+     "Checks what Relay needs, one line per check: OK, WARN (works, but look), FAIL\n"
+     "(broken: the line says the fix), SKIP (not checked, and why):\n"
+     "  config     relay.ini loads, every path resolved; the store's and the socket's\n"
+     "             directories writable; the key ([store] key_file or key_env) and the\n"
+     "             admin token file present, private (mode 600) and usable\n"
+     "  store      opens as Relay opens it (recovering if a process died), free space\n"
+     "             on its file system\n"
+     "  front      [fcgi] listen: the socket exists, is one, a pool answers\n"
+     "             /relay/health on it, and the web server's user (www-data, caddy,\n"
+     "             where it exists) may connect; or Apache mod_fcgid runs Relay\n"
+     "  upstream   each [upstream.NAME]: DNS, TCP, TLS (https), and an authenticated\n"
+     "             model list once Relay holds a key for it\n"
+     "Run it as the user Relay runs as. Exit 0 when nothing FAILs, 1 otherwise; --json\n"
+     "prints {ok, failed, warnings, checks: [{check, status, detail, fix}]}.\n"
+     "Examples:\n"
+     "  relay-admin doctor\n"
+     "  sudo -u relay relay-admin -c /etc/relay/relay.ini --json doctor\n",
+     ADMIN_NO_CONFIG, cmd_doctor},
     {"config", "SECTION.KEY", "print a configuration value as Relay resolves it",
      "Example:\n"
      "  relay-admin config store.home\n",
@@ -145,7 +164,7 @@ static void usage(FILE *f)
                "which refuse to run then. Run relay-admin as the user Relay runs as.\n"
                "\nexit codes:\n"
                "  0  success\n"
-               "  1  failure (said on stderr), or verify found a problem\n"
+               "  1  failure (said on stderr), verify found a problem, or doctor a FAIL\n"
                "  2  usage error\n"
                "  3  refused: Relay processes are using the store (recover, rekey, restore)\n"
                "  4  not found: no entry, or more than one, has that key prefix (show)\n");
@@ -217,18 +236,21 @@ int main(int argc, char **argv)
     store *s = NULL;
     rl_buf why;
     rl_buf_init(&why, 4096);
+    ctx.config_path = config_path;
     if (config_load(config_path, &ctx.cfg, &why) != RL_OK) {
-        fprintf(stderr, "relay-admin: %s\n", why.data ? why.data : config_path);
-        rl_buf_release(&why);
-        goto out;
+        ctx.config_error = why.data ? why.data : config_path;
+        if (!(cmd->flags & ADMIN_NO_CONFIG)) {
+            fprintf(stderr, "relay-admin: %s\n", ctx.config_error);
+            goto out;
+        }
     }
-    rl_buf_release(&why);
     rl_log_set_level(RL_LOG_WARN);
 
-    if (cmd->needs_store && admin_open_store(&ctx, &s) != EXIT_OK)
+    if ((cmd->flags & ADMIN_STORE) && admin_open_store(&ctx, &s) != EXIT_OK)
         goto out;
     rc = cmd->run(&ctx, s, cargc, cargv);
 out:
+    rl_buf_release(&why);
     store_close(s);
     config_free(ctx.cfg);
     free(cargv);

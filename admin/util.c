@@ -1,10 +1,11 @@
 /*
- * util.c — relay-admin's small helpers: JSON strings, durations, hex.
+ * util.c — relay-admin's small helpers: JSON strings, durations, options.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "admin/admin.h"
 
@@ -116,14 +117,24 @@ void admin_format_age(uint64_t seconds, char *out, size_t cap)
     }
 }
 
-void admin_hex(const uint8_t *p, size_t n, char *out)
+/* 9999-12-31T23:59:59Z: ISO 8601's four-digit years end there. */
+#define LAST_DATE 253402300799ULL
+
+void admin_format_time(uint64_t t, char *out, size_t cap)
 {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
+    struct tm tm;
+    time_t tt = (time_t)t;
+    /* A stored value may be anything (a TTL of 10^23 s, damage): beyond
+     * year 9999 gmtime_r fails (NULL, which strftime would dereference) or
+     * gives years no reader expects, and past INT64_MAX time_t is
+     * negative. Such a time is a number with a note, never a wrong date. */
+    if (t <= LAST_DATE && gmtime_r(&tt, &tm)) {
+        char date[32];
+        strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(out, cap, "%s (%" PRIu64 ")", date, t);
+    } else {
+        snprintf(out, cap, "%" PRIu64 " (after year 9999: not a date)", t);
     }
-    out[2 * n] = '\0';
 }
 
 int admin_opt(int argc, char **argv, int *i, const char *name, const char **value)

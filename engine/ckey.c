@@ -4,6 +4,8 @@
 #include <openssl/sha.h>
 #include <string.h>
 
+#include "store/base/rl_hex.h"
+
 static void put_field(EVP_MD_CTX *md, const void *p, size_t len)
 {
     /* Fields are capped by max_body, far below 4 GiB. */
@@ -42,15 +44,9 @@ rl_err ckey_compute(const ckey_input *in, uint8_t key[STORE_KEY_LEN])
     return done ? RL_OK : RL_INTERNAL;
 }
 
-static const char hexdigits[] = "0123456789abcdef";
-
 void ckey_hex16(const uint8_t key[STORE_KEY_LEN], char out[17])
 {
-    for (int i = 0; i < 8; i++) {
-        out[2 * i] = hexdigits[key[i] >> 4];
-        out[2 * i + 1] = hexdigits[key[i] & 15];
-    }
-    out[16] = '\0';
+    rl_hex_encode(key, 8, out);
 }
 
 void ckey_credential_scope(const char *credential, char out[5 + 32 + 1])
@@ -58,9 +54,5 @@ void ckey_credential_scope(const char *credential, char out[5 + 32 + 1])
     unsigned char digest[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)credential, strlen(credential), digest);
     memcpy(out, "cred:", 5);
-    for (int i = 0; i < 16; i++) {
-        out[5 + 2 * i] = hexdigits[digest[i] >> 4];
-        out[5 + 2 * i + 1] = hexdigits[digest[i] & 15];
-    }
-    out[37] = '\0';
+    rl_hex_encode(digest, 16, out + 5);
 }

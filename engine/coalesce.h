@@ -10,11 +10,40 @@
  * that has sent nothing yet takes over (one new upstream call, shared by the
  * rest); one that already streamed bytes ends with an error event, never a
  * spliced stream.
+ *
+ * The flight protocol (joining, leading, following, takeover, max_wait)
+ * is here; the per-process reader that hands chunks to the followers of
+ * one process is engine/fanout.c.
+ *
+ * Time: every decision reads x->flight.clock (NULL: the system's clocks),
+ * so tests drive the protocol with a clock of their own and never sleep
+ * (tests/unit/t_coalesce.c).
  */
 #ifndef RELAY_ENGINE_COALESCE_H
 #define RELAY_ENGINE_COALESCE_H
 
 #include "engine/exchange.h"
+
+/* How long a follower waits for news before it looks at the leader's
+ * liveness again. Wake-ups for new chunks are immediate (futex); this only
+ * bounds how late a dead leader is noticed: DESIGN asks for within 2 s. */
+#define COALESCE_TICK_MS 250
+/* How often a follower with no news asks whether its leader lives. */
+#define COALESCE_LIVENESS_MS 500
+
+/* The clocks and the one wait of the protocol. */
+struct coalesce_clock {
+    void *ctx;
+    /* Unix milliseconds: flight records, liveness checks, max_wait. */
+    uint64_t (*now_ms)(void *ctx);
+    /* Waits up to timeout_ms for news of key published after `ticket` was
+     * taken (store_flight_wait). A test runs its next step here instead. */
+    void (*wait)(void *ctx, store *s, const uint8_t key[STORE_KEY_LEN], uint32_t ticket,
+                 int timeout_ms);
+};
+
+/* CLOCK_REALTIME and store_flight_wait. */
+extern const coalesce_clock coalesce_system_clock;
 
 typedef enum {
     COALESCE_ALONE,    /* not coalesced: call upstream without publishing */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "engine/route.h"
 #include "store/base/rl_log.h"
 
 /*
@@ -16,7 +17,16 @@
  * which values are legal. Parsing, range checks, defaults and the textual
  * lookup for scripts are all done once, from this table.
  */
-typedef enum { KEY_STR, KEY_PATH, KEY_LONG, KEY_U64, KEY_ENUM, KEY_URL } key_kind;
+typedef enum {
+    KEY_STR,
+    KEY_PATH,   /* a file or directory, resolved against the ini's directory */
+    KEY_LISTEN, /* a unix socket path (resolved the same way) or HOST:PORT */
+    KEY_LONG,
+    KEY_U64,
+    KEY_ENUM,
+    KEY_URL,   /* an http(s) URL with a host, no query, fragment or credentials */
+    KEY_MOUNT, /* "" or a path prefix such as /anthropic */
+} key_kind;
 
 typedef struct config_key {
     const char *section; /* "upstream.*" rows apply to every [upstream.NAME] */
@@ -48,13 +58,14 @@ static const char *const metrics_access_names[] = {"admin", "open", NULL};
 #define MiB (1024LL * 1024)
 
 static const config_key config_keys[] = {
-    {"fcgi", "listen", KEY_PATH, RC(fcgi.listen), "var/relay.sock", 0, 0, NULL},
+    {"fcgi", "listen", KEY_LISTEN, RC(fcgi.listen), "var/relay.sock", 0, 0, NULL},
     {"fcgi", "workers", KEY_LONG, RC(fcgi.workers), "4", 1, 256, NULL},
     {"fcgi", "threads", KEY_LONG, RC(fcgi.threads), "32", 1, 1024, NULL},
     {"fcgi", "max_body", KEY_U64, RC(fcgi.max_body), "8388608", 1024, 1024 * MiB, NULL},
     {"fcgi", "drain_timeout", KEY_LONG, RC(fcgi.drain_timeout), "30", 0, 3600, NULL},
     {"store", "home", KEY_PATH, RC(store.home), "var/store", 0, 0, NULL},
     {"store", "key_file", KEY_PATH, RC(store.key_file), "var/relay.key", 0, 0, NULL},
+    {"store", "key_env", KEY_STR, RC(store.key_env), "", 0, 0, NULL},
     {"store", "max_bytes", KEY_U64, RC(store.max_bytes), "1073741824", 0, LLONG_MAX, NULL},
     {"store", "max_entries", KEY_U64, RC(store.max_entries), "200000", 0, LLONG_MAX, NULL},
     {"store", "max_entry_bytes", KEY_U64, RC(store.max_entry_bytes), "16777216", 1024, 1024 * MiB,
@@ -62,6 +73,7 @@ static const config_key config_keys[] = {
     {"store", "cache_mb", KEY_LONG, RC(store.cache_mb), "64", 1, 65536, NULL},
     {"cache", "policy", KEY_ENUM, RC(cache.policy), "deterministic", 0, 0, policy_names},
     {"cache", "default_ttl", KEY_LONG, RC(cache.default_ttl), "86400", 1, 10L * 365 * 86400, NULL},
+    {"cache", "max_ttl", KEY_LONG, RC(cache.max_ttl), "31536000", 1, 10L * 365 * 86400, NULL},
     {"cache", "scope", KEY_ENUM, RC(cache.scope), "credential", 0, 0, scope_names},
     {"cache", "stale_keep", KEY_LONG, RC(cache.stale_keep), "86400", 0, 10L * 365 * 86400, NULL},
     {"cache", "max_response", KEY_U64, RC(cache.max_response), "33554432", 1024, 1024 * MiB, NULL},
@@ -71,7 +83,7 @@ static const config_key config_keys[] = {
     {"coalesce", "max_wait", KEY_LONG, RC(coalesce.max_wait), "330", 1, 86400, NULL},
     {"upstream.*", "type", KEY_ENUM, UC(type), "openai", 0, 0, upstream_type_names},
     {"upstream.*", "base_url", KEY_URL, UC(base_url), "https://api.openai.com", 0, 0, NULL},
-    {"upstream.*", "mount", KEY_STR, UC(mount), "", 0, 0, NULL},
+    {"upstream.*", "mount", KEY_MOUNT, UC(mount), "", 0, 0, NULL},
     {"upstream.*", "connect_timeout", KEY_LONG, UC(connect_timeout), "10", 1, 600, NULL},
     {"upstream.*", "idle_timeout", KEY_LONG, UC(idle_timeout), "300", 1, 86400, NULL},
     {"upstream.*", "timeout", KEY_LONG, UC(timeout), "900", 1, 86400, NULL},
@@ -104,12 +116,9 @@ static void *field_ptr(relay_config *cfg, upstream_config *up, const config_key 
     return (char *)(key_is_upstream(k) ? (void *)up : (void *)cfg) + k->offset;
 }
 
-/* Makes path absolute against dir; a socket "HOST:PORT" listen value is
- * left alone. Returns a malloc'ed string or NULL. */
-static char *resolve_path(const char *dir, const char *value, int maybe_hostport)
+/* Makes path absolute against dir. Returns a malloc'ed string or NULL. */
+static char *resolve_path(const char *dir, const char *value)
 {
-    if (maybe_hostport && value[0] != '/' && strchr(value, ':'))
-        return strdup(value);
     if (value[0] == '/')
         return strdup(value);
     rl_buf b;
@@ -121,43 +130,120 @@ static char *resolve_path(const char *dir, const char *value, int maybe_hostport
     return rl_buf_steal(&b, NULL);
 }
 
+/* Why a KEY_URL value is not a usable base_url, or NULL. */
+static const char *url_refusal(const char *v)
+{
+    const char *host = strncmp(v, "http://", 7) == 0    ? v + 7
+                       : strncmp(v, "https://", 8) == 0 ? v + 8
+                                                        : NULL;
+    if (!host)
+        return "expected an http:// or https:// URL";
+    if (strpbrk(v, " \t?#\\"))
+        return "expected a URL without spaces, backslashes, a query or a fragment";
+    size_t hlen = strcspn(host, "/");
+    if (memchr(host, '@', hlen))
+        return "credentials do not belong in base_url (they would be logged)";
+    const char *port = NULL;
+    if (host[0] == '[') { /* [v6]:port */
+        const char *close = memchr(host, ']', hlen);
+        if (!close || close == host + 1)
+            return "expected a host";
+        if (close + 1 < host + hlen)
+            port = close[1] == ':' ? close + 2 : host; /* host: never digits-only, so refused */
+    } else {
+        const char *colon = memchr(host, ':', hlen);
+        if (hlen == 0 || colon == host)
+            return "expected a host";
+        port = colon ? colon + 1 : NULL;
+    }
+    if (port) {
+        size_t plen = (size_t)(host + hlen - port);
+        long n = 0;
+        for (size_t i = 0; i < plen && n <= 65535; i++)
+            n = port[i] >= '0' && port[i] <= '9' ? n * 10 + (port[i] - '0') : 65536;
+        if (plen == 0 || n < 1 || n > 65535)
+            return "expected a port from 1 to 65535";
+    }
+    /* Trailing slashes are dropped (see set_value), so "/v1//" is fine. */
+    size_t plen = strlen(host + hlen);
+    while (plen && host[hlen + plen - 1] == '/')
+        plen--;
+    char path[1024];
+    if (plen >= sizeof path)
+        return "expected a shorter URL";
+    memcpy(path, host + hlen, plen);
+    path[plen] = '\0';
+    if (plen && route_target_refusal(path, ""))
+        return "expected a path without '.' or '..' segments, '//' or characters a URL may not "
+               "hold";
+    return NULL;
+}
+
+/* Why a KEY_LISTEN value is not a socket path or HOST:PORT, or NULL. A
+ * relative path is resolved later; only its length is known after that. */
+static const char *listen_refusal(const char *v)
+{
+    if (v[0] == '/' || !strchr(v, ':'))
+        return NULL; /* a path: its length is checked once resolved */
+    const char *colon = strrchr(v, ':');
+    if (colon == v)
+        return "expected HOST:PORT (a host is needed, e.g. 127.0.0.1:9000)";
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || port < 1 || port > 65535)
+        return "expected HOST:PORT with a port from 1 to 65535, or a unix socket path";
+    return NULL;
+}
+
+/* The longest unix socket path (sockaddr_un.sun_path, 108 bytes with NUL). */
+#define LISTEN_PATH_MAX 107
+
 /* Parses one value into its field. Returns 0, or -1 with the reason in why. */
 static int set_value(parse_state *st, upstream_config *up, const config_key *k, const char *value,
                      const char *where)
 {
     void *p = field_ptr(st->cfg, up, k);
+    const char *bad = NULL;
+    char *s = NULL;
     switch (k->kind) {
     case KEY_STR:
+        s = strdup(value);
+        break;
+    case KEY_URL:
+        if ((bad = url_refusal(value)) != NULL)
+            break;
+        s = strdup(value);
+        if (s) /* paths are appended to base_url: keep exactly one slash between */
+            for (size_t n = strlen(s); n > 0 && s[n - 1] == '/'; n--)
+                s[n - 1] = '\0';
+        break;
+    case KEY_MOUNT:
+        if (value[0] && (value[0] != '/' || value[strlen(value) - 1] == '/' ||
+                         route_target_refusal(value, ""))) {
+            bad = "expected a path prefix such as /anthropic (no trailing slash, no '.' or '..' "
+                  "segments)";
+            break;
+        }
+        s = strdup(value);
+        break;
     case KEY_PATH:
-    case KEY_URL: {
-        char *s;
-        if (k->kind == KEY_URL) {
-            if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) {
-                rl_buf_printf(st->why, "%s: expected an http:// or https:// URL, got \"%s\"", where,
-                              value);
-                return -1;
-            }
-            s = strdup(value);
-            if (s) /* paths are appended to base_url: keep exactly one slash between */
-                for (size_t n = strlen(s); n > 0 && s[n - 1] == '/'; n--)
-                    s[n - 1] = '\0';
-        } else if (k->kind == KEY_PATH) {
-            if (!value[0]) {
-                rl_buf_printf(st->why, "%s: must not be empty", where);
-                return -1;
-            }
-            s = resolve_path(st->dir, value, strcmp(k->name, "listen") == 0);
-        } else {
-            s = strdup(value);
+    case KEY_LISTEN:
+        if (!value[0]) {
+            bad = "must not be empty";
+            break;
         }
-        if (!s) {
-            rl_buf_printf(st->why, "%s: out of memory", where);
-            return -1;
+        if (k->kind == KEY_LISTEN && (bad = listen_refusal(value)) != NULL)
+            break;
+        if (k->kind == KEY_LISTEN && value[0] != '/' && strchr(value, ':'))
+            s = strdup(value); /* HOST:PORT */
+        else if ((s = resolve_path(st->dir, value)) && k->kind == KEY_LISTEN &&
+                 strlen(s) > LISTEN_PATH_MAX) {
+            bad = "the socket path is longer than a unix socket allows (107 bytes, resolved)";
+            free(s);
+            s = NULL;
         }
-        free(*(char **)p);
-        *(char **)p = s;
-        return 0;
-    }
+        break;
     case KEY_LONG:
     case KEY_U64: {
         char *end;
@@ -177,7 +263,7 @@ static int set_value(parse_state *st, upstream_config *up, const config_key *k, 
     case KEY_ENUM:
         for (int i = 0; k->choices[i]; i++)
             if (strcasecmp(value, k->choices[i]) == 0) {
-                *(int *)p = i; /* enum fields: see the static assert below */
+                *(int *)p = i; /* enum fields: see the static assert after the table */
                 return 0;
             }
         rl_buf_printf(st->why, "%s: unknown value \"%s\" (expected one of:", where, value);
@@ -186,7 +272,17 @@ static int set_value(parse_state *st, upstream_config *up, const config_key *k, 
         rl_buf_puts(st->why, ")");
         return -1;
     }
-    return -1;
+    if (bad) {
+        rl_buf_printf(st->why, "%s: %s, got \"%s\"", where, bad, value);
+        return -1;
+    }
+    if (!s) {
+        rl_buf_printf(st->why, "%s: out of memory", where);
+        return -1;
+    }
+    free(*(char **)p);
+    *(char **)p = s;
+    return 0;
 }
 
 /* Finds or creates the upstream called name. */
@@ -321,8 +417,8 @@ static size_t key_index(const char *section, const char *name)
     return NKEYS;
 }
 
-/* After parsing: base_url defaults by type, mounts well-formed and
- * distinct. 0, or -1 with the reason in st->why. */
+/* After parsing: base_url defaults by type, mounts distinct, timeouts
+ * within the whole call's. 0, or -1 with the reason in st->why. */
 static int check_upstreams(parse_state *st)
 {
     relay_config *cfg = st->cfg;
@@ -340,12 +436,20 @@ static int check_upstreams(parse_state *st)
                 return -1;
         }
         size_t n = strlen(up->mount);
-        if (n && (up->mount[0] != '/' || up->mount[n - 1] == '/' || strchr(up->mount, '?'))) {
-            rl_buf_printf(st->why,
-                          "%s: [upstream.%s] mount: expected a path prefix such as /anthropic, "
-                          "got \"%s\"",
-                          cfg->path, up->name, up->mount);
-            return -1;
+        static const struct {
+            size_t offset;
+            const char *name;
+        } within_timeout[] = {{UC(connect_timeout), "connect_timeout"},
+                              {UC(idle_timeout), "idle_timeout"}};
+        for (size_t t = 0; t < sizeof within_timeout / sizeof within_timeout[0]; t++) {
+            long v = *(const long *)((const char *)up + within_timeout[t].offset);
+            if (v > up->timeout) {
+                rl_buf_printf(st->why,
+                              "%s: [upstream.%s] %s: %ld is longer than timeout (%ld), the bound "
+                              "on the whole call",
+                              cfg->path, up->name, within_timeout[t].name, v, up->timeout);
+                return -1;
+            }
         }
         for (size_t v = 0; v < u; v++)
             if (n && strcmp(cfg->upstreams[v].mount, up->mount) == 0) {
@@ -416,6 +520,12 @@ rl_err config_load(const char *path, relay_config **out, rl_buf *why)
         err = RL_CONFIG;
         goto out;
     }
+    if (cfg->cache.default_ttl > cfg->cache.max_ttl) {
+        rl_buf_printf(why, "%s: [cache] default_ttl: %ld is above max_ttl (%ld)", cfg->path,
+                      cfg->cache.default_ttl, cfg->cache.max_ttl);
+        err = RL_CONFIG;
+        goto out;
+    }
     err = RL_OK;
 out:
     free(st.dir);
@@ -435,7 +545,7 @@ void config_free(relay_config *cfg)
         return;
     for (size_t i = 0; i < NKEYS; i++) {
         const config_key *k = &config_keys[i];
-        if (k->kind != KEY_STR && k->kind != KEY_PATH && k->kind != KEY_URL)
+        if (k->kind == KEY_LONG || k->kind == KEY_U64 || k->kind == KEY_ENUM)
             continue;
         if (key_is_upstream(k)) {
             for (size_t u = 0; u < cfg->nupstreams; u++)
@@ -452,27 +562,12 @@ void config_free(relay_config *cfg)
     free(cfg);
 }
 
-const upstream_config *config_upstream(const relay_config *cfg, const char *name)
-{
-    for (size_t i = 0; i < cfg->nupstreams; i++)
-        if (strcmp(cfg->upstreams[i].name, name) == 0)
-            return &cfg->upstreams[i];
-    return NULL;
-}
-
-const upstream_config *config_upstream_of_type(const relay_config *cfg, upstream_type type)
-{
-    for (size_t i = 0; i < cfg->nupstreams; i++)
-        if (cfg->upstreams[i].type == type)
-            return &cfg->upstreams[i];
-    return NULL;
-}
-
 void config_store_options(const relay_config *cfg, store_options *out)
 {
     memset(out, 0, sizeof *out);
     out->home = cfg->store.home;
     out->key_file = cfg->store.key_file;
+    out->key_env = cfg->store.key_env;
     out->max_bytes = cfg->store.max_bytes;
     out->max_entries = cfg->store.max_entries;
     out->max_entry_bytes = cfg->store.max_entry_bytes;
@@ -510,7 +605,9 @@ rl_err config_get_text(const relay_config *cfg, const char *dotted, rl_buf *out)
         switch (k->kind) {
         case KEY_STR:
         case KEY_PATH:
+        case KEY_LISTEN:
         case KEY_URL:
+        case KEY_MOUNT:
             return rl_buf_puts(out, *(char *const *)p);
         case KEY_LONG:
             return rl_buf_printf(out, "%ld", *(const long *)p);

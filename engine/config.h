@@ -61,12 +61,14 @@ typedef struct relay_config {
     } fcgi;
     struct {
         char *home, *key_file;
+        char *key_env; /* "" or the environment variable holding the secret */
         uint64_t max_bytes, max_entries, max_entry_bytes;
         long cache_mb;
     } store;
     struct {
         cache_policy policy;
         long default_ttl;
+        long max_ttl; /* X-Relay-TTL (and default_ttl) never keep an answer longer */
         cache_scope scope;
         long stale_keep;
         uint64_t max_response;
@@ -92,15 +94,11 @@ typedef struct relay_config {
 } relay_config;
 
 /* Parses path. On failure returns RL_CONFIG (or RL_IO/RL_NOMEM) with a
- * human-readable reason ("relay.ini:12: [cache] policy: expected ...")
+ * human-readable reason naming the file and the key ("/etc/relay/relay.ini:
+ * [cache] policy: unknown value ..."; Debian's libinih gives no line numbers)
  * appended to why. The caller frees *out with config_free. */
 rl_err config_load(const char *path, relay_config **out, rl_buf *why);
 void config_free(relay_config *cfg);
-
-/* The upstream section called name, or NULL. */
-const upstream_config *config_upstream(const relay_config *cfg, const char *name);
-/* The first upstream of the given type, or NULL. */
-const upstream_config *config_upstream_of_type(const relay_config *cfg, upstream_type type);
 
 /* The store options of cfg ([store], and the thread count of the pool). The
  * strings are borrowed from cfg. */

@@ -54,7 +54,7 @@ static void open_store(engine *e, uint64_t now)
     store_options so;
     config_store_options(cfg, &so);
     store *s = NULL;
-    rl_err err = store_keyfile_ensure(cfg->store.key_file);
+    rl_err err = store_key_ensure(&so);
     if (err == RL_OK)
         err = store_open(&so, &s);
     if (err != RL_OK) {
@@ -65,10 +65,6 @@ static void open_store(engine *e, uint64_t now)
     }
     if (now)
         rl_info("the store at %s is available again", cfg->store.home);
-    /* The counters live next to the store, shared the same way. */
-    stats *st = NULL;
-    if (stats_open(cfg->store.home, &st) == RL_OK)
-        atomic_store(&e->stats, st);
     atomic_store(&e->store, s);
 }
 
@@ -83,6 +79,9 @@ rl_err engine_new(const relay_config *cfg, engine **out)
         free(e);
         return err;
     }
+    /* The counters live next to the store but do not need it: requests
+     * are counted while the store cannot be opened (a wrong key file). */
+    atomic_store(&e->stats, stats_new(cfg->store.home));
     open_store(e, 0);
     *out = e;
     return RL_OK;
@@ -122,6 +121,7 @@ void engine_worker_free(engine_worker *w)
 
 int engine_maintain(engine *e, uint64_t now)
 {
+    stats_maintain(atomic_load(&e->stats), now);
     store *s = atomic_load(&e->store);
     if (!s) {
         if (now >= e->store_retry_at)
@@ -506,6 +506,16 @@ static void serve_api(exchange *x)
         exchange_fail(x, err, why);
         goto out;
     }
+    if (x->cc.only_if_cached && x->cfg->cache.scope == CACHE_SCOPE_SHARED) {
+        /* Under a shared scope any string passes for a credential (Relay
+         * cannot check a provider key without spending it), and an
+         * only-if-cached answer never reaches the upstream that would:
+         * anyone could test for free whether a prompt was asked. */
+        exchange_fail(x, RL_FORBIDDEN,
+                      "Cache-Control: only-if-cached is refused when this Relay shares its cache "
+                      "between credentials ([cache] scope = shared): it cannot vouch for yours.");
+        goto out;
+    }
     x->decision = policy_decide(x->cfg, &x->cc, x->info.deterministic, x->info.stateful);
     if (x->info.max_ttl > 0 && x->decision.ttl > x->info.max_ttl)
         x->decision.ttl = x->info.max_ttl;
@@ -546,6 +556,11 @@ static void account(exchange *x)
     if (!st)
         return;
     const model_price *price = pricing_find(x->cfg, x->info.model);
+    /* A 2xx answer came from an upstream (now, or stored from one): the
+     * model exists there. The credential too, when this request reached
+     * the upstream, or when the answer was keyed by that credential. */
+    int answered = x->status >= 200 && x->status < 300;
+    int own_key = x->cfg->cache.scope == CACHE_SCOPE_CREDENTIAL;
     stats_request r = {
         .upstream = x->rt.upstream ? x->rt.upstream->name : "",
         .model = x->info.model,
@@ -561,6 +576,8 @@ static void account(exchange *x)
         .called_upstream = x->called_upstream,
         .latency_s = x->latency_s,
         .ttfb_s = x->ttfb_s,
+        .model_vouched = answered,
+        .client_vouched = answered && (x->called_upstream || own_key),
     };
     stats_record(st, &r, (uint64_t)time(NULL));
 }
@@ -600,6 +617,19 @@ void engine_handle(engine_worker *w, const engine_request *req, const engine_sin
         .nheaders = req->nheaders,
     };
     x->info.framing = FRAME_SSE;
+    const char *refusal = route_target_refusal(req->path, req->query);
+    if (refusal) {
+        /* Answered in the format the path resembles (routing chose it). */
+        rl_buf msg;
+        rl_buf_init(&msg, 4096);
+        rl_buf_printf(&msg,
+                      "Relay does not forward this request URL: its path or query contains %s.",
+                      refusal);
+        exchange_fail(x, RL_BAD_REQUEST, msg.data);
+        rl_buf_release(&msg);
+        account(x);
+        return;
+    }
     switch (x->rt.kind) {
     case ROUTE_HEALTH:
     case ROUTE_METRICS:

@@ -26,8 +26,9 @@ struct engine {
      * request thread: atomic. */
     _Atomic(store *) store;
     uint64_t store_retry_at; /* engine_maintain's thread only */
-    /* Shared counters (stats.h), opened with the store; NULL while they
-     * cannot be: nothing is counted. Atomic for the same reason. */
+    /* Shared counters (stats.h), opened at start whether or not the store
+     * opens; NULL only when out of memory (stats_problem says whether they
+     * count). Set once; atomic for the same reason as store. */
     _Atomic(stats *) stats;
 };
 
@@ -38,14 +39,17 @@ struct engine_worker {
     struct upstream_client *upstream;
 };
 
+typedef struct coalesce_clock coalesce_clock;
+
 /* This request's part in a shared upstream call (see coalesce.h). */
 typedef struct flight_role {
-    int active;               /* coalescing applies to this request */
-    int leading;              /* this request calls upstream and publishes */
-    uint32_t gen;             /* the flight generation it leads or follows */
-    int publishing;           /* the leader still publishes (off after a failure) */
-    uint32_t published;       /* chunks published so far (the next one's number) */
-    uint64_t published_bytes; /* their size, bounded by [coalesce] max_buffer */
+    const coalesce_clock *clock; /* NULL: the system's (coalesce_system_clock) */
+    int active;                  /* coalescing applies to this request */
+    int leading;                 /* this request calls upstream and publishes */
+    uint32_t gen;                /* the flight generation it leads or follows */
+    int publishing;              /* the leader still publishes (off after a failure) */
+    uint32_t published;          /* chunks published so far (the next one's number) */
+    uint64_t published_bytes;    /* their size, bounded by [coalesce] max_buffer */
 } flight_role;
 
 typedef struct exchange {

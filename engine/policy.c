@@ -113,6 +113,10 @@ policy_decision policy_decide(const relay_config *cfg, const cache_controls *cc,
     policy_decision d = {0, 0, cfg->cache.default_ttl};
     if (cc->ttl != POLICY_UNSET)
         d.ttl = cc->ttl;
+    /* X-Relay-TTL: 99999999999999999999999 once stored an expiry nothing
+     * could format: no answer is kept longer than [cache] max_ttl. */
+    if (d.ttl > cfg->cache.max_ttl)
+        d.ttl = cfg->cache.max_ttl;
     if (stateful)
         return d;
 

@@ -39,7 +39,7 @@ rl_err policy_parse(const char *cache_control, const char *x_relay_cache, const 
 typedef struct policy_decision {
     int lookup; /* look the key up before calling upstream */
     int store;  /* store a complete, successful answer */
-    long ttl;   /* seconds to keep it fresh when stored */
+    long ttl;   /* seconds to keep it fresh when stored, at most [cache] max_ttl */
 } policy_decision;
 
 /* deterministic: the adapter judged the answer repeatable (temperature 0,

@@ -45,8 +45,21 @@ const char *prov_header(const prov_request *r, const char *name);
 /* Copies the URL-decoded value of query parameter name into buf (cap
  * bytes, NUL-terminated); returns buf, or NULL when absent or too long. */
 const char *prov_query_param(const prov_request *r, const char *name, char *buf, size_t cap);
-/* 1 when the query has parameter name (with a value of any length, or
- * none), else 0. */
+/* Credentials: a value counts as one only when it is a single token of
+ * visible ASCII characters (no space, no control), so an empty
+ * "Authorization: Bearer" or a stray header is not taken for a key (under
+ * [cache] scope = shared any credential reads the cache). */
+int prov_credential_ok(const char *value);
+/* The token of "Authorization: <scheme> TOKEN" when the header has that
+ * scheme (any case; NULL scheme: any scheme) and a valid token, else NULL.
+ * Points into the header's value. */
+const char *prov_auth_token(const prov_request *r, const char *scheme);
+
+/* 1 when the query has parameter name (lower-case ASCII; with a value of
+ * any length, or none), else 0. Parameters are separated by '&' or ';';
+ * their names are compared with percent-escapes and '+' decoded and ASCII
+ * case ignored, as the servers and frameworks that read them may do:
+ * ?Token=, ?tok%65n= and ?x=1;token= all have "token". */
 int prov_query_has(const prov_request *r, const char *name);
 
 /* What an adapter learned from a request. */

@@ -35,15 +35,9 @@ static const char *anthropic_credential(const prov_request *r, char *buf, size_t
     (void)buf;
     (void)cap;
     const char *key = prov_header(r, "x-api-key");
-    if (key && *key)
+    if (prov_credential_ok(key))
         return key;
-    const char *auth = prov_header(r, "authorization");
-    if (!auth)
-        return NULL;
-    if (strncasecmp(auth, "Bearer ", 7) == 0)
-        for (auth += 7; *auth == ' '; auth++)
-            ;
-    return *auth ? auth : NULL;
+    return prov_auth_token(r, "Bearer");
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -141,7 +135,7 @@ static rl_err anthropic_inspect(const prov_request *r, prov_info *info, rl_buf *
     }
 
     json_error_t jerr;
-    json_t *root = json_loadb(r->body ? r->body : "", r->body_len, 0, &jerr);
+    json_t *root = prov_json_load(r->body ? r->body : "", r->body_len, &jerr);
     if (!root) {
         rl_buf_printf(why, "There was an error parsing the body of your request: %s (at byte %d)",
                       jerr.text, jerr.position);
@@ -206,7 +200,7 @@ out:
  * there is none). */
 static void data_type(const char *data, size_t len, char *buf, size_t cap)
 {
-    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *j = prov_json_load(data, len, NULL);
     const char *t = json_string_value(json_object_get(j, "type"));
     snprintf(buf, cap, "%s", t ? t : "");
     json_decref(j);
@@ -232,7 +226,7 @@ static prov_event_kind anthropic_classify_event(const char *event, const char *d
  * ({"input_tokens": N}); never an error document. */
 static int anthropic_body_complete(const char *body, size_t len)
 {
-    json_t *j = json_loadb(body, len, 0, NULL);
+    json_t *j = prov_json_load(body, len, NULL);
     int ok = 0;
     if (json_is_object(j) && !json_object_get(j, "error")) {
         const char *type = json_string_value(json_object_get(j, "type"));
@@ -444,7 +438,7 @@ static int assemble_event(void *ctx, const char *event, const char *data, size_t
 {
     assembly *a = ctx;
     (void)event;
-    json_t *ev = json_loadb(data, len, 0, NULL);
+    json_t *ev = prov_json_load(data, len, NULL);
     a->err = json_is_object(ev) ? on_event(a, ev) : RL_UPSTREAM_PROTOCOL;
     json_decref(ev);
     return a->err != RL_OK;
@@ -476,7 +470,7 @@ static rl_err finish_block(ablock *b)
         err = set_text(b->block, "signature", &b->signature);
     if (err == RL_OK && b->has_partial) {
         json_t *input =
-            b->partial.len ? json_loadb(b->partial.data, b->partial.len, 0, NULL) : json_object();
+            b->partial.len ? prov_json_load(b->partial.data, b->partial.len, NULL) : json_object();
         if (!input || json_object_set_new(b->block, "input", input) != 0)
             err = RL_UPSTREAM_PROTOCOL;
     }
@@ -625,7 +619,7 @@ static rl_err anthropic_body_to_stream(const char *body, size_t len, const prov_
                                        rl_buf *out)
 {
     (void)info; /* Anthropic streams only as SSE */
-    json_t *msg = json_loadb(body, len, 0, NULL);
+    json_t *msg = prov_json_load(body, len, NULL);
     json_t *content = json_object_get(msg, "content");
     rl_err err = RL_UPSTREAM_PROTOCOL;
     const char *type = json_string_value(json_object_get(msg, "type"));
@@ -719,7 +713,7 @@ static int usage_event(void *ctx, const char *event, const char *data, size_t le
      * content deltas. */
     if (!memmem(data, len, "\"usage\"", 7))
         return 0;
-    json_t *ev = json_loadb(data, len, 0, NULL);
+    json_t *ev = prov_json_load(data, len, NULL);
     const char *type = json_string_value(json_object_get(ev, "type"));
     if (type && strcmp(type, "message_start") == 0)
         usage_from(json_object_get(json_object_get(ev, "message"), "usage"), ctx);
@@ -735,7 +729,7 @@ static rl_err anthropic_usage(entry_kind kind, frame_kind framing, const char *d
     *out = PROV_USAGE_UNKNOWN;
     if (kind == ENTRY_STREAM)
         return frame_each(framing, data, len, usage_event, out);
-    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *j = prov_json_load(data, len, NULL);
     if (!json_is_object(j)) {
         json_decref(j);
         return RL_UPSTREAM_PROTOCOL;

@@ -27,10 +27,10 @@
 static const char *gemini_credential(const prov_request *r, char *buf, size_t cap)
 {
     const char *key = prov_header(r, "x-goog-api-key");
-    if (key && key[0])
+    if (prov_credential_ok(key))
         return key;
     key = prov_query_param(r, "key", buf, cap);
-    return key && key[0] ? key : NULL;
+    return prov_credential_ok(key) ? key : NULL;
 }
 
 /* What a path says: ".../{prefix}/models/{model}:{method}". */
@@ -101,7 +101,7 @@ static rl_err gemini_inspect(const prov_request *r, prov_info *info, rl_buf *can
         return RL_BAD_REQUEST;
     }
 
-    json_t *root = json_loadb(r->body, r->body_len, 0, &jerr);
+    json_t *root = prov_json_load(r->body, r->body_len, &jerr);
     if (!root) {
         rl_buf_printf(why, "Invalid JSON payload received. %s (at byte %d).", jerr.text,
                       jerr.position);
@@ -184,7 +184,7 @@ static prov_event_kind gemini_classify_event(const char *event, const char *data
     if (!memmem(data, len, "\"error\"", 7) && !memmem(data, len, "\"finishReason\"", 14) &&
         !memmem(data, len, "\"blockReason\"", 13))
         return PROV_EVENT_DATA;
-    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *j = prov_json_load(data, len, NULL);
     prov_event_kind kind = classify_chunk(j);
     json_decref(j);
     return kind;
@@ -194,7 +194,7 @@ static prov_event_kind gemini_classify_event(const char *event, const char *data
  * has none), totalTokens (countTokens) or an embedding (embedContent). */
 static int gemini_body_complete(const char *body, size_t len)
 {
-    json_t *j = json_loadb(body, len, 0, NULL);
+    json_t *j = prov_json_load(body, len, NULL);
     int ok =
         json_is_object(j) && !json_object_get(j, "error") &&
         (json_is_array(json_object_get(j, "candidates")) ||
@@ -345,7 +345,7 @@ static int assemble_chunk(void *ctx, const char *event, const char *data, size_t
 {
     assembly *a = ctx;
     (void)event;
-    json_t *chunk = json_loadb(data, len, 0, NULL);
+    json_t *chunk = prov_json_load(data, len, NULL);
     if (!json_is_object(chunk)) {
         json_decref(chunk);
         a->failed = 1;
@@ -425,7 +425,7 @@ out:
 static rl_err gemini_body_to_stream(const char *body, size_t len, const prov_info *info,
                                     rl_buf *out)
 {
-    json_t *j = json_loadb(body, len, 0, NULL);
+    json_t *j = prov_json_load(body, len, NULL);
     rl_err err = RL_UPSTREAM_PROTOCOL;
     if (!json_is_object(j))
         goto out;
@@ -477,7 +477,7 @@ static int usage_chunk(void *ctx, const char *event, const char *data, size_t le
     (void)event;
     if (!memmem(data, len, "\"usageMetadata\"", 15))
         return 0;
-    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *j = prov_json_load(data, len, NULL);
     read_usage(j, ctx); /* the last chunk with usage holds the totals */
     json_decref(j);
     return 0;
@@ -489,7 +489,7 @@ static rl_err gemini_usage(entry_kind kind, frame_kind framing, const char *data
     *out = PROV_USAGE_UNKNOWN;
     if (kind == ENTRY_STREAM)
         return frame_each(framing, data, len, usage_chunk, out);
-    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *j = prov_json_load(data, len, NULL);
     read_usage(j, out);
     json_decref(j);
     return RL_OK;

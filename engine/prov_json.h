@@ -10,6 +10,25 @@
 #include "store/base/rl_buf.h"
 #include "store/base/rl_err.h"
 
+/*
+ * The deepest nesting of arrays and objects Relay accepts in any JSON it
+ * parses (request bodies, upstream answers, stream events). jansson parses
+ * and dumps recursively, and request threads have 512 KiB stacks (fcgi/
+ * front.c): a 3.4 KB body nested 1,700 levels overflowed that in the
+ * canonical dump. Real requests stay far below: a tool's JSON schema nested
+ * 30 objects deep is about 65 levels.
+ */
+#define PROV_JSON_MAX_DEPTH 128
+
+/*
+ * The one way the adapters parse JSON: json_loadb with JSON_ALLOW_NUL
+ * ("\u0000" is legal JSON and must be forwarded and keyed as sent), after a
+ * non-recursive scan that refuses nesting deeper than PROV_JSON_MAX_DEPTH
+ * (err->text names the limit, err->position the byte). NULL on failure,
+ * with err filled when not NULL; a new reference otherwise.
+ */
+json_t *prov_json_load(const char *data, size_t len, json_error_t *err);
+
 /* Appends j's JSON text (jansson flags, e.g. JSON_SORT_KEYS|JSON_COMPACT). */
 rl_err prov_json_dump(json_t *j, size_t flags, rl_buf *out);
 

@@ -48,7 +48,9 @@ static const char *ollama_credential(const prov_request *r, char *buf, size_t ca
 {
     (void)buf;
     (void)cap;
-    return prov_header(r, "authorization");
+    /* Any scheme: an Ollama behind a proxy may use Basic auth. The whole
+     * header scopes the cache, as it always has. */
+    return prov_auth_token(r, NULL) ? prov_header(r, "authorization") : NULL;
 }
 
 /* True for a string or array value that has something in it. */
@@ -84,7 +86,7 @@ static rl_err ollama_inspect(const prov_request *r, prov_info *info, rl_buf *can
         rl_buf_puts(why, "missing request body");
         return RL_BAD_JSON;
     }
-    json_t *root = json_loadb(r->body, r->body_len, 0, &jerr);
+    json_t *root = prov_json_load(r->body, r->body_len, &jerr);
     if (!root) {
         rl_buf_printf(why, "invalid JSON in request body: %s (at byte %d)", jerr.text,
                       jerr.position);
@@ -180,7 +182,7 @@ out:
 static prov_event_kind ollama_classify_event(const char *event, const char *data, size_t len)
 {
     (void)event;
-    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *j = prov_json_load(data, len, NULL);
     prov_event_kind kind = PROV_EVENT_ERROR;
     if (json_is_object(j) && !json_object_get(j, "error"))
         kind = json_is_true(json_object_get(j, "done")) ? PROV_EVENT_END : PROV_EVENT_DATA;
@@ -190,7 +192,7 @@ static prov_event_kind ollama_classify_event(const char *event, const char *data
 
 static int ollama_body_complete(const char *body, size_t len)
 {
-    json_t *j = json_loadb(body, len, 0, NULL);
+    json_t *j = prov_json_load(body, len, NULL);
     int done = json_is_true(json_object_get(j, "done"));
     int ok = json_is_object(j) && !json_object_get(j, "error") &&
              ((done && json_is_object(json_object_get(j, "message"))) ||
@@ -222,7 +224,7 @@ static int assemble_line(void *ctx, const char *event, const char *data, size_t 
     assembly *a = ctx;
     if (a->final)
         return 0; /* nothing after the end counts */
-    json_t *line = json_loadb(data, len, 0, NULL);
+    json_t *line = prov_json_load(data, len, NULL);
     if (!json_is_object(line) || json_object_get(line, "error")) {
         json_decref(line);
         a->err = RL_UPSTREAM_PROTOCOL;
@@ -397,7 +399,7 @@ static rl_err ollama_body_to_stream(const char *body, size_t len, const prov_inf
                                     rl_buf *out)
 {
     (void)info;
-    json_t *answer = json_loadb(body, len, 0, NULL);
+    json_t *answer = prov_json_load(body, len, NULL);
     json_t *first = NULL, *last = NULL;
     rl_err err = RL_UPSTREAM_PROTOCOL;
     json_t *message = json_object_get(answer, "message");
@@ -463,7 +465,7 @@ static int usage_line(void *ctx, const char *event, const char *data, size_t len
      * ("done": true) has the counts, so skip the parse of the others. */
     if (!memmem(data, len, "eval_count", 10))
         return 0;
-    json_t *line = json_loadb(data, len, 0, NULL);
+    json_t *line = prov_json_load(data, len, NULL);
     int stop = json_is_true(json_object_get(line, "done"));
     if (stop)
         read_counts(line, ctx);
@@ -486,7 +488,7 @@ static rl_err ollama_usage(entry_kind kind, frame_kind framing, const char *data
         /* RL_INTERNAL is usage_line stopping at the done line. */
         return err == RL_INTERNAL ? RL_OK : err;
     }
-    json_t *body = json_loadb(data, len, 0, NULL);
+    json_t *body = prov_json_load(data, len, NULL);
     rl_err err = json_is_object(body) ? RL_OK : RL_UPSTREAM_PROTOCOL;
     if (err == RL_OK)
         read_counts(body, out);

@@ -24,11 +24,13 @@ static const char *openai_credential(const prov_request *r, char *buf, size_t ca
 {
     (void)buf;
     (void)cap;
-    const char *auth = prov_header(r, "authorization");
-    if (auth && auth[0])
-        return auth;
-    const char *key = prov_header(r, "api-key"); /* Azure OpenAI */
-    return key && key[0] ? key : NULL;
+    /* The whole header is the credential (the cache key's scope has always
+     * hashed it so; changing that would orphan every stored entry). */
+    if (prov_auth_token(r, "Bearer"))
+        return prov_header(r, "authorization");
+    /* Azure OpenAI's own header, only on Azure's API (/openai/...). */
+    const char *key = prov_header(r, "api-key");
+    return strncmp(r->path, "/openai/", 8) == 0 && prov_credential_ok(key) ? key : NULL;
 }
 
 /* Azure's path and query parts that choose the answer: the deployment
@@ -77,7 +79,7 @@ static rl_err openai_inspect(const prov_request *r, prov_info *info, rl_buf *can
         return RL_OK;
     }
 
-    json_t *root = json_loadb(r->body, r->body_len, 0, &jerr);
+    json_t *root = prov_json_load(r->body, r->body_len, &jerr);
     if (!root) {
         rl_buf_printf(why, "We could not parse the JSON body of your request: %s (at byte %d)",
                       jerr.text, jerr.position);
@@ -173,7 +175,7 @@ static void response_event_type(const char *event, const char *data, size_t len,
     }
     if (!memmem(data, len, "\"type\"", 6))
         return;
-    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *j = prov_json_load(data, len, NULL);
     json_t *type = json_object_get(j, "type");
     if (json_is_string(type))
         snprintf(out, cap, "%s", json_string_value(type));
@@ -195,7 +197,7 @@ static prov_event_kind openai_classify_event(const char *event, const char *data
     /* Only parse the chunks that could be an error object. */
     if (!memmem(data, len, "\"error\"", 7))
         return PROV_EVENT_DATA;
-    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *j = prov_json_load(data, len, NULL);
     json_t *e = json_object_get(j, "error");
     prov_event_kind kind = e && !json_is_null(e) && !type[0] ? PROV_EVENT_ERROR : PROV_EVENT_DATA;
     json_decref(j);
@@ -204,7 +206,7 @@ static prov_event_kind openai_classify_event(const char *event, const char *data
 
 static int openai_body_complete(const char *body, size_t len)
 {
-    json_t *j = json_loadb(body, len, 0, NULL);
+    json_t *j = prov_json_load(body, len, NULL);
     json_t *object = json_object_get(j, "object");
     json_t *e = json_object_get(j, "error");
     int ok = json_is_object(j) && (!e || json_is_null(e));
@@ -351,7 +353,7 @@ static int assemble_event(void *ctx, const char *event, const char *data, size_t
     prov_event_kind kind = openai_classify_event(event, data, len);
     if (kind == PROV_EVENT_ERROR || (kind == PROV_EVENT_END && data[0] == '['))
         return 0;
-    json_t *chunk = json_loadb(data, len, 0, NULL);
+    json_t *chunk = prov_json_load(data, len, NULL);
     if (!json_is_object(chunk)) {
         json_decref(chunk);
         a->failed = 1;
@@ -620,7 +622,7 @@ static rl_err text_completion_to_stream(json_t *completion, rl_buf *out)
 static rl_err openai_body_to_stream(const char *body, size_t len, const prov_info *info,
                                     rl_buf *out)
 {
-    json_t *completion = json_loadb(body, len, 0, NULL);
+    json_t *completion = prov_json_load(body, len, NULL);
     rl_err err = RL_UPSTREAM_PROTOCOL;
     const char *object = json_string_value(json_object_get(completion, "object"));
     if (object && strcmp(object, "response") == 0) {
@@ -763,7 +765,7 @@ static int usage_event(void *ctx, const char *event, const char *data, size_t le
     (void)event;
     if (!memmem(data, len, "\"usage\"", 7))
         return 0;
-    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *j = prov_json_load(data, len, NULL);
     json_t *response = json_object_get(j, "response");
     read_usage(json_object_get(response ? response : j, "usage"), ctx);
     json_decref(j);
@@ -776,7 +778,7 @@ static rl_err openai_usage(entry_kind kind, frame_kind framing, const char *data
     *out = PROV_USAGE_UNKNOWN;
     if (kind == ENTRY_STREAM)
         return frame_each(framing, data, len, usage_event, out);
-    json_t *j = json_loadb(data, len, 0, NULL);
+    json_t *j = prov_json_load(data, len, NULL);
     read_usage(json_object_get(j, "usage"), out);
     json_decref(j);
     return RL_OK;

@@ -178,6 +178,94 @@ static const upstream_config *by_shape(const relay_config *cfg, const char *path
     return NULL;
 }
 
+/* ---- what may be forwarded ------------------------------------------- */
+
+/* RFC 3986 pchar, less '%' (checked apart): unreserved, sub-delims, ':', '@'. */
+static int is_pchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("-._~!$&'()*+,;=:@", c));
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The byte a "%XX" at s stands for, or -1 when s is not one. */
+static int pct_byte(const char *s)
+{
+    int hi = s[0] == '%' ? hex_digit(s[1]) : -1;
+    int lo = hi >= 0 ? hex_digit(s[2]) : -1;
+    return lo >= 0 ? hi * 16 + lo : -1;
+}
+
+/* Checks one path segment of n bytes (no '/' inside). */
+static const char *segment_refusal(const char *seg, size_t n, int last)
+{
+    if (n == 0 && !last)
+        return "an empty segment (//)";
+    size_t dots = 0, decoded = 0;
+    for (size_t i = 0; i < n; i++, decoded++) {
+        unsigned char c = (unsigned char)seg[i];
+        if (c == '\\')
+            return "a backslash";
+        if (c == '%') {
+            int b = i + 2 < n ? pct_byte(seg + i) : -1;
+            if (b < 0)
+                return "a malformed percent escape";
+            if (b == '/' || b == '\\')
+                return "an encoded slash or backslash";
+            if (b < 0x20 || b == 0x7f)
+                return "an encoded control character";
+            c = (unsigned char)b;
+            i += 2;
+        } else if (!is_pchar(c)) {
+            return "a character that is not allowed in a URL path";
+        }
+        dots += c == '.';
+    }
+    if (decoded > 0 && decoded <= 2 && dots == decoded)
+        return "a '.' or '..' segment";
+    return NULL;
+}
+
+const char *route_target_refusal(const char *path, const char *query)
+{
+    if (path[0] != '/')
+        return "a path that does not start with /";
+    for (const char *p = path + 1;;) {
+        size_t n = strcspn(p, "/");
+        const char *why = segment_refusal(p, n, p[n] == '\0');
+        if (why)
+            return why;
+        if (!p[n])
+            break;
+        p += n + 1;
+    }
+    /* The query goes upstream as it came and Relay reads only a few of its
+     * parameters: refused are only what would change the URL libcurl sends
+     * (a space, a '#', controls) and bytes outside ASCII, which clients
+     * percent-encode. Brackets and the like stay: SDKs send them raw. */
+    for (const unsigned char *q = (const unsigned char *)(query ? query : ""); *q; q++) {
+        if (*q == '%' && pct_byte((const char *)q) < 0)
+            return "a malformed percent escape in the query";
+        if (*q <= ' ' || *q >= 0x7f || *q == '#')
+            return "a character that is not allowed in a URL query";
+        if (*q == '%')
+            q += 2;
+    }
+    return NULL;
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
 void route_match(const relay_config *cfg, const char *path, route *out)
 {
     memset(out, 0, sizeof *out);

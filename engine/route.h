@@ -34,6 +34,18 @@ typedef struct route {
     const char *path;   /* the path to forward: the client's, minus a mount prefix */
 } route;
 
+/*
+ * Why a request target may not be forwarded, or NULL when it may. Checked
+ * on every request before it is answered, so that the path sent upstream
+ * (base_url + path, libcurl told not to resolve dot segments) is exactly
+ * the one routed: refused are "." and ".." segments, literal or percent-
+ * encoded in any case (they would climb out of base_url's path), empty
+ * segments ("//"), backslashes, encoded slashes and backslashes, encoded
+ * control characters, malformed percent escapes, and any byte that RFC 3986
+ * does not allow in a path (in the query: in a query). A static string.
+ */
+const char *route_target_refusal(const char *path, const char *query);
+
 /* Fills out; out->path points into path. */
 void route_match(const relay_config *cfg, const char *path, route *out);
 

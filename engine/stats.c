@@ -1,144 +1,33 @@
 /*
- * stats.c — counters shared by every process (see stats.h).
+ * stats.c — what is counted in the shared counters (see stats.h): rows,
+ * series, recording. The file itself (header, checks, allocation,
+ * rebuilding, mapping) is stats_file.c.
  */
 #include "engine/stats.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "store/base/rl_buf.h"
-#include "store/base/rl_log.h"
+#include "engine/stats_int.h"
 
 const double stats_bucket_le[STATS_BUCKETS - 1] = {0.05, 0.1, 0.25, 0.5, 1,   2.5,
                                                    5,    10,  30,   60,  120, 300};
 
-#define STATS_MAGIC 0x524c535441545332ULL /* "RLSTATS2": bump when the layout changes */
-#define ROW_FREE 0
-#define ROW_CLAIMING 1
-#define ROW_READY 2
-#define SLOT_BUSY (1ULL << 63) /* a writer is clearing the slot for a new period */
-#define SPINS 1000             /* yields before giving up on a row or slot in transition */
+#define SPINS 1000 /* yields before giving up on a row or slot in transition */
 /* Rows kept for the kinds' "(other)" rows, so that a full table still
  * counts everything somewhere. */
 #define OTHER_RESERVE 8
 
-typedef struct row {
-    _Atomic uint32_t state;
-    uint32_t kind;
-    uint64_t hash;
-    char labels[STATS_LABELS][STATS_LABEL_MAX];
-    _Atomic uint64_t c[STATS_COUNTERS];
-} row;
-
-typedef struct slot {
-    _Atomic uint64_t stamp; /* start of the period it counts (unix s), maybe | SLOT_BUSY */
-    _Atomic uint64_t c[S_COUNTERS];
-} slot;
-
-typedef struct stats_file {
-    _Atomic uint64_t magic;
-    uint64_t size;
-    _Atomic uint64_t rows_used; /* claimed rows, counting the reserve below */
-    row rows[STATS_ROWS];
-    slot minutes[STATS_MINUTES];
-    slot days[STATS_DAYS];
-} stats_file;
-
-struct stats {
-    stats_file *f;
-};
-
-/* ---- the file ------------------------------------------------------------- */
-
-/* Opens path, sized for the current layout; a file of another layout is
- * replaced (its counters are lost, with a warning). -1 on failure. */
-static int open_sized(const char *path)
-{
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0)
-            return -1;
-        struct stat st;
-        if (fstat(fd, &st) != 0) {
-            close(fd);
-            return -1;
-        }
-        if (st.st_size == 0 && ftruncate(fd, (off_t)sizeof(stats_file)) != 0) {
-            close(fd);
-            return -1;
-        }
-        if (st.st_size == 0 || st.st_size == (off_t)sizeof(stats_file))
-            return fd;
-        /* Processes that mapped the old file keep their copy: a new file. */
-        rl_warn("stats: %s has another layout; starting new counters", path);
-        close(fd);
-        if (unlink(path) != 0)
-            return -1;
-    }
-    errno = EEXIST;
-    return -1;
-}
-
-rl_err stats_open(const char *home, stats **out)
-{
-    *out = NULL;
-    rl_buf path;
-    rl_buf_init(&path, 0);
-    if (rl_buf_printf(&path, "%s/%s", home, STATS_FILE) != RL_OK) {
-        rl_buf_release(&path);
-        return RL_NOMEM;
-    }
-    int fd = open_sized(path.data);
-    if (fd < 0) {
-        rl_error("stats: cannot open %s: %s", path.data, strerror(errno));
-        rl_buf_release(&path);
-        return RL_IO;
-    }
-    void *map = mmap(NULL, sizeof(stats_file), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) {
-        rl_error("stats: cannot map %s: %s", path.data, strerror(errno));
-        rl_buf_release(&path);
-        return RL_IO;
-    }
-    rl_buf_release(&path);
-    stats *st = malloc(sizeof *st);
-    if (!st) {
-        munmap(map, sizeof(stats_file));
-        return RL_NOMEM;
-    }
-    st->f = map;
-    /* A new file is all zeros, which is a valid empty table: the magic only
-     * marks the layout. */
-    uint64_t zero = 0;
-    if (atomic_compare_exchange_strong(&st->f->magic, &zero, STATS_MAGIC))
-        st->f->size = sizeof(stats_file);
-    *out = st;
-    return RL_OK;
-}
-
-void stats_close(stats *st)
-{
-    if (!st)
-        return;
-    munmap(st->f, sizeof(stats_file));
-    free(st);
-}
-
 /* ---- rows ------------------------------------------------------------------ */
 
-static uint64_t fnv(uint64_t h, const char *s, size_t n)
+uint64_t stats_fnv(uint64_t h, const void *p, size_t n)
 {
+    const unsigned char *s = p;
     for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
+        h ^= s[i];
         h *= 1099511628211ULL;
     }
     return h;
@@ -151,11 +40,11 @@ static size_t label_len(const char *l)
     return n < STATS_LABEL_MAX ? n : STATS_LABEL_MAX - 1;
 }
 
-static uint64_t row_hash(stats_row_kind kind, const char *const *labels)
+uint64_t stats_row_hash(stats_row_kind kind, const char *const *labels)
 {
-    uint64_t h = fnv(14695981039346656037ULL, (const char *)&kind, sizeof kind);
+    uint64_t h = stats_fnv(STATS_FNV0, &kind, sizeof kind);
     for (int i = 0; i < STATS_LABELS; i++)
-        h = fnv(h, labels[i], label_len(labels[i]) + 1);
+        h = stats_fnv(h, labels[i], label_len(labels[i]) + 1);
     return h;
 }
 
@@ -171,20 +60,30 @@ static int row_matches(const row *r, stats_row_kind kind, uint64_t hash, const c
     return 1;
 }
 
-/* The row of (kind, labels), claimed if new; NULL only when the table is
- * full even for the kind's "(other)" row. */
-static row *find_row(stats *st, stats_row_kind kind, const char *const *labels)
+/*
+ * The row of (kind, labels); when it has none yet and `claim`, a new one
+ * (*claimed = 1). NULL when there is none and it may not or cannot claim
+ * one: without `claim`, or when the table is full even for the kind's
+ * "(other)" row. Rows are never freed, so a lookup stops at the first free
+ * row of its probe sequence.
+ */
+static row *find_row(stats_file *f, stats_row_kind kind, const char *const *labels, int claim,
+                     int *claimed)
 {
-    static const char *const other[STATS_LABELS] = {"(other)", "", "", ""};
+    static const char *const other[STATS_LABELS] = {STATS_OTHER, "", "", ""};
     int is_other = strcmp(labels[0], other[0]) == 0 && !labels[1][0];
-    uint64_t hash = row_hash(kind, labels);
-    int may_claim = 1;
+    uint64_t hash = stats_row_hash(kind, labels);
+    int may_claim = claim;
+    if (claimed)
+        *claimed = 0;
     for (size_t i = 0; i < STATS_ROWS; i++) {
-        row *r = &st->f->rows[(hash + i) % STATS_ROWS];
+        row *r = &f->rows[(hash + i) % STATS_ROWS];
         uint32_t state = atomic_load_explicit(&r->state, memory_order_acquire);
+        if (state == ROW_FREE && !claim)
+            return NULL;
         if (state == ROW_FREE && may_claim) {
-            if (atomic_fetch_add(&st->f->rows_used, 1) >= STATS_ROWS - OTHER_RESERVE && !is_other) {
-                atomic_fetch_sub(&st->f->rows_used, 1);
+            if (atomic_fetch_add(&f->rows_used, 1) >= STATS_ROWS - OTHER_RESERVE && !is_other) {
+                atomic_fetch_sub(&f->rows_used, 1);
                 may_claim = 0; /* full: look on for an existing row, else (other) */
                 continue;
             }
@@ -195,9 +94,11 @@ static row *find_row(stats *st, stats_row_kind kind, const char *const *labels)
                 for (int l = 0; l < STATS_LABELS; l++)
                     snprintf(r->labels[l], STATS_LABEL_MAX, "%s", labels[l]);
                 atomic_store_explicit(&r->state, ROW_READY, memory_order_release);
+                if (claimed)
+                    *claimed = 1;
                 return r;
             }
-            atomic_fetch_sub(&st->f->rows_used, 1);
+            atomic_fetch_sub(&f->rows_used, 1);
             state = expected;
         }
         /* Another thread is writing the labels; one killed meanwhile leaves
@@ -209,7 +110,29 @@ static row *find_row(stats *st, stats_row_kind kind, const char *const *labels)
         if (state == ROW_READY && row_matches(r, kind, hash, labels))
             return r;
     }
-    return is_other ? NULL : find_row(st, kind, other);
+    return is_other || !claim ? NULL : find_row(f, kind, other, 1, NULL);
+}
+
+/*
+ * The row of (kind, labels) when it exists; else, if `allowed`, a new one
+ * unless the counter `*quota` (of the file, or of a client's row) already
+ * reached `cap`. NULL when neither: the caller counts it as (other).
+ */
+static row *find_or_add(stats_file *f, stats_row_kind kind, const char *const *labels, int allowed,
+                        _Atomic uint64_t *quota, uint64_t cap)
+{
+    row *r = find_row(f, kind, labels, 0, NULL);
+    if (r || !allowed)
+        return r;
+    if (quota && atomic_fetch_add(quota, 1) >= cap) {
+        atomic_fetch_sub(quota, 1);
+        return NULL;
+    }
+    int claimed = 0;
+    r = find_row(f, kind, labels, 1, &claimed);
+    if (quota && !claimed)
+        atomic_fetch_sub(quota, 1); /* another thread added it, or the table is full */
+    return r;
 }
 
 static void add(row *r, int counter, uint64_t n)
@@ -220,8 +143,9 @@ static void add(row *r, int counter, uint64_t n)
 
 void stats_each_row(stats *st, int (*fn)(void *ctx, const stats_row *row), void *ctx)
 {
-    for (size_t i = 0; i < STATS_ROWS; i++) {
-        row *r = &st->f->rows[i];
+    stats_file *f = atomic_load_explicit(&st->f, memory_order_acquire);
+    for (size_t i = 0; f && i < STATS_ROWS; i++) {
+        row *r = &f->rows[i];
         if (atomic_load_explicit(&r->state, memory_order_acquire) != ROW_READY)
             continue;
         stats_row view = {.kind = (stats_row_kind)r->kind};
@@ -276,14 +200,15 @@ void stats_series(stats *st, int per_day, uint64_t now, stats_point *out)
 {
     uint64_t step = per_day ? 86400 : 60;
     size_t n = per_day ? STATS_DAYS : STATS_MINUTES;
-    slot *ring = per_day ? st->f->days : st->f->minutes;
+    stats_file *f = atomic_load_explicit(&st->f, memory_order_acquire);
+    slot *ring = !f ? NULL : per_day ? f->days : f->minutes;
     uint64_t last = now / step;
     for (size_t i = 0; i < n; i++) {
         uint64_t index = last + 1 - n + i;
         stats_point *p = &out[i];
         p->t = index * step;
-        slot *s = &ring[index % n];
-        int current = atomic_load_explicit(&s->stamp, memory_order_acquire) == p->t;
+        slot *s = ring ? &ring[index % n] : NULL;
+        int current = s && atomic_load_explicit(&s->stamp, memory_order_acquire) == p->t;
         for (int c = 0; c < S_COUNTERS; c++)
             p->c[c] = current ? atomic_load_explicit(&s->c[c], memory_order_relaxed) : 0;
     }
@@ -341,9 +266,47 @@ static void add_timing(row *up, int sum, int bucket0, double seconds)
     add(up, sum, (uint64_t)(seconds * 1e6));
 }
 
+/* The client's row: its own once an upstream vouched for it, while
+ * STATS_CLIENT_ROWS are not taken; else the (other) client's. *own tells
+ * which. NULL for a request without a client. */
+static row *client_row(stats_file *f, const stats_request *r, int *own)
+{
+    *own = 0;
+    if (!r->client[0])
+        return NULL;
+    const char *labels[STATS_LABELS] = {r->client, "", "", ""};
+    row *c = find_or_add(f, STATS_ROW_CLIENT, labels, r->client_vouched, &f->clients_used,
+                         STATS_CLIENT_ROWS);
+    if (c) {
+        *own = 1;
+        return c;
+    }
+    const char *other[STATS_LABELS] = {STATS_OTHER, "", "", ""};
+    return find_row(f, STATS_ROW_CLIENT, other, 1, NULL);
+}
+
+/* The model label r counts under: its own when its row exists, or when an
+ * upstream vouched for it and its client (if any) has a row of its own
+ * with models to spare; else STATS_OTHER. Claims the model's row. */
+static row *model_row(stats_file *f, const stats_request *r, row *client, int client_own,
+                      const char **model)
+{
+    *model = r->model;
+    const char *labels[STATS_LABELS] = {r->upstream, r->model, "", ""};
+    int allowed = r->model_vouched && (!r->client[0] || client_own);
+    row *m = find_or_add(f, STATS_ROW_MODEL, labels, allowed,
+                         client_own ? &client->c[C_MODELS_ADDED] : NULL, STATS_MODELS_PER_CLIENT);
+    if (m || !r->model[0])
+        return m ? m : find_row(f, STATS_ROW_MODEL, labels, 1, NULL);
+    *model = STATS_OTHER;
+    labels[1] = STATS_OTHER;
+    return find_row(f, STATS_ROW_MODEL, labels, 1, NULL);
+}
+
 void stats_record(stats *st, const stats_request *r, uint64_t now)
 {
-    if (!st)
+    stats_file *f = st ? atomic_load_explicit(&st->f, memory_order_acquire) : NULL;
+    if (!f)
         return;
     /* Served without spending: what the answer would have cost is saved. */
     int from_cache = !strcmp(r->outcome, "HIT") || !strcmp(r->outcome, "STALE") ||
@@ -352,13 +315,16 @@ void stats_record(stats *st, const stats_request *r, uint64_t now)
     snprintf(status, sizeof status, "%d", r->status);
     const char *outcome = r->outcome[0] ? r->outcome : "NONE";
 
-    const char *req_labels[STATS_LABELS] = {r->upstream, r->model, outcome, status};
-    add(find_row(st, STATS_ROW_REQUESTS, req_labels), C_COUNT, 1);
+    /* Rows are for what an upstream vouched for: label sets that anyone
+     * can make up (model names, credentials) share "(other)" rows until
+     * then, so that junk cannot fill the table for good. */
+    int client_own = 0;
+    row *client = client_row(f, r, &client_own);
+    const char *model = r->model;
     if (r->upstream[0]) {
-        const char *model_labels[STATS_LABELS] = {r->upstream, r->model, "", ""};
-        add_usage(find_row(st, STATS_ROW_MODEL, model_labels), r, from_cache);
+        add_usage(model_row(f, r, client, client_own, &model), r, from_cache);
         const char *up_labels[STATS_LABELS] = {r->upstream, "", "", ""};
-        row *up = find_row(st, STATS_ROW_UPSTREAM, up_labels);
+        row *up = find_row(f, STATS_ROW_UPSTREAM, up_labels, 1, NULL);
         add(up, C_UP_REQUESTS, 1);
         add(up, C_UP_ERRORS, r->failed);
         if (r->called_upstream) {
@@ -368,10 +334,10 @@ void stats_record(stats *st, const stats_request *r, uint64_t now)
                 add_timing(up, C_UP_TTFB_SUM_US, C_UP_TTFB_BUCKET, r->ttfb_s);
         }
     }
-    if (r->client[0]) {
-        const char *client_labels[STATS_LABELS] = {r->client, "", "", ""};
-        add_usage(find_row(st, STATS_ROW_CLIENT, client_labels), r, from_cache);
-    }
+    const char *req_labels[STATS_LABELS] = {r->upstream, model, outcome, status};
+    add(find_row(f, STATS_ROW_REQUESTS, req_labels, 1, NULL), C_COUNT, 1);
+    if (client)
+        add_usage(client, r, from_cache);
 
     uint64_t v[S_COUNTERS] = {0};
     v[S_REQUESTS] = 1;
@@ -386,8 +352,8 @@ void stats_record(stats *st, const stats_request *r, uint64_t now)
     } else {
         v[S_NUSD_SAVED] = r->priced ? r->nusd : 0;
     }
-    slot_add(slot_for(st->f->minutes, STATS_MINUTES, now / 60, now / 60 * 60), v);
-    slot_add(slot_for(st->f->days, STATS_DAYS, now / 86400, now / 86400 * 86400), v);
+    slot_add(slot_for(f->minutes, STATS_MINUTES, now / 60, now / 60 * 60), v);
+    slot_add(slot_for(f->days, STATS_DAYS, now / 86400, now / 86400 * 86400), v);
 }
 
 double stats_quantile(const uint64_t *buckets, double q)

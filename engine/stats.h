@@ -11,14 +11,28 @@
  *
  * Rows are keyed by a kind and up to STATS_LABELS labels in an
  * open-addressing table of STATS_ROWS rows. A row, once claimed, keeps its
- * labels for the life of the file; when the table is full, new label sets
- * are counted in their kind's "(other)" row. Time series: one slot per
+ * labels for the life of the file, so rows go only to what an upstream
+ * vouched for (stats_request.model_vouched, client_vouched): a model or a
+ * client it did not vouch for yet counts under STATS_OTHER (model "(other)"
+ * of its upstream, client "(other)"). Each client gives at most
+ * STATS_MODELS_PER_CLIENT models a row; at most STATS_CLIENT_ROWS clients
+ * have one. When the table is full even so, new label sets are counted in
+ * their kind's "(other)" row. Time series: one slot per
  * minute for 24 hours and one per day (UTC) for 90 days, each cleared by
  * the first writer of a new period.
  *
  * Counters are totals since the file was created (relay-admin init, or the
  * first process); Prometheus takes rates itself. Money is in nano-USD.
  * Thread-safe; readers see each counter atomically, not a row as a whole.
+ *
+ * The file (stats_file.c) has a header (magic, version, a checksum of the
+ * layout) that every process checks, with the rows and slots, before it
+ * maps the file; a damaged file or one of another layout is rebuilt (its
+ * counters are lost, with a log line). A file is built whole beside its
+ * place and allocated to the last page before it is put there, so a full
+ * file system makes the counters unavailable (stats_problem says why),
+ * never a SIGBUS on a page first touched. The counters do not depend on
+ * the cache store: they count while the store cannot be opened.
  */
 #ifndef RELAY_ENGINE_STATS_H
 #define RELAY_ENGINE_STATS_H
@@ -35,6 +49,9 @@
 #define STATS_COUNTERS 32
 #define STATS_MINUTES 1440
 #define STATS_DAYS 90
+#define STATS_OTHER "(other)"      /* the label of what has no row of its own */
+#define STATS_CLIENT_ROWS 1024     /* clients with a row of their own */
+#define STATS_MODELS_PER_CLIENT 32 /* models one client may give a row of their own */
 
 typedef enum {
     STATS_ROW_REQUESTS = 1, /* upstream, model, cache outcome, status: C_COUNT */
@@ -59,7 +76,8 @@ enum {
     C_SAVED_OUT,
     C_NUSD_SPENT,
     C_NUSD_SAVED,
-    C_UNPRICED, /* requests whose model has no price */
+    C_UNPRICED,     /* requests whose model has no price */
+    C_MODELS_ADDED, /* CLIENT rows: models this client gave a row of their own */
 };
 
 /* Counters of REQUESTS rows. */
@@ -100,9 +118,27 @@ enum {
 
 typedef struct stats stats;
 
-/* Maps (creating, mode 0600) home/STATS_FILE. RL_IO on failure (logged). */
+/* Maps (creating, mode 0600, or rebuilding when damaged) home/STATS_FILE.
+ * RL_IO when it cannot be used (logged), RL_NOMEM; *out is then NULL. For
+ * relay-admin and tests: a server uses stats_new. */
 rl_err stats_open(const char *home, stats **out);
+
+/* The same, but a handle even when the file cannot be used yet (logged):
+ * then nothing is counted, readers see no rows, stats_problem says why and
+ * stats_maintain tries again. NULL only when out of memory. */
+stats *stats_new(const char *home);
 void stats_close(stats *st);
+
+/* 1 while nothing is counted, with the reason ("PATH cannot be allocated
+ * (No space left on device)") in why; else 0. */
+int stats_problem(stats *st, char *why, size_t cap);
+
+/* Once a second, from one thread (engine_maintain), with unix seconds:
+ * retries a handle that counts nothing (every 10 s); for one that counts,
+ * checks the file (its header each call, everything each minute) and
+ * follows it when another process rebuilt, replaced or removed it, or
+ * rebuilds it when damaged. Any time, even while the store is closed. */
+void stats_maintain(stats *st, uint64_t now);
 
 /* One finished request, as the engine saw it. */
 typedef struct stats_request {
@@ -117,6 +153,13 @@ typedef struct stats_request {
     uint64_t nusd;                                   /* what the answer costs at it */
     int called_upstream;                             /* with the timings: */
     double latency_s, ttfb_s;                        /* ttfb_s < 0: no byte came */
+    /* An upstream answered 2xx for this model (now, or when the answer
+     * served from the cache or a shared call was fetched): a model it has
+     * not seen may get a row of its own. */
+    int model_vouched;
+    /* An upstream answered 2xx for this client's credential: a client it
+     * has not seen may get a row of its own. */
+    int client_vouched;
 } stats_request;
 
 /* Counts r at unix time now (seconds). */

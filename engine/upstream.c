@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "store/base/rl_buf.h"
 #include "store/base/rl_log.h"
@@ -21,8 +22,12 @@ typedef struct call_state {
     const upstream_handler *h;
     long status;
     rl_buf header_bytes; /* "name\0value\0" pairs of the current response */
+    int head_complete;   /* the blank line after the headers arrived */
     int head_sent;
     int aborted;
+    int idle_expired;
+    long idle_timeout;
+    upstream_idle idle;
 } call_state;
 
 rl_err upstream_global_init(void)
@@ -68,11 +73,16 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     size_t len = size * n;
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         rl_buf_reset(&st->header_bytes);
+        st->head_complete = 0;
+        return len;
+    }
+    if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
+        st->head_complete = 1; /* the blank line ending the headers */
         return len;
     }
     const char *colon = memchr(p, ':', len);
     if (!colon)
-        return len; /* the blank line ending the headers, or junk */
+        return len; /* junk */
     size_t nlen = (size_t)(colon - p);
     const char *v = colon + 1;
     size_t vlen = len - nlen - 1;
@@ -132,6 +142,43 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void upstream_idle_start(upstream_idle *t, double now)
+{
+    t->last = now;
+    t->moved = 0;
+}
+
+int upstream_idle_expired(upstream_idle *t, double now, int64_t moved, long idle_timeout)
+{
+    if (moved != t->moved) {
+        t->moved = moved;
+        t->last = now;
+        return 0;
+    }
+    return now - t->last > (double)idle_timeout;
+}
+
+/* libcurl's progress callback: the idle timer. Non-zero aborts the call. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)ultotal;
+    call_state *st = ud;
+    if (!upstream_idle_expired(&st->idle, mono_now(), (int64_t)dlnow + (int64_t)ulnow,
+                               st->idle_timeout))
+        return 0;
+    st->idle_expired = 1;
+    return 1;
+}
+
 static int has_header(const upstream_request *req, const char *name)
 {
     for (size_t i = 0; i < req->nheaders; i++)
@@ -177,6 +224,9 @@ rl_err upstream_perform(upstream_client *c, const upstream_request *req, const u
     }
 
     curl_easy_setopt(curl, CURLOPT_URL, req->url);
+    /* The path was checked as it is (route_target_refusal): libcurl must
+     * not resolve "../" into something that was not. */
+    curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req->method);
     if (req->body) {
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req->body);
@@ -197,8 +247,11 @@ rl_err upstream_perform(upstream_client *c, const upstream_request *req, const u
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, req->connect_timeout);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, req->timeout);
     /* "Idle": fewer than 1 byte/s for idle_timeout seconds. */
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, req->idle_timeout);
+    st.idle_timeout = req->idle_timeout;
+    upstream_idle_start(&st.idle, mono_now());
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &st);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -220,7 +273,20 @@ rl_err upstream_perform(upstream_client *c, const upstream_request *req, const u
         err = RL_CLIENT_GONE;
         goto out;
     }
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    if (st.head_complete && status >= 400) {
+        /* An upstream that refuses a request often answers and closes at
+         * once (Node's own 431 for headers too large, while the body was
+         * still being sent): the transfer fails, but the error it sent is
+         * the answer, not a bad gateway. Error answers are never cached. */
+        rl_info("upstream %s %.*s: %ld, then %s", req->method, (int)strcspn(req->url, "?"),
+                req->url, status, curl_easy_strerror(rc));
+        err = send_head(&st, curl) != 0 ? RL_CLIENT_GONE : RL_OK;
+        goto out;
+    }
     switch (rc) {
+    case CURLE_ABORTED_BY_CALLBACK: /* the idle timer (aborts by on_body are handled above) */
     case CURLE_OPERATION_TIMEDOUT:
         err = RL_UPSTREAM_TIMEOUT;
         break;
@@ -244,8 +310,12 @@ rl_err upstream_perform(upstream_client *c, const upstream_request *req, const u
         break;
     }
     /* The query is left out of the log: some APIs carry keys there. */
-    rl_warn("upstream %s %.*s: %s", req->method, (int)strcspn(req->url, "?"), req->url,
-            curl_easy_strerror(rc));
+    if (st.idle_expired)
+        rl_warn("upstream %s %.*s: no byte for %ld s (idle_timeout)", req->method,
+                (int)strcspn(req->url, "?"), req->url, req->idle_timeout);
+    else
+        rl_warn("upstream %s %.*s: %s", req->method, (int)strcspn(req->url, "?"), req->url,
+                curl_easy_strerror(rc));
 out:
     *got_head = st.head_sent;
     curl_slist_free_all(hdrs);

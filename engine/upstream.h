@@ -11,6 +11,7 @@
 #define RELAY_ENGINE_UPSTREAM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "engine/engine.h"
 #include "store/base/rl_err.h"
@@ -53,5 +54,23 @@ typedef struct upstream_handler {
  */
 rl_err upstream_perform(upstream_client *c, const upstream_request *req, const upstream_handler *h,
                         int *got_head);
+
+/*
+ * The idle timer of a call: idle_timeout is "seconds without any byte", in
+ * either direction, measured from the last byte (libcurl's own low-speed
+ * limit averages over a window and fired at ~16 s for 10). Checked from
+ * libcurl's progress callback, which runs at least once a second; exposed
+ * so that its unit test passes the time in.
+ */
+typedef struct upstream_idle {
+    double last;   /* monotonic seconds of the last byte (or of the start) */
+    int64_t moved; /* bytes received + sent so far */
+} upstream_idle;
+
+/* Starts the timer at now. */
+void upstream_idle_start(upstream_idle *t, double now);
+/* Records that moved bytes have been moved in all by now; returns 1 when
+ * more than idle_timeout seconds passed since the last byte. */
+int upstream_idle_expired(upstream_idle *t, double now, int64_t moved, long idle_timeout);
 
 #endif

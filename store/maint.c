@@ -387,12 +387,12 @@ static rl_err verify_dir_secret(const char *dir, const char *secret, problem_fn 
     return RL_OK;
 }
 
-rl_err store_verify_dir(const char *dir, const char *key_file, problem_fn problem, void *ctx,
+rl_err store_verify_dir(const char *dir, const store_options *opt, problem_fn problem, void *ctx,
                         unsigned *problems)
 {
     char *secret = NULL;
     size_t len = 0;
-    rl_err e = store_keyfile_read(key_file, &secret, &len);
+    rl_err e = store_key_read(opt, &secret, &len);
     if (e != RL_OK)
         return RL_STORE;
     e = verify_dir_secret(dir, secret, problem, ctx, problems);
@@ -707,6 +707,11 @@ rl_err store_rekey(const store_options *opt, const store_lock *lock, const char 
     memset(rep, 0, sizeof *rep);
     store *old = NULL, *fresh = NULL;
     rl_err e;
+    if (opt->key_env && *opt->key_env) {
+        rl_error("store %s: the key comes from $%s ([store] key_env): rekey writes a key file",
+                 home, opt->key_env);
+        return RL_CONFIG;
+    }
     if (access(new_key_file, F_OK) == 0 || access(old_key_out, F_OK) == 0) {
         rl_error("store %s: %s or %s already exists", home, new_key_file, old_key_out);
         return RL_BUSY;
@@ -783,10 +788,11 @@ rl_err store_restore(const store_options *opt, const store_lock *lock, const cha
         rl_error("store: %s is not a backup of a store (no check.db or cache.db)", dir);
         return RL_NOTFOUND;
     }
-    if ((e = store_keyfile_read(opt->key_file, &secret, &secret_len)) != RL_OK)
+    if ((e = store_key_read(opt, &secret, &secret_len)) != RL_OK)
         return RL_STORE;
     if (store_check_file(from, secret) != 0) {
-        rl_error("store: the backup in %s was not made with the key in %s", dir, opt->key_file);
+        rl_error("store: the backup in %s was not made with the key in %s", dir,
+                 opt->key_env && *opt->key_env ? opt->key_env : opt->key_file);
         e = RL_FORBIDDEN;
         goto out;
     }

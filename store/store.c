@@ -1578,8 +1578,9 @@ rl_err store_open(const store_options *opt, store **out)
     rl_err e;
     int claimed = 0;
     *out = NULL;
-    if (!opt || !opt->home || !*opt->home || !opt->key_file || !*opt->key_file) {
-        rl_error("store: home and key_file must be configured");
+    if (!opt || !opt->home || !*opt->home ||
+        ((!opt->key_file || !*opt->key_file) && (!opt->key_env || !*opt->key_env))) {
+        rl_error("store: home and key_file (or key_env) must be configured");
         return RL_CONFIG;
     }
     store *s = calloc(1, sizeof *s);
@@ -1622,7 +1623,7 @@ rl_err store_open(const store_options *opt, store **out)
         e = RL_INTERNAL;
         goto fail;
     }
-    if ((e = store_keyfile_read(opt->key_file, &s->secret, &s->secret_len)) != RL_OK) {
+    if ((e = store_key_read(opt, &s->secret, &s->secret_len)) != RL_OK) {
         if (e != RL_NOMEM)
             e = RL_STORE;
         goto fail;

@@ -48,6 +48,8 @@ typedef struct store store;
 typedef struct store_options {
     const char *home;         /* environment directory; created if missing (mode 0700) */
     const char *key_file;     /* secret; must exist (see store_keyfile_ensure) */
+    const char *key_env;      /* NULL or "": the secret is in key_file; else the name of
+                               * the environment variable that holds it (key_file unused) */
     uint64_t max_bytes;       /* cap on the sum of stored value sizes; 0 = no cap */
     uint64_t max_entries;     /* cap on the number of cache entries; 0 = no cap */
     uint64_t max_entry_bytes; /* values larger than this are refused with RL_TOO_LARGE */
@@ -80,12 +82,16 @@ typedef struct store_stats {
  * it). Creates parent directories (mode 0700). Safe against concurrent
  * callers: all end up with the same key. RL_IO (logged) on failure. */
 rl_err store_keyfile_ensure(const char *key_file);
+/* store_keyfile_ensure(opt->key_file), unless the secret comes from the
+ * environment (opt->key_env): then there is nothing to create, and RL_OK. */
+rl_err store_key_ensure(const store_options *opt);
 
 /* Opens (creating if needed) the environment and its databases. Fails with
- * RL_STORE if the key file is missing, accessible to other users (mode
- * o+rwx), or holds a different secret than the one the environment was
- * created with (checked against home/check.db before recovery runs), and
- * RL_CONFIG if home or key_file is not set. opt is copied. */
+ * RL_STORE if the key file is missing, empty or accessible to other users
+ * (mode o+rwx), if key_env's variable is unset or empty, or if the secret
+ * differs from the one the environment was created with (checked against
+ * home/check.db before recovery runs), and RL_CONFIG if home, or both
+ * key_file and key_env, are not set. opt is copied. */
 rl_err store_open(const store_options *opt, store **out);
 /* Closes every handle; NULL is a no-op. Leaves the environment registered
  * for other processes; the last process out does not remove it. */
@@ -218,12 +224,13 @@ typedef struct store_report {
 rl_err store_backup(store *s, const char *dir, store_report *rep);
 
 /* Berkeley DB's DB->verify on every database file in dir (a backup, or a
- * store no process uses), with the secret of key_file. DB->verify takes no
+ * store no process uses), with the secret opt names (key_env or key_file;
+ * the rest of opt is not used). DB->verify takes no
  * locks, so it must never run on the files of a live environment: for a
  * live store use store_verify. Each problem is passed to problem (file and
  * Berkeley DB's text; fn may be NULL) and counted in *problems. RL_OK means
  * the check ran (look at *problems); RL_STORE that it could not. */
-rl_err store_verify_dir(const char *dir, const char *key_file,
+rl_err store_verify_dir(const char *dir, const store_options *opt,
                         void (*problem)(void *ctx, const char *file, const char *what), void *ctx,
                         unsigned *problems);
 
@@ -250,7 +257,9 @@ rl_err store_recover(const store_options *opt, const store_lock *lock);
  * ".pre-rekey" until the swap is done). Only then is old_key_out (a path
  * that must not exist) given the old key file (a hard link) and new_key_file
  * renamed over opt->key_file. On failure the store and key file are as
- * before (logged; a failure during the swap says what is where).
+ * before (logged; a failure during the swap says what is where). A secret
+ * from the environment (opt->key_env) cannot be replaced by a file:
+ * RL_CONFIG (logged).
  */
 rl_err store_rekey(const store_options *opt, const store_lock *lock, const char *new_key_file,
                    const char *old_key_out, store_report *rep);

@@ -234,7 +234,7 @@ FNR == 1 {
                 fail("include-library", "<" inc "> (" lib_name[lib] ") is included only in " lib_dir[lib] "/ (DESIGN.md)")
             else if (header && !(FILENAME in is_internal))
                 fail("header-library", "<" inc "> (" lib_name[lib] ") in a header: keep library types out of our headers, or make it folder-internal (tests/check.sh INTERNAL)")
-        } else if (dir == "store/base" && !(inc in libc))
+        } else if (dir == "store/base" && !libc_header(inc))
             fail("include-base", "<" inc ">: store/base/ includes only libc and store/base/ headers")
         else if (!libc_header(inc) && inc !~ /^(linux|sanitizer)\//)
             fail("include-unknown", "<" inc ">: not libc, the OS, the compiler or a library of tests/check.sh LIBRARIES; classify it there")

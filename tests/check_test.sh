@@ -17,7 +17,8 @@ put store/base/b.c '#include "store/base/b.h"
 #include <openssl/crypto.h>
 #include <linux/futex.h>
 #include "store/store.h"
-#include <string.h>'
+#include <string.h>
+#include <sys/random.h>'
 put store/s.c '#include <db.h>
 #include <jansson.h>
 #include "engine/engine.h"

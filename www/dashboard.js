@@ -1,5 +1,5 @@
 // Relay's dashboard: signs in with the admin token, polls api/stats (the
-// stats API, version 1) every 5 seconds and shows it.
+// stats API, "api": 2) every 5 seconds and shows it.
 //
 // The token lives in sessionStorage only (this tab, until log out or close);
 // it is sent as "Authorization: Bearer" and never put in a URL. A 401 at any
@@ -129,8 +129,8 @@ async function fetchStats(token) {
   } catch {
     throw new Error('the answer was not JSON');
   }
-  if (!body || typeof body !== 'object' || body.version !== 1) {
-    throw new Error(`unknown stats version ${JSON.stringify(body?.version ?? null)} (this page reads version 1)`);
+  if (!body || typeof body !== 'object' || body.api !== 2) {
+    throw new Error(`unknown stats API ${JSON.stringify(body?.api ?? null)} (this page reads api 2)`);
   }
   return body;
 }
@@ -305,13 +305,14 @@ function render(stats) {
   renderStore(stats.store);
   renderModels(stats.models);
   renderUpstreams(stats.upstreams);
-  renderClients(stats.clients, stats.budgets);
+  renderClients(stats.clients);
   renderInflight(stats.inflight);
 }
 
 function renderHeader(stats) {
   const at = known(stats.now) ? fmtClock(stats.now, { seconds: true }) : fmtClock(state.receivedAt, { seconds: true });
-  setText('updated', `Updated ${at}`);
+  const version = typeof stats.version === 'string' && stats.version ? ` · Relay ${stats.version}` : '';
+  setText('updated', `Updated ${at}${version}`);
 }
 
 function renderTotals(stats) {
@@ -464,18 +465,6 @@ function percentiles(p) {
   return `${fmtMs(p.p50)} / ${fmtMs(p.p95)} / ${fmtMs(p.p99)}`;
 }
 
-function breakerCell(breaker) {
-  const td = el('td');
-  if (typeof breaker !== 'string') {
-    td.textContent = DASH;
-    td.title = 'No breaker state';
-    return td;
-  }
-  const kind = breaker === 'closed' ? 'good' : breaker === 'half-open' ? 'warn' : 'bad';
-  td.append(el('span', `badge ${kind}`, breaker));
-  return td;
-}
-
 function renderUpstreams(upstreams) {
   const list = Array.isArray(upstreams) ? upstreams : [];
   fillTable('upstreams-table', list.map((u) => {
@@ -491,46 +480,13 @@ function renderUpstreams(upstreams) {
       countCell(u.errors),
       el('td', 'num', percentiles(u.latency_ms)),
       el('td', 'num', percentiles(u.ttfb_ms)),
-      breakerCell(u.breaker),
     );
     return tr;
   }), 'No upstream is configured.');
 }
 
-// A budget {limit_usd, spent_usd, period} as text and a meter.
-function budgetCell(budget) {
-  const td = el('td', 'budget');
-  if (!budget || typeof budget !== 'object') {
-    td.textContent = DASH;
-    td.title = 'No budget';
-    return td;
-  }
-  const limit = budget.limit_usd;
-  const spent = budget.spent_usd;
-  const period = typeof budget.period === 'string' && budget.period ? ` per ${budget.period}` : '';
-  td.append(el('span', '', `${fmtUsd(spent)} of ${fmtUsd(limit)}${period}`));
-  if (known(limit) && limit > 0) {
-    const m = el('meter');
-    m.min = 0;
-    m.max = limit;
-    m.value = known(spent) ? Math.min(spent, limit) : 0;
-    m.low = limit * 0.8;
-    m.high = limit * 0.95;
-    m.optimum = 0;
-    m.setAttribute('aria-label', 'Budget used');
-    td.append(m);
-    if (known(spent) && spent >= limit) td.append(' ', el('span', 'badge bad', 'exhausted'));
-  }
-  return td;
-}
-
-function renderClients(clients, budgets) {
+function renderClients(clients) {
   const list = Array.isArray(clients) ? [...clients] : [];
-  const byClient = new Map();
-  for (const b of Array.isArray(budgets) ? budgets : []) if (b && b.client != null) byClient.set(String(b.client), b);
-  // A client with a budget but no traffic yet still has a row.
-  const seen = new Set(list.map((c) => String(c.client)));
-  for (const [client] of byClient) if (!seen.has(client)) list.push({ client, requests: 0 });
   list.sort((a, b) => (b.requests ?? 0) - (a.requests ?? 0));
   fillTable('clients-table', list.map((c) => {
     const tr = el('tr');
@@ -546,7 +502,6 @@ function renderClients(clients, budgets) {
       countCell(savedTokens(t)),
       el('td', 'num', usd ? fmtUsd(usd.spent) : DASH),
       el('td', 'num', usd ? fmtUsd(usd.saved) : DASH),
-      budgetCell(c.budget && typeof c.budget === 'object' ? c.budget : byClient.get(String(c.client))),
     );
     return tr;
   }), 'No client has sent a request yet.');

@@ -1,9 +1,10 @@
 /*
  * rl_log.h — the one logging function.
  *
- * Lines go to a sink chosen by the front (the FastCGI error stream, i.e. the
- * web server's error log, or stderr by default), prefixed with the level,
- * the process id and the current thread's request id. Log an error once,
+ * Lines go to stderr (the pool's log, the journal under systemd, or the
+ * web server's error log under mod_fcgid), or to a sink the current thread
+ * installed, prefixed with the level, the process id and the current
+ * thread's request id. Log an error once,
  * where it happens, with the library's own text and what was being done.
  * Never log keys, credentials or bodies.
  */
@@ -22,8 +23,9 @@ int rl_log_enabled(rl_log_level level);
 /* Parses "error", "warn", "info" or "debug"; returns -1 if unknown. */
 int rl_log_level_parse(const char *s);
 
-/* Per-thread sink (NULL restores stderr), so each FastCGI request thread can
- * log into its own request's error stream. */
+/* Per-thread sink (NULL restores stderr), for a caller that wants what a
+ * call logs rather than have it printed (relay-admin doctor shows the first
+ * error of each check in its own line). */
 void rl_log_set_thread_sink(rl_log_sink sink, void *ctx);
 /* Per-thread request id shown in every line (copied; NULL clears). */
 void rl_log_set_request_id(const char *id);

@@ -49,6 +49,10 @@ void rl_pool_free(rl_pool *pool)
 void *rl_palloc(rl_pool *pool, size_t n)
 {
     const size_t align = alignof(max_align_t);
+    /* Checked before rounding: rounding a size near SIZE_MAX up wraps to a
+     * small allocation that the caller would then overrun. */
+    if (n > SIZE_MAX - (align - 1))
+        return NULL;
     n = (n + align - 1) & ~(align - 1);
     if (n == 0)
         n = align;

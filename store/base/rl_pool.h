@@ -22,7 +22,8 @@ rl_pool *rl_pool_new(void);
 /* Runs the cleanups in reverse order of registration, then frees all memory. */
 void rl_pool_free(rl_pool *pool);
 
-/* Zeroed memory aligned for any type; NULL when out of memory. */
+/* Zeroed memory aligned for any type; NULL when out of memory (or when n
+ * is too large to allocate). */
 void *rl_palloc(rl_pool *pool, size_t n);
 /* Copies of strings; NULL when out of memory (or when s is NULL). */
 char *rl_pstrdup(rl_pool *pool, const char *s);

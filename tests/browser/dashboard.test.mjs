@@ -151,13 +151,19 @@ relaySuite('dashboard in a browser', {
     // The numbers shown are Relay's (no traffic yet, so they hold still).
     await page.waitForFunction(() => document.getElementById('total-requests').textContent.trim() !== '—');
     const stats = await apiStats();
-    assert.equal(stats.version, 1);
+    assert.equal(stats.api, 2);
+    assert.match(stats.version, /^\d+\.\d+\.\d+/);
+    assert.ok((await shown('updated')).endsWith(`Relay ${stats.version}`), 'the version is shown');
     assert.equal(parseShown(await shown('total-requests')), stats.totals.requests, 'requests shown');
     assert.equal(parseShown(await shown('total-coalesced')), stats.totals.coalesced, 'coalesced shown');
     assert.match(await shown('health-badge'), new RegExp(`Health: ${stats.health.status}`));
     const upstreams = await page.locator('#upstreams-table tbody th').allTextContents();
     assert.deepEqual(upstreams.sort(), stats.upstreams.map((u) => u.name).sort(), 'every upstream has a row');
     assert.match(await shown('store-entries'), new RegExp(`^${stats.store.entries}`));
+    // No placeholder for what does not exist yet (a breaker, budgets).
+    assert.ok(!('budgets' in stats) && stats.upstreams.every((u) => !('breaker' in u)), 'no breaker or budget fields');
+    const heads = await page.locator('#upstreams-table thead th, #clients-table thead th').allTextContents();
+    assert.ok(!heads.some((h) => /breaker|budget/i.test(h)), `no breaker or budget column: ${heads}`);
   });
 
   test('traffic through Relay moves the numbers within a poll or two', T, async () => {

@@ -20,9 +20,9 @@ const T = { timeout: TEST_TIMEOUT };
 const RELAY_ADMIN = path.join(BUILD, 'relay-admin');
 
 // relay-admin on another ini (the harness's relay.admin uses the suite's).
-function adminWith(ini, args) {
+function adminWith(ini, args, env = process.env) {
   return new Promise((resolve) => {
-    execFile(RELAY_ADMIN, ['-c', ini, ...args], { timeout: 60000 }, (err, stdout, stderr) => {
+    execFile(RELAY_ADMIN, ['-c', ini, ...args], { timeout: 60000, env }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
     });
   });
@@ -60,7 +60,7 @@ relaySuite('relay-admin while the relay serves', {}, (relay) => {
   test('--help lists every command and the exit codes; usage errors exit 2', T, async () => {
     const h = await relay.admin(['--help']);
     assert.equal(h.code, 0);
-    for (const c of ['init', 'stats', 'ls', 'show', 'purge', 'verify', 'backup', 'restore', 'compact', 'recover', 'rekey', 'config']) {
+    for (const c of ['init', 'stats', 'ls', 'show', 'purge', 'verify', 'backup', 'restore', 'compact', 'recover', 'rekey', 'doctor', 'config']) {
       assert.match(h.stdout, new RegExp(`^  ${c}\\b`, 'm'), `--help lists ${c}`);
       const ch = await relay.admin([c, '--help']);
       assert.equal(ch.code, 0, `${c} --help`);
@@ -91,6 +91,50 @@ relaySuite('relay-admin while the relay serves', {}, (relay) => {
     const shown = await json(relay, ['init', '--show-admin-token']);
     assert.equal(shown.admin_token, token.trim());
     assert.equal(shown.admin_token_created, false);
+  });
+
+  test('the admin API refuses its token while the token file is readable by other users', T, async () => {
+    const file = (await relay.admin(['config', 'admin.token_file'])).stdout.trim();
+    const token = fs.readFileSync(file, 'utf8').trim();
+    const stats = () => relay.fetch('/relay/admin/api/stats', { headers: { authorization: `Bearer ${token}` } });
+    assert.equal((await stats()).status, 200, 'the token works from a 0600 file');
+    fs.chmodSync(file, 0o644);
+    try {
+      const r = await stats();
+      assert.equal(r.status, 401, `a token anyone on the machine can read is no secret: ${r.status} ${r.text.slice(0, 200)}`);
+      assert.match(r.text, /chmod 600/, 'the answer says the fix');
+    } finally {
+      fs.chmodSync(file, 0o600);
+    }
+    assert.equal((await stats()).status, 200, 'chmod 600 makes it work again');
+  });
+
+  test('[store] key_env: the store key comes from the environment, no key file is made', T, async () => {
+    const ini = path.join(relay.tmp, 'keyenv.ini');
+    const keyFile = path.join(relay.tmp, 'keyenv-never.key');
+    fs.writeFileSync(ini, fs.readFileSync(relay.ini, 'utf8')
+      .replace(/^home = .*$/m, `home = ${path.join(relay.tmp, 'keyenv-store')}`)
+      .replace(/^key_file = .*$/m, `key_file = ${keyFile}\nkey_env = T_RELAY_STORE_KEY`));
+    const key = 'a1'.repeat(32);
+    const withKey = { ...process.env, T_RELAY_STORE_KEY: key };
+    const init = await adminWith(ini, ['--json', 'init'], withKey);
+    assert.equal(init.code, 0, init.stderr);
+    assert.equal(JSON.parse(init.stdout).key_env, 'T_RELAY_STORE_KEY');
+    assert.ok(!fs.existsSync(keyFile), 'no key file is created when the key comes from the environment');
+    assert.equal((await adminWith(ini, ['stats'], withKey)).code, 0, 'the store opens with the variable');
+    const { T_RELAY_STORE_KEY: _, ...without } = withKey;
+    const unset = await adminWith(ini, ['stats'], without);
+    assert.equal(unset.code, 1, 'no variable, no store');
+    assert.match(unset.stderr, /T_RELAY_STORE_KEY is not set/);
+    const other = await adminWith(ini, ['stats'], { ...withKey, T_RELAY_STORE_KEY: 'b2'.repeat(32) });
+    assert.equal(other.code, 1, 'another secret does not open the store');
+    const bk = path.join(relay.tmp, 'keyenv-backup');
+    assert.equal((await adminWith(ini, ['backup', bk, '--with-key'], withKey)).code, 0);
+    assert.equal(fs.readFileSync(path.join(bk, 'relay.key'), 'utf8'), `${key}\n`, '--with-key writes the variable\'s secret');
+    assert.equal(fs.statSync(path.join(bk, 'relay.key')).mode & 0o777, 0o600);
+    const rekey = await adminWith(ini, ['rekey'], withKey);
+    assert.equal(rekey.code, 1, 'rekey needs a key file');
+    assert.match(rekey.stderr, /key_env/);
   });
 
   test('ls lists the entries just stored with their upstream, model and namespace; show prints them', T, async () => {

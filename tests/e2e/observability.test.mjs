@@ -79,19 +79,38 @@ relaySuite('observability: health, metrics and the stats API', {
     assert.match(JSON.parse(wrong.text).error.message, /not valid/);
     const shorter = await relay.fetch('/relay/admin/api/stats', { headers: { authorization: `Bearer ${token.slice(0, 63)}` } });
     assert.equal(shorter.status, 401, 'a prefix of the token is not the token');
-    for (const q of [`token=${token}`, `access_token=${token}`, `v=1&token=${token}`]) {
+    // However the name is spelt: case, percent-encoding, ';' as a separator.
+    for (const q of [`token=${token}`, `access_token=${token}`, `v=1&token=${token}`, `Token=${token}`,
+      `tok%65n=${token}`, `x=1;token=${token}`, `%74%6f%6b%65%6e=${token}`, `ACCESS_TOKEN=${token}`]) {
       const r = await relay.fetch(`/relay/admin/api/stats?${q}`, { headers: { authorization: `Bearer ${token}` } });
       assert.equal(r.status, 401, `?${q} is refused even with a good header`);
       assert.match(JSON.parse(r.text).error.message, /never in the URL/);
     }
+    const tokenizer = await relay.fetch('/relay/admin/api/stats?tokenizer=1', { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(tokenizer.status, 200, 'a parameter that only starts like one is not refused');
     const other = await relay.fetch('/relay/admin/api/nothing-here', { headers: { authorization: `Bearer ${token}` } });
     assert.equal(other.status, 404);
     const s = await stats(relay, token);
-    assert.equal(s.version, 1);
+    assert.equal(s.api, 2);
+    assert.match(s.version, /^\d+\.\d+\.\d+( \(git [0-9a-f]+\))?$/, 'which Relay answers');
     assert.equal(s.health.status, 'ok');
     assert.equal(s.series.minute.length, 1440);
     assert.equal(s.series.day.length, 90);
     assert.ok(Math.abs(s.now - Date.now() / 1000) < 60);
+  });
+
+  test('/relay/health?verbose says the version, to the admin token only', T, async () => {
+    const refused = await relay.fetch('/relay/health?verbose');
+    assert.equal(refused.status, 401);
+    assert.match(JSON.parse(refused.text).error.message, /Authorization/);
+    const auth = { authorization: `Bearer ${token}` };
+    const inQuery = await relay.fetch(`/relay/health?verbose&token=${token}`, { headers: auth });
+    assert.equal(inQuery.status, 401, 'never the token in the URL');
+    const r = await relay.fetch('/relay/health?verbose', { headers: auth });
+    assert.equal(r.status, 200);
+    const s = await stats(relay, token);
+    assert.equal(r.text, `ok\nversion: ${s.version}\n`);
+    assert.equal((await relay.fetch('/relay/health', { headers: auth })).text, 'ok\n', 'plain health is as it was');
   });
 
   test('a MISS, a HIT and an unpriced model: counts, tokens and money', T, async () => {
@@ -131,12 +150,13 @@ relaySuite('observability: health, metrics and the stats API', {
     assert.ok(s.totals.usd.spent >= cost - 1e-9, 'only priced models in the money totals');
 
     assert.ok(s.clients.length >= 2, 'one row per credential');
-    for (const c of s.clients) assert.match(c.client, /^[0-9a-f]{8}$/, 'a hash, never the key itself');
+    for (const c of s.clients) assert.match(c.client, /^([0-9a-f]{8}|\(other\))$/, 'a hash, never the key itself');
     assert.ok(!JSON.stringify(s).includes(KEY_A), 'the credential never appears');
     const up = s.upstreams.find((u) => u.name === 'openai');
     assert.ok(up.upstream_calls >= 2);
     assert.ok(up.latency_ms && up.latency_ms.p50 > 0 && up.ttfb_ms.p50 > 0);
-    assert.equal(up.breaker, null);
+    assert.ok(!('breaker' in up) && !('budgets' in s), 'no placeholder for the breaker or budgets');
+    for (const c of s.clients) assert.ok(!('budget' in c));
     assert.ok(s.store.entries >= 2);
     const lastMinutes = s.series.minute.slice(-2).reduce((n, p) => n + p.requests, 0);
     assert.ok(lastMinutes >= 3, 'the minute series shows the requests');
@@ -165,6 +185,25 @@ relaySuite('observability: health, metrics and the stats API', {
     assert.ok(Math.abs((row.usd.saved - was.usd.saved) - 2 * (row.usd.spent - was.usd.spent)) < 1e-9);
   });
 
+  test('a model or a key the upstream refuses gets no row of its own: it counts under (other)', T, async () => {
+    const before = await stats(relay, token);
+    const junk = `no-such-model-${uniq('junk')}`;
+    relay.fake.enqueue({ status: 404 });
+    const r = await relay.chat(chatBody(uniq('junk'), { model: junk }), { key: 'sk-junk-key-never-valid' });
+    assert.equal(r.status, 404);
+    const s = await stats(relay, token);
+    assert.equal(modelRow(s, junk), undefined, 'no row for a model the upstream refused');
+    const other = modelRow(s, '(other)');
+    assert.equal(other.requests - (modelRow(before, '(other)')?.requests ?? 0), 1, 'counted under (other)');
+    assert.equal(other.errors - (modelRow(before, '(other)')?.errors ?? 0), 1);
+    const client = s.clients.find((c) => c.client === '(other)');
+    assert.ok(client && client.requests >= 1, 'and its key under the (other) client');
+    assert.equal(s.clients.length, before.clients.length + (before.clients.some((c) => c.client === '(other)') ? 0 : 1),
+      'no client row for a key the upstream refused');
+    const m = await metrics(relay, token);
+    assert.ok(!m.text.includes(junk), 'nor a metrics label');
+  });
+
   test('/relay/metrics needs the admin token by default and passes promtool', T, async () => {
     const refused = await metrics(relay);
     assert.equal(refused.status, 401);
@@ -179,7 +218,7 @@ relaySuite('observability: health, metrics and the stats API', {
     for (const family of ['relay_requests_total', 'relay_tokens_total', 'relay_tokens_saved_total',
       'relay_spent_usd_total', 'relay_saved_usd_total', 'relay_unpriced_requests_total',
       'relay_coalesced_requests_total', 'relay_upstream_calls_total', 'relay_upstream_latency_seconds',
-      'relay_upstream_ttfb_seconds', 'relay_breaker_open', 'relay_store_bytes', 'relay_store_entries',
+      'relay_upstream_ttfb_seconds', 'relay_store_bytes', 'relay_store_entries',
       'relay_store_evictions_total', 'relay_inflight_requests']) {
       assert.match(r.text, new RegExp(`^# HELP ${family} .+\\n# TYPE ${family} `, 'm'), family);
     }
@@ -189,7 +228,7 @@ relaySuite('observability: health, metrics and the stats API', {
     assert.equal(sample(r.text, 'relay_spent_usd_total', { upstream: 'openai', model: 'mystery-model-1' }), undefined,
       'no money sample for a model with no price');
     assert.ok(sample(r.text, 'relay_unpriced_requests_total', { upstream: 'openai', model: 'mystery-model-1' }) >= 1);
-    assert.equal(sample(r.text, 'relay_breaker_open', { upstream: 'openai' }), 0);
+    assert.doesNotMatch(r.text, /relay_breaker_open/, 'no breaker gauge until there is a breaker');
     const calls = sample(r.text, 'relay_upstream_calls_total', { upstream: 'openai' });
     assert.equal(sample(r.text, 'relay_upstream_latency_seconds_bucket', { upstream: 'openai', le: '+Inf' }), calls,
       'the histogram counts every call');
@@ -262,5 +301,46 @@ relaySuite('observability: [metrics] access = open', {
     assert.equal(r.status, 200);
     assert.ok(sample(r.text, 'relay_requests_total', { upstream: 'openai', model: 'gpt-4o-mini', cache: 'MISS', status: '200' }) >= 1);
     assert.equal((await relay.fetch('/relay/admin/api/stats')).status, 401);
+  });
+});
+
+// One worker, so that every request sees the same worker's store state.
+relaySuite('observability: counted while the store is unavailable', {
+  ini: { fcgi: { workers: 1 } },
+}, (relay) => {
+  test('a store that cannot open: health names the store only, and requests are counted', T, async () => {
+    const token = await adminToken(relay);
+    const keyFile = relay.settings.store.key_file;
+    // A key file readable by others is refused: the store cannot open.
+    fs.chmodSync(keyFile, 0o644);
+    try {
+      if (relay.processModel === 'fcgid') {
+        // No pool to restart: end the processes Apache started; the next
+        // request gets new ones, which cannot open the store.
+        const old = relay.fcgidPids();
+        for (const pid of old) process.kill(pid, 'SIGTERM');
+        for (const until = Date.now() + 10000; relay.fcgidPids().some((p) => old.includes(p));) {
+          assert.ok(Date.now() < until, `the relay processes ${old} did not end`);
+          await sleep(100);
+        }
+      } else {
+        await relay.restartPool({ healthy: false });
+      }
+      const h = await relay.fetch('/relay/health');
+      assert.equal(h.status, 503);
+      assert.match(h.text, /^degraded\nstore: unavailable/);
+      assert.doesNotMatch(h.text, /stats:/, 'the counters do not need the store');
+      const before = await stats(relay, token);
+      assert.equal(before.store, null);
+      const r = await relay.chat(chatBody(uniq('no-store')));
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.headers.get('x-cache'), 'BYPASS');
+      const after = await stats(relay, token);
+      assert.equal(after.totals.requests - before.totals.requests, 1, 'counted without a store');
+      assert.equal(after.totals.bypass - before.totals.bypass, 1);
+      assert.deepEqual(after.health.reasons.map((l) => l.split(':')[0]), ['store']);
+    } finally {
+      fs.chmodSync(keyFile, 0o600);
+    }
   });
 });

@@ -46,6 +46,10 @@ int main(void)
     char *c = rl_pstrndup(pool, "betagamma", 4);
     is_str(a, "alpha", "pstrdup copies");
     is_str(c, "beta", "pstrndup copies n bytes and terminates");
+    ok(rl_palloc(pool, SIZE_MAX) == NULL, "SIZE_MAX is refused (rounding it up would wrap)");
+    ok(rl_palloc(pool, SIZE_MAX - 3) == NULL, "SIZE_MAX - 3 too");
+    ok(rl_palloc(pool, SIZE_MAX / 2 + 1) == NULL,
+       "half the address space is out of memory, not a wrap");
     void *large = rl_palloc(pool, 100000);
     ok(large != NULL, "allocations larger than a block work");
     char *after = rl_pstrdup(pool, "after");

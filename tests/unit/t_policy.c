@@ -12,6 +12,7 @@ static relay_config cfg_with(cache_policy p)
     memset(&c, 0, sizeof c);
     c.cache.policy = p;
     c.cache.default_ttl = 600;
+    c.cache.max_ttl = 86400;
     return c;
 }
 
@@ -57,6 +58,17 @@ int main(void)
     is_int(d.ttl, 5, "X-Relay-TTL sets the ttl");
     d = policy_decide(&det, &cc, 0, 1);
     ok(!d.lookup && !d.store, "but not for stateful requests");
+
+    /* Once stored with an expiry no clock could show (relay-admin show
+     * crashed on it): a TTL is cut to [cache] max_ttl. */
+    is_int(policy_parse(NULL, NULL, "99999999999999999999999", &cc, &why), RL_OK,
+           "a huge X-Relay-TTL parses (it saturates)");
+    d = policy_decide(&det, &cc, 1, 0);
+    is_int(d.ttl, 86400, "... and is cut to max_ttl");
+    policy_parse(NULL, NULL, "86401", &cc, &why);
+    is_int(policy_decide(&det, &cc, 1, 0).ttl, 86400, "one second over max_ttl is cut too");
+    policy_parse(NULL, NULL, "86400", &cc, &why);
+    is_int(policy_decide(&det, &cc, 1, 0).ttl, 86400, "max_ttl itself is kept");
 
     policy_parse(NULL, "off", NULL, &cc, &why);
     d = policy_decide(&det, &cc, 1, 0);

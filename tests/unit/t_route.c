@@ -42,8 +42,59 @@ static void check(const char *path, const char *upstream, const char *endpoint, 
     is_str(r.path, fwd, what);
 }
 
+/* Request targets that must never be forwarded (route_target_refusal). */
+static void check_targets(void)
+{
+    static const struct {
+        const char *path, *query;
+        int refused;
+    } cases[] = {
+        {"/v1/chat/completions", "", 0},
+        {"/v1/models/", "", 0}, /* a trailing slash is not an empty segment */
+        {"/", "", 0},
+        {"/v1beta/models/gemini-2.5-flash:streamGenerateContent", "alt=sse&key=a%2Bb", 0},
+        {"/v1/models/ft:gpt-4o-mini:org::abc", "", 0},
+        {"/v1/files/file-abc...txt", "", 0}, /* three dots: a name, not a dot segment */
+        {"/v1/a%20b", "include[]=x&a=1;b=2|c", 0},
+        {"/v1/../x", "", 1},
+        {"/compat/v1/../../x", "", 1},
+        {"/v1/./chat/completions", "", 1},
+        {"/v1/..", "", 1},
+        {"/v1/.", "", 1},
+        {"/v1/%2e%2e/x", "", 1},
+        {"/v1/%2E%2e/x", "", 1},
+        {"/v1/.%2E/x", "", 1},
+        {"/v1/%2e/x", "", 1},
+        {"/v1//chat/completions", "", 1},
+        {"//v1/chat/completions", "", 1},
+        {"/v1\\..\\x", "", 1},
+        {"/v1/chat%2fcompletions", "", 1},
+        {"/v1/chat%2Fcompletions", "", 1},
+        {"/v1/chat%5ccompletions", "", 1},
+        {"/v1/chat%00", "", 1},
+        {"/v1/chat%zz", "", 1},
+        {"/v1/chat%2", "", 1},
+        {"/v1/chat completions", "", 1},
+        {"/v1/chat#x", "", 1},
+        {"/v1/ch\xc3\xa9", "", 1},
+        {"v1/chat", "", 1},
+        {"/v1/chat/completions", "a=b c", 1},
+        {"/v1/chat/completions", "a=%zz", 1},
+        {"/v1/chat/completions", "a=b#c", 1},
+        {"/v1/chat/completions", "a=\x01", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *why = route_target_refusal(cases[i].path, cases[i].query);
+        char what[300];
+        snprintf(what, sizeof what, "%s?%s is %s%s%s", cases[i].path, cases[i].query,
+                 cases[i].refused ? "refused" : "allowed", why ? ": " : "", why ? why : "");
+        ok((why != NULL) == cases[i].refused, what);
+    }
+}
+
 int main(void)
 {
+    check_targets();
     add("oai", UPSTREAM_TYPE_OPENAI, "");
     add("claude", UPSTREAM_TYPE_ANTHROPIC, "");
     add("gem", UPSTREAM_TYPE_GEMINI, "");

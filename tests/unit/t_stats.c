@@ -62,8 +62,108 @@ static stats_request req(const char *outcome, int status)
                        .nusd = 450000,
                        .called_upstream = strcmp(outcome, "MISS") == 0,
                        .latency_s = 0.3,
-                       .ttfb_s = 0.07};
+                       .ttfb_s = 0.07,
+                       .model_vouched = status >= 200 && status < 300,
+                       .client_vouched = status >= 200 && status < 300};
     return r;
+}
+
+static int count_kind_fn(void *ctx, const stats_row *row)
+{
+    int *c = ctx; /* c[0]: the kind asked for, c[1]: rows of it */
+    c[1] += (int)row->kind == c[0];
+    return 0;
+}
+
+static int count_kind(stats *st, stats_row_kind kind)
+{
+    int c[2] = {(int)kind, 0};
+    stats_each_row(st, count_kind_fn, c);
+    return c[1];
+}
+
+/*
+ * Defect 9: 4,200 requests with junk model names and bogus credentials (the
+ * upstream refused them all) filled every row for good, so that a real
+ * model was then counted under "(other)". Now a model or a client gets a
+ * row of its own only once an upstream answered 2xx for it; a client adds
+ * at most STATS_MODELS_PER_CLIENT models; clients are bounded.
+ */
+static void test_junk_first(uint64_t now)
+{
+    char d[] = "/tmp/relay-t-stats-junk-XXXXXX";
+    if (!mkdtemp(d))
+        return;
+    stats *st = NULL;
+    is_int(stats_open(d, &st), RL_OK, "junk: a new file");
+    if (!st)
+        return;
+    char model[64], client[16];
+    for (int i = 0; i < 4200; i++) {
+        stats_request j = req(i % 2 ? "BYPASS" : "MISS", i % 3 ? 404 : 401);
+        snprintf(model, sizeof model, "junk-model-%d", i);
+        snprintf(client, sizeof client, "%08x", 0x10000000u + (unsigned)i);
+        j.model = model;
+        j.client = client;
+        j.tokens_in = j.tokens_out = j.tokens_cached_in = -1;
+        stats_record(st, &j, now);
+    }
+    ok(count_kind(st, STATS_ROW_MODEL) <= 2, "junk models share one (other) row per upstream");
+    ok(count_kind(st, STATS_ROW_CLIENT) <= 1, "bogus credentials share one (other) client");
+    found other = find(st, STATS_ROW_MODEL, "openai", "(other)", "", "");
+    is_int((long long)other.row.c[C_REQUESTS], 4200, "every junk request is counted there");
+    found oc = find(st, STATS_ROW_CLIENT, "(other)", "", "", "");
+    is_int((long long)oc.row.c[C_REQUESTS], 4200, "and under the (other) client");
+
+    stats_request real = req("MISS", 200);
+    real.model = "gpt-4o-real";
+    stats_record(st, &real, now);
+    found m = find(st, STATS_ROW_MODEL, "openai", "gpt-4o-real", "", "");
+    is_int(m.n, 1, "a real model still gets its own row");
+    is_int((long long)m.row.c[C_REQUESTS], 1, "with its request");
+    found c = find(st, STATS_ROW_CLIENT, "0123abcd", "", "", "");
+    is_int(c.n, 1, "a real client too");
+    found rq = find(st, STATS_ROW_REQUESTS, "openai", "gpt-4o-real", "MISS", "200");
+    is_int(rq.n, 1, "and its requests row");
+
+    /* Once vouched for, a model keeps its row for later failures too. */
+    stats_request later = req("MISS", 429);
+    later.model = "gpt-4o-real";
+    stats_record(st, &later, now);
+    m = find(st, STATS_ROW_MODEL, "openai", "gpt-4o-real", "", "");
+    is_int((long long)m.row.c[C_REQUESTS], 2, "a later refusal counts in the model's row");
+
+    /* A vouched client adds at most STATS_MODELS_PER_CLIENT models. */
+    for (int i = 0; i < STATS_MODELS_PER_CLIENT + 20; i++) {
+        stats_request v = req("MISS", 200);
+        snprintf(model, sizeof model, "accepted-model-%d", i);
+        v.model = model;
+        v.client = "0badc0de";
+        stats_record(st, &v, now);
+    }
+    found last = find(st, STATS_ROW_MODEL, "openai", model, "", "");
+    is_int(last.n, 0, "a client's models beyond its share count as (other)");
+    snprintf(model, sizeof model, "accepted-model-%d", STATS_MODELS_PER_CLIENT - 1);
+    is_int(find(st, STATS_ROW_MODEL, "openai", model, "", "").n, 1, "those within it have rows");
+
+    /* Clients are bounded too. */
+    for (int i = 0; i < STATS_CLIENT_ROWS + 50; i++) {
+        stats_request v = req("HIT", 200);
+        snprintf(client, sizeof client, "%08x", 0x20000000u + (unsigned)i);
+        v.client = client;
+        stats_record(st, &v, now);
+    }
+    ok(count_kind(st, STATS_ROW_CLIENT) <= STATS_CLIENT_ROWS + 1,
+       "at most STATS_CLIENT_ROWS clients");
+    int rows = 0;
+    stats_each_row(st, count_rows, &rows);
+    ok(rows < STATS_ROWS / 2, "the table keeps room for what comes");
+
+    stats_close(st);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", d);
 }
 
 int main(void)
@@ -165,12 +265,16 @@ int main(void)
     m = find(st, STATS_ROW_MODEL, "openai", "gpt-4o", "", "");
     is_int((long long)m.row.c[C_HIT], 2001, "both processes' counts, none lost");
 
-    /* A full table: new label sets go to the kind's (other) row. */
+    test_junk_first(now);
+
+    /* A full table (vouched models of requests without a client, which no
+     * client's share bounds): new label sets go to the kind's (other) row. */
     char model[32];
     for (int i = 0; i < STATS_ROWS + 100; i++) {
         stats_request x = req("MISS", 200);
         snprintf(model, sizeof model, "model-%d", i);
         x.model = model;
+        x.client = "";
         stats_record(st, &x, now + 86400);
     }
     int rows = 0;

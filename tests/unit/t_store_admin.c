@@ -327,7 +327,8 @@ static void test_backup_restore(store *s)
     is_int(store_backup(s, bk, &rep), RL_BUSY, "backup refuses a non-empty directory");
 
     unsigned problems = 9;
-    is_int(store_verify_dir(bk, keyfile, NULL, NULL, &problems), RL_OK, "verify the backup");
+    store_options ko = opts_for(home, keyfile);
+    is_int(store_verify_dir(bk, &ko, NULL, NULL, &problems), RL_OK, "verify the backup");
     is_int(problems, 0, "the backup verifies");
     is_int(store_verify(s, NULL, NULL, &problems), RL_OK, "verify the live store");
     is_int(problems, 0, "the live store verifies");
@@ -339,7 +340,7 @@ static void test_backup_restore(store *s)
     snprintf(path, sizeof path, "%s/cache.db", bk2);
     flip_byte(path, 4096 + 600);
     int cache_problems = 0;
-    store_verify_dir(bk2, keyfile, count_problem, &cache_problems, &problems);
+    store_verify_dir(bk2, &ko, count_problem, &cache_problems, &problems);
     ok(problems > 0 && cache_problems > 0, "a flipped byte in cache.db is found");
 
     /* Restore into a fresh home, with the same key. */

@@ -1,0 +1,315 @@
+/*
+ * metrics.c — GET /relay/metrics: the shared counters (stats.h) and the
+ * store as Prometheus text (exposition format 0.0.4), generated from one
+ * table of metric families, families[] below. Each row names a family and
+ * where its samples come from; what every family shares (the HELP and TYPE
+ * lines, label escaping, the page's cap) is written once.
+ */
+#include "engine/observe_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/pricing.h"
+#include "store/flight.h"
+
+/* ---- the page: a capped buffer with a sticky error ------------------------- */
+
+typedef struct page {
+    rl_buf buf;
+    rl_err err; /* the first failed write; everything after it is skipped */
+} page;
+
+static void put(page *p, const char *s, size_t n)
+{
+    if (p->err == RL_OK)
+        p->err = rl_buf_append(&p->buf, s, n);
+}
+
+static void puts_(page *p, const char *s)
+{
+    put(p, s, strlen(s));
+}
+
+static void putf(page *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(page *p, const char *fmt, ...)
+{
+    if (p->err != RL_OK)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    p->err = rl_buf_vprintf(&p->buf, fmt, ap);
+    va_end(ap);
+}
+
+/* name="value" with \, " and newlines escaped (the exposition format). */
+static void put_label(page *p, const char *name, const char *value, int first)
+{
+    putf(p, "%s%s=\"", first ? "" : ",", name);
+    for (const char *c = value; *c; c++) {
+        if (*c == '\\')
+            puts_(p, "\\\\");
+        else if (*c == '"')
+            puts_(p, "\\\"");
+        else if (*c == '\n')
+            puts_(p, "\\n");
+        else
+            put(p, c, 1);
+    }
+    puts_(p, "\"");
+}
+
+/* ---- where samples come from ------------------------------------------------ */
+
+typedef struct source {
+    const relay_config *cfg;
+    const observe_rows *rows;
+    store *s; /* NULL: the store is closed */
+    store_stats ss;
+} source;
+
+typedef struct family family;
+/* Writes the samples of f. */
+typedef void (*emit_fn)(page *p, const family *f, const source *src);
+
+/* A family's second label, one sample per value (e.g. kind="input"). */
+typedef struct variant {
+    const char *value;
+    int counter;
+} variant;
+
+struct family {
+    const char *name, *type, *help;
+    emit_fn emit;
+    int counter;                          /* the row counter, or a histogram's first bucket */
+    int sum;                              /* a histogram's sum (microseconds) */
+    int money;                            /* nano-USD, shown in USD, for priced models only */
+    const char *variant;                  /* the second label's name, or NULL */
+    variant variants[3];                  /* its values */
+    int needs_store;                      /* left out while the store is closed */
+    uint64_t (*value)(const source *src); /* emit_value's */
+};
+
+/* The label names of each row kind (stats.h), in label order. */
+static const char *const row_labels[][STATS_LABELS] = {
+    [STATS_ROW_REQUESTS] = {"upstream", "model", "cache", "status"},
+    [STATS_ROW_MODEL] = {"upstream", "model"},
+    [STATS_ROW_UPSTREAM] = {"upstream"},
+};
+
+static void sample_labels(page *p, const char *name, const stats_row *r)
+{
+    putf(p, "%s{", name);
+    for (int l = 0; l < STATS_LABELS && row_labels[r->kind][l]; l++)
+        put_label(p, row_labels[r->kind][l], r->labels[l], l == 0);
+}
+
+/* One sample per row of `kind`, per variant if the family has them. */
+static void emit_rows(page *p, const family *f, const source *src, stats_row_kind kind)
+{
+    for (size_t i = 0; i < src->rows->n; i++) {
+        const stats_row *r = &src->rows->v[i];
+        if (r->kind != kind)
+            continue;
+        if (f->money && !pricing_find(src->cfg, r->labels[1]))
+            continue; /* no price: no money figure, not a zero */
+        for (int v = 0; v < 3 && (v == 0 || f->variants[v].value); v++) {
+            int counter = f->variant ? f->variants[v].counter : f->counter;
+            sample_labels(p, f->name, r);
+            if (f->variant)
+                put_label(p, f->variant, f->variants[v].value, 0);
+            if (f->money)
+                putf(p, "} %.9g\n", observe_usd(r->c[counter]));
+            else
+                putf(p, "} %llu\n", (unsigned long long)r->c[counter]);
+        }
+    }
+}
+
+static void emit_requests(page *p, const family *f, const source *src)
+{
+    emit_rows(p, f, src, STATS_ROW_REQUESTS);
+}
+
+static void emit_models(page *p, const family *f, const source *src)
+{
+    emit_rows(p, f, src, STATS_ROW_MODEL);
+}
+
+static void emit_upstreams(page *p, const family *f, const source *src)
+{
+    emit_rows(p, f, src, STATS_ROW_UPSTREAM);
+}
+
+/* Cumulative buckets, _sum and _count per upstream. */
+static void emit_histogram(page *p, const family *f, const source *src)
+{
+    for (size_t i = 0; i < src->rows->n; i++) {
+        const stats_row *r = &src->rows->v[i];
+        if (r->kind != STATS_ROW_UPSTREAM)
+            continue;
+        uint64_t cumulative = 0;
+        for (int k = 0; k < STATS_BUCKETS; k++) {
+            cumulative += r->c[f->counter + k];
+            putf(p, "%s_bucket{", f->name);
+            put_label(p, "upstream", r->labels[0], 1);
+            if (k < STATS_BUCKETS - 1)
+                putf(p, ",le=\"%.9g\"} %llu\n", stats_bucket_le[k], (unsigned long long)cumulative);
+            else
+                putf(p, ",le=\"+Inf\"} %llu\n", (unsigned long long)cumulative);
+        }
+        putf(p, "%s_sum{", f->name);
+        put_label(p, "upstream", r->labels[0], 1);
+        putf(p, "} %.9g\n%s_count{", (double)r->c[f->sum] / 1e6, f->name);
+        put_label(p, "upstream", r->labels[0], 1);
+        putf(p, "} %llu\n", (unsigned long long)cumulative);
+    }
+}
+
+static void emit_value(page *p, const family *f, const source *src)
+{
+    putf(p, "%s %llu\n", f->name, (unsigned long long)f->value(src));
+}
+
+static uint64_t store_up(const source *src)
+{
+    return src->s != NULL;
+}
+
+static uint64_t store_bytes(const source *src)
+{
+    return src->ss.bytes;
+}
+
+static uint64_t store_max_bytes(const source *src)
+{
+    return src->cfg->store.max_bytes;
+}
+
+static uint64_t store_entries(const source *src)
+{
+    return src->ss.entries;
+}
+
+static uint64_t store_evictions(const source *src)
+{
+    return src->ss.evictions;
+}
+
+static uint64_t store_expired(const source *src)
+{
+    return src->ss.expired_removed;
+}
+
+static int count_running(void *ctx, const uint8_t *key, const store_flight *f)
+{
+    (void)key;
+    *(uint64_t *)ctx += f->state == FLIGHT_RUNNING && store_flight_leader_alive(f);
+    return 0;
+}
+
+static uint64_t inflight(const source *src)
+{
+    uint64_t running = 0;
+    store_flight_each(src->s, 100000, count_running, &running);
+    return running;
+}
+
+/* ---- the families ------------------------------------------------------------- */
+
+/* clang-format off */
+static const family families[] = {
+    {"relay_requests_total", "counter",
+     "Requests answered, by upstream, model, cache outcome (X-Cache) and status.",
+     emit_requests, .counter = C_COUNT},
+    {"relay_tokens_total", "counter", "Tokens paid for upstream, by kind.", emit_models,
+     .variant = "kind",
+     .variants = {{"input", C_TOKENS_IN}, {"output", C_TOKENS_OUT},
+                  {"cached_input", C_TOKENS_CACHED_IN}}},
+    {"relay_tokens_saved_total", "counter",
+     "Tokens of answers served from the cache or a shared call instead of upstream.",
+     emit_models, .variant = "kind",
+     .variants = {{"input", C_SAVED_IN}, {"output", C_SAVED_OUT}}},
+    {"relay_spent_usd_total", "counter",
+     "USD spent upstream at the [pricing] table's prices (priced models only).",
+     emit_models, .counter = C_NUSD_SPENT, .money = 1},
+    {"relay_saved_usd_total", "counter",
+     "USD saved by the cache and by coalescing at the [pricing] table's prices (priced "
+     "models only).",
+     emit_models, .counter = C_NUSD_SAVED, .money = 1},
+    {"relay_unpriced_requests_total", "counter",
+     "Requests for models with no [pricing] row (their money is not counted).",
+     emit_models, .counter = C_UNPRICED},
+    {"relay_coalesced_requests_total", "counter",
+     "Requests answered by following an identical request's upstream call.",
+     emit_models, .counter = C_COALESCED},
+    {"relay_upstream_calls_total", "counter", "Calls made to each upstream.", emit_upstreams,
+     .counter = C_UP_CALLS},
+    {"relay_upstream_latency_seconds", "histogram",
+     "Duration of upstream calls, whole (streams to their end).", emit_histogram,
+     .counter = C_UP_LATENCY_BUCKET, .sum = C_UP_LATENCY_SUM_US},
+    {"relay_upstream_ttfb_seconds", "histogram",
+     "Time from sending an upstream call to its status line.", emit_histogram,
+     .counter = C_UP_TTFB_BUCKET, .sum = C_UP_TTFB_SUM_US},
+    {"relay_store_up", "gauge", "1 when the cache store is open.", emit_value,
+     .value = store_up},
+    {"relay_store_bytes", "gauge", "Bytes of cached answers.", emit_value,
+     .needs_store = 1, .value = store_bytes},
+    {"relay_store_max_bytes", "gauge", "[store] max_bytes (0: no cap).", emit_value,
+     .needs_store = 1, .value = store_max_bytes},
+    {"relay_store_entries", "gauge", "Cached answers.", emit_value,
+     .needs_store = 1, .value = store_entries},
+    {"relay_store_evictions_total", "counter",
+     "Entries evicted to stay under the store's caps.", emit_value,
+     .needs_store = 1, .value = store_evictions},
+    {"relay_store_expired_removed_total", "counter",
+     "Expired entries removed by maintenance and purges.", emit_value,
+     .needs_store = 1, .value = store_expired},
+    {"relay_inflight_requests", "gauge",
+     "Upstream calls in flight that identical requests can join.", emit_value,
+     .needs_store = 1, .value = inflight},
+};
+/* clang-format on */
+
+rl_err metrics_page(const relay_config *cfg, const observe_rows *rs, store *s, size_t max,
+                    rl_buf *out)
+{
+    page p = {.err = RL_OK};
+    rl_buf_init(&p.buf, max);
+    source src = {.cfg = cfg, .rows = rs, .s = s};
+    if (s && store_stats_get(s, &src.ss) != RL_OK)
+        src.s = NULL; /* reported as relay_store_up 0 */
+    for (size_t i = 0; i < sizeof families / sizeof families[0] && p.err == RL_OK; i++) {
+        const family *f = &families[i];
+        if (f->needs_store && !src.s)
+            continue;
+        putf(&p, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name, f->type);
+        f->emit(&p, f, &src);
+    }
+    *out = p.buf;
+    return p.err;
+}
+
+void metrics_serve(exchange *x)
+{
+    if (x->cfg->metrics.access == METRICS_ADMIN && !observe_admin_authorized(x))
+        return;
+    observe_rows rs;
+    rl_buf out;
+    rl_err err = observe_rows_collect(observe_stats(x), &rs);
+    if (err == RL_OK)
+        err = metrics_page(x->cfg, &rs, exchange_store(x), METRICS_MAX_BYTES, &out);
+    else
+        rl_buf_init(&out, 0);
+    if (err == RL_OK)
+        observe_send(x, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
+    else if (err == RL_TOO_LARGE)
+        exchange_fail(x, RL_INTERNAL,
+                      "The metrics page would be larger than Relay sends (2 MiB): see the "
+                      "counters with relay-admin stats.");
+    else
+        exchange_fail(x, err, NULL);
+    observe_rows_release(&rs);
+    rl_buf_release(&out);
+}
