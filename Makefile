@@ -128,7 +128,10 @@ unit-bins: $(UNIT_BIN)
 # fcgi/main.c); a worker that _exits with threads still busy, or is killed
 # on purpose, is not: its memory is in use, not lost. tests/lsan.supp
 # suppresses what Berkeley DB 5.3 abandons after a panic (recovery after a
-# killed process), as t_store and t_flight do.
+# killed process), as t_store and t_flight do. allocator_may_return_null:
+# a request too big for the allocator gets NULL, as from glibc's malloc,
+# which Relay answers with RL_NOMEM (t_base asks rl_palloc for ~2^63
+# bytes), instead of ASan's abort.
 ASAN_FRONT ?= caddy
 SAN_LOGS   := $(CURDIR)/build-asan/sanitizer
 asan: deps-test
@@ -136,7 +139,7 @@ asan: deps-test
 		OPTFLAGS="-O1 -g -fno-omit-frame-pointer -DRELAY_LEAK_CHECK" \
 		SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all unit-bins
 	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
-	@ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_LOGS)/asan \
+	@ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:log_path=$(SAN_LOGS)/asan \
 		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 		UBSAN_OPTIONS=print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan \
 		RELAY_SANITIZER_LOGS=$(SAN_LOGS) RELAY_FRONTS="$(ASAN_FRONT)" \
