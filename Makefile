@@ -6,7 +6,9 @@
 #   make test       install what is missing, build, run unit + end-to-end tests
 #                   (the end-to-end suite once behind every front)
 #   make test-e2e   the end-to-end suite: behind every front, or FRONT=… only
-#   make asan       unit tests under AddressSanitizer + UBSan
+#   make asan       unit tests and the end-to-end suite behind Caddy, built
+#                   with AddressSanitizer + UBSan (leaks checked)
+#   make fuzz       every libFuzzer target for FUZZ_SECONDS (default 30)
 #   make check      formatting and banned functions
 
 BUILD    ?= build
@@ -44,7 +46,7 @@ LIB        := $(BUILD)/librelay.a
 LIB_OBJ    := $(call obj,$(ENGINE_SRC) $(STORE_SRC) $(BASE_SRC))
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps deps-test run test test-unit test-e2e asan fuzz bench check install uninstall clean
+.PHONY: all deps deps-test run test test-unit test-e2e asan fuzz fuzz-bins bench check install uninstall clean
 
 all: $(BUILD)/relay.fcgi $(BUILD)/relay-admin
 
@@ -79,6 +81,15 @@ $(BUILD)/tests/t_body: $(call obj,tests/unit/t_body.c fcgi/body.c) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The allocation-failure test: our code's allocations reach its counting
+# allocator through --wrap (jansson's and libdb's through their hooks), and
+# json_loadb counts as one allocation (see tests/unit/t_oom.c).
+OOM_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free,--wrap=strdup \
+	-Wl,--wrap=strndup,--wrap=realpath,--wrap=json_loadb
+$(BUILD)/tests/t_oom: $(call obj,tests/unit/t_oom.c) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(OOM_WRAP) -o $@ $^ $(LDLIBS)
+
 # relay-admin's commands, run in-process (admin/ is not in the library).
 $(BUILD)/tests/t_admin: $(call obj,tests/unit/t_admin.c $(filter-out admin/main.c,$(ADMIN_SRC))) $(LIB)
 	@mkdir -p $(dir $@)
@@ -110,39 +121,86 @@ test-e2e: deps-test
 
 unit-bins: $(UNIT_BIN)
 
-asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan OPTFLAGS="-O1 -g -fno-omit-frame-pointer" \
+# ASan + UBSan build in build-asan/: the unit tests, then the end-to-end
+# suite behind ASAN_FRONT (and the browser test) with that build's relay.fcgi
+# and relay-admin. Reports go to build-asan/sanitizer/ (log_path: a worker's
+# report would otherwise reach no test), and tests/run.sh fails the test that
+# was running for each one. Leaks: every process that exits normally is
+# checked (relay-admin, the pool, a managed relay.fcgi, the unit tests), and
+# so is a worker that drained and freed its engine (RELAY_LEAK_CHECK, see
+# fcgi/main.c); a worker that _exits with threads still busy, or is killed
+# on purpose, is not: its memory is in use, not lost. tests/lsan.supp
+# suppresses what Berkeley DB 5.3 abandons after a panic (recovery after a
+# killed process), as t_store and t_flight do. allocator_may_return_null:
+# a request too big for the allocator gets NULL, as from glibc's malloc,
+# which Relay answers with RL_NOMEM (t_base asks rl_palloc for ~2^63
+# bytes), instead of ASan's abort.
+ASAN_FRONT ?= caddy
+SAN_LOGS   := $(CURDIR)/build-asan/sanitizer
+asan: deps-test
+	@$(MAKE) --no-print-directory BUILD=build-asan \
+		OPTFLAGS="-O1 -g -fno-omit-frame-pointer -DRELAY_LEAK_CHECK" \
 		SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all unit-bins
-	@ASAN_OPTIONS=detect_leaks=1 tests/run.sh build-asan unit
+	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	@ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:log_path=$(SAN_LOGS)/asan \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+		UBSAN_OPTIONS=print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan \
+		RELAY_SANITIZER_LOGS=$(SAN_LOGS) RELAY_FRONTS="$(ASAN_FRONT)" \
+		tests/run.sh build-asan unit e2e
 
-# libFuzzer targets (clang), each run for FUZZ_SECONDS on its seed corpus.
+# libFuzzer targets (clang): every tests/fuzz/fuzz_NAME.c, each run for
+# FUZZ_SECONDS on a copy of its seed corpus tests/fuzz/corpus/NAME (new
+# inputs stay in build-fuzz/). Undefined behaviour stops the fuzzer like a
+# crash (-fno-sanitize-recover); a crashing input is saved as
+# build-fuzz/crash-NAME-*. Every target runs; the last line is
+# "N passed, N failed" over the targets.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := sse openai providers config params
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SRC := engine/sse.c engine/frame.c engine/prov_common.c engine/prov_openai.c \
 	engine/prov_anthropic.c engine/prov_gemini.c engine/prov_ollama.c engine/policy.c \
 	engine/config.c engine/pricing.c engine/route.c fcgi/params.c \
 	store/base/rl_buf.c store/base/rl_err.c store/base/rl_log.c store/base/rl_pool.c \
 	store/base/rl_hex.c
+FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) $(FUZZ_SAN) -MMD -MP
+FUZZ_OBJ    := $(patsubst %.c,build-fuzz/obj/%.o,$(FUZZ_SRC))
+
+build-fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+.PRECIOUS: build-fuzz/obj/%.o
+build-fuzz/fuzz_%: build-fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_OBJ)
+	clang $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ -ljansson -linih -lm
+
+fuzz-bins: $(patsubst %,build-fuzz/fuzz_%,$(FUZZ_TARGETS))
+
 fuzz: deps
-	@mkdir -p build-fuzz
-	@for t in $(FUZZ_TARGETS); do \
-		clang -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
-			-o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c $(FUZZ_SRC) -ljansson -linih -lm || exit 1; \
-		mkdir -p build-fuzz/corpus-$$t && cp tests/fuzz/corpus/$$t/* build-fuzz/corpus-$$t/; \
-		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
-		if ! build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	@$(MAKE) --no-print-directory fuzz-bins
+	@p=0; f=0; for t in $(FUZZ_TARGETS); do \
+		rm -rf build-fuzz/corpus-$$t && mkdir -p build-fuzz/corpus-$$t && \
+		cp tests/fuzz/corpus/$$t/* build-fuzz/corpus-$$t/; \
+		echo "# --- fuzz $$t for $(FUZZ_SECONDS) s"; \
+		if build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+			-artifact_prefix=build-fuzz/crash-$$t- \
 			build-fuzz/corpus-$$t > build-fuzz/fuzz_$$t.log 2>&1; then \
-			tail -40 build-fuzz/fuzz_$$t.log; exit 1; fi; \
-		tail -1 build-fuzz/fuzz_$$t.log; \
-	done
+			p=$$((p + 1)); echo "ok - fuzz $$t: $$(tail -1 build-fuzz/fuzz_$$t.log)"; \
+		else \
+			f=$$((f + 1)); tail -40 build-fuzz/fuzz_$$t.log; echo "not ok - fuzz $$t"; \
+		fi; \
+	done; echo "$$p passed, $$f failed"; [ $$f -eq 0 ]
 
 # Benchmarks (not part of make test): numbers, not pass/fail; results in tests/out/.
 bench: deps-test
 	@$(MAKE) --no-print-directory all
 	@tests/bench/run.sh "$(BUILD)"
 
+# The checker's own test first (each rule fires, and only where it should),
+# then the rules and formatting on the tree; both always run.
 check:
-	@tests/check.sh
+	@st=0; out=$$(tests/check_test.sh 2>&1) || { printf '%s\n' "$$out" | grep -v '^ok '; \
+		echo "check: tests/check_test.sh failed: the checker itself is wrong"; st=1; }; \
+		tests/check.sh || st=1; exit $$st
 
 # Installs Relay as a systemd service, the Debian way: PREFIX=/usr for a
 # package (default /usr/local), DESTDIR to stage. Binaries in BINDIR; the
@@ -202,4 +260,4 @@ uninstall:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj build-fuzz/obj -name '*.d' 2>/dev/null)

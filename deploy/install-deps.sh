@@ -44,6 +44,9 @@ if [ "$want_test" = 1 ]; then
     pkgs+=(nodejs spawn-fcgi nginx apache2 libapache2-mod-fcgid systemd chromium)
     # prometheus: its promtool checks /relay/metrics (tests/e2e/observability).
     pkgs+=(prometheus)
+    # clang (libFuzzer) and clang-format: make fuzz and make check, which
+    # .ci/run runs after make test.
+    pkgs+=(clang clang-format)
 fi
 
 missing=()

@@ -64,12 +64,14 @@ static int head_decode(const char *p, size_t len, head *h)
         return -1;
     memcpy(text, p, len);
     text[len] = '\0';
-    char kind;
-    int used = 0;
-    if (sscanf(text, "%d %c %n", &h->status, &kind, &used) != 2 || used == 0)
+    /* "STATUS K CTYPE", as head_encode wrote it */
+    char *end;
+    long status = strtol(text, &end, 10);
+    if (end == text || status < 0 || status > 999 || end[0] != ' ' || !end[1] || end[2] != ' ')
         return -1;
-    h->kind = kind == 's' ? ENTRY_STREAM : ENTRY_BODY;
-    snprintf(h->ctype, sizeof h->ctype, "%s", text + used);
+    h->status = (int)status;
+    h->kind = end[1] == 's' ? ENTRY_STREAM : ENTRY_BODY;
+    snprintf(h->ctype, sizeof h->ctype, "%s", end + 3);
     return 0;
 }
 

@@ -163,14 +163,28 @@ const char *prov_auth_token(const prov_request *r, const char *scheme)
     return prov_credential_ok(token) ? token : NULL;
 }
 
+/* jansson (2.14, dump.c) ignores a failed write of an object's key and
+ * goes on with its value: a buffer that could not grow once would give
+ * JSON with a key missing, reported as a success (a wrong canonical body,
+ * so a wrong cache key). So the first failure sticks: every later write
+ * fails too, and the dump is judged by that, not only by jansson. */
+typedef struct dump_sink {
+    rl_buf *out;
+    int failed;
+} dump_sink;
+
 static int dump_to_buf(const char *p, size_t n, void *data)
 {
-    return rl_buf_append(data, p, n) == RL_OK ? 0 : -1;
+    dump_sink *d = data;
+    d->failed = d->failed || rl_buf_append(d->out, p, n) != RL_OK;
+    return d->failed ? -1 : 0;
 }
 
 rl_err prov_json_dump(json_t *j, size_t flags, rl_buf *out)
 {
-    return json_dump_callback(j, dump_to_buf, out, flags) == 0 ? RL_OK : RL_NOMEM;
+    dump_sink d = {out, 0};
+    int rc = json_dump_callback(j, dump_to_buf, &d, flags);
+    return rc == 0 && !d.failed ? RL_OK : RL_NOMEM;
 }
 
 rl_err prov_json_put(rl_buf *out, const char *before, json_t *j, size_t flags, const char *after)

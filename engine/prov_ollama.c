@@ -439,9 +439,10 @@ static rl_err ollama_body_to_stream(const char *body, size_t len, const prov_inf
 
     err = put_line(out, first);
     first = NULL;
-    if (err == RL_OK)
+    if (err == RL_OK) {
         err = put_line(out, last);
-    last = NULL;
+        last = NULL; /* else still ours to drop */
+    }
 out:
     json_decref(first);
     json_decref(last);

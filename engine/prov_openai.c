@@ -34,25 +34,27 @@ static const char *openai_credential(const prov_request *r, char *buf, size_t ca
 }
 
 /* Azure's path and query parts that choose the answer: the deployment
- * (/openai/deployments/D/...) and api-version. Returns the deployment's
- * length (0 when the path names none) and its start in *deployment. */
-static size_t azure_parts(const prov_request *r, rl_buf *key_parts, const char **deployment)
+ * (/openai/deployments/D/...) and api-version, appended to key_parts.
+ * *n gets the deployment's length (0 when the path names none) and
+ * *deployment its start. RL_NOMEM when they could not be appended. */
+static rl_err azure_parts(const prov_request *r, rl_buf *key_parts, const char **deployment,
+                          size_t *n)
 {
     static const char prefix[] = "/openai/deployments/";
-    size_t n = 0;
+    *n = 0;
     *deployment = NULL;
     if (strncmp(r->path, prefix, sizeof prefix - 1) == 0) {
         *deployment = r->path + sizeof prefix - 1;
         const char *slash = strchr(*deployment, '/');
-        n = slash ? (size_t)(slash - *deployment) : strlen(*deployment);
+        *n = slash ? (size_t)(slash - *deployment) : strlen(*deployment);
     }
     char version[128];
     const char *v = prov_query_param(r, "api-version", version, sizeof version);
     /* A failure is sticky in key_parts; the engine checks it before keying. */
     if (strncmp(r->path, "/openai/", 8) == 0)
-        rl_buf_printf(key_parts, "deployment=%.*s\napi-version=%s\n", (int)n,
-                      *deployment ? *deployment : "", v ? v : "");
-    return n;
+        return rl_buf_printf(key_parts, "deployment=%.*s\napi-version=%s\n", (int)*n,
+                             *deployment ? *deployment : "", v ? v : "");
+    return RL_OK;
 }
 
 static rl_err openai_inspect(const prov_request *r, prov_info *info, rl_buf *canonical,
@@ -64,7 +66,11 @@ static rl_err openai_inspect(const prov_request *r, prov_info *info, rl_buf *can
     info->framing = FRAME_SSE;
     const char *endpoint = r->endpoint;
     const char *deployment;
-    size_t deployment_len = azure_parts(r, key_parts, &deployment);
+    size_t deployment_len;
+    /* without them the key would not tell deployments apart */
+    rl_err parts = azure_parts(r, key_parts, &deployment, &deployment_len);
+    if (parts != RL_OK)
+        return parts;
 
     if (strcmp(endpoint, "models") == 0) {
         /* A model list: no body, the same for everyone with the key, and

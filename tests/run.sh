@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs Relay's tests and ends with one summary line: "N passed, N failed".
 #
-#   tests/run.sh BUILD_DIR [unit|e2e|browser|all]
+#   tests/run.sh BUILD_DIR [unit|e2e|browser|all]...
 #   RELAY_FRONTS="nginx caddy"   the fronts to run the end-to-end suite
 #                                behind (default: all of them, FRONTS)
+#   RELAY_SANITIZER_LOGS=DIR     the sanitizers' log_path directory (make
+#                                asan): each report found there after a test
+#                                fails that test, whichever process wrote it
 #
 # Unit tests are TAP binaries (BUILD_DIR/tests/t_*); end-to-end tests are
 # node:test files under tests/e2e and tests/fake, run with the TAP reporter,
@@ -14,26 +17,61 @@
 set -uo pipefail
 
 build=${1:-build}
-what=${2:-all}
+shift
+parts=" ${*:-all} "
+# wants PART: PART was asked for (or all)
+wants() {
+    case "$parts" in *" $1 "* | *" all "*) return 0 ;; esac
+    return 1
+}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 mkdir -p tests/out
 
 passed=0
 failed=0
+todo=0
 broken=()
 
-# Counts the test points of one TAP stream read from stdin, echoing it.
+# Counts the test points of one TAP stream read from stdin, echoing it. A
+# point marked "# TODO" (a known defect, TAP's way) counts neither as passed
+# nor as failed, only in the todo total; "# SKIP" counts as passed.
 count_tap() {
-    local p=0 f=0 line
+    local p=0 f=0 t=0 line
     while IFS= read -r line; do
         printf '%s\n' "$line"
         case "$line" in
+            *" # TODO"*) t=$((t + 1)) ;;
             "ok "*|"    ok "*) p=$((p + 1)) ;;
             "not ok "*|"    not ok "*) f=$((f + 1)) ;;
         esac
     done
-    echo "$p $f" > tests/out/.counts
+    echo "$p $f $t" > tests/out/.counts
+}
+
+# Fails label once per sanitizer report that appeared in
+# RELAY_SANITIZER_LOGS since the last call (log_path writes one file per
+# process that had something to say: asan.PID, ubsan.PID), showing its
+# start, and moves every file to seen/ under the label's name. A file with
+# no error in it only lists the suppressions used (LSan writes that for a
+# process whose only leaks were suppressed): not a failure.
+sanitizer_reports() {
+    local dir=${RELAY_SANITIZER_LOGS:-} label=$1 f n=0
+    [ -n "$dir" ] || return 0
+    mkdir -p "$dir/seen"
+    for f in "$dir"/*; do
+        [ -f "$f" ] || continue
+        if grep -qE 'ERROR: [A-Za-z]+Sanitizer|runtime error: ' "$f"; then
+            echo "not ok - $label: sanitizer report $(basename "$f")"
+            sed -n '1,60p' "$f" | sed 's/^/    # /'
+            n=$((n + 1))
+        fi
+        mv "$f" "$dir/seen/$(echo "$label" | tr '/ []' '-___').$(basename "$f")"
+    done
+    failed=$((failed + n))
+    if [ "$n" -gt 0 ]; then
+        case " ${broken[*]} " in *" $label "*) ;; *) broken+=("$label") ;; esac
+    fi
 }
 
 run_tap() {
@@ -41,7 +79,8 @@ run_tap() {
     echo "# --- $name"
     "$@" 2>&1 | count_tap
     local rc=${PIPESTATUS[0]}
-    read -r p f < tests/out/.counts
+    read -r p f t < tests/out/.counts
+    todo=$((todo + t))
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
         # crashed or exited non-zero without a failing test point
         f=1
@@ -50,9 +89,10 @@ run_tap() {
     passed=$((passed + p))
     failed=$((failed + f))
     [ "$f" -gt 0 ] && broken+=("$name")
+    sanitizer_reports "$name"
 }
 
-if [ "$what" = unit ] || [ "$what" = all ]; then
+if wants unit; then
     for t in "$build"/tests/t_*; do
         [ -x "$t" ] || continue
         run_tap "$(basename "$t")" "$t"
@@ -92,6 +132,7 @@ run_node_test() {
     passed=$((passed + p))
     failed=$((failed + x))
     [ "$x" -gt 0 ] && broken+=("$label")
+    sanitizer_reports "$label"
 }
 
 # The fronts a file runs behind: its "// e2e-fronts: A B (why)" line, else
@@ -104,7 +145,7 @@ file_fronts() {
     if [ -n "$line" ]; then echo "${line%%(*}"; else echo "$all_fronts"; fi
 }
 
-if [ "$what" = e2e ] || [ "$what" = all ]; then
+if wants e2e; then
     # The fake upstream's own tests need no front.
     for f in tests/fake/*.test.mjs; do
         [ -f "$f" ] && run_node_test "$f" "$f"
@@ -122,7 +163,7 @@ if [ "$what" = e2e ] || [ "$what" = all ]; then
     done
 fi
 
-if [ "$what" = e2e ] || [ "$what" = browser ] || [ "$what" = all ]; then
+if wants e2e || wants browser; then
     # Once, not per front: the dashboard is static files, which every front
     # serves alike (tests/e2e/front.test.mjs checks that). A missing Chromium
     # fails these tests; it is never a skip.
@@ -131,6 +172,9 @@ if [ "$what" = e2e ] || [ "$what" = browser ] || [ "$what" = all ]; then
     done
 fi
 
+# A report from a process that outlived its test (written after the sweep).
+sanitizer_reports "after the last test"
+[ "$todo" -gt 0 ] && echo "# todo: $todo points of known defects (\"# TODO\" above)"
 if [ "${#broken[@]}" -gt 0 ]; then
     echo "# failing: ${broken[*]}"
 fi

@@ -234,9 +234,18 @@ static int segments_scan(int learn)
         return -1;
     }
     while (fgets(line, sizeof line, f)) {
-        long long key, shmid, perms, size, cpid;
-        if (sscanf(line, "%lld %lld %lld %lld %lld", &key, &shmid, &perms, &size, &cpid) != 5)
+        /* key shmid perms size cpid ...: the key, and the creator's pid */
+        char *p = line, *end;
+        long long field[5];
+        int fields = 0;
+        for (; fields < 5; fields++, p = end) {
+            field[fields] = strtoll(p, &end, 10);
+            if (end == p)
+                break;
+        }
+        if (fields != 5)
             continue;
+        long long key = field[0], cpid = field[4];
         if (learn && cpid == getpid() && key > 0)
             key_base = key - key % 32;
         else if (!learn && key_base >= 0 && key >= key_base && key < key_base + 32)

@@ -20,7 +20,9 @@
  * exit status and log lines the parent checks. Nothing sleeps: the workers
  * do what the parent's commands say, one step at a time.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -309,17 +311,27 @@ static long long free_bytes(const char *path)
     return statvfs(path, &v) == 0 ? (long long)v.f_bavail * (long long)v.f_frsize : -1;
 }
 
-/* The bytes of dir's files whose name ends with suffix. */
+/* The bytes of dir's files whose name matches the shell pattern "*" suffix
+ * (".db", "log.*"). */
 static long long files_bytes(const char *dir, const char *suffix)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "cat %s/*%s | wc -c", dir, suffix);
-    FILE *p = popen(cmd, "r");
-    long long n = -1;
-    if (p && fscanf(p, "%lld", &n) != 1)
-        n = -1;
-    if (p)
-        pclose(p);
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "*%s", suffix);
+    long long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[600];
+        struct stat st;
+        if (fnmatch(pattern, e->d_name, 0) != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            n += (long long)st.st_size;
+    }
+    closedir(d);
     return n;
 }
 
@@ -620,6 +632,18 @@ static unsigned worker_put(store *s, int id, uint32_t *seq, unsigned n)
  * NOW"; "verify" (answers the rl_err and the problems found); "exit".
  * Its log goes to its own file, so that the disk-full noise stays there.
  */
+/* Whether line is "<name><number>": the number in *n (strtoul, whole line). */
+static int command_arg(const char *line, const char *name, unsigned long *n)
+{
+    size_t len = strlen(name);
+    if (strncmp(line, name, len) != 0)
+        return 0;
+    char *end;
+    errno = 0;
+    *n = strtoul(line + len, &end, 10);
+    return errno == 0 && end != line + len && (*end == '\n' || *end == '\0');
+}
+
 static void worker_main(int id, int in, int out)
 {
     char log[200];
@@ -644,7 +668,7 @@ static void worker_main(int id, int in, int out)
             store_close(s);
             s = NULL;
             fprintf(w, "0\n");
-        } else if (sscanf(line, "put %lu", &n) == 1) {
+        } else if (command_arg(line, "put ", &n)) {
             fprintf(w, "%u\n", s ? worker_put(s, id, &seq, (unsigned)n) : 0);
         } else if (strncmp(line, "spin", 4) == 0) {
             for (unsigned i = 0;; i++) {
@@ -653,7 +677,7 @@ static void worker_main(int id, int in, int out)
                 if (i == 20)
                     fprintf(w, "spinning\n");
             }
-        } else if (sscanf(line, "maintain %lu", &n) == 1) {
+        } else if (command_arg(line, "maintain ", &n)) {
             fprintf(w, "%d\n", s ? (int)store_maintain(s, n) : (int)RL_STORE);
         } else if (strncmp(line, "verify", 6) == 0) {
             unsigned problems = 0;
