@@ -12,7 +12,9 @@
  * ("persistent": cleanup paths then run short of memory too).
  *
  * The work:
- *   - adapters: for each case of the fixtures in tests/fixtures/providers, the
+ *   - adapters: for each case of the fixtures in tests/fixtures/providers
+ *     and of tests/unit/t_oom.json (the same format: answers whose
+ *     renderings the fixtures do not reach), the
  *     adapter's inspect on the client request, then on the canned reply:
  *     each stream event classified and counted for usage (frame_each),
  *     stream_to_body or body_complete, usage, body_to_stream, and
@@ -711,6 +713,60 @@ static void adapter_work(scenario *sc, run *r)
 
 static const rl_err adapter_allowed[] = {RL_NOMEM};
 
+/* Every call of c's work succeeds without a failure injected: a case
+ * written to reach renderings does reach them. */
+static int renders_whole(scenario *sc)
+{
+    run r;
+    run_init(&r);
+    sc->work(sc, &r);
+    int whole = r.n > 0;
+    for (int i = 0; i < r.n; i++)
+        if (r.err[i] != RL_OK) {
+            printf("#   %s: %s\n", r.what[i], rl_err_text(r.err[i]));
+            whole = 0;
+        }
+    run_release(&r);
+    return whole;
+}
+
+/* Sweeps each case of a file in the fixtures' format (label #1, #2, ...);
+ * whole: each case must also render without a failure. */
+static void test_case_file(const char *path, const char *label, int whole, int *cases)
+{
+    json_error_t jerr;
+    json_t *all = json_load_file(path, 0, &jerr);
+    if (!ok(json_is_array(all), "a fixture file loads")) {
+        printf("#   %s: %s\n", path, jerr.text);
+        return;
+    }
+    size_t i;
+    json_t *fx;
+    json_array_foreach(all, i, fx)
+    {
+        acase c;
+        scenario sc = {.work = adapter_work, .allowed = adapter_allowed, .nallowed = 1, .ctx = &c};
+        snprintf(sc.name, sizeof sc.name, "%s #%zu", label, i + 1);
+        if (acase_load(&c, fx) != 0) {
+            ok(0, sc.name);
+            printf("#   the fixture case does not route to a cacheable endpoint\n");
+            acase_release(&c);
+            continue;
+        }
+        if (whole) {
+            char what[200];
+            snprintf(what, sizeof what, "%s (%s) renders without a failure", sc.name,
+                     json_string_value(json_object_get(fx, "name")));
+            ok(renders_whole(&sc), what);
+        }
+        sweep(&sc, 0);
+        sweep(&sc, 1);
+        acase_release(&c);
+        ++*cases;
+    }
+    json_decref(all);
+}
+
 static void test_adapters(const char *dir, int *cases)
 {
     static const char *const files[] = {"openai",    "azure",  "openai-compatible",
@@ -718,32 +774,7 @@ static void test_adapters(const char *dir, int *cases)
     for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s.json", dir, files[f]);
-        json_error_t jerr;
-        json_t *all = json_load_file(path, 0, &jerr);
-        if (!ok(json_is_array(all), "a fixture file loads")) {
-            printf("#   %s: %s\n", path, jerr.text);
-            continue;
-        }
-        size_t i;
-        json_t *fx;
-        json_array_foreach(all, i, fx)
-        {
-            acase c;
-            scenario sc = {
-                .work = adapter_work, .allowed = adapter_allowed, .nallowed = 1, .ctx = &c};
-            snprintf(sc.name, sizeof sc.name, "%s #%zu", files[f], i + 1);
-            if (acase_load(&c, fx) != 0) {
-                ok(0, sc.name);
-                printf("#   the fixture case does not route to a cacheable endpoint\n");
-                acase_release(&c);
-                continue;
-            }
-            sweep(&sc, 0);
-            sweep(&sc, 1);
-            acase_release(&c);
-            ++*cases;
-        }
-        json_decref(all);
+        test_case_file(path, files[f], 0, cases);
     }
 }
 
@@ -969,6 +1000,12 @@ int main(void)
     test_adapters("tests/fixtures/providers", &cases);
     ok(cases >= 30, "every fixture case ran");
     printf("# %d fixture cases\n", cases);
+    /* Renderings the fixtures do not reach: logprobs and refusals, a
+     * Responses function call, Anthropic's thinking, redacted thinking,
+     * citations and tool input, Gemini's candidates, Ollama's thinking. */
+    int extra = 0;
+    test_case_file("tests/unit/t_oom.json", "extra", 1, &extra);
+    ok(extra >= 5, "every extra case ran");
 
     snprintf(tmp, sizeof tmp, "/tmp/t_oom.XXXXXX");
     if (!mkdtemp(tmp)) {
