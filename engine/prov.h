@@ -82,9 +82,13 @@ typedef struct prov_info {
  * included; output includes reasoning ("thinking") tokens. */
 typedef struct prov_usage {
     int64_t input, output, cached_input, cache_write;
+    /* An event could not be read for want of memory: the counts are
+     * unknown (-1) and stay so, since counts put together from part of an
+     * answer would be wrong ones (see usage_event). */
+    int lost;
 } prov_usage;
 
-#define PROV_USAGE_UNKNOWN ((prov_usage){-1, -1, -1, -1})
+#define PROV_USAGE_UNKNOWN ((prov_usage){-1, -1, -1, -1, 0})
 
 /* How a stream event counts toward completeness. */
 typedef enum {
@@ -115,7 +119,9 @@ typedef struct prov_ops {
                       rl_buf *why);
 
     /* Classifies one stream event (see frame.h: for SSE its event name and
-     * data; for NDJSON a line; for a JSON array an element). */
+     * data; for NDJSON a line; for a JSON array an element). An event it
+     * cannot read for want of memory is PROV_EVENT_ERROR: whether the
+     * stream is complete cannot be told, so it is passed on but not kept. */
     prov_event_kind (*classify_event)(const char *event, const char *data, size_t len);
 
     /* True when a non-stream success body is a complete answer worth
@@ -131,13 +137,16 @@ typedef struct prov_ops {
     rl_err (*body_to_stream)(const char *body, size_t len, const prov_info *info, rl_buf *out);
 
     /* Reads the token counts of a complete answer (a body, or a stream in
-     * the given framing). RL_OK with -1 fields when it has none. */
+     * the given framing). RL_OK with -1 fields when it has none; RL_NOMEM
+     * (and -1 fields) when it could not be read for want of memory. */
     rl_err (*usage)(entry_kind kind, frame_kind framing, const char *data, size_t len,
                     prov_usage *out);
 
     /* The same, one stream event at a time, as the stream passes (the
      * engine counts streams it does not keep): updates the prov_usage at
-     * ctx with what the event says, keeping what earlier events said.
+     * ctx with what the event says, keeping what earlier events said. An
+     * event it cannot read for want of memory makes the usage lost (see
+     * prov_usage), and later events leave a lost usage alone.
      * Shaped as a frame_event_fn; its return value means nothing. */
     int (*usage_event)(void *ctx, const char *event, const char *data, size_t len);
 

@@ -136,12 +136,12 @@ static rl_err anthropic_inspect(const prov_request *r, prov_info *info, rl_buf *
 
     json_error_t jerr;
     json_t *root = prov_json_load(r->body ? r->body : "", r->body_len, &jerr);
-    if (!root) {
+    rl_err err = root ? RL_BAD_REQUEST : prov_json_failed(&jerr, RL_BAD_JSON);
+    if (err == RL_BAD_JSON)
         rl_buf_printf(why, "There was an error parsing the body of your request: %s (at byte %d)",
                       jerr.text, jerr.position);
-        return RL_BAD_JSON;
-    }
-    rl_err err = RL_BAD_REQUEST;
+    if (!root)
+        return err;
     if (!json_is_object(root)) {
         rl_buf_puts(why, "Input should be a valid dictionary or object to extract fields from");
         goto out;
@@ -197,13 +197,15 @@ out:
 /* ---- streams ----------------------------------------------------------- */
 
 /* The "type" string of a JSON object's text, copied into buf ("" when
- * there is none). */
-static void data_type(const char *data, size_t len, char *buf, size_t cap)
+ * there is none). RL_NOMEM when it could not be read for want of memory. */
+static rl_err data_type(const char *data, size_t len, char *buf, size_t cap)
 {
-    json_t *j = prov_json_load(data, len, NULL);
+    json_error_t jerr;
+    json_t *j = prov_json_load(data, len, &jerr);
     const char *t = json_string_value(json_object_get(j, "type"));
     snprintf(buf, cap, "%s", t ? t : "");
     json_decref(j);
+    return j ? RL_OK : prov_json_failed(&jerr, RL_OK);
 }
 
 static prov_event_kind anthropic_classify_event(const char *event, const char *data, size_t len)
@@ -212,7 +214,8 @@ static prov_event_kind anthropic_classify_event(const char *event, const char *d
     /* Anthropic names every event; an unnamed one ("message" per the SSE
      * rules) is judged by the type inside its data. */
     if (!event || !*event || strcmp(event, "message") == 0) {
-        data_type(data, len, type, sizeof type);
+        if (data_type(data, len, type, sizeof type) != RL_OK)
+            return PROV_EVENT_ERROR; /* unreadable: see prov.h */
         event = type;
     }
     if (strcmp(event, "message_stop") == 0)
@@ -332,7 +335,9 @@ static rl_err apply_delta(ablock *b, json_t *delta)
             if (json_object_set_new(b->block, "citations", list) != 0)
                 return RL_NOMEM;
         }
-        return citation && json_array_append(list, citation) == 0 ? RL_OK : RL_UPSTREAM_PROTOCOL;
+        if (!citation)
+            return RL_UPSTREAM_PROTOCOL;
+        return json_array_append(list, citation) == 0 ? RL_OK : RL_NOMEM;
     }
     return RL_OK; /* a delta type this version does not know: nothing to keep */
 }
@@ -438,8 +443,12 @@ static int assemble_event(void *ctx, const char *event, const char *data, size_t
 {
     assembly *a = ctx;
     (void)event;
-    json_t *ev = prov_json_load(data, len, NULL);
-    a->err = json_is_object(ev) ? on_event(a, ev) : RL_UPSTREAM_PROTOCOL;
+    json_error_t jerr;
+    json_t *ev = prov_json_load(data, len, &jerr);
+    if (!ev)
+        a->err = prov_json_failed(&jerr, RL_UPSTREAM_PROTOCOL);
+    else
+        a->err = json_is_object(ev) ? on_event(a, ev) : RL_UPSTREAM_PROTOCOL;
     json_decref(ev);
     return a->err != RL_OK;
 }
@@ -453,8 +462,10 @@ static int by_index(const void *x, const void *y)
 /* Sets key of obj to the accumulated text. */
 static rl_err set_text(json_t *obj, const char *key, const rl_buf *buf)
 {
+    /* The pieces were JSON strings, so their join is valid UTF-8: a NULL
+     * string is out of memory. */
     json_t *s = json_stringn(buf->data ? buf->data : "", buf->len);
-    return s && json_object_set_new(obj, key, s) == 0 ? RL_OK : RL_UPSTREAM_PROTOCOL;
+    return json_object_set_new(obj, key, s) == 0 ? RL_OK : RL_NOMEM;
 }
 
 /* The finished block: accumulated strings in place, tool input parsed
@@ -469,10 +480,14 @@ static rl_err finish_block(ablock *b)
     if (err == RL_OK && b->has_signature)
         err = set_text(b->block, "signature", &b->signature);
     if (err == RL_OK && b->has_partial) {
-        json_t *input =
-            b->partial.len ? prov_json_load(b->partial.data, b->partial.len, NULL) : json_object();
-        if (!input || json_object_set_new(b->block, "input", input) != 0)
-            err = RL_UPSTREAM_PROTOCOL;
+        json_error_t jerr;
+        json_t *input = NULL;
+        if (!b->partial.len)
+            err = (input = json_object()) ? RL_OK : RL_NOMEM;
+        else if (!(input = prov_json_load(b->partial.data, b->partial.len, &jerr)))
+            err = prov_json_failed(&jerr, RL_UPSTREAM_PROTOCOL);
+        if (err == RL_OK && json_object_set_new(b->block, "input", input) != 0)
+            err = RL_NOMEM;
     }
     return err;
 }
@@ -562,18 +577,19 @@ static rl_err put_block(rl_buf *out, size_t index, json_t *block)
     json_t *citations = json_object_get(block, "citations");
     json_t *input = json_object_get(block, "input");
     int is_thinking = json_is_string(thinking);
-    if (!start)
-        return RL_NOMEM;
+    int failed = !start;
     if (json_is_string(text))
-        json_object_set_new(start, "text", json_string(""));
+        failed |= json_object_set_new(start, "text", json_string(""));
     if (json_is_array(citations))
-        json_object_set_new(start, "citations", json_array());
+        failed |= json_object_set_new(start, "citations", json_array());
     if (is_thinking) {
-        json_object_set_new(start, "thinking", json_string(""));
+        failed |= json_object_set_new(start, "thinking", json_string(""));
         json_object_del(start, "signature");
     }
     if (input)
-        json_object_set_new(start, "input", json_object());
+        failed |= json_object_set_new(start, "input", json_object());
+    if (!(start = prov_json_check(start, failed)))
+        return RL_NOMEM;
     rl_err err = put_event(out, "content_block_start",
                            json_pack("{s:s, s:I, s:o}", "type", "content_block_start", "index",
                                      (json_int_t)index, "content_block", start));
@@ -619,9 +635,10 @@ static rl_err anthropic_body_to_stream(const char *body, size_t len, const prov_
                                        rl_buf *out)
 {
     (void)info; /* Anthropic streams only as SSE */
-    json_t *msg = prov_json_load(body, len, NULL);
+    json_error_t jerr;
+    json_t *msg = prov_json_load(body, len, &jerr);
     json_t *content = json_object_get(msg, "content");
-    rl_err err = RL_UPSTREAM_PROTOCOL;
+    rl_err err = msg ? RL_UPSTREAM_PROTOCOL : prov_json_failed(&jerr, RL_UPSTREAM_PROTOCOL);
     const char *type = json_string_value(json_object_get(msg, "type"));
     if (!json_is_array(content) || !type || strcmp(type, "message") != 0)
         goto out;
@@ -630,21 +647,18 @@ static rl_err anthropic_body_to_stream(const char *body, size_t len, const prov_
     err = RL_NOMEM;
     json_t *usage = json_object_get(msg, "usage");
     json_t *start_usage = json_is_object(usage) ? json_deep_copy(usage) : json_object();
-    if (!start_usage)
-        goto out;
+    int failed = !start_usage;
     if (!json_is_integer(json_object_get(start_usage, "output_tokens")))
-        json_object_set_new(start_usage, "output_tokens", json_integer(1));
-    json_t *start = json_copy(msg);
-    if (!start) {
-        json_decref(start_usage);
-        goto out;
-    }
-    json_object_set_new(start, "content", json_array());
-    json_object_set_new(start, "stop_reason", json_null());
-    json_object_set_new(start, "stop_sequence", json_null());
-    json_object_set_new(start, "usage", start_usage);
+        failed |= json_object_set_new(start_usage, "output_tokens", json_integer(1));
+    json_t *start = prov_json_copy(msg);
+    failed |= json_object_set_new(start, "content", json_array());
+    failed |= json_object_set_new(start, "stop_reason", json_null());
+    failed |= json_object_set_new(start, "stop_sequence", json_null());
+    failed |= json_object_set_new(start, "usage", start_usage); /* taken, even by a NULL start */
     for (size_t m = 0; m < sizeof LATE_MEMBERS / sizeof *LATE_MEMBERS; m++)
         json_object_del(start, LATE_MEMBERS[m]);
+    if (!(start = prov_json_check(start, failed)))
+        goto out;
     if ((err = put_event(out, "message_start",
                          json_pack("{s:s, s:o}", "type", "message_start", "message", start))) !=
         RL_OK)
@@ -711,14 +725,18 @@ static int usage_event(void *ctx, const char *event, const char *data, size_t le
     /* Runs on every event of every stream and cache hit: only
      * message_start and message_delta carry usage, so skip the parse of the
      * content deltas. */
-    if (!memmem(data, len, "\"usage\"", 7))
+    prov_usage *u = ctx;
+    if (u->lost || !memmem(data, len, "\"usage\"", 7))
         return 0;
-    json_t *ev = prov_json_load(data, len, NULL);
+    json_error_t jerr;
+    json_t *ev = prov_json_load(data, len, &jerr);
+    if (!ev)
+        return prov_usage_failed(u, &jerr) != RL_OK;
     const char *type = json_string_value(json_object_get(ev, "type"));
     if (type && strcmp(type, "message_start") == 0)
-        usage_from(json_object_get(json_object_get(ev, "message"), "usage"), ctx);
+        usage_from(json_object_get(json_object_get(ev, "message"), "usage"), u);
     else if (type && strcmp(type, "message_delta") == 0)
-        usage_from(json_object_get(ev, "usage"), ctx);
+        usage_from(json_object_get(ev, "usage"), u);
     json_decref(ev);
     return 0;
 }
@@ -727,12 +745,15 @@ static rl_err anthropic_usage(entry_kind kind, frame_kind framing, const char *d
                               prov_usage *out)
 {
     *out = PROV_USAGE_UNKNOWN;
-    if (kind == ENTRY_STREAM)
-        return frame_each(framing, data, len, usage_event, out);
-    json_t *j = prov_json_load(data, len, NULL);
+    if (kind == ENTRY_STREAM) {
+        rl_err err = frame_each(framing, data, len, usage_event, out);
+        return out->lost ? RL_NOMEM : err;
+    }
+    json_error_t jerr;
+    json_t *j = prov_json_load(data, len, &jerr);
     if (!json_is_object(j)) {
         json_decref(j);
-        return RL_UPSTREAM_PROTOCOL;
+        return j ? RL_UPSTREAM_PROTOCOL : prov_json_failed(&jerr, RL_UPSTREAM_PROTOCOL);
     }
     usage_from(json_object_get(j, "usage"), out); /* a token count has none */
     json_decref(j);

@@ -1,5 +1,6 @@
 /* prov_common.c — what every adapter shares: request accessors, JSON dumps. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -120,22 +121,72 @@ static long depth_exceeded_at(const char *data, size_t len, int max)
     return -1;
 }
 
+/* Fills err as jansson would, with code (kept, as jansson keeps it, in the
+ * last byte of its text). */
+static void set_error(json_error_t *err, enum json_error_code code, long position, const char *text)
+{
+    memset(err, 0, sizeof *err);
+    size_t n = strnlen(text, sizeof err->text - 2);
+    memcpy(err->text, text, n);
+    err->text[sizeof err->text - 1] = (char)code;
+    err->position = (int)position;
+    err->line = err->column = -1;
+}
+
+/*
+ * jansson 2.14 has no one way of saying that a parse ran out of memory
+ * (load.c): a failed object, array, number or lexer buffer returns NULL
+ * with no error set at all; a failed copy of a string returns "invalid
+ * token near ..." as if the text were wrong; and a lexer buffer that could
+ * not grow drops a byte (lex_save ignores the failure), so a parse may even
+ * "succeed" with a string missing a character. Only malloc tells every
+ * time: errno is ENOMEM after any of them. So a parse after which errno says
+ * ENOMEM, or that failed without an error, ran out of memory, and its
+ * result, whatever it is, is not used. (A malloc that found memory after
+ * one attempt failed may leave ENOMEM too: under such pressure a request
+ * fails with 500, which it may.)
+ */
 json_t *prov_json_load(const char *data, size_t len, json_error_t *err)
 {
+    json_error_t unused;
+    if (!err)
+        err = &unused;
     if (!data)
         data = "";
     long at = depth_exceeded_at(data, len, PROV_JSON_MAX_DEPTH);
     if (at >= 0) {
-        if (err) {
-            memset(err, 0, sizeof *err);
-            snprintf(err->text, sizeof err->text,
-                     "arrays and objects nested deeper than %d levels (Relay's limit)",
-                     PROV_JSON_MAX_DEPTH);
-            err->position = (int)at;
-        }
+        char text[JSON_ERROR_TEXT_LENGTH];
+        snprintf(text, sizeof text,
+                 "arrays and objects nested deeper than %d levels (Relay's limit)",
+                 PROV_JSON_MAX_DEPTH);
+        set_error(err, json_error_stack_overflow, at, text);
         return NULL;
     }
-    return json_loadb(data, len, JSON_ALLOW_NUL, err);
+    int saved = errno;
+    errno = 0;
+    err->text[0] = '\0';
+    json_t *j = json_loadb(data, len, JSON_ALLOW_NUL, err);
+    if (errno == ENOMEM || (!j && err->text[0] == '\0')) {
+        json_decref(j);
+        j = NULL;
+        set_error(err, json_error_out_of_memory, 0, "out of memory while parsing JSON");
+    }
+    errno = saved;
+    return j;
+}
+
+rl_err prov_json_failed(const json_error_t *err, rl_err invalid)
+{
+    return json_error_code(err) == json_error_out_of_memory ? RL_NOMEM : invalid;
+}
+
+rl_err prov_usage_failed(prov_usage *u, const json_error_t *err)
+{
+    if (prov_json_failed(err, RL_OK) == RL_OK)
+        return RL_OK;
+    *u = PROV_USAGE_UNKNOWN;
+    u->lost = 1;
+    return RL_NOMEM;
 }
 
 int prov_credential_ok(const char *value)
@@ -185,6 +236,24 @@ rl_err prov_json_dump(json_t *j, size_t flags, rl_buf *out)
     dump_sink d = {out, 0};
     int rc = json_dump_callback(j, dump_to_buf, &d, flags);
     return rc == 0 && !d.failed ? RL_OK : RL_NOMEM;
+}
+
+json_t *prov_json_check(json_t *j, int failed)
+{
+    if (!failed)
+        return j;
+    json_decref(j);
+    return NULL;
+}
+
+json_t *prov_json_copy(json_t *j)
+{
+    json_t *copy = json_is_object(j) ? json_object() : NULL;
+    int failed = !copy;
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v) failed |= json_object_set(copy, key, v);
+    return prov_json_check(copy, failed);
 }
 
 rl_err prov_json_put(rl_buf *out, const char *before, json_t *j, size_t flags, const char *after)

@@ -103,9 +103,10 @@ static rl_err gemini_inspect(const prov_request *r, prov_info *info, rl_buf *can
 
     json_t *root = prov_json_load(r->body, r->body_len, &jerr);
     if (!root) {
-        rl_buf_printf(why, "Invalid JSON payload received. %s (at byte %d).", jerr.text,
-                      jerr.position);
-        return RL_BAD_JSON;
+        if ((err = prov_json_failed(&jerr, RL_BAD_JSON)) == RL_BAD_JSON)
+            rl_buf_printf(why, "Invalid JSON payload received. %s (at byte %d).", jerr.text,
+                          jerr.position);
+        return err;
     }
     if (!json_is_object(root)) {
         rl_buf_puts(why, "Invalid JSON payload received. The request body must be a JSON "
@@ -184,7 +185,10 @@ static prov_event_kind gemini_classify_event(const char *event, const char *data
     if (!memmem(data, len, "\"error\"", 7) && !memmem(data, len, "\"finishReason\"", 14) &&
         !memmem(data, len, "\"blockReason\"", 13))
         return PROV_EVENT_DATA;
-    json_t *j = prov_json_load(data, len, NULL);
+    json_error_t jerr;
+    json_t *j = prov_json_load(data, len, &jerr);
+    if (!j && prov_json_failed(&jerr, RL_OK) == RL_NOMEM)
+        return PROV_EVENT_ERROR; /* unreadable: see prov.h */
     prov_event_kind kind = classify_chunk(j);
     json_decref(j);
     return kind;
@@ -264,8 +268,8 @@ static int merge_parts(json_t *merged, json_t *parts)
             continue;
         }
         /* A shallow copy: joining later text replaces keys of the copy only. */
-        if (json_array_append_new(merged,
-                                  json_is_object(part) ? json_copy(part) : json_incref(part)) != 0)
+        if (json_array_append_new(merged, json_is_object(part) ? prov_json_copy(part)
+                                                               : json_incref(part)) != 0)
             return -1;
     }
     return 0;
@@ -321,7 +325,7 @@ typedef struct assembly {
     json_t *indexes;    /* their candidate index, one integer each */
     int chunks;         /* chunks seen */
     int has_candidates; /* some chunk had a candidates array */
-    int failed;
+    rl_err err;         /* RL_UPSTREAM_PROTOCOL for a chunk that is not an object, RL_NOMEM */
 } assembly;
 
 /* The merged candidate for index (appended when new), or NULL. */
@@ -345,10 +349,11 @@ static int assemble_chunk(void *ctx, const char *event, const char *data, size_t
 {
     assembly *a = ctx;
     (void)event;
-    json_t *chunk = prov_json_load(data, len, NULL);
+    json_error_t jerr;
+    json_t *chunk = prov_json_load(data, len, &jerr);
     if (!json_is_object(chunk)) {
+        a->err = chunk ? RL_UPSTREAM_PROTOCOL : prov_json_failed(&jerr, RL_UPSTREAM_PROTOCOL);
         json_decref(chunk);
-        a->failed = 1;
         return 1;
     }
     if (json_object_get(chunk, "error")) { /* such a stream is never stored */
@@ -363,7 +368,7 @@ static int assemble_chunk(void *ctx, const char *event, const char *data, size_t
         if (strcmp(key, "candidates") == 0)
             continue;
         if (json_object_set(a->top, key, v) != 0)
-            a->failed = 1;
+            a->err = RL_NOMEM;
     }
     json_t *candidates = json_object_get(chunk, "candidates");
     if (json_is_array(candidates)) {
@@ -378,24 +383,26 @@ static int assemble_chunk(void *ctx, const char *event, const char *data, size_t
             json_t *m = candidate_for(a, json_is_integer(index) ? json_integer_value(index)
                                                                 : (json_int_t)i);
             if (!m || merge_candidate(m, c) != 0)
-                a->failed = 1;
+                a->err = RL_NOMEM;
         }
     }
     json_decref(chunk);
-    return a->failed;
+    return a->err != RL_OK;
 }
 
 /* One GenerateContentResponse from the chunks of a stream in either
  * framing: candidates first, then the other fields as they first came. */
 static rl_err gemini_stream_to_body(frame_kind framing, const char *stream, size_t len, rl_buf *out)
 {
-    assembly a = {json_object(), json_array(), json_array(), 0, 0, 0};
+    assembly a = {json_object(), json_array(), json_array(), 0, 0, RL_OK};
     json_t *body = json_object();
     rl_err err = RL_NOMEM;
     if (!a.top || !a.candidates || !a.indexes || !body)
         goto out;
     err = frame_each(framing, stream, len, assemble_chunk, &a);
-    if (a.failed || (err == RL_OK && a.chunks == 0))
+    if (a.err != RL_OK)
+        err = a.err;
+    else if (err == RL_OK && a.chunks == 0)
         err = RL_UPSTREAM_PROTOCOL;
     if (err != RL_OK)
         goto out;
@@ -425,8 +432,9 @@ out:
 static rl_err gemini_body_to_stream(const char *body, size_t len, const prov_info *info,
                                     rl_buf *out)
 {
-    json_t *j = prov_json_load(body, len, NULL);
-    rl_err err = RL_UPSTREAM_PROTOCOL;
+    json_error_t jerr;
+    json_t *j = prov_json_load(body, len, &jerr);
+    rl_err err = j ? RL_UPSTREAM_PROTOCOL : prov_json_failed(&jerr, RL_UPSTREAM_PROTOCOL);
     if (!json_is_object(j))
         goto out;
     switch (info->framing) {
@@ -475,10 +483,14 @@ static void read_usage(json_t *j, prov_usage *u)
 static int usage_chunk(void *ctx, const char *event, const char *data, size_t len)
 {
     (void)event;
-    if (!memmem(data, len, "\"usageMetadata\"", 15))
+    prov_usage *u = ctx;
+    if (u->lost || !memmem(data, len, "\"usageMetadata\"", 15))
         return 0;
-    json_t *j = prov_json_load(data, len, NULL);
-    read_usage(j, ctx); /* the last chunk with usage holds the totals */
+    json_error_t jerr;
+    json_t *j = prov_json_load(data, len, &jerr);
+    if (!j)
+        return prov_usage_failed(u, &jerr) != RL_OK;
+    read_usage(j, u); /* the last chunk with usage holds the totals */
     json_decref(j);
     return 0;
 }
@@ -487,9 +499,14 @@ static rl_err gemini_usage(entry_kind kind, frame_kind framing, const char *data
                            prov_usage *out)
 {
     *out = PROV_USAGE_UNKNOWN;
-    if (kind == ENTRY_STREAM)
-        return frame_each(framing, data, len, usage_chunk, out);
-    json_t *j = prov_json_load(data, len, NULL);
+    if (kind == ENTRY_STREAM) {
+        rl_err err = frame_each(framing, data, len, usage_chunk, out);
+        return out->lost ? RL_NOMEM : err;
+    }
+    json_error_t jerr;
+    json_t *j = prov_json_load(data, len, &jerr);
+    if (!j)
+        return prov_usage_failed(out, &jerr);
     read_usage(j, out);
     json_decref(j);
     return RL_OK;

@@ -88,9 +88,10 @@ static rl_err ollama_inspect(const prov_request *r, prov_info *info, rl_buf *can
     }
     json_t *root = prov_json_load(r->body, r->body_len, &jerr);
     if (!root) {
-        rl_buf_printf(why, "invalid JSON in request body: %s (at byte %d)", jerr.text,
-                      jerr.position);
-        return RL_BAD_JSON;
+        if ((err = prov_json_failed(&jerr, RL_BAD_JSON)) == RL_BAD_JSON)
+            rl_buf_printf(why, "invalid JSON in request body: %s (at byte %d)", jerr.text,
+                          jerr.position);
+        return err;
     }
     if (!json_is_object(root)) {
         rl_buf_puts(why, "the request body must be a JSON object");
@@ -178,7 +179,8 @@ out:
 /* ---- streams ----------------------------------------------------------- */
 
 /* A line that is not a JSON object counts as an error: Ollama never sends
- * one, and a stream with one must not be stored. */
+ * one, and a stream with one must not be stored. So does a line that could
+ * not be read for want of memory (see prov.h). */
 static prov_event_kind ollama_classify_event(const char *event, const char *data, size_t len)
 {
     (void)event;
@@ -224,10 +226,11 @@ static int assemble_line(void *ctx, const char *event, const char *data, size_t 
     assembly *a = ctx;
     if (a->final)
         return 0; /* nothing after the end counts */
-    json_t *line = prov_json_load(data, len, NULL);
+    json_error_t jerr;
+    json_t *line = prov_json_load(data, len, &jerr);
     if (!json_is_object(line) || json_object_get(line, "error")) {
+        a->err = line ? RL_UPSTREAM_PROTOCOL : prov_json_failed(&jerr, RL_UPSTREAM_PROTOCOL);
         json_decref(line);
-        a->err = RL_UPSTREAM_PROTOCOL;
         return 1;
     }
     json_t *message = json_object_get(line, "message");
@@ -399,9 +402,10 @@ static rl_err ollama_body_to_stream(const char *body, size_t len, const prov_inf
                                     rl_buf *out)
 {
     (void)info;
-    json_t *answer = prov_json_load(body, len, NULL);
+    json_error_t jerr;
+    json_t *answer = prov_json_load(body, len, &jerr);
     json_t *first = NULL, *last = NULL;
-    rl_err err = RL_UPSTREAM_PROTOCOL;
+    rl_err err = answer ? RL_UPSTREAM_PROTOCOL : prov_json_failed(&jerr, RL_UPSTREAM_PROTOCOL);
     json_t *message = json_object_get(answer, "message");
     if (!json_is_object(answer) ||
         (!json_is_object(message) && !json_is_string(json_object_get(answer, "response"))))
@@ -463,12 +467,16 @@ static int usage_line(void *ctx, const char *event, const char *data, size_t len
     (void)event;
     /* Runs on every line of every stream and cache hit: only the last line
      * ("done": true) has the counts, so skip the parse of the others. */
-    if (!memmem(data, len, "eval_count", 10))
+    prov_usage *u = ctx;
+    if (u->lost || !memmem(data, len, "eval_count", 10))
         return 0;
-    json_t *line = prov_json_load(data, len, NULL);
+    json_error_t jerr;
+    json_t *line = prov_json_load(data, len, &jerr);
+    if (!line)
+        return prov_usage_failed(u, &jerr) != RL_OK;
     int stop = json_is_true(json_object_get(line, "done"));
     if (stop)
-        read_counts(line, ctx);
+        read_counts(line, u);
     json_decref(line);
     return stop;
 }
@@ -486,9 +494,12 @@ static rl_err ollama_usage(entry_kind kind, frame_kind framing, const char *data
     if (kind == ENTRY_STREAM) {
         rl_err err = frame_each(framing, data, len, usage_line, out);
         /* RL_STOPPED is usage_line stopping at the done line. */
-        return err == RL_STOPPED ? RL_OK : err;
+        return out->lost ? RL_NOMEM : err == RL_STOPPED ? RL_OK : err;
     }
-    json_t *body = prov_json_load(data, len, NULL);
+    json_error_t jerr;
+    json_t *body = prov_json_load(data, len, &jerr);
+    if (!body)
+        return prov_usage_failed(out, &jerr) == RL_NOMEM ? RL_NOMEM : RL_UPSTREAM_PROTOCOL;
     rl_err err = json_is_object(body) ? RL_OK : RL_UPSTREAM_PROTOCOL;
     if (err == RL_OK)
         read_counts(body, out);

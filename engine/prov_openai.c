@@ -82,9 +82,10 @@ static rl_err openai_inspect(const prov_request *r, prov_info *info, rl_buf *can
 
     json_t *root = prov_json_load(r->body, r->body_len, &jerr);
     if (!root) {
-        rl_buf_printf(why, "We could not parse the JSON body of your request: %s (at byte %d)",
-                      jerr.text, jerr.position);
-        return RL_BAD_JSON;
+        if ((err = prov_json_failed(&jerr, RL_BAD_JSON)) == RL_BAD_JSON)
+            rl_buf_printf(why, "We could not parse the JSON body of your request: %s (at byte %d)",
+                          jerr.text, jerr.position);
+        return err;
     }
     if (!json_is_object(root)) {
         rl_buf_puts(why, "The request body must be a JSON object.");
@@ -164,43 +165,46 @@ out:
 
 /* ---- streams ----------------------------------------------------------- */
 
-/* The type of a Responses API event: its SSE event name, or the data's
- * "type" when the event has no name. Empty when neither says. */
-static void response_event_type(const char *event, const char *data, size_t len, char *out,
-                                size_t cap)
+/* A Responses API event's kind, by its type (its SSE event name, or the
+ * "type" of its data). */
+static prov_event_kind response_event_kind(const char *type)
 {
-    out[0] = '\0';
-    if (event && strcmp(event, "message") != 0) {
-        snprintf(out, cap, "%s", event);
-        return;
-    }
-    if (!memmem(data, len, "\"type\"", 6))
-        return;
-    json_t *j = prov_json_load(data, len, NULL);
-    json_t *type = json_object_get(j, "type");
-    if (json_is_string(type))
-        snprintf(out, cap, "%s", json_string_value(type));
-    json_decref(j);
-}
-
-static prov_event_kind openai_classify_event(const char *event, const char *data, size_t len)
-{
-    if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
-        return PROV_EVENT_END;
-    char type[64];
-    response_event_type(event, data, len, type, sizeof type);
     /* A Responses stream ends with its final state: completed, or
      * incomplete (a token limit, like a chat finish_reason "length"). */
     if (strcmp(type, "response.completed") == 0 || strcmp(type, "response.incomplete") == 0)
         return PROV_EVENT_END;
     if (strcmp(type, "response.failed") == 0 || strcmp(type, "error") == 0)
         return PROV_EVENT_ERROR;
-    /* Only parse the chunks that could be an error object. */
-    if (!memmem(data, len, "\"error\"", 7))
-        return PROV_EVENT_DATA;
-    json_t *j = prov_json_load(data, len, NULL);
+    return PROV_EVENT_DATA;
+}
+
+/* The kind of an unnamed event whose data parsed as j: by its "type"
+ * (Responses), else an error object (Chat and Completions) or data. */
+static prov_event_kind data_kind(json_t *j)
+{
+    const char *type = json_string_value(json_object_get(j, "type"));
+    if (type && *type)
+        return response_event_kind(type);
     json_t *e = json_object_get(j, "error");
-    prov_event_kind kind = e && !json_is_null(e) && !type[0] ? PROV_EVENT_ERROR : PROV_EVENT_DATA;
+    return e && !json_is_null(e) ? PROV_EVENT_ERROR : PROV_EVENT_DATA;
+}
+
+static prov_event_kind openai_classify_event(const char *event, const char *data, size_t len)
+{
+    if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
+        return PROV_EVENT_END;
+    if (event && strcmp(event, "message") != 0)
+        return response_event_kind(event);
+    /* Most chunks are text: only parse those with a type or an error
+     * member (a quoted key inside a string is escaped, so content cannot
+     * fake these). */
+    if (!memmem(data, len, "\"type\"", 6) && !memmem(data, len, "\"error\"", 7))
+        return PROV_EVENT_DATA;
+    json_error_t jerr;
+    json_t *j = prov_json_load(data, len, &jerr);
+    if (!j && prov_json_failed(&jerr, RL_OK) == RL_NOMEM)
+        return PROV_EVENT_ERROR; /* unreadable: see prov.h */
+    prov_event_kind kind = data_kind(j);
     json_decref(j);
     return kind;
 }
@@ -270,56 +274,82 @@ static json_t *make_tool_call(json_int_t index)
                      "name", "", "arguments", "");
 }
 
-/* Merges one chunk's choice delta into the assembled choice. */
-static void merge_delta(json_t *choice, json_t *c)
+/* Sets key of dst to src's member key when src has it (the chunks copy
+ * what the answer says, and leave out what it does not). 0, or -1 when it
+ * could not be set. */
+static int copy_member(json_t *dst, json_t *src, const char *key)
+{
+    json_t *v = json_object_get(src, key);
+    return v ? json_object_set(dst, key, v) : 0;
+}
+
+/* Merges one tool call delta into the assembled tool calls. */
+static int merge_tool_call(json_t *merged, json_t *tc)
+{
+    json_t *m = by_index(merged, json_integer_value(json_object_get(tc, "index")), make_tool_call);
+    if (!m)
+        return -1;
+    int failed = 0;
+    if (json_is_string(json_object_get(tc, "id")))
+        failed |= copy_member(m, tc, "id");
+    if (json_is_string(json_object_get(tc, "type")))
+        failed |= copy_member(m, tc, "type");
+    json_t *fn = json_object_get(tc, "function");
+    json_t *mfn = json_object_get(m, "function");
+    failed |= concat_string(mfn, "name", json_object_get(fn, "name"));
+    failed |= concat_string(mfn, "arguments", json_object_get(fn, "arguments"));
+    return failed ? -1 : 0;
+}
+
+/* The member key of obj, created with make() when absent; NULL when it
+ * could not be. */
+static json_t *member(json_t *obj, const char *key, json_t *(*make)(void))
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v && json_object_set_new(obj, key, make()) == 0)
+        v = json_object_get(obj, key);
+    return v;
+}
+
+static json_t *make_logprobs(void)
+{
+    return json_pack("{s:[], s:n}", "content", "refusal");
+}
+
+/* Merges one chunk's choice delta into the assembled choice. 0, or -1 when
+ * out of memory. */
+static int merge_delta(json_t *choice, json_t *c)
 {
     json_t *message = json_object_get(choice, "message");
     json_t *delta = json_object_get(c, "delta");
+    int failed = 0;
     if (json_is_string(json_object_get(delta, "role")))
-        json_object_set(message, "role", json_object_get(delta, "role"));
-    concat_string(message, "content", json_object_get(delta, "content"));
-    concat_string(message, "refusal", json_object_get(delta, "refusal"));
+        failed |= copy_member(message, delta, "role");
+    failed |= concat_string(message, "content", json_object_get(delta, "content"));
+    failed |= concat_string(message, "refusal", json_object_get(delta, "refusal"));
 
     json_t *calls = json_object_get(delta, "tool_calls");
     if (json_is_array(calls)) {
-        json_t *merged = json_object_get(message, "tool_calls");
-        if (!merged) {
-            json_object_set_new(message, "tool_calls", json_array());
-            merged = json_object_get(message, "tool_calls");
-        }
+        json_t *merged = member(message, "tool_calls", json_array);
         size_t i;
         json_t *tc;
-        json_array_foreach(calls, i, tc)
-        {
-            json_t *m =
-                by_index(merged, json_integer_value(json_object_get(tc, "index")), make_tool_call);
-            if (!m)
-                continue;
-            if (json_is_string(json_object_get(tc, "id")))
-                json_object_set(m, "id", json_object_get(tc, "id"));
-            if (json_is_string(json_object_get(tc, "type")))
-                json_object_set(m, "type", json_object_get(tc, "type"));
-            json_t *fn = json_object_get(tc, "function");
-            json_t *mfn = json_object_get(m, "function");
-            concat_string(mfn, "name", json_object_get(fn, "name"));
-            concat_string(mfn, "arguments", json_object_get(fn, "arguments"));
-        }
+        json_array_foreach(calls, i, tc) failed |= !merged || merge_tool_call(merged, tc) != 0;
     }
 
     json_t *lp = json_object_get(c, "logprobs");
     if (json_is_object(lp)) {
-        json_t *mlp = json_object_get(choice, "logprobs");
-        if (!json_is_object(mlp)) {
-            json_object_set_new(choice, "logprobs", json_pack("{s:[], s:n}", "content", "refusal"));
-            mlp = json_object_get(choice, "logprobs");
-        }
+        if (!json_is_object(json_object_get(choice, "logprobs")))
+            json_object_del(choice, "logprobs"); /* null until the first */
+        json_t *mlp = member(choice, "logprobs", make_logprobs);
         json_t *content = json_object_get(lp, "content");
         if (json_is_array(content))
-            json_array_extend(json_object_get(mlp, "content"), content);
+            failed |= json_array_extend(json_object_get(mlp, "content"), content);
+        else
+            failed |= !mlp;
     }
-    json_t *finish = json_object_get(c, "finish_reason");
-    if (json_is_string(finish))
-        json_object_set(choice, "finish_reason", finish);
+    if (json_is_string(json_object_get(c, "finish_reason")))
+        failed |= copy_member(choice, c, "finish_reason");
+    return failed ? -1 : 0;
 }
 
 typedef struct assembly {
@@ -327,7 +357,7 @@ typedef struct assembly {
     json_t *choices;
     json_t *response; /* a Responses stream: the final response object */
     int legacy;       /* chunks of the legacy Completions API */
-    int failed;
+    rl_err err;       /* RL_UPSTREAM_PROTOCOL for an event that is not JSON, RL_NOMEM */
 } assembly;
 
 static json_t *make_text_choice(json_int_t index)
@@ -348,31 +378,34 @@ static int is_set(json_t *v)
     return 1;
 }
 
-static int assemble_event(void *ctx, const char *event, const char *data, size_t len)
+/* Merges one chunk's choice into the assembled choices. 0, or -1 when out
+ * of memory. */
+static int merge_choice(assembly *a, json_t *c)
 {
-    assembly *a = ctx;
-    prov_event_kind kind = openai_classify_event(event, data, len);
-    if (kind == PROV_EVENT_ERROR || (kind == PROV_EVENT_END && data[0] == '['))
-        return 0;
-    json_t *chunk = prov_json_load(data, len, NULL);
-    if (!json_is_object(chunk)) {
-        json_decref(chunk);
-        a->failed = 1;
-        return 1;
+    json_int_t index = json_integer_value(json_object_get(c, "index"));
+    json_t *choice = by_index(a->choices, index, a->legacy ? make_text_choice : make_choice);
+    if (!choice)
+        return -1;
+    if (a->legacy) {
+        int failed = concat_string(choice, "text", json_object_get(c, "text"));
+        if (json_is_string(json_object_get(c, "finish_reason")))
+            failed |= copy_member(choice, c, "finish_reason");
+        return failed ? -1 : 0;
     }
-    if (kind == PROV_EVENT_END) { /* response.completed carries the whole answer */
-        json_t *response = json_object_get(chunk, "response");
-        if (json_is_object(response)) {
-            json_decref(a->response);
-            a->response = json_incref(response);
-        }
-        json_decref(chunk);
-        return 0;
-    }
-    if (json_is_string(json_object_get(chunk, "type"))) { /* other Responses events */
-        json_decref(chunk);
-        return 0;
-    }
+    if (merge_delta(choice, c) != 0)
+        return -1;
+    /* Azure rates each piece of the answer; the last verdict with content
+     * stands for the whole, as in its non-stream answer. */
+    json_t *filter = json_object_get(c, "content_filter_results");
+    if (json_is_object(filter) && json_object_size(filter) > 0)
+        return copy_member(choice, c, "content_filter_results");
+    return 0;
+}
+
+/* Merges a Chat or Completions chunk into the assembly. 0, or -1 when out
+ * of memory. */
+static int merge_chunk(assembly *a, json_t *chunk)
+{
     const char *object = json_string_value(json_object_get(chunk, "object"));
     if (object && strcmp(object, "text_completion") == 0)
         a->legacy = 1;
@@ -381,55 +414,61 @@ static int assemble_event(void *ctx, const char *event, const char *data, size_t
      * empty ("" and 0). */
     static const char *const ident[] = {"id", "created", "model", "system_fingerprint",
                                         "service_tier"};
-    for (size_t i = 0; i < sizeof ident / sizeof ident[0]; i++) {
-        json_t *v = json_object_get(chunk, ident[i]);
-        if (is_set(v) && !json_object_get(a->result, ident[i]))
-            json_object_set(a->result, ident[i], v);
-    }
+    int failed = 0;
+    for (size_t i = 0; i < sizeof ident / sizeof ident[0]; i++)
+        if (is_set(json_object_get(chunk, ident[i])) && !json_object_get(a->result, ident[i]))
+            failed |= copy_member(a->result, chunk, ident[i]);
     /* Azure's content filtering: the prompt's verdict once, at the top. */
-    json_t *prompt_filter = json_object_get(chunk, "prompt_filter_results");
-    if (json_is_array(prompt_filter))
-        json_object_set(a->result, "prompt_filter_results", prompt_filter);
+    if (json_is_array(json_object_get(chunk, "prompt_filter_results")))
+        failed |= copy_member(a->result, chunk, "prompt_filter_results");
     size_t i;
     json_t *c;
-    json_array_foreach(json_object_get(chunk, "choices"), i, c)
-    {
-        json_int_t index = json_integer_value(json_object_get(c, "index"));
-        if (a->legacy) {
-            json_t *choice = by_index(a->choices, index, make_text_choice);
-            if (!choice)
-                continue;
-            concat_string(choice, "text", json_object_get(c, "text"));
-            json_t *finish = json_object_get(c, "finish_reason");
-            if (json_is_string(finish))
-                json_object_set(choice, "finish_reason", finish);
-            continue;
-        }
-        json_t *choice = by_index(a->choices, index, make_choice);
-        if (choice)
-            merge_delta(choice, c);
-        /* Azure rates each piece of the answer; the last verdict with
-         * content stands for the whole, as in its non-stream answer. */
-        json_t *filter = json_object_get(c, "content_filter_results");
-        if (choice && json_is_object(filter) && json_object_size(filter) > 0)
-            json_object_set(choice, "content_filter_results", filter);
+    json_array_foreach(json_object_get(chunk, "choices"), i, c) failed |= merge_choice(a, c);
+    if (json_is_object(json_object_get(chunk, "usage")))
+        failed |= copy_member(a->result, chunk, "usage");
+    return failed ? -1 : 0;
+}
+
+static int assemble_event(void *ctx, const char *event, const char *data, size_t len)
+{
+    assembly *a = ctx;
+    if (len == 6 && memcmp(data, "[DONE]", 6) == 0)
+        return 0;
+    int named = event && strcmp(event, "message") != 0;
+    if (named && response_event_kind(event) == PROV_EVENT_ERROR)
+        return 0; /* such a stream is never stored: nothing to assemble */
+    json_error_t jerr;
+    json_t *chunk = prov_json_load(data, len, &jerr);
+    if (!json_is_object(chunk)) {
+        a->err = chunk ? RL_UPSTREAM_PROTOCOL : prov_json_failed(&jerr, RL_UPSTREAM_PROTOCOL);
+        json_decref(chunk);
+        return 1;
     }
-    json_t *usage = json_object_get(chunk, "usage");
-    if (json_is_object(usage))
-        json_object_set(a->result, "usage", usage);
+    prov_event_kind kind = named ? response_event_kind(event) : data_kind(chunk);
+    if (kind == PROV_EVENT_END) { /* response.completed carries the whole answer */
+        json_t *response = json_object_get(chunk, "response");
+        if (json_is_object(response)) {
+            json_decref(a->response);
+            a->response = json_incref(response);
+        }
+    } else if (kind == PROV_EVENT_DATA && !json_is_string(json_object_get(chunk, "type"))) {
+        /* not an error, nor another Responses event: a Chat or Completions chunk */
+        if (merge_chunk(a, chunk) != 0)
+            a->err = RL_NOMEM;
+    }
     json_decref(chunk);
-    return 0;
+    return a->err != RL_OK;
 }
 
 static rl_err openai_stream_to_body(frame_kind framing, const char *stream, size_t len, rl_buf *out)
 {
-    assembly a = {json_object(), json_array(), NULL, 0, 0};
+    assembly a = {json_object(), json_array(), NULL, 0, RL_OK};
     rl_err err = RL_NOMEM;
     if (!a.result || !a.choices)
         goto out;
     err = frame_each(framing, stream, len, assemble_event, &a);
-    if (a.failed)
-        err = RL_UPSTREAM_PROTOCOL;
+    if (a.err != RL_OK)
+        err = a.err;
     if (err != RL_OK)
         goto out;
     if (a.response) {
@@ -437,8 +476,8 @@ static rl_err openai_stream_to_body(frame_kind framing, const char *stream, size
         goto out;
     }
 
-    json_object_set_new(a.result, "object",
-                        json_string(a.legacy ? "text_completion" : "chat.completion"));
+    int failed = json_object_set_new(a.result, "object",
+                                     json_string(a.legacy ? "text_completion" : "chat.completion"));
     /* Tool calls in a message carry no "index" in the non-stream shape. */
     size_t i;
     json_t *choice;
@@ -450,10 +489,10 @@ static rl_err openai_stream_to_body(frame_kind framing, const char *stream, size
         json_t *tc;
         json_array_foreach(calls, k, tc) json_object_del(tc, "index");
     }
-    json_object_set(a.result, "choices", a.choices);
+    failed |= json_object_set(a.result, "choices", a.choices);
     if (!json_object_get(a.result, "usage"))
-        json_object_set_new(a.result, "usage", json_null());
-    err = prov_json_dump(a.result, JSON_COMPACT | JSON_PRESERVE_ORDER, out);
+        failed |= json_object_set_new(a.result, "usage", json_null());
+    err = failed ? RL_NOMEM : prov_json_dump(a.result, JSON_COMPACT | JSON_PRESERVE_ORDER, out);
 out:
     json_decref(a.result);
     json_decref(a.choices);
@@ -467,36 +506,38 @@ static rl_err put_chunk(rl_buf *out, json_t *chunk)
     return prov_json_put(out, "data: ", chunk, JSON_COMPACT | JSON_PRESERVE_ORDER, "\n\n");
 }
 
-/* A chunk with the identity fields of the completion and one choice. */
-static json_t *new_chunk(json_t *completion, json_t *choice, int with_usage_null)
+/* A chunk with the identity fields the completion has and the choices
+ * given (taken; NULL, a json_pack that failed, gives NULL). NULL when out
+ * of memory. */
+static json_t *new_chunk(json_t *completion, json_t *choices, int with_usage_null)
 {
     json_t *chunk = json_object();
-    json_object_set(chunk, "id", json_object_get(completion, "id"));
-    json_object_set_new(chunk, "object", json_string("chat.completion.chunk"));
-    json_object_set(chunk, "created", json_object_get(completion, "created"));
-    json_object_set(chunk, "model", json_object_get(completion, "model"));
-    json_t *fp = json_object_get(completion, "system_fingerprint");
-    if (fp)
-        json_object_set(chunk, "system_fingerprint", fp);
-    json_t *tier = json_object_get(completion, "service_tier");
-    if (tier)
-        json_object_set(chunk, "service_tier", tier);
-    json_object_set_new(chunk, "choices", choice ? json_pack("[o]", choice) : json_array());
+    int failed = copy_member(chunk, completion, "id");
+    failed |= json_object_set_new(chunk, "object", json_string("chat.completion.chunk"));
+    failed |= copy_member(chunk, completion, "created");
+    failed |= copy_member(chunk, completion, "model");
+    failed |= copy_member(chunk, completion, "system_fingerprint");
+    failed |= copy_member(chunk, completion, "service_tier");
+    failed |= json_object_set_new(chunk, "choices", choices);
     if (with_usage_null)
-        json_object_set_new(chunk, "usage", json_null());
-    return chunk;
+        failed |= json_object_set_new(chunk, "usage", json_null());
+    return prov_json_check(chunk, failed);
+}
+
+/* A chunk with one choice (taken; NULL gives NULL). */
+static json_t *choice_chunk(json_t *completion, json_t *choice, int with_usage_null)
+{
+    return new_chunk(completion, json_pack("[o]", choice), with_usage_null);
 }
 
 /* Appends "event: TYPE\ndata: <event>\n\n" with the event's type and
  * sequence number set (a Responses stream), taking ev. */
 static rl_err put_typed(rl_buf *out, const char *type, json_t *ev, int *seq)
 {
-    if (!ev)
-        return RL_NOMEM;
-    json_object_set_new(ev, "type", json_string(type));
-    json_object_set_new(ev, "sequence_number", json_integer((*seq)++));
-    rl_err err;
-    if ((err = rl_buf_printf(out, "event: %s\ndata: ", type)) == RL_OK &&
+    int failed = json_object_set_new(ev, "type", json_string(type));
+    failed |= json_object_set_new(ev, "sequence_number", json_integer((*seq)++));
+    rl_err err = RL_NOMEM;
+    if (!failed && (err = rl_buf_printf(out, "event: %s\ndata: ", type)) == RL_OK &&
         (err = prov_json_dump(ev, JSON_COMPACT, out)) == RL_OK)
         err = rl_buf_puts(out, "\n\n");
     json_decref(ev);
@@ -509,13 +550,14 @@ static rl_err put_response_item(rl_buf *out, json_t *item, size_t index, int *se
     json_t *id = json_object_get(item, "id");
     const char *type = json_string_value(json_object_get(item, "type"));
     json_t *start = json_deep_copy(item);
-    json_object_set_new(start, "status", json_string("in_progress"));
+    int failed = json_object_set_new(start, "status", json_string("in_progress"));
     int message = type && strcmp(type, "message") == 0;
     int call = type && strcmp(type, "function_call") == 0;
     if (message)
-        json_object_set_new(start, "content", json_array());
+        failed |= json_object_set_new(start, "content", json_array());
     if (call)
-        json_object_set_new(start, "arguments", json_string(""));
+        failed |= json_object_set_new(start, "arguments", json_string(""));
+    start = prov_json_check(start, failed);
     rl_err err =
         put_typed(out, "response.output_item.added",
                   json_pack("{s:I, s:o}", "output_index", (json_int_t)index, "item", start), seq);
@@ -528,7 +570,7 @@ static rl_err put_response_item(rl_buf *out, json_t *item, size_t index, int *se
         json_t *text = json_object_get(part, "text");
         json_t *empty = json_deep_copy(part);
         if (json_is_string(text))
-            json_object_set_new(empty, "text", json_string(""));
+            empty = prov_json_check(empty, json_object_set_new(empty, "text", json_string("")));
         err = put_typed(out, "response.content_part.added",
                         json_pack("{s:O, s:I, s:I, s:o}", "item_id", id, "output_index",
                                   (json_int_t)index, "content_index", (json_int_t)k, "part", empty),
@@ -577,9 +619,10 @@ static rl_err response_to_stream(json_t *response, rl_buf *out)
 {
     int seq = 0;
     json_t *start = json_deep_copy(response);
-    json_object_set_new(start, "status", json_string("in_progress"));
-    json_object_set_new(start, "output", json_array());
-    json_object_set_new(start, "usage", json_null());
+    int failed = json_object_set_new(start, "status", json_string("in_progress"));
+    failed |= json_object_set_new(start, "output", json_array());
+    failed |= json_object_set_new(start, "usage", json_null());
+    start = prov_json_check(start, failed);
     rl_err err = put_typed(out, "response.created", json_pack("{s:O}", "response", start), &seq);
     if (err == RL_OK)
         err = put_typed(out, "response.in_progress", json_pack("{s:O}", "response", start), &seq);
@@ -610,7 +653,8 @@ static rl_err text_completion_to_stream(json_t *completion, rl_buf *out)
     json_t *choice;
     json_array_foreach(json_object_get(completion, "choices"), i, choice)
     {
-        json_t *chunk = json_pack("{s:O, s:s, s:O, s:O, s:[O]}", "id",
+        /* O*: a member the answer lacks is left out, as new_chunk does */
+        json_t *chunk = json_pack("{s:O*, s:s, s:O*, s:O*, s:[O]}", "id",
                                   json_object_get(completion, "id"), "object", "text_completion",
                                   "created", json_object_get(completion, "created"), "model",
                                   json_object_get(completion, "model"), "choices", choice);
@@ -623,8 +667,9 @@ static rl_err text_completion_to_stream(json_t *completion, rl_buf *out)
 static rl_err openai_body_to_stream(const char *body, size_t len, const prov_info *info,
                                     rl_buf *out)
 {
-    json_t *completion = prov_json_load(body, len, NULL);
-    rl_err err = RL_UPSTREAM_PROTOCOL;
+    json_error_t jerr;
+    json_t *completion = prov_json_load(body, len, &jerr);
+    rl_err err = completion ? RL_UPSTREAM_PROTOCOL : prov_json_failed(&jerr, RL_UPSTREAM_PROTOCOL);
     const char *object = json_string_value(json_object_get(completion, "object"));
     if (object && strcmp(object, "response") == 0) {
         err = response_to_stream(completion, out);
@@ -665,7 +710,7 @@ static rl_err openai_body_to_stream(const char *body, size_t len, const prov_inf
             json_pack("{s:I, s:{s:s, s:o, s:n}, s:n, s:n}", "index", index, "delta", "role",
                       role_name, "content", json_is_string(content) ? json_string("") : json_null(),
                       "refusal", "logprobs", "finish_reason");
-        if ((err = put_chunk(out, new_chunk(completion, first, with_usage))) != RL_OK)
+        if ((err = put_chunk(out, choice_chunk(completion, first, with_usage))) != RL_OK)
             goto out;
         if (json_is_string(content) && json_string_length(content) > 0) {
             json_t *c = json_pack(
@@ -673,16 +718,15 @@ static rl_err openai_body_to_stream(const char *body, size_t len, const prov_inf
                 json_object_get(choice, "logprobs") ? json_object_get(choice, "logprobs")
                                                     : json_null(),
                 "finish_reason");
-            json_t *filter = json_object_get(choice, "content_filter_results");
-            if (c && filter)
-                json_object_set(c, "content_filter_results", filter);
-            if ((err = put_chunk(out, new_chunk(completion, c, with_usage))) != RL_OK)
+            if (json_object_get(choice, "content_filter_results"))
+                c = prov_json_check(c, copy_member(c, choice, "content_filter_results"));
+            if ((err = put_chunk(out, choice_chunk(completion, c, with_usage))) != RL_OK)
                 goto out;
         }
         if (json_is_string(refusal) && json_string_length(refusal) > 0) {
             json_t *c = json_pack("{s:I, s:{s:O}, s:n, s:n}", "index", index, "delta", "refusal",
                                   refusal, "logprobs", "finish_reason");
-            if ((err = put_chunk(out, new_chunk(completion, c, with_usage))) != RL_OK)
+            if ((err = put_chunk(out, choice_chunk(completion, c, with_usage))) != RL_OK)
                 goto out;
         }
         json_t *calls = json_object_get(message, "tool_calls");
@@ -691,23 +735,24 @@ static rl_err openai_body_to_stream(const char *body, size_t len, const prov_inf
         json_array_foreach(calls, k, tc)
         {
             json_t *call = json_deep_copy(tc);
-            json_object_set_new(call, "index", json_integer((json_int_t)k));
+            call = prov_json_check(call,
+                                   json_object_set_new(call, "index", json_integer((json_int_t)k)));
             json_t *c = json_pack("{s:I, s:{s:[o]}, s:n, s:n}", "index", index, "delta",
                                   "tool_calls", call, "logprobs", "finish_reason");
-            if ((err = put_chunk(out, new_chunk(completion, c, with_usage))) != RL_OK)
+            if ((err = put_chunk(out, choice_chunk(completion, c, with_usage))) != RL_OK)
                 goto out;
         }
         json_t *last = json_pack(
             "{s:I, s:{}, s:n, s:O}", "index", index, "delta", "logprobs", "finish_reason",
             json_object_get(choice, "finish_reason") ? json_object_get(choice, "finish_reason")
                                                      : json_null());
-        if ((err = put_chunk(out, new_chunk(completion, last, with_usage))) != RL_OK)
+        if ((err = put_chunk(out, choice_chunk(completion, last, with_usage))) != RL_OK)
             goto out;
     }
     json_t *usage = json_object_get(completion, "usage");
     if (with_usage && json_is_object(usage)) {
-        json_t *chunk = new_chunk(completion, NULL, 0);
-        json_object_set(chunk, "usage", usage);
+        json_t *chunk = new_chunk(completion, json_array(), 0);
+        chunk = prov_json_check(chunk, json_object_set(chunk, "usage", usage));
         if ((err = put_chunk(out, chunk)) != RL_OK)
             goto out;
     }
@@ -764,11 +809,15 @@ static void read_usage(json_t *usage, prov_usage *u)
 static int usage_event(void *ctx, const char *event, const char *data, size_t len)
 {
     (void)event;
-    if (!memmem(data, len, "\"usage\"", 7))
+    prov_usage *u = ctx;
+    if (u->lost || !memmem(data, len, "\"usage\"", 7))
         return 0;
-    json_t *j = prov_json_load(data, len, NULL);
+    json_error_t jerr;
+    json_t *j = prov_json_load(data, len, &jerr);
+    if (!j)
+        return prov_usage_failed(u, &jerr) != RL_OK;
     json_t *response = json_object_get(j, "response");
-    read_usage(json_object_get(response ? response : j, "usage"), ctx);
+    read_usage(json_object_get(response ? response : j, "usage"), u);
     json_decref(j);
     return 0;
 }
@@ -777,9 +826,14 @@ static rl_err openai_usage(entry_kind kind, frame_kind framing, const char *data
                            prov_usage *out)
 {
     *out = PROV_USAGE_UNKNOWN;
-    if (kind == ENTRY_STREAM)
-        return frame_each(framing, data, len, usage_event, out);
-    json_t *j = prov_json_load(data, len, NULL);
+    if (kind == ENTRY_STREAM) {
+        rl_err err = frame_each(framing, data, len, usage_event, out);
+        return out->lost ? RL_NOMEM : err;
+    }
+    json_error_t jerr;
+    json_t *j = prov_json_load(data, len, &jerr);
+    if (!j)
+        return prov_usage_failed(out, &jerr);
     read_usage(json_object_get(j, "usage"), out);
     json_decref(j);
     return RL_OK;

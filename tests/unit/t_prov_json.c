@@ -1,13 +1,16 @@
 /* Unit tests for what every adapter parses (engine/prov_common.c,
  * prov_json_load): JSON nested without bound must be refused before it
  * reaches jansson's recursive parser and dumper, JSON at the limit must
- * still work on a request thread's stack, and "\u0000" is legal JSON. */
+ * still work on a request thread's stack, "\u0000" is legal JSON, and a
+ * parse that ran out of memory says so (it is not invalid JSON). */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/prov.h"
+#include "engine/prov_json.h"
 #include "tests/unit/tap.h"
 
 /* The stack size of a request thread (fcgi/front.c). */
@@ -199,6 +202,88 @@ static void check_upstream(void)
     free(deep);
 }
 
+/* jansson's allocations, failing the Nth (from 1) as malloc fails:
+ * NULL with errno ENOMEM. 0: none fails. */
+static unsigned long allocs_seen, alloc_to_fail;
+
+static void *failing_malloc(size_t n)
+{
+    if (++allocs_seen == alloc_to_fail) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return malloc(n);
+}
+
+/*
+ * The real jansson (not t_oom's stand-in), its Nth allocation failing for
+ * every N of a parse: prov_json_load gives the document unchanged, or
+ * NULL with json_error_out_of_memory, never a syntax error (jansson 2.14
+ * reports a failed copy of a string as "invalid token near ...", and a
+ * failed object, array or number as nothing at all) nor another document.
+ * The 20-byte string outgrows the lexer's first buffer (16 bytes), whose
+ * failure jansson ignores (load.c, lex_save: a byte is dropped).
+ */
+static void check_out_of_memory(void)
+{
+    static const char doc[] = "{\"model\":\"m\",\"n\":[1,-2.5e3,true,false,null,{}],"
+                              "\"s\":\"twenty characters...\",\"o\":{\"k\":[]}}";
+    json_error_t err;
+    json_t *j = prov_json_load(doc, sizeof doc - 1, &err);
+    char *want = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    unsigned long n, wrong = 0, failed = 0;
+    json_set_alloc_funcs(failing_malloc, free);
+    for (n = 1; n < 1000; n++) {
+        allocs_seen = 0;
+        alloc_to_fail = n;
+        memset(&err, 0, sizeof err);
+        j = prov_json_load(doc, sizeof doc - 1, &err);
+        alloc_to_fail = 0;
+        if (allocs_seen < n) { /* nothing failed: every allocation was counted */
+            json_decref(j);
+            break;
+        }
+        failed++;
+        char *got = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        int right = j ? got && want && strcmp(got, want) == 0
+                      : json_error_code(&err) == json_error_out_of_memory;
+        if (!right && ++wrong <= 3)
+            printf("#   allocation %lu failed: %s\n", n, j ? got : err.text);
+        free(got);
+        json_decref(j);
+    }
+    json_set_alloc_funcs(malloc, free);
+    free(want);
+    ok(want && failed > 5 && n < 1000,
+       "a parse fails each of its allocations in turn (the real jansson)");
+    is_int(wrong, 0, "... and each parse gives the document or says out of memory");
+
+    /* Without a failure, the codes say what is wrong, whatever err held. */
+    memset(&err, json_error_out_of_memory, sizeof err);
+    errno = ENOMEM;
+    j = prov_json_load("{\"a\":}", 6, &err);
+    ok(!j && json_error_code(&err) == json_error_invalid_syntax,
+       "invalid JSON is a syntax error, not out of memory (whatever err and errno held)");
+    is_int(prov_json_failed(&err, RL_UPSTREAM_PROTOCOL), RL_UPSTREAM_PROTOCOL,
+           "... which prov_json_failed maps to the caller's code");
+    memset(&err, json_error_out_of_memory, sizeof err);
+    char *deep = nested("{\"x\":", 200, '[', ']');
+    j = prov_json_load(deep, strlen(deep), &err);
+    ok(!j && json_error_code(&err) == json_error_stack_overflow,
+       "nesting past the limit is its own code, not out of memory");
+    is_int(prov_json_failed(&err, RL_BAD_JSON), RL_BAD_JSON, "... and maps to the caller's code");
+    free(deep);
+    allocs_seen = 0;
+    alloc_to_fail = 1;
+    json_set_alloc_funcs(failing_malloc, free);
+    j = prov_json_load("{}", 2, &err);
+    json_set_alloc_funcs(malloc, free);
+    alloc_to_fail = 0;
+    ok(!j, "a parse whose first allocation fails fails");
+    is_int(prov_json_failed(&err, RL_BAD_JSON), RL_NOMEM, "... and prov_json_failed says RL_NOMEM");
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -206,5 +291,6 @@ int main(void)
         check_nul(&cases[i]);
     }
     check_upstream();
+    check_out_of_memory();
     return tap_done();
 }
