@@ -170,6 +170,13 @@ static rl_err try_cache(exchange *x)
     if (err == RL_OK)
         err = exchange_send_answer(x, 200, ev.kind, ev.content_type, ev.body, ev.body_len,
                                    use == ENTRY_FRESH ? "HIT" : "STALE", age);
+    if (err == RL_NOMEM) {
+        /* The entry is fine; this process is short of memory. Neither throw
+         * the entry away nor pay the upstream for what is stored. */
+        exchange_fail(x, RL_NOMEM, NULL);
+        err = RL_OK;
+        goto out;
+    }
     if (err != RL_OK) {
         rl_error("cached entry %s cannot be rendered (%s): removing it", x->key_hex,
                  rl_err_text(err));
