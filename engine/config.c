@@ -26,6 +26,8 @@ typedef enum {
     KEY_ENUM,
     KEY_URL,   /* an http(s) URL with a host, no query, fragment or credentials */
     KEY_MOUNT, /* "" or a path prefix such as /anthropic */
+    KEY_FILE,  /* "" for none, or a file resolved like KEY_PATH */
+    KEY_ENV,   /* "" for none, or an environment variable's name */
 } key_kind;
 
 typedef struct config_key {
@@ -52,6 +54,7 @@ static const char *const upstream_default_urls[] = {"https://api.openai.com",
 static const char *const coalesce_mode_names[] = {"cacheable", "all", "off", NULL};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const metrics_access_names[] = {"admin", "open", NULL};
+static const char *const auth_mode_names[] = {"passthrough", "tokens", "both", NULL};
 
 #define RC(field) offsetof(relay_config, field)
 #define UC(field) offsetof(upstream_config, field)
@@ -90,15 +93,19 @@ static const config_key config_keys[] = {
     {"upstream.*", "connect_timeout", KEY_LONG, UC(connect_timeout), "10", 1, 600, NULL},
     {"upstream.*", "idle_timeout", KEY_LONG, UC(idle_timeout), "300", 1, 86400, NULL},
     {"upstream.*", "timeout", KEY_LONG, UC(timeout), "900", 1, 86400, NULL},
+    {"upstream.*", "api_key_file", KEY_FILE, UC(api_key_file), "", 0, 0, NULL},
+    {"upstream.*", "api_key_env", KEY_ENV, UC(api_key_env), "", 0, 0, NULL},
     {"admin", "token_file", KEY_PATH, RC(admin.token_file), "var/admin.token", 0, 0, NULL},
     {"metrics", "access", KEY_ENUM, RC(metrics.access), "admin", 0, 0, metrics_access_names},
+    {"auth", "mode", KEY_ENUM, RC(auth.mode), "both", 0, 0, auth_mode_names},
     {"log", "level", KEY_ENUM, RC(log.level), "info", 0, 0, log_level_names},
 };
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
 
 /* KEY_ENUM rows store an int into enum-typed fields. */
 _Static_assert(sizeof(cache_policy) == sizeof(int) && sizeof(upstream_type) == sizeof(int) &&
-                   sizeof(coalesce_mode) == sizeof(int) && sizeof(metrics_access) == sizeof(int),
+                   sizeof(coalesce_mode) == sizeof(int) && sizeof(metrics_access) == sizeof(int) &&
+                   sizeof(auth_mode) == sizeof(int),
                "enum fields must be int-sized");
 
 static int key_is_upstream(const config_key *k)
@@ -230,6 +237,20 @@ static int set_value(parse_state *st, upstream_config *up, const config_key *k, 
         }
         s = strdup(value);
         break;
+    case KEY_FILE:
+        s = value[0] ? resolve_path(st->dir, value) : strdup("");
+        break;
+    case KEY_ENV: {
+        /* A name as a shell writes it, so that a typo is said, not read as
+         * an unset variable at the first request. */
+        size_t n = strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_");
+        if (value[n] || (value[0] >= '0' && value[0] <= '9')) {
+            bad = "expected an environment variable's name (letters, digits, _)";
+            break;
+        }
+        s = strdup(value);
+        break;
+    }
     case KEY_PATH:
     case KEY_LISTEN:
         if (!value[0]) {
@@ -438,6 +459,13 @@ static int check_upstreams(parse_state *st)
             if (set_value(st, up, &config_keys[url_key], url, "default") != 0)
                 return -1;
         }
+        if (up->api_key_file[0] && up->api_key_env[0]) {
+            rl_buf_printf(st->why,
+                          "%s: [upstream.%s] api_key_file and api_key_env: set one of them, not "
+                          "both",
+                          cfg->path, up->name);
+            return -1;
+        }
         size_t n = strlen(up->mount);
         static const struct {
             size_t offset;
@@ -618,6 +646,8 @@ rl_err config_get_text(const relay_config *cfg, const char *dotted, rl_buf *out)
         case KEY_LISTEN:
         case KEY_URL:
         case KEY_MOUNT:
+        case KEY_FILE:
+        case KEY_ENV:
             return rl_buf_puts(out, *(char *const *)p);
         case KEY_LONG:
             return rl_buf_printf(out, "%ld", *(const long *)p);

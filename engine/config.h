@@ -31,6 +31,10 @@ typedef enum {
 typedef enum { COALESCE_CACHEABLE, COALESCE_ALL, COALESCE_OFF } coalesce_mode;
 /* Who may read /relay/metrics. */
 typedef enum { METRICS_ADMIN, METRICS_OPEN } metrics_access;
+/* Which credentials a request may present: its own provider key (passed
+ * through), a Relay client token (checked; the held key goes upstream), or
+ * either. */
+typedef enum { AUTH_MODE_PASSTHROUGH, AUTH_MODE_TOKENS, AUTH_MODE_BOTH } auth_mode;
 
 #define CONFIG_MAX_UPSTREAMS 32
 #define CONFIG_MAX_PRICES 512
@@ -49,6 +53,11 @@ typedef struct upstream_config {
     long connect_timeout; /* seconds */
     long idle_timeout;    /* seconds without a byte */
     long timeout;         /* seconds for the whole call */
+    /* The key Relay holds for this API and sends upstream for requests that
+     * present a Relay client token (engine/auth.h): a file (absolute; "" for
+     * none) or an environment variable's name ("" for none), never both. */
+    char *api_key_file;
+    char *api_key_env;
 } upstream_config;
 
 typedef struct relay_config {
@@ -89,6 +98,9 @@ typedef struct relay_config {
     struct {
         metrics_access access;
     } metrics;
+    struct {
+        auth_mode mode;
+    } auth;
     model_price prices[CONFIG_MAX_PRICES]; /* [pricing], in file order */
     size_t nprices;
     struct {
