@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "engine/cors.h"
 #include "engine/route.h"
 #include "store/base/rl_log.h"
 
@@ -24,8 +25,9 @@ typedef enum {
     KEY_LONG,
     KEY_U64,
     KEY_ENUM,
-    KEY_URL,   /* an http(s) URL with a host, no query, fragment or credentials */
-    KEY_MOUNT, /* "" or a path prefix such as /anthropic */
+    KEY_URL,     /* an http(s) URL with a host, no query, fragment or credentials */
+    KEY_MOUNT,   /* "" or a path prefix such as /anthropic */
+    KEY_ORIGINS, /* a list of web origins, normalised (engine/cors.h) */
 } key_kind;
 
 typedef struct config_key {
@@ -92,6 +94,8 @@ static const config_key config_keys[] = {
     {"upstream.*", "timeout", KEY_LONG, UC(timeout), "900", 1, 86400, NULL},
     {"admin", "token_file", KEY_PATH, RC(admin.token_file), "var/admin.token", 0, 0, NULL},
     {"metrics", "access", KEY_ENUM, RC(metrics.access), "admin", 0, 0, metrics_access_names},
+    {"cors", "allow_origins", KEY_ORIGINS, RC(cors.allow_origins), "", 0, 0, NULL},
+    {"cors", "max_age", KEY_LONG, RC(cors.max_age), "600", 0, 86400, NULL},
     {"log", "level", KEY_ENUM, RC(log.level), "info", 0, 0, log_level_names},
 };
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -230,6 +234,22 @@ static int set_value(parse_state *st, upstream_config *up, const config_key *k, 
         }
         s = strdup(value);
         break;
+    case KEY_ORIGINS: {
+        rl_buf list, reason;
+        rl_buf_init(&list, 0);
+        rl_buf_init(&reason, 0);
+        rl_err err = cors_origins_parse(value, &list, &reason);
+        if (err == RL_OK)
+            s = rl_buf_steal(&list, NULL);
+        else if (err == RL_CONFIG)
+            rl_buf_printf(st->why, "%s: %s", where,
+                          rl_buf_error(&reason) == RL_OK ? reason.data : "invalid origin");
+        rl_buf_release(&list);
+        rl_buf_release(&reason);
+        if (err == RL_CONFIG)
+            return -1;
+        break;
+    }
     case KEY_PATH:
     case KEY_LISTEN:
         if (!value[0]) {
@@ -618,6 +638,7 @@ rl_err config_get_text(const relay_config *cfg, const char *dotted, rl_buf *out)
         case KEY_LISTEN:
         case KEY_URL:
         case KEY_MOUNT:
+        case KEY_ORIGINS:
             return rl_buf_puts(out, *(char *const *)p);
         case KEY_LONG:
             return rl_buf_printf(out, "%ld", *(const long *)p);

@@ -89,6 +89,13 @@ typedef struct relay_config {
     struct {
         metrics_access access;
     } metrics;
+    struct {
+        /* "" (no origin may call Relay from a browser), or the allowed
+         * origins as browsers send them, separated by single spaces (see
+         * cors_origins_parse in engine/cors.h). */
+        char *allow_origins;
+        long max_age; /* seconds a browser may keep a preflight's answer */
+    } cors;
     model_price prices[CONFIG_MAX_PRICES]; /* [pricing], in file order */
     size_t nprices;
     struct {
