@@ -11,7 +11,8 @@
  *
  * Policy (README "CORS" says the same for users):
  *  - allow_origins lists exact origins, scheme://host[:port]; "*" and
- *    "null" are configuration errors (see cors_origins_parse).
+ *    "null" are configuration errors (engine/config.c reads the list and
+ *    keeps it as browsers send Origin: lower-case, no default port).
  *  - Relay never sends Access-Control-Allow-Credentials: a page presents
  *    its token in a header it sets itself, which needs no cookie, so a page
  *    can never ride on a user's cookies or HTTP authentication.
@@ -36,20 +37,8 @@
 #include "store/base/rl_buf.h"
 #include "store/base/rl_err.h"
 
-/*
- * Reads an [cors] allow_origins value: origins separated by commas and/or
- * spaces, each scheme://host[:port] with nothing after it. Appends them to
- * out normalised as browsers send Origin (scheme and host lower-case, the
- * default port of http and https dropped), separated by single spaces; an
- * empty value appends nothing (no origin is allowed). RL_OK, or RL_CONFIG
- * with the offending origin and the reason appended to why (e.g. "*"
- * refused because every request to Relay spends a credential or a local
- * model), or RL_NOMEM.
- */
-rl_err cors_origins_parse(const char *value, rl_buf *out, rl_buf *why);
-
 /* Whether origin (an Origin header's value) is one of cfg's allowed
- * origins: compared exactly, scheme and host without regard to case. */
+ * origins: compared exactly, without regard to case. */
 int cors_origin_allowed(const relay_config *cfg, const char *origin);
 
 /* Whether req is a CORS preflight: OPTIONS with an Origin and an
