@@ -90,9 +90,9 @@ typedef struct relay_config {
         metrics_access access;
     } metrics;
     struct {
-        /* "" (no origin may call Relay from a browser), or the allowed
-         * origins as browsers send them, separated by single spaces (see
-         * cors_origins_parse in engine/cors.h). */
+        /* "" (no page on another origin may read Relay's answers), or the
+         * allowed origins as browsers send Origin (scheme and host
+         * lower-case, no default port), separated by single spaces. */
         char *allow_origins;
         long max_age; /* seconds a browser may keep a preflight's answer */
     } cors;

@@ -47,8 +47,8 @@ static const char *const allowed_headers[] = {
 };
 /* clang-format on */
 
-/* Longest Access-Control-Request-Headers list read (Chromium's own limit on
- * a header is far above what any SDK sends). */
+/* Longest Access-Control-Allow-Headers list answered: a bound on what a
+ * client's request can make Relay write (the SDKs ask for under 600 bytes). */
 #define REQUEST_HEADERS_MAX 4096
 
 /* Header slots of a wrapped start(): what the engine sends (exchange_start
