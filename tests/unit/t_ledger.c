@@ -749,6 +749,41 @@ static void check_survivor(store *s, const char *where)
     ok(r.reserved[LEDGER_USD] == 0 && r.spent[LEDGER_USD] == 500 && holds(s) == 0, what);
 }
 
+static void note_problem(void *ctx, const char *file, const char *what)
+{
+    (void)what;
+    snprintf(ctx, 64, "%s", file);
+}
+
+/* A backup from before tokens.db, ledger.db and reservations.db still
+ * verifies (and so restores: the store creates them when it opens); one
+ * that has some of them but lost another does not. */
+static void test_older_backup(const char *bk)
+{
+    char old[160], cmd[512], path[256], file[64] = "";
+    snprintf(old, sizeof old, "%s/older", tmp);
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", bk, old);
+    ok(system(cmd) == 0, "copy the backup");
+    store_options o = opts();
+    unsigned problems = 9;
+    snprintf(path, sizeof path, "%s/reservations.db", old);
+    unlink(path);
+    is_int(store_verify_dir(old, &o, note_problem, file, &problems), RL_OK, "verify it");
+    is_int(problems, 1, "without reservations.db alone, it lost something");
+    is_str(file, "reservations.db", "named");
+    const char *later[] = {"tokens.db", "ledger.db"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", old, later[i]);
+        unlink(path);
+    }
+    is_int(store_verify_dir(old, &o, NULL, NULL, &problems), RL_OK, "verify it");
+    is_int(problems, 0, "without all three, it is a backup from before them");
+    snprintf(path, sizeof path, "%s/cache.db", old);
+    unlink(path);
+    is_int(store_verify_dir(old, &o, NULL, NULL, &problems), RL_OK, "verify it");
+    is_int(problems, 1, "cache.db is never optional");
+}
+
 static void test_survival(void)
 {
     char bk[160], home2[160], newkey[200], oldkey[200];
@@ -773,6 +808,7 @@ static void test_survival(void)
     is_int(store_verify(s, NULL, NULL, &problems), RL_OK, "verify the live store");
     is_int(problems, 0, "tokens, rows and reservations verify");
     store_close(s);
+    test_older_backup(bk);
 
     /* A restart. */
     s = NULL;
