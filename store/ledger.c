@@ -695,7 +695,8 @@ typedef struct walk {
 static int walk_take(void *ctx, const DBT *k, const DBT *d, int *stop)
 {
     walk *w = ctx;
-    if (k->size < w->prefix_len || memcmp(k->data, w->prefix, w->prefix_len) != 0) {
+    if (w->prefix_len &&
+        (k->size < w->prefix_len || memcmp(k->data, w->prefix, w->prefix_len) != 0)) {
         w->done = *stop = 1; /* past the prefix */
         return 0;
     }
