@@ -57,12 +57,27 @@
 #define SWEEP_TIME_MS 50           /* one maintenance run sweeps rows about this long */
 #define DEFAULT_HOLD_MAX_AGE 90000 /* 25 h: see store_options.hold_max_age */
 
-static const char *const window_names[] = {"?", "minute", "day", "month"};
+/* The window kinds, by their value: name, and how long a row is kept
+ * after its window ended. */
+static const struct {
+    const char *name;
+    uint64_t keep;
+} windows[] = {
+    {"?", 0},
+    [LEDGER_MINUTE] = {"minute", LEDGER_KEEP_MINUTE},
+    [LEDGER_DAY] = {"day", LEDGER_KEEP_DAY},
+    [LEDGER_MONTH] = {"month", LEDGER_KEEP_MONTH},
+};
 static const char *const unit_names[] = {"usd", "tokens", "requests"};
+
+static int window_known(ledger_window w)
+{
+    return w >= LEDGER_MINUTE && w <= LEDGER_MONTH;
+}
 
 const char *ledger_window_name(ledger_window w)
 {
-    return w >= LEDGER_MINUTE && w <= LEDGER_MONTH ? window_names[w] : window_names[0];
+    return windows[window_known(w) ? w : 0].name;
 }
 
 const char *ledger_unit_name(ledger_unit u)
@@ -134,17 +149,25 @@ uint64_t ledger_window_end(ledger_window w, uint64_t start)
     return 0;
 }
 
-static int window_known(ledger_window w)
-{
-    return w >= LEDGER_MINUTE && w <= LEDGER_MONTH;
-}
-
 /* ---- encodings ------------------------------------------------------------- */
+
+/* Whether the n bytes at p may be a scope: 1 to LEDGER_SCOPE_MAX bytes, no
+ * control characters (scopes hold names from requests, and go into log
+ * lines). */
+static int scope_ok(const uint8_t *p, size_t n)
+{
+    if (n == 0 || n > LEDGER_SCOPE_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < 0x20 || p[i] == 0x7f)
+            return 0;
+    return 1;
+}
 
 size_t ledger_key_encode(uint8_t *out, const char *scope, ledger_window w, uint64_t start)
 {
     size_t n = scope ? strnlen(scope, LEDGER_SCOPE_MAX + 1) : 0;
-    if (n == 0 || n > LEDGER_SCOPE_MAX || !window_known(w))
+    if (!scope_ok((const uint8_t *)scope, n) || !window_known(w))
         return 0;
     memcpy(out, scope, n);
     out[n] = '\0';
@@ -156,7 +179,7 @@ size_t ledger_key_encode(uint8_t *out, const char *scope, ledger_window w, uint6
 int ledger_key_decode(const uint8_t *key, size_t n, char *scope, ledger_window *w, uint64_t *start)
 {
     const uint8_t *nul = memchr(key, '\0', n < LEDGER_SCOPE_MAX + 1 ? n : LEDGER_SCOPE_MAX + 1);
-    if (!nul || nul == key || (size_t)(nul - key) + 10 != n)
+    if (!nul || (size_t)(nul - key) + 10 != n || !scope_ok(key, (size_t)(nul - key)))
         return -1;
     size_t len = (size_t)(nul - key);
     ledger_window kind = (ledger_window)key[len + 1];
@@ -899,9 +922,7 @@ static void holds_sweep(store *s, uint64_t now)
 /* Whether a row's window ended longer ago than its kind is kept. */
 static int row_expired(ledger_window w, uint64_t start, uint64_t now)
 {
-    uint64_t keep = w == LEDGER_MINUTE ? LEDGER_KEEP_MINUTE
-                    : w == LEDGER_DAY  ? LEDGER_KEEP_DAY
-                                       : LEDGER_KEEP_MONTH;
+    uint64_t keep = windows[w].keep; /* w decoded from a key: known */
     uint64_t end = ledger_window_end(w, start);
     return now > end && now - end > keep;
 }

@@ -60,7 +60,9 @@ typedef enum { LEDGER_USD = 0, LEDGER_TOKENS = 1, LEDGER_REQUESTS = 2 } ledger_u
 
 typedef enum { LEDGER_MINUTE = 1, LEDGER_DAY = 2, LEDGER_MONTH = 3 } ledger_window;
 
-#define LEDGER_SCOPE_MAX 200  /* bytes of a scope (a C string, not empty) */
+#define LEDGER_SCOPE_MAX                                                                           \
+    200                       /* bytes of a scope: a C string, not empty, no control               \
+                               * characters (0x00-0x1f, 0x7f) */
 #define LEDGER_MAX_CHARGES 16 /* charges per reservation */
 #define LEDGER_ID_LEN 16      /* bytes of a reservation's id (random) */
 
@@ -114,7 +116,7 @@ typedef struct ledger_refusal {
  * the amounts are reserved until settled, released, or released by
  * maintenance. RL_OVER_LIMIT when a charge does not fit: nothing is
  * reserved and *why (may be NULL) says which. RL_BAD_REQUEST for a scope
- * that is empty or longer than LEDGER_SCOPE_MAX; RL_INTERNAL (logged) for
+ * that is not one (see LEDGER_SCOPE_MAX); RL_INTERNAL (logged) for
  * n == 0 or above LEDGER_MAX_CHARGES, an unknown window, or the same scope
  * and window twice. RL_BAD_ENTRY (logged) when a row does not decode: a
  * budget that cannot be read is not spent blindly.

@@ -184,6 +184,15 @@ static void test_encodings(void)
     is_int(ledger_key_decode(key, n, scope, &w, &start), -1, "an unknown kind is refused");
     is_int(ledger_key_decode(key, 9, scope, &w, &start), -1, "no scope");
     is_int(ledger_key_encode(key, "", LEDGER_DAY, T0), 0, "an empty scope is not a key");
+    is_int(ledger_key_encode(key, "model:gpt\n4o", LEDGER_DAY, T0), 0,
+           "nor one with a control character (a model name from a request, for a log line)");
+    n = ledger_key_encode(key, "model:\xc3\xa9t\xc3\xa9 \"x\"", LEDGER_DAY, T0);
+    ok(n > 0 && ledger_key_decode(key, n, scope, &w, &start) == 0 &&
+           strcmp(scope, "model:\xc3\xa9t\xc3\xa9 \"x\"") == 0,
+       "other bytes are scope text (UTF-8, spaces, quotes)");
+    key[6] = 0x1b;
+    is_int(ledger_key_decode(key, n, scope, &w, &start), -1,
+           "a stored key with a control character is refused");
     char longest[LEDGER_SCOPE_MAX + 2];
     memset(longest, 'm', sizeof longest - 1);
     longest[LEDGER_SCOPE_MAX + 1] = '\0';
@@ -366,13 +375,18 @@ static void test_arithmetic(store *s)
     is_int(store_ledger_reserve(s, c, 0, now, id2, NULL), RL_INTERNAL, "no charges");
     ledger_charge dup[2] = {c[0], c[0]};
     is_int(store_ledger_reserve(s, dup, 2, now, id2, NULL), RL_INTERNAL, "one row twice");
+    ledger_row zero;
     ledger_charge bad = c[0];
     bad.scope = "";
     is_int(store_ledger_reserve(s, &bad, 1, now, id2, NULL), RL_BAD_REQUEST, "an empty scope");
+    bad.scope = "model:\r\nX-Injected: 1";
+    is_int(store_ledger_reserve(s, &bad, 1, now, id2, NULL), RL_BAD_REQUEST,
+           "a scope with control characters");
+    is_int(store_ledger_read(s, bad.scope, LEDGER_DAY, now, &zero), RL_BAD_REQUEST,
+           "is not read either");
     bad.scope = "x";
     bad.window = (ledger_window)7;
     is_int(store_ledger_reserve(s, &bad, 1, now, id2, NULL), RL_INTERNAL, "an unknown window");
-    ledger_row zero;
     is_int(store_ledger_read(s, "token:never", LEDGER_MONTH, now, &zero), RL_OK,
            "reading a row nothing was counted in");
     ok(zero.spent[0] == 0 && zero.reserved[0] == 0 && zero.updated == 0 &&
