@@ -11,7 +11,9 @@
  *
  * Cache values are opaque bytes to the store; it keeps beside each value
  * the metadata it needs for expiry and eviction (store_meta). Keys are the
- * 32-byte SHA-256 digests built by the engine.
+ * 32-byte SHA-256 digests built by the engine. The same environment holds
+ * the in-flight table (flight.h), Relay client tokens (token.h) and the
+ * budgets' ledger (ledger.h), each with its own header.
  *
  * Thread safety: a store handle may be shared by all threads of a process.
  * Every function is safe to call concurrently, also with other processes.
