@@ -24,8 +24,9 @@ typedef enum {
     KEY_LONG,
     KEY_U64,
     KEY_ENUM,
-    KEY_URL,   /* an http(s) URL with a host, no query, fragment or credentials */
-    KEY_MOUNT, /* "" or a path prefix such as /anthropic */
+    KEY_URL,     /* an http(s) URL with a host, no query, fragment or credentials */
+    KEY_MOUNT,   /* "" or a path prefix such as /anthropic */
+    KEY_ORIGINS, /* web origins for [cors]: scheme://host[:port], ... */
 } key_kind;
 
 typedef struct config_key {
@@ -92,6 +93,8 @@ static const config_key config_keys[] = {
     {"upstream.*", "timeout", KEY_LONG, UC(timeout), "900", 1, 86400, NULL},
     {"admin", "token_file", KEY_PATH, RC(admin.token_file), "var/admin.token", 0, 0, NULL},
     {"metrics", "access", KEY_ENUM, RC(metrics.access), "admin", 0, 0, metrics_access_names},
+    {"cors", "allow_origins", KEY_ORIGINS, RC(cors.allow_origins), "", 0, 0, NULL},
+    {"cors", "max_age", KEY_LONG, RC(cors.max_age), "600", 0, 86400, NULL},
     {"log", "level", KEY_ENUM, RC(log.level), "info", 0, 0, log_level_names},
 };
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -199,6 +202,111 @@ static const char *listen_refusal(const char *v)
     return NULL;
 }
 
+/* Characters of origins, in the C locale (no <ctype.h>: its answers depend on
+ * the locale). */
+static int is_alpha(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Why one entry o (n bytes) of [cors] allow_origins is refused, or NULL;
+ * when accepted, its form as a browser sends it in Origin (scheme and host
+ * lower-case, no default port of http or https) is appended to out,
+ * after a space when out is not empty. */
+static const char *origin_refusal(const char *o, size_t n, rl_buf *out)
+{
+    if (n == 1 && o[0] == '*')
+        return "a wildcard would let every web page use this Relay: every request to it "
+               "spends a credential (a Relay token, a provider key) or a model that needs "
+               "none (an Ollama or OpenAI-compatible upstream); list the origins of your apps "
+               "(scheme://host[:port]) instead";
+    if (n == 4 && strncasecmp(o, "null", 4) == 0)
+        return "the origin of sandboxed frames and local files, which any page can produce, "
+               "is never allowed; list real origins (scheme://host[:port])";
+    if (memchr(o, '*', n))
+        return "wildcards are not supported; list each origin (scheme://host[:port])";
+    size_t s = 0; /* the scheme: a letter, then letters, digits, + - . */
+    while (s < n && (is_alpha(o[s]) ||
+                     (s > 0 && (is_digit(o[s]) || o[s] == '+' || o[s] == '-' || o[s] == '.'))))
+        s++;
+    if (s == 0 || n - s < 3 || memcmp(o + s, "://", 3) != 0)
+        return "expected an origin, scheme://host[:port] (e.g. https://app.example.com)";
+    const char *host = o + s + 3;
+    size_t rest = n - s - 3, hlen = 0;
+    if (rest && host[0] == '[') { /* [v6] */
+        while (hlen < rest && host[hlen] != ']')
+            hlen++;
+        if (hlen == rest || hlen == 1)
+            return "expected a host in brackets, [v6 address]";
+        for (size_t i = 1; i < hlen; i++)
+            if (!is_digit(host[i]) && !memchr("abcdefABCDEF:.", host[i], 14))
+                return "expected a host in brackets, [v6 address]";
+        hlen++;
+    } else {
+        while (hlen < rest && (is_alpha(host[hlen]) || is_digit(host[hlen]) || host[hlen] == '-' ||
+                               host[hlen] == '.'))
+            hlen++;
+        if (hlen == 0)
+            return "expected a host after scheme://";
+    }
+    long port = -1;
+    size_t at = hlen;
+    if (at < rest && host[at] == ':') {
+        size_t digits = 0;
+        for (port = 0, at++; at < rest && is_digit(host[at]) && port <= 65535; at++, digits++)
+            port = port * 10 + (host[at] - '0');
+        if (digits == 0 || port < 1 || port > 65535)
+            return "expected a port from 1 to 65535";
+    }
+    if (at < rest)
+        return "an origin is scheme://host[:port] alone: no path (not even a trailing /), "
+               "query or user name, as browsers send it in Origin";
+    int http = s == 4 && strncasecmp(o, "http", 4) == 0;
+    int https = s == 5 && strncasecmp(o, "https", 5) == 0;
+    if ((http && port == 80) || (https && port == 443))
+        port = -1;
+    if (out->len)
+        rl_buf_puts(out, " ");
+    for (size_t i = 0; i < s + 3 + hlen; i++) {
+        char c = o[i] >= 'A' && o[i] <= 'Z' ? (char)(o[i] - 'A' + 'a') : o[i];
+        rl_buf_append(out, &c, 1);
+    }
+    if (port >= 0)
+        rl_buf_printf(out, ":%ld", port);
+    return NULL;
+}
+
+/* A KEY_ORIGINS value: origins separated by commas and/or blanks. Returns
+ * 0 with *out the normalised origins separated by single spaces ("" for
+ * none; malloc'ed, NULL when out of memory), or -1 with the reason, naming
+ * the entry, appended to why after where. */
+static int origins_parse(const char *value, const char *where, rl_buf *why, char **out)
+{
+    static const char sep[] = ", \t";
+    rl_buf list;
+    rl_buf_init(&list, 0);
+    *out = NULL;
+    for (const char *p = value + strspn(value, sep); *p; p += strspn(p, sep)) {
+        size_t n = strcspn(p, sep);
+        const char *bad = origin_refusal(p, n, &list);
+        if (bad) {
+            rl_buf_printf(why, "%s: \"%.*s\": %s", where, (int)(n > 200 ? 200 : n), p, bad);
+            rl_buf_release(&list);
+            return -1;
+        }
+        p += n;
+    }
+    if (rl_buf_error(&list) == RL_OK)
+        *out = rl_buf_steal(&list, NULL);
+    rl_buf_release(&list);
+    return 0;
+}
+
 /* The longest unix socket path (sockaddr_un.sun_path, 108 bytes with NUL). */
 #define LISTEN_PATH_MAX 107
 
@@ -229,6 +337,10 @@ static int set_value(parse_state *st, upstream_config *up, const config_key *k, 
             break;
         }
         s = strdup(value);
+        break;
+    case KEY_ORIGINS:
+        if (origins_parse(value, where, st->why, &s) != 0)
+            return -1;
         break;
     case KEY_PATH:
     case KEY_LISTEN:
@@ -618,6 +730,7 @@ rl_err config_get_text(const relay_config *cfg, const char *dotted, rl_buf *out)
         case KEY_LISTEN:
         case KEY_URL:
         case KEY_MOUNT:
+        case KEY_ORIGINS:
             return rl_buf_puts(out, *(char *const *)p);
         case KEY_LONG:
             return rl_buf_printf(out, "%ld", *(const long *)p);

@@ -89,6 +89,13 @@ typedef struct relay_config {
     struct {
         metrics_access access;
     } metrics;
+    struct {
+        /* "" (no page on another origin may read Relay's answers), or the
+         * allowed origins as browsers send Origin (scheme and host
+         * lower-case, no default port), separated by single spaces. */
+        char *allow_origins;
+        long max_age; /* seconds a browser may keep a preflight's answer */
+    } cors;
     model_price prices[CONFIG_MAX_PRICES]; /* [pricing], in file order */
     size_t nprices;
     struct {

@@ -19,6 +19,7 @@
 
 #include "engine/ckey.h"
 #include "engine/coalesce.h"
+#include "engine/cors.h"
 #include "engine/exchange.h"
 #include "engine/observe.h"
 #include "engine/pricing.h"
@@ -626,6 +627,18 @@ static void fail_body(exchange *x)
         account(x);
 }
 
+/* A CORS preflight (engine/cors.h): answered here, never upstream, never
+ * asking for a credential, not counted as a request; a refusal in the
+ * client's format. */
+static void answer_preflight(exchange *x, cors_sink *cors)
+{
+    rl_buf why;
+    rl_buf_init(&why, 4096);
+    if (cors_preflight(cors, x->req, &why) != RL_OK)
+        exchange_fail(x, RL_FORBIDDEN, exchange_message(&why));
+    rl_buf_release(&why);
+}
+
 void engine_handle(engine_worker *w, const engine_request *req, const engine_sink *sink)
 {
     exchange *x = rl_palloc(req->pool, sizeof *x);
@@ -661,8 +674,18 @@ void engine_handle(engine_worker *w, const engine_request *req, const engine_sin
         .nheaders = req->nheaders,
     };
     x->info.framing = FRAME_SSE;
+    /* Every answer from here on, errors and streams included, goes through
+     * the CORS sink, which lives as long as this call (the request). The
+     * provider API paths, and unknown ones, are open to other origins. */
+    cors_sink cors;
+    cors_sink_init(&cors, x->cfg, req, x->rt.kind == ROUTE_API || x->rt.kind == ROUTE_NONE, sink);
+    x->sink = &cors.sink;
     if (req->body_error != RL_OK) {
         fail_body(x);
+        return;
+    }
+    if (cors_is_preflight(req)) {
+        answer_preflight(x, &cors);
         return;
     }
     const char *refusal = route_target_refusal(req->path, req->query);

@@ -74,6 +74,13 @@ typedef struct prov_info {
     int deterministic;  /* the answer repeats (temperature 0, a seed, embeddings, ...) */
     int stateful;       /* the answer depends on upstream state: never cached */
     long max_ttl;       /* > 0: never keep the answer longer (model lists) */
+    /* The most output tokens the request lets the model produce, all
+     * choices together (max_tokens, max_completion_tokens,
+     * max_output_tokens, maxOutputTokens, num_predict, times n or
+     * candidateCount); 0 for endpoints that produce none (embeddings, token
+     * counts, model lists); -1 when the request sets no cap. What a budget
+     * reserves before the call (with the prompt's estimate). */
+    int64_t max_output;
 } prov_info;
 
 /* Tokens of one answer; -1 where the answer does not say. input counts

@@ -164,6 +164,7 @@ static rl_err anthropic_inspect(const prov_request *r, prov_info *info, rl_buf *
     }
     snprintf(info->model, sizeof info->model, "%s", json_string_value(model));
     info->stream = !count_tokens && json_is_true(stream);
+    info->max_output = count_tokens ? 0 : prov_max_output(prov_json_int(root, "max_tokens"), 1);
     /* Anthropic samples at temperature 1.0 unless told otherwise; a token
      * count is a pure function of the request. */
     json_t *temperature = json_object_get(root, "temperature");

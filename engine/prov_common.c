@@ -266,6 +266,15 @@ rl_err prov_json_put(rl_buf *out, const char *before, json_t *j, size_t flags, c
     return err;
 }
 
+int64_t prov_max_output(int64_t cap, int64_t choices)
+{
+    if (cap <= 0)
+        return -1;
+    if (choices < 1)
+        choices = 1;
+    return cap > INT64_MAX / choices ? INT64_MAX : cap * choices;
+}
+
 int64_t prov_json_int(const json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);

@@ -145,6 +145,9 @@ static rl_err gemini_inspect(const prov_request *r, prov_info *info, rl_buf *can
     json_t *config = json_object_get(root, "generationConfig");
     info->deterministic = count || embed || is_zero(json_object_get(config, "temperature")) ||
                           json_is_integer(json_object_get(config, "seed"));
+    info->max_output = count || embed ? 0
+                                      : prov_max_output(prov_json_int(config, "maxOutputTokens"),
+                                                        prov_json_int(config, "candidateCount"));
 
     /* Gemini bodies carry nothing volatile: the whole body is the key. */
     err = prov_json_dump(root, PROV_JSON_CANONICAL, canonical);

@@ -70,4 +70,8 @@ rl_err prov_json_put(rl_buf *out, const char *before, json_t *j, size_t flags, c
 /* The integer at key of obj, or -1 when absent or not an integer. */
 int64_t prov_json_int(const json_t *obj, const char *key);
 
+/* max_output (prov.h) from a positive integer cap (-1 when absent or not
+ * positive) and a count of choices (absent or below 1 counts as 1). */
+int64_t prov_max_output(int64_t cap, int64_t choices);
+
 #endif

@@ -157,6 +157,11 @@ static rl_err ollama_inspect(const prov_request *r, prov_info *info, rl_buf *can
         break;
     }
 
+    /* num_predict caps the output; -1 (Ollama's default) and -2 (fill the
+     * context) set no cap. */
+    info->max_output =
+        ep == EP_EMBED ? 0 : prov_max_output(prov_json_int(options, "num_predict"), 1);
+
     /* Ollama streams unless told not to; embeddings never stream. */
     info->stream = ep != EP_EMBED && !json_is_false(stream);
 

@@ -133,6 +133,14 @@ static rl_err openai_inspect(const prov_request *r, prov_info *info, rl_buf *can
     if (strcmp(endpoint, "embeddings") == 0) {
         info->deterministic = 1; /* the same input always embeds the same */
     } else {
+        /* Chat's max_completion_tokens replaced max_tokens (still sent by
+         * older clients); the Responses API says max_output_tokens. */
+        int64_t cap = prov_json_int(root, "max_completion_tokens");
+        if (cap <= 0)
+            cap = prov_json_int(root, "max_tokens");
+        if (cap <= 0)
+            cap = prov_json_int(root, "max_output_tokens");
+        info->max_output = prov_max_output(cap, prov_json_int(root, "n"));
         /* Repeatable answers: greedy decoding, or a fixed seed. */
         json_t *temperature = json_object_get(root, "temperature");
         json_t *seed = json_object_get(root, "seed");
