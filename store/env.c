@@ -7,7 +7,8 @@
  * Contracts in store.h; the handle sets and the struct store they hang
  * from in store_int.h.
  *
- * Files in the home (the databases' layout is in cache.c and flight.c):
+ * Files in the home (the databases' layout is in cache.c, flight.c, token.c
+ * and ledger.c):
  * check.db (check.c), wake.map (wake.c: wake-up counters, marks and turns,
  * nothing secret), __db.register (DB_REGISTER's process slots), __db.001
  * (the ids of the SysV segments that hold the regions), the databases, and
@@ -276,7 +277,8 @@ static void detach_stale_segments(const store *s)
 static void handles_close(store *s, handles *h, u_int32_t db_flags, int stranded, int may_detach)
 {
     int panicked = 0;
-    DB *dbs[] = {h->cache, h->expiry, h->counters, h->flights, h->chunks};
+    DB *dbs[] = {h->cache,  h->expiry, h->counters, h->flights,
+                 h->chunks, h->tokens, h->ledger,   h->holds};
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         if (!dbs[i])
             continue;
@@ -287,6 +289,7 @@ static void handles_close(store *s, handles *h, u_int32_t db_flags, int stranded
             store_bdb_fail(s->home, "closing a database", ret);
     }
     h->cache = h->expiry = h->counters = h->flights = h->chunks = NULL;
+    h->tokens = h->ledger = h->holds = NULL;
     if (h->env) {
         int ret = h->env->close(h->env, 0);
         if (ret == DB_RUNRECOVERY)
@@ -405,7 +408,10 @@ static int handles_open(store *s, int alone, handles **out)
         (ret = db_open_one(s, env, "expiry.db", 0, &h->expiry)) != 0 ||
         (ret = db_open_one(s, env, "counters.db", 0, &h->counters)) != 0 ||
         (ret = db_open_one(s, env, "flights.db", 0, &h->flights)) != 0 ||
-        (ret = db_open_one(s, env, "chunks.db", 0, &h->chunks)) != 0) {
+        (ret = db_open_one(s, env, "chunks.db", 0, &h->chunks)) != 0 ||
+        (ret = db_open_one(s, env, "tokens.db", 0, &h->tokens)) != 0 ||
+        (ret = db_open_one(s, env, "ledger.db", 0, &h->ledger)) != 0 ||
+        (ret = db_open_one(s, env, "reservations.db", 0, &h->holds)) != 0) {
         handles_close(s, h, 0, 0, 0);
         return ret;
     }
@@ -770,6 +776,7 @@ rl_err store_open(const store_options *opt, store **out)
     s->cache_mb = opt->cache_mb ? opt->cache_mb : 16;
     s->threads = (uint32_t)(opt->max_threads > 16 ? opt->max_threads : 16) + 8;
     s->exclusive = opt->lock != NULL;
+    s->hold_max_age = opt->hold_max_age;
 
     if ((e = store_mkdirs(opt->home, 0700)) != RL_OK) {
         e = RL_STORE;

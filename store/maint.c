@@ -39,10 +39,15 @@
 #define COPY_BATCH_BYTES (4u << 20) /* ... or this many bytes */
 #define PRIVATE_CACHE_MB 16         /* buffer pool of the private environments */
 
-/* The databases a store has (cache.c, flight.c), and its check file. */
+/* The databases a store has (cache.c, flight.c, token.c, ledger.c), and
+ * its check file. The last NLATER_DBS came later (issue 13): a backup made
+ * before has none of them, and restores (the store creates them when it
+ * opens); one with some of them but not all has lost the others. */
 static const char *const store_dbs[] = {"cache.db",   "expiry.db", "counters.db",
-                                        "flights.db", "chunks.db", "check.db"};
+                                        "flights.db", "chunks.db", "check.db",
+                                        "tokens.db",  "ledger.db", "reservations.db"};
 #define NSTORE_DBS (sizeof store_dbs / sizeof store_dbs[0])
+#define NLATER_DBS 3
 
 /* A file that is data of the store: a database or a log. */
 static int is_data_file(const char *name)
@@ -402,11 +407,18 @@ static rl_err verify_dir_secret(const char *dir, const char *secret, problem_fn 
                                 unsigned *problems)
 {
     char path[4096], what[768];
+    struct stat st;
     *problems = 0;
+    size_t later = 0; /* how many of the later databases dir has */
+    for (size_t i = NSTORE_DBS - NLATER_DBS; i < NSTORE_DBS; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, store_dbs[i]);
+        later += stat(path, &st) == 0;
+    }
     for (size_t i = 0; i < NSTORE_DBS; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, store_dbs[i]);
-        struct stat st;
         if (stat(path, &st) != 0) {
+            if (later == 0 && i >= NSTORE_DBS - NLATER_DBS)
+                continue; /* a store from before them */
             snprintf(what, sizeof what, "missing (%s)", strerror(errno));
             goto bad;
         }
@@ -587,6 +599,9 @@ rl_err store_backup(store *s, const char *dir, store_report *rep)
     return e;
 }
 
+/* Verifies a live store (store.h): the hot copy's databases, then every
+ * record of the client tokens and the ledger on the store itself (read-only,
+ * in short transactions), which Berkeley DB's check does not decode. */
 rl_err store_verify(store *s, problem_fn problem, void *ctx, unsigned *problems)
 {
     /* Beside home, on the store's file system (copy_fits checks the room). */
@@ -605,6 +620,10 @@ rl_err store_verify(store *s, problem_fn problem, void *ctx, unsigned *problems)
     if (e == RL_OK)
         e = backup_into(s, tmpl, NULL, problem, ctx, problems);
     (void)store_remove_dir(tmpl);
+    if (e == RL_OK)
+        e = token_verify(s, problem, ctx, problems);
+    if (e == RL_OK)
+        e = ledger_verify(s, problem, ctx, problems);
     return e;
 }
 
@@ -621,7 +640,8 @@ static int compact_body(handles *h, DB_TXN *txn, op *o)
 {
     (void)txn;
     store_report *rep = o->arg;
-    DB *dbs[] = {h->cache, h->expiry, h->counters, h->flights, h->chunks};
+    DB *dbs[] = {h->cache,  h->expiry, h->counters, h->flights,
+                 h->chunks, h->tokens, h->ledger,   h->holds};
     rep->pages_freed = 0;
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         DB_COMPACT c;
@@ -679,10 +699,10 @@ rl_err store_recover(const store_options *opt, const store_lock *lock)
 
 /* ---- rekey ------------------------------------------------------------------------ */
 
-#define COPY_KEY_MAX 512 /* longer than any key of cache, expiry or counters */
+#define COPY_KEY_MAX 512 /* longer than any key of the databases copied */
 
 typedef struct copy_arg {
-    int which;                  /* index into the handle set's cache, expiry, counters */
+    int which;                  /* index into copy_db's databases */
     uint8_t from[COPY_KEY_MAX]; /* the batch starts after this key ... */
     size_t from_len;
     int started;                /* ... unless this is the first batch */
@@ -694,10 +714,16 @@ typedef struct copy_arg {
     DBT d;       /* DB_DBT_REALLOC, reused */
 } copy_arg;
 
+/* The databases rekey copies: every one but the in-flight tables, which
+ * are transient (the new store starts with none). Reservations are copied
+ * with the rest: their owners are gone (rekey runs with Relay stopped), so
+ * the first maintenance after it releases them into the rows they hold. */
 static DB *copy_db(handles *h, int which)
 {
-    return which == 0 ? h->cache : which == 1 ? h->expiry : h->counters;
+    DB *dbs[] = {h->cache, h->expiry, h->counters, h->tokens, h->ledger, h->holds};
+    return dbs[which];
 }
+#define NCOPY_DBS 6
 
 /* Appends one raw record to the batch (o's copy_arg). */
 static int copy_visit(void *ctx, const DBT *k, const DBT *d, int *stop)
@@ -753,8 +779,7 @@ static int copy_write_body(handles *h, DB_TXN *txn, op *o)
     return 0;
 }
 
-/* Copies cache.db, expiry.db and counters.db record by record (flights
- * and chunks are transient: the new store starts with none). */
+/* Copies the databases of copy_db record by record. */
 static rl_err copy_records(store *from, store *to, uint64_t *records)
 {
     rl_err e = RL_OK;
@@ -762,7 +787,7 @@ static rl_err copy_records(store *from, store *to, uint64_t *records)
     if (!a)
         return RL_NOMEM;
     rl_buf_init(&a->recs, 0);
-    for (int which = 0; which < 3 && e == RL_OK; which++) {
+    for (int which = 0; which < NCOPY_DBS && e == RL_OK; which++) {
         a->which = which;
         a->started = 0;
         for (;;) {

@@ -33,7 +33,7 @@
  * until the next failchk (store_maintain, about a second). */
 #define LOCK_RETRY_NS 5000000000LL
 #define MAX_REOPENS 3      /* per operation */
-#define PURGE_INTERVAL 60  /* seconds between purges run by store_maintain */
+#define PURGE_INTERVAL 60  /* seconds between purges (cache, ledger rows) by store_maintain */
 #define PURGE_GRACE 3600   /* store_maintain keeps entries this long past expiry (max-stale) */
 #define CHECKPOINT_KB 1024 /* checkpoint once this much log was written ... */
 #define CHECKPOINT_MIN 1   /* ... or this many minutes passed */
@@ -230,7 +230,7 @@ static int checkpoint_body(handles *h, DB_TXN *txn, op *o)
  * processes (mod_fcgid starts one per concurrent request) a hundred
  * failchks, checkpoints and sweeps a second contended with the requests
  * for nothing. */
-enum { TURN_MAINTAIN = 0, TURN_PURGE = 1 };
+enum { TURN_MAINTAIN = 0, TURN_PURGE = 1, TURN_LEDGER = 2 };
 
 rl_err store_maintain(store *s, uint64_t now)
 {
@@ -252,6 +252,7 @@ rl_err store_maintain(store *s, uint64_t now)
         e = e2;
 
     flight_maintain(s, now * 1000); /* logs its own failures */
+    ledger_maintain(s, now, wake_take_turn(s->wake, TURN_LEDGER, now, PURGE_INTERVAL));
 
     if (wake_take_turn(s->wake, TURN_PURGE, now, PURGE_INTERVAL)) {
         uint64_t removed = 0;

@@ -11,7 +11,9 @@
  *
  * Cache values are opaque bytes to the store; it keeps beside each value
  * the metadata it needs for expiry and eviction (store_meta). Keys are the
- * 32-byte SHA-256 digests built by the engine.
+ * 32-byte SHA-256 digests built by the engine. The same environment holds
+ * the in-flight table (flight.h), Relay client tokens (token.h) and the
+ * budgets' ledger (ledger.h), each with its own header.
  *
  * Thread safety: a store handle may be shared by all threads of a process.
  * Every function is safe to call concurrently, also with other processes.
@@ -57,6 +59,10 @@ typedef struct store_options {
     uint32_t cache_mb;        /* Berkeley DB buffer pool size in MiB */
     int max_threads;          /* processes x threads that may use the environment at once
                                * (Berkeley DB's thread table for failchk) */
+    uint32_t hold_max_age;    /* seconds after which store_maintain releases a budget
+                               * reservation (ledger.h) whose process still lives: longer
+                               * than any request may last. 0: 25 hours (the longest
+                               * [upstream] timeout allowed is 24) */
     /* NULL for the normal, shared open. Set (to the lock of this home) for
      * maintenance that needs the store to itself: the environment is then
      * opened without DB_REGISTER (so this process never touches
@@ -284,10 +290,12 @@ rl_err store_restore(const store_options *opt, const store_lock *lock, const cha
  * (see store_cache_put). For each second (of now) one process on the store
  * does the work: frees locks of dead processes (failchk; a dead child must have
  * been reaped with waitpid first), checkpoints and removes old log files,
- * removes finished in-flight requests (flight.h), and every 60 s purges
- * entries expired more than an hour ago (so that max-stale can still use
- * them). The others only check that their environment is still usable,
- * reopening it when another process recovered it. */
+ * removes finished in-flight requests (flight.h), releases the budget
+ * reservations of dead processes and those older than hold_max_age
+ * (ledger.h), every 60 s purges entries expired more than an hour ago (so
+ * that max-stale can still use them) and removes ledger rows of windows
+ * long ended. The others only check that their environment is still
+ * usable, reopening it when another process recovered it. */
 rl_err store_maintain(store *s, uint64_t now);
 
 /* Threads of this process lost for good in an environment that had to be

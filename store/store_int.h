@@ -9,6 +9,8 @@
  *   cache.c  entries, expiry, eviction, totals, purges of expired entries
  *   scan.c   batched walks (store_walk_batch) and the admin scans
  *   flight.c the in-flight table; wake.c its wake-up file
+ *   token.c  Relay client tokens (token.h)
+ *   ledger.c budgets and rate limits: counters, reservations (ledger.h)
  *   maint.c  exclusive use, backup, verify, compact, recover, rekey, restore
  *
  * Writing an operation: put its work in a body, fill an op and call
@@ -43,6 +45,8 @@ typedef struct handles {
     DB_ENV *env;
     DB *cache, *expiry, *counters; /* cache.c */
     DB *flights, *chunks;          /* flight.c */
+    DB *tokens;                    /* token.c */
+    DB *ledger, *holds;            /* ledger.c: counters, reservations */
     const char *home;              /* the store's, for log lines */
     int users;                     /* under store.mu */
 } handles;
@@ -121,7 +125,8 @@ struct store {
     _Atomic int space_low; /* cache.c: its file system is nearly full (cache_check_space) */
     uint32_t cache_mb;
     uint32_t threads;
-    int exclusive; /* opened under store_lock_exclusive: no DB_REGISTER */
+    uint64_t hold_max_age; /* ledger.c: a live owner's reservation is released after this */
+    int exclusive;         /* opened under store_lock_exclusive: no DB_REGISTER */
 };
 
 /*
@@ -225,6 +230,22 @@ void cache_check_space(store *s);
 
 /* flight.c: removes finished and abandoned flights; run by store_maintain. */
 void flight_maintain(store *s, uint64_t now_ms);
+
+/* ledger.c: releases the reservations of dead processes and those older
+ * than store.hold_max_age (counted as spent, see ledger.h), and, when
+ * sweep_rows (once a minute for the whole store), removes ledger rows of
+ * windows that ended longer ago than their kind is kept. Logs its own
+ * failures. */
+void ledger_maintain(store *s, uint64_t now, int sweep_rows);
+
+/* The problem callback of store_verify and store_verify_dir. */
+typedef void (*store_problem_fn)(void *ctx, const char *file, const char *what);
+
+/* token.c, ledger.c: read every record of their tables on a live store and
+ * report each that does not decode (file: the database's name) through
+ * problem, counting them in *problems. RL_OK when the check ran. */
+rl_err token_verify(store *s, store_problem_fn problem, void *ctx, unsigned *problems);
+rl_err ledger_verify(store *s, store_problem_fn problem, void *ctx, unsigned *problems);
 
 /* Big-endian integers in keys and records: they sort numerically under
  * Berkeley DB's byte-wise comparison and read the same in db_dump. */

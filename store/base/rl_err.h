@@ -13,7 +13,10 @@
 /* STOPPED: a callback asked a parser to stop (not a failure of its own).
  * BAD_ENTRY: bytes Relay stored or shared itself (a cache entry, a flight's
  * head) that do not decode — not the upstream's fault, unlike
- * UPSTREAM_PROTOCOL. */
+ * UPSTREAM_PROTOCOL.
+ * EXISTS: a name or id that must be unique is taken (store/token.h).
+ * OVER_LIMIT: a budget or rate limit refused the request (store/ledger.h);
+ * its message names the limit, and Retry-After says when it resets. */
 /* clang-format off */
 /*    name                  status type                     code                    text */
 #define RL_ERRORS(X)                                                                                 \
@@ -41,7 +44,9 @@
     X(CLIENT_GONE,          499, "none",                  "client_gone",          "client disconnected") \
     X(BUSY,                 503, "server_error",          "busy",                 "in use by other processes") \
     X(STOPPED,              500, "server_error",          "stopped",              "stopped by its caller") \
-    X(BAD_ENTRY,            502, "api_error",             "stored_answer_unreadable", "a stored or shared answer could not be read")
+    X(BAD_ENTRY,            502, "api_error",             "stored_answer_unreadable", "a stored or shared answer could not be read") \
+    X(EXISTS,               409, "invalid_request_error", "already_exists",       "already exists")   \
+    X(OVER_LIMIT,           429, "rate_limit_error",      "rate_limit_exceeded",  "budget or rate limit exceeded")
 /* clang-format on */
 
 typedef enum {
