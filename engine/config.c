@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "engine/pricing.h"
 #include "engine/route.h"
 #include "store/base/rl_log.h"
 
@@ -495,6 +496,89 @@ static int add_price(parse_state *st, const char *model, const char *value, cons
     return 0;
 }
 
+/* A [budget] line: default_max_output = N, or SCOPE.NAME.LIMIT = AMOUNT
+ * with SCOPE upstream or model and LIMIT usd_day, usd_month (USD, in
+ * decimal) or tokens_day. Returns 0, or -1 with the reason in why. */
+static int add_budget(parse_state *st, const char *name, const char *value, const char *where)
+{
+    relay_config *cfg = st->cfg;
+    if (strcmp(name, "default_max_output") == 0) {
+        char *end;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (errno || end == value || *end || v < 1 || v > 10000000) {
+            rl_buf_printf(st->why, "%s: expected a whole number from 1 to 10000000, got \"%s\"",
+                          where, value);
+            return -1;
+        }
+        cfg->budget.default_max_output = v;
+        return 0;
+    }
+    static const struct {
+        const char *suffix;
+        size_t offset;
+        int usd;
+    } limits[] = {
+        {".usd_day", offsetof(budget_limit, usd_day), 1},
+        {".usd_month", offsetof(budget_limit, usd_month), 1},
+        {".tokens_day", offsetof(budget_limit, tokens_day), 0},
+    };
+    budget_scope scope = strncmp(name, "upstream.", 9) == 0 ? BUDGET_UPSTREAM : BUDGET_MODEL;
+    size_t skip = scope == BUDGET_UPSTREAM ? 9 : 6;
+    size_t n = strlen(name);
+    size_t li = sizeof limits / sizeof limits[0];
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        size_t sl = strlen(limits[i].suffix);
+        if (n > skip + sl && strcmp(name + n - sl, limits[i].suffix) == 0)
+            li = i;
+    }
+    if ((scope == BUDGET_MODEL && strncmp(name, "model.", 6) != 0) ||
+        li == sizeof limits / sizeof limits[0]) {
+        rl_buf_printf(st->why,
+                      "%s: expected default_max_output, upstream.NAME.LIMIT or model.NAME.LIMIT "
+                      "with LIMIT usd_day, usd_month or tokens_day",
+                      where);
+        return -1;
+    }
+    size_t nlen = n - skip - strlen(limits[li].suffix);
+    uint64_t amount;
+    char *end;
+    errno = 0;
+    if (limits[li].usd ? pricing_parse_usd(value, &amount) != 0
+                       : ((amount = strtoull(value, &end, 10)),
+                          errno || end == value || *end || value[0] == '-')) {
+        rl_buf_printf(st->why, "%s: expected %s, got \"%s\"", where,
+                      limits[li].usd ? "an amount of USD (e.g. 50 or 12.50)" : "a whole number",
+                      value);
+        return -1;
+    }
+    budget_limit *b = NULL;
+    for (size_t i = 0; i < cfg->budget.nlimits && !b; i++)
+        if (cfg->budget.limits[i].scope == scope && strlen(cfg->budget.limits[i].name) == nlen &&
+            strncmp(cfg->budget.limits[i].name, name + skip, nlen) == 0)
+            b = &cfg->budget.limits[i];
+    if (!b) {
+        if (cfg->budget.nlimits == CONFIG_MAX_BUDGETS) {
+            rl_buf_printf(st->why, "%s: too many budgets (at most %d)", where, CONFIG_MAX_BUDGETS);
+            return -1;
+        }
+        b = &cfg->budget.limits[cfg->budget.nlimits];
+        if (!(b->name = strndup(name + skip, nlen))) {
+            rl_buf_puts(st->why, "out of memory");
+            return -1;
+        }
+        b->scope = scope;
+        cfg->budget.nlimits++;
+    }
+    uint64_t *field = (uint64_t *)((char *)b + limits[li].offset);
+    if (*field) {
+        rl_buf_printf(st->why, "%s: set twice", where);
+        return -1;
+    }
+    *field = amount;
+    return 0;
+}
+
 static int on_ini_value(void *user, const char *section, const char *name, const char *value)
 {
     parse_state *st = user;
@@ -506,6 +590,11 @@ static int on_ini_value(void *user, const char *section, const char *name, const
 
     if (strcmp(section, "pricing") == 0) {
         if (add_price(st, name, value, where) != 0)
+            goto fail;
+        return 1;
+    }
+    if (strcmp(section, "budget") == 0) {
+        if (add_budget(st, name, value, where) != 0)
             goto fail;
         return 1;
     }
@@ -634,6 +723,8 @@ rl_err config_load(const char *path, relay_config **out, rl_buf *why)
         if (!key_is_upstream(&config_keys[i]) &&
             set_value(&st, NULL, &config_keys[i], config_keys[i].dflt, "default") != 0)
             goto out;
+    /* Outside the key table: [budget] also holds budgets of any name. */
+    cfg->budget.default_max_output = 4096;
 
     /* Debian's libinih makes its compile-time limits runtime globals; the
      * default 200-byte line would silently truncate long values. */
@@ -662,6 +753,18 @@ rl_err config_load(const char *path, relay_config **out, rl_buf *why)
     if (check_upstreams(&st) != 0) {
         err = RL_CONFIG;
         goto out;
+    }
+    for (size_t i = 0; i < cfg->budget.nlimits; i++) {
+        const budget_limit *b = &cfg->budget.limits[i];
+        int known = b->scope == BUDGET_MODEL;
+        for (size_t u = 0; u < cfg->nupstreams && !known; u++)
+            known = strcmp(cfg->upstreams[u].name, b->name) == 0;
+        if (!known) {
+            rl_buf_printf(why, "%s: [budget] upstream.%s: there is no [upstream.%s]", cfg->path,
+                          b->name, b->name);
+            err = RL_CONFIG;
+            goto out;
+        }
     }
     if (cfg->cache.default_ttl > cfg->cache.max_ttl) {
         rl_buf_printf(why, "%s: [cache] default_ttl: %ld is above max_ttl (%ld)", cfg->path,
@@ -708,6 +811,8 @@ void config_free(relay_config *cfg)
         free(cfg->upstreams[u].name);
     for (size_t i = 0; i < cfg->nprices; i++)
         free(cfg->prices[i].model);
+    for (size_t i = 0; i < cfg->budget.nlimits; i++)
+        free(cfg->budget.limits[i].name);
     free(cfg->path);
     free(cfg);
 }

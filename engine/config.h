@@ -38,6 +38,18 @@ typedef enum { AUTH_MODE_PASSTHROUGH, AUTH_MODE_TOKENS, AUTH_MODE_BOTH } auth_mo
 
 #define CONFIG_MAX_UPSTREAMS 32
 #define CONFIG_MAX_PRICES 512
+#define CONFIG_MAX_BUDGETS 256
+
+/* A budget of [budget]: what every request to an upstream, or for a model
+ * (exactly, or its family as [pricing] finds it), may spend together, over
+ * UTC days and months. 0: no limit. */
+typedef enum { BUDGET_UPSTREAM, BUDGET_MODEL } budget_scope;
+typedef struct budget_limit {
+    budget_scope scope;
+    char *name;
+    uint64_t usd_day, usd_month; /* nano-USD */
+    uint64_t tokens_day;
+} budget_limit;
 
 /* One row of [pricing]: USD per million tokens of a model (family). */
 typedef struct model_price {
@@ -110,6 +122,13 @@ typedef struct relay_config {
     } cors;
     model_price prices[CONFIG_MAX_PRICES]; /* [pricing], in file order */
     size_t nprices;
+    struct {
+        /* The output a request that sets no cap (max_tokens, ...) is
+         * reserved at, in tokens. */
+        long default_max_output;
+        budget_limit limits[CONFIG_MAX_BUDGETS]; /* in file order */
+        size_t nlimits;
+    } budget;
     struct {
         int level; /* rl_log_level */
     } log;

@@ -17,12 +17,14 @@
 #include <strings.h>
 #include <time.h>
 
+#include "engine/auth.h"
 #include "engine/ckey.h"
 #include "engine/coalesce.h"
 #include "engine/cors.h"
 #include "engine/exchange.h"
 #include "engine/observe.h"
 #include "engine/pricing.h"
+#include "engine/spend.h"
 #include "engine/upstream.h"
 #include "store/base/rl_log.h"
 
@@ -85,6 +87,12 @@ rl_err engine_new(const relay_config *cfg, engine **out)
      * counted while it cannot be opened (a wrong key file). */
     open_store(e, 0);
     atomic_store(&e->stats, stats_new(cfg->store.home));
+    /* Each process reads the keys it holds once; a reload restarts it. */
+    e->held = auth_held_load(cfg);
+    if (!e->held) {
+        engine_free(e);
+        return RL_NOMEM;
+    }
     *out = e;
     return RL_OK;
 }
@@ -95,6 +103,7 @@ void engine_free(engine *e)
         return;
     store_close(atomic_load(&e->store));
     stats_close(atomic_load(&e->stats));
+    auth_held_free(e->held);
     upstream_global_cleanup();
     free(e);
 }
@@ -308,14 +317,35 @@ static int on_upstream_data(void *ctx, const char *data, size_t len)
 /* Builds the upstream URL: base_url + the routed path + the query. */
 static char *upstream_url(exchange *x)
 {
-    rl_buf url;
+    rl_buf url, query;
     rl_buf_init(&url, 0);
+    rl_buf_init(&query, 0);
     char *s = NULL;
-    if (rl_buf_printf(&url, "%s%s%s%s", x->rt.upstream->base_url, x->rt.path,
-                      x->req->query[0] ? "?" : "", x->req->query) == RL_OK)
+    /* With the key Relay holds, the client's token (Gemini's ?key=) stays
+     * here. */
+    const char *q = x->req->query;
+    if (x->spend.held_key && auth_query_without_key(q, &query) == RL_OK)
+        q = query.data ? query.data : "";
+    if (rl_buf_printf(&url, "%s%s%s%s", x->rt.upstream->base_url, x->rt.path, q[0] ? "?" : "", q) ==
+        RL_OK)
         s = rl_pstrdup(x->req->pool, url.data);
     rl_buf_release(&url);
+    rl_buf_release(&query);
     return s;
+}
+
+/* The held key's header for x's upstream, in x's pool, or NULL. */
+static int held_key_header(exchange *x, rl_header *out)
+{
+    const char *prefix;
+    auth_key_header(x->rt.upstream->type, &out->name, &prefix);
+    size_t n = strlen(prefix) + strlen(x->spend.held_key) + 1;
+    char *v = rl_palloc(x->req->pool, n);
+    if (!v)
+        return -1;
+    snprintf(v, n, "%s%s", prefix, x->spend.held_key);
+    out->value = v;
+    return 0;
 }
 
 /* Stores the captured answer; returns 1 when it was stored. */
@@ -370,8 +400,13 @@ static void call_upstream(exchange *x)
     }
     size_t nfwd = 0;
     for (size_t i = 0; i < req->nheaders; i++)
-        if (exchange_forwards_header(req->headers[i].name))
+        if (exchange_forwards_header(req->headers[i].name) &&
+            !(x->spend.held_key && auth_is_credential_header(req->headers[i].name)))
             fwd[nfwd++] = req->headers[i];
+    if (x->spend.held_key && held_key_header(x, &fwd[nfwd++]) != 0) {
+        fail_before_answer(x, RL_NOMEM, NULL);
+        return;
+    }
 
     x->capture = x->decision.store && exchange_store(x) && x->key_hex[0];
 
@@ -451,6 +486,20 @@ static void call_upstream(exchange *x)
     coalesce_finish(x, 1, stored);
 }
 
+/* Calls upstream once x's worst case fits its budgets and rate limits
+ * (spend.h), and settles what it used; a refusal reaches followers too. */
+static void call_upstream_within_budget(exchange *x)
+{
+    rl_err err;
+    const char *message;
+    if (spend_reserve(x, &err, &message) != 0) {
+        fail_before_answer(x, err, message);
+        return;
+    }
+    call_upstream(x);
+    spend_settle(x);
+}
+
 /* ---- the request flow ------------------------------------------------- */
 
 /* Computes the cache key; leaves key_hex empty when it cannot. */
@@ -499,6 +548,10 @@ static void serve_api(exchange *x)
     ckey_credential_scope(credential ? credential : "", credential_scope);
     if (credential)
         snprintf(x->client, sizeof x->client, "%.8s", credential_scope + 5);
+    /* A Relay client token: checked, and its scope and id stand for it. */
+    if (spend_authorize(x, credential) != 0)
+        goto out;
+    const char *scope = x->spend.has_token ? x->spend.scope : credential_scope;
     upstream_type type = x->rt.upstream->type;
     if (!credential && type != UPSTREAM_TYPE_OLLAMA && type != UPSTREAM_TYPE_OPENAI_COMPATIBLE) {
         exchange_fail(x, RL_UNAUTHORIZED, x->prov->missing_credential);
@@ -507,7 +560,7 @@ static void serve_api(exchange *x)
     if (!x->rt.endpoint) {
         /* Not a cacheable endpoint: forwarded as is. */
         x->cache_status = "BYPASS";
-        call_upstream(x);
+        call_upstream_within_budget(x);
         goto out;
     }
     if (strcmp(req->method, x->rt.method) != 0) {
@@ -527,6 +580,8 @@ static void serve_api(exchange *x)
         exchange_fail(x, err, NULL);
         goto out;
     }
+    if (spend_allows(x) != 0)
+        goto out;
     const char *why = NULL;
     err = policy_parse(engine_header(req, "cache-control"), engine_header(req, "x-relay-cache"),
                        engine_header(req, "x-relay-ttl"), &x->cc, &why);
@@ -552,7 +607,7 @@ static void serve_api(exchange *x)
     int wants_key = x->decision.lookup || x->decision.store ||
                     (x->cfg->coalesce.mode == COALESCE_ALL && !x->info.stateful);
     if (exchange_store(x) && wants_key)
-        compute_key(x, credential_scope, &canonical, &key_parts);
+        compute_key(x, scope, &canonical, &key_parts);
 
     if (x->key_hex[0] && x->decision.lookup && try_cache(x) == RL_OK)
         goto out;
@@ -569,7 +624,7 @@ static void serve_api(exchange *x)
     case COALESCE_ALONE:
         break;
     }
-    call_upstream(x);
+    call_upstream_within_budget(x);
 out:
     rl_buf_release(&msg);
     rl_buf_release(&canonical);

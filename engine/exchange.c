@@ -95,6 +95,8 @@ int exchange_start(exchange *x, int status, const char *content_type, const char
     }
     if (content_type && strncmp(content_type, "text/event-stream", 17) == 0)
         h[n++] = (rl_header){"cache-control", "no-cache"};
+    for (size_t i = 0; i < x->nextra; i++)
+        h[n++] = x->extra[i];
     if (with_upstream_headers)
         for (size_t i = 0; i < x->up_nheaders && n < sizeof h / sizeof h[0]; i++)
             if (!in_list(x->up_headers[i].name, unpassed_headers))

@@ -18,7 +18,9 @@
 #include "engine/upstream.h"
 #include "engine/frame.h"
 #include "store/base/rl_buf.h"
+#include "store/ledger.h"
 #include "store/store.h"
+#include "store/token.h"
 
 struct engine {
     const relay_config *cfg;
@@ -31,6 +33,8 @@ struct engine {
      * opens; NULL only when out of memory (stats_problem says whether they
      * count). Set once; atomic for the same reason as store. */
     _Atomic(stats *) stats;
+    /* The keys Relay holds for upstreams (auth.h), read at start. */
+    struct auth_held *held;
 };
 
 struct engine_worker {
@@ -53,6 +57,17 @@ typedef struct flight_role {
     uint32_t published;          /* chunks published so far (the next one's number) */
     uint64_t published_bytes;    /* their size, bounded by [coalesce] max_buffer */
 } flight_role;
+
+/* What this request may spend (engine/spend.c). */
+typedef struct spend_state {
+    int has_token;          /* it presented a Relay client token, checked */
+    store_token token;      /* that token */
+    char scope[4 + 32 + 1]; /* "tok:" and 32 hex digits of its hash: the cache key's scope */
+    const char *held_key;   /* sent upstream instead of the client's credential (borrowed) */
+    int held;               /* a reservation is open */
+    uint8_t hold_id[LEDGER_ID_LEN];
+    uint64_t estimate[LEDGER_UNITS]; /* what it reserved in each row */
+} spend_state;
 
 typedef struct exchange {
     engine_worker *w;
@@ -86,6 +101,12 @@ typedef struct exchange {
     double upstream_start; /* monotonic seconds */
 
     flight_role flight;
+    spend_state spend;
+    /* Headers of Relay's own for this answer, whatever it is
+     * (Retry-After on a refusal, X-Relay-Budget-Remaining). */
+    rl_header extra[2];
+    size_t nextra;
+    char retry_after[24], budget_remaining[64];
 
     /* the upstream answer */
     int up_status;

@@ -77,6 +77,36 @@ const model_price *pricing_find(const relay_config *cfg, const char *model)
     return find_exact(cfg, family);
 }
 
+int pricing_parse_usd(const char *s, uint64_t *nusd)
+{
+    uint64_t whole = 0, frac = 0;
+    int digits = 0, decimals = 0, dot = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p == '.' && !dot) {
+            dot = 1;
+        } else if (isdigit((unsigned char)*p)) {
+            digits++;
+            if (dot) {
+                if (++decimals > 9)
+                    return -1;
+                frac = frac * 10 + (uint64_t)(*p - '0');
+            } else {
+                if (whole > UINT64_MAX / 1000000000 / 10)
+                    return -1;
+                whole = whole * 10 + (uint64_t)(*p - '0');
+            }
+        } else {
+            return -1;
+        }
+    }
+    if (!digits)
+        return -1;
+    while (decimals++ < 9)
+        frac *= 10;
+    *nusd = whole * 1000000000 + frac;
+    return 0;
+}
+
 uint64_t pricing_cost(const model_price *price, const prov_usage *usage)
 {
     double in = usage->input > 0 ? (double)usage->input : 0;

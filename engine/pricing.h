@@ -33,4 +33,10 @@ void pricing_family(const char *model, char *out, size_t cap);
  * price, the rest of the input at the input price). */
 uint64_t pricing_cost(const model_price *price, const prov_usage *usage);
 
+/* Parses an amount of USD written in decimal ("50", "0.10", "12.5") into
+ * nano-USD, exactly (no floating point: "0.10" is 100000000). 0, or -1 for
+ * anything else: a sign, an exponent, more than 9 decimals, more than
+ * about 18 billion USD. */
+int pricing_parse_usd(const char *s, uint64_t *nusd);
+
 #endif
