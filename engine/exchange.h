@@ -102,6 +102,12 @@ typedef struct exchange {
 
     flight_role flight;
     spend_state spend;
+    /* Why Relay refused the request before any upstream call, for the
+     * counters: "token_unknown", "token_revoked", "token_expired",
+     * "token_required", "forbidden_upstream", "forbidden_model",
+     * "budget", "rate_limit", "unverifiable" (the store could not tell);
+     * NULL when it did not. */
+    const char *rejected;
     /* Headers of Relay's own for this answer, whatever it is
      * (Retry-After on a refusal, X-Relay-Budget-Remaining). */
     rl_header extra[2];

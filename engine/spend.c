@@ -24,6 +24,7 @@ int spend_authorize(exchange *x, const char *credential)
     if (!token) {
         if (x->cfg->auth.mode != AUTH_MODE_TOKENS)
             return 0; /* the client's own key, passed through */
+        x->rejected = "token_required";
         exchange_fail(x, RL_UNAUTHORIZED,
                       "This Relay accepts only its own client tokens (rly-...): ask its "
                       "administrator for one ([auth] mode = tokens).");
@@ -31,6 +32,7 @@ int spend_authorize(exchange *x, const char *credential)
     }
     store *s = exchange_store(x);
     if (!s) {
+        x->rejected = "unverifiable";
         exchange_fail(x, RL_STORE,
                       "Relay cannot check client tokens while its store is unavailable.");
         return -1;
@@ -39,15 +41,18 @@ int spend_authorize(exchange *x, const char *credential)
     auth_token_hash(token, hash);
     rl_err err = store_token_get(s, hash, &sp->token);
     if (err == RL_NOTFOUND) {
+        x->rejected = "token_unknown";
         exchange_fail(x, RL_UNAUTHORIZED, "This Relay token is not known.");
         return -1;
     }
     if (err != RL_OK) {
+        x->rejected = "unverifiable";
         exchange_fail(x, RL_STORE, "Relay could not check this token.");
         return -1;
     }
     token_state st = store_token_state(&sp->token, x->now);
     if (st != TOKEN_LIVE) {
+        x->rejected = st == TOKEN_REVOKED ? "token_revoked" : "token_expired";
         exchange_fail(x, RL_UNAUTHORIZED,
                       st == TOKEN_REVOKED ? "This Relay token was revoked."
                                           : "This Relay token has expired.");
@@ -55,6 +60,7 @@ int spend_authorize(exchange *x, const char *credential)
     }
     const upstream_config *up = x->rt.upstream;
     if (!store_token_allows(&sp->token, up->name, NULL)) {
+        x->rejected = "forbidden_upstream";
         exchange_fail(x, RL_FORBIDDEN, "This Relay token may not use this API (upstream).");
         return -1;
     }
@@ -79,6 +85,7 @@ int spend_allows(exchange *x)
 {
     if (!x->spend.has_token || store_token_allows(&x->spend.token, NULL, x->info.model))
         return 0;
+    x->rejected = "forbidden_model";
     exchange_fail(x, RL_FORBIDDEN, "This Relay token may not use this model.");
     return -1;
 }
@@ -253,6 +260,7 @@ int spend_reserve(exchange *x, rl_err *err, const char **message)
         return 0; /* no token and no [budget] for it: nothing to count */
     store *s = exchange_store(x);
     if (!s) {
+        x->rejected = "unverifiable";
         *err = RL_STORE;
         *message = "Relay cannot check its budgets while its store is unavailable.";
         return -1;
@@ -264,10 +272,12 @@ int spend_reserve(exchange *x, rl_err *err, const char **message)
         snprintf(x->retry_after, sizeof x->retry_after, "%" PRIu64, wait);
         x->extra[x->nextra++] = (rl_header){"retry-after", x->retry_after};
         *err = RL_OVER_LIMIT;
+        x->rejected = r.unit == LEDGER_REQUESTS ? "rate_limit" : "budget";
         *message = refusal_text(x, &cs, &r);
         return -1;
     }
     if (e != RL_OK) {
+        x->rejected = "unverifiable";
         *err = RL_STORE;
         *message = "Relay could not check its budgets.";
         return -1;
