@@ -206,10 +206,10 @@ static const char *refusal_text(exchange *x, const charge_set *cs, const ledger_
     uint64_t wait = r->reset > x->now ? r->reset - x->now : 1;
     rl_buf b;
     rl_buf_init(&b, 1024);
-    rl_buf_printf(&b,
-                  "Relay %s of %s exhausted: %s of %s %s per %s used; it resets in %" PRIu64 " s.",
-                  r->unit == LEDGER_REQUESTS ? "rate limit" : "budget", cs->what[r->charge], used,
-                  limit, ledger_unit_name(r->unit), per[cs->c[r->charge].window], wait);
+    rl_buf_printf(
+        &b, "Relay %s of %s exhausted: %s of %s %s per %s used; it resets in %" PRIu64 " s.",
+        cs->c[r->charge].window == LEDGER_MINUTE ? "rate limit" : "budget", cs->what[r->charge],
+        used, limit, ledger_unit_name(r->unit), per[cs->c[r->charge].window], wait);
     char *s = rl_buf_error(&b) == RL_OK && b.data ? rl_pstrdup(x->req->pool, b.data) : NULL;
     rl_buf_release(&b);
     return s;
@@ -272,7 +272,7 @@ int spend_reserve(exchange *x, rl_err *err, const char **message)
         snprintf(x->retry_after, sizeof x->retry_after, "%" PRIu64, wait);
         x->extra[x->nextra++] = (rl_header){"retry-after", x->retry_after};
         *err = RL_OVER_LIMIT;
-        x->rejected = r.unit == LEDGER_REQUESTS ? "rate_limit" : "budget";
+        x->rejected = cs.c[r.charge].window == LEDGER_MINUTE ? "rate_limit" : "budget";
         *message = refusal_text(x, &cs, &r);
         return -1;
     }
