@@ -672,14 +672,14 @@ out:
     return e;
 }
 
-/* Ends every text of id still working (not revoked, or in a grace period)
- * at until, at the latest (store_token_revoke keeps an earlier time). */
-static rl_err end_texts(store *s, const records *r, const char *id, uint64_t now, uint64_t until)
+/* Ends now every text of id still working: not revoked, or in a grace
+ * period. */
+static rl_err end_texts(store *s, const records *r, const char *id, uint64_t now)
 {
     rl_err e = RL_OK;
     for (size_t i = 0; i < r->n && e == RL_OK; i++)
         if (!strcmp(r->v[i].id, id) && (!r->v[i].revoked || r->v[i].revoked > now))
-            e = store_token_revoke(s, r->v[i].hash, until, NULL);
+            e = store_token_revoke(s, r->v[i].hash, now, NULL);
     return e;
 }
 
@@ -694,7 +694,7 @@ rl_err tokens_revoke(store *s, const char *ref, uint64_t now, tokens_row *out, i
         goto out;
     *out = *row;
     *was_revoked = store_token_state(&row->t, now) == TOKEN_REVOKED && !row->grace_until;
-    if ((e = end_texts(s, &r, row->t.id, now, now)) != RL_OK) {
+    if ((e = end_texts(s, &r, row->t.id, now)) != RL_OK) {
         store_failed(e, "revoking the token", why);
         goto out;
     }
