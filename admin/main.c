@@ -5,8 +5,9 @@
  *
  *   relay-admin [-c relay.ini] [--json] COMMAND [ARGS]
  *
- * Commands are rows of a table (the cmd_* functions live in cmd_cache.c and
- * cmd_store.c); what is common to all — the config, --json anywhere on the
+ * Commands are rows of a table (the cmd_* functions live in cmd_cache.c,
+ * cmd_store.c, cmd_token.c, cmd_doctor.c and cmd_status.c); what is common
+ * to all — open standard descriptors, the config, --json anywhere on the
  * line, --help, opening the store — is done here once.
  */
 #include <errno.h>
