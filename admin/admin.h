@@ -23,7 +23,7 @@ enum {
     EXIT_FAIL = 1,     /* the command failed, verify found damage, doctor a FAIL */
     EXIT_USAGE = 2,    /* bad arguments */
     EXIT_REFUSED = 3,  /* refused: Relay processes are using the store */
-    EXIT_NOTFOUND = 4, /* show: no entry (or several) has that key prefix */
+    EXIT_NOTFOUND = 4, /* show: no entry (or several) has that key prefix; token: no such token */
 };
 
 typedef struct admin_ctx {
@@ -65,6 +65,9 @@ int cmd_config(admin_ctx *ctx, store *s, int argc, char **argv);
 
 /* cmd_doctor.c */
 int cmd_doctor(admin_ctx *ctx, store *s, int argc, char **argv);
+
+/* cmd_token.c */
+int cmd_token(admin_ctx *ctx, store *s, int argc, char **argv);
 
 /* cmd_status.c */
 int cmd_status(admin_ctx *ctx, store *s, int argc, char **argv);

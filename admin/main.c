@@ -5,14 +5,18 @@
  *
  *   relay-admin [-c relay.ini] [--json] COMMAND [ARGS]
  *
- * Commands are rows of a table (the cmd_* functions live in cmd_cache.c and
- * cmd_store.c); what is common to all — the config, --json anywhere on the
+ * Commands are rows of a table (the cmd_* functions live in cmd_cache.c,
+ * cmd_store.c, cmd_token.c, cmd_doctor.c and cmd_status.c); what is common
+ * to all — open standard descriptors, the config, --json anywhere on the
  * line, --help, opening the store — is done here once.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "admin/admin.h"
 #include "store/base/rl_log.h"
@@ -159,6 +163,49 @@ static const admin_cmd commands[] = {
      "Example:\n"
      "  relay-admin status\n",
      0, cmd_status},
+    {"token", "create|list|show|update|revoke|rotate [TOKEN] [OPTIONS]",
+     "Relay client tokens: create, list, show, update, revoke, rotate",
+     "Relay client tokens: what a client presents instead of a provider key (Bearer,\n"
+     "x-api-key, x-goog-api-key, api-key or ?key=). Relay keeps only a hash of each.\n"
+     "  create --name NAME [FIELDS]   make a token; its text (rly-...) is printed once on\n"
+     "                                stdout, even to a pipe (--json: as \"token\"), and\n"
+     "                                never again: store it now\n"
+     "  list                          every token: id, name, state (live, expired,\n"
+     "                                revoked), upstreams and models (* all), budgets,\n"
+     "                                limits, created and expires (UTC); never a text\n"
+     "  show TOKEN                    one token\n"
+     "  update TOKEN FIELDS           change fields (a revoked token cannot be changed)\n"
+     "  revoke TOKEN                  refuse the token from now on (a text still in its\n"
+     "                                --grace period too)\n"
+     "  rotate TOKEN [--grace D]      a new text, printed once; the id, budgets and spend\n"
+     "                                stay; the old text stops now, or after D\n"
+     "TOKEN is a token's id (8 hex digits) or its name (an id first).\n"
+     "FIELDS (--opt V or --opt=V):\n"
+     "  --name NAME                1-64 printable ASCII characters, unique among tokens\n"
+     "                             not revoked\n"
+     "  --upstreams a,b            [upstream.NAME]s it may reach (\"\": all, the default)\n"
+     "  --models PATTERN,...       models it may ask for, as shell patterns: gpt-4o*\n"
+     "                             (\"\": all, the default)\n"
+     "  --budget-usd-day X         USD a UTC day, exact to 9 decimals: 5, 0.10\n"
+     "  --budget-usd-month Y       USD a UTC month\n"
+     "  --budget-tokens-day Z      tokens (input and output) a UTC day\n"
+     "  --rpm N, --tpm N           requests, tokens a minute\n"
+     "  --expires D                a duration (30s, 15m, 12h, 7d), a UTC date (2026-12-31,\n"
+     "                             from its midnight), 2026-12-31T18:00:00Z, or @UNIXTIME\n"
+     "A budget or limit of \"none\" (expires: \"never\") removes it; 0 is refused.\n"
+     "Exit 2 for a refused value, 4 when no token has that id or name, 1 when the\n"
+     "name is taken or the token is revoked (said on stderr).\n"
+     "  --json   create, rotate: {token, id, name, ...}; list: {tokens: [...], damaged};\n"
+     "           show, update, revoke: {id, name, state, upstreams, models,\n"
+     "           budget_usd_day, budget_usd_month (decimal strings), budget_tokens_day,\n"
+     "           rpm, tpm, created, expires, revoked, grace_until (null: none)}\n"
+     "Examples:\n"
+     "  relay-admin token create --name ci --models 'gpt-4o*' --budget-usd-day 2 --rpm 60\n"
+     "  TOKEN=$(relay-admin token create --name agent --expires 30d)\n"
+     "  relay-admin token update ci --budget-usd-day none --budget-usd-month 40\n"
+     "  relay-admin token rotate ci --grace 1h\n"
+     "  relay-admin token revoke 3fa94c1e\n",
+     ADMIN_STORE, cmd_token},
     {"config", "SECTION.KEY", "print a configuration value as Relay resolves it",
      "Example:\n"
      "  relay-admin config store.home\n",
@@ -180,11 +227,24 @@ static void usage(FILE *f)
                "  1  failure (said on stderr), verify found a problem, or doctor a FAIL\n"
                "  2  usage error\n"
                "  3  refused: Relay processes are using the store (recover, rekey, restore)\n"
-               "  4  not found: no entry, or more than one, has that key prefix (show)\n");
+               "  4  not found: no entry, or more than one, has that key prefix (show);\n"
+               "     no token has that id or name (token)\n");
+}
+
+/* Opens /dev/null on each of stdin, stdout and stderr that is closed.
+ * Otherwise the first file relay-admin opens takes the descriptor: with
+ * stdout closed (`relay-admin ... >&-`) that was the store's __db.register,
+ * and the output (a new token's text among it) was written into it. */
+static void std_fds_open(void)
+{
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && open("/dev/null", O_RDWR) != fd)
+            _exit(EXIT_FAIL); /* no /dev/null: better nothing than output into a store file */
 }
 
 int main(int argc, char **argv)
 {
+    std_fds_open();
     const char *config_path = getenv("RELAY_INI");
     admin_ctx ctx = {0};
     static const struct option longopts[] = {

@@ -1,13 +1,13 @@
 /*
  * util.c — relay-admin's small helpers: JSON strings, durations, options.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "admin/admin.h"
+#include "engine/tokens.h"
 
 /* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
 static size_t utf8_len(const unsigned char *p, size_t n)
@@ -77,44 +77,16 @@ void admin_json_cstr(FILE *f, const char *s)
     admin_json_str(f, s ? s : "", s ? strlen(s) : 0);
 }
 
-static const struct {
-    char unit;
-    uint64_t seconds;
-} units[] = {{'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}};
-
+/* The engine's (tokens.h), so that relay-admin and the admin API read and
+ * write durations alike. */
 int admin_parse_duration(const char *text, uint64_t *seconds)
 {
-    if (!text || *text < '0' || *text > '9')
-        return -1;
-    errno = 0;
-    char *end;
-    unsigned long long n = strtoull(text, &end, 10);
-    if (errno || end == text)
-        return -1;
-    uint64_t mult = 1;
-    if (*end) {
-        size_t i;
-        for (i = 0; i < sizeof units / sizeof units[0]; i++)
-            if (*end == units[i].unit)
-                break;
-        if (i == sizeof units / sizeof units[0] || end[1] != '\0')
-            return -1;
-        mult = units[i].seconds;
-    }
-    if (n > UINT64_MAX / mult)
-        return -1;
-    *seconds = (uint64_t)n * mult;
-    return 0;
+    return tokens_parse_duration(text, seconds) == RL_OK ? 0 : -1;
 }
 
 void admin_format_age(uint64_t seconds, char *out, size_t cap)
 {
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (seconds >= units[i].seconds || units[i].seconds == 1) {
-            snprintf(out, cap, "%" PRIu64 "%c", seconds / units[i].seconds, units[i].unit);
-            return;
-        }
-    }
+    tokens_format_duration(seconds, out, cap);
 }
 
 /* 9999-12-31T23:59:59Z: ISO 8601's four-digit years end there. */

@@ -1,6 +1,7 @@
 /*
  * admin_api.c — /relay/admin/api/ (see observe.h), once the admin token
- * was checked (observe.c): GET stats, the dashboard's JSON, and POST purge.
+ * was checked (observe.c): GET stats, the dashboard's JSON, and POST purge;
+ * the client tokens under /tokens are admin_tokens.c's.
  */
 #include "engine/observe_int.h"
 
@@ -308,6 +309,8 @@ void admin_api_serve(exchange *x)
         serve_stats(x);
     else if (!strcmp(path, "/purge") && !strcmp(method, "POST"))
         serve_purge(x);
+    else if (!strcmp(path, "/tokens") || !strncmp(path, "/tokens/", 8))
+        admin_tokens_serve(x);
     else if (!strcmp(path, "/stats") || !strcmp(path, "/purge"))
         exchange_fail(x, RL_METHOD, "Use GET for /relay/admin/api/stats, POST for .../purge.");
     else

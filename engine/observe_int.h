@@ -58,4 +58,7 @@ rl_err metrics_page(const relay_config *cfg, const observe_rows *rs, store *s, s
 /* /relay/admin/api/... once authorized (admin_api.c). */
 void admin_api_serve(exchange *x);
 
+/* /relay/admin/api/tokens... (admin_tokens.c), called by admin_api_serve. */
+void admin_tokens_serve(exchange *x);
+
 #endif

@@ -310,6 +310,21 @@ static int name_or_id_taken(handles *h, DB_TXN *txn, const store_token *t, const
     return ret ? ret : closed;
 }
 
+/* For TOKEN_UPDATE: RL_OK when the stored record (n bytes at p) is not
+ * revoked, RL_FORBIDDEN when it is (at any time), RL_BAD_ENTRY when it does
+ * not decode, RL_NOMEM. */
+static rl_err update_allowed(const void *p, size_t n)
+{
+    store_token *t = malloc(sizeof *t);
+    if (!t)
+        return RL_NOMEM;
+    rl_err e = store_token_decode(p, n, t);
+    if (e == RL_OK && t->revoked)
+        e = RL_FORBIDDEN;
+    free(t);
+    return e;
+}
+
 typedef struct put_arg {
     const store_token *t;
     token_put_mode mode;
@@ -332,11 +347,18 @@ static int put_body(handles *h, DB_TXN *txn, op *o)
     /* The very record this put writes: an earlier attempt of this put was
      * committed (see idempotent in store_int.h), or nothing changes. */
     int same = ret == 0 && d.size == a->rec->len && memcmp(d.data, a->rec->data, d.size) == 0;
+    rl_err refused = RL_OK;
+    if (ret == 0 && !same && a->mode == TOKEN_UPDATE)
+        refused = update_allowed(d.data, d.size);
     free(d.data);
     if (same)
         return 0;
-    if ((ret == 0) != (a->mode == TOKEN_REPLACE)) {
+    if ((ret == 0) != (a->mode != TOKEN_CREATE)) {
         o->err = ret == 0 ? RL_EXISTS : RL_NOTFOUND;
+        return 0;
+    }
+    if (refused != RL_OK) {
+        o->err = refused;
         return 0;
     }
     if (!a->t->revoked && (ret = name_or_id_taken(h, txn, a->t, a->t->hash, NULL, &taken)) != 0)

@@ -103,6 +103,11 @@ rl_err store_token_decode(const void *p, size_t n, store_token *t);
 typedef enum {
     TOKEN_CREATE,  /* RL_EXISTS if a record with this hash exists */
     TOKEN_REPLACE, /* RL_NOTFOUND if none exists (an update of a deleted token) */
+    /* As TOKEN_REPLACE, and RL_FORBIDDEN when the stored record is revoked
+     * (at any time: a rotated token's old record in its grace period too).
+     * For changes made to a copy read earlier (relay-admin token update):
+     * a revoke or a rotation that came in between is never undone. */
+    TOKEN_UPDATE,
 } token_put_mode;
 
 /* Stores t under t->hash. RL_BAD_REQUEST if store_token_invalid(t);

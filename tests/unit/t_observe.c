@@ -4,7 +4,13 @@
  * junk traffic, and a page over its cap is an error, never a 200 cut
  * short; health says why it is degraded; an admin token in the query
  * string is refused however its name is spelt (prov_query_has); the
- * version is in /relay/health?verbose (admin token only) and the stats API.
+ * version is in /relay/health?verbose (admin token only) and the stats API;
+ * the tokens API (admin_tokens.c) on a real store: create shows the text
+ * once and the store holds its hash, list and show never show either, a
+ * USD budget sent as a JSON number is read exactly or refused, refused
+ * values are 400 naming the field, a name taken 409, a revoked token 403,
+ * rotate keeps the id with a grace period, revoke ends it at once, and
+ * nothing without the admin token.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,8 +19,11 @@
 #include <string.h>
 
 #include "engine/observe.h"
+#include "engine/auth.h"
 #include "engine/observe_int.h"
+#include "store/base/rl_hex.h"
 #include "store/base/rl_version.h"
+#include "store/token.h"
 #include "tests/unit/tap.h"
 
 /* ---- a fake client ------------------------------------------------------- */
@@ -319,6 +328,204 @@ static void test_version(void)
     request_release(&r);
 }
 
+/* ---- the tokens API (admin_tokens.c) ----------------------------------------- */
+
+#define ADMIN_TOKEN "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+/* METHOD /relay/admin/api/PATH with body (NULL: none), with the admin
+ * token unless anonymous; the answer in r (request_release it). */
+static void api(request *r, const char *method, const char *path, const char *body, int anonymous,
+                uint64_t now)
+{
+    static rl_header h[] = {{"authorization", "Bearer " ADMIN_TOKEN}};
+    request_init(r, ROUTE_ADMIN_API, "", h, anonymous ? 0 : 1);
+    r->req.method = r->x.preq.method = method;
+    r->req.body = body ? body : "";
+    r->req.body_len = body ? strlen(body) : 0;
+    r->x.rt.path = path;
+    r->x.now = now;
+    observe_serve(&r->x);
+}
+
+/* The string member name of the JSON answer r, into out ("" when none). */
+static const char *member(const request *r, const char *name, char *out, size_t cap)
+{
+    char key[64];
+    snprintf(key, sizeof key, "\"%s\":\"", name);
+    const char *p = r->c.body.data ? strstr(r->c.body.data, key) : NULL;
+    size_t n = p ? strcspn(p + strlen(key), "\"") : 0;
+    snprintf(out, cap, "%.*s", (int)n, p ? p + strlen(key) : "");
+    return out;
+}
+
+static int has(const request *r, const char *text)
+{
+    return r->c.body.data && strstr(r->c.body.data, text) != NULL;
+}
+
+static void test_tokens_api(const char *dir, uint64_t now)
+{
+    static char openai[] = "openai", home[256], key[256];
+    snprintf(home, sizeof home, "%s/store", dir);
+    snprintf(key, sizeof key, "%s/relay.key", dir);
+    store_options so = {.home = home, .key_file = key, .cache_mb = 8, .max_threads = 8};
+    store *s = NULL;
+    request r;
+    char text[128], id[16], hex[2 * STORE_KEY_LEN + 1];
+
+    api(&r, "GET", "/tokens", NULL, 0, now);
+    is_int(r.c.status, 503, "tokens API without a store: 503");
+    request_release(&r);
+    if (!ok(store_keyfile_ensure(key) == RL_OK && store_open(&so, &s) == RL_OK, "a store"))
+        return;
+    atomic_store(&eng.store, s);
+    cfg.upstreams[0].name = openai;
+    cfg.nupstreams = 1;
+
+    api(&r, "POST", "/tokens", "{\"name\":\"ci\"}", 1, now);
+    is_int(r.c.status, 401, "create without the admin token: 401");
+    ok(!has(&r, "rly-"), "and no token");
+    request_release(&r);
+
+    api(&r, "POST", "/tokens",
+        "{\"name\":\"ci bot\",\"upstreams\":[\"openai\"],\"models\":[\"gpt-4o*\"],"
+        "\"budget_usd_day\":0.1,\"budget_usd_month\":\"12.5\",\"rpm\":60,\"expires\":\"7d\"}",
+        0, now);
+    is_int(r.c.status, 201, "create: 201");
+    member(&r, "token", text, sizeof text);
+    is_int(strlen(text), 68, "with the token's text");
+    ok(!strncmp(text, "rly-", 4), "rly-...");
+    member(&r, "id", id, sizeof id);
+    uint8_t h[STORE_KEY_LEN];
+    auth_token_hash(text, h);
+    rl_hex_encode(h, STORE_KEY_LEN, hex);
+    ok(!strncmp(hex, id, 8), "the id is the first 8 digits of its SHA-256");
+    ok(has(&r, "\"budget_usd_day\":\"0.10\"") && has(&r, "\"budget_usd_month\":\"12.50\""),
+       "0.1 as a JSON number is 0.10 exactly");
+    ok(has(&r, "\"rpm\":60") && has(&r, "\"upstreams\":[\"openai\"]"), "the other fields");
+    printf("# %s\n", r.c.body.data);
+    request_release(&r);
+    store_token t;
+    is_int(store_token_get(s, h, &t), RL_OK, "the store has it under the text's hash");
+    is_int(t.usd_day, 100000000, "budget in nano-USD");
+    is_int(t.expires, now + 7 * 86400, "expiring in 7 days");
+
+    api(&r, "GET", "/tokens", NULL, 0, now);
+    is_int(r.c.status, 200, "list: 200");
+    ok(has(&r, "\"tokens\":[{") && has(&r, "\"name\":\"ci bot\""), "lists it");
+    ok(!has(&r, text) && !has(&r, hex) && !has(&r, "\"token\""), "never its text or hash");
+    request_release(&r);
+    char path[64];
+    snprintf(path, sizeof path, "/tokens/%s", id);
+    api(&r, "GET", path, NULL, 0, now);
+    is_int(r.c.status, 200, "show by id: 200");
+    ok(!has(&r, text) && !has(&r, hex), "never its text or hash");
+    request_release(&r);
+    api(&r, "GET", "/tokens/ci%20bot", NULL, 0, now);
+    is_int(r.c.status, 200, "show by a percent-encoded name: 200");
+    ok(has(&r, id), "the same token");
+    request_release(&r);
+    api(&r, "GET", "/tokens/nobody", NULL, 0, now);
+    is_int(r.c.status, 404, "an unknown token: 404");
+    ok(has(&r, "no token has the id or the name \\\"nobody\\\""), "says so");
+    request_release(&r);
+
+    static const struct {
+        const char *body;
+        int status;
+        const char *says;
+    } patches[] = {
+        {"{\"budget_usd_day\":0.1234567891}", 400,
+         "budget_usd_day: give an amount of USD as a "
+         "string"},
+        {"{\"budget_usd_day\":10000000.5}", 400, "budget_usd_day: give an amount"},
+        {"{\"budget_usd_day\":\"0\"}", 400, "budget_usd_day: 0 would allow nothing"},
+        {"{\"budget_usd_day\":-1}", 400, "budget_usd_day: \\\"-1\\\" is not an amount"},
+        {"{\"rpm\":1.5}", 400, "rpm: give a whole number"},
+        {"{\"rpm\":true}", 400, "rpm: give a whole number"},
+        {"{\"upstreams\":[\"gemini\"]}", 400, "upstreams: relay.ini has no [upstream.gemini]"},
+        {"{\"upstreams\":\"openai, gemini\"}", 400,
+         "upstreams: relay.ini has no [upstream.gemini]"},
+        {"{\"models\":[\"a,b\"]}", 400, "models: give an array"},
+        {"{\"name\":null}", 400, "name: give a string"},
+        {"{\"expires\":\"yesterday\"}", 400, "expires: \\\"yesterday\\\" is not a duration"},
+        {"{\"frob\":1}", 400, "frob is not a field"},
+        {"{}", 400, "nothing to change"},
+        {"[1]", 400, "Send a JSON object"},
+        {"{\"name\":", 400, "Send a JSON object"},
+        {"{\"budget_usd_day\":\"0.07\",\"rpm\":null,\"expires\":1900000000,\"models\":null}", 200,
+         "\"budget_usd_day\":\"0.07\""},
+    };
+    for (size_t i = 0; i < sizeof patches / sizeof patches[0]; i++) {
+        char what[160];
+        api(&r, "PATCH", path, patches[i].body, 0, now);
+        snprintf(what, sizeof what, "PATCH %s: %d", patches[i].body, patches[i].status);
+        is_int(r.c.status, patches[i].status, what);
+        if (!ok(has(&r, patches[i].says), "with a clear message"))
+            printf("#   %s\n", r.c.body.data ? r.c.body.data : "");
+        request_release(&r);
+    }
+    is_int(store_token_get(s, h, &t), RL_OK, "read back");
+    ok(t.usd_day == 70000000 && t.rpm == 0 && t.expires == 1900000000 && t.n_models == 0,
+       "the last PATCH changed what it gave; the refused ones nothing");
+    ok(t.usd_month == 12500000000 && t.n_upstreams == 1, "and kept the rest");
+
+    api(&r, "POST", "/tokens", "{\"name\":\"agent\"}", 0, now);
+    is_int(r.c.status, 201, "a second token");
+    request_release(&r);
+    api(&r, "PATCH", "/tokens/agent", "{\"name\":\"ci bot\"}", 0, now);
+    is_int(r.c.status, 409, "renamed onto a name taken: 409");
+    request_release(&r);
+    api(&r, "POST", "/tokens", "{\"name\":\"agent\"}", 0, now);
+    is_int(r.c.status, 409, "created with a name taken: 409");
+    ok(has(&r, "\\\"agent\\\" is taken by token"), "says by which");
+    request_release(&r);
+
+    char rot[96], text2[128], what_buf[96];
+    snprintf(rot, sizeof rot, "%s/rotate", path);
+    api(&r, "POST", rot, "{\"grace\":\"1h\"}", 0, now + 10);
+    is_int(r.c.status, 200, "rotate: 200");
+    member(&r, "token", text2, sizeof text2);
+    ok(strlen(text2) == 68 && strcmp(text, text2) != 0, "a new text");
+    ok(has(&r, id), "the same id");
+    snprintf(what_buf, sizeof what_buf, "\"grace_until\":%llu", (unsigned long long)now + 3610);
+    ok(has(&r, what_buf), "the old text works one more hour");
+    request_release(&r);
+    api(&r, "POST", rot, "{\"grace\":\"soon\"}", 0, now + 10);
+    is_int(r.c.status, 400, "a grace that is no duration: 400");
+    request_release(&r);
+
+    api(&r, "DELETE", path, NULL, 0, now + 20);
+    is_int(r.c.status, 200, "revoke: 200");
+    ok(has(&r, "\"state\":\"revoked\""), "revoked");
+    request_release(&r);
+    is_int(store_token_get(s, h, &t), RL_OK, "the old text's record");
+    ok(t.revoked == now + 20, "stops now, not in an hour");
+    api(&r, "PATCH", path, "{\"rpm\":5}", 0, now + 20);
+    is_int(r.c.status, 403, "a revoked token cannot be changed: 403");
+    request_release(&r);
+    api(&r, "POST", rot, NULL, 0, now + 20);
+    is_int(r.c.status, 403, "nor rotated");
+    ok(!has(&r, "rly-"), "no text");
+    request_release(&r);
+
+    api(&r, "PUT", "/tokens", "{}", 0, now);
+    is_int(r.c.status, 405, "PUT /tokens: 405");
+    ok(has(&r, "Use GET (list) or POST (create) here."), "names the methods");
+    request_release(&r);
+    api(&r, "GET", "/tokens/a/b", NULL, 0, now);
+    is_int(r.c.status, 404, "/tokens/a/b: 404");
+    request_release(&r);
+    api(&r, "GET", "/tokens/", NULL, 0, now);
+    is_int(r.c.status, 404, "/tokens/: 404");
+    request_release(&r);
+
+    atomic_store(&eng.store, NULL);
+    store_close(s);
+    store_remove(&so);
+    cfg.nupstreams = 0;
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -338,6 +545,7 @@ int main(void)
     test_query_names();
     test_admin_query(dir);
     test_version();
+    test_tokens_api(dir, now);
 
     stats_close(atomic_load(&eng.stats));
     char cmd[128];

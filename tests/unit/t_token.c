@@ -316,6 +316,35 @@ static void test_table(store *s)
     is_int(store_token_rotate(s, nobody, fresh, NOW + 101, NOW + 101, NULL), RL_NOTFOUND,
            "rotating nothing");
 
+    /* An update made from a copy read before a revoke or a rotation does
+     * not bring the token back (TOKEN_UPDATE), where TOKEN_REPLACE would. */
+    store_token stale = a; /* read before the rotation: not revoked */
+    stale.rpm = 77;
+    is_int(put(s, &stale, TOKEN_UPDATE), RL_FORBIDDEN,
+           "updating the record a rotation revoked (its grace period running)");
+    store_token_get(s, a.hash, &got);
+    is_int(got.revoked, NOW + 400, "it keeps its revocation");
+    is_int(got.rpm, 31, "and its fields");
+    store_token live = n;
+    live.rpm = 32;
+    is_int(put(s, &live, TOKEN_UPDATE), RL_OK, "updating the live record");
+    store_token_get(s, fresh, &got);
+    is_int(got.rpm, 32, "is read back");
+    store_token d;
+    mktoken(&d, 0x500, "ci");
+    is_int(put(s, &d, TOKEN_CREATE), RL_OK, "another token");
+    store_token dd = d; /* read before the revoke */
+    is_int(store_token_revoke(s, d.hash, NOW + 102, NULL), RL_OK, "revoked");
+    dd.rpm = 5;
+    is_int(put(s, &dd, TOKEN_UPDATE), RL_FORBIDDEN, "an update after the revoke is refused");
+    store_token_get(s, d.hash, &got);
+    is_int(got.revoked, NOW + 102, "the revoke holds");
+    is_int(got.rpm, 0, "nothing was written");
+    is_int(store_token_del(s, d.hash), RL_OK, "(removed again)");
+    store_token ghost = live;
+    mkhash(ghost.hash, 0x998);
+    is_int(put(s, &ghost, TOKEN_UPDATE), RL_NOTFOUND, "updating a token that does not exist");
+
     /* Find and scan. */
     store_token f;
     unsigned matches = 9;
