@@ -90,6 +90,13 @@ $(BUILD)/tests/t_oom: $(call obj,tests/unit/t_oom.c) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(OOM_WRAP) -o $@ $^ $(LDLIBS)
 
+# Programs the end-to-end tests run besides Relay's own (tests/helpers/NAME.c ->
+# BUILD/tests/NAME): relay-test-token makes Relay client tokens in a store.
+HELPER_BIN := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(wildcard tests/helpers/*.c))
+$(HELPER_BIN): $(BUILD)/tests/%: $(BUILD)/obj/tests/helpers/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # relay-admin's commands, run in-process (admin/ is not in the library).
 $(BUILD)/tests/t_admin: $(call obj,tests/unit/t_admin.c $(filter-out admin/main.c,$(ADMIN_SRC))) $(LIB)
 	@mkdir -p $(dir $@)
@@ -116,10 +123,10 @@ test-unit: deps
 	@tests/run.sh "$(BUILD)" unit
 
 test-e2e: deps-test
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(HELPER_BIN)
 	@RELAY_FRONTS="$(E2E_FRONTS)" tests/run.sh "$(BUILD)" e2e
 
-unit-bins: $(UNIT_BIN)
+unit-bins: $(UNIT_BIN) $(HELPER_BIN)
 
 # ASan + UBSan build in build-asan/: the unit tests, then the end-to-end
 # suite behind ASAN_FRONT (and the browser test) with that build's relay.fcgi
