@@ -52,15 +52,6 @@ uint64_t budget_remaining(const budget_amount *a)
     return used < a->limit ? a->limit - used : 0;
 }
 
-int budget_status_limited(const budget_status *st)
-{
-    for (int w = LEDGER_MINUTE; w <= LEDGER_MONTH; w++)
-        for (int u = 0; u < LEDGER_UNITS; u++)
-            if (st->period[w].amount[u].limit)
-                return 1;
-    return 0;
-}
-
 /* ---- the token table -------------------------------------------------- */
 
 /* What a report needs of a token record: no hash, no lists. */

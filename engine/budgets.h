@@ -82,7 +82,4 @@ void budgets_release(budgets *b);
 /* The reported token with public id id, or NULL. */
 const budget_status *budgets_token(const budgets *b, const char *id);
 
-/* Whether a limit is set for unit u in any window of st. */
-int budget_status_limited(const budget_status *st);
-
 #endif

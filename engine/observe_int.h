@@ -41,8 +41,10 @@ double observe_usd(uint64_t nusd);
 void metrics_serve(exchange *x);
 
 /* The largest metrics page Relay sends: a page that would be larger is an
- * error (500), never a 200 cut short. Rows are bounded (stats.h), so only
- * a damaged counters file or a change of layout gets near it. */
+ * error (500), never a 200 cut short. Rows are bounded (stats.h), and so
+ * are the budgets' gauges (budgets.h: at most 5 per token reported, 3 per
+ * [budget] row), so only a damaged counters file or a change of layout
+ * gets near it. */
 #define METRICS_MAX_BYTES (2u << 20)
 
 /*
