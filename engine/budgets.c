@@ -132,6 +132,9 @@ static rl_err read_tokens(store *s, scan_ctx *c, size_t *left_out)
         return err;
     if (c->nomem)
         return RL_NOMEM;
+    *left_out = 0;
+    if (c->n == 0)
+        return RL_OK; /* c->v is NULL, which qsort may not be given even for nothing */
     qsort(c->v, c->n, sizeof *c->v, by_id_best_first);
     size_t kept = 0;
     for (size_t i = 0; i < c->n; i++)

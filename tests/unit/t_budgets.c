@@ -63,6 +63,18 @@ static const budget_status *find_global(const budgets *b, budgets_kind k, const 
     return NULL;
 }
 
+/* No token and no [budget] row yet: an empty report, not a qsort of NULL
+ * (undefined behaviour even for no elements: make asan's UBSan stops on it,
+ * and a worker built so died on every stats request of a fresh store). */
+static void test_empty(store *s)
+{
+    budgets b;
+    is_int(budgets_read(s, &(relay_config){0}, T0, &b), RL_OK, "an empty store reads");
+    is_int((long long)b.n, 0, "nothing in it");
+    ok(budgets_token(&b, "00000000") == NULL, "no token found");
+    budgets_release(&b);
+}
+
 static void test_tokens(store *s)
 {
     char text[AUTH_TOKEN_LEN + 1], text2[AUTH_TOKEN_LEN + 1], dead[AUTH_TOKEN_LEN + 1],
@@ -247,6 +259,7 @@ int main(void)
     is_int(store_key_ensure(&o), RL_OK, "key file");
     is_int(store_open(&o, &s), RL_OK, "open a store");
     if (s) {
+        test_empty(s);
         test_tokens(s);
         test_globals(s);
         test_bound(s);
