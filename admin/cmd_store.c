@@ -130,6 +130,16 @@ static int sum_row(void *ctx, const stats_row *row)
     return 0;
 }
 
+/* One counter: a "name value" line, or a member of the JSON object being
+ * printed (after its first). */
+static void put_count(const admin_ctx *ctx, const char *name, uint64_t v)
+{
+    if (ctx->json)
+        printf(",\"%s\":%" PRIu64, name, v);
+    else
+        printf("%-28s %" PRIu64 "\n", name, v);
+}
+
 /* The store's totals and the counters, as "name value" lines or the members
  * of one JSON object (left open for what follows). */
 static void print_counters(const admin_ctx *ctx, const store_stats *st, const stats_sums *t)
@@ -158,25 +168,24 @@ static void print_counters(const admin_ctx *ctx, const store_stats *st, const st
     uint64_t rejected = 0;
     for (int i = 0; i < STATS_REJECTIONS; i++)
         rejected += t->usage[C_REJECTED + i];
-    const char *line = ctx->json ? ",\"%s\":%" PRIu64 : "%-28s %" PRIu64 "\n";
     if (ctx->json)
         printf("{\"entries\":%" PRIu64, st->entries);
     else
-        printf(line, "entries", st->entries);
-    printf(line, "bytes", st->bytes);
-    printf(line, "evictions", st->evictions);
-    printf(line, ctx->json ? "expired_removed" : "expired removed", st->expired_removed);
+        put_count(ctx, "entries", st->entries);
+    put_count(ctx, "bytes", st->bytes);
+    put_count(ctx, "evictions", st->evictions);
+    put_count(ctx, ctx->json ? "expired_removed" : "expired removed", st->expired_removed);
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        printf(line, rows[i].name, rows[i].counter < 0 ? t->calls : t->usage[rows[i].counter]);
+        put_count(ctx, rows[i].name, rows[i].counter < 0 ? t->calls : t->usage[rows[i].counter]);
     if (ctx->json)
         printf(",\"usd.spent\":%.9g,\"usd.saved\":%.9g", spent, saved);
     else
         printf("%-28s %.6f\n%-28s %.6f\n", "usd.spent", spent, "usd.saved", saved);
-    printf(line, "rejected", rejected);
+    put_count(ctx, "rejected", rejected);
     char name[64];
     for (int i = 0; i < STATS_REJECTIONS; i++) {
         snprintf(name, sizeof name, "rejected.%s", stats_rejection_reasons[i]);
-        printf(line, name, t->usage[C_REJECTED + i]);
+        put_count(ctx, name, t->usage[C_REJECTED + i]);
     }
 }
 
