@@ -13,6 +13,7 @@
 // its text once. A missing helper is a failure, never a skip.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -22,14 +23,6 @@ import { FRONT, BUILD, runBounded } from './harness.mjs';
 import { frontProcessModel, frontUser } from './fronts.mjs';
 
 const HELPER = path.join(BUILD, 'tests', 'relay-test-token');
-
-// The numeric uid and gid of a system user (from /etc/passwd).
-function userIds(name) {
-  const line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
-  if (!line) throw new Error(`no user ${name} in /etc/passwd`);
-  const f = line.split(':');
-  return { uid: Number(f[2]), gid: Number(f[3]) };
-}
 
 // Whether Relay's processes run as another user (Apache's mod_fcgid starts
 // them as its own), and which.
@@ -47,8 +40,8 @@ export function heldKeyFile(key) {
   fs.writeFileSync(file, `${key}\n`, { mode: 0o600 });
   const user = frontUser(FRONT);
   if (user && frontProcessModel(FRONT) === 'fcgid') {
-    const { uid, gid } = userIds(user);
-    fs.chownSync(file, uid, gid);
+    const id = (flag) => Number(execFileSync('id', [flag, user], { encoding: 'utf8' }));
+    fs.chownSync(file, id('-u'), id('-g'));
   }
   process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
   return { file, key };

@@ -20,24 +20,17 @@
 #include "store/store.h"
 #include "store/token.h"
 #include "tests/unit/tap.h"
+#include "tests/unit/test_tokens.h"
 
 #define T0 1813017600ull /* 2027-06-15 00:00:00 UTC, a Tuesday */
 #define NUSD 1000000000ull
 
 static char tmp[64], home[128], keyfile[160];
 
-/* A token with text, hash and id as relay-admin would make it. */
+/* A token made an hour before T0. */
 static store_token make(const char *name, char text[AUTH_TOKEN_LEN + 1])
 {
-    store_token t;
-    memset(&t, 0, sizeof t);
-    if (auth_token_new(text) != RL_OK)
-        abort();
-    auth_token_hash(text, t.hash);
-    store_token_id_of(t.hash, t.id);
-    snprintf(t.name, sizeof t.name, "%s", name);
-    t.created = T0 - 3600;
-    return t;
+    return test_token(name, T0 - 3600, text);
 }
 
 /* Spends amounts (usd in nano-USD, tokens, requests) in scope's minute,

@@ -26,6 +26,7 @@
 #include "store/base/rl_version.h"
 #include "store/token.h"
 #include "tests/unit/tap.h"
+#include "tests/unit/test_tokens.h"
 
 /* ---- a fake client ------------------------------------------------------- */
 
@@ -379,37 +380,10 @@ static void log_sink(void *ctx, const char *line)
     rl_buf_puts(&logged, "\n");
 }
 
-typedef struct answer {
-    int status;
-    char xcache[16];
-    rl_buf body;
-} answer;
-
-static int a_start(void *ctx, int status, const rl_header *h, size_t n)
-{
-    answer *a = ctx;
-    a->status = status;
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(h[i].name, "x-cache"))
-            snprintf(a->xcache, sizeof a->xcache, "%s", h[i].value);
-    return 0;
-}
-
-static int a_write(void *ctx, const void *p, size_t n)
-{
-    return rl_buf_append(&((answer *)ctx)->body, p, n) == RL_OK ? 0 : -1;
-}
-
-static int a_flush(void *ctx)
-{
-    (void)ctx;
-    return 0;
-}
-
 /* method path, with "authorization: Bearer <bearer>" and body (may be NULL),
  * through engine_handle as the front hands it over. */
 static void send(engine_worker *w, const char *method, const char *path, const char *bearer,
-                 const char *body, answer *a)
+                 const char *body, client *a)
 {
     memset(a, 0, sizeof *a);
     rl_buf_init(&a->body, 0);
@@ -426,7 +400,7 @@ static void send(engine_worker *w, const char *method, const char *path, const c
                           .nheaders = 2,
                           .body = body ? body : "",
                           .body_len = body ? strlen(body) : 0};
-    engine_sink sink = {a, a_start, a_write, a_flush, NULL};
+    engine_sink sink = {a, sink_start, sink_write, sink_flush, NULL};
     engine_handle(w, &req, &sink);
     rl_pool_free(pool);
 }
@@ -439,7 +413,7 @@ static int chat(engine_worker *w, const char *credential, const char *about, con
              "{\"model\":\"%s\",\"temperature\":0,\"messages\":[{\"role\":\"user\","
              "\"content\":\"%s\"}]}",
              model, about);
-    answer a;
+    client a;
     send(w, "POST", "/v1/chat/completions", credential, body, &a);
     rl_buf_release(&a.body);
     return a.status;
@@ -447,15 +421,7 @@ static int chat(engine_worker *w, const char *credential, const char *about, con
 
 static store_token token_new(const char *name, char text[AUTH_TOKEN_LEN + 1])
 {
-    store_token t;
-    memset(&t, 0, sizeof t);
-    if (auth_token_new(text) != RL_OK)
-        abort();
-    auth_token_hash(text, t.hash);
-    store_token_id_of(t.hash, t.id);
-    snprintf(t.name, sizeof t.name, "%s", name);
-    t.created = (uint64_t)time(NULL) - 60;
-    return t;
+    return test_token(name, (uint64_t)time(NULL) - 60, text);
 }
 
 /* The client of the stats document whose id is id, or NULL. */
@@ -597,7 +563,7 @@ static void test_spend_observed(const char *tmp)
     is_int(chat(w, OWN_KEY, "own key", "gpt-4o-mini"), 200, "a provider key, passed through");
     is_int(upstream_calls, 3, "three upstream calls");
 
-    answer st, mt;
+    client st, mt;
     send(w, "GET", "/relay/admin/api/stats", ADMIN_TOKEN, NULL, &st);
     send(w, "GET", "/relay/metrics", ADMIN_TOKEN, NULL, &mt);
     rl_log_set_thread_sink(NULL, NULL);
