@@ -11,9 +11,11 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admin/admin.h"
+#include "engine/budgets.h"
 #include "engine/stats.h"
 #include "store/secret.h"
 
@@ -113,7 +115,7 @@ out:
 
 /* What relay-admin stats adds up from the shared counters (engine/stats.h). */
 typedef struct stats_sums {
-    uint64_t usage[STATS_COUNTERS]; /* MODEL rows: requests, outcomes, tokens, money */
+    uint64_t usage[STATS_COUNTERS]; /* MODEL rows: requests, outcomes, tokens, money, refusals */
     uint64_t calls;                 /* UPSTREAM rows */
 } stats_sums;
 
@@ -126,6 +128,182 @@ static int sum_row(void *ctx, const stats_row *row)
     else if (row->kind == STATS_ROW_UPSTREAM)
         t->calls += row->c[C_UP_CALLS];
     return 0;
+}
+
+/* One counter: a "name value" line, or a member of the JSON object being
+ * printed (after its first). */
+static void put_count(const admin_ctx *ctx, const char *name, uint64_t v)
+{
+    if (ctx->json)
+        printf(",\"%s\":%" PRIu64, name, v);
+    else
+        printf("%-28s %" PRIu64 "\n", name, v);
+}
+
+/* The store's totals and the counters, as "name value" lines or the members
+ * of one JSON object (left open for what follows). */
+static void print_counters(const admin_ctx *ctx, const store_stats *st, const stats_sums *t)
+{
+    static const struct {
+        const char *name;
+        int counter; /* into usage; -1: upstream calls */
+    } rows[] = {
+        {"requests", C_REQUESTS},
+        {"requests.hit", C_HIT},
+        {"requests.stale", C_STALE},
+        {"requests.miss", C_MISS},
+        {"requests.coalesced", C_COALESCED},
+        {"requests.bypass", C_BYPASS},
+        {"requests.errors", C_ERRORS},
+        {"requests.unpriced", C_UNPRICED},
+        {"upstream.calls", -1},
+        {"tokens.input", C_TOKENS_IN},
+        {"tokens.output", C_TOKENS_OUT},
+        {"tokens.cached_input", C_TOKENS_CACHED_IN},
+        {"tokens.saved_input", C_SAVED_IN},
+        {"tokens.saved_output", C_SAVED_OUT},
+    };
+    double spent = (double)t->usage[C_NUSD_SPENT] / 1e9;
+    double saved = (double)t->usage[C_NUSD_SAVED] / 1e9;
+    uint64_t rejected = 0;
+    for (int i = 0; i < STATS_REJECTIONS; i++)
+        rejected += t->usage[C_REJECTED + i];
+    if (ctx->json)
+        printf("{\"entries\":%" PRIu64, st->entries);
+    else
+        put_count(ctx, "entries", st->entries);
+    put_count(ctx, "bytes", st->bytes);
+    put_count(ctx, "evictions", st->evictions);
+    put_count(ctx, ctx->json ? "expired_removed" : "expired removed", st->expired_removed);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        put_count(ctx, rows[i].name, rows[i].counter < 0 ? t->calls : t->usage[rows[i].counter]);
+    if (ctx->json)
+        printf(",\"usd.spent\":%.9g,\"usd.saved\":%.9g", spent, saved);
+    else
+        printf("%-28s %.6f\n%-28s %.6f\n", "usd.spent", spent, "usd.saved", saved);
+    put_count(ctx, "rejected", rejected);
+    char name[64];
+    for (int i = 0; i < STATS_REJECTIONS; i++) {
+        snprintf(name, sizeof name, "rejected.%s", stats_rejection_reasons[i]);
+        put_count(ctx, name, t->usage[C_REJECTED + i]);
+    }
+}
+
+/* ---- budgets ------------------------------------------------------------ */
+
+/* {"limit": L|null, "spent": S, "reserved": R, "remaining": L-S-R|null},
+ * USD as dollars. */
+static void json_amount(const budget_amount *a, ledger_unit u)
+{
+    double scale = u == LEDGER_USD ? 1e9 : 1;
+    printf("{\"limit\":");
+    if (a->limit)
+        printf("%.9g", (double)a->limit / scale);
+    else
+        printf("null");
+    printf(",\"spent\":%.9g,\"reserved\":%.9g,\"remaining\":", (double)a->spent / scale,
+           (double)a->reserved / scale);
+    if (a->limit)
+        printf("%.9g}", (double)budget_remaining(a) / scale);
+    else
+        printf("null}");
+}
+
+static void json_status(const budget_status *st)
+{
+    printf("{");
+    if (st->kind == BUDGETS_TOKEN) {
+        printf("\"id\":\"%s\",\"name\":", st->id);
+        admin_json_cstr(stdout, st->name);
+        printf(",\"state\":\"%s\",\"expires\":", store_token_state_name(st->state));
+        if (st->expires)
+            printf("%" PRIu64, st->expires);
+        else
+            printf("null");
+    } else {
+        printf("\"scope\":\"%s\",\"name\":", budgets_kind_name(st->kind));
+        admin_json_cstr(stdout, st->name);
+    }
+    for (int w = LEDGER_MINUTE; w <= LEDGER_MONTH; w++) {
+        const budget_period *p = &st->period[w];
+        if (!p->charged)
+            continue;
+        printf(",\"%s\":{\"start\":%" PRIu64 ",\"resets\":%" PRIu64,
+               ledger_window_name((ledger_window)w), p->start, p->end);
+        for (int u = 0; u < LEDGER_UNITS; u++) {
+            printf(",\"%s\":", ledger_unit_name((ledger_unit)u));
+            json_amount(&p->amount[u], (ledger_unit)u);
+        }
+        printf("}");
+    }
+    printf("%s}", st->unreadable ? ",\"unreadable\":true" : "");
+}
+
+/* "$1.20 of $5.00", "1,200 tokens", "3 of 60 requests"; "(+R reserved)"
+ * for requests under way. */
+static void text_amount(const budget_amount *a, ledger_unit u)
+{
+    if (u == LEDGER_USD) {
+        printf("$%.6f", (double)a->spent / 1e9);
+        if (a->limit)
+            printf(" of $%.2f", (double)a->limit / 1e9);
+        if (a->reserved)
+            printf(" (+$%.6f reserved)", (double)a->reserved / 1e9);
+        return;
+    }
+    printf("%" PRIu64, a->spent);
+    if (a->limit)
+        printf(" of %" PRIu64, a->limit);
+    printf(" %s", ledger_unit_name(u));
+    if (a->reserved)
+        printf(" (+%" PRIu64 " reserved)", a->reserved);
+}
+
+static void text_status(const budget_status *st)
+{
+    char key[64];
+    if (st->kind == BUDGETS_TOKEN) {
+        snprintf(key, sizeof key, "token %s", st->id);
+        printf("%-28s %s (%s)\n", key, st->name, store_token_state_name(st->state));
+    } else {
+        printf("budget %s %s\n", budgets_kind_name(st->kind), st->name);
+    }
+    for (int w = LEDGER_MINUTE; w <= LEDGER_MONTH; w++) {
+        const budget_period *p = &st->period[w];
+        if (!p->charged)
+            continue;
+        printf("  %-26s ", ledger_window_name((ledger_window)w));
+        for (int u = 0; u < LEDGER_UNITS; u++) {
+            printf("%s", u ? ", " : "");
+            text_amount(&p->amount[u], (ledger_unit)u);
+        }
+        printf("\n");
+    }
+    if (st->unreadable)
+        printf("  (a ledger row could not be read: see the log)\n");
+}
+
+/* Each token's and [budget] row's spending in the current windows. */
+static void print_budgets(const admin_ctx *ctx, const budgets *b)
+{
+    if (ctx->json) {
+        printf(",\"tokens\":[");
+        for (size_t i = 0; i < b->ntokens; i++) {
+            printf("%s", i ? "," : "");
+            json_status(&b->v[i]);
+        }
+        printf("],\"tokens_left_out\":%zu,\"budgets\":[", b->left_out);
+        for (size_t i = b->ntokens; i < b->n; i++) {
+            printf("%s", i > b->ntokens ? "," : "");
+            json_status(&b->v[i]);
+        }
+        printf("]");
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        text_status(&b->v[i]);
+    if (b->left_out)
+        printf("(%zu more tokens not shown)\n", b->left_out);
 }
 
 int cmd_stats(admin_ctx *ctx, store *s, int argc, char **argv)
@@ -146,44 +324,17 @@ int cmd_stats(admin_ctx *ctx, store *s, int argc, char **argv)
     }
     stats_each_row(counters, sum_row, &t);
     stats_close(counters);
-    static const struct {
-        const char *name;
-        int counter; /* into usage; -1: upstream calls */
-    } rows[] = {
-        {"requests", C_REQUESTS},
-        {"requests.hit", C_HIT},
-        {"requests.stale", C_STALE},
-        {"requests.miss", C_MISS},
-        {"requests.coalesced", C_COALESCED},
-        {"requests.bypass", C_BYPASS},
-        {"requests.errors", C_ERRORS},
-        {"requests.unpriced", C_UNPRICED},
-        {"upstream.calls", -1},
-        {"tokens.input", C_TOKENS_IN},
-        {"tokens.output", C_TOKENS_OUT},
-        {"tokens.cached_input", C_TOKENS_CACHED_IN},
-        {"tokens.saved_input", C_SAVED_IN},
-        {"tokens.saved_output", C_SAVED_OUT},
-    };
-    double spent = (double)t.usage[C_NUSD_SPENT] / 1e9, saved = (double)t.usage[C_NUSD_SAVED] / 1e9;
-    if (ctx->json) {
-        printf("{\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"evictions\":%" PRIu64
-               ",\"expired_removed\":%" PRIu64,
-               st.entries, st.bytes, st.evictions, st.expired_removed);
-        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-            printf(",\"%s\":%" PRIu64, rows[i].name,
-                   rows[i].counter < 0 ? t.calls : t.usage[rows[i].counter]);
-        printf(",\"usd.spent\":%.9g,\"usd.saved\":%.9g}\n", spent, saved);
-    } else {
-        printf("%-20s %" PRIu64 "\n", "entries", st.entries);
-        printf("%-20s %" PRIu64 "\n", "bytes", st.bytes);
-        printf("%-20s %" PRIu64 "\n", "evictions", st.evictions);
-        printf("%-20s %" PRIu64 "\n", "expired removed", st.expired_removed);
-        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-            printf("%-20s %" PRIu64 "\n", rows[i].name,
-                   rows[i].counter < 0 ? t.calls : t.usage[rows[i].counter]);
-        printf("%-20s %.6f\n%-20s %.6f\n", "usd.spent", spent, "usd.saved", saved);
+    budgets b;
+    if (budgets_read(s, ctx->cfg, (uint64_t)time(NULL), &b) != RL_OK) {
+        budgets_release(&b);
+        fprintf(stderr, "relay-admin stats: reading the tokens' and budgets' spending failed\n");
+        return EXIT_FAIL;
     }
+    print_counters(ctx, &st, &t);
+    print_budgets(ctx, &b);
+    if (ctx->json)
+        printf("}\n");
+    budgets_release(&b);
     return EXIT_OK;
 }
 

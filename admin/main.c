@@ -34,8 +34,11 @@ static const admin_cmd commands[] = {
      "  relay-admin init\n"
      "  relay-admin init --show-admin-token\n",
      0, cmd_init},
-    {"stats", "", "entries, bytes, requests by outcome, tokens and USD (all processes)",
-     "Prints the store's totals and the request counters Relay keeps.\n"
+    {"stats", "", "entries, bytes, requests by outcome, tokens, USD, refusals and budgets",
+     "Prints the store's totals and the request counters Relay keeps (all processes),\n"
+     "refusals by reason, and what each Relay token and [budget] row has spent in its\n"
+     "current UTC minute, day and month against its limits (\"of\"), with what requests\n"
+     "under way have reserved.\n"
      "Example:\n"
      "  relay-admin --json stats\n",
      1, cmd_stats},

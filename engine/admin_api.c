@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/budgets.h"
 #include "engine/ckey.h"
 #include "engine/pricing.h"
 #include "engine/prov_json.h"
@@ -104,11 +105,137 @@ static int inflight_item(void *ctx, const uint8_t *key, const store_flight *f)
     return json_array_size(a->list) >= INFLIGHT_MAX;
 }
 
+/* ---- budgets ---------------------------------------------------------------- */
+
+/* One unit of a window: {"limit", "spent", "reserved", "remaining"}, USD for
+ * money; limit and remaining null when no limit is set. */
+static json_t *amount_json(const budget_amount *a, ledger_unit u)
+{
+    json_t *o = json_object();
+    if (u == LEDGER_USD) {
+        json_object_set_new(o, "limit", a->limit ? json_real(observe_usd(a->limit)) : json_null());
+        json_object_set_new(o, "spent", json_real(observe_usd(a->spent)));
+        json_object_set_new(o, "reserved", json_real(observe_usd(a->reserved)));
+        json_object_set_new(o, "remaining",
+                            a->limit ? json_real(observe_usd(budget_remaining(a))) : json_null());
+        return o;
+    }
+    json_object_set_new(o, "limit", a->limit ? json_integer((json_int_t)a->limit) : json_null());
+    json_object_set_new(o, "spent", json_integer((json_int_t)a->spent));
+    json_object_set_new(o, "reserved", json_integer((json_int_t)a->reserved));
+    json_object_set_new(o, "remaining",
+                        a->limit ? json_integer((json_int_t)budget_remaining(a)) : json_null());
+    return o;
+}
+
+/* The windows a scope is charged in: "minute", "day", "month", each with
+ * its start, when it resets, and every unit. */
+static void periods_into(json_t *obj, const budget_status *st)
+{
+    for (int w = LEDGER_MINUTE; w <= LEDGER_MONTH; w++) {
+        const budget_period *p = &st->period[w];
+        if (!p->charged)
+            continue;
+        json_t *o =
+            json_pack("{s:I,s:I}", "start", (json_int_t)p->start, "resets", (json_int_t)p->end);
+        for (int u = 0; u < LEDGER_UNITS; u++)
+            json_object_set_new(o, ledger_unit_name((ledger_unit)u),
+                                amount_json(&p->amount[u], (ledger_unit)u));
+        json_object_set_new(obj, ledger_window_name((ledger_window)w), o);
+    }
+    if (st->unreadable)
+        json_object_set_new(obj, "unreadable", json_true());
+}
+
+/* A Relay token as its client row shows it: its public id, never its text
+ * or hash. */
+static json_t *token_json(const budget_status *st)
+{
+    json_t *o = json_pack("{s:s,s:s,s:s}", "id", st->id, "name", st->name, "state",
+                          store_token_state_name(st->state));
+    json_object_set_new(o, "expires",
+                        st->expires ? json_integer((json_int_t)st->expires) : json_null());
+    periods_into(o, st);
+    return o;
+}
+
+/* The [budget] rows of relay.ini, and how many tokens were left out. */
+static json_t *budgets_json(const budgets *b)
+{
+    json_t *global = json_array();
+    for (size_t i = b->ntokens; i < b->n; i++) {
+        const budget_status *st = &b->v[i];
+        json_t *o = json_pack("{s:s,s:s}", "scope", budgets_kind_name(st->kind), "name", st->name);
+        periods_into(o, st);
+        json_array_append_new(global, o);
+    }
+    return json_pack("{s:o,s:I}", "global", global, "tokens_left_out", (json_int_t)b->left_out);
+}
+
+/* Refusals of a usage row's counters, all reasons together. */
+static uint64_t rejected_sum(const uint64_t *c)
+{
+    uint64_t sum = 0;
+    for (int i = 0; i < STATS_REJECTIONS; i++)
+        sum += c[C_REJECTED + i];
+    return sum;
+}
+
+/* Refusals by reason ({"budget": 2, ...}, every reason) of a usage row's
+ * counters. */
+static json_t *rejections_json(const uint64_t *c)
+{
+    json_t *o = json_object();
+    for (int i = 0; i < STATS_REJECTIONS; i++)
+        json_object_set_new(o, stats_rejection_reasons[i],
+                            json_integer((json_int_t)c[C_REJECTED + i]));
+    return o;
+}
+
+/* A client's row: id, outcomes, tokens, money, refusals, and its Relay
+ * token when it is one (null for a provider key's hash). */
+static json_t *client_json(const char *id, const uint64_t *c, const budget_status *token)
+{
+    json_t *o = json_pack("{s:s}", "client", id);
+    outcomes_into(o, c);
+    json_object_set_new(o, "tokens", tokens_json(c));
+    json_object_set_new(o, "usd", money_json(c));
+    json_object_set_new(o, "rejected", json_integer((json_int_t)rejected_sum(c)));
+    json_object_set_new(o, "token", token ? token_json(token) : json_null());
+    return o;
+}
+
+/* Every client row, each joined with its token; then the live tokens that
+ * have no row yet (no request counted since the counters began). */
+static json_t *clients_json(const observe_rows *rs, const budgets *b)
+{
+    json_t *clients = json_array();
+    unsigned char *shown = b->ntokens ? calloc(b->ntokens, 1) : NULL;
+    for (size_t i = 0; i < rs->n; i++) {
+        const stats_row *r = &rs->v[i];
+        if (r->kind != STATS_ROW_CLIENT)
+            continue;
+        const budget_status *t = budgets_token(b, r->labels[0]);
+        if (t && shown)
+            shown[t - b->v] = 1;
+        json_array_append_new(clients, client_json(r->labels[0], r->c, t));
+    }
+    static const uint64_t none[STATS_COUNTERS];
+    for (size_t i = 0; i < b->ntokens; i++)
+        if (shown && !shown[i] && b->v[i].state == TOKEN_LIVE)
+            json_array_append_new(clients, client_json(b->v[i].id, none, &b->v[i]));
+    free(shown);
+    return clients;
+}
+
 static json_t *stats_json(exchange *x, const observe_rows *rs, uint64_t now)
 {
     uint64_t totals[STATS_COUNTERS] = {0};
     uint64_t calls = 0;
-    json_t *models = json_array(), *upstreams = json_array(), *clients = json_array();
+    store *s = exchange_store(x);
+    budgets b = {0};
+    int have_budgets = s && budgets_read(s, x->cfg, now, &b) == RL_OK;
+    json_t *models = json_array(), *upstreams = json_array();
     for (size_t i = 0; i < rs->n; i++) {
         const stats_row *r = &rs->v[i];
         if (r->kind == STATS_ROW_MODEL) {
@@ -126,14 +253,9 @@ static json_t *stats_json(exchange *x, const observe_rows *rs, uint64_t now)
             json_object_set_new(m, "tokens", tokens_json(r->c));
             json_object_set_new(m, "usd", p ? money_json(r->c) : json_null());
             json_array_append_new(models, m);
-        } else if (r->kind == STATS_ROW_CLIENT) {
-            json_t *c = json_pack("{s:s}", "client", r->labels[0]);
-            outcomes_into(c, r->c);
-            json_object_set_new(c, "tokens", tokens_json(r->c));
-            json_object_set_new(c, "usd", money_json(r->c));
-            json_array_append_new(clients, c);
         }
     }
+    json_t *clients = clients_json(rs, &b);
     for (size_t u = 0; u < x->cfg->nupstreams; u++) {
         const upstream_config *cu = &x->cfg->upstreams[u];
         static const uint64_t none[STATS_COUNTERS];
@@ -163,22 +285,26 @@ static json_t *stats_json(exchange *x, const observe_rows *rs, uint64_t now)
     json_object_set_new(t, "tokens", tokens_json(totals));
     json_object_set_new(t, "usd", money_json(totals));
     json_object_set_new(t, "unpriced_requests", json_integer((json_int_t)totals[C_UNPRICED]));
+    json_object_set_new(t, "rejected", json_integer((json_int_t)rejected_sum(totals)));
+    json_object_set_new(t, "rejections", rejections_json(totals));
 
-    /* "api": this document's shape (2: no breaker or budgets yet, and the
-     * version); "version": which Relay answers. */
+    /* "api": this document's shape (3: budgets and refusals; no breaker
+     * yet); "version": which Relay answers. */
     json_t *root =
-        json_pack("{s:i,s:s,s:I}", "api", 2, "version", rl_version(), "now", (json_int_t)now);
+        json_pack("{s:i,s:s,s:I}", "api", 3, "version", rl_version(), "now", (json_int_t)now);
     json_object_set_new(root, "totals", t);
     json_object_set_new(root, "models", models);
     json_object_set_new(root, "upstreams", upstreams);
     json_object_set_new(root, "clients", clients);
+    /* null while the store cannot be read: then no client shows its token */
+    json_object_set_new(root, "budgets", have_budgets ? budgets_json(&b) : json_null());
+    budgets_release(&b);
     stats *st = observe_stats(x);
     json_t *series = json_object();
     json_object_set_new(series, "minute", st ? series_json(st, 0, now) : json_array());
     json_object_set_new(series, "day", st ? series_json(st, 1, now) : json_array());
     json_object_set_new(root, "series", series);
 
-    store *s = exchange_store(x);
     inflight_arg ia = {json_array(), now * 1000, s};
     if (s)
         store_flight_each(s, 100000, inflight_item, &ia);

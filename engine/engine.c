@@ -660,7 +660,10 @@ static void account(exchange *x)
         .latency_s = x->latency_s,
         .ttfb_s = x->ttfb_s,
         .model_vouched = answered,
-        .client_vouched = answered && (x->called_upstream || own_key),
+        /* A Relay token was vouched for by Relay itself (it is in the
+         * store), so even its refusals count in its own row. */
+        .client_vouched = x->spend.has_token || (answered && (x->called_upstream || own_key)),
+        .rejected = x->rejected,
     };
     stats_record(st, &r, (uint64_t)time(NULL));
 }

@@ -10,7 +10,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
+#include "engine/budgets.h"
 #include "engine/pricing.h"
 #include "store/flight.h"
 
@@ -67,6 +69,7 @@ typedef struct source {
     const observe_rows *rows;
     store *s; /* NULL: the store is closed */
     store_stats ss;
+    const budgets *b; /* NULL: they could not be read */
 } source;
 
 typedef struct family family;
@@ -88,6 +91,7 @@ struct family {
     const char *variant;                  /* the second label's name, or NULL */
     variant variants[3];                  /* its values */
     int needs_store;                      /* left out while the store is closed */
+    int needs_budgets;                    /* left out while budgets cannot be read */
     uint64_t (*value)(const source *src); /* emit_value's */
 };
 
@@ -164,6 +168,46 @@ static void emit_histogram(page *p, const family *f, const source *src)
         putf(p, "} %.9g\n%s_count{", (double)r->c[f->sum] / 1e6, f->name);
         put_label(p, "upstream", r->labels[0], 1);
         putf(p, "} %llu\n", (unsigned long long)cumulative);
+    }
+}
+
+/* Refusals by reason, every reason (zeros included): the MODEL rows add up
+ * to every refusal (stats.h). */
+static void emit_rejections(page *p, const family *f, const source *src)
+{
+    for (int i = 0; i < STATS_REJECTIONS; i++) {
+        uint64_t n = 0;
+        for (size_t r = 0; r < src->rows->n; r++)
+            if (src->rows->v[r].kind == STATS_ROW_MODEL)
+                n += src->rows->v[r].c[C_REJECTED + i];
+        putf(p, "%s{", f->name);
+        put_label(p, "reason", stats_rejection_reasons[i], 1);
+        putf(p, "} %llu\n", (unsigned long long)n);
+    }
+}
+
+/* What is left of each limit in unit f->counter (ledger_unit) that a live
+ * token or a [budget] row sets, by window: {token="ID"} (its public id),
+ * {upstream="NAME"} or {model="NAME"}. */
+static void emit_budgets(page *p, const family *f, const source *src)
+{
+    for (size_t i = 0; i < src->b->n; i++) {
+        const budget_status *st = &src->b->v[i];
+        if (st->state != TOKEN_LIVE || st->unreadable)
+            continue;
+        for (int w = LEDGER_MINUTE; w <= LEDGER_MONTH; w++) {
+            const budget_amount *a = &st->period[w].amount[f->counter];
+            if (!st->period[w].charged || !a->limit)
+                continue;
+            putf(p, "%s{", f->name);
+            put_label(p, budgets_kind_name(st->kind), st->kind == BUDGETS_TOKEN ? st->id : st->name,
+                      1);
+            put_label(p, "window", ledger_window_name((ledger_window)w), 0);
+            if (f->money)
+                putf(p, "} %.9g\n", observe_usd(budget_remaining(a)));
+            else
+                putf(p, "} %llu\n", (unsigned long long)budget_remaining(a));
+        }
     }
 }
 
@@ -246,6 +290,11 @@ static const family families[] = {
      emit_models, .counter = C_COALESCED},
     {"relay_upstream_calls_total", "counter", "Calls made to each upstream.", emit_upstreams,
      .counter = C_UP_CALLS},
+    {"relay_rejections_total", "counter",
+     "Requests Relay refused before calling upstream, by reason (token_unknown, token_revoked, "
+     "token_expired, token_required, forbidden_upstream, forbidden_model, budget, rate_limit, "
+     "unverifiable).",
+     emit_rejections, .counter = 0},
     {"relay_upstream_latency_seconds", "histogram",
      "Duration of upstream calls, whole (streams to their end).", emit_histogram,
      .counter = C_UP_LATENCY_BUCKET, .sum = C_UP_LATENCY_SUM_US},
@@ -269,24 +318,39 @@ static const family families[] = {
     {"relay_inflight_requests", "gauge",
      "Upstream calls in flight that identical requests can join.", emit_value,
      .needs_store = 1, .value = inflight},
+    {"relay_budget_remaining_usd", "gauge",
+     "USD left in the current UTC window of each budget set: a live Relay token's (by its id) "
+     "or a [budget] row's (by upstream or model).",
+     emit_budgets, .counter = LEDGER_USD, .money = 1, .needs_budgets = 1},
+    {"relay_budget_remaining_tokens", "gauge",
+     "Tokens left in the current UTC window (day; minute: tokens per minute) of each token "
+     "budget set.",
+     emit_budgets, .counter = LEDGER_TOKENS, .needs_budgets = 1},
+    {"relay_budget_remaining_requests", "gauge",
+     "Requests left in the current minute of each Relay token with a requests-per-minute limit.",
+     emit_budgets, .counter = LEDGER_REQUESTS, .needs_budgets = 1},
 };
 /* clang-format on */
 
-rl_err metrics_page(const relay_config *cfg, const observe_rows *rs, store *s, size_t max,
-                    rl_buf *out)
+rl_err metrics_page(const relay_config *cfg, const observe_rows *rs, store *s, uint64_t now,
+                    size_t max, rl_buf *out)
 {
     page p = {.err = RL_OK};
     rl_buf_init(&p.buf, max);
     source src = {.cfg = cfg, .rows = rs, .s = s};
     if (s && store_stats_get(s, &src.ss) != RL_OK)
         src.s = NULL; /* reported as relay_store_up 0 */
+    budgets b = {0};
+    if (src.s && budgets_read(src.s, cfg, now, &b) == RL_OK)
+        src.b = &b; /* else left out, as the store's families (logged) */
     for (size_t i = 0; i < sizeof families / sizeof families[0] && p.err == RL_OK; i++) {
         const family *f = &families[i];
-        if (f->needs_store && !src.s)
+        if ((f->needs_store && !src.s) || (f->needs_budgets && !src.b))
             continue;
         putf(&p, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name, f->type);
         f->emit(&p, f, &src);
     }
+    budgets_release(&b);
     *out = p.buf;
     return p.err;
 }
@@ -299,7 +363,8 @@ void metrics_serve(exchange *x)
     rl_buf out;
     rl_err err = observe_rows_collect(observe_stats(x), &rs);
     if (err == RL_OK)
-        err = metrics_page(x->cfg, &rs, exchange_store(x), METRICS_MAX_BYTES, &out);
+        err = metrics_page(x->cfg, &rs, exchange_store(x), (uint64_t)time(NULL), METRICS_MAX_BYTES,
+                           &out);
     else
         rl_buf_init(&out, 0);
     if (err == RL_OK)

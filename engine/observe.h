@@ -10,7 +10,8 @@
  *                           counters (stats.h) and the store; open or
  *                           admin-only ([metrics] access)
  *   /relay/admin/api/stats  the dashboard's JSON (admin token): "api" (its
- *                           shape, 2), "version" (rl_version()), totals, ...
+ *                           shape, 3), "version" (rl_version()), totals,
+ *                           clients with their Relay tokens' budgets, ...
  *   /relay/admin/api/purge  POST {"all": true} or {"expired": true}: removes
  *                           cache entries, answers {"removed": N} (admin token)
  *

@@ -41,19 +41,21 @@ double observe_usd(uint64_t nusd);
 void metrics_serve(exchange *x);
 
 /* The largest metrics page Relay sends: a page that would be larger is an
- * error (500), never a 200 cut short. Rows are bounded (stats.h), so only
- * a damaged counters file or a change of layout gets near it. */
+ * error (500), never a 200 cut short. Rows are bounded (stats.h), and so
+ * are the budgets' gauges (budgets.h: at most 5 per token reported, 3 per
+ * [budget] row), so only a damaged counters file or a change of layout
+ * gets near it. */
 #define METRICS_MAX_BYTES (2u << 20)
 
 /*
  * Writes the metrics page (Prometheus text 0.0.4) of rows rs into out,
  * which it initialises with the cap max (the caller releases it); the
- * store's families only when s is not NULL. RL_TOO_LARGE when the page
- * would exceed max bytes (out then holds a partial page that must not be
- * sent), RL_NOMEM.
+ * store's families (and the budgets', read at unix time now) only when s
+ * is not NULL. RL_TOO_LARGE when the page would exceed max bytes (out then
+ * holds a partial page that must not be sent), RL_NOMEM.
  */
-rl_err metrics_page(const relay_config *cfg, const observe_rows *rs, store *s, size_t max,
-                    rl_buf *out);
+rl_err metrics_page(const relay_config *cfg, const observe_rows *rs, store *s, uint64_t now,
+                    size_t max, rl_buf *out);
 
 /* /relay/admin/api/... once authorized (admin_api.c). */
 void admin_api_serve(exchange *x);

@@ -16,6 +16,21 @@
 const double stats_bucket_le[STATS_BUCKETS - 1] = {0.05, 0.1, 0.25, 0.5, 1,   2.5,
                                                    5,    10,  30,   60,  120, 300};
 
+/* In the order of the C_REJECTED counters: only appended to, since the
+ * counters of a file outlive the binary that wrote them. */
+const char *const stats_rejection_reasons[STATS_REJECTIONS] = {
+    "token_unknown",   "token_revoked", "token_expired", "token_required", "forbidden_upstream",
+    "forbidden_model", "budget",        "rate_limit",    "unverifiable",
+};
+
+int stats_rejection_index(const char *reason)
+{
+    for (int i = 0; reason && i < STATS_REJECTIONS; i++)
+        if (strcmp(reason, stats_rejection_reasons[i]) == 0)
+            return i;
+    return -1;
+}
+
 #define SPINS 1000 /* yields before giving up on a row or slot in transition */
 /* Rows kept for the kinds' "(other)" rows, so that a full table still
  * counts everything somewhere. */
@@ -255,6 +270,9 @@ static void add_usage(row *u, const stats_request *r, int from_cache)
         add(u, C_NUSD_SPENT, r->priced ? r->nusd : 0);
     }
     add(u, C_UNPRICED, !r->priced && r->model[0]);
+    int why = stats_rejection_index(r->rejected);
+    if (why >= 0)
+        add(u, C_REJECTED + why, 1);
 }
 
 static void add_timing(row *up, int sum, int bucket0, double seconds)

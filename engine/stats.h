@@ -78,7 +78,21 @@ enum {
     C_NUSD_SAVED,
     C_UNPRICED,     /* requests whose model has no price */
     C_MODELS_ADDED, /* CLIENT rows: models this client gave a row of their own */
+    C_REJECTED,     /* ... STATS_REJECTIONS of them: refusals, by reason (below) */
 };
+
+/* Why Relay refused a request before any upstream call (engine/spend.c
+ * names the reason in exchange.rejected): C_REJECTED + i of a usage row
+ * counts stats_rejection_reasons[i]. Every refused request has an
+ * upstream, so the MODEL rows add up to every refusal; the CLIENT rows say
+ * whose. A fixed table: these counters are what relay_rejections_total
+ * shows for every reason, zeros included. */
+#define STATS_REJECTIONS 9
+extern const char *const stats_rejection_reasons[STATS_REJECTIONS];
+_Static_assert(C_REJECTED + STATS_REJECTIONS <= STATS_COUNTERS, "rejection counters fit a row");
+
+/* The index of reason in stats_rejection_reasons, or -1. */
+int stats_rejection_index(const char *reason);
 
 /* Counters of REQUESTS rows. */
 enum { C_COUNT };
@@ -160,6 +174,9 @@ typedef struct stats_request {
     /* An upstream answered 2xx for this client's credential: a client it
      * has not seen may get a row of its own. */
     int client_vouched;
+    /* Why Relay refused it before any upstream call (a name of
+     * stats_rejection_reasons), or NULL when it did not. */
+    const char *rejected;
 } stats_request;
 
 /* Counts r at unix time now (seconds). */

@@ -1,35 +1,76 @@
-// The requests-over-time chart: stacked bars (hits, coalesced, misses) drawn
-// as inline SVG, with HTML axis labels and a text readout that doubles as
-// the chart's text alternative. No library: one <path> per series, so a day
-// of minutes (1440 bars) is three elements, not four thousand.
+// The dashboard's charts: stacked bars drawn as inline SVG, with HTML axis
+// labels and a text readout that doubles as the chart's text alternative. No
+// library: one <path> per series, so a day of minutes (1440 bars) is three
+// elements, not four thousand.
 //
-//   const chart = new TrafficChart(figureElement);
+//   const chart = new BarChart(figureElement, TRAFFIC);   // or MONEY
 //   chart.update(points, 'minute' | 'day', 'Last hour');
 //
 // points: the API's series entries ({t, requests, hits, misses, coalesced,
-// errors, ...}), oldest first. The figure holds (by class): .plot (focusable,
-// pointer and arrow keys move a cursor), svg.bars, .y-top, .y-mid, .x-axis
-// and .readout.
+// errors, usd_spent, usd_saved, ...}), oldest first. The figure holds (by
+// class): .plot (focusable, pointer and arrow keys move a cursor), svg.bars,
+// .y-top, .y-mid, .x-axis and .readout. A kind (TRAFFIC, MONEY) says which
+// series are stacked, how values read, and what the readout says.
 
-import { fmtClock, fmtDay, fmtInt } from './format.js';
+import { fmtClock, fmtDay, fmtInt, fmtUsd } from './format.js';
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
-// Bottom to top. Class names select each series' colour in dashboard.css.
-export const SERIES = [
-  { key: 'hits', one: 'hit', many: 'hits', cls: 'series-hits' },
-  { key: 'coalesced', one: 'coalesced', many: 'coalesced', cls: 'series-coalesced' },
-  { key: 'misses', one: 'miss', many: 'misses', cls: 'series-misses' },
-];
-
 const num = (v) => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0);
 
-// The smallest 2, 4, 6, 8 or 10 times a power of ten that is >= v (at
-// least 2), so that the axis and its middle line read in whole numbers.
-function niceMax(v) {
-  if (v <= 2) return 2;
+// "3 misses", "1 miss"
+const count = (v, one, many) => `${fmtInt(v)} ${v === 1 ? one : many}`;
+
+// Requests: hits, coalesced and misses stacked (bottom to top). Class names
+// select each series' colour in dashboard.css.
+export const TRAFFIC = {
+  series: [
+    { key: 'hits', one: 'hit', many: 'hits', cls: 'series-hits' },
+    { key: 'coalesced', one: 'coalesced', many: 'coalesced', cls: 'series-coalesced' },
+    { key: 'misses', one: 'miss', many: 'misses', cls: 'series-misses' },
+  ],
+  top: (peak) => niceMax(peak, 2), // whole numbers up the axis
+  axis: (v) => fmtInt(v),
+  // "12 requests: 8 hits, 1 coalesced, 3 misses, 0 errors"
+  describe(p) {
+    const parts = this.series.map((s) => count(num(p[s.key]), s.one, s.many));
+    parts.push(count(num(p.errors), 'error', 'errors'));
+    return `${count(num(p.requests), 'request', 'requests')}: ${parts.join(', ')}`;
+  },
+  totals: ['requests', 'errors'],
+  busiest: (p, per) => `busiest ${per} ${fmtInt(num(p.requests))}`,
+  peak: (p) => num(p.requests),
+};
+
+// Money per day: what was spent upstream and what the cache and shared
+// calls saved, stacked, so a bar's height is what the day would have cost
+// without Relay (at the [pricing] table's prices; models with no price are
+// in neither).
+export const MONEY = {
+  series: [
+    { key: 'usd_spent', name: 'spent', cls: 'series-spent' },
+    { key: 'usd_saved', name: 'saved', cls: 'series-saved' },
+  ],
+  // Money comes in fractions of a cent: only an empty chart's axis is $0.01.
+  top: (peak) => niceMax(peak, peak > 0 ? 0 : 0.01),
+  axis: (v) => fmtUsd(v),
+  // "$0.12 spent, $0.30 saved (without Relay: $0.42)"
+  describe(p) {
+    const spent = num(p.usd_spent);
+    const saved = num(p.usd_saved);
+    return `${fmtUsd(spent)} spent, ${fmtUsd(saved)} saved (without Relay: ${fmtUsd(spent + saved)})`;
+  },
+  totals: [],
+  busiest: (p, per) => `costliest ${per} ${fmtUsd(num(p.usd_spent) + num(p.usd_saved))} without Relay`,
+  peak: (p) => num(p.usd_spent) + num(p.usd_saved),
+};
+
+// The smallest 1, 2, 4, 6, 8 or 10 times a power of ten that is >= v (at
+// least floor), so that the axis and its middle line read in round numbers.
+function niceMax(v, floor) {
+  if (v <= floor) return floor;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 4, 6, 8, 10]) if (m * p >= v) return m * p;
+  for (const m of [1, 2, 4, 6, 8]) if (m * p >= v) return m * p;
   return 10 * p;
 }
 
@@ -39,9 +80,10 @@ function svgEl(name, attrs = {}) {
   return el;
 }
 
-export class TrafficChart {
-  constructor(figure) {
+export class BarChart {
+  constructor(figure, kind) {
     this.figure = figure;
+    this.kind = kind;
     this.plot = figure.querySelector('.plot');
     this.svg = figure.querySelector('svg.bars');
     this.yTop = figure.querySelector('.y-top');
@@ -81,12 +123,13 @@ export class TrafficChart {
   draw() {
     const pts = this.points;
     const n = Math.max(pts.length, 1);
+    const series = this.kind.series;
     let peak = 0;
-    for (const p of pts) peak = Math.max(peak, SERIES.reduce((s, x) => s + num(p[x.key]), 0));
-    const top = niceMax(peak);
+    for (const p of pts) peak = Math.max(peak, series.reduce((s, x) => s + num(p[x.key]), 0));
+    const top = this.kind.top(peak);
     this.top = top;
 
-    // viewBox units: one per bar across, one per request up; the SVG is
+    // viewBox units: one per bar across, one per request (or USD) up; the SVG is
     // stretched to the plot's box (preserveAspectRatio none), so text lives
     // in HTML around it and lines keep their width (non-scaling-stroke).
     const svg = this.svg;
@@ -101,7 +144,7 @@ export class TrafficChart {
     const gap = n > 120 ? 0 : 0.15;
     const w = 1 - 2 * gap;
     const base = new Array(pts.length).fill(0);
-    for (const s of SERIES) {
+    for (const s of series) {
       let d = '';
       pts.forEach((p, i) => {
         const v = num(p[s.key]);
@@ -116,8 +159,8 @@ export class TrafficChart {
     svg.append(this.cursorEl);
     svg.append(svgEl('line', { x1: 0, x2: n, y1: top, y2: top, class: 'axis', 'vector-effect': 'non-scaling-stroke' }));
 
-    this.yTop.textContent = fmtInt(top);
-    this.yMid.textContent = fmtInt(top / 2);
+    this.yTop.textContent = this.kind.axis(top);
+    this.yMid.textContent = this.kind.axis(top / 2);
     this.drawXAxis();
     this.setCursor(this.cursor);
   }
@@ -181,30 +224,22 @@ export class TrafficChart {
     this.cursorEl.setAttribute('visibility', 'visible');
     const p = this.points[this.cursor];
     const when = this.bucket === 'day' ? this.timeLabel(p.t, true) : `${this.timeLabel(p.t)}`;
-    this.readout.textContent = `${when}: ${describe(p)}`;
+    this.readout.textContent = `${when}: ${this.kind.describe(p)}`;
   }
 
+  // The whole period: its totals and its busiest bucket.
   summary() {
     if (!this.points.length) return 'No data yet.';
-    const total = { requests: 0, errors: 0 };
-    for (const s of SERIES) total[s.key] = 0;
-    let busiest = 0;
+    const kind = this.kind;
+    const total = {};
+    for (const k of [...kind.totals, ...kind.series.map((s) => s.key)]) total[k] = 0;
+    let busiest = this.points[0];
     for (const p of this.points) {
       for (const k of Object.keys(total)) total[k] += num(p[k]);
-      busiest = Math.max(busiest, num(p.requests));
+      if (kind.peak(p) > kind.peak(busiest)) busiest = p;
     }
     const per = this.bucket === 'day' ? 'day' : 'minute';
-    return `${this.title}: ${describe(total)}; busiest ${per} ${fmtInt(busiest)}. ` +
+    return `${this.title}: ${kind.describe(total)}; ${kind.busiest(busiest, per)}. ` +
       'Point at the chart, or focus it and use the arrow keys, for one ' + per + '.';
   }
-}
-
-// "3 misses", "1 miss"
-const count = (v, one, many) => `${fmtInt(v)} ${v === 1 ? one : many}`;
-
-// "12 requests: 8 hits, 1 coalesced, 3 misses, 0 errors"
-function describe(p) {
-  const parts = SERIES.map((s) => count(num(p[s.key]), s.one, s.many));
-  parts.push(count(num(p.errors), 'error', 'errors'));
-  return `${count(num(p.requests), 'request', 'requests')}: ${parts.join(', ')}`;
 }

@@ -1,12 +1,12 @@
 // Relay's dashboard: signs in with the admin token, polls api/stats (the
-// stats API, "api": 2) every 5 seconds and shows it.
+// stats API, "api": 3) every 5 seconds and shows it.
 //
 // The token lives in sessionStorage only (this tab, until log out or close);
 // it is sent as "Authorization: Bearer" and never put in a URL. A 401 at any
 // time forgets it and returns to the login form with the reason. Everything
 // the API says is written with textContent or DOM calls, never as HTML.
 
-import { TrafficChart } from './chart.js';
+import { BarChart, MONEY, TRAFFIC } from './chart.js';
 import {
   DASH, fmtBytes, fmtClock, fmtCount, fmtInt, fmtMs, fmtPct, fmtUsd, known, sum,
 } from './format.js';
@@ -15,6 +15,7 @@ const TOKEN_KEY = 'relay.admin.token';
 const THEME_KEY = 'relay.theme';
 const POLL_MS = 5000;
 const API = 'api/stats'; // relative: the page is served at /relay/admin/
+const API_SHAPE = 3; // the stats document this page reads (its "api")
 
 const $ = (id) => document.getElementById(id);
 
@@ -27,6 +28,7 @@ const state = {
   range: 'hour',
   receivedAt: null,
   chart: null,
+  money: null,
 };
 
 // ---------------------------------------------------------------- storage
@@ -129,8 +131,8 @@ async function fetchStats(token) {
   } catch {
     throw new Error('the answer was not JSON');
   }
-  if (!body || typeof body !== 'object' || body.api !== 2) {
-    throw new Error(`unknown stats API ${JSON.stringify(body?.api ?? null)} (this page reads api 2)`);
+  if (!body || typeof body !== 'object' || body.api !== API_SHAPE) {
+    throw new Error(`unknown stats API ${JSON.stringify(body?.api ?? null)} (this page reads api ${API_SHAPE})`);
   }
   return body;
 }
@@ -301,11 +303,13 @@ function render(stats) {
   renderHeader(stats);
   renderTotals(stats);
   renderChart();
+  renderMoney();
   renderHealth(stats.health);
   renderStore(stats.store);
   renderModels(stats.models);
   renderUpstreams(stats.upstreams);
   renderClients(stats.clients);
+  renderBudgets(stats.budgets);
   renderInflight(stats.inflight);
 }
 
@@ -344,6 +348,17 @@ function renderTotals(stats) {
   setValue('total-coalesced', fmtCount(t.coalesced));
   setText('total-coalesced-sub', 'shared an in-flight call');
 
+  // Refused before any upstream call: the reasons that cost money first.
+  setValue('total-refused', fmtCount(t.rejected));
+  const why = t.rejections ?? {};
+  const badToken = sum(why.token_unknown, why.token_revoked, why.token_expired, why.token_required);
+  const refusals = [
+    [why.budget, 'over budget'], [why.rate_limit, 'rate limited'],
+    [sum(why.forbidden_model, why.forbidden_upstream), 'not allowed'], [badToken, 'bad token'],
+    [why.unverifiable, 'unverifiable'],
+  ].filter(([n]) => n > 0).map(([n, what]) => `${fmtCount(n)} ${what}`);
+  setText('total-refused-sub', refusals.length ? refusals.join(' · ') : 'by budgets, limits and tokens');
+
   const note = $('unpriced-note');
   if (unpriced > 0) {
     note.hidden = false;
@@ -369,6 +384,12 @@ function renderChart() {
   const all = state.stats?.series?.[r.series];
   const points = Array.isArray(all) ? all.slice(-r.last) : [];
   state.chart.update(points, r.bucket, r.title);
+}
+
+// Dollars spent and saved per day, from the 90-day series.
+function renderMoney() {
+  const all = state.stats?.series?.day;
+  state.money.update(Array.isArray(all) ? all : [], 'day', 'Last 90 days');
 }
 
 function renderHealth(health) {
@@ -485,13 +506,91 @@ function renderUpstreams(upstreams) {
   }), 'No upstream is configured.');
 }
 
+// The limits set in one window of a budget, as lines for a cell: "$0.42 of
+// $1.00 today (42%)" with the share used as a meter.
+const LIMITS = [
+  { window: 'day', unit: 'usd', when: 'today' },
+  { window: 'month', unit: 'usd', when: 'this month' },
+  { window: 'day', unit: 'tokens', when: 'today' },
+];
+// Rate limits, as "rpm 3/60".
+const RATES = [
+  { window: 'minute', unit: 'requests', short: 'rpm' },
+  { window: 'minute', unit: 'tokens', short: 'tpm' },
+];
+
+const used = (a) => sum(a?.spent, a?.reserved);
+
+// One line of a budget cell: its text, and a meter of used against limit.
+function limitLine(text, a, label) {
+  const line = el('div', '', text);
+  if (known(a?.limit) && a.limit > 0) {
+    const meter = el('meter');
+    meter.min = 0;
+    meter.max = a.limit;
+    meter.value = Math.min(used(a) ?? 0, a.limit);
+    meter.low = a.limit * 0.8;
+    meter.high = a.limit * 0.95;
+    meter.optimum = 0;
+    meter.setAttribute('aria-label', label);
+    line.append(meter);
+  }
+  return line;
+}
+
+// "$0.42 of $1.00 today (42%)", "1,200 of 5,000 tokens today (24%)": what
+// is used (spent, and reserved by requests under way) of a limit, as the
+// store's sizes read.
+function usedText(a, unit, when) {
+  const u = used(a);
+  const share = known(u) && a.limit > 0 ? ` (${fmtPct(u / a.limit)})` : '';
+  return unit === 'usd'
+    ? `${fmtUsd(u)} of ${fmtUsd(a.limit)} ${when}${share}`
+    : `${fmtCount(u)} of ${fmtCount(a.limit)} ${unit} ${when}${share}`;
+}
+
+// The Budget cell of a client: a token's limits (what is used of each) and
+// rate limits; a provider key has none (Relay holds no budget for it).
+function budgetCell(c) {
+  const td = el('td', 'limits');
+  const t = c.token;
+  if (!t) {
+    td.textContent = DASH;
+    td.title = 'A provider key passed through: Relay holds no budget for it';
+    return td;
+  }
+  const lines = [];
+  if (t.state && t.state !== 'live') {
+    const line = el('div');
+    line.append(el('span', 'badge bad', t.state));
+    lines.push(line);
+  }
+  for (const l of LIMITS) {
+    const a = t[l.window]?.[l.unit];
+    if (!known(a?.limit)) continue;
+    const what = `${l.unit === 'usd' ? 'Dollars' : 'Tokens'} used ${l.when} by ${t.name}`;
+    lines.push(limitLine(usedText(a, l.unit, l.when), a, what));
+  }
+  const rates = RATES.map((r) => [r, t[r.window]?.[r.unit]]).filter(([, a]) => known(a?.limit))
+    .map(([r, a]) => `${r.short} ${fmtCount(used(a))}/${fmtCount(a.limit)}`);
+  if (rates.length) lines.push(el('div', '', rates.join(' · ')));
+  if (!lines.length) lines.push(el('div', 'muted', 'no limit'));
+  td.append(...lines);
+  return td;
+}
+
 function renderClients(clients) {
   const list = Array.isArray(clients) ? [...clients] : [];
   list.sort((a, b) => (b.requests ?? 0) - (a.requests ?? 0));
   fillTable('clients-table', list.map((c) => {
     const tr = el('tr');
-    const name = el('th', 'name ident', c.client ?? DASH);
+    const name = el('th', 'name');
     name.scope = 'row';
+    if (c.token) {
+      name.append(el('span', 'ident', c.token.name ?? DASH), el('span', 'sub-id ident', `token ${c.token.id ?? DASH}`));
+    } else {
+      name.append(el('span', 'ident', c.client ?? DASH));
+    }
     const t = tok(c.tokens);
     const usd = c.usd ?? null;
     tr.append(
@@ -502,9 +601,46 @@ function renderClients(clients) {
       countCell(savedTokens(t)),
       el('td', 'num', usd ? fmtUsd(usd.spent) : DASH),
       el('td', 'num', usd ? fmtUsd(usd.saved) : DASH),
+      countCell(c.rejected),
+      budgetCell(c),
     );
     return tr;
   }), 'No client has sent a request yet.');
+}
+
+// A [budget] row's window: each unit with a limit ("$3 of $20"), else what
+// was spent; the share used as a meter.
+function periodCell(b, window, when) {
+  const td = el('td', 'limits');
+  const p = b[window];
+  if (!p) {
+    td.textContent = DASH;
+    return td;
+  }
+  const lines = [];
+  for (const unit of ['usd', 'tokens']) {
+    const a = p[unit];
+    if (!known(a?.limit)) continue;
+    const what = `${unit === 'usd' ? 'Dollars' : 'Tokens'} used ${when} by ${b.scope} ${b.name}`;
+    lines.push(limitLine(usedText(a, unit, when), a, what));
+  }
+  if (!lines.length) lines.push(el('div', '', `${fmtUsd(p.usd?.spent)} spent, no limit`));
+  td.append(...lines);
+  return td;
+}
+
+// The [budget] rows of relay.ini; the panel is hidden when there are none.
+function renderBudgets(budgets) {
+  const rows = Array.isArray(budgets?.global) ? budgets.global : [];
+  $('budgets').hidden = rows.length === 0;
+  fillTable('budgets-table', rows.map((b) => {
+    const tr = el('tr');
+    const name = el('th', 'name');
+    name.scope = 'row';
+    name.append(el('span', 'ident', b.name ?? DASH), el('span', 'sub-id', b.scope === 'model' ? 'model' : 'upstream'));
+    tr.append(name, periodCell(b, 'day', 'today'), periodCell(b, 'month', 'this month'));
+    return tr;
+  }), 'No [budget] row in relay.ini.');
 }
 
 function renderInflight(inflight) {
@@ -528,7 +664,7 @@ function renderInflight(inflight) {
 // of the previous session stays on screen or in the DOM.
 function clearDashboard() {
   for (const dd of document.querySelectorAll('#dashboard .card dd')) dd.textContent = dd.classList.contains('value') ? DASH : '';
-  for (const id of ['models-table', 'upstreams-table', 'clients-table', 'inflight-table']) {
+  for (const id of ['models-table', 'upstreams-table', 'clients-table', 'budgets-table', 'inflight-table']) {
     $(id).tBodies[0].replaceChildren();
   }
   $('unpriced-note').hidden = true;
@@ -538,15 +674,18 @@ function clearDashboard() {
   setText('health-status', DASH);
   for (const id of ['store-entries', 'store-bytes', 'store-evictions', 'store-expired', 'updated']) setText(id, id === 'updated' ? '' : DASH);
   for (const id of ['store-entries-meter', 'store-bytes-meter']) $(id).hidden = true;
+  $('budgets').hidden = true;
   setMessage($('status'), '');
   state.chart?.clear();
+  state.money?.clear();
 }
 
 // ------------------------------------------------------------------ start
 
 function start() {
   setupTheme();
-  state.chart = new TrafficChart($('traffic-chart'));
+  state.chart = new BarChart($('traffic-chart'), TRAFFIC);
+  state.money = new BarChart($('money-chart'), MONEY);
   $('login-form').addEventListener('submit', onLogin);
   $('logout').addEventListener('click', logout);
   for (const radio of document.querySelectorAll('#range input[name="range"]')) {

@@ -6,7 +6,11 @@
 //
 // One page goes through what a user does: a wrong token is refused, the
 // right one signs in, the numbers are Relay's, traffic sent through Relay
-// shows up within a poll or two, a stream in flight is listed while it runs, the theme switches and is remembered, the
+// shows up within a poll or two (in the cards, the tables and both charts:
+// requests, and dollars spent and saved per day), a Relay client token's
+// budget and refusals show in the clients table and the [budget] rows in
+// their own, with no token or key anywhere on the page, a stream in flight
+// is listed while it runs, the theme switches and is remembered, the
 // page fits a phone, a token replaced in its file (Relay reads it at each
 // request) and logging out both return to the login form. Screenshots of the dark and light themes and of a phone
 // view go to tests/out/dashboard-*.png.
@@ -22,7 +26,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-import { OUT, REPO, chatBody, relaySuite, uniq } from '../e2e/harness.mjs';
+import { KEY_A, OUT, REPO, chatBody, relaySuite, uniq } from '../e2e/harness.mjs';
+import { heldKeyFile, leaked, makeToken } from '../e2e/tokens.mjs';
 
 const CHROMIUM = process.env.RELAY_CHROMIUM || '/usr/bin/chromium';
 const T = { timeout: 40000 };
@@ -34,6 +39,8 @@ const TOKEN_KEY = 'relay.admin.token';
 const THEME_KEY = 'relay.theme';
 const PRICED = 'gpt-4o-mini';
 const UNPRICED = 'relay-test-unpriced-model';
+// The key Relay holds for the fake upstream, sent for requests with a Relay token.
+const HELD = heldKeyFile('sk-held-dashboard-3b9e1f6a0c2d4e57');
 
 // A number as the page shows it ("1,234", "50%", "$0.000135") -> 1234, 50,
 // 0.000135; null when there is none ("—").
@@ -44,7 +51,11 @@ function parseShown(text) {
 
 relaySuite('dashboard in a browser', {
   // gpt-4o-mini has a price (so savings show in dollars); UNPRICED has none.
-  ini: { pricing: { [PRICED]: '0.15 0.60 0.075' } },
+  ini: {
+    pricing: { [PRICED]: '0.15 0.60 0.075' },
+    'upstream.openai': { api_key_file: HELD.file },
+    budget: { 'upstream.openai.usd_day': 20 },
+  },
 }, (relay) => {
   let browser;
   let context;
@@ -151,7 +162,7 @@ relaySuite('dashboard in a browser', {
     // The numbers shown are Relay's (no traffic yet, so they hold still).
     await page.waitForFunction(() => document.getElementById('total-requests').textContent.trim() !== '—');
     const stats = await apiStats();
-    assert.equal(stats.api, 2);
+    assert.equal(stats.api, 3);
     assert.match(stats.version, /^\d+\.\d+\.\d+/);
     assert.ok((await shown('updated')).endsWith(`Relay ${stats.version}`), 'the version is shown');
     assert.equal(parseShown(await shown('total-requests')), stats.totals.requests, 'requests shown');
@@ -160,10 +171,11 @@ relaySuite('dashboard in a browser', {
     const upstreams = await page.locator('#upstreams-table tbody th').allTextContents();
     assert.deepEqual(upstreams.sort(), stats.upstreams.map((u) => u.name).sort(), 'every upstream has a row');
     assert.match(await shown('store-entries'), new RegExp(`^${stats.store.entries}`));
-    // No placeholder for what does not exist yet (a breaker, budgets).
-    assert.ok(!('budgets' in stats) && stats.upstreams.every((u) => !('breaker' in u)), 'no breaker or budget fields');
+    // No placeholder for what does not exist yet (a breaker).
+    assert.ok(stats.upstreams.every((u) => !('breaker' in u)), 'no breaker fields');
     const heads = await page.locator('#upstreams-table thead th, #clients-table thead th').allTextContents();
-    assert.ok(!heads.some((h) => /breaker|budget/i.test(h)), `no breaker or budget column: ${heads}`);
+    assert.ok(!heads.some((h) => /breaker/i.test(h)), `no breaker column: ${heads}`);
+    assert.ok(heads.includes('Budget') && heads.includes('Refused'), `a budget and a refusals column: ${heads}`);
   });
 
   test('traffic through Relay moves the numbers within a poll or two', T, async () => {
@@ -221,6 +233,68 @@ relaySuite('dashboard in a browser', {
     const hits = Number(readout.match(/(\d[\d,]*) hits?\b/)?.[1].replace(/,/g, ''));
     assert.ok(hits >= 1, `chart readout: ${readout}`);
     assert.notEqual(await page.locator('#traffic-chart path.series-hits').getAttribute('d'), '', 'hit bars drawn');
+
+    // The money chart: today's bar holds what the MISS spent and the HIT saved.
+    const today = stats.series.day.at(-1);
+    assert.ok(today.usd_spent > 0 && today.usd_saved > 0, `today in the API: ${JSON.stringify(today)}`);
+    const summary = await shown('money-readout');
+    assert.match(summary, /^Last 90 days: \$[\d.,]+ spent, \$[\d.,]+ saved \(without Relay: \$[\d.,]+\)/, summary);
+    for (const cls of ['series-spent', 'series-saved']) {
+      assert.notEqual(await page.locator(`#money-chart path.${cls}`).getAttribute('d'), '', `${cls} bars drawn`);
+    }
+    // By keyboard: focus the chart, End picks the last day, today.
+    await page.locator('#money-chart .plot').focus();
+    await page.keyboard.press('End');
+    const day = await shown('money-readout');
+    const [daySpent, daySaved] = [...day.matchAll(/\$([\d.,]+) (spent|saved)/g)]
+      .map((m) => Number(m[1].replace(/,/g, '')));
+    assert.ok(daySpent > 0 && daySaved > 0, `today's bar: ${day}`);
+    assert.ok(Math.abs(daySaved - today.usd_saved) <= today.usd_saved * 0.01 + 1e-8,
+      `saved today shown ${daySaved}, API ${today.usd_saved}`);
+    await page.keyboard.press('Escape');
+    await page.locator('#money-chart .plot').blur();
+    assert.match(await page.locator('#money-chart .y-top').textContent(), /^\$/, 'the axis is in dollars');
+  });
+
+  test('a Relay token shows its budget and refusals; the [budget] rows their own; no token or key on the page', T, async () => {
+    const agent = await makeToken(relay, 'dashboard agent', { usd_day: 1, usd_month: 10, rpm: 60 });
+    const picky = await makeToken(relay, 'claude only', { models: ['claude-*'] });
+    const ok = await relay.chat(chatBody(uniq('dashboard token')), { key: agent.token });
+    assert.equal(ok.status, 200, ok.text);
+    const refused = await relay.chat(chatBody(uniq('dashboard refused')), { key: picky.token });
+    assert.equal(refused.status, 403, refused.text);
+
+    const row = page.locator('#clients-table tbody tr', { hasText: 'dashboard agent' });
+    await row.waitFor({ timeout: TWO_POLLS });
+    assert.match(await row.locator('th').textContent(), new RegExp(`token ${agent.id}`), 'its public id');
+    const budget = await row.locator('td.limits').innerText();
+    const usedToday = Number(budget.match(/\$([\d.]+) of \$1\.00 today \(\d+(\.\d)?%\)/)?.[1]);
+    assert.ok(usedToday > 0, `what it used of its $1 a day: ${budget}`);
+    assert.match(budget, /\$[\d.]+ of \$10\.00 this month/, budget);
+    assert.match(budget, /rpm 1\/60/, budget);
+    const meter = row.locator('td.limits meter').first();
+    assert.equal(await meter.getAttribute('aria-label'), 'Dollars used today by dashboard agent');
+    assert.ok(Number(await meter.getAttribute('value')) > 0, 'the meter shows what was used');
+
+    const pickyRow = page.locator('#clients-table tbody tr', { hasText: 'claude only' });
+    await pickyRow.waitFor({ timeout: TWO_POLLS });
+    const cells = await pickyRow.locator('td').allTextContents();
+    assert.equal(cells[6], '1', `its refusal counted: ${cells}`);
+    assert.equal(cells[7], 'no limit');
+    const keyRow = page.locator('#clients-table tbody tr').filter({ hasNotText: /token [0-9a-f]{8}/ }).first();
+    assert.equal((await keyRow.locator('td.limits').textContent()).trim(), '—', 'a provider key has no budget');
+    assert.ok(parseShown(await shown('total-refused')) >= 1);
+    assert.match(await shown('total-refused-sub'), /1 not allowed/);
+
+    assert.ok(await visible('#budgets'), 'the [budget] rows of relay.ini are shown');
+    const up = page.locator('#budgets-table tbody tr', { hasText: 'openai' });
+    assert.match(await up.innerText(), /\$[\d.]+ of \$20\.00 today/);
+
+    const html = await page.content();
+    const text = await page.locator('body').innerText();
+    const secrets = { tokens: [agent.token, picky.token], keys: [HELD.key, KEY_A] };
+    assert.equal(leaked(html, secrets), null, 'no token, hash or key in the page\'s HTML');
+    assert.equal(leaked(text, secrets), null, 'nor in its text');
   });
 
   test('what clients send is shown as text, never run as HTML', T, async () => {

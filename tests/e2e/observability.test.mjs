@@ -2,7 +2,11 @@
 // /relay/metrics (checked by promtool) and the dashboard's API
 // (/relay/admin/api/, admin token from `relay-admin init`), with the
 // numbers traffic leaves in them: outcomes, tokens, money at the [pricing]
-// table's prices, a model with no price flagged, coalesced followers.
+// table's prices, a model with no price flagged, coalesced followers; and
+// Relay client tokens: each one's spending against its budgets, the
+// [budget] rows, refusals by reason, in the API, the metrics and
+// relay-admin stats, with no token, hash or held key in any of them or in
+// the logs.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { relaySuite, chatBody, uniq, sleep, OUT, KEY_A, KEY_B } from './harness.mjs';
+import { heldKeyFile, leaked, makeToken } from './tokens.mjs';
 
 const T = { timeout: 60000 };
 const PRICES = { 'gpt-4o-mini': '0.15 0.60 0.075' };
@@ -91,7 +96,7 @@ relaySuite('observability: health, metrics and the stats API', {
     const other = await relay.fetch('/relay/admin/api/nothing-here', { headers: { authorization: `Bearer ${token}` } });
     assert.equal(other.status, 404);
     const s = await stats(relay, token);
-    assert.equal(s.api, 2);
+    assert.equal(s.api, 3);
     assert.match(s.version, /^\d+\.\d+\.\d+( \(git [0-9a-f]+\))?$/, 'which Relay answers');
     assert.equal(s.health.status, 'ok');
     assert.equal(s.series.minute.length, 1440);
@@ -151,12 +156,14 @@ relaySuite('observability: health, metrics and the stats API', {
 
     assert.ok(s.clients.length >= 2, 'one row per credential');
     for (const c of s.clients) assert.match(c.client, /^([0-9a-f]{8}|\(other\))$/, 'a hash, never the key itself');
+    for (const c of s.clients) assert.equal(c.token, null, 'a provider key is no Relay token: no budget');
     assert.ok(!JSON.stringify(s).includes(KEY_A), 'the credential never appears');
     const up = s.upstreams.find((u) => u.name === 'openai');
     assert.ok(up.upstream_calls >= 2);
     assert.ok(up.latency_ms && up.latency_ms.p50 > 0 && up.ttfb_ms.p50 > 0);
-    assert.ok(!('breaker' in up) && !('budgets' in s), 'no placeholder for the breaker or budgets');
-    for (const c of s.clients) assert.ok(!('budget' in c));
+    assert.ok(!('breaker' in up), 'no placeholder for the breaker');
+    assert.deepEqual(s.budgets, { global: [], tokens_left_out: 0 }, 'no [budget] row, no token');
+    assert.equal(s.totals.rejected, 0, 'nothing refused');
     assert.ok(s.store.entries >= 2);
     const lastMinutes = s.series.minute.slice(-2).reduce((n, p) => n + p.requests, 0);
     assert.ok(lastMinutes >= 3, 'the minute series shows the requests');
@@ -219,7 +226,8 @@ relaySuite('observability: health, metrics and the stats API', {
       'relay_spent_usd_total', 'relay_saved_usd_total', 'relay_unpriced_requests_total',
       'relay_coalesced_requests_total', 'relay_upstream_calls_total', 'relay_upstream_latency_seconds',
       'relay_upstream_ttfb_seconds', 'relay_store_bytes', 'relay_store_entries',
-      'relay_store_evictions_total', 'relay_inflight_requests']) {
+      'relay_store_evictions_total', 'relay_inflight_requests', 'relay_rejections_total',
+      'relay_budget_remaining_usd']) {
       assert.match(r.text, new RegExp(`^# HELP ${family} .+\\n# TYPE ${family} `, 'm'), family);
     }
     assert.ok(sample(r.text, 'relay_requests_total', { upstream: 'openai', model: 'gpt-4o-mini', cache: 'HIT', status: '200' }) >= 1);
@@ -229,6 +237,8 @@ relaySuite('observability: health, metrics and the stats API', {
       'no money sample for a model with no price');
     assert.ok(sample(r.text, 'relay_unpriced_requests_total', { upstream: 'openai', model: 'mystery-model-1' }) >= 1);
     assert.doesNotMatch(r.text, /relay_breaker_open/, 'no breaker gauge until there is a breaker');
+    assert.equal(sample(r.text, 'relay_rejections_total', { reason: 'budget' }), 0, 'every reason, zeros too');
+    assert.doesNotMatch(r.text, /^relay_budget_remaining_usd\{/m, 'no budget set, no remaining');
     const calls = sample(r.text, 'relay_upstream_calls_total', { upstream: 'openai' });
     assert.equal(sample(r.text, 'relay_upstream_latency_seconds_bucket', { upstream: 'openai', le: '+Inf' }), calls,
       'the histogram counts every call');
@@ -341,6 +351,161 @@ relaySuite('observability: counted while the store is unavailable', {
       assert.deepEqual(after.health.reasons.map((l) => l.split(':')[0]), ['store']);
     } finally {
       fs.chmodSync(keyFile, 0o600);
+    }
+  });
+});
+
+// Relay client tokens with budgets, behind the front: what they spend and
+// what is refused, everywhere it shows, and never a token or a key.
+const HELD = heldKeyFile('sk-held-e2e-observe-5f1c0e7a9b2d4c68');
+
+relaySuite('observability: Relay tokens, budgets and refusals', {
+  ini: {
+    pricing: PRICES,
+    'upstream.openai': { api_key_file: HELD.file },
+    budget: { 'upstream.openai.usd_day': 20, 'model.gpt-4o-mini.tokens_day': 5000000 },
+  },
+}, (relay) => {
+  let admin;
+  const t = {}; // name -> {token, id}
+  const unknown = `rly-${'5a'.repeat(32)}`;
+
+  test('tokens are served with the held key, or refused by budget, rate, model and revocation', T, async () => {
+    admin = await adminToken(relay);
+    t.a = await makeToken(relay, 'observed agent', { usd_day: 1, usd_month: 10, rpm: 100, tpm: 100000 });
+    t.b = await makeToken(relay, 'small budget', { tokens_day: 10 });
+    t.c = await makeToken(relay, 'quiet one', { usd_day: 2 });
+    t.d = await makeToken(relay, 'claude only', { models: ['claude-*'] });
+    t.e = await makeToken(relay, 'one a minute', { rpm: 1 });
+    t.r = await makeToken(relay, 'revoked one', { revoked: true });
+
+    const m = uniq('token observed');
+    const miss = await relay.chat(chatBody(m), { key: t.a.token });
+    assert.equal(miss.status, 200, miss.text);
+    assert.equal(miss.headers.get('x-cache'), 'MISS');
+    assert.match(miss.headers.get('x-relay-budget-remaining') ?? '', /^usd=0\.99\d+; window=day$/);
+    const [call] = relay.fake.callsFor(m);
+    assert.equal(call.headers.authorization, `Bearer ${HELD.key}`, 'the held key went upstream');
+    assert.equal(leaked(JSON.stringify(call), { tokens: [t.a.token] }), null, 'the token did not');
+    const hit = await relay.chat(chatBody(m), { key: t.a.token });
+    assert.equal(hit.headers.get('x-cache'), 'HIT');
+
+    assert.equal((await relay.chat(chatBody(uniq('small one')), { key: t.b.token })).status, 200,
+      'admitted while its budget lasts');
+    const over = await relay.chat(chatBody(uniq('small two')), { key: t.b.token });
+    assert.equal(over.status, 429, over.text);
+    assert.ok(Number(over.headers.get('retry-after')) >= 1, 'Retry-After');
+    assert.match(JSON.parse(over.text).error.message, /budget of token "small budget"/);
+    assert.equal((await relay.chat(chatBody(uniq('once')), { key: t.e.token })).status, 200);
+    const rate = await relay.chat(chatBody(uniq('twice')), { key: t.e.token });
+    // A minute's turn between the two starts a new window: then it passes.
+    assert.ok(rate.status === 429 || rate.status === 200, rate.text);
+    t.e.limited = rate.status === 429;
+    assert.equal((await relay.chat(chatBody(uniq('not d')), { key: t.d.token })).status, 403);
+    assert.equal((await relay.chat(chatBody(uniq('revoked')), { key: t.r.token })).status, 401);
+    assert.equal((await relay.chat(chatBody(uniq('unknown')), { key: unknown })).status, 401);
+    assert.equal((await relay.chat(chatBody(uniq('own key')))).status, 200, 'a provider key still passes');
+  });
+
+  test('the stats API: each token\'s spending against its budgets, the [budget] rows, refusals by reason', T, async () => {
+    const s = await stats(relay, admin);
+    assert.equal(s.api, 3);
+    const why = s.totals.rejections;
+    assert.equal(why.budget, 1);
+    assert.equal(why.forbidden_model, 1);
+    assert.equal(why.token_revoked, 1);
+    assert.equal(why.token_unknown, 1);
+    assert.equal(why.rate_limit, t.e.limited ? 1 : 0);
+    assert.equal(s.totals.rejected, 4 + why.rate_limit);
+
+    const client = (id) => s.clients.find((c) => c.client === id);
+    const a = client(t.a.id);
+    assert.ok(a, `token ${t.a.id} is a client`);
+    assert.equal(a.token.name, 'observed agent');
+    assert.equal(a.token.state, 'live');
+    assert.equal(a.requests, 2);
+    assert.equal(a.hits, 1);
+    const spent = a.usd.spent;
+    assert.ok(spent > 0, 'its miss cost something');
+    assert.equal(a.token.day.usd.limit, 1);
+    assert.ok(Math.abs(a.token.day.usd.spent - spent) < 1e-9, `spent today ${a.token.day.usd.spent}, counted ${spent}`);
+    assert.ok(Math.abs(a.token.day.usd.remaining - (1 - spent)) < 1e-9);
+    assert.equal(a.token.month.usd.limit, 10);
+    assert.equal(a.token.day.tokens.limit, null, 'no token budget: null, not 0');
+    assert.equal(a.token.minute.requests.limit, 100);
+    assert.equal(a.token.minute.tokens.limit, 100000);
+    assert.ok(a.token.day.resets > s.now && a.token.day.resets - a.token.day.start === 86400, 'a UTC day');
+
+    const b = client(t.b.id);
+    assert.equal(b.rejected, 1);
+    assert.equal(b.token.day.tokens.limit, 10);
+    assert.ok(b.token.day.tokens.spent > 10, 'its one request passed the budget');
+    assert.equal(b.token.day.tokens.remaining, 0);
+    const c = client(t.c.id);
+    assert.ok(c && c.requests === 0 && c.token.day.usd.limit === 2, 'a token not used yet is listed with its budget');
+    assert.equal(client(t.d.id)?.rejected, 1, 'a refused token counts in its own row');
+    assert.equal(client(t.r.id), undefined, 'a revoked token is no client');
+
+    const up = s.budgets.global.find((g) => g.scope === 'upstream' && g.name === 'openai');
+    assert.equal(up.day.usd.limit, 20);
+    assert.ok(up.day.usd.spent > spent, 'every call to openai counts in its [budget] row');
+    const model = s.budgets.global.find((g) => g.scope === 'model' && g.name === 'gpt-4o-mini');
+    assert.equal(model.day.tokens.limit, 5000000);
+    assert.ok(model.day.tokens.spent > 0);
+  });
+
+  test('/relay/metrics: what is left of each budget, refusals by reason; promtool passes', T, async () => {
+    const r = await metrics(relay, admin);
+    assert.equal(r.status, 200);
+    fs.mkdirSync(OUT, { recursive: true });
+    fs.writeFileSync(path.join(OUT, `metrics-tokens-${process.env.RELAY_FRONT || 'caddy'}.txt`), r.text);
+    const check = await promtool(r.text);
+    assert.ok(!check.missing, 'promtool is missing (deploy/install-deps.sh --test installs prometheus)');
+    assert.equal(check.code, 0, check.out);
+    const s = await stats(relay, admin);
+    const a = s.clients.find((c) => c.client === t.a.id);
+    assert.equal(sample(r.text, 'relay_rejections_total', { reason: 'budget' }), 1);
+    assert.equal(sample(r.text, 'relay_rejections_total', { reason: 'token_unknown' }), 1);
+    assert.ok(Math.abs(sample(r.text, 'relay_budget_remaining_usd', { token: t.a.id, window: 'day' }) -
+      a.token.day.usd.remaining) < 1e-9);
+    assert.ok(Math.abs(sample(r.text, 'relay_budget_remaining_usd', { token: t.a.id, window: 'month' }) -
+      a.token.month.usd.remaining) < 1e-9);
+    assert.equal(sample(r.text, 'relay_budget_remaining_tokens', { token: t.b.id, window: 'day' }), 0);
+    assert.ok(sample(r.text, 'relay_budget_remaining_requests', { token: t.a.id, window: 'minute' }) <= 100);
+    assert.ok(sample(r.text, 'relay_budget_remaining_usd', { upstream: 'openai', window: 'day' }) < 20);
+    assert.ok(sample(r.text, 'relay_budget_remaining_tokens', { model: 'gpt-4o-mini', window: 'day' }) < 5000000);
+    assert.ok(!r.text.includes(`token="${t.r.id}"`), 'no gauge for a revoked token');
+  });
+
+  test('relay-admin stats: refusals and each token\'s spending', T, async () => {
+    const j = await relay.admin(['--json', 'stats']);
+    assert.equal(j.code, 0, j.stderr);
+    const out = JSON.parse(j.stdout);
+    assert.equal(out['rejected.budget'], 1);
+    const a = out.tokens.find((x) => x.id === t.a.id);
+    assert.equal(a.name, 'observed agent');
+    assert.equal(a.day.usd.limit, 1);
+    assert.ok(a.day.usd.spent > 0);
+    assert.ok(out.budgets.some((g) => g.scope === 'upstream' && g.name === 'openai'));
+    const text = await relay.admin(['stats']);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, new RegExp(`^token ${t.a.id} +observed agent \\(live\\)$`, 'm'));
+    assert.match(text.stdout, /^rejected\.budget +1$/m);
+    assert.match(text.stdout, /^ {2}day +\$0\.\d+ of \$1\.00, \d+ tokens, 1 requests$/m);
+  });
+
+  test('no token, token hash or key in the stats API, the metrics, relay-admin stats or the logs', T, async () => {
+    const secrets = { tokens: [...Object.values(t).map((x) => x.token), unknown], keys: [HELD.key, KEY_A] };
+    const api = await relay.fetch('/relay/admin/api/stats', { headers: { authorization: `Bearer ${admin}` } });
+    assert.equal(leaked(api.text, secrets), null, 'stats API');
+    assert.equal(leaked((await metrics(relay, admin)).text, secrets), null, 'metrics');
+    for (const args of [['stats'], ['--json', 'stats']]) {
+      assert.equal(leaked((await relay.admin(args)).stdout, secrets), null, `relay-admin ${args.join(' ')}`);
+    }
+    for (const log of new Set([relay.logs.relay, relay.logs.front])) {
+      const text = fs.readFileSync(log, 'utf8');
+      assert.ok(text.length > 0, `${log} has lines`);
+      assert.equal(leaked(text, secrets), null, `the log ${log} ([log] level = debug)`);
     }
   });
 });

@@ -15,7 +15,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
@@ -24,17 +23,13 @@ import { GoogleGenAI } from '@google/genai';
 import { relaySuite, uniq, sleep, REPO, REQUEST_TIMEOUT, TEST_TIMEOUT } from './harness.mjs';
 import { describeRun, runAgent, tempDirs } from './agents.mjs';
 import { assertOpenAIError } from './wire.mjs';
+import { heldKeyFile } from './tokens.mjs';
 
 const T = { timeout: TEST_TIMEOUT };
 const HELD = { openai: 'sk-held-openai-e2e', anthropic: 'sk-ant-held-e2e', gemini: 'AIza-held-e2e' };
 
 // The held keys, in files only their owner may read.
-const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-held-'));
-const keyFile = (name) => {
-  const p = path.join(keyDir, `${name}.key`);
-  fs.writeFileSync(p, `${HELD[name]}\n`, { mode: 0o600 });
-  return p;
-};
+const keyFile = (name) => heldKeyFile(HELD[name]).file;
 
 const OPTIONS = {
   upstreams: [
@@ -50,6 +45,7 @@ const OPTIONS = {
 };
 
 relaySuite('client tokens, held keys, budgets', OPTIONS, (relay) => {
+  // `relay-admin token create` with these flags: the token's text.
   async function makeToken(name, ...flags) {
     const r = await relay.admin(['--json', 'token', 'create', '--name', name, ...flags]);
     assert.equal(r.code, 0, r.stderr);

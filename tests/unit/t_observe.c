@@ -18,13 +18,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/observe.h"
+#include <jansson.h>
+#include <math.h>
+#include <time.h>
+
 #include "engine/auth.h"
+#include "engine/engine.h"
+#include "engine/observe.h"
 #include "engine/observe_int.h"
 #include "store/base/rl_hex.h"
+#include "store/base/rl_log.h"
+#include "store/base/rl_pool.h"
 #include "store/base/rl_version.h"
 #include "store/token.h"
 #include "tests/unit/tap.h"
+#include "tests/unit/test_tokens.h"
 
 /* ---- a fake client ------------------------------------------------------- */
 
@@ -120,7 +128,7 @@ static size_t page_size(stats *st)
     rl_buf page;
     size_t n = 0;
     if (observe_rows_collect(st, &rs) == RL_OK &&
-        metrics_page(&cfg, &rs, NULL, METRICS_MAX_BYTES, &page) == RL_OK)
+        metrics_page(&cfg, &rs, NULL, 0, METRICS_MAX_BYTES, &page) == RL_OK)
         n = page.len;
     else
         n = (size_t)-1;
@@ -166,7 +174,7 @@ static void test_metrics_cap(const char *dir, uint64_t now)
     observe_rows rs;
     rl_buf page;
     is_int(observe_rows_collect(st, &rs), RL_OK, "collect the rows");
-    is_int(metrics_page(&cfg, &rs, NULL, 1000, &page), RL_TOO_LARGE,
+    is_int(metrics_page(&cfg, &rs, NULL, 0, 1000, &page), RL_TOO_LARGE,
            "a page over its cap is RL_TOO_LARGE");
     ok(page.len <= 1000, "and never longer than the cap");
     rl_buf_release(&page);
@@ -324,20 +332,355 @@ static void test_version(void)
     observe_serve(&r.x);
     snprintf(want, sizeof want, "\"version\":\"%s\"", rl_version());
     ok(r.c.body.data && strstr(r.c.body.data, want) != NULL, "the stats API has the version");
-    ok(r.c.body.data && strstr(r.c.body.data, "\"api\":2") != NULL, "and its own shape's number");
+    ok(r.c.body.data && strstr(r.c.body.data, "\"api\":3") != NULL, "and its own shape's number");
     request_release(&r);
 }
 
-/* ---- the tokens API (admin_tokens.c) ----------------------------------------- */
+/* ---- Relay client tokens and budgets, through a whole engine ------------- */
 
-#define ADMIN_TOKEN "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+/*
+ * A real engine on a real store (engine_new, as a worker starts), whose
+ * upstream calls go to a fake that answers every chat completion with 10
+ * input and 5 output tokens ($0.0000045 at gpt-4o-mini's price). Requests
+ * with Relay tokens, refused or served, and a provider key; then the stats
+ * API and the metrics page as the admin reads them: each token's spending
+ * against its budgets, the [budget] rows, refusals by reason, and no
+ * token's text or hash, no held key and no provider key anywhere in them
+ * or in what the engine logged.
+ */
+
+#define HELD_KEY "sk-held-key-t-observe-0123456789"
+#define OWN_KEY "sk-own-key-t-observe-9876543210"
+#define ADMIN_TOKEN "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+
+static int upstream_calls;
+static char upstream_auth[256];
+
+static rl_err fake_perform(upstream_client *c, const upstream_request *req,
+                           const upstream_handler *h, int *got_head)
+{
+    (void)c;
+    static const char body[] =
+        "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"model\":\"gpt-4o-mini\","
+        "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"hi\"},"
+        "\"finish_reason\":\"stop\"}],"
+        "\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5,\"total_tokens\":15}}";
+    upstream_calls++;
+    upstream_auth[0] = '\0';
+    for (size_t i = 0; i < req->nheaders; i++)
+        if (!strcmp(req->headers[i].name, "authorization"))
+            snprintf(upstream_auth, sizeof upstream_auth, "%s", req->headers[i].value);
+    rl_header head[] = {{"content-type", "application/json"}};
+    *got_head = 1;
+    if (h->on_head(h->ctx, 200, head, 1) != 0 || h->on_data(h->ctx, body, sizeof body - 1) != 0)
+        return RL_CLIENT_GONE;
+    return RL_OK;
+}
+
+/* Everything the engine logged while the test ran. */
+static rl_buf logged;
+static void log_sink(void *ctx, const char *line)
+{
+    (void)ctx;
+    rl_buf_puts(&logged, line);
+    rl_buf_puts(&logged, "\n");
+}
+
+/* method path, with "authorization: Bearer <bearer>" and body (may be NULL),
+ * through engine_handle as the front hands it over. */
+static void send(engine_worker *w, const char *method, const char *path, const char *bearer,
+                 const char *body, client *a)
+{
+    memset(a, 0, sizeof *a);
+    rl_buf_init(&a->body, 0);
+    char auth[256];
+    snprintf(auth, sizeof auth, "Bearer %s", bearer);
+    rl_header h[] = {{"authorization", auth}, {"content-type", "application/json"}};
+    rl_pool *pool = rl_pool_new();
+    engine_request req = {.pool = pool,
+                          .id = "t_observe",
+                          .method = method,
+                          .path = path,
+                          .query = "",
+                          .headers = h,
+                          .nheaders = 2,
+                          .body = body ? body : "",
+                          .body_len = body ? strlen(body) : 0};
+    engine_sink sink = {a, sink_start, sink_write, sink_flush, NULL};
+    engine_handle(w, &req, &sink);
+    rl_pool_free(pool);
+}
+
+/* A chat completion about `about` with credential (a token or a key). */
+static int chat(engine_worker *w, const char *credential, const char *about, const char *model)
+{
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"model\":\"%s\",\"temperature\":0,\"messages\":[{\"role\":\"user\","
+             "\"content\":\"%s\"}]}",
+             model, about);
+    client a;
+    send(w, "POST", "/v1/chat/completions", credential, body, &a);
+    rl_buf_release(&a.body);
+    return a.status;
+}
+
+static store_token token_new(const char *name, char text[AUTH_TOKEN_LEN + 1])
+{
+    return test_token(name, (uint64_t)time(NULL) - 60, text);
+}
+
+/* The client of the stats document whose id is id, or NULL. */
+static json_t *client_of(json_t *doc, const char *id)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(doc, "clients"), i, c)
+    {
+        if (!strcmp(json_string_value(json_object_get(c, "client")), id))
+            return c;
+    }
+    return NULL;
+}
+
+/* doc.a.b.c... as a number (json_number_value: 0 when missing). */
+static double num_at(json_t *doc, const char *path)
+{
+    char copy[256], *save = NULL;
+    snprintf(copy, sizeof copy, "%s", path);
+    json_t *v = doc;
+    for (char *k = strtok_r(copy, ".", &save); k && v; k = strtok_r(NULL, ".", &save))
+        v = json_object_get(v, k);
+    return json_number_value(v);
+}
+
+/* The value of the metrics sample that starts with `sample` ("name{labels}"). */
+static double sample_of(const char *page, const char *sample)
+{
+    char want[256];
+    snprintf(want, sizeof want, "\n%s ", sample);
+    const char *at = page ? strstr(page, want) : NULL;
+    return at ? strtod(at + strlen(want), NULL) : NAN;
+}
+
+/* Whether any secret of secrets[] shows in text: the text itself, or (for
+ * tokens) 16 hex digits of its hash past the public id, as the cache
+ * scope "tok:..." would show them. */
+static int leaks(const char *text, const char *const *secrets, size_t n)
+{
+    for (size_t i = 0; text && i < n; i++) {
+        if (strstr(text, secrets[i]))
+            return 1;
+        if (!strncmp(secrets[i], AUTH_TOKEN_PREFIX, 4)) {
+            uint8_t hash[AUTH_HASH_LEN];
+            char hex[2 * AUTH_HASH_LEN + 1];
+            auth_token_hash(secrets[i], hash);
+            rl_hex_encode(hash, sizeof hash, hex);
+            hex[24] = '\0';
+            if (strstr(text, hex + 8) || strstr(text, secrets[i] + 4))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static void test_spend_observed(const char *tmp)
+{
+    char dir[200], path[300], ini[2048];
+    snprintf(dir, sizeof dir, "%s/engine", tmp);
+    snprintf(path, sizeof path, "%s/store", dir);
+    mkdir(dir, 0700);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/admin.token", dir);
+    FILE *f = fopen(path, "w");
+    if (!f || fchmod(fileno(f), 0600) != 0 || fprintf(f, "%s\n", ADMIN_TOKEN) < 0 ||
+        fclose(f) != 0) {
+        ok(0, "write the admin token file");
+        return;
+    }
+    setenv("T_OBSERVE_HELD_KEY", HELD_KEY, 1);
+    snprintf(ini, sizeof ini,
+             "[fcgi]\nlisten = %s/relay.sock\n"
+             "[store]\nhome = %s/store\nkey_file = %s/relay.key\n"
+             "[upstream.openai]\ntype = openai\nbase_url = http://127.0.0.1:9\n"
+             "api_key_env = T_OBSERVE_HELD_KEY\n"
+             "[admin]\ntoken_file = %s\n"
+             "[pricing]\ngpt-4o-mini = 0.15 0.60\n"
+             "[budget]\nupstream.openai.usd_day = 20\nmodel.gpt-4o-mini.tokens_day = 1000000\n",
+             dir, dir, dir, path);
+    snprintf(path, sizeof path, "%s/relay.ini", dir);
+    f = fopen(path, "w");
+    if (!f || fputs(ini, f) < 0 || fclose(f) != 0) {
+        ok(0, "write relay.ini");
+        return;
+    }
+    relay_config *rc = NULL;
+    rl_buf why;
+    rl_buf_init(&why, 0);
+    engine *e = NULL;
+    engine_worker *w = NULL;
+    if (!ok(config_load(path, &rc, &why) == RL_OK, "relay.ini loads")) {
+        printf("# %s\n", why.data ? why.data : "");
+        rl_buf_release(&why);
+        return;
+    }
+    rl_buf_release(&why);
+    if (!ok(engine_new(rc, &e) == RL_OK && (w = engine_worker_new(e)) != NULL &&
+                atomic_load(&e->store) != NULL,
+            "an engine with its store"))
+        goto out;
+    w->perform = fake_perform;
+    store *s = atomic_load(&e->store);
+
+    /* A: budgets in USD and limits per minute; B: 10 tokens a day (its
+     * first request passes it, the next is refused); C: never used; D: may
+     * ask only for other models; R: revoked. */
+    char ta[AUTH_TOKEN_LEN + 1], tb[AUTH_TOKEN_LEN + 1], tc[AUTH_TOKEN_LEN + 1],
+        td[AUTH_TOKEN_LEN + 1], tr[AUTH_TOKEN_LEN + 1], tu[AUTH_TOKEN_LEN + 1];
+    store_token a = token_new("observed agent", ta), b = token_new("small budget", tb),
+                c = token_new("quiet one", tc), d = token_new("claude only", td),
+                r = token_new("revoked one", tr);
+    a.usd_day = 1000000000;    /* $1 */
+    a.usd_month = 10000000000; /* $10 */
+    a.rpm = 100;
+    a.tpm = 100000;
+    b.tokens_day = 10;
+    c.usd_day = 2000000000;
+    d.n_models = 1;
+    snprintf(d.models[0], sizeof d.models[0], "claude-*");
+    r.revoked = (uint64_t)time(NULL) - 1;
+    const store_token *all[] = {&a, &b, &c, &d, &r};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        is_int(store_token_put(s, all[i], TOKEN_CREATE), RL_OK, "a token in the store");
+    if (auth_token_new(tu) != RL_OK)
+        goto out;
+
+    rl_buf_init(&logged, 0);
+    rl_log_set_level(RL_LOG_DEBUG);
+    rl_log_set_thread_sink(log_sink, NULL);
+    is_int(chat(w, ta, "observed one", "gpt-4o-mini"), 200, "A: a miss");
+    is_str(upstream_auth, "Bearer " HELD_KEY, "the held key went upstream");
+    is_int(chat(w, ta, "observed one", "gpt-4o-mini"), 200, "A: the same again, a hit");
+    is_int(chat(w, tb, "small one", "gpt-4o-mini"), 200, "B: admitted while its budget lasts");
+    is_int(chat(w, tb, "small two", "gpt-4o-mini"), 429, "B: then refused over its budget");
+    is_int(chat(w, td, "not for d", "gpt-4o-mini"), 403, "D: a model it may not use");
+    is_int(chat(w, tr, "revoked", "gpt-4o-mini"), 401, "R: revoked");
+    is_int(chat(w, tu, "unknown", "gpt-4o-mini"), 401, "an unknown token");
+    is_int(chat(w, OWN_KEY, "own key", "gpt-4o-mini"), 200, "a provider key, passed through");
+    is_int(upstream_calls, 3, "three upstream calls");
+
+    client st, mt;
+    send(w, "GET", "/relay/admin/api/stats", ADMIN_TOKEN, NULL, &st);
+    send(w, "GET", "/relay/metrics", ADMIN_TOKEN, NULL, &mt);
+    rl_log_set_thread_sink(NULL, NULL);
+    rl_log_set_level(RL_LOG_ERROR);
+    is_int(st.status, 200, "the stats API answers");
+    is_int(mt.status, 200, "the metrics page too");
+    json_t *doc = json_loadb(st.body.data ? st.body.data : "", st.body.len, 0, NULL);
+    ok(json_is_object(doc), "with JSON");
+
+    const double cost = (10 * 0.15 + 5 * 0.60) / 1e6;
+    is_int((long long)num_at(doc, "api"), 3, "api 3: with budgets");
+    is_int((long long)num_at(doc, "totals.rejected"), 4, "four refusals");
+    is_int((long long)num_at(doc, "totals.rejections.budget"), 1, "one over a budget");
+    is_int((long long)num_at(doc, "totals.rejections.forbidden_model"), 1, "one model refused");
+    is_int((long long)num_at(doc, "totals.rejections.token_revoked"), 1, "one revoked token");
+    is_int((long long)num_at(doc, "totals.rejections.token_unknown"), 1, "one unknown token");
+    is_int((long long)num_at(doc, "totals.rejections.rate_limit"), 0, "no rate limit hit");
+
+    json_t *ca = client_of(doc, a.id);
+    ok(ca != NULL, "A is a client, by its id");
+    is_str(json_string_value(json_object_get(json_object_get(ca, "token"), "name")),
+           "observed agent", "with its token's name");
+    is_int((long long)num_at(ca, "requests"), 2, "A: two requests");
+    is_int((long long)num_at(ca, "hits"), 1, "A: one a hit");
+    ok(fabs(num_at(ca, "token.day.usd.limit") - 1.0) < 1e-12, "A: $1 a day");
+    ok(fabs(num_at(ca, "token.day.usd.spent") - cost) < 1e-12, "A: the miss's cost spent today");
+    ok(fabs(num_at(ca, "token.day.usd.remaining") - (1.0 - cost)) < 1e-12, "A: the rest left");
+    ok(fabs(num_at(ca, "token.month.usd.spent") - cost) < 1e-12, "A: spent this month");
+    ok(fabs(num_at(ca, "token.month.usd.limit") - 10.0) < 1e-12, "A: $10 a month");
+    is_int((long long)num_at(ca, "token.minute.requests.limit"), 100, "A: rpm");
+    is_int((long long)num_at(ca, "token.minute.requests.spent"), 1,
+           "A: one upstream call this minute (the hit reserved nothing)");
+    is_int((long long)num_at(ca, "token.minute.tokens.limit"), 100000, "A: tpm");
+    is_int((long long)num_at(ca, "token.day.usd.reserved"), 0, "A: nothing under way");
+    ok(json_is_null(json_object_get(
+           json_object_get(json_object_get(json_object_get(ca, "token"), "day"), "tokens"),
+           "limit")),
+       "A: no token budget: a null limit, not a zero");
+    json_t *cb = client_of(doc, b.id);
+    is_int((long long)num_at(cb, "rejected"), 1, "B: one refusal");
+    is_int((long long)num_at(cb, "token.day.tokens.spent"), 15, "B: 15 tokens today");
+    is_int((long long)num_at(cb, "token.day.tokens.remaining"), 0, "B: none left");
+    json_t *cc = client_of(doc, c.id);
+    ok(cc && num_at(cc, "requests") == 0 && num_at(cc, "token.day.usd.limit") == 2.0,
+       "C: listed with its budget before any request");
+    is_int((long long)num_at(client_of(doc, d.id), "rejected"), 1,
+           "D: its refusal counts as its own (a token Relay checked)");
+    ok(client_of(doc, r.id) == NULL, "R: refused as revoked, never a client of its own");
+    size_t i;
+    json_t *g, *up = NULL;
+    json_array_foreach(json_object_get(json_object_get(doc, "budgets"), "global"), i, g)
+    {
+        if (!strcmp(json_string_value(json_object_get(g, "scope")), "upstream"))
+            up = g;
+    }
+    ok(up && !strcmp(json_string_value(json_object_get(up, "name")), "openai"),
+       "the [budget] row of upstream openai");
+    ok(fabs(num_at(up, "day.usd.spent") - 3 * cost) < 1e-12, "with every call's cost today");
+    ok(fabs(num_at(up, "day.usd.limit") - 20) < 1e-12, "against its $20");
+
+    const char *page = mt.body.data;
+    char want[128];
+    snprintf(want, sizeof want, "relay_rejections_total{reason=\"budget\"}");
+    is_int((long long)sample_of(page, want), 1, "metrics: refusals by reason");
+    ok(sample_of(page, "relay_rejections_total{reason=\"token_required\"}") == 0,
+       "metrics: every reason, zeros included");
+    snprintf(want, sizeof want, "relay_budget_remaining_usd{token=\"%s\",window=\"day\"}", a.id);
+    ok(fabs(sample_of(page, want) - (1.0 - cost)) < 1e-9, "metrics: A's USD left today");
+    snprintf(want, sizeof want, "relay_budget_remaining_usd{token=\"%s\",window=\"month\"}", a.id);
+    ok(fabs(sample_of(page, want) - (10.0 - cost)) < 1e-9, "metrics: and this month");
+    snprintf(want, sizeof want, "relay_budget_remaining_requests{token=\"%s\",window=\"minute\"}",
+             a.id);
+    is_int((long long)sample_of(page, want), 99, "metrics: A's requests left this minute");
+    snprintf(want, sizeof want, "relay_budget_remaining_tokens{token=\"%s\",window=\"day\"}", b.id);
+    is_int((long long)sample_of(page, want), 0, "metrics: B's tokens left today");
+    ok(fabs(sample_of(page, "relay_budget_remaining_usd{upstream=\"openai\",window=\"day\"}") -
+            (20 - 3 * cost)) < 1e-9,
+       "metrics: the [budget] row of openai");
+    snprintf(want, sizeof want, "token=\"%s\"", r.id);
+    ok(page && !strstr(page, want), "metrics: no gauge for a revoked token");
+    snprintf(want, sizeof want, "relay_budget_remaining_usd{token=\"%s\"", b.id);
+    ok(page && !strstr(page, want), "metrics: nor for a budget a token does not have");
+
+    const char *secrets[] = {ta, tb, tc, td, tr, tu, HELD_KEY, OWN_KEY};
+    ok(!leaks(st.body.data, secrets, 8), "no token, hash or key in the stats API");
+    ok(!leaks(page, secrets, 8), "nor in the metrics");
+    ok(logged.len > 0 && !leaks(logged.data, secrets, 8), "nor in what the engine logged");
+    json_decref(doc);
+    rl_buf_release(&st.body);
+    rl_buf_release(&mt.body);
+    rl_buf_release(&logged);
+out:
+    engine_worker_free(w);
+    engine_free(e);
+    store_options so;
+    config_store_options(rc, &so);
+    store_remove(&so);
+    config_free(rc);
+}
+
+/* ---- the tokens API (admin_tokens.c) ----------------------------------------- */
 
 /* METHOD /relay/admin/api/PATH with body (NULL: none), with the admin
  * token unless anonymous; the answer in r (request_release it). */
 static void api(request *r, const char *method, const char *path, const char *body, int anonymous,
                 uint64_t now)
 {
-    static rl_header h[] = {{"authorization", "Bearer " ADMIN_TOKEN}};
+    /* the token test_admin_query wrote into [admin] token_file */
+    static rl_header h[] = {
+        {"authorization",
+         "Bearer 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}};
     request_init(r, ROUTE_ADMIN_API, "", h, anonymous ? 0 : 1);
     r->req.method = r->x.preq.method = method;
     r->req.body = body ? body : "";
@@ -546,6 +889,7 @@ int main(void)
     test_admin_query(dir);
     test_version();
     test_tokens_api(dir, now);
+    test_spend_observed(dir);
 
     stats_close(atomic_load(&eng.stats));
     char cmd[128];

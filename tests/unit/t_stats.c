@@ -166,6 +166,49 @@ static void test_junk_first(uint64_t now)
         printf("# could not remove %s\n", d);
 }
 
+/* Refusals are counted by reason, in the model's row (every refusal has an
+ * upstream) and the client's; an unknown reason counts the request only. */
+static void test_rejections(uint64_t now)
+{
+    char d[] = "/tmp/relay-t-stats-rej-XXXXXX";
+    if (!mkdtemp(d))
+        return;
+    stats *st = NULL;
+    is_int(stats_open(d, &st), RL_OK, "rejections: a new file");
+    if (!st)
+        return;
+    is_int(stats_rejection_index("budget"), 6, "budget is the 7th reason");
+    is_int(stats_rejection_index("rate_limit"), 7, "rate_limit the 8th");
+    is_int(stats_rejection_index("no such reason"), -1, "an unknown reason has no counter");
+    is_int(stats_rejection_index(NULL), -1, "nor has none");
+    const char *reasons[] = {"budget", "budget", "rate_limit", "token_unknown", "bogus", NULL};
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
+        stats_request r = req("", reasons[i] ? (i == 3 ? 401 : 429) : 200);
+        r.rejected = reasons[i];
+        r.tokens_in = r.tokens_out = r.tokens_cached_in = -1;
+        r.client_vouched = 1; /* a token Relay checked itself */
+        r.model_vouched = 1;  /* a model an upstream answered for before */
+        stats_record(st, &r, now);
+    }
+    found m = find(st, STATS_ROW_MODEL, "openai", "gpt-4o", "", "");
+    is_int((long long)m.row.c[C_REQUESTS], 6, "every request counts");
+    is_int((long long)m.row.c[C_REJECTED + 6], 2, "two refused over a budget");
+    is_int((long long)m.row.c[C_REJECTED + 7], 1, "one over a rate limit");
+    is_int((long long)m.row.c[C_REJECTED + 0], 1, "one with an unknown token");
+    long long all = 0;
+    for (int i = 0; i < STATS_REJECTIONS; i++)
+        all += (long long)m.row.c[C_REJECTED + i];
+    is_int(all, 4, "and nothing else: an unknown reason is not a refusal's counter");
+    found c = find(st, STATS_ROW_CLIENT, "0123abcd", "", "", "");
+    is_int((long long)c.row.c[C_REJECTED + 6], 2, "the client's row says whose");
+    is_int((long long)c.row.c[C_MODELS_ADDED], 1, "and its model count is untouched");
+    stats_close(st);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", d);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -266,6 +309,7 @@ int main(void)
     is_int((long long)m.row.c[C_HIT], 2001, "both processes' counts, none lost");
 
     test_junk_first(now);
+    test_rejections(now);
 
     /* A full table (vouched models of requests without a client, which no
      * client's share bounds): new label sets go to the kind's (other) row. */
