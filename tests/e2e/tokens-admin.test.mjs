@@ -245,9 +245,12 @@ relaySuite('client tokens: relay-admin token and /relay/admin/api/tokens', {
   test('with stdout closed, relay-admin makes no token and writes nothing into the store', T, async () => {
     const register = path.join(relay.settings.store.home, '__db.register');
     const argv = [path.join(BUILD, 'relay-admin'), '-c', relay.ini, 'token', 'create', '--name', 'closed'];
+    // The shell closes stdout, then runs relay-admin (as the user Relay runs
+    // as behind mod_fcgid: setpriv goes last, so that it, not the shell,
+    // opens a binary in a checkout that user may not traverse).
     const user = relay.processModel === 'fcgid' ? frontUser(FRONT) : null;
-    const cmd = user ? ['setpriv', [`--reuid=${user}`, `--regid=${user}`, '--clear-groups', 'sh', '-c', 'exec "$@" >&-', 'sh', ...argv]]
-      : ['sh', ['-c', 'exec "$@" >&-', 'sh', ...argv]];
+    const run = user ? ['setpriv', `--reuid=${user}`, `--regid=${user}`, '--clear-groups', ...argv] : argv;
+    const cmd = ['sh', ['-c', 'exec "$@" >&-', 'sh', ...run]];
     const r = await runBounded(...cmd, 10000);
     assert.equal(r.code, 2, `exit ${r.code}: ${r.stderr}`);
     assert.match(r.stderr, /stdout is \/dev\/null \(or closed\)/);
