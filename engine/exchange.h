@@ -60,8 +60,10 @@ typedef struct flight_role {
 
 /* What this request may spend (engine/spend.c). */
 typedef struct spend_state {
-    int has_token;          /* it presented a Relay client token, checked */
-    store_token token;      /* that token */
+    int has_token; /* it presented a Relay client token, checked */
+    /* That token, in the request's pool: most requests carry none, and the
+     * exchange, zeroed for every request (a hit too), stays small. */
+    store_token *token;
     char scope[4 + 32 + 1]; /* "tok:" and 32 hex digits of its hash: the cache key's scope */
     const char *held_key;   /* sent upstream instead of the client's credential (borrowed) */
     int held;               /* a reservation is open */

@@ -39,7 +39,12 @@ int spend_authorize(exchange *x, const char *credential)
     }
     uint8_t hash[AUTH_HASH_LEN];
     auth_token_hash(token, hash);
-    rl_err err = store_token_get(s, hash, &sp->token);
+    sp->token = rl_palloc(x->req->pool, sizeof *sp->token);
+    if (!sp->token) {
+        exchange_fail(x, RL_NOMEM, NULL);
+        return -1;
+    }
+    rl_err err = store_token_get(s, hash, sp->token);
     if (err == RL_NOTFOUND) {
         x->rejected = "token_unknown";
         exchange_fail(x, RL_UNAUTHORIZED, "This Relay token is not known.");
@@ -50,7 +55,7 @@ int spend_authorize(exchange *x, const char *credential)
         exchange_fail(x, RL_STORE, "Relay could not check this token.");
         return -1;
     }
-    token_state st = store_token_state(&sp->token, x->now);
+    token_state st = store_token_state(sp->token, x->now);
     if (st != TOKEN_LIVE) {
         x->rejected = st == TOKEN_REVOKED ? "token_revoked" : "token_expired";
         exchange_fail(x, RL_UNAUTHORIZED,
@@ -59,7 +64,7 @@ int spend_authorize(exchange *x, const char *credential)
         return -1;
     }
     const upstream_config *up = x->rt.upstream;
-    if (!store_token_allows(&sp->token, up->name, NULL)) {
+    if (!store_token_allows(sp->token, up->name, NULL)) {
         x->rejected = "forbidden_upstream";
         exchange_fail(x, RL_FORBIDDEN, "This Relay token may not use this API (upstream).");
         return -1;
@@ -67,7 +72,7 @@ int spend_authorize(exchange *x, const char *credential)
     const char *why = NULL;
     sp->held_key = auth_held_key(x->w->e->held, up, &why);
     if (!sp->held_key) {
-        rl_warn("token %s: refused: upstream %s: %s", sp->token.id, up->name, why);
+        rl_warn("token %s: refused: upstream %s: %s", sp->token->id, up->name, why);
         exchange_fail(x, RL_CONFIG,
                       "Relay holds no key for this API, so it cannot serve Relay tokens here "
                       "(its administrator sets [upstream.NAME] api_key_file).");
@@ -77,13 +82,13 @@ int spend_authorize(exchange *x, const char *credential)
     char hex[33];
     rl_hex_encode(hash, 16, hex);
     snprintf(sp->scope, sizeof sp->scope, "tok:%s", hex);
-    snprintf(x->client, sizeof x->client, "%s", sp->token.id);
+    snprintf(x->client, sizeof x->client, "%s", sp->token->id);
     return 0;
 }
 
 int spend_allows(exchange *x)
 {
-    if (!x->spend.has_token || store_token_allows(&x->spend.token, NULL, x->info.model))
+    if (!x->spend.has_token || store_token_allows(x->spend.token, NULL, x->info.model))
         return 0;
     x->rejected = "forbidden_model";
     exchange_fail(x, RL_FORBIDDEN, "This Relay token may not use this model.");
@@ -155,7 +160,7 @@ static void estimate(exchange *x, uint64_t out[LEDGER_UNITS])
 static void charges_of(exchange *x, const uint64_t est[LEDGER_UNITS], charge_set *cs)
 {
     cs->n = 0;
-    const store_token *t = &x->spend.token;
+    const store_token *t = x->spend.token;
     if (x->spend.has_token) {
         snprintf(cs->scopes[0], sizeof cs->scopes[0], "token:%s", t->id);
         snprintf(cs->names[0], sizeof cs->names[0], "token \"%s\" (%s)", t->name, t->id);
