@@ -47,6 +47,9 @@ if [ "$want_test" = 1 ]; then
     # clang (libFuzzer) and clang-format: make fuzz and make check, which
     # .ci/run runs after make test.
     pkgs+=(clang clang-format)
+    # valgrind: make bench counts the instructions of a cache hit with
+    # callgrind (tests/bench/hit_instructions.mjs).
+    pkgs+=(valgrind)
 fi
 
 missing=()

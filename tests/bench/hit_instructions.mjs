@@ -1,0 +1,154 @@
+// Benchmark: how many instructions does relay.fcgi spend on one cache hit?
+// Not part of `make test`; run by tests/bench/run.sh (make bench).
+//
+// Counted by callgrind (valgrind --tool=callgrind), which counts
+// instructions rather than time: the figure is the same on a busy machine
+// and a quiet one, so a change on the hit path can be compared before and
+// after to a fraction of a percent (wall-clock benchmarks on this 2-core
+// machine vary by more than the effect of most such changes).
+//
+// relay.fcgi runs as one process under spawn-fcgi (the FastCGI socket on
+// fd 0, one request at a time), in front of the fake upstream; this script
+// talks FastCGI to it directly (no web server: its cost is not Relay's).
+// Two runs: one miss then 0 hits, and one miss then N hits; the difference
+// over N is the cost of a hit, start-up and the miss cancelling out (both
+// runs also pay Relay's once-a-second maintenance while they last; the
+// longer run pays a little more of it, so the figure errs high by a few
+// hundred instructions).
+//
+//   node tests/bench/hit_instructions.mjs [--hits 200] [--build DIR]
+//
+// Writes tests/out/bench-hit-instructions.json. Exit status 1 when a
+// request was not answered as expected (the miss, then HITs).
+
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+import { startFakeUpstream } from '../fake/upstream.mjs';
+import { BUILD, OUT } from '../e2e/harness.mjs';
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const HITS = Number(opt('hits', 200));
+const build = path.resolve(opt('build', BUILD));
+
+const BODY = JSON.stringify({ model: 'gpt-4o-mini', temperature: 0, messages: [{ role: 'user', content: 'Say hello to the benchmark' }] });
+
+// ---- a FastCGI client (one request per connection) ---------------------------
+
+function record(type, content) {
+  const pad = (8 - (content.length % 8)) % 8;
+  const h = Buffer.alloc(8);
+  h.writeUInt8(1, 0);
+  h.writeUInt8(type, 1);
+  h.writeUInt16BE(1, 2);
+  h.writeUInt16BE(content.length, 4);
+  h.writeUInt8(pad, 6);
+  return Buffer.concat([h, content, Buffer.alloc(pad)]);
+}
+
+function nameValue(k, v) {
+  const len = (n) => (n < 128 ? Buffer.from([n]) : Buffer.from([(n >>> 24) | 0x80, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]));
+  return Buffer.concat([len(k.length), len(v.length), Buffer.from(k), Buffer.from(v)]);
+}
+
+function fcgiRequest(socket) {
+  const params = {
+    REQUEST_METHOD: 'POST', REQUEST_URI: '/v1/chat/completions', SCRIPT_NAME: '', QUERY_STRING: '',
+    CONTENT_TYPE: 'application/json', CONTENT_LENGTH: String(Buffer.byteLength(BODY)),
+    HTTP_AUTHORIZATION: 'Bearer sk-bench-aaaaaaaaaaaaaaaaaaaaaaaa', SERVER_PROTOCOL: 'HTTP/1.1',
+  };
+  const p = Buffer.concat(Object.entries(params).map(([k, v]) => nameValue(k, v)));
+  const begin = Buffer.from([0, 1, 0, 0, 0, 0, 0, 0]);
+  const msg = Buffer.concat([record(1, begin), record(4, p), record(4, Buffer.alloc(0)),
+    record(5, Buffer.from(BODY)), record(5, Buffer.alloc(0))]);
+  return new Promise((resolve, reject) => {
+    const c = net.connect(socket);
+    const chunks = [];
+    c.on('data', (d) => chunks.push(d));
+    c.on('end', () => {
+      const out = Buffer.concat(chunks).toString('latin1');
+      resolve(/x-cache: (\w+)/i.exec(out)?.[1] ?? '?');
+    });
+    c.on('error', reject);
+    c.write(msg);
+  });
+}
+
+// ---- one run -------------------------------------------------------------------
+
+// The ids of the SysV shared memory segments nobody is attached to.
+function shmIds() {
+  return fs.readFileSync('/proc/sysvipc/shm', 'utf8').split('\n').slice(1)
+    .map((l) => l.trim().split(/\s+/)).filter((f) => f.length > 7 && f[6] === '0').map((f) => Number(f[1]));
+}
+
+async function run(fake, hits) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-hitbench-'));
+  const sock = path.join(dir, 'relay.sock');
+  const ini = path.join(dir, 'relay.ini');
+  fs.writeFileSync(ini, [
+    '[fcgi]', `listen = ${sock}`, 'workers = 1', 'threads = 1',
+    '[store]', `home = ${dir}/store`, `key_file = ${dir}/relay.key`,
+    '[upstream.openai]', 'type = openai', `base_url = ${fake.url}`,
+    '[log]', 'level = error', '',
+  ].join('\n'));
+  const out = path.join(dir, 'callgrind.out');
+  const before = new Set(shmIds());
+  const child = spawn('spawn-fcgi', ['-n', '-s', sock, '--', '/usr/bin/valgrind', '--tool=callgrind',
+    `--callgrind-out-file=${out}`, path.join(build, 'relay.fcgi')], { env: { ...process.env, RELAY_INI: ini }, stdio: ['ignore', 'ignore', fs.openSync(path.join(dir, 'relay.log'), 'w')] });
+  for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
+  const seen = [];
+  for (let i = 0; i <= hits; i++) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        seen.push(await fcgiRequest(sock));
+        break;
+      } catch (err) {
+        if (attempt > 50) throw new Error(`${err.message}: ${fs.readFileSync(path.join(dir, 'relay.log'), 'utf8').slice(-2000)}`); // valgrind starts slowly
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+  child.kill('SIGTERM');
+  await new Promise((r) => child.on('exit', r));
+  const total = Number(/^summary: (\d+)/m.exec(fs.readFileSync(out, 'utf8'))?.[1]);
+  // The store's SysV segments outlive it: remove the ones this run made.
+  for (const id of shmIds()) {
+    if (!before.has(id)) {
+      try {
+        execFileSync('ipcrm', ['-m', String(id)], { stdio: 'ignore' });
+      } catch {
+        /* gone */
+      }
+    }
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+  return { total, seen };
+}
+
+const fake = await startFakeUpstream();
+let status = 0;
+try {
+  const base = await run(fake, 0);
+  const more = await run(fake, HITS);
+  const want = ['MISS', ...Array(HITS).fill('HIT')];
+  if (JSON.stringify(more.seen) !== JSON.stringify(want) || base.seen[0] !== 'MISS') {
+    console.log(`not a valid measurement: answers ${[...new Set(more.seen)].join(', ')}`);
+    status = 1;
+  }
+  const perHit = Math.round((more.total - base.total) / HITS);
+  console.log(`instructions per cache hit inside relay.fcgi: ${perHit} (callgrind, ${HITS} hits; ${build})`);
+  fs.mkdirSync(OUT, { recursive: true });
+  fs.writeFileSync(path.join(OUT, 'bench-hit-instructions.json'),
+    `${JSON.stringify({ hits: HITS, build, base: base.total, with_hits: more.total, per_hit: perHit }, null, 2)}\n`);
+} finally {
+  await fake.close();
+}
+process.exit(status);
