@@ -367,6 +367,8 @@ relaySuite('dashboard in a browser', {
     await page.locator('#secret-status').filter({ hasText: /copied/i }).waitFor();
     assert.equal(await page.evaluate(() => navigator.clipboard.readText()), text, 'the copy button copied it');
     assert.equal(await pageLeaks([text]).then((l) => (l?.includes('storage') ? l : null)), null, 'never in storage');
+    await page.keyboard.press('Escape');
+    assert.ok(await shownOnce.isVisible(), 'a stray Escape does not lose the text');
     await shownOnce.getByRole('button', { name: 'Done: hide the token' }).click();
     await shownOnce.waitFor({ state: 'hidden' });
     assert.equal(await pageLeaks([text]), null, 'gone from the page once dismissed');
