@@ -1,23 +1,32 @@
 // Relay's dashboard: signs in with the admin token, polls api/stats (the
-// stats API, "api": 3) every 5 seconds and shows it.
+// stats API, "api": 3) every 5 seconds and shows it in the overview; the
+// token page (tokens.js, #tokens) manages Relay client tokens.
 //
-// The token lives in sessionStorage only (this tab, until log out or close);
-// it is sent as "Authorization: Bearer" and never put in a URL. A 401 at any
-// time forgets it and returns to the login form with the reason. Everything
-// the API says is written with textContent or DOM calls, never as HTML.
+// The admin token lives in sessionStorage only (api.js: this tab, until log
+// out or close); it is sent as "Authorization: Bearer" and never put in a
+// URL. A 401 at any time forgets it and returns to the login form with the
+// reason. Everything the API says is written with textContent or DOM calls,
+// never as HTML.
 
+import { ApiError, Unauthorized, getToken, request, setToken } from './api.js';
 import { BarChart, MONEY, TRAFFIC } from './chart.js';
+import { $, el, setMessage } from './dom.js';
 import {
   DASH, fmtBytes, fmtClock, fmtCount, fmtInt, fmtMs, fmtPct, fmtUsd, known, sum,
 } from './format.js';
+import { clearTokens, initTokens, showTokens } from './tokens.js';
 
-const TOKEN_KEY = 'relay.admin.token';
 const THEME_KEY = 'relay.theme';
 const POLL_MS = 5000;
 const API = 'api/stats'; // relative: the page is served at /relay/admin/
 const API_SHAPE = 3; // the stats document this page reads (its "api")
 
-const $ = (id) => document.getElementById(id);
+// The views, by the URL's fragment: the element shown, its link, and what
+// gets the focus when the user switches to it.
+const VIEWS = {
+  overview: { view: 'view-overview', nav: 'nav-overview', heading: 'dashboard-title' },
+  tokens: { view: 'view-tokens', nav: 'nav-tokens', heading: 'tokens-title' },
+};
 
 const state = {
   timer: null,
@@ -29,27 +38,8 @@ const state = {
   receivedAt: null,
   chart: null,
   money: null,
+  view: 'overview',
 };
-
-// ---------------------------------------------------------------- storage
-
-function getToken() {
-  try {
-    return sessionStorage.getItem(TOKEN_KEY);
-  } catch {
-    return null;
-  }
-}
-
-function setToken(token) {
-  try {
-    if (token === null) sessionStorage.removeItem(TOKEN_KEY);
-    else sessionStorage.setItem(TOKEN_KEY, token);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 // ------------------------------------------------------------------ theme
 
@@ -92,46 +82,17 @@ function setupTheme() {
 
 // -------------------------------------------------------------------- API
 
-class Unauthorized extends Error {}
-
-// The error message of a JSON error answer, or ''.
-async function errorText(res) {
-  try {
-    const body = await res.json();
-    const m = body?.error?.message;
-    return typeof m === 'string' ? m : '';
-  } catch {
-    return '';
-  }
-}
-
 // GET api/stats with the token. Resolves to the stats; rejects with
 // Unauthorized on 401/403, or an Error saying what went wrong.
 async function fetchStats(token) {
-  let res;
-  try {
-    res = await fetch(API, {
-      headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' },
-      cache: 'no-store',
-      credentials: 'omit',
-      redirect: 'error',
-      signal: AbortSignal.timeout(15000),
-    });
-  } catch (err) {
-    throw new Error(err?.name === 'TimeoutError' ? 'Relay did not answer within 15 s' : 'Relay could not be reached');
-  }
-  if (res.status === 401 || res.status === 403) throw new Unauthorized((await errorText(res)) || `HTTP ${res.status}`);
-  if (!res.ok) {
-    const m = await errorText(res);
-    throw new Error(`Relay answered ${res.status}${m ? `: ${m}` : ''}`);
-  }
   let body;
   try {
-    body = await res.json();
-  } catch {
-    throw new Error('the answer was not JSON');
+    body = await request(API, { token });
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 403) throw new Unauthorized(err.detail || 'HTTP 403');
+    throw err;
   }
-  if (!body || typeof body !== 'object' || body.api !== API_SHAPE) {
+  if (body.api !== API_SHAPE) {
     throw new Error(`unknown stats API ${JSON.stringify(body?.api ?? null)} (this page reads api ${API_SHAPE})`);
   }
   return body;
@@ -156,6 +117,24 @@ function showDashboard() {
   $('login').hidden = true;
   $('dashboard').hidden = false;
   $('logout').hidden = false;
+  showView(viewOf(location.hash) ?? state.view);
+}
+
+// ------------------------------------------------------------------ views
+
+const viewOf = (hash) => (Object.hasOwn(VIEWS, hash.slice(1)) ? hash.slice(1) : null);
+
+// Shows one view and marks its link as the current page; the token page
+// reads the tokens each time it is shown.
+function showView(name, { focus = false } = {}) {
+  state.view = name;
+  for (const [key, v] of Object.entries(VIEWS)) {
+    $(v.view).hidden = key !== name;
+    if (key === name) $(v.nav).setAttribute('aria-current', 'page');
+    else $(v.nav).removeAttribute('aria-current');
+  }
+  if (name === 'tokens') showTokens();
+  if (focus) $(VIEWS[name].heading).focus();
 }
 
 async function onLogin(e) {
@@ -238,12 +217,6 @@ async function poll() {
 
 // ----------------------------------------------------------------- render
 
-// Sets an element's text and its kind (error, info or none) for styling.
-function setMessage(el, text, kind = '') {
-  el.textContent = text;
-  el.dataset.kind = text ? kind : '';
-}
-
 function setText(id, text, title = '') {
   const el = $(id);
   el.textContent = text;
@@ -259,14 +232,6 @@ function setValue(id, text, title = '') {
 
 // "1 hit", "3 misses": a count and its noun.
 const plural = (v, one, many) => `${fmtCount(v)} ${v === 1 ? one : many}`;
-
-// An element with class and text: el('span', 'badge', 'no price').
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined && text !== null) e.textContent = text;
-  return e;
-}
 
 // A count for a table cell: short form, the exact number in the title.
 function countCell(v) {
@@ -678,6 +643,7 @@ function clearDashboard() {
   setMessage($('status'), '');
   state.chart?.clear();
   state.money?.clear();
+  clearTokens();
 }
 
 // ------------------------------------------------------------------ start
@@ -686,6 +652,17 @@ function start() {
   setupTheme();
   state.chart = new BarChart($('traffic-chart'), TRAFFIC);
   state.money = new BarChart($('money-chart'), MONEY);
+  initTokens({
+    onUnauthorized(message) {
+      setToken(null);
+      showLogin(`Relay refused the admin token (${message}): it may have changed. Sign in again.`, 'error');
+    },
+    upstreams: () => (Array.isArray(state.stats?.upstreams) ? state.stats.upstreams.map((u) => String(u.name)) : []),
+  });
+  window.addEventListener('hashchange', () => {
+    const view = viewOf(location.hash);
+    if (view && !$('dashboard').hidden) showView(view, { focus: true });
+  });
   $('login-form').addEventListener('submit', onLogin);
   $('logout').addEventListener('click', logout);
   for (const radio of document.querySelectorAll('#range input[name="range"]')) {

@@ -3,7 +3,8 @@
 // is not known yet) and returns display text; unknown values read "—".
 //
 // Numbers use en-US grouping, to match the page's language; times use the
-// browser's locale and time zone, except days, which the API counts in UTC.
+// browser's locale and time zone, except days, which the API counts in UTC,
+// and a token's dates, in UTC as relay-admin shows them.
 
 const DASH = '—';
 const known = (v) => typeof v === 'number' && Number.isFinite(v);
@@ -88,6 +89,13 @@ export function fmtClock(t, { seconds = false } = {}) {
 export function fmtDay(t, { long = false } = {}) {
   if (!known(t)) return DASH;
   return (long ? dayLongFmt : dayFmt).format(new Date(t * 1000));
+}
+
+// Unix seconds as a UTC date and time, as relay-admin token list shows
+// them: "2026-12-31 18:00 UTC".
+export function fmtUtc(t) {
+  if (!known(t)) return DASH;
+  return `${new Date(t * 1000).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }
 
 // The sum of the numeric arguments, or null when none is known.

@@ -1,13 +1,17 @@
 // CORS in a real browser ([cors], engine/cors.c): headless Chromium (as in
 // dashboard.test.mjs) opens a page served by a tiny static server on another
 // loopback port, so the page's origin is not Relay's, and the page calls
-// Relay with fetch(): a Relay-token-like Bearer credential and the headers
+// Relay with fetch(): a real Relay client token (made with `relay-admin
+// token create`, as an operator hands one to a browser app) and the headers
 // the official SDKs send (so the browser sends a preflight), and then the
 // official openai SDK itself, loaded into the page from tests/node_modules.
+// Relay holds the upstreams' keys, so what reaches the fake upstream is the
+// held key, never the page's token.
 //
-// Two page origins: one listed in [cors] allow_origins, whose calls succeed
-// and can read Relay's headers (X-Cache, X-Relay-Key); one not listed, whose
-// calls fail in the browser at the preflight, so nothing reaches the
+// Two page origins: one listed in [cors] allow_origins, whose calls with the
+// token succeed and can read Relay's headers (X-Cache, X-Relay-Key) and
+// errors (a token Relay does not know: 401); one not listed, whose calls with
+// the same token fail in the browser at the preflight, so nothing reaches the
 // upstream. Chromium enforces it all; the test only looks at what the page
 // got and what the fake upstream saw.
 //
@@ -22,10 +26,17 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 
 import { REPO, chatBody, relaySuite, uniq } from '../e2e/harness.mjs';
+import { heldKeyFile, leaked, makeToken } from '../e2e/tokens.mjs';
 
 const CHROMIUM = process.env.RELAY_CHROMIUM || '/usr/bin/chromium';
 const T = { timeout: 40000 };
-const TOKEN = 'rly-test-cors-0123456789abcdef0123456789abcdef';
+// The keys Relay holds for the fake upstream: what it sends for the token.
+const HELD = {
+  openai: heldKeyFile('sk-held-browser-cors-openai-5c1d'),
+  anthropic: heldKeyFile('sk-ant-held-browser-cors-7e2a'),
+};
+// A token in Relay's form that Relay never made.
+const UNKNOWN = `rly-${'0123456789abcdef'.repeat(4)}`;
 // The SDK's files, served to the page as ES modules (it has no dependency).
 const OPENAI_DIR = path.join(REPO, 'tests', 'node_modules', 'openai');
 
@@ -70,11 +81,24 @@ const allowedPage = await startPageServer();
 const otherPage = await startPageServer();
 
 relaySuite('CORS in a browser', {
-  ini: { cors: { allow_origins: allowedPage.origin } },
+  ini: {
+    cors: { allow_origins: allowedPage.origin },
+    'upstream.openai': { api_key_file: HELD.openai.file },
+    'upstream.anthropic': { api_key_file: HELD.anthropic.file },
+  },
   upstreams: ['anthropic'],
 }, (relay) => {
   let browser;
+  let appToken; // the Relay client token the browser app holds (before())
   const consoleLines = [];
+
+  // Every upstream call so far carried a held key, and none the token.
+  function upstreamSawNoToken() {
+    for (const c of relay.fake.calls) {
+      assert.equal(leaked(JSON.stringify(c.headers), { tokens: [appToken] }), null,
+        `the page's token reached the upstream: ${c.method} ${c.path}`);
+    }
+  }
 
   // A fresh page on origin, with the SDK loaded.
   async function pageOn(origin) {
@@ -107,8 +131,8 @@ relaySuite('CORS in a browser', {
     }, { url, headers, body });
   }
 
-  const openaiHeaders = {
-    authorization: `Bearer ${TOKEN}`,
+  const openaiHeaders = () => ({
+    authorization: `Bearer ${appToken}`,
     'content-type': 'application/json',
     'x-stainless-lang': 'js',
     'x-stainless-os': 'Unknown',
@@ -117,7 +141,7 @@ relaySuite('CORS in a browser', {
     'x-stainless-retry-count': '0',
     'openai-project': 'proj_test',
     'x-relay-ttl': '600',
-  };
+  });
 
   before(async () => {
     assert.ok(fs.existsSync(CHROMIUM),
@@ -127,6 +151,7 @@ relaySuite('CORS in a browser', {
       args: process.getuid?.() === 0 ? ['--no-sandbox'] : [],
       timeout: 20000,
     });
+    ({ token: appToken } = await makeToken(relay, 'browser app'));
   }, { timeout: 40000 });
 
   after(async () => {
@@ -144,7 +169,7 @@ relaySuite('CORS in a browser', {
     const page = await pageOn(allowedPage.origin);
     const m = uniq('browser cors openai');
     const r = await pageFetch(page, `${relay.base}/v1/chat/completions`, {
-      headers: openaiHeaders, body: JSON.stringify(chatBody(m)),
+      headers: openaiHeaders(), body: JSON.stringify(chatBody(m)),
     });
     assert.equal(r.error, undefined, `the browser refused the call: ${r.error}\n${consoleLines.join('\n')}`);
     assert.equal(r.status, 200, r.text);
@@ -154,11 +179,12 @@ relaySuite('CORS in a browser', {
     const calls = relay.fake.callsFor(m);
     assert.equal(calls.length, 1, 'one upstream call');
     assert.equal(calls[0].method, 'POST');
-    assert.equal(calls[0].headers.authorization, `Bearer ${TOKEN}`);
+    assert.equal(calls[0].headers.authorization, `Bearer ${HELD.openai.key}`, 'the held key went upstream');
+    upstreamSawNoToken();
     assert.ok(!relay.fake.calls.some((c) => c.method === 'OPTIONS'), 'no preflight reached the upstream');
 
     const again = await pageFetch(page, `${relay.base}/v1/chat/completions`, {
-      headers: openaiHeaders, body: JSON.stringify(chatBody(m)),
+      headers: openaiHeaders(), body: JSON.stringify(chatBody(m)),
     });
     assert.equal(again.xCache, 'HIT', 'the same call again is a hit the page can see');
     assert.equal(relay.fake.callsFor(m).length, 1);
@@ -170,7 +196,7 @@ relaySuite('CORS in a browser', {
     const m = uniq('browser cors anthropic');
     const r = await pageFetch(page, `${relay.base}/v1/messages`, {
       headers: {
-        'x-api-key': TOKEN,
+        'x-api-key': appToken,
         'anthropic-version': '2023-06-01',
         'anthropic-beta': 'prompt-caching-2024-07-31',
         'anthropic-dangerous-direct-browser-access': 'true',
@@ -183,7 +209,10 @@ relaySuite('CORS in a browser', {
     assert.equal(r.error, undefined, `the browser refused the call: ${r.error}\n${consoleLines.join('\n')}`);
     assert.equal(r.status, 200, r.text);
     assert.equal(JSON.parse(r.text).type, 'message');
-    assert.equal(relay.fake.callsFor(m).length, 1);
+    const calls = relay.fake.callsFor(m);
+    assert.equal(calls.length, 1);
+    assert.equal(calls[0].headers['x-api-key'], HELD.anthropic.key, 'the held key went upstream');
+    upstreamSawNoToken();
     await page.context().close();
   });
 
@@ -202,7 +231,7 @@ relaySuite('CORS in a browser', {
       } catch (err) {
         return { error: String(err) };
       }
-    }, { base: relay.base, token: TOKEN, m });
+    }, { base: relay.base, token: appToken, m });
     assert.equal(got.error, undefined, `the SDK failed: ${got.error}\n${consoleLines.join('\n')}`);
     assert.ok(got.content.includes(m.split(' ').at(-1)), got.content);
     assert.equal(got.xCache, 'MISS');
@@ -210,26 +239,37 @@ relaySuite('CORS in a browser', {
     const calls = relay.fake.callsFor(m);
     assert.equal(calls.length, 1, 'the stream was answered from the cache');
     assert.match(calls[0].headers['x-stainless-lang'] ?? '', /js/, 'the SDK\'s own headers went through');
+    assert.equal(calls[0].headers.authorization, `Bearer ${HELD.openai.key}`);
+    upstreamSawNoToken();
     await page.context().close();
   });
 
-  test('an allowed origin can read Relay\'s errors', T, async () => {
+  test('an allowed origin can read Relay\'s errors: no credential, and a token Relay does not know (401)', T, async () => {
     const page = await pageOn(allowedPage.origin);
-    const { authorization, ...noKey } = openaiHeaders;
+    const { authorization, ...noKey } = openaiHeaders();
     const r = await pageFetch(page, `${relay.base}/v1/chat/completions`, {
       headers: noKey, body: JSON.stringify(chatBody(uniq('browser cors 401'))),
     });
     assert.equal(r.error, undefined, `the browser refused the call: ${r.error}`);
     assert.equal(r.status, 401);
     assert.match(JSON.parse(r.text).error.message, /API key/);
+
+    const m = uniq('browser cors unknown token');
+    const unknown = await pageFetch(page, `${relay.base}/v1/chat/completions`, {
+      headers: { ...noKey, authorization: `Bearer ${UNKNOWN}` }, body: JSON.stringify(chatBody(m)),
+    });
+    assert.equal(unknown.error, undefined, `the browser refused the call: ${unknown.error}`);
+    assert.equal(unknown.status, 401, unknown.text);
+    assert.equal(JSON.parse(unknown.text).error.type, 'authentication_error', unknown.text);
+    assert.equal(relay.fake.callsFor(m).length, 0, 'an unknown token reaches no upstream');
     await page.context().close();
   });
 
-  test('another origin: the browser refuses at the preflight and nothing reaches the upstream', T, async () => {
+  test('another origin: the same token is refused by the browser at the preflight and nothing reaches the upstream', T, async () => {
     const page = await pageOn(otherPage.origin);
     const m = uniq('browser cors refused');
     const r = await pageFetch(page, `${relay.base}/v1/chat/completions`, {
-      headers: openaiHeaders, body: JSON.stringify(chatBody(m)),
+      headers: openaiHeaders(), body: JSON.stringify(chatBody(m)),
     });
     assert.match(r.error ?? '', /TypeError: Failed to fetch/, `the page read an answer: ${JSON.stringify(r)}`);
     const sdk = await page.evaluate(async ({ base, token, m }) => {
@@ -240,7 +280,7 @@ relaySuite('CORS in a browser', {
       } catch (err) {
         return err.constructor.name;
       }
-    }, { base: relay.base, token: TOKEN, m });
+    }, { base: relay.base, token: appToken, m });
     assert.equal(sdk, 'APIConnectionError', 'the SDK sees a connection error');
     assert.equal(relay.fake.callsFor(m).length, 0, 'the request itself was never sent');
     assert.ok(consoleLines.some((l) => l.startsWith(otherPage.origin) && /blocked by CORS policy/.test(l)),
@@ -252,7 +292,7 @@ relaySuite('CORS in a browser', {
     const page = await pageOn(allowedPage.origin);
     const m = uniq('browser cors odd header');
     const r = await pageFetch(page, `${relay.base}/v1/chat/completions`, {
-      headers: { ...openaiHeaders, 'x-my-app-header': '1' }, body: JSON.stringify(chatBody(m)),
+      headers: { ...openaiHeaders(), 'x-my-app-header': '1' }, body: JSON.stringify(chatBody(m)),
     });
     assert.match(r.error ?? '', /Failed to fetch/, JSON.stringify(r));
     assert.equal(relay.fake.callsFor(m).length, 0);

@@ -9,11 +9,19 @@
 // shows up within a poll or two (in the cards, the tables and both charts:
 // requests, and dollars spent and saved per day), a Relay client token's
 // budget and refusals show in the clients table and the [budget] rows in
-// their own, with no token or key anywhere on the page, a stream in flight
-// is listed while it runs, the theme switches and is remembered, the
-// page fits a phone, a token replaced in its file (Relay reads it at each
-// request) and logging out both return to the login form. Screenshots of the dark and light themes and of a phone
-// view go to tests/out/dashboard-*.png.
+// their own, with no token or key anywhere on the page; the token page lists
+// the tokens of /relay/admin/api/tokens, a token created there (a refused
+// value first, its field named) is shown once with a copy button and is gone
+// from the page and from storage once dismissed, works for a real request
+// through Relay (the held key upstream) and shows its spend in the clients
+// table; its budgets and limits are changed, it is rotated (the old text
+// stops, or works through a grace period; the new one works) and revoked
+// after a confirmation (401 for every text), and the page and its form fit
+// 360 px; a stream in flight is listed while it runs, the theme switches and
+// is remembered, the page fits a phone, a token replaced in its file (Relay
+// reads it at each request) and logging out both return to the login form.
+// Screenshots of the dark and light themes, a phone view and the token page
+// (wide, and its form at 360 px) go to tests/out/dashboard-*.png.
 //
 // A missing Chromium is a failure, never a skip (deploy/install-deps.sh
 // --test installs it). Chromium runs with --no-sandbox as root, where its
@@ -63,6 +71,7 @@ relaySuite('dashboard in a browser', {
   let token;
   let tokenFile;
   const problems = []; // page errors and console errors, checked at the end
+  let badRequests = 0; // 400s Chromium logged: only the one the token form provokes
 
   const shown = async (id) => (await page.locator(`#${id}`).textContent())?.trim();
   const visible = (sel) => page.locator(sel).isVisible();
@@ -80,9 +89,9 @@ relaySuite('dashboard in a browser', {
     await page.locator('#token').press('Enter'); // the keyboard path; the button is tested too
   }
 
-  async function screenshot(name) {
+  async function screenshot(name, { fullPage = true } = {}) {
     fs.mkdirSync(OUT, { recursive: true });
-    await page.screenshot({ path: path.join(OUT, `dashboard-${name}.png`), fullPage: true });
+    await page.screenshot({ path: path.join(OUT, `dashboard-${name}.png`), fullPage });
   }
 
   before(async () => {
@@ -108,8 +117,11 @@ relaySuite('dashboard in a browser', {
     page.setDefaultTimeout(10000);
     page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
     page.on('console', (msg) => {
-      // A refused token is an expected 401, which Chromium logs.
-      if (msg.type() === 'error' && !/status of 401/.test(msg.text())) problems.push(`console: ${msg.text()}`);
+      // A refused token is an expected 401, which Chromium logs; so is the
+      // 400 of a value the token form sends and Relay refuses (counted).
+      if (msg.type() !== 'error' || /status of 401/.test(msg.text())) return;
+      if (/status of 400/.test(msg.text())) badRequests++;
+      else problems.push(`console: ${msg.text()}`);
     });
   }, { timeout: 40000 });
 
@@ -259,6 +271,7 @@ relaySuite('dashboard in a browser', {
   test('a Relay token shows its budget and refusals; the [budget] rows their own; no token or key on the page', T, async () => {
     const agent = await makeToken(relay, 'dashboard agent', { usd_day: 1, usd_month: 10, rpm: 60 });
     const picky = await makeToken(relay, 'claude only', { models: ['claude-*'] });
+    const sentMinute = Math.floor(Date.now() / 60000);
     const ok = await relay.chat(chatBody(uniq('dashboard token')), { key: agent.token });
     assert.equal(ok.status, 200, ok.text);
     const refused = await relay.chat(chatBody(uniq('dashboard refused')), { key: picky.token });
@@ -271,7 +284,10 @@ relaySuite('dashboard in a browser', {
     const usedToday = Number(budget.match(/\$([\d.]+) of \$1\.00 today \(\d+(\.\d)?%\)/)?.[1]);
     assert.ok(usedToday > 0, `what it used of its $1 a day: ${budget}`);
     assert.match(budget, /\$[\d.]+ of \$10\.00 this month/, budget);
-    assert.match(budget, /rpm 1\/60/, budget);
+    // Rate limits count fixed UTC minutes: when one ended between the request
+    // and the poll the page shows, the new minute has none yet.
+    const sameMinute = Math.floor(Date.now() / 60000) === sentMinute;
+    assert.match(budget, sameMinute ? /rpm 1\/60/ : /rpm [01]\/60/, budget);
     const meter = row.locator('td.limits meter').first();
     assert.equal(await meter.getAttribute('aria-label'), 'Dollars used today by dashboard agent');
     assert.ok(Number(await meter.getAttribute('value')) > 0, 'the meter shows what was used');
@@ -305,6 +321,268 @@ relaySuite('dashboard in a browser', {
     await row.waitFor({ timeout: TWO_POLLS });
     assert.equal(await page.locator('#models-table tbody img').count(), 0, 'no element made from the name');
     assert.equal(await page.evaluate(() => window.__relayXss), undefined);
+  });
+
+  // ------------------------------------------------------------ token page
+
+  // GET api/tokens from the test: the token named name (as the API shows it).
+  async function apiToken(name) {
+    const r = await relay.fetch('/relay/admin/api/tokens', { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(r.status, 200, `GET /relay/admin/api/tokens: ${r.status} ${r.text.slice(0, 300)}`);
+    const all = JSON.parse(r.text).tokens;
+    return all.filter((t) => t.name === name).sort((a, b) => b.created - a.created)[0];
+  }
+
+  // Every place a token's text could stay behind in the page: its HTML, its
+  // text, the values of its form fields, and both storages.
+  async function pageLeaks(texts) {
+    const where = await page.evaluate(() => ({
+      html: document.documentElement.outerHTML,
+      text: document.body.innerText,
+      values: [...document.querySelectorAll('input, textarea, select, output')].map((e) => e.value).join('\n'),
+      storage: [sessionStorage, localStorage].map((s) => Object.keys(s).map((k) => `${k}=${s.getItem(k)}`).join('\n')).join('\n'),
+    }));
+    for (const [place, text] of Object.entries(where)) {
+      const l = leaked(text, { tokens: texts });
+      if (l) return `${l} in the page's ${place}`;
+    }
+    return null;
+  }
+
+  const tokenRow = (name) => page.locator('#tokens-table tbody tr', { has: page.locator('th', { hasText: name }) });
+  const dialog = (name) => page.getByRole('dialog', { name });
+  // A field of the token form, by its label.
+  const field = (label) => page.locator('#token-dialog').getByLabel(label, { exact: true });
+
+  // The text the secret dialog shows once, after checking how it says so
+  // and that the copy button puts it on the clipboard; then dismissed.
+  async function takeShownToken(title) {
+    const shownOnce = dialog(title);
+    await shownOnce.waitFor({ state: 'visible' });
+    assert.match(await shownOnce.innerText(), /you will not see it again/i);
+    const text = await page.getByLabel('Token text').inputValue();
+    assert.match(text, /^rly-[0-9a-f]{64}$/, 'a Relay token, whole');
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'secret-copy', 'the copy button has the focus');
+    await page.keyboard.press('Enter');
+    await page.locator('#secret-status').filter({ hasText: /copied/i }).waitFor();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), text, 'the copy button copied it');
+    assert.equal(await pageLeaks([text]).then((l) => (l?.includes('storage') ? l : null)), null, 'never in storage');
+    await page.keyboard.press('Escape');
+    assert.ok(await shownOnce.isVisible(), 'a stray Escape does not lose the text');
+    await shownOnce.getByRole('button', { name: 'Done: hide the token' }).click();
+    await shownOnce.waitFor({ state: 'hidden' });
+    assert.equal(await pageLeaks([text]), null, 'gone from the page once dismissed');
+    return text;
+  }
+
+  let pageToken; // the text the page showed for "page agent" (rotated below)
+  let pageTokenId;
+
+  test('the token page lists every token of the API: id, name, state, lists, budgets, limits, dates (as text)', T, async () => {
+    const evil = '<img src=x onerror="window.__relayXss=2">';
+    await makeToken(relay, evil);
+    await page.getByRole('link', { name: 'Tokens' }).click();
+    await page.locator('#view-tokens').waitFor({ state: 'visible' });
+    assert.ok(!(await visible('#view-overview')), 'the overview is hidden');
+    assert.equal(await page.getByRole('link', { name: 'Tokens' }).getAttribute('aria-current'), 'page');
+    assert.ok(page.url().endsWith('#tokens'), `the view is in the URL: ${page.url()}`);
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'tokens-title', 'focus moves to the view');
+
+    const agent = await apiToken('dashboard agent');
+    const row = tokenRow('dashboard agent');
+    await row.waitFor();
+    const cells = await row.innerText();
+    assert.match(cells, new RegExp(`id ${agent.id}`), cells);
+    assert.match(cells, /\blive\b/, cells);
+    assert.match(cells, /\$1\.00 a day/, cells);
+    assert.match(cells, /\$10\.00 a month/, cells);
+    assert.match(cells, /60 requests a minute/, cells);
+    assert.match(cells, /\bnever\b/, 'no expiry');
+    const created = new Date(agent.created * 1000).toISOString().slice(0, 16).replace('T', ' ');
+    assert.ok(cells.includes(`${created} UTC`), `created ${created} UTC in: ${cells}`);
+    assert.match(await tokenRow('claude only').innerText(), /claude-\*/, 'its models');
+    assert.match(await tokenRow('claude only').innerText(), /every upstream/, 'no upstream list: all');
+
+    const names = await page.locator('#tokens-table tbody th .token-name').allTextContents();
+    const r = await relay.fetch('/relay/admin/api/tokens', { headers: { authorization: `Bearer ${token}` } });
+    assert.deepEqual(names, JSON.parse(r.text).tokens.map((t) => t.name), 'one row per token, in the API\'s order');
+    assert.equal(await tokenRow(evil).count(), 1, 'a name with markup is listed as text');
+    assert.equal(await page.locator('#tokens-table img').count(), 0, 'no element made from a name');
+    assert.equal(await page.evaluate(() => window.__relayXss), undefined);
+  });
+
+  test('a token created in the page is refused with the field named, then shown once with a copy button, and gone when dismissed', T, async () => {
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: relay.base });
+    const opener = page.getByRole('button', { name: 'New token' });
+    await opener.click();
+    const form = dialog('New client token');
+    await form.waitFor({ state: 'visible' });
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'tf-name', 'the name field has the focus');
+
+    // Without a name: said in the dialog, nothing sent.
+    await form.getByRole('button', { name: 'Create token' }).click();
+    await page.locator('#token-form-message').filter({ hasText: /name/i }).waitFor();
+    assert.equal(await field('Name').getAttribute('aria-invalid'), 'true');
+
+    // A value Relay refuses: its message, naming the field, which gets the focus.
+    await field('Name').fill('page agent');
+    await field('Models').fill('gpt-4o*');
+    await field('USD a day').fill('0');
+    await field('Requests a minute').fill('30');
+    await field('Expires').fill('7d');
+    await form.getByRole('button', { name: 'Create token' }).click();
+    await page.locator('#token-form-message').filter({ hasText: /budget_usd_day/ }).waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'tf-budget_usd_day');
+    assert.equal(await field('USD a day').getAttribute('aria-invalid'), 'true');
+    assert.match(await page.locator('#tf-budget_usd_day-error').textContent(), /^budget_usd_day: /, 'said under the field too');
+    assert.equal(await page.locator('#tf-name-error').isVisible(), false, 'the name is no longer marked');
+    assert.equal(await apiToken('page agent'), undefined, 'nothing was made');
+
+    await field('USD a day').fill('0.50');
+    const before = Math.floor(Date.now() / 1000);
+    await field('USD a day').press('Enter'); // the keyboard path
+    pageToken = await takeShownToken('Token for page agent');
+    assert.ok(!(await form.isVisible()), 'the form closed');
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'New token', 'focus back where it was');
+
+    const made = await apiToken('page agent');
+    pageTokenId = made.id;
+    assert.equal(made.state, 'live');
+    assert.equal(made.budget_usd_day, '0.50');
+    assert.equal(made.rpm, 30);
+    assert.deepEqual(made.models, ['gpt-4o*']);
+    assert.ok(Math.abs(made.expires - (before + 7 * 86400)) < 60, `expires in 7 days: ${made.expires}`);
+    const row = tokenRow('page agent');
+    await row.waitFor();
+    assert.match(await row.innerText(), /\$0\.50 a day/);
+    assert.match(await row.innerText(), new RegExp(`id ${made.id}`));
+  });
+
+  test('the created token works through Relay, with the held key upstream, and its spend shows in the clients table', T, async () => {
+    const m = uniq('dashboard page token');
+    const r = await relay.chat(chatBody(m), { key: pageToken });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(relay.fake.callsFor(m)[0].headers.authorization, `Bearer ${HELD.key}`);
+
+    await page.getByRole('link', { name: 'Overview' }).click();
+    await page.locator('#view-overview').waitFor({ state: 'visible' });
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'dashboard-title');
+    const row = page.locator('#clients-table tbody tr', { hasText: 'page agent' });
+    await row.waitFor({ timeout: TWO_POLLS });
+    assert.match(await row.locator('th').textContent(), new RegExp(`token ${pageTokenId}`));
+    const spent = parseShown((await row.locator('td').allTextContents())[4]);
+    assert.ok(spent > 0, `what it spent: ${await row.innerText()}`);
+    assert.match(await row.locator('td.limits').innerText(), /of \$0\.50 today/);
+  });
+
+  test('its budgets and limits are changed in the page; what was not touched stays', T, async () => {
+    await page.getByRole('link', { name: 'Tokens' }).click();
+    await tokenRow('page agent').getByRole('button', { name: 'Edit page agent' }).click();
+    const form = dialog('Edit page agent');
+    await form.waitFor({ state: 'visible' });
+    assert.equal(await field('USD a day').inputValue(), '0.50', 'the form shows what is set');
+    assert.equal(await field('Models').inputValue(), 'gpt-4o*');
+    await field('USD a day').fill('2');
+    await field('Requests a minute').fill(''); // no rate limit any more
+    await field('Tokens a minute').fill('5000');
+    await form.getByRole('button', { name: 'Save changes' }).click();
+    await form.waitFor({ state: 'hidden' });
+    await page.locator('#tokens-status').filter({ hasText: /Saved page agent/ }).waitFor();
+
+    const t = await apiToken('page agent');
+    assert.equal(t.budget_usd_day, '2.00');
+    assert.equal(t.rpm, null, 'an emptied limit is removed');
+    assert.equal(t.tpm, 5000);
+    assert.deepEqual(t.models, ['gpt-4o*'], 'untouched');
+    assert.ok(t.expires > 0, 'the expiry is untouched');
+    await tokenRow('page agent').filter({ hasText: '$2.00 a day' }).waitFor();
+    assert.match(await tokenRow('page agent').innerText(), /5,000 tokens a minute/);
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label') ?? document.activeElement?.textContent),
+      'Edit page agent', 'focus back on the row\'s Edit button');
+  });
+
+  test('rotating in the page shows the new text once: the old text stops (or works through a grace period), the new one works', T, async () => {
+    const old = pageToken;
+    await tokenRow('page agent').getByRole('button', { name: 'Rotate page agent' }).click();
+    const ask = dialog('Rotate page agent');
+    await ask.waitFor({ state: 'visible' });
+    assert.equal(await page.getByLabel('The old text keeps working').inputValue(), '', 'no grace period unless chosen');
+    await ask.getByRole('button', { name: 'Rotate' }).click();
+    const fresh = await takeShownToken('New token for page agent');
+    assert.notEqual(fresh, old);
+
+    const refused = await relay.chat(chatBody(uniq('dashboard old text')), { key: old });
+    assert.equal(refused.status, 401, `the old text: ${refused.text}`);
+    const works = await relay.chat(chatBody(uniq('dashboard new text')), { key: fresh });
+    assert.equal(works.status, 200, `the new text: ${works.text}`);
+    const t = await apiToken('page agent');
+    assert.equal(t.id, pageTokenId, 'the same token: its id (and budgets) kept');
+    assert.equal(t.budget_usd_day, '2.00');
+
+    // Again, with an hour's grace: both texts work until then, and the row says so.
+    await tokenRow('page agent').getByRole('button', { name: 'Rotate page agent' }).click();
+    await page.getByLabel('The old text keeps working').selectOption('1h');
+    await ask.getByRole('button', { name: 'Rotate' }).click();
+    const shown = dialog('New token for page agent');
+    await shown.waitFor({ state: 'visible' });
+    assert.match(await shown.innerText(), /previous text keeps working until \d{4}-\d\d-\d\d \d\d:\d\d UTC/);
+    const third = await takeShownToken('New token for page agent');
+    for (const [what, key] of [['the text in its grace period', fresh], ['the new text', third]]) {
+      const r = await relay.chat(chatBody(uniq('dashboard grace')), { key });
+      assert.equal(r.status, 200, `${what}: ${r.text}`);
+    }
+    assert.ok((await apiToken('page agent')).grace_until > Date.now() / 1000 + 3000);
+    await tokenRow('page agent').filter({ hasText: /previous text until/ }).waitFor();
+    pageToken = [fresh, third];
+    assert.equal(await pageLeaks([old, fresh, third]), null, 'no text in the page');
+  });
+
+  test('revoking in the page asks first; afterwards every text of the token gets 401', T, async () => {
+    const revoke = () => tokenRow('page agent').getByRole('button', { name: 'Revoke page agent' }).click();
+    await revoke();
+    const ask = dialog('Revoke page agent?');
+    await ask.waitFor({ state: 'visible' });
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Cancel', 'Cancel has the focus');
+    await page.keyboard.press('Escape');
+    await ask.waitFor({ state: 'hidden' });
+    assert.equal((await apiToken('page agent')).state, 'live', 'Escape revokes nothing');
+
+    await revoke();
+    await ask.getByRole('button', { name: 'Revoke token' }).click();
+    await ask.waitFor({ state: 'hidden' });
+    await page.locator('#tokens-status').filter({ hasText: /Revoked page agent/ }).waitFor();
+    assert.equal((await apiToken('page agent')).state, 'revoked');
+    const row = tokenRow('page agent');
+    assert.match(await row.innerText(), /revoked/);
+    assert.equal(await row.getByRole('button').count(), 0, 'a revoked token has nothing left to do');
+    for (const key of pageToken) {
+      const m = uniq('dashboard revoked');
+      const r = await relay.chat(chatBody(m), { key });
+      assert.equal(r.status, 401, r.text);
+      assert.equal(relay.fake.callsFor(m).length, 0, 'nothing upstream');
+    }
+    assert.equal(await pageLeaks(pageToken), null, 'no token text left in the page or in storage');
+  });
+
+  test('the token page and its form fit a phone (360 px), and the overview comes back', T, async () => {
+    await page.setViewportSize({ width: 360, height: 740 });
+    await page.waitForTimeout(200);
+    let width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 360, `the token page is ${width} px wide at 360 px`);
+    await page.getByRole('button', { name: 'New token' }).click();
+    const form = dialog('New client token');
+    await form.waitFor({ state: 'visible' });
+    const box = await form.boundingBox();
+    assert.ok(box.x >= 0 && box.x + box.width <= 360, `the form is within the screen: ${JSON.stringify(box)}`);
+    width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 360, `${width} px wide with the form open`);
+    await screenshot('tokens-phone', { fullPage: false }); // a dialog: what the screen shows
+    await form.getByRole('button', { name: 'Cancel' }).click();
+    await form.waitFor({ state: 'hidden' });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await screenshot('tokens');
+    await page.getByRole('link', { name: 'Overview' }).click();
+    await page.locator('#view-overview').waitFor({ state: 'visible' });
   });
 
   test('a stream in flight is listed live, and gone once it ends', T, async () => {
@@ -360,13 +638,26 @@ relaySuite('dashboard in a browser', {
     await page.setViewportSize({ width: 1280, height: 900 });
   });
 
-  test('a token replaced while signed in returns to the login form with the reason', T, async () => {
+  test('a token replaced while signed in returns to the login form with the reason, and wipes a token text on show', T, async () => {
+    // A new client token's text is on screen when the admin token stops
+    // working: the login form replaces it, and nothing of it stays.
+    await page.getByRole('link', { name: 'Tokens' }).click();
+    await page.getByRole('button', { name: 'New token' }).click();
+    await field('Name').fill('left on screen');
+    await field('Name').press('Enter');
+    await dialog('Token for left on screen').waitFor({ state: 'visible' });
+    const onScreen = await page.getByLabel('Token text').inputValue();
+    assert.match(onScreen, /^rly-/);
+
     // Relay reads the token file at each request: replace it, as an admin
     // rotating the token would, and the page's next poll is refused.
     const replacement = randomBytes(32).toString('hex');
     fs.writeFileSync(tokenFile, `${replacement}\n`, { mode: 0o600 });
     await page.locator('#login').waitFor({ state: 'visible', timeout: TWO_POLLS });
     assert.match(await shown('login-message'), /refused the admin token/);
+    assert.ok(!(await visible('#secret-dialog')), 'the token text is no longer shown');
+    assert.equal(await pageLeaks([onScreen]), null, 'nor anywhere in the page or in storage');
+    assert.equal(await page.locator('#tokens-table tbody tr').count(), 0, 'no token left listed');
     assert.equal(await session(), null, 'the refused token is forgotten');
     assert.equal(await page.locator('#models-table tbody tr').count(), 0, 'no numbers left on the page');
 
@@ -384,11 +675,13 @@ relaySuite('dashboard in a browser', {
     assert.ok(!(await visible('#dashboard')));
     assert.equal(await page.locator('#models-table tbody tr').count(), 0, 'no numbers left on the page');
     assert.equal(await shown('total-requests'), '—');
+    assert.equal(await page.locator('#tokens-table tbody tr').count(), 0, 'no token left listed');
     await page.reload();
     assert.ok(await visible('#login'), 'still logged out after a reload');
   });
 
   test('no script error and no console error along the way', T, () => {
     assert.deepEqual(problems, []);
+    assert.equal(badRequests, 1, 'one 400: the budget of 0 the token form sent');
   });
 });
