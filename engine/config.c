@@ -844,6 +844,11 @@ void config_store_options(const relay_config *cfg, store_options *out)
      * demand), plus the maintenance threads and relay-admin, may be in the
      * environment at once. */
     out->max_threads = (int)(cfg->fcgi.workers * (cfg->fcgi.max_threads + 2) + 16);
+    /* The lock tables stay sized for the threads each worker keeps ready
+     * (store/env.c says why); a burst beyond that which runs them out makes
+     * some store operations fail, which Relay survives as uncached
+     * pass-through. */
+    out->txn_threads = (int)(cfg->fcgi.workers * (cfg->fcgi.threads + 2) + 16);
 }
 
 rl_err config_get_text(const relay_config *cfg, const char *dotted, rl_buf *out)
