@@ -66,6 +66,7 @@ static const config_key config_keys[] = {
     {"fcgi", "listen", KEY_LISTEN, RC(fcgi.listen), "var/relay.sock", 0, 0, NULL},
     {"fcgi", "workers", KEY_LONG, RC(fcgi.workers), "4", 1, 256, NULL},
     {"fcgi", "threads", KEY_LONG, RC(fcgi.threads), "32", 1, 1024, NULL},
+    {"fcgi", "max_threads", KEY_LONG, RC(fcgi.max_threads), "512", 1, 4096, NULL},
     {"fcgi", "max_body", KEY_U64, RC(fcgi.max_body), "8388608", 1024, 1024 * MiB, NULL},
     {"fcgi", "drain_timeout", KEY_LONG, RC(fcgi.drain_timeout), "30", 0, 3600, NULL},
     {"fcgi", "body_timeout", KEY_LONG, RC(fcgi.body_timeout), "60", 1, 3600, NULL},
@@ -766,6 +767,18 @@ rl_err config_load(const char *path, relay_config **out, rl_buf *why)
             goto out;
         }
     }
+    /* Left out, max_threads follows a threads above its default (a file
+     * written before max_threads existed keeps working); given, it must
+     * hold threads. */
+    if (cfg->fcgi.max_threads < cfg->fcgi.threads) {
+        if (st.set[key_index("fcgi", "max_threads")][CONFIG_MAX_UPSTREAMS]) {
+            rl_buf_printf(why, "%s: [fcgi] max_threads: %ld is below threads (%ld)", cfg->path,
+                          cfg->fcgi.max_threads, cfg->fcgi.threads);
+            err = RL_CONFIG;
+            goto out;
+        }
+        cfg->fcgi.max_threads = cfg->fcgi.threads;
+    }
     if (cfg->cache.default_ttl > cfg->cache.max_ttl) {
         rl_buf_printf(why, "%s: [cache] default_ttl: %ld is above max_ttl (%ld)", cfg->path,
                       cfg->cache.default_ttl, cfg->cache.max_ttl);
@@ -827,9 +840,15 @@ void config_store_options(const relay_config *cfg, store_options *out)
     out->max_entries = cfg->store.max_entries;
     out->max_entry_bytes = cfg->store.max_entry_bytes;
     out->cache_mb = (uint32_t)cfg->store.cache_mb;
-    /* Every thread of every worker, plus the maintenance threads and
-     * relay-admin, may be in the environment at once. */
-    out->max_threads = (int)(cfg->fcgi.workers * (cfg->fcgi.threads + 2) + 16);
+    /* Every thread of every worker (up to max_threads each, started on
+     * demand), plus the maintenance threads and relay-admin, may be in the
+     * environment at once. */
+    out->max_threads = (int)(cfg->fcgi.workers * (cfg->fcgi.max_threads + 2) + 16);
+    /* The lock tables stay sized for the threads each worker keeps ready
+     * (store/env.c says why); a burst beyond that which runs them out makes
+     * some store operations fail, which Relay survives as uncached
+     * pass-through. */
+    out->txn_threads = (int)(cfg->fcgi.workers * (cfg->fcgi.threads + 2) + 16);
 }
 
 rl_err config_get_text(const relay_config *cfg, const char *dotted, rl_buf *out)

@@ -77,6 +77,7 @@ typedef struct relay_config {
     struct {
         char *listen; /* absolute socket path, or HOST:PORT */
         long workers, threads;
+        long max_threads; /* per worker, started on demand above threads */
         uint64_t max_body;
         long drain_timeout;
         long body_timeout;    /* seconds for a whole request body */

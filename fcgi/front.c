@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcgiapp.h>
-#include <fcntl.h>
 #include <linux/sockios.h>
 #include <netdb.h>
 #include <poll.h>
@@ -20,22 +19,36 @@
 #include <unistd.h>
 
 #include "fcgi/body.h"
+#include "fcgi/crew.h"
 #include "fcgi/params.h"
 #include "store/base/rl_buf.h"
 #include "store/base/rl_log.h"
 #include "store/base/rl_pool.h"
 
-/* How often an idle thread looks at the stop flag. Threads wait in poll()
- * rather than in accept() so that draining needs no signals: a signal
- * delivered to a thread busy with a stream would interrupt its writes. */
-#define ACCEPT_POLL_MS 250
+/* How long a just-accepted connection may stay silent before its first
+ * record: libfcgi's own accept waits the same 2 s for a unix socket's first
+ * bytes (its "keeper" check) before dropping the connection. */
+#define FIRST_RECORD_MS 2000
+
+/* Request threads' stacks. Measured with the stack painted at thread
+ * start and scanned at its end (a throwaway build, not kept): the deepest
+ * use over the e2e suites hostile (JSON nested 128 deep, the most allowed),
+ * chat, coalesce and crew behind Caddy, 1,112 threads, was 44 KiB (hostile;
+ * coalesce and crew 20 KiB). 256 KiB leaves room for what the tests do not
+ * reach (an HTTPS upstream's TLS handshake in OpenSSL); only touched pages
+ * cost memory, so a thread of a stream costs its ~20-45 KiB, not this. */
+#define REQUEST_STACK_BYTES (256 * 1024)
+
+/* An extra thread (beyond [fcgi] threads) idle this long ends: long enough
+ * that a burst of streams a minute apart reuses its threads, short enough
+ * to give back their upstream connections. */
+#define EXTRA_IDLE_MS 30000
 
 /* How long, in all, a request may wait for its body without one of the
  * gate's slots: long enough for a body the front is passing on at once,
  * short enough that slow clients cannot hold the reserve threads. */
 #define BODY_GRACE_MS 250
 
-static atomic_int front_stopping;
 static atomic_uint request_counter;
 /* The process's slow-body slots (body.h), shared by its threads. */
 static body_gate front_body_gate;
@@ -46,15 +59,6 @@ void front_count_requests(atomic_int *busy)
 {
     front_busy = busy;
 }
-
-typedef struct front_thread {
-    pthread_t tid;
-    const relay_config *cfg;
-    engine *e;
-    int listen_fd;
-    int running; /* pthread_create succeeded */
-    atomic_int done;
-} front_thread;
 
 /* ---- the listening socket --------------------------------------------- */
 
@@ -381,7 +385,7 @@ static int parse_request(FCGX_Request *fr, const relay_config *cfg, engine_reque
     return 0;
 }
 
-static void serve_one(front_thread *t, engine_worker *w, FCGX_Request *fr)
+static void serve_one(const relay_config *cfg, engine_worker *w, FCGX_Request *fr)
 {
     if (front_busy)
         atomic_fetch_add(front_busy, 1);
@@ -395,7 +399,7 @@ static void serve_one(front_thread *t, engine_worker *w, FCGX_Request *fr)
     rl_log_set_request_id(id);
     front_response resp = {fr};
     engine_sink sink = {&resp, sink_start, sink_write, sink_flush, sink_ready};
-    int at_end = 1, parsed = req.pool ? parse_request(fr, t->cfg, &req, &at_end) : -1;
+    int at_end = 1, parsed = req.pool ? parse_request(fr, cfg, &req, &at_end) : -1;
     if (parsed > 0) {
         /* The connection broke: nobody to answer. */
     } else if (parsed < 0) {
@@ -417,53 +421,94 @@ static void serve_one(front_thread *t, engine_worker *w, FCGX_Request *fr)
         atomic_fetch_sub(front_busy, 1);
 }
 
-static void *thread_main(void *arg)
-{
-    front_thread *t = arg;
-    engine_worker *w = engine_worker_new(t->e);
+/* ---- the request threads (crew.h) -------------------------------------- */
+
+typedef struct front_ctx {
+    const relay_config *cfg;
+    engine *e;
+} front_ctx;
+
+/* What each request thread keeps: its engine side (an upstream handle kept
+ * alive across requests) and its libfcgi request. */
+typedef struct front_thread {
+    engine_worker *w;
     FCGX_Request fr;
-    if (!w || FCGX_InitRequest(&fr, t->listen_fd, 0) != 0) {
+} front_thread;
+
+static void *thread_start(void *ctx)
+{
+    front_ctx *fc = ctx;
+    front_thread *t = calloc(1, sizeof *t);
+    if (t)
+        t->w = engine_worker_new(fc->e);
+    /* listen_sock -1: FCGX_Accept_r never accepts by itself (see serve). */
+    if (!t || !t->w || FCGX_InitRequest(&t->fr, -1, 0) != 0) {
         rl_error("cannot start a request thread: out of memory");
-        engine_worker_free(w);
-        atomic_store(&t->done, 1);
+        if (t)
+            engine_worker_free(t->w);
+        free(t);
         return NULL;
     }
-    while (!atomic_load(&front_stopping)) {
-        struct pollfd pfd = {.fd = t->listen_fd, .events = POLLIN};
-        int rc = poll(&pfd, 1, ACCEPT_POLL_MS);
-        if (rc <= 0 || atomic_load(&front_stopping))
-            continue;
-        /* Another thread or process may take the connection first: the
-         * listening socket is non-blocking, so we just go back to poll. */
-        if (FCGX_Accept_r(&fr) < 0)
-            continue;
-        serve_one(t, w, &fr);
-    }
-    FCGX_Free(&fr, 0);
-    engine_worker_free(w);
-    atomic_store(&t->done, 1);
-    return NULL;
+    return t;
 }
 
-/* ---- the thread pool --------------------------------------------------- */
-
-static int all_done(front_thread *threads, int n)
+static void thread_end(void *ctx, void *state)
 {
-    for (int i = 0; i < n; i++)
-        if (!atomic_load(&threads[i].done))
+    (void)ctx;
+    front_thread *t = state;
+    FCGX_Free(&t->fr, 0);
+    engine_worker_free(t->w);
+    free(t);
+}
+
+/*
+ * One request on connection fd (crew.h: serve). libfcgi reads a request
+ * from the connection already in req->ipcFd and accepts one itself only
+ * when there is none (libfcgi 2.4.2, fcgiapp.c FCGX_Accept_r), so the
+ * crew's connection is put there. Two details of that function matter:
+ *  - it first calls FCGX_Finish_r on the request, which closes ipcFd
+ *    unless keepConnection is set, and keepConnection still holds the
+ *    previous request's flag (0 on a fresh FCGX_Request): so it is set to
+ *    1 here, and the connection's FCGI_BEGIN_REQUEST then sets it to what
+ *    the front asked;
+ *  - when the connection yields no request (the front closed a kept
+ *    connection, or a protocol error) it closes it and accepts on
+ *    listen_sock: -1 makes that fail at once (EBADF) instead of blocking.
+ * After FCGX_Finish_r the connection is still open (ipcFd >= 0) only when
+ * the front asked to keep it (FCGI_KEEP_CONN) and it is whole: the crew
+ * then watches it for the next request.
+ */
+static int serve(void *ctx, void *state, int fd, int kept)
+{
+    front_ctx *fc = ctx;
+    front_thread *t = state;
+    FCGX_Request *fr = &t->fr;
+    if (!kept) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, FIRST_RECORD_MS) != 1) {
+            close(fd);
             return 0;
+        }
+    }
+    fr->ipcFd = fd;
+    fr->keepConnection = 1;
+    if (FCGX_Accept_r(fr) < 0) {
+        fr->ipcFd = -1; /* libfcgi closed it */
+        return 0;
+    }
+    serve_one(fc->cfg, t->w, fr);
+    if (fr->ipcFd < 0)
+        return 0;
+    fr->ipcFd = -1; /* the crew's now */
     return 1;
 }
 
-int front_serve(const relay_config *cfg, engine *e, int listen_fd, int nthreads)
+/* ---- serving ------------------------------------------------------------- */
+
+int front_serve(const relay_config *cfg, engine *e, int listen_fd, int threads, int max_threads)
 {
     if (FCGX_Init() != 0) {
         rl_error("FCGX_Init failed");
-        return 1;
-    }
-    int flags = fcntl(listen_fd, F_GETFL);
-    if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) != 0) {
-        rl_error("cannot make the listening socket non-blocking: %s", strerror(errno));
         return 1;
     }
     /* Threads inherit this mask: only this thread takes the stop signals. */
@@ -475,35 +520,16 @@ int front_serve(const relay_config *cfg, engine *e, int listen_fd, int nthreads)
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    body_gate_init(&front_body_gate, nthreads, (int)cfg->fcgi.reserve_threads);
-    front_thread *threads = calloc((size_t)nthreads, sizeof *threads);
-    if (!threads) {
-        rl_error("out of memory starting %d threads", nthreads);
+    /* The slots stay threads - reserve_threads whatever max_threads is:
+     * slow bodies may hold as many threads as before, and the threads
+     * started on demand serve everything else (body.h). */
+    body_gate_init(&front_body_gate, threads, (int)cfg->fcgi.reserve_threads);
+    front_ctx ctx = {cfg, e};
+    crew_limits lim = {threads, max_threads, EXTRA_IDLE_MS, REQUEST_STACK_BYTES};
+    crew_hooks hooks = {&ctx, thread_start, thread_end, serve};
+    crew *c = NULL;
+    if (crew_start(listen_fd, &lim, &hooks, &c) != RL_OK)
         return 1;
-    }
-    int started = 0;
-    for (int i = 0; i < nthreads; i++) {
-        threads[i].cfg = cfg;
-        threads[i].e = e;
-        threads[i].listen_fd = listen_fd;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        /* Requests need little stack; 64 threads x 8 MiB would be wasteful. */
-        pthread_attr_setstacksize(&attr, 512 * 1024);
-        int rc = pthread_create(&threads[i].tid, &attr, thread_main, &threads[i]);
-        pthread_attr_destroy(&attr);
-        if (rc != 0) {
-            rl_error("pthread_create: %s", strerror(rc));
-            atomic_store(&threads[i].done, 1);
-            continue;
-        }
-        threads[i].running = 1;
-        started++;
-    }
-    if (started == 0) {
-        free(threads);
-        return 1;
-    }
 
     for (;;) {
         struct timespec tick = {1, 0};
@@ -513,26 +539,14 @@ int front_serve(const relay_config *cfg, engine *e, int listen_fd, int nthreads)
         if (engine_maintain(e, (uint64_t)time(NULL)))
             break; /* drain and exit: the supervisor starts a fresh worker */
     }
-    atomic_store(&front_stopping, 1);
 
     /* Drain: requests in flight finish, up to the bound. */
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        if (all_done(threads, nthreads))
-            break;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec - start.tv_sec >= cfg->fcgi.drain_timeout) {
-            rl_warn("drain timed out after %ld s with requests still in flight",
-                    cfg->fcgi.drain_timeout);
-            return 1; /* threads still use e and cfg: the caller must not free them */
-        }
-        struct timespec pause = {0, 50 * 1000 * 1000};
-        nanosleep(&pause, NULL);
+    crew_stop(c);
+    if (!crew_wait(c, (uint32_t)cfg->fcgi.drain_timeout * 1000)) {
+        rl_warn("drain timed out after %ld s with requests still in flight",
+                cfg->fcgi.drain_timeout);
+        return 1; /* threads still use e and cfg: the caller must not free them */
     }
-    for (int i = 0; i < nthreads; i++)
-        if (threads[i].running)
-            pthread_join(threads[i].tid, NULL);
-    free(threads);
+    crew_free(c);
     return 0;
 }

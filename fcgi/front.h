@@ -1,6 +1,6 @@
 /*
- * front.h — the FastCGI side of a relay.fcgi process: accept requests on a
- * listening socket with a pool of threads, turn each into an
+ * front.h — the FastCGI side of a relay.fcgi process: serve requests from
+ * a listening socket with a crew of threads (crew.h), turn each into an
  * engine_request, and write the engine's answer back.
  *
  * The only place that includes fcgiapp.h.
@@ -14,14 +14,15 @@
 #include "engine/engine.h"
 
 /*
- * Serves requests arriving on listen_fd with nthreads threads until a
- * SIGTERM, SIGINT or SIGHUP reaches the process, then drains: stops
- * accepting, lets requests in flight finish for up to [fcgi] drain_timeout
- * seconds. Calls engine_maintain about once a second meanwhile. Returns 0
- * when every thread finished, 1 when the drain timed out (threads may still
- * be running: the caller should exit without freeing what they use).
+ * Serves requests arriving on listen_fd with `threads` request threads,
+ * more on demand up to max_threads (crew.h), until a SIGTERM, SIGINT or
+ * SIGHUP reaches the process, then drains: stops accepting, lets requests
+ * in flight finish for up to [fcgi] drain_timeout seconds. Calls
+ * engine_maintain about once a second meanwhile. Returns 0 when every
+ * thread finished, 1 when the drain timed out (threads may still be
+ * running: the caller should exit without freeing what they use).
  */
-int front_serve(const relay_config *cfg, engine *e, int listen_fd, int nthreads);
+int front_serve(const relay_config *cfg, engine *e, int listen_fd, int threads, int max_threads);
 
 /* Makes the threads of this process count their requests in flight in
  * *busy (a counter the supervisor reads, status.h); NULL: no counting.

@@ -2,7 +2,8 @@
  * main.c — relay.fcgi: the process model.
  *
  *   relay.fcgi -c relay.ini     standalone pool: binds [fcgi] listen, forks
- *                               `workers` processes of `threads` threads,
+ *                               `workers` processes of `threads` threads
+ *                               (more on demand, up to max_threads),
  *                               restarts a worker that dies, drains on
  *                               SIGTERM/SIGINT, reloads on SIGHUP.
  *
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,16 +63,41 @@ static relay_config *load_config(const char *path)
     return cfg;
 }
 
+/*
+ * Each stream a worker serves holds two descriptors (the front's
+ * connection and the upstream's) plus what libcurl and the store keep
+ * open, so max_threads streams need more than the usual soft limit of
+ * 1,024. The soft limit is raised towards what the pool may use, within
+ * the hard limit (which only root raises); a worker that still runs out
+ * logs it at accept (crew.c) and leaves connections to the others.
+ */
+static void raise_open_files(const relay_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = (rlim_t)cfg->fcgi.max_threads * 3 + 256;
+    if (rl.rlim_cur >= want)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
+        rl_warn("open files limit %llu (was %llu): [fcgi] max_threads = %ld streams per worker "
+                "need about %llu; raise the hard limit (LimitNOFILE= in the systemd unit)",
+                (unsigned long long)rl.rlim_cur, (unsigned long long)was, cfg->fcgi.max_threads,
+                (unsigned long long)want);
+}
+
 /* One worker process: its own engine (store handles and libcurl must not
  * cross a fork), then the thread pool until told to stop. */
-static int run_worker(const relay_config *cfg, int listen_fd, int nthreads)
+static int run_worker(const relay_config *cfg, int listen_fd, int threads, int max_threads)
 {
     engine *e = NULL;
     if (engine_new(cfg, &e) != RL_OK) {
         rl_error("cannot start the engine");
         return 1;
     }
-    if (front_serve(cfg, e, listen_fd, nthreads) != 0) {
+    if (front_serve(cfg, e, listen_fd, threads, max_threads) != 0) {
         /* Threads may still hold the engine: leave without freeing it. */
         _exit(0);
     }
@@ -99,7 +126,7 @@ static pid_t spawn_worker(const relay_config *cfg, int listen_fd, pool_table *ta
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         front_count_requests(pool_table_busy(table, row));
-        int rc = run_worker(cfg, listen_fd, (int)cfg->fcgi.threads);
+        int rc = run_worker(cfg, listen_fd, (int)cfg->fcgi.threads, (int)cfg->fcgi.max_threads);
         leak_check();
         _exit(rc);
     }
@@ -111,8 +138,8 @@ static pid_t spawn_worker(const relay_config *cfg, int listen_fd, pool_table *ta
  * is logged once, not every second; *failing remembers it. */
 static void publish_status(const relay_config *cfg, pool_table *table, time_t started, int *failing)
 {
-    pool_info info = {getpid(),         rl_version(),      (uint64_t)started,
-                      cfg->fcgi.listen, cfg->fcgi.workers, cfg->fcgi.threads};
+    pool_info info = {getpid(),          rl_version(),      (uint64_t)started,    cfg->fcgi.listen,
+                      cfg->fcgi.workers, cfg->fcgi.threads, cfg->fcgi.max_threads};
     if (pool_status_write(cfg->fcgi.status_file, &info, table, (uint64_t)time(NULL)) == 0) {
         *failing = 0;
     } else if (!*failing) {
@@ -134,8 +161,9 @@ static int run_pool(const char *config_path, relay_config *cfg)
         config_free(cfg);
         return 1;
     }
-    rl_info("listening on %s with %ld workers x %ld threads", cfg->fcgi.listen, cfg->fcgi.workers,
-            cfg->fcgi.threads);
+    rl_info("listening on %s with %ld workers x %ld threads (up to %ld)", cfg->fcgi.listen,
+            cfg->fcgi.workers, cfg->fcgi.threads, cfg->fcgi.max_threads);
+    raise_open_files(cfg);
 
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -303,7 +331,7 @@ int main(int argc, char **argv)
     /* Under a process manager fd 0 is the listening socket (FCGX_IsCGI is
      * false); the manager runs one request per process at a time. */
     if (!FCGX_IsCGI()) {
-        int rc = run_worker(cfg, 0, 1);
+        int rc = run_worker(cfg, 0, 1, 1);
         config_free(cfg);
         return rc;
     }

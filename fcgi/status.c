@@ -99,9 +99,10 @@ static rl_err status_text(rl_buf *b, const pool_info *info, pool_table *t, uint6
 {
     rl_err e = rl_buf_printf(b,
                              "pid %ld\nversion %s\nstarted %llu\nupdated %llu\nlisten %s\n"
-                             "workers %ld\nthreads %ld\n",
+                             "workers %ld\nthreads %ld\nmax_threads %ld\n",
                              (long)info->pid, info->version, (unsigned long long)info->started,
-                             (unsigned long long)now, info->listen, info->workers, info->threads);
+                             (unsigned long long)now, info->listen, info->workers, info->threads,
+                             info->max_threads);
     for (int i = 0; e == RL_OK && t && i < t->n; i++) {
         const pool_row *r = &t->rows[i];
         if (r->pid > 0)

@@ -20,6 +20,7 @@
  *   listen SPEC           [fcgi] listen
  *   workers N             [fcgi] workers
  *   threads N             [fcgi] threads, per worker
+ *   max_threads N         [fcgi] max_threads, per worker
  *   worker PID BUSY       a worker of the running configuration and its
  *                         requests in flight (one line each)
  *   draining PID BUSY     a worker of an older configuration, finishing
@@ -60,7 +61,7 @@ typedef struct pool_info {
     const char *version;
     uint64_t started;
     const char *listen;
-    long workers, threads;
+    long workers, threads, max_threads;
 } pool_info;
 
 /* Writes path atomically (path.tmp, then rename) at unix time now.

@@ -349,15 +349,20 @@ static int handles_open(store *s, int alone, handles **out)
     if ((ret = env->set_cachesize(env, s->cache_mb / 1024, (s->cache_mb % 1024) << 20, 1)) != 0)
         goto fail;
     /* SysV segments cannot grow, so the lock and transaction tables are
-     * sized up front for every thread of every process, with room for an
-     * eviction or purge batch touching many pages. */
+     * sized up front for every thread that may be in a transaction at once,
+     * with room for an eviction or purge batch touching many pages. That is
+     * txn_threads, not every thread: a pool of 4 x 512 threads sized as
+     * 2,080 made these tables 86 MiB larger than 4 x 32 (about 45 KiB per
+     * thread, nearly all locks and lock objects), and 50 x 512 would need
+     * over a gigabyte, while the threads beyond [fcgi] threads mostly
+     * stream outside any transaction. */
     what = "configuring the lock table";
-    if ((ret = env->set_lk_max_lockers(env, 1000 + 4 * s->threads)) != 0 ||
-        (ret = env->set_lk_max_locks(env, 20000 + 100 * s->threads)) != 0 ||
-        (ret = env->set_lk_max_objects(env, 20000 + 100 * s->threads)) != 0)
+    if ((ret = env->set_lk_max_lockers(env, 1000 + 4 * s->txn_threads)) != 0 ||
+        (ret = env->set_lk_max_locks(env, 20000 + 100 * s->txn_threads)) != 0 ||
+        (ret = env->set_lk_max_objects(env, 20000 + 100 * s->txn_threads)) != 0)
         goto fail;
     what = "configuring transactions";
-    if ((ret = env->set_tx_max(env, 2 * s->threads + 64)) != 0)
+    if ((ret = env->set_tx_max(env, 2 * s->txn_threads + 64)) != 0)
         goto fail;
     /* The cache can be rebuilt from upstream: losing the last moments of
      * commits in a power cut is fine, an fsync per commit (10x slower) is
@@ -525,6 +530,7 @@ static int empty_store_opens(const store *s)
                .shm_key = shm_key_for(probe),
                .cache_mb = s->cache_mb,
                .threads = s->threads,
+               .txn_threads = s->txn_threads,
                .exclusive = 1};
     handles *h = NULL;
     int ret = handles_open(&p, 1, &h);
@@ -775,6 +781,9 @@ rl_err store_open(const store_options *opt, store **out)
     s->max_entry_bytes = opt->max_entry_bytes;
     s->cache_mb = opt->cache_mb ? opt->cache_mb : 16;
     s->threads = (uint32_t)(opt->max_threads > 16 ? opt->max_threads : 16) + 8;
+    s->txn_threads = opt->txn_threads > 0 && opt->txn_threads < opt->max_threads
+                         ? (uint32_t)(opt->txn_threads > 16 ? opt->txn_threads : 16) + 8
+                         : s->threads;
     s->exclusive = opt->lock != NULL;
     s->hold_max_age = opt->hold_max_age;
 

@@ -59,6 +59,8 @@ typedef struct store_options {
     uint32_t cache_mb;        /* Berkeley DB buffer pool size in MiB */
     int max_threads;          /* processes x threads that may use the environment at once
                                * (Berkeley DB's thread table for failchk) */
+    int txn_threads;          /* of those, how many the lock and transaction tables are
+                               * sized for (0: max_threads); see env.c */
     uint32_t hold_max_age;    /* seconds after which store_maintain releases a budget
                                * reservation (ledger.h) whose process still lives: longer
                                * than any request may last. 0: 25 hours (the longest

@@ -124,7 +124,8 @@ struct store {
     uint64_t max_bytes, max_entries, max_entry_bytes;
     _Atomic int space_low; /* cache.c: its file system is nearly full (cache_check_space) */
     uint32_t cache_mb;
-    uint32_t threads;
+    uint32_t threads;      /* Berkeley DB's thread table */
+    uint32_t txn_threads;  /* the lock and transaction tables' sizing */
     uint64_t hold_max_age; /* ledger.c: a live owner's reservation is released after this */
     int exclusive;         /* opened under store_lock_exclusive: no DB_REGISTER */
 };

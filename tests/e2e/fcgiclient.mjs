@@ -97,3 +97,67 @@ export function fcgiRequest(socketPath, params) {
     done,
   };
 }
+
+// Sends GET requests one after another on ONE connection with
+// FCGI_KEEP_CONN set, as nginx (fastcgi_keep_conn on) and Apache
+// (enablereuse=on) do: each after the previous one's FCGI_END_REQUEST,
+// gapMs later. Resolves with the responses (parseCgi's) in order and
+// whether Relay kept the connection open after the last one (closed:
+// false), or rejects after timeoutMs.
+export function fcgiKeptRequests(socketPath, paramsList, { gapMs = 0, timeoutMs = 10000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(socketPath);
+    const responses = [];
+    let out = Buffer.alloc(0);
+    let stdout = '';
+    let closed = false;
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`kept connection: ${responses.length} of ${paramsList.length} answers within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const sendNext = () => {
+      const params = paramsList[responses.length];
+      const begin = Buffer.alloc(8);
+      begin.writeUInt16BE(RESPONDER, 0);
+      begin.writeUInt8(1, 2); // FCGI_KEEP_CONN
+      sock.write(Buffer.concat([record(BEGIN_REQUEST, begin), paramsRecord(params), record(PARAMS), record(STDIN)]));
+    };
+    const finish = () => {
+      clearTimeout(timer);
+      resolve({ responses, closed });
+    };
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      closed = true;
+      if (responses.length < paramsList.length) {
+        clearTimeout(timer);
+        reject(new Error(`Relay closed the kept connection after ${responses.length} of ${paramsList.length} answers`));
+      }
+    });
+    sock.on('data', (d) => {
+      out = Buffer.concat([out, d]);
+      while (out.length >= 8) {
+        const type = out.readUInt8(1);
+        const len = out.readUInt16BE(4);
+        const pad = out.readUInt8(6);
+        if (out.length < 8 + len + pad) break;
+        const content = out.subarray(8, 8 + len);
+        if (type === STDOUT) stdout += content.toString('utf8');
+        out = out.subarray(8 + len + pad);
+        if (type !== END_REQUEST) continue;
+        responses.push(parseCgi(stdout));
+        stdout = '';
+        if (responses.length === paramsList.length) {
+          // Still open a moment later: Relay kept it for another request.
+          setTimeout(() => {
+            finish();
+            sock.destroy();
+          }, 200);
+        } else {
+          setTimeout(sendNext, gapMs);
+        }
+      }
+    });
+    sendNext();
+  });
+}

@@ -88,6 +88,36 @@ int main(void)
            "a key set twice is refused");
     is_int(config_load("/nonexistent/relay.ini", &cfg, &why), RL_IO, "a missing file is RL_IO");
 
+    /* [fcgi] max_threads: the default holds 2,000 streams on the default
+     * 4 workers; left out it follows a larger threads; below threads it is
+     * refused. */
+    is_int(load("[upstream.openai]\ntype = openai\n", &cfg, &why), RL_OK, "defaults load");
+    if (cfg) {
+        is_int(cfg->fcgi.max_threads, 512, "max_threads default");
+        ok(cfg->fcgi.workers * cfg->fcgi.max_threads >= 2000,
+           "defaults allow 2,000 concurrent streams");
+        store_options so;
+        config_store_options(cfg, &so);
+        is_int(so.max_threads, 4 * (512 + 2) + 16, "the thread table holds every thread");
+        is_int(so.txn_threads, 4 * (32 + 2) + 16, "the lock tables, the threads kept ready");
+        config_free(cfg);
+        cfg = NULL;
+    }
+    is_int(load("[upstream.openai]\ntype = openai\n[fcgi]\nthreads = 600\n", &cfg, &why), RL_OK,
+           "threads above the default max_threads load");
+    if (cfg) {
+        is_int(cfg->fcgi.max_threads, 600, "max_threads left out follows threads");
+        config_free(cfg);
+        cfg = NULL;
+    }
+    is_int(load("[upstream.openai]\ntype = openai\n[fcgi]\nthreads = 8\nmax_threads = 4\n", &cfg,
+                &why),
+           RL_CONFIG, "max_threads below threads is refused");
+    ok(why.data && strstr(why.data, "[fcgi] max_threads: 4 is below threads (8)"),
+       "the reason names the key and both values");
+    is_int(load("[upstream.openai]\ntype = openai\n[fcgi]\nmax_threads = 5000\n", &cfg, &why),
+           RL_CONFIG, "max_threads above 4096 is refused");
+
     /* Several upstreams: base_url defaults by type, mounts checked. */
     is_int(load("[upstream.a]\ntype = anthropic\n[upstream.g]\ntype = gemini\n"
                 "[upstream.o]\ntype = ollama\nmount = /local\n",
