@@ -195,8 +195,14 @@ static rl_err try_cache(exchange *x)
         goto out;
     }
     store_cache_touch(s, x->key);
-    /* What the answer cost when it was fetched: saved this time. */
-    x->prov->usage(ev.kind, frame_kind_of(ev.content_type), ev.body, ev.body_len, &x->usage);
+    /* What the answer cost when it was fetched: saved this time. Read when
+     * it was stored (entry.h); entries stored before that was done, or
+     * whose usage could not be read then, are parsed as before. */
+    if (ev.has_usage)
+        x->usage = (prov_usage){ev.usage.input, ev.usage.output, ev.usage.cached_input,
+                                ev.usage.cache_write, 0};
+    else
+        x->prov->usage(ev.kind, frame_kind_of(ev.content_type), ev.body, ev.body_len, &x->usage);
 out:
     rl_buf_release(&value);
     return err;
@@ -348,6 +354,27 @@ static int held_key_header(exchange *x, rl_header *out)
     return 0;
 }
 
+/*
+ * The usage a hit on the stored answer accounts, exactly as try_cache would
+ * read it from the stored bytes: for a body that is x->usage, read by the
+ * same call on the same bytes (the framing is only used for streams); for a
+ * stream it is read here, once per stored answer instead of once per hit,
+ * because x->usage was put together event by event as the stream passed,
+ * which for some formats reads other events than the whole-answer reading.
+ * 0 when it could not be read for want of memory: nothing is recorded, and
+ * hits read it themselves.
+ */
+static int stored_usage(exchange *x, entry_kind kind, const char *ctype, entry_usage *out)
+{
+    prov_usage u = x->usage;
+    if (kind == ENTRY_STREAM)
+        x->prov->usage(kind, frame_kind_of(ctype), x->body.data, x->body.len, &u);
+    if (u.lost)
+        return 0;
+    *out = (entry_usage){u.input, u.output, u.cached_input, u.cache_write};
+    return 1;
+}
+
 /* Stores the captured answer; returns 1 when it was stored. */
 static int store_answer(exchange *x, entry_kind kind)
 {
@@ -358,8 +385,11 @@ static int store_answer(exchange *x, entry_kind kind)
     const char *ns = engine_header(x->req, "x-relay-namespace");
     entry_labels labels = {
         .upstream = x->rt.upstream->name, .model = x->info.model, .ns = ns ? ns : ""};
-    rl_err err = entry_encode(&entry, kind, x->up_ctype ? x->up_ctype : "application/json", &labels,
-                              x->body.data, x->body.len);
+    const char *ctype = x->up_ctype ? x->up_ctype : "application/json";
+    entry_usage usage;
+    int known = stored_usage(x, kind, ctype, &usage);
+    rl_err err = entry_encode(&entry, kind, ctype, &labels, known ? &usage : NULL, x->body.data,
+                              x->body.len);
     if (err == RL_OK) {
         store_meta meta = {.created = x->now, .expires = x->now + (uint64_t)x->decision.ttl};
         err = store_cache_put(s, x->key, &meta, entry.data, entry.len);

@@ -64,7 +64,7 @@ static int put(store *s, uint8_t n, uint64_t created, uint64_t expires)
     rl_buf b;
     rl_buf_init(&b, 0);
     entry_labels lab = {.upstream = "openai", .model = "gpt-4o-mini", .ns = ""};
-    rl_err e = entry_encode(&b, ENTRY_BODY, "application/json", &lab, "{\"ok\":1}", 8);
+    rl_err e = entry_encode(&b, ENTRY_BODY, "application/json", &lab, NULL, "{\"ok\":1}", 8);
     store_meta m = {.created = created, .expires = expires};
     if (e == RL_OK)
         e = store_cache_put(s, key, &m, b.data, b.len);

@@ -48,7 +48,7 @@ static rl_err put_entry(store *s, uint32_t n, uint64_t created)
     entry_labels lab = {.upstream = "openai", .model = model, .ns = n % 2 ? "ns" : ""};
     rl_buf b;
     rl_buf_init(&b, 0);
-    rl_err e = entry_encode(&b, ENTRY_BODY, "application/json", &lab, body, strlen(body));
+    rl_err e = entry_encode(&b, ENTRY_BODY, "application/json", &lab, NULL, body, strlen(body));
     uint8_t k[STORE_KEY_LEN];
     mkkey(k, n);
     store_meta m = {.created = created, .expires = created + 3600};
@@ -71,12 +71,16 @@ static void test_entry(void)
     rl_buf b;
     rl_buf_init(&b, 0);
     entry_labels lab = {.upstream = "anthropic", .model = "claude-x", .ns = "team-a"};
-    is_int(entry_encode(&b, ENTRY_STREAM, "text/event-stream", &lab, "data: x\n\n", 9), RL_OK,
+    is_int(entry_encode(&b, ENTRY_STREAM, "text/event-stream", &lab, NULL, "data: x\n\n", 9), RL_OK,
            "entry_encode with labels");
     entry_view v;
-    is_int(entry_decode(b.data, b.len, &v), RL_OK, "entry_decode v2");
-    is_int(v.version, 2, "version 2");
+    is_int(entry_decode(b.data, b.len, &v), RL_OK, "entry_decode v3");
+    is_int(v.version, 3, "version 3");
     ok(v.labelled, "labelled");
+    ok(!v.has_usage, "no usage given: none recorded");
+    ok(v.usage.input == -1 && v.usage.output == -1 && v.usage.cached_input == -1 &&
+           v.usage.cache_write == -1,
+       "no usage: every count -1");
     is_str(v.upstream, "anthropic", "upstream label");
     is_str(v.model, "claude-x", "model label");
     is_str(v.ns, "team-a", "namespace label");
@@ -84,9 +88,41 @@ static void test_entry(void)
     is_int(v.kind, ENTRY_STREAM, "kind");
     ok(v.body_len == 9 && memcmp(v.body, "data: x\n\n", 9) == 0, "body");
     /* A prefix that holds the whole header decodes the labels. */
-    is_int(entry_decode(b.data, 49, &v), RL_OK, "a prefix decodes");
+    is_int(entry_decode(b.data, 50, &v), RL_OK, "a prefix decodes");
     is_str(v.model, "claude-x", "labels from a prefix");
     is_int(entry_decode(b.data, 12, &v), RL_BAD_ENTRY, "a prefix cut in a label fails");
+    is_int(entry_decode(b.data, 49, &v), RL_BAD_ENTRY, "a prefix without the usage byte fails");
+
+    /* The usage read when the answer was stored, any int64 (-1 unknown,
+     * and counts past 32 bits), the same bytes whatever the machine. */
+    entry_usage u = {.input = 123456789012, .output = 7, .cached_input = -1, .cache_write = 0};
+    b.len = 0;
+    is_int(entry_encode(&b, ENTRY_BODY, "application/json", &lab, &u, "{\"a\":1}", 7), RL_OK,
+           "entry_encode with usage");
+    is_int(entry_decode(b.data, b.len, &v), RL_OK, "entry with usage decodes");
+    ok(v.has_usage, "usage recorded");
+    ok(v.usage.input == 123456789012 && v.usage.output == 7 && v.usage.cached_input == -1 &&
+           v.usage.cache_write == 0,
+       "usage round trip");
+    ok(v.body_len == 7 && memcmp(v.body, "{\"a\":1}", 7) == 0, "body after the usage");
+    is_str(v.ns, "team-a", "labels before the usage");
+    size_t head = b.len - 7;
+    ok((unsigned char)b.data[head - 32] == 0x14 && (unsigned char)b.data[head - 32 + 1] == 0x1a,
+       "counts are little-endian (123456789012 = 0x1cbe991a14)");
+    is_int(entry_decode(b.data, head - 1, &v), RL_BAD_ENTRY, "a prefix cut in the usage fails");
+    b.data[head - 33] = 2;
+    is_int(entry_decode(b.data, b.len, &v), RL_BAD_ENTRY, "a usage byte other than 0 or 1 fails");
+
+    /* An entry written before usage was stored ("RLE2"): labels, no usage. */
+    const char v2[] = "RLE2\x01\x11text/event-stream\x06openai\x01m\x00"
+                      "data: x\n\n";
+    is_int(entry_decode(v2, sizeof v2 - 1, &v), RL_OK, "a version 2 entry decodes");
+    is_int(v.version, 2, "version 2");
+    ok(v.labelled && !v.has_usage, "version 2: labelled, usage not recorded");
+    is_str(v.upstream, "openai", "version 2: upstream");
+    is_str(v.ns, "", "version 2: namespace");
+    is_int(v.kind, ENTRY_STREAM, "version 2: kind");
+    ok(v.body_len == 9 && memcmp(v.body, "data: x\n\n", 9) == 0, "version 2: body");
 
     /* An entry written by the code before labels ("RLE1"). */
     const char v1[] = "RLE1\x00\x10"
@@ -96,6 +132,7 @@ static void test_entry(void)
     ok(!v.labelled, "version 1: labels unknown");
     is_str(v.model, "", "version 1: empty model");
     is_str(v.content_type, "application/json", "version 1: content type");
+    ok(!v.has_usage, "version 1: usage not recorded");
     ok(v.body_len == 7 && memcmp(v.body, "{\"a\":1}", 7) == 0, "version 1: body");
 
     /* Labels longer than 255 bytes are cut. */
@@ -104,7 +141,7 @@ static void test_entry(void)
     longname[sizeof longname - 1] = '\0';
     entry_labels lab2 = {.ns = longname};
     b.len = 0;
-    entry_encode(&b, ENTRY_BODY, "application/json", &lab2, "{}", 2);
+    entry_encode(&b, ENTRY_BODY, "application/json", &lab2, NULL, "{}", 2);
     is_int(entry_decode(b.data, b.len, &v), RL_OK, "long label decodes");
     is_int(strlen(v.ns), ENTRY_LABEL_MAX, "long label cut to ENTRY_LABEL_MAX");
     rl_buf_release(&b);
