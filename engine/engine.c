@@ -194,7 +194,7 @@ static rl_err try_cache(exchange *x)
         err = RL_NOTFOUND;
         goto out;
     }
-    store_cache_touch(s, x->key);
+    store_cache_touch(s, x->key, x->now);
     /* What the answer cost when it was fetched: saved this time. */
     x->prov->usage(ev.kind, frame_kind_of(ev.content_type), ev.body, ev.body_len, &x->usage);
 out:

@@ -252,6 +252,12 @@ rl_err store_maintain(store *s, uint64_t now)
         e = e2;
 
     flight_maintain(s, now * 1000); /* logs its own failures */
+    /* The store's recent hits, from every process's table of uses: one
+     * process a second, so a second's hits make one batch. */
+    e2 = store_recency_flush(s, now, NULL);
+    if (e == RL_OK)
+        e = e2;
+    recency_build(s); /* logs its own failures */
     ledger_maintain(s, now, wake_take_turn(s->wake, TURN_LEDGER, now, PURGE_INTERVAL));
 
     if (wake_take_turn(s->wake, TURN_PURGE, now, PURGE_INTERVAL)) {
