@@ -188,6 +188,16 @@ rl_err store_cache_purge_all(store *s, uint64_t *removed);
 
 rl_err store_stats_get(store *s, store_stats *out);
 
+/* What the environment did since it was created or last recovered, every
+ * process together (Berkeley DB's own counts): transactions begun, and log
+ * records written (a transaction that changes nothing writes none). For
+ * diagnostics and benchmarks, e.g. to show that a hit writes nothing. */
+typedef struct store_activity {
+    uint64_t transactions;
+    uint64_t log_records;
+} store_activity;
+rl_err store_activity_get(store *s, store_activity *out);
+
 /* ---- administration (relay-admin) ---------------------------------------- */
 
 /* One cache entry as the scans below show it. value holds the first
