@@ -245,7 +245,7 @@ static double mib(uint64_t bytes)
  * neither write a log record nor flush a page, so it can neither cache nor
  * evict nor checkpoint, and stays so until someone frees space (what made
  * issue 12's defect 7 last). Below STORE_HEADROOM_BYTES free, a new entry
- * replaces the entries closest to expiry instead of growing the store
+ * replaces older ones (in eviction's order) instead of growing the store
  * (put_body); above half as much again, the store may grow.
  */
 void cache_check_space(store *s)
@@ -261,7 +261,7 @@ void cache_check_space(store *s)
         return;
     if (low)
         rl_warn("store %s: %.1f MiB free on its file system, less than the %.0f MiB the store "
-                "keeps for itself: new entries now replace the ones closest to expiry instead "
+                "keeps for itself: new entries now replace the least recently used instead "
                 "of growing the store",
                 s->home, mib(avail), mib(STORE_HEADROOM_BYTES));
     else

@@ -575,7 +575,7 @@ static void test_caps(void)
     is_int(get_n(s, 103, &m), RL_OK, "others kept (103)");
     is_int(get_n(s, 104, &m), RL_OK, "new entry stored");
     put_n(s, 105, 150, 10);
-    is_int(get_n(s, 101, &m), RL_NOTFOUND, "next closest to expiry evicted");
+    is_int(get_n(s, 101, &m), RL_NOTFOUND, "next expired entry evicted");
     is_int(store_stats_get(s, &st), RL_OK, "stats");
     is_int(st.entries, 3, "entries at the cap");
     is_int(st.evictions - st0.evictions, 2, "evictions counted");
@@ -594,7 +594,7 @@ static void test_caps(void)
     put_n(s, 201, 10, 400);
     put_n(s, 202, 30, 400);
     is_int(put_n(s, 203, 20, 400), RL_OK, "third 400-byte put over 1000 bytes");
-    is_int(get_n(s, 201, &m), RL_NOTFOUND, "closest to expiry evicted for bytes");
+    is_int(get_n(s, 201, &m), RL_NOTFOUND, "expired first, for bytes too");
     is_int(get_n(s, 202, &m), RL_OK, "202 kept");
     is_int(get_n(s, 203, &m), RL_OK, "203 kept");
     is_int(store_stats_get(s, &st), RL_OK, "stats");
