@@ -1,21 +1,14 @@
 #include "store/wake.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "store/base/rl_buf.h"
-#include "store/base/rl_log.h"
 #include "store/mapfile.h"
 
 /* The file's layout. The wake-up counters come first, where files of the
