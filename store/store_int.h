@@ -249,9 +249,10 @@ int recency_index_del(handles *h, DB_TXN *txn, uint64_t used, const uint8_t *key
  * records that disagree with their entry are dropped on the way. */
 int recency_victim(handles *h, DB_TXN *txn, store *s, uint8_t key[STORE_KEY_LEN]);
 
-/* op.c's store_maintain: indexes, in bounded batches, entries stored
- * before the index existed (a store from before issue 14), until done.
- * Logs its own failures. */
+/* op.c's store_maintain: indexes, in bounded batches (about 20 ms a
+ * run), entries stored before the index existed (a store from before issue
+ * 14) and entries whose record is missing (a recency.db lost), until a
+ * marker in recency.db says it is done. Logs its own failures. */
 void recency_build(store *s);
 
 /* Looks at the free space of the store's file system (statvfs) and sets
