@@ -142,7 +142,8 @@ static void put_count(const admin_ctx *ctx, const char *name, uint64_t v)
 
 /* The store's totals and the counters, as "name value" lines or the members
  * of one JSON object (left open for what follows). */
-static void print_counters(const admin_ctx *ctx, const store_stats *st, const stats_sums *t)
+static void print_counters(const admin_ctx *ctx, const store_stats *st, const store_activity *act,
+                           const stats_sums *t)
 {
     static const struct {
         const char *name;
@@ -175,6 +176,10 @@ static void print_counters(const admin_ctx *ctx, const store_stats *st, const st
     put_count(ctx, "bytes", st->bytes);
     put_count(ctx, "evictions", st->evictions);
     put_count(ctx, ctx->json ? "expired_removed" : "expired removed", st->expired_removed);
+    /* Whole-environment counts, so that a benchmark can show a hit writes
+     * nothing (tests/bench/hit_instructions.mjs). */
+    put_count(ctx, "store.transactions", act->transactions);
+    put_count(ctx, "store.log_records", act->log_records);
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         put_count(ctx, rows[i].name, rows[i].counter < 0 ? t->calls : t->usage[rows[i].counter]);
     if (ctx->json)
@@ -316,6 +321,11 @@ int cmd_stats(admin_ctx *ctx, store *s, int argc, char **argv)
         fprintf(stderr, "relay-admin stats: reading the store failed\n");
         return EXIT_FAIL;
     }
+    store_activity act;
+    if (store_activity_get(s, &act) != RL_OK) {
+        fprintf(stderr, "relay-admin stats: reading the store's statistics failed\n");
+        return EXIT_FAIL;
+    }
     stats_sums t = {{0}, 0};
     stats *counters = NULL;
     if (stats_open(ctx->cfg->store.home, &counters) != RL_OK) {
@@ -330,7 +340,7 @@ int cmd_stats(admin_ctx *ctx, store *s, int argc, char **argv)
         fprintf(stderr, "relay-admin stats: reading the tokens' and budgets' spending failed\n");
         return EXIT_FAIL;
     }
-    print_counters(ctx, &st, &t);
+    print_counters(ctx, &st, &act, &t);
     print_budgets(ctx, &b);
     if (ctx->json)
         printf("}\n");

@@ -38,7 +38,9 @@ static const admin_cmd commands[] = {
      "Prints the store's totals and the request counters Relay keeps (all processes),\n"
      "refusals by reason, and what each Relay token and [budget] row has spent in its\n"
      "current UTC minute, day and month against its limits (\"of\"), with what requests\n"
-     "under way have reserved.\n"
+     "under way have reserved. store.transactions and store.log_records count what\n"
+     "the store's environment did (all processes) since it was created or recovered:\n"
+     "a cache hit begins read transactions only and writes no log record.\n"
      "Example:\n"
      "  relay-admin --json stats\n",
      1, cmd_stats},

@@ -194,7 +194,7 @@ static rl_err try_cache(exchange *x)
         err = RL_NOTFOUND;
         goto out;
     }
-    store_cache_touch(s, x->key);
+    store_cache_touch(s, x->key, x->now);
     /* What the answer cost when it was fetched: saved this time. Read when
      * it was stored (entry.h); entries stored before that was done, or
      * whose usage could not be read then, are parsed as before. */

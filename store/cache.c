@@ -9,9 +9,11 @@
  * cache.db     key: the 32-byte digest
  *              data: header (CACHE_HDR_LEN bytes) followed by the value
  * expiry.db    key: expires (8 bytes, big-endian) + digest; data: empty.
- *              Sorted by expiry, so the first record is the entry to evict
- *              first and purging expired entries is a scan from the start.
+ *              Sorted by expiry, so the first record is the first to
+ *              expire: eviction takes it first when it already has, and
+ *              purging expired entries is a scan from the start.
  *              Maintained by hand in the same transaction as cache.db.
+ * recency.db   last use + digest: eviction's order otherwise (recency.c).
  * counters.db  key: a total's name (no NUL); data: 8 bytes, big-endian.
  *              The store's totals (CTR_*), written in the same transaction
  *              as the entries they count, so stats are one read and always
@@ -40,18 +42,18 @@
 #include "store/store_int.h"
 
 #define HDR_MAGIC 0x524c4331u /* "RLC1": bump for an incompatible header */
-#define HDR_OFF_HITS 24       /* header: magic 4, flags 4, created 8, expires 8, hits 8, size 8 */
-#define EXP_KEY_LEN (8 + STORE_KEY_LEN)
+/* header: magic 4, last use 4 (recency.c), created 8, expires 8, hits 8, size 8 */
+#define EXP_KEY_LEN CACHE_TIME_KEY_LEN
 
 #define CTR_ENTRIES "store.entries"
 #define CTR_BYTES "store.bytes"
 #define CTR_EVICTIONS "store.evictions"
 #define CTR_EXPIRED "store.expired_removed"
 
-static void hdr_encode(uint8_t *h, const store_meta *m)
+void cache_hdr_encode(uint8_t *h, const store_meta *m)
 {
     store_put32(h, HDR_MAGIC);
-    store_put32(h + 4, 0);
+    store_put32(h + 4, m->used < UINT32_MAX ? (uint32_t)m->used : UINT32_MAX);
     store_put64(h + 8, m->created);
     store_put64(h + 16, m->expires);
     store_put64(h + 24, m->hits);
@@ -67,6 +69,7 @@ int cache_hdr_decode(const uint8_t *h, size_t n, store_meta *m)
     m->expires = store_get64(h + 16);
     m->hits = store_get64(h + 24);
     m->size = store_get64(h + 32);
+    m->used = store_get32(h + 4);
     return 0;
 }
 
@@ -171,6 +174,8 @@ int cache_entry_remove(handles *h, DB_TXN *txn, const uint8_t *key, cache_totals
         ret = h->expiry->del(h->expiry, txn, &x, 0);
         if (ret && ret != DB_NOTFOUND)
             return ret;
+        if (m.used && (ret = recency_index_del(h, txn, m.used, key)) != 0)
+            return ret;
         t->v[T_BYTES] -= m.size < t->v[T_BYTES] ? m.size : t->v[T_BYTES];
     } else {
         rl_warn("store %s: dropped a cache record with an unknown header", h->home);
@@ -181,11 +186,14 @@ int cache_entry_remove(handles *h, DB_TXN *txn, const uint8_t *key, cache_totals
 }
 
 /*
- * Removes the entry closest to expiry (the first expiry record). *evicted is
- * 0 when that record was an orphan (no cache entry), which is dropped.
- * DB_NOTFOUND when the index is empty.
+ * Removes one entry to make room, in this order: one that expired before
+ * now (the first expiry record), else the least recently used (recency.c),
+ * else, in a store whose entries predate the recency index and are not
+ * indexed yet, the one closest to expiry. *evicted is 0 when the expiry
+ * record taken was an orphan (no cache entry), which is dropped.
+ * DB_NOTFOUND when there is nothing left.
  */
-static int evict_one(handles *h, DB_TXN *txn, cache_totals *t, int *evicted)
+static int evict_one(handles *h, DB_TXN *txn, store *s, uint64_t now, cache_totals *t, int *evicted)
 {
     DBC *c = NULL;
     uint8_t ek[EXP_KEY_LEN];
@@ -200,6 +208,14 @@ static int evict_one(handles *h, DB_TXN *txn, cache_totals *t, int *evicted)
     int closed = c->close(c);
     if (ret || (ret = closed) != 0)
         return ret;
+    if (k.size == EXP_KEY_LEN && store_get64(ek) >= now) {
+        uint8_t key[STORE_KEY_LEN];
+        ret = recency_victim(h, txn, s, key);
+        if (ret == 0)
+            return cache_entry_remove(h, txn, key, t, evicted);
+        if (ret != DB_NOTFOUND)
+            return ret;
+    }
     if (k.size == EXP_KEY_LEN) {
         if ((ret = cache_entry_remove(h, txn, ek + 8, t, evicted)) != 0)
             return ret;
@@ -229,7 +245,7 @@ static double mib(uint64_t bytes)
  * neither write a log record nor flush a page, so it can neither cache nor
  * evict nor checkpoint, and stays so until someone frees space (what made
  * issue 12's defect 7 last). Below STORE_HEADROOM_BYTES free, a new entry
- * replaces the entries closest to expiry instead of growing the store
+ * replaces older ones (in eviction's order) instead of growing the store
  * (put_body); above half as much again, the store may grow.
  */
 void cache_check_space(store *s)
@@ -245,7 +261,7 @@ void cache_check_space(store *s)
         return;
     if (low)
         rl_warn("store %s: %.1f MiB free on its file system, less than the %.0f MiB the store "
-                "keeps for itself: new entries now replace the ones closest to expiry instead "
+                "keeps for itself: new entries now replace the least recently used instead "
                 "of growing the store",
                 s->home, mib(avail), mib(STORE_HEADROOM_BYTES));
     else
@@ -260,10 +276,12 @@ int store_space_low(store *s)
 
 typedef struct put_arg {
     const uint8_t *key;
+    uint64_t now; /* the entry's creation: its first use */
     uint64_t expires;
     const uint8_t *rec; /* header + value */
     size_t rec_len;
-    uint64_t len; /* value bytes */
+    uint64_t len;  /* value bytes */
+    uint64_t used; /* the entry's last use as its header holds it */
 } put_arg;
 
 static int put_body(handles *h, DB_TXN *txn, op *o)
@@ -280,7 +298,7 @@ static int put_body(handles *h, DB_TXN *txn, op *o)
     int low = atomic_load_explicit(&o->s->space_low, memory_order_relaxed);
     while (over_caps(o->s, &t, a->len) || (low && t.v[T_BYTES] + a->len > t.orig[T_BYTES])) {
         int evicted;
-        ret = evict_one(h, txn, &t, &evicted);
+        ret = evict_one(h, txn, o->s, a->now, &t, &evicted);
         if (ret == DB_NOTFOUND && low && !over_caps(o->s, &t, a->len)) {
             o->err = RL_STORE; /* nothing left to give back: not stored */
             return 0;
@@ -312,6 +330,12 @@ static int put_body(handles *h, DB_TXN *txn, op *o)
     dbt_in(&e, "", 0);
     if ((ret = h->expiry->put(h->expiry, txn, &x, &e, 0)) != 0)
         return ret;
+    if (a->used && (ret = recency_index_put(h, txn, a->used, a->key)) != 0)
+        return ret;
+    /* A new entry starts at 0 hits: hits still pending for the one it
+     * replaces are dropped, under this entry's write lock. */
+    uint64_t last;
+    (void)uses_take(o->s->uses, a->key, &last);
     t.v[T_ENTRIES]++;
     t.v[T_BYTES] += a->len;
     return cache_totals_write(h, txn, &t);
@@ -326,11 +350,19 @@ rl_err store_cache_put(store *s, const uint8_t key[STORE_KEY_LEN], const store_m
     uint8_t *rec = malloc(CACHE_HDR_LEN + len);
     if (!rec)
         return RL_NOMEM;
-    store_meta m = {.created = meta->created, .expires = meta->expires, .hits = 0, .size = len};
-    hdr_encode(rec, &m);
+    store_meta m = {.created = meta->created,
+                    .expires = meta->expires,
+                    .hits = 0,
+                    .size = len,
+                    .used = meta->created ? meta->created : 1};
+    cache_hdr_encode(rec, &m);
+    store_meta stored;
+    (void)cache_hdr_decode(rec, CACHE_HDR_LEN, &stored); /* used as stored: 32 bits */
     if (len)
         memcpy(rec + CACHE_HDR_LEN, value, len);
     put_arg a = {.key = key,
+                 .now = meta->created,
+                 .used = stored.used,
                  .expires = meta->expires,
                  .rec = rec,
                  .rec_len = CACHE_HDR_LEN + len,
@@ -343,15 +375,23 @@ rl_err store_cache_put(store *s, const uint8_t key[STORE_KEY_LEN], const store_m
 
 typedef struct get_arg {
     const uint8_t *key;
-    DBT data; /* DB_DBT_REALLOC: survives retries, freed by the caller */
+    DBT data;         /* DB_DBT_REALLOC: survives retries, freed by the caller */
+    uint64_t pending; /* hits not yet flushed (recency.c) ... */
+    uint64_t last;    /* ... and the latest use among them */
 } get_arg;
 
+/* The pending hits are read while the entry's read lock is held: a flush
+ * takes them only under its write lock, so they are counted once, either
+ * in the record read or here. */
 static int get_body(handles *h, DB_TXN *txn, op *o)
 {
     get_arg *a = o->arg;
     DBT k;
     dbt_in(&k, a->key, STORE_KEY_LEN);
-    return h->cache->get(h->cache, txn, &k, &a->data, 0);
+    int ret = h->cache->get(h->cache, txn, &k, &a->data, 0);
+    if (ret == 0)
+        a->pending = uses_pending(o->s->uses, a->key, &a->last);
+    return ret;
 }
 
 rl_err store_cache_get(store *s, const uint8_t key[STORE_KEY_LEN], store_meta *meta, rl_buf *value)
@@ -372,38 +412,13 @@ rl_err store_cache_get(store *s, const uint8_t key[STORE_KEY_LEN], store_meta *m
     if (value &&
         (e = rl_buf_append(value, (uint8_t *)a.data.data + CACHE_HDR_LEN, (size_t)m.size)) != RL_OK)
         goto out;
+    m.hits += a.pending;
+    m.used = a.last > m.used ? a.last : m.used;
     if (meta)
         *meta = m;
 out:
     free(a.data.data);
     return e;
-}
-
-static int touch_body(handles *h, DB_TXN *txn, op *o)
-{
-    const uint8_t *key = o->arg;
-    uint8_t hdr[CACHE_HDR_LEN], b[8];
-    store_meta m;
-    DBT k, d;
-    dbt_in(&k, key, STORE_KEY_LEN);
-    dbt_part(&d, hdr, 0, CACHE_HDR_LEN);
-    int ret = h->cache->get(h->cache, txn, &k, &d, DB_RMW);
-    if (ret)
-        return ret;
-    if (cache_hdr_decode(hdr, d.size, &m) != 0)
-        return DB_NOTFOUND; /* not an entry we can count hits on */
-    store_put64(b, m.hits + 1);
-    dbt_in(&d, b, sizeof b);
-    d.flags = DB_DBT_PARTIAL;
-    d.doff = HDR_OFF_HITS;
-    d.dlen = sizeof b;
-    return h->cache->put(h->cache, txn, &k, &d, 0);
-}
-
-rl_err store_cache_touch(store *s, const uint8_t key[STORE_KEY_LEN])
-{
-    op o = {.what = "counting a cache hit", .body = touch_body, .arg = (void *)key};
-    return store_op_run(s, &o);
 }
 
 static int del_body(handles *h, DB_TXN *txn, op *o)
@@ -497,6 +512,16 @@ static int purge_body(handles *h, DB_TXN *txn, op *o)
                 if ((ret = h->expiry->del(h->expiry, txn, &x, 0)) != 0 && ret != DB_NOTFOUND)
                     return ret;
             }
+            unsigned nr = 0;
+            if (n == 0 && (ret = collect_keys(txn, h->recency, EXP_KEY_LEN, 0, a, &nr)) != 0)
+                return ret;
+            for (unsigned i = 0; i < nr; i++) {
+                DBT x;
+                dbt_in(&x, a->keys[i], EXP_KEY_LEN);
+                if ((ret = h->recency->del(h->recency, txn, &x, 0)) != 0 && ret != DB_NOTFOUND)
+                    return ret;
+            }
+            n += nr;
             if (n == 0) {
                 t.v[T_ENTRIES] = t.v[T_BYTES] = 0;
                 a->done = 1;

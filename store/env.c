@@ -10,11 +10,11 @@
  * Files in the home (the databases' layout is in cache.c, flight.c, token.c
  * and ledger.c):
  * check.db (check.c), wake.map (wake.c: wake-up counters, marks and turns,
- * nothing secret), __db.register (DB_REGISTER's process slots), __db.001
- * (the ids of the SysV segments that hold the regions), the databases, and
- * the encrypted logs log.NNNNNNNNNN (1 MiB each, allocated when created).
- * Beside the home: home.damaged-DATE (a store set aside) and, for a moment,
- * home.probe-PID (see empty_store_opens).
+ * nothing secret), recency.map (usemap.c: recent hits, digests and times), __db.register
+ * (DB_REGISTER's process slots), __db.001 (the ids of the SysV segments that hold the regions), the
+ * databases, and the encrypted logs log.NNNNNNNNNN (1 MiB each, allocated when created). Beside the
+ * home: home.damaged-DATE (a store set aside) and, for a moment, home.probe-PID (see
+ * empty_store_opens).
  *
  * Threads: store_open and store_close run once per handle, on no other
  * thread's toes; everything else here is called by any thread, under
@@ -277,8 +277,8 @@ static void detach_stale_segments(const store *s)
 static void handles_close(store *s, handles *h, u_int32_t db_flags, int stranded, int may_detach)
 {
     int panicked = 0;
-    DB *dbs[] = {h->cache,  h->expiry, h->counters, h->flights,
-                 h->chunks, h->tokens, h->ledger,   h->holds};
+    DB *dbs[] = {h->cache,  h->expiry, h->counters, h->flights, h->chunks,
+                 h->tokens, h->ledger, h->holds,    h->recency};
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         if (!dbs[i])
             continue;
@@ -289,7 +289,7 @@ static void handles_close(store *s, handles *h, u_int32_t db_flags, int stranded
             store_bdb_fail(s->home, "closing a database", ret);
     }
     h->cache = h->expiry = h->counters = h->flights = h->chunks = NULL;
-    h->tokens = h->ledger = h->holds = NULL;
+    h->tokens = h->ledger = h->holds = h->recency = NULL;
     if (h->env) {
         int ret = h->env->close(h->env, 0);
         if (ret == DB_RUNRECOVERY)
@@ -416,7 +416,8 @@ static int handles_open(store *s, int alone, handles **out)
         (ret = db_open_one(s, env, "chunks.db", 0, &h->chunks)) != 0 ||
         (ret = db_open_one(s, env, "tokens.db", 0, &h->tokens)) != 0 ||
         (ret = db_open_one(s, env, "ledger.db", 0, &h->ledger)) != 0 ||
-        (ret = db_open_one(s, env, "reservations.db", 0, &h->holds)) != 0) {
+        (ret = db_open_one(s, env, "reservations.db", 0, &h->holds)) != 0 ||
+        (ret = db_open_one(s, env, "recency.db", 0, &h->recency)) != 0) {
         handles_close(s, h, 0, 0, 0);
         return ret;
     }
@@ -820,7 +821,7 @@ rl_err store_open(const store_options *opt, store **out)
         goto fail;
     s->shm_key = shm_key_for(s->home);
     detach_stale_segments(s); /* a forked child's copies of its parent's */
-    if (wake_open(s->home, &s->wake) != RL_OK) {
+    if (wake_open(s->home, &s->wake) != RL_OK || uses_open(s->home, &s->uses) != RL_OK) {
         e = RL_STORE;
         goto fail;
     }
@@ -832,6 +833,7 @@ rl_err store_open(const store_options *opt, store **out)
     return RL_OK;
 fail:
     wake_close(s->wake);
+    uses_close(s->uses);
     if (claimed)
         homes_release(s->home);
     store_secret_free(s->secret, s->secret_len);
@@ -865,8 +867,10 @@ void store_close(store *s)
     if (s->cur)
         handles_close(s, s->cur, 0, 0, s->stranded == 0);
     homes_release(s->home);
-    if (s->stranded == 0) /* stranded threads may still point into it */
+    if (s->stranded == 0) { /* stranded threads may still point into them */
         wake_close(s->wake);
+        uses_close(s->uses);
+    }
     store_secret_free(s->secret, s->secret_len);
     free(s->home);
     if (s->stranded == 0) {

@@ -48,6 +48,11 @@ static const char *const store_dbs[] = {"cache.db",   "expiry.db", "counters.db"
                                         "tokens.db",  "ledger.db", "reservations.db"};
 #define NSTORE_DBS (sizeof store_dbs / sizeof store_dbs[0])
 #define NLATER_DBS 3
+/* Databases that may be missing from any store or backup: recency.db
+ * (issue 14) is an index that rebuilds itself (recency.c), so a backup
+ * from before it, or without it, restores whole. Verified when present. */
+static const char *const optional_dbs[] = {"recency.db"};
+#define NOPTIONAL_DBS (sizeof optional_dbs / sizeof optional_dbs[0])
 
 /* A file that is data of the store: a database or a log. */
 static int is_data_file(const char *name)
@@ -414,9 +419,12 @@ static rl_err verify_dir_secret(const char *dir, const char *secret, problem_fn 
         snprintf(path, sizeof path, "%s/%s", dir, store_dbs[i]);
         later += stat(path, &st) == 0;
     }
-    for (size_t i = 0; i < NSTORE_DBS; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, store_dbs[i]);
+    for (size_t i = 0; i < NSTORE_DBS + NOPTIONAL_DBS; i++) {
+        const char *name = i < NSTORE_DBS ? store_dbs[i] : optional_dbs[i - NSTORE_DBS];
+        snprintf(path, sizeof path, "%s/%s", dir, name);
         if (stat(path, &st) != 0) {
+            if (i >= NSTORE_DBS)
+                continue;
             if (later == 0 && i >= NSTORE_DBS - NLATER_DBS)
                 continue; /* a store from before them */
             snprintf(what, sizeof what, "missing (%s)", strerror(errno));
@@ -444,7 +452,7 @@ static rl_err verify_dir_secret(const char *dir, const char *secret, problem_fn 
         ++*problems;
         rl_debug("store: verify %s: %s", path, what);
         if (problem)
-            problem(ctx, store_dbs[i], what);
+            problem(ctx, name, what);
     }
     return RL_OK;
 }
@@ -640,8 +648,8 @@ static int compact_body(handles *h, DB_TXN *txn, op *o)
 {
     (void)txn;
     store_report *rep = o->arg;
-    DB *dbs[] = {h->cache,  h->expiry, h->counters, h->flights,
-                 h->chunks, h->tokens, h->ledger,   h->holds};
+    DB *dbs[] = {h->cache,  h->expiry, h->counters, h->flights, h->chunks,
+                 h->tokens, h->ledger, h->holds,    h->recency};
     rep->pages_freed = 0;
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         DB_COMPACT c;
@@ -720,10 +728,10 @@ typedef struct copy_arg {
  * the first maintenance after it releases them into the rows they hold. */
 static DB *copy_db(handles *h, int which)
 {
-    DB *dbs[] = {h->cache, h->expiry, h->counters, h->tokens, h->ledger, h->holds};
+    DB *dbs[] = {h->cache, h->expiry, h->counters, h->tokens, h->ledger, h->holds, h->recency};
     return dbs[which];
 }
-#define NCOPY_DBS 6
+#define NCOPY_DBS 7
 
 /* Appends one raw record to the batch (o's copy_arg). */
 static int copy_visit(void *ctx, const DBT *k, const DBT *d, int *stop)

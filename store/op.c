@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -187,6 +188,37 @@ rl_err store_op_run(store *s, op *o)
     }
 }
 
+/* ---- the environment's counts ---------------------------------------------- */
+
+static int activity_body(handles *h, DB_TXN *txn, op *o)
+{
+    (void)txn;
+    store_activity *a = o->arg;
+    DB_TXN_STAT *ts = NULL;
+    DB_LOG_STAT *ls = NULL;
+    int ret = h->env->txn_stat(h->env, &ts, 0);
+    if (ret == 0)
+        ret = h->env->log_stat(h->env, &ls, 0);
+    if (ret == 0) {
+        a->transactions = ts->st_nbegins;
+        a->log_records = ls->st_record;
+    }
+    free(ts); /* Berkeley DB allocates them with malloc */
+    free(ls);
+    return ret;
+}
+
+rl_err store_activity_get(store *s, store_activity *out)
+{
+    memset(out, 0, sizeof *out);
+    op o = {.what = "reading the environment's statistics",
+            .body = activity_body,
+            .no_txn = 1,
+            .idempotent = 1,
+            .arg = out};
+    return store_op_run(s, &o);
+}
+
 /* ---- maintenance ---------------------------------------------------------- */
 
 /* The first failchk call after a death may do the cleanup and still return
@@ -252,6 +284,12 @@ rl_err store_maintain(store *s, uint64_t now)
         e = e2;
 
     flight_maintain(s, now * 1000); /* logs its own failures */
+    /* The store's recent hits, from every process's table of uses: one
+     * process a second, so a second's hits make one batch. */
+    e2 = store_recency_flush(s, now, NULL);
+    if (e == RL_OK)
+        e = e2;
+    recency_build(s); /* logs its own failures */
     ledger_maintain(s, now, wake_take_turn(s->wake, TURN_LEDGER, now, PURGE_INTERVAL));
 
     if (wake_take_turn(s->wake, TURN_PURGE, now, PURGE_INTERVAL)) {

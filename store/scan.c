@@ -108,6 +108,13 @@ static int scan_visit(void *ctx, const DBT *k, const DBT *d, int *stop)
         scan_item *it = &a->items[a->n];
         memcpy(it->key, k->data, STORE_KEY_LEN);
         item_from_record(d, a->prefix == SIZE_MAX, &it->meta, &it->damaged);
+        if (!it->damaged) {
+            /* Hits not flushed yet, read under the record's lock (the
+             * cursor is on it), as store_cache_get does. */
+            uint64_t last;
+            it->meta.hits += uses_pending(o->s->uses, it->key, &last);
+            it->meta.used = last > it->meta.used ? last : it->meta.used;
+        }
         it->off = a->values.len;
         it->len = d->size > CACHE_HDR_LEN ? d->size - CACHE_HDR_LEN : 0;
         if (it->len &&

@@ -75,8 +75,12 @@ typedef struct store_options {
 typedef struct store_meta {
     uint64_t created; /* unix seconds when stored */
     uint64_t expires; /* unix seconds after which the entry is stale */
-    uint64_t hits;    /* times served (maintained by store_cache_touch) */
+    uint64_t hits;    /* times served (counted by store_cache_touch; readers see
+                       * the hits not yet flushed too) */
     uint64_t size;    /* value bytes (filled in by the store) */
+    uint64_t used;    /* unix seconds of the last use (the store, or a hit);
+                       * filled in by the store. 0: stored by a Relay from
+                       * before issue 14 and not yet indexed */
 } store_meta;
 
 typedef struct store_stats {
@@ -127,12 +131,16 @@ rl_err store_remove(const store_options *opt);
 rl_err store_cache_get(store *s, const uint8_t key[STORE_KEY_LEN], store_meta *meta, rl_buf *value);
 
 /* Inserts or replaces the entry; meta->created and meta->expires are taken
- * from the caller, hits starts at 0. Evicts the entries closest to expiry
- * while the caps would be exceeded, and, while the store's file system has
- * less than 8 MiB free (as store_maintain last saw), until the store is no
- * larger than before: a cache never fills its own disk (RL_STORE, not
- * logged, when there is nothing left to evict). RL_TOO_LARGE if len is over
- * max_entry_bytes (0 = no per-entry cap) or over max_bytes. */
+ * from the caller, hits starts at 0, and meta->created is its first use
+ * and the time ("now") eviction judges by. Evicts while the caps would be
+ * exceeded, and, while the store's file system has less than 8 MiB free
+ * (as store_maintain last saw), until the store is no larger than before:
+ * a cache never fills its own disk (RL_STORE, not logged, when there is
+ * nothing left to evict). Eviction takes first an entry that expired
+ * before now, else the least recently used (stored or hit; hits not yet
+ * flushed count), else, in a store whose entries predate the recency index
+ * and were not yet indexed, the one closest to expiry. RL_TOO_LARGE if len
+ * is over max_entry_bytes (0 = no per-entry cap) or over max_bytes. */
 rl_err store_cache_put(store *s, const uint8_t key[STORE_KEY_LEN], const store_meta *meta,
                        const void *value, size_t len);
 
@@ -141,8 +149,35 @@ rl_err store_cache_put(store *s, const uint8_t key[STORE_KEY_LEN], const store_m
  * growing the store. For health reports; any thread. */
 int store_space_low(store *s);
 
-/* Counts one more hit on an entry; RL_NOTFOUND if it vanished meanwhile. */
-rl_err store_cache_touch(store *s, const uint8_t key[STORE_KEY_LEN]);
+/*
+ * Counts one more hit on an entry, used at now (unix seconds), without a
+ * write transaction: the hit goes into a table shared by every process (a
+ * file in home, see store/usemap.h), which store_maintain moves into the
+ * entries and the recency index about once a second. Readers of hits
+ * (store_cache_get, the scans) add what is still pending, so counts read
+ * the same as if each hit were written at once. The table is a shared
+ * file: a process killed after counting a hit loses nothing; a process
+ * killed in the middle of a flush loses the hits of that flush's batch
+ * (at most a second's, of up to 256 entries).
+ * When the table has no room near the key, the hit is written directly
+ * (a transaction, as before): then RL_NOTFOUND if the entry vanished.
+ * Otherwise RL_OK, also for an entry deleted meanwhile, whose pending hits
+ * the flush drops.
+ */
+rl_err store_cache_touch(store *s, const uint8_t key[STORE_KEY_LEN], uint64_t now);
+
+/* Moves the pending hits and uses of the table into the entries and the
+ * recency index, in transactions of a bounded number of entries; *moved
+ * (may be NULL) gets how many entries were updated. store_maintain calls
+ * it; tests and admin may. */
+rl_err store_recency_flush(store *s, uint64_t now, uint64_t *moved);
+
+/* The table of uses at a glance, for tests and diagnostics. */
+typedef struct store_recency_info {
+    uint64_t pending_slots; /* slots holding a key */
+    uint64_t direct;        /* hits written directly for lack of a slot (since created) */
+} store_recency_info;
+rl_err store_recency_info_get(store *s, store_recency_info *out);
 
 rl_err store_cache_del(store *s, const uint8_t key[STORE_KEY_LEN]);
 
@@ -154,6 +189,16 @@ rl_err store_cache_purge_expired(store *s, uint64_t now, uint64_t grace, uint64_
 rl_err store_cache_purge_all(store *s, uint64_t *removed);
 
 rl_err store_stats_get(store *s, store_stats *out);
+
+/* What the environment did since it was created or last recovered, every
+ * process together (Berkeley DB's own counts): transactions begun, and log
+ * records written (a transaction that changes nothing writes none). For
+ * diagnostics and benchmarks, e.g. to show that a hit writes nothing. */
+typedef struct store_activity {
+    uint64_t transactions;
+    uint64_t log_records;
+} store_activity;
+rl_err store_activity_get(store *s, store_activity *out);
 
 /* ---- administration (relay-admin) ---------------------------------------- */
 
@@ -294,7 +339,9 @@ rl_err store_restore(const store_options *opt, const store_lock *lock, const cha
  * been reaped with waitpid first), checkpoints and removes old log files,
  * removes finished in-flight requests (flight.h), releases the budget
  * reservations of dead processes and those older than hold_max_age
- * (ledger.h), every 60 s purges entries expired more than an hour ago (so
+ * (ledger.h), flushes the table of recent uses (store_recency_flush),
+ * indexes entries from before the recency index a batch at a time
+ * (recency.c), every 60 s purges entries expired more than an hour ago (so
  * that max-stale can still use them) and removes ledger rows of windows
  * long ended. The others only check that their environment is still
  * usable, reopening it when another process recovered it. */

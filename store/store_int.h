@@ -7,6 +7,8 @@
  *   op.c     the transaction helper (store_op_run) and store_maintain
  *   check.c  the secret check (check.db)
  *   cache.c  entries, expiry, eviction, totals, purges of expired entries
+ *   recency.c  recency of use: the index eviction follows, the flush of
+ *            the table of uses (usemap.c) into it, and its building
  *   scan.c   batched walks (store_walk_batch) and the admin scans
  *   flight.c the in-flight table; wake.c its wake-up file
  *   token.c  Relay client tokens (token.h)
@@ -30,6 +32,7 @@
 #include <time.h>
 
 #include "store/store.h"
+#include "store/usemap.h"
 #include "store/wake.h"
 
 /*
@@ -44,6 +47,7 @@
 typedef struct handles {
     DB_ENV *env;
     DB *cache, *expiry, *counters; /* cache.c */
+    DB *recency;                   /* recency.c */
     DB *flights, *chunks;          /* flight.c */
     DB *tokens;                    /* token.c */
     DB *ledger, *holds;            /* ledger.c: counters, reservations */
@@ -115,6 +119,8 @@ struct store {
     unsigned stranded;         /* retired sets that threads never left */
     unsigned stranded_threads; /* threads lost in them, for store_stranded_threads */
     store_wake *wake;          /* flight.c's wake-ups; a file in home */
+    store_uses *uses;          /* recency.c's table of recent uses; a file in home */
+    _Atomic int recency_built; /* recency.c: the index is known complete */
 
     char *home; /* realpath of the environment directory */
     char *secret;
@@ -198,14 +204,19 @@ void store_drop_regions(const char *home);
 
 /* ---- cache.c, for the admin scans (scan.c) ---------------------------- */
 
-/* A cache record: a header of CACHE_HDR_LEN bytes (magic, flags, created,
- * expires, hits, size), then the value. */
+/* A cache record: a header of CACHE_HDR_LEN bytes (magic, last use,
+ * created, expires, hits, size), then the value. */
 #define CACHE_HDR_LEN 40
+/* Keys of the time indexes (expiry.db, recency.db): a time (8 bytes,
+ * big-endian) then the digest, so they sort by time. */
+#define CACHE_TIME_KEY_LEN (8 + STORE_KEY_LEN)
 #define CACHE_PURGE_BATCH 256 /* entries removed per transaction when purging */
 
 /* Decodes a record's header into m: 0, or -1 if the n bytes at h are not a
  * header this code wrote. */
 int cache_hdr_decode(const uint8_t *h, size_t n, store_meta *m);
+/* Encodes m as a header (m->used is kept to 32 bits, see recency.c). */
+void cache_hdr_encode(uint8_t *h, const store_meta *m);
 
 /* The store's totals (entries, bytes, evictions, expired_removed), as read
  * at the start of a transaction and changed by it. */
@@ -223,6 +234,27 @@ int cache_totals_write(handles *h, DB_TXN *txn, const cache_totals *t);
 /* Deletes key's cache record and expiry record and takes them off t;
  * *found says whether there was a record. */
 int cache_entry_remove(handles *h, DB_TXN *txn, const uint8_t *key, cache_totals *t, int *found);
+
+/* ---- recency.c, for cache.c and op.c ------------------------------------ */
+
+/* Adds recency record (used, key) (used != 0), or deletes it (a missing one
+ * is not an error). Berkeley DB codes. */
+int recency_index_put(handles *h, DB_TXN *txn, uint64_t used, const uint8_t *key);
+int recency_index_del(handles *h, DB_TXN *txn, uint64_t used, const uint8_t *key);
+
+/* The least recently used entry, for eviction: 0 with its key in key, or
+ * DB_NOTFOUND when the index is empty (a store whose entries predate it:
+ * the caller falls back to expiry order). Uses still pending in the table
+ * of uses count: an entry used since its stamp is moved to its new place
+ * and the next one looked at, so eviction is exact before a flush. Index
+ * records that disagree with their entry are dropped on the way. */
+int recency_victim(handles *h, DB_TXN *txn, store *s, uint8_t key[STORE_KEY_LEN]);
+
+/* op.c's store_maintain: indexes, in bounded batches (about 20 ms a
+ * run), entries stored before the index existed (a store from before issue
+ * 14) and entries whose record is missing (a recency.db lost), until a
+ * marker in recency.db says it is done. Logs its own failures. */
+void recency_build(store *s);
 
 /* Looks at the free space of the store's file system (statvfs) and sets
  * store.space_low, logging when it changes; store_maintain calls it in

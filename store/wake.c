@@ -1,21 +1,15 @@
 #include "store/wake.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "store/base/rl_buf.h"
-#include "store/base/rl_log.h"
+#include "store/mapfile.h"
 
 /* The file's layout. The wake-up counters come first, where files of the
  * first layout had them alone, so a process of either layout finds them. */
@@ -31,101 +25,23 @@ struct store_wake {
 
 #define WAKE_BYTES sizeof(wake_file)
 
-/* Writes zeros over [from, WAKE_BYTES): 0 or an errno. */
-static int zero_fill(int fd, off_t from)
-{
-    static const char zeros[4096];
-    for (off_t at = from; at < (off_t)WAKE_BYTES;) {
-        size_t n = (size_t)((off_t)WAKE_BYTES - at < (off_t)sizeof zeros ? (off_t)WAKE_BYTES - at
-                                                                         : (off_t)sizeof zeros);
-        ssize_t w = pwrite(fd, zeros, n, at);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return w < 0 ? errno : EIO;
-        at += w;
-    }
-    return 0;
-}
-
-/*
- * Gives every byte of the layout a block on disk, growing the file to
- * WAKE_BYTES if it is smaller; 0 or an errno. Why: a sparse file mapped
- * MAP_SHARED gets its blocks when a page is first touched, and on a full
- * file system that touch is SIGBUS, which would kill a process in the
- * middle of any request. Allocated here, a full disk is an error at open
- * instead: the store stays closed (Relay serves uncached, health
- * degraded) until there is room.
- *
- * fallocate(2) mode 0 never shrinks the file nor changes a byte of it, so
- * it is safe while other processes have the file mapped, and costs nothing
- * once the file is allocated. Not posix_fallocate: where the file system
- * cannot allocate (EOPNOTSUPP, or EINVAL from some), glibc emulates it by
- * writing a zero into each block that reads as zero, which could undo a
- * counter another process sets in between. Here such a file system gets
- * zeros written past the file's end only, where no process can have
- * written (a mapped page past the end of a file is SIGBUS, not storage);
- * what lies before it was written by the open that grew the file (a file
- * left sparse by an older Relay on such a file system stays as it is).
- */
-static int wake_allocate(int fd, off_t size)
-{
-    int r;
-    do
-        r = fallocate(fd, 0, 0, (off_t)WAKE_BYTES) == 0 ? 0 : errno;
-    while (r == EINTR);
-    if (r != EOPNOTSUPP && r != EINVAL)
-        return r;
-    return zero_fill(fd, size < (off_t)WAKE_BYTES ? size : (off_t)WAKE_BYTES);
-}
-
 rl_err wake_open(const char *home, store_wake **out)
 {
-    rl_buf path;
-    rl_buf_init(&path, 0);
-    rl_err err = RL_IO;
-    int fd = -1;
-    store_wake *w = NULL;
-    if (rl_buf_printf(&path, "%s/%s", home, WAKE_FILE) != RL_OK)
-        goto out;
-    fd = open(path.data, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rl_error("store: cannot open %s: %s", path.data, strerror(errno));
-        goto out;
-    }
+    void *map = NULL;
+    *out = NULL;
     /* Only ever grown (a new file, or one of the first, smaller layout):
      * other processes may have it mapped. What is added reads as zeros. */
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        rl_error("store: cannot stat %s: %s", path.data, strerror(errno));
-        goto out;
-    }
-    int r = wake_allocate(fd, st.st_size);
-    if (r != 0) {
-        rl_error("store: cannot allocate %s (%zu bytes): %s; the store stays closed until its "
-                 "file system has room",
-                 path.data, (size_t)WAKE_BYTES, strerror(r));
-        goto out;
-    }
-    void *map = mmap(NULL, WAKE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED) {
-        rl_error("store: cannot map %s: %s", path.data, strerror(errno));
-        goto out;
-    }
-    w = malloc(sizeof *w);
+    rl_err err = store_map_file(home, WAKE_FILE, WAKE_BYTES, &map);
+    if (err != RL_OK)
+        return err;
+    store_wake *w = malloc(sizeof *w);
     if (!w) {
         munmap(map, WAKE_BYTES);
-        err = RL_NOMEM;
-        goto out;
+        return RL_NOMEM;
     }
     w->map = map;
-    err = RL_OK;
-out:
-    if (fd >= 0)
-        close(fd);
-    rl_buf_release(&path);
     *out = w;
-    return err;
+    return RL_OK;
 }
 
 void wake_close(store_wake *w)

@@ -18,6 +18,15 @@
 //
 //   node tests/bench/hit_instructions.mjs [--hits 200] [--build DIR]
 //
+// It also reads the store's own counts (relay-admin --json stats:
+// store.transactions, store.log_records, every process together) after the
+// miss and after the hits, and prints per hit: transactions begun, log
+// records written, and "write transactions per hit", at most half the log
+// records (a write transaction writes at least a change and a commit
+// record; a read-only one writes none). Relay's maintenance, about once a
+// second, writes a few records of its own (checkpoint, the flush of the
+// hits' table): they are included, so the figure errs high.
+//
 // Writes tests/out/bench-hit-instructions.json. Exit status 1 when a
 // request was not answered as expected (the miss, then HITs).
 
@@ -105,7 +114,9 @@ async function run(fake, hits) {
     `--callgrind-out-file=${out}`, path.join(build, 'relay.fcgi')], { env: { ...process.env, RELAY_INI: ini }, stdio: ['ignore', 'ignore', fs.openSync(path.join(dir, 'relay.log'), 'w')] });
   for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
   const seen = [];
+  const counts = [];
   for (let i = 0; i <= hits; i++) {
+    if (i === 1) counts.push(storeCounts(ini));
     for (let attempt = 0; ; attempt++) {
       try {
         seen.push(await fcgiRequest(sock));
@@ -116,6 +127,7 @@ async function run(fake, hits) {
       }
     }
   }
+  counts.push(storeCounts(ini));
   child.kill('SIGTERM');
   await new Promise((r) => child.on('exit', r));
   const total = Number(/^summary: (\d+)/m.exec(fs.readFileSync(out, 'utf8'))?.[1]);
@@ -130,7 +142,14 @@ async function run(fake, hits) {
     }
   }
   fs.rmSync(dir, { recursive: true, force: true });
-  return { total, seen };
+  return { total, seen, counts };
+}
+
+// The store's counts of transactions begun and log records written.
+function storeCounts(ini) {
+  const out = execFileSync(path.join(build, 'relay-admin'), ['-c', ini, '--json', 'stats'], { encoding: 'utf8' });
+  const j = JSON.parse(out);
+  return { transactions: j['store.transactions'], log_records: j['store.log_records'] };
 }
 
 const fake = await startFakeUpstream();
@@ -145,9 +164,18 @@ try {
   }
   const perHit = Math.round((more.total - base.total) / HITS);
   console.log(`instructions per cache hit inside relay.fcgi: ${perHit} (callgrind, ${HITS} hits; ${build})`);
+  const [c0, c1] = more.counts;
+  const txPerHit = (c1.transactions - c0.transactions) / HITS;
+  const recPerHit = (c1.log_records - c0.log_records) / HITS;
+  const writesPerHit = recPerHit / 2;
+  console.log(`store per hit: ${txPerHit.toFixed(3)} transactions begun, ${recPerHit.toFixed(3)} log records`);
+  console.log(`write transactions per hit: ${writesPerHit.toFixed(3)} at most (maintenance included)`);
   fs.mkdirSync(OUT, { recursive: true });
   fs.writeFileSync(path.join(OUT, 'bench-hit-instructions.json'),
-    `${JSON.stringify({ hits: HITS, build, base: base.total, with_hits: more.total, per_hit: perHit }, null, 2)}\n`);
+    `${JSON.stringify({
+    hits: HITS, build, base: base.total, with_hits: more.total, per_hit: perHit,
+    transactions_per_hit: txPerHit, log_records_per_hit: recPerHit, write_transactions_per_hit_max: writesPerHit,
+  }, null, 2)}\n`);
 } finally {
   await fake.close();
 }

@@ -809,8 +809,11 @@ static void store_work(scenario *sc, run *r)
     done(r, err);
 
     out = call(r, "store_cache_touch");
-    err = store_cache_touch(c->s, c->key);
+    err = store_cache_touch(c->s, c->key, 1800000001);
     done(r, !stored && err == RL_NOTFOUND ? RL_NOMEM : err);
+
+    out = call(r, "store_recency_flush");
+    done(r, store_recency_flush(c->s, 1800000001, NULL));
 
     out = call(r, "store_cache_get (a hit counted)");
     err = store_cache_get(c->s, c->key, &got, out);

@@ -118,7 +118,7 @@ static rl_err tally_add(store *s, uint32_t n)
 {
     uint8_t k[STORE_KEY_LEN];
     mkkey(k, n);
-    return store_cache_touch(s, k);
+    return store_cache_touch(s, k, 2000);
 }
 
 static rl_err tally_get(store *s, uint32_t n, uint64_t *v)
@@ -448,8 +448,8 @@ static void test_basic(void)
     is_int(got.hits, 0, "meta.hits starts at 0");
     is_int(got.size, 11, "meta.size filled in");
 
-    is_int(store_cache_touch(s, k), RL_OK, "touch");
-    is_int(store_cache_touch(s, k), RL_OK, "touch again");
+    is_int(store_cache_touch(s, k, 150), RL_OK, "touch");
+    is_int(store_cache_touch(s, k, 151), RL_OK, "touch again");
     rl_buf_reset(&b);
     is_int(store_cache_get(s, k, &got, &b), RL_OK, "get after touch");
     is_int(got.hits, 2, "hits counted");
@@ -474,7 +474,9 @@ static void test_basic(void)
     is_int(store_cache_del(s, k), RL_OK, "del");
     is_int(store_cache_get(s, k, &got, &b), RL_NOTFOUND, "get after del");
     is_int(store_cache_del(s, k), RL_NOTFOUND, "del of a missing key");
-    is_int(store_cache_touch(s, k), RL_NOTFOUND, "touch of a missing key");
+    is_int(store_cache_touch(s, k, 160), RL_OK, "touch of a missing key: counted, harmless");
+    is_int(store_recency_flush(s, 160, NULL), RL_OK, "flush drops a missing key's hit");
+    is_int(store_cache_get(s, k, &got, &b), RL_NOTFOUND, "the flush created nothing");
     mkkey(k, 424242);
     is_int(store_cache_get(s, k, &got, &b), RL_NOTFOUND, "get of a never stored key");
     rl_buf_release(&b);
@@ -544,7 +546,8 @@ static void test_basic(void)
     store_meta mm = {.created = 1, .expires = UINT64_MAX - 1};
     is_int(store_cache_put(s, k, &mm, MARKER, strlen(MARKER)), RL_OK, "put marker");
     for (int i = 0; i < 3; i++)
-        is_int(store_cache_touch(s, k), RL_OK, "a hit on the marker before close");
+        is_int(store_cache_touch(s, k, 4000 + (uint64_t)i), RL_OK,
+               "a hit on the marker before close");
     is_int(store_maintain(s, 5000), RL_OK, "maintain checkpoints");
     store_close(s);
 }
@@ -567,12 +570,12 @@ static void test_caps(void)
     put_n(s, 102, 50, 10);
     put_n(s, 103, 200, 10);
     is_int(put_n(s, 104, 300, 10), RL_OK, "fourth put over max_entries");
-    is_int(get_n(s, 102, &m), RL_NOTFOUND, "entry closest to expiry evicted");
+    is_int(get_n(s, 102, &m), RL_NOTFOUND, "expired entries go first, the first expired first");
     is_int(get_n(s, 101, &m), RL_OK, "others kept (101)");
     is_int(get_n(s, 103, &m), RL_OK, "others kept (103)");
     is_int(get_n(s, 104, &m), RL_OK, "new entry stored");
     put_n(s, 105, 150, 10);
-    is_int(get_n(s, 101, &m), RL_NOTFOUND, "next closest to expiry evicted");
+    is_int(get_n(s, 101, &m), RL_NOTFOUND, "next expired entry evicted");
     is_int(store_stats_get(s, &st), RL_OK, "stats");
     is_int(st.entries, 3, "entries at the cap");
     is_int(st.evictions - st0.evictions, 2, "evictions counted");
@@ -591,7 +594,7 @@ static void test_caps(void)
     put_n(s, 201, 10, 400);
     put_n(s, 202, 30, 400);
     is_int(put_n(s, 203, 20, 400), RL_OK, "third 400-byte put over 1000 bytes");
-    is_int(get_n(s, 201, &m), RL_NOTFOUND, "closest to expiry evicted for bytes");
+    is_int(get_n(s, 201, &m), RL_NOTFOUND, "expired first, for bytes too");
     is_int(get_n(s, 202, &m), RL_OK, "202 kept");
     is_int(get_n(s, 203, &m), RL_OK, "203 kept");
     is_int(store_stats_get(s, &st), RL_OK, "stats");
