@@ -1,0 +1,138 @@
+/*
+ * fill.c — bench-fill: grows a Relay store to a given number of cache
+ * entries, fast, for make bench's "hit cost at 10^4, 10^5, 10^6 entries"
+ * (tests/bench/throughput.mjs).
+ *
+ *   bench-fill -c relay.ini COUNT
+ *
+ * Adds entries until the store holds COUNT (or adds none when it holds that
+ * many already). Each added entry is a copy of the value and lifetime of
+ * the first entry the store holds, the real one the bench stored through
+ * Relay and then measures hits on, under a key no request will ever ask
+ * for: the store is as large as a real one of COUNT such answers, and only
+ * the measured key is ever read. Keys are pseudo-random 32-byte strings (a
+ * fixed xorshift sequence seeded with the run's start time), spread over
+ * the key space like SHA-256 digests, so the B-tree splits as under real
+ * traffic, not as under sorted inserts.
+ *
+ * Run it while no relay.fcgi has the store open: one store_cache_put per
+ * entry (one transaction each, as Relay stores), and store_maintain every
+ * 20,000 puts so that checkpoints remove the log files a million
+ * transactions write (~10 MB per 13k). Set the store's caps
+ * (max_entries, max_bytes) above COUNT or the puts evict each other.
+ * Prints the count reached and the rate on stdout. Exit status 1 when the
+ * store holds no entry to copy or a put fails, 2 on bad arguments.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/config.h"
+#include "store/base/rl_buf.h"
+#include "store/store.h"
+
+typedef struct first_entry {
+    uint8_t key[STORE_KEY_LEN];
+    int found;
+} first_entry;
+
+static int take_first(void *ctx, const store_item *item)
+{
+    first_entry *f = ctx;
+    if (item->damaged)
+        return 0;
+    memcpy(f->key, item->key, STORE_KEY_LEN);
+    f->found = 1;
+    return 1;
+}
+
+static uint64_t next_random(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    return x;
+}
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4 || strcmp(argv[1], "-c") != 0) {
+        fprintf(stderr, "usage: bench-fill -c relay.ini COUNT\n");
+        return 2;
+    }
+    char *end = NULL;
+    unsigned long long want = strtoull(argv[3], &end, 10);
+    if (*end || want == 0) {
+        fprintf(stderr, "bench-fill: COUNT must be a positive number, not %s\n", argv[3]);
+        return 2;
+    }
+
+    int status = 1;
+    relay_config *cfg = NULL;
+    store *s = NULL;
+    rl_buf why, value;
+    rl_buf_init(&why, 4096);
+    rl_buf_init(&value, SIZE_MAX);
+    if (config_load(argv[2], &cfg, &why) != RL_OK) {
+        fprintf(stderr, "bench-fill: %s: %.*s\n", argv[2], (int)why.len, (const char *)why.data);
+        status = 2;
+        goto out;
+    }
+    store_options so;
+    config_store_options(cfg, &so);
+    if (store_open(&so, &s) != RL_OK)
+        goto out;
+
+    store_stats st;
+    first_entry first = {.found = 0};
+    store_meta meta;
+    if (store_stats_get(s, &st) != RL_OK || store_cache_scan(s, 0, take_first, &first) != RL_OK)
+        goto out;
+    if (!first.found || store_cache_get(s, first.key, &meta, &value) != RL_OK) {
+        fprintf(stderr, "bench-fill: the store holds no entry to copy\n");
+        goto out;
+    }
+
+    uint64_t seed = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull | 1;
+    uint64_t now = (uint64_t)time(NULL);
+    double t0 = seconds_now();
+    unsigned long long added = 0;
+    for (uint64_t have = st.entries; have < want; have++, added++) {
+        uint8_t key[STORE_KEY_LEN];
+        for (size_t i = 0; i < STORE_KEY_LEN; i += 8) {
+            uint64_t r = next_random(&seed);
+            memcpy(key + i, &r, 8);
+        }
+        rl_err e = store_cache_put(s, key, &meta, value.data, value.len);
+        if (e != RL_OK) {
+            fprintf(stderr, "bench-fill: put %llu: %s\n", added, rl_err_text(e));
+            goto out;
+        }
+        /* A new "second" each time, so this process does the checkpoint. */
+        if (added % 20000 == 19999)
+            store_maintain(s, ++now);
+    }
+    store_maintain(s, ++now);
+    double dt = seconds_now() - t0;
+    if (store_stats_get(s, &st) != RL_OK)
+        goto out;
+    printf("bench-fill: %llu entries (%llu added, %zu bytes each) in %.1f s, %.0f puts/s\n",
+           (unsigned long long)st.entries, added, value.len, dt, dt > 0 ? (double)added / dt : 0.0);
+    status = 0;
+out:
+    store_close(s);
+    config_free(cfg);
+    rl_buf_release(&why);
+    rl_buf_release(&value);
+    return status;
+}
