@@ -3,25 +3,24 @@
  * entries, fast, for make bench's "hit cost at 10^4, 10^5, 10^6 entries"
  * (tests/bench/throughput.mjs).
  *
- *   bench-fill -c relay.ini COUNT
+ *   bench-fill -c relay.ini -k KEYPREFIX COUNT
  *
  * Adds entries until the store holds COUNT (or adds none when it holds that
  * many already). Each added entry is a copy of the value and lifetime of
- * the first entry the store holds, the real one the bench stored through
- * Relay and then measures hits on, under a key no request will ever ask
- * for: the store is as large as a real one of COUNT such answers, and only
- * the measured key is ever read. Keys are pseudo-random 32-byte strings (a
- * fixed xorshift sequence seeded with the run's start time), spread over
- * the key space like SHA-256 digests, so the B-tree splits as under real
- * traffic, not as under sorted inserts.
+ * the entry whose key starts with KEYPREFIX (hex, as X-Relay-Key shows it:
+ * the real one the bench stored through Relay and then measures hits on),
+ * under a key no request will ever ask for: the store is as large as a real one of COUNT such
+ * answers, and only the measured key is ever read. Keys are pseudo-random 32-byte strings (a fixed
+ * xorshift sequence seeded with the run's start time), spread over the key space like SHA-256
+ * digests, so the B-tree splits as under real traffic, not as under sorted inserts.
  *
  * Run it while no relay.fcgi has the store open: one store_cache_put per
  * entry (one transaction each, as Relay stores), and store_maintain every
  * 20,000 puts so that checkpoints remove the log files a million
  * transactions write (~10 MB per 13k). Set the store's caps
  * (max_entries, max_bytes) above COUNT or the puts evict each other.
- * Prints the count reached and the rate on stdout. Exit status 1 when the
- * store holds no entry to copy or a put fails, 2 on bad arguments.
+ * Prints the count reached and the rate on stdout. Exit status 1 when no
+ * single entry matches KEYPREFIX or a put fails, 2 on bad arguments.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,19 +31,27 @@
 #include "store/base/rl_buf.h"
 #include "store/store.h"
 
-typedef struct first_entry {
-    uint8_t key[STORE_KEY_LEN];
-    int found;
-} first_entry;
-
-static int take_first(void *ctx, const store_item *item)
+/* KEYPREFIX as bytes (high nibble first, as store_cache_find reads it);
+ * the number of hex digits, or 0 when it is not 1-64 hex digits. */
+static unsigned parse_prefix(const char *hex, uint8_t out[STORE_KEY_LEN])
 {
-    first_entry *f = ctx;
-    if (item->damaged)
+    size_t n = strlen(hex);
+    if (n == 0 || n > 2 * STORE_KEY_LEN)
         return 0;
-    memcpy(f->key, item->key, STORE_KEY_LEN);
-    f->found = 1;
-    return 1;
+    memset(out, 0, STORE_KEY_LEN);
+    for (size_t i = 0; i < n; i++) {
+        int c = hex[i], v;
+        if (c >= '0' && c <= '9')
+            v = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            v = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            v = c - 'A' + 10;
+        else
+            return 0;
+        out[i / 2] |= (uint8_t)(i % 2 ? v : v << 4);
+    }
+    return (unsigned)n;
 }
 
 static uint64_t next_random(uint64_t *state)
@@ -66,14 +73,16 @@ static double seconds_now(void)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4 || strcmp(argv[1], "-c") != 0) {
-        fprintf(stderr, "usage: bench-fill -c relay.ini COUNT\n");
+    uint8_t prefix[STORE_KEY_LEN];
+    unsigned nibbles = argc == 6 ? parse_prefix(argv[4], prefix) : 0;
+    if (argc != 6 || strcmp(argv[1], "-c") != 0 || strcmp(argv[3], "-k") != 0 || nibbles == 0) {
+        fprintf(stderr, "usage: bench-fill -c relay.ini -k KEYPREFIX COUNT\n");
         return 2;
     }
     char *end = NULL;
-    unsigned long long want = strtoull(argv[3], &end, 10);
+    unsigned long long want = strtoull(argv[5], &end, 10);
     if (*end || want == 0) {
-        fprintf(stderr, "bench-fill: COUNT must be a positive number, not %s\n", argv[3]);
+        fprintf(stderr, "bench-fill: COUNT must be a positive number, not %s\n", argv[5]);
         return 2;
     }
 
@@ -94,12 +103,15 @@ int main(int argc, char **argv)
         goto out;
 
     store_stats st;
-    first_entry first = {.found = 0};
     store_meta meta;
-    if (store_stats_get(s, &st) != RL_OK || store_cache_scan(s, 0, take_first, &first) != RL_OK)
+    uint8_t model[STORE_KEY_LEN];
+    unsigned matches = 0;
+    if (store_stats_get(s, &st) != RL_OK ||
+        store_cache_find(s, prefix, nibbles, model, &matches) != RL_OK)
         goto out;
-    if (!first.found || store_cache_get(s, first.key, &meta, &value) != RL_OK) {
-        fprintf(stderr, "bench-fill: the store holds no entry to copy\n");
+    if (matches != 1 || store_cache_get(s, model, &meta, &value) != RL_OK) {
+        fprintf(stderr, "bench-fill: %u entries match the key prefix %s (want one)\n", matches,
+                argv[4]);
         goto out;
     }
 
