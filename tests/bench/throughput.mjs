@@ -30,7 +30,11 @@
 // and everything in tests/out/bench-throughput.json.
 //
 //   node tests/bench/throughput.mjs [--front caddy,nginx,apache] [--only hit,stream,1mib,miss,sizes]
-//        [--rounds 3] [--seconds 5] [--c1-seconds 3] [--sizes 10000,100000,1000000] [--sizes-front caddy]
+//        [--rounds 3] [--seconds 5] [--short-seconds 3] [--c1-seconds 2] [--sizes 10000,100000,1000000]
+//        [--sizes-front caddy]
+//   --seconds: each -c32 round of the plain hit and of the sizes; --short-seconds: of the stream
+//   and 1 MiB hits; --c1-seconds: each one-connection round. With the defaults the three fronts
+//   take about 10 minutes on the 2-core dev machine (the 10^6-entry fill ~45 s of it).
 //   (or tests/bench/run.sh build throughput -- --front caddy --only hit)
 //
 // Exit status 1 when a request was not answered as expected (a hit that
@@ -65,7 +69,8 @@ function options(argv) {
     only: list('only', PARTS.join(',')),
     rounds: Number(get('rounds', 3)),
     seconds: Number(get('seconds', 5)),
-    c1Seconds: Number(get('c1-seconds', 3)),
+    shortSeconds: Number(get('short-seconds', 3)),
+    c1Seconds: Number(get('c1-seconds', 2)),
     sizes: list('sizes', '10000,100000,1000000').map(Number),
     child: get('child', null),
     result: get('result', null),
@@ -111,7 +116,7 @@ async function parent(o, argv) {
   const rows = results.flatMap(frontRows);
   const table = markdown(rows);
   const commit = gitHead();
-  console.log(`\nthroughput: medians of ${o.rounds} interleaved rounds, wrk -c32 ${o.seconds} s and -c1 ${o.c1Seconds} s; ${os.cpus().length} cores; ${started.toISOString()}${commit ? `; commit ${commit}` : ''}\n`);
+  console.log(`\nthroughput: medians of ${o.rounds} interleaved rounds, wrk -t2 -c32 ${o.seconds} s (stream, 1 MiB: ${o.shortSeconds} s) and -t1 -c1 ${o.c1Seconds} s; ${os.cpus().length} cores; ${started.toISOString()}${commit ? `; commit ${commit}` : ''}\n`);
   console.log(table);
   const problems = results.flatMap((r) => (r.problems ?? []).map((p) => `${r.front}: ${p}`));
   for (const p of problems) console.log(`PROBLEM: ${p}`);

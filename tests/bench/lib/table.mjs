@@ -40,7 +40,7 @@ export function row(front, measure, relay, baseline, value, targetKey, rawValue)
 export function frontRows(r) {
   const out = [];
   for (const part of r.parts ?? []) {
-    const { name, relay, baseline } = part;
+    const { label: name, relay, baseline } = part;
     const ratio = relay.rps !== null && baseline.rps ? relay.rps / baseline.rps : null;
     const p99 = relay.p99Ms !== null && baseline.p99Ms ? relay.p99Ms / baseline.p99Ms : null;
     const p50 = relay.c1p50Ms !== null && baseline.c1p50Ms !== null ? relay.c1p50Ms - baseline.c1p50Ms : null;
@@ -54,11 +54,11 @@ export function frontRows(r) {
     out.push(row(r.front, 'miss p50 ms (1 conn; baseline: the fake direct)', num(r.miss.relayP50Ms, 3), num(r.miss.directP50Ms, 3),
       signed(d, 3), 'missDiffMs', d));
   }
-  if (r.memory) {
-    const m = r.memory;
-    out.push(row(r.front, 'RSS / PSS MB per worker (largest)', `${num(m.rss, 1)} / ${num(m.pss, 1)}`,
+  for (const [m, when] of [[r.memory, 'after the hits'], [r.memoryAfterAll, 'after stream + 1 MiB hits']]) {
+    if (!m) continue;
+    out.push(row(r.front, `RSS / PSS MB per worker (largest), ${when}`, `${num(m.rss, 1)} / ${num(m.pss, 1)}`,
       m.baselineRss === null ? '-' : `${num(m.baselineRss, 1)} / ${num(m.baselinePss, 1)}`, '', null, null));
-    out.push(row(r.front, 'private MB per worker (largest)', num(m.private, 1),
+    out.push(row(r.front, `private MB per worker (largest), ${when}`, num(m.private, 1),
       num(m.baselinePrivate, 1), num(m.private, 1), 'privateMiB', m.private));
   }
   for (const s of r.sizes ?? []) {
