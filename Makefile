@@ -9,6 +9,8 @@
 #   make asan       unit tests and the end-to-end suite behind Caddy, built
 #                   with AddressSanitizer + UBSan (leaks checked)
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS (default 30)
+#   make bench      the benchmarks in tests/bench/ (figures, not pass/fail;
+#                   BENCH=NAME for one, BENCH_ARGS for its options)
 #   make check      formatting and banned functions
 
 BUILD    ?= build
