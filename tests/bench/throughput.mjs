@@ -116,13 +116,17 @@ async function parent(o, argv) {
   const rows = results.flatMap(frontRows);
   const table = markdown(rows);
   const commit = gitHead();
-  console.log(`\nthroughput: medians of ${o.rounds} interleaved rounds, wrk -t2 -c32 ${o.seconds} s (stream, 1 MiB: ${o.shortSeconds} s) and -t1 -c1 ${o.c1Seconds} s; ${os.cpus().length} cores; ${started.toISOString()}${commit ? `; commit ${commit}` : ''}\n`);
+  console.log(`\nthroughput: medians of ${o.rounds} interleaved rounds, wrk -t2 -c32 ${o.seconds} s `
+    + `(stream, 1 MiB: ${o.shortSeconds} s) and -t1 -c1 ${o.c1Seconds} s; ${os.cpus().length} cores; `
+    + `${started.toISOString()}${commit ? `; commit ${commit}` : ''}\n`);
   console.log(table);
   const problems = results.flatMap((r) => (r.problems ?? []).map((p) => `${r.front}: ${p}`));
   for (const p of problems) console.log(`PROBLEM: ${p}`);
   fs.mkdirSync(OUT, { recursive: true });
   const file = path.join(OUT, 'bench-throughput.json');
-  fs.writeFileSync(file, `${JSON.stringify({ benchmark: 'throughput', date: started.toISOString(), commit, cores: os.cpus().length, options: { ...o, child: undefined, result: undefined }, results, rows, problems }, null, 2)}\n`);
+  const opts = { ...o, child: undefined, result: undefined };
+  const doc = { benchmark: 'throughput', date: started.toISOString(), commit, cores: os.cpus().length, options: opts, results, rows, problems };
+  fs.writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
   console.log(`written: ${path.relative(process.cwd(), file)}`);
   return problems.length && !status ? 1 : status;
 }
@@ -157,5 +161,7 @@ async function child(o) {
 
 const argv = process.argv.slice(2);
 const o = options(argv);
-const code = o.child ? await child(o) : await parent(o, argv.filter((a, i) => a !== '--child' && argv[i - 1] !== '--child'));
+// The parent passes its own arguments on to each child, with --child and
+// --result added.
+const code = o.child ? await child(o) : await parent(o, argv);
 process.exit(code);

@@ -108,7 +108,9 @@ async function compareHit(env, name, o) {
   for (let i = 0; i < o.rounds; i++) {
     relay.push(await relayRun(env, { body, seconds }));
     base.push(await baselineRun(env, { body, seconds }));
-    log(env.frontName, `${name} round ${i + 1}: relay ${relay[i].rps.toFixed(0)} req/s p99 ${relay[i].p99Ms.toFixed(2)} ms ${relay[i].cpuUs.toFixed(0)} us/req; baseline ${base[i].rps.toFixed(0)} req/s p99 ${base[i].p99Ms.toFixed(2)} ms`);
+    const [r, b] = [relay[i], base[i]];
+    log(env.frontName, `${name} round ${i + 1}: relay ${r.rps.toFixed(0)} req/s p99 ${r.p99Ms.toFixed(2)} ms `
+      + `${r.cpuUs.toFixed(0)} us/req; baseline ${b.rps.toFixed(0)} req/s p99 ${b.p99Ms.toFixed(2)} ms`);
   }
   const relay1 = [];
   const base1 = [];
