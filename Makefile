@@ -9,6 +9,8 @@
 #   make asan       unit tests and the end-to-end suite behind Caddy, built
 #                   with AddressSanitizer + UBSan (leaks checked)
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS (default 30)
+#   make bench      the benchmarks in tests/bench/ (figures, not pass/fail;
+#                   BENCH=NAME for one, BENCH_ARGS for its options)
 #   make check      formatting and banned functions
 
 BUILD    ?= build
@@ -46,7 +48,7 @@ LIB        := $(BUILD)/librelay.a
 LIB_OBJ    := $(call obj,$(ENGINE_SRC) $(STORE_SRC) $(BASE_SRC))
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps deps-test run test test-unit test-e2e asan fuzz fuzz-bins bench check install uninstall clean
+.PHONY: all deps deps-test run test test-unit test-e2e asan fuzz fuzz-bins bench bench-bins check install uninstall clean
 
 all: $(BUILD)/relay.fcgi $(BUILD)/relay-admin
 
@@ -190,10 +192,22 @@ fuzz: deps
 		fi; \
 	done; echo "$$p passed, $$f failed"; [ $$f -eq 0 ]
 
-# Benchmarks (not part of make test): numbers, not pass/fail; results in tests/out/.
+# The benchmarks' own programs (tests/bench/*.c): bench-baseline, the
+# minimal libfcgi responder Relay's hit is compared against, and bench-fill,
+# which grows a store to N entries (throughput.mjs).
+BENCH_BIN := $(BUILD)/bench-baseline $(BUILD)/bench-fill
+$(BUILD)/bench-baseline: $(call obj,tests/bench/baseline.c)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/bench-fill: $(call obj,tests/bench/fill.c) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+bench-bins: $(BENCH_BIN)
+
+# Benchmarks (not part of make test): numbers, not pass/fail; results in
+# tests/out/. BENCH=NAME runs one (tests/bench/NAME.mjs), BENCH_ARGS are
+# passed to it (e.g. BENCH=throughput BENCH_ARGS='--front caddy --only hit').
 bench: deps-test
-	@$(MAKE) --no-print-directory all
-	@tests/bench/run.sh "$(BUILD)"
+	@$(MAKE) --no-print-directory all bench-bins
+	@tests/bench/run.sh "$(BUILD)" $(BENCH) $(if $(BENCH_ARGS),-- $(BENCH_ARGS))
 
 # The checker's own test first (each rule fires, and only where it should),
 # then the rules and formatting on the tree; both always run.

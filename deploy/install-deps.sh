@@ -50,6 +50,10 @@ if [ "$want_test" = 1 ]; then
     # valgrind: make bench counts the instructions of a cache hit with
     # callgrind (tests/bench/hit_instructions.mjs).
     pkgs+=(valgrind)
+    # wrk: make bench's throughput table (tests/bench/throughput.mjs) loads
+    # each front with it (an HTTP/1.1 keep-alive load generator with lua
+    # scripts for the POST body, and latency percentiles).
+    pkgs+=(wrk)
 fi
 
 missing=()

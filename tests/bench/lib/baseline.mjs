@@ -1,0 +1,148 @@
+// The baseline side of the throughput bench: what Relay answers, captured
+// over FastCGI; bench-baseline (tests/bench/baseline.c) replaying it; and a
+// second instance of the front under test, rendered from the same deploy/
+// config as Relay's (tests/e2e/fronts.mjs) with only the socket changed.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+import { BUILD, childPids, exited, freePort, sleep } from '../../e2e/harness.mjs';
+import { frontCommand } from '../../e2e/fronts.mjs';
+
+const FCGI_BEGIN = 1;
+const FCGI_END = 3;
+const FCGI_PARAMS = 4;
+const FCGI_STDIN = 5;
+const FCGI_STDOUT = 6;
+
+function record(type, content = Buffer.alloc(0)) {
+  const head = Buffer.alloc(8);
+  head.writeUInt8(1, 0); // version
+  head.writeUInt8(type, 1);
+  head.writeUInt16BE(1, 2); // request id
+  head.writeUInt16BE(content.length, 4);
+  return Buffer.concat([head, content]);
+}
+
+function nameValues(params) {
+  const len = (n) => (n < 128 ? Buffer.from([n]) : Buffer.from([(n >>> 24) | 0x80, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]));
+  return Buffer.concat(Object.entries(params).flatMap(([k, v]) => {
+    const name = Buffer.from(k);
+    const value = Buffer.from(String(v));
+    return [len(name.length), len(value.length), name, value];
+  }));
+}
+
+// POSTs body to the FastCGI responder on socketPath as a front would and
+// resolves with the exact bytes of its answer (the STDOUT stream: CGI head
+// and body), for bench-baseline to replay. headers: HTTP request headers.
+export function captureAnswer(socketPath, { uri, body, headers }) {
+  const params = {
+    REQUEST_METHOD: 'POST', REQUEST_URI: uri, SCRIPT_NAME: '', PATH_INFO: uri, QUERY_STRING: '',
+    SERVER_PROTOCOL: 'HTTP/1.1', GATEWAY_INTERFACE: 'CGI/1.1', REMOTE_ADDR: '127.0.0.1',
+    CONTENT_LENGTH: String(Buffer.byteLength(body)), CONTENT_TYPE: headers['content-type'] ?? '',
+  };
+  for (const [k, v] of Object.entries(headers)) params[`HTTP_${k.toUpperCase().replace(/-/g, '_')}`] = v;
+  const bodyBuf = Buffer.from(body);
+  const stdin = [];
+  for (let i = 0; i < bodyBuf.length; i += 65535) stdin.push(record(FCGI_STDIN, bodyBuf.subarray(i, i + 65535)));
+  const begin = Buffer.alloc(8);
+  begin.writeUInt16BE(1, 0); // responder
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(socketPath);
+    let pending = Buffer.alloc(0);
+    const out = [];
+    let ended = false;
+    sock.on('error', reject);
+    sock.on('data', (d) => {
+      pending = Buffer.concat([pending, d]);
+      while (pending.length >= 8) {
+        const len = pending.readUInt16BE(4);
+        const pad = pending.readUInt8(6);
+        if (pending.length < 8 + len + pad) break;
+        if (pending.readUInt8(1) === FCGI_STDOUT) out.push(Buffer.from(pending.subarray(8, 8 + len)));
+        if (pending.readUInt8(1) === FCGI_END) ended = true;
+        pending = pending.subarray(8 + len + pad);
+      }
+    });
+    sock.on('close', () => (ended ? resolve(Buffer.concat(out)) : reject(new Error(`${socketPath}: no FCGI_END_REQUEST`))));
+    sock.write(Buffer.concat([record(FCGI_BEGIN, begin), record(FCGI_PARAMS, nameValues(params)), record(FCGI_PARAMS),
+      ...stdin, record(FCGI_STDIN)]));
+  });
+}
+
+// The CGI head of a captured answer, lower-case names: {status, headers}.
+export function answerHead(answer) {
+  const end = answer.indexOf('\r\n\r\n');
+  const headers = {};
+  for (const l of answer.subarray(0, end < 0 ? answer.length : end).toString('latin1').split('\r\n')) {
+    const i = l.indexOf(':');
+    if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+  }
+  return { status: Number((headers.status ?? '200').split(' ')[0]), headers, bodyBytes: end < 0 ? 0 : answer.length - end - 4 };
+}
+
+async function waitFor(cond, ms, what) {
+  for (const until = Date.now() + ms; Date.now() < until; await sleep(50)) {
+    if (await cond()) return;
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+// Starts bench-baseline with `procs` processes on socket, answering with
+// the bytes in answerFile. Resolves to {pids(), stop()} once it listens.
+export async function startResponder({ socket, procs, answerFile, log }) {
+  fs.rmSync(socket, { force: true });
+  const fd = fs.openSync(log, 'a');
+  const child = spawn(path.join(BUILD, 'bench-baseline'), ['-s', socket, '-n', String(procs), answerFile],
+    { stdio: ['ignore', fd, fd] });
+  fs.closeSync(fd);
+  await waitFor(() => fs.existsSync(socket) || child.exitCode !== null, 10000, `bench-baseline on ${socket}`);
+  if (child.exitCode !== null) throw new Error(`bench-baseline exited ${child.exitCode} (log ${log})`);
+  return {
+    pids: () => childPids(child.pid),
+    stop: async () => {
+      child.kill('SIGTERM');
+      if (!(await exited(child, 5000))) child.kill('SIGKILL');
+    },
+  };
+}
+
+// Starts `front` (a name of tests/e2e/fronts.mjs) rendered into dir with
+// the same variables the harness gives it for Relay, but for socket.
+// Resolves to {base, stop()} once it answers.
+export async function startFrontOn({ front, dir, socket, log }) {
+  fs.mkdirSync(dir, { recursive: true });
+  fs.chmodSync(dir, 0o755); // nginx and Apache run their workers as www-data
+  const www = path.join(dir, 'www');
+  fs.mkdirSync(www, { recursive: true });
+  const port = await freePort();
+  const { cmd, args, env } = frontCommand(front, dir, {
+    RELAY_HOST: '127.0.0.1', RELAY_PORT: String(port), RELAY_SOCKET: socket, RELAY_WWW: www,
+    RELAY_FCGI: '/bin/false', RELAY_INI: '/dev/null', RELAY_BODY_TIMEOUT: '65',
+  });
+  const fd = fs.openSync(log, 'a');
+  const child = spawn(cmd, args, { cwd: dir, stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
+  fs.closeSync(fd);
+  const base = `http://127.0.0.1:${port}`;
+  // Any path answers: bench-baseline gives every request the captured answer.
+  await waitFor(async () => {
+    if (child.exitCode !== null) throw new Error(`${cmd} exited ${child.exitCode} (log ${log})`);
+    try {
+      const r = await fetch(`${base}/v1/chat/completions`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(2000) });
+      await r.arrayBuffer();
+      return r.status === 200;
+    } catch {
+      return false;
+    }
+  }, 15000, `${front} on ${base} in front of bench-baseline`);
+  return {
+    base,
+    stop: async () => {
+      child.kill('SIGTERM');
+      if (!(await exited(child, 5000))) child.kill('SIGKILL');
+    },
+  };
+}
