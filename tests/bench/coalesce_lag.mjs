@@ -29,68 +29,29 @@
 // The target (issue 3): inside-relay p99 <= TARGET_P99_MS. The verdict is
 // printed and goes to the JSON.
 //
-// Environment: RELAY_BUILD as for the e2e tests. Exit status 1 when the run
-// is not a valid measurement (not exactly one upstream call, a client
-// without the whole stream) or misses the target (only measured with the
-// debug trace on), 2 when the environment did not start.
+// Environment: RELAY_BUILD as for the e2e tests. Targets are printed as
+// MET or MISSED (one upstream call; the inside-relay p99, measured only with
+// the debug trace on); exit status 1 only when a request was not answered
+// as expected (a client error, a stream without every chunk, bytes that are
+// not an upstream answer's), never for a missed target; 2 when the
+// environment did not start. Clients are light socket clients
+// (lib/sse_client.mjs): an event's time is when its bytes reached the
+// client's socket.
 
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
 
-const now = () => performance.timeOrigin + performance.now();
-const CONTENT_RE = /^#(\d{4}) $/;
+import { now, streamRequest } from './lib/sse_client.mjs';
+
 const TARGET_P99_MS = 5;
 
 // ---- client threads ---------------------------------------------------------
 
-// One streaming request: when each content chunk arrived, and what came.
-async function runClient({ url, key, body }) {
-  const out = { status: 0, cache: null, times: {}, firstByteAt: null, endAt: null, sha256: null, bytes: 0, done: false, error: null };
-  const hash = createHash('sha256');
-  try {
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-      body,
-      signal: AbortSignal.timeout(120000),
-    });
-    out.status = res.status;
-    out.cache = res.headers.get('x-cache');
-    const decoder = new TextDecoder();
-    let pending = '';
-    let text = '';
-    for await (const part of res.body) {
-      const at = now();
-      out.firstByteAt ??= at;
-      hash.update(part);
-      out.bytes += part.length;
-      const s = decoder.decode(part, { stream: true });
-      text += s;
-      pending += s;
-      let cut;
-      while ((cut = pending.indexOf('\n\n')) >= 0) {
-        const event = pending.slice(0, cut);
-        pending = pending.slice(cut + 2);
-        if (!event.startsWith('data: {')) continue;
-        let content;
-        try {
-          content = JSON.parse(event.slice(6)).choices?.[0]?.delta?.content;
-        } catch {
-          continue;
-        }
-        const m = typeof content === 'string' && CONTENT_RE.exec(content);
-        if (m) out.times[Number(m[1])] ??= at;
-      }
-    }
-    out.done = text.endsWith('data: [DONE]\n\n');
-  } catch (err) {
-    out.error = `${err.name}: ${err.message}${err.cause ? ` (${err.cause.code ?? err.cause.message})` : ''}`;
-  }
-  out.endAt = now();
-  out.sha256 = hash.digest('hex');
-  return out;
-}
+// One streaming request: when each content chunk arrived (at the socket,
+// lib/sse_client.mjs: see there why not fetch()), and what came.
+const runClient = ({ url, key, body }) => streamRequest({
+  url, body, timeoutMs: 120000, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+});
 
 if (!isMainThread) {
   const { count } = workerData;
@@ -197,18 +158,18 @@ async function main() {
       prev = w.bytes;
       for (const m of piece.matchAll(/"content":"#(\d{4}) "/g)) sentAt[Number(m[1])] ??= w.at;
     }
-    const sentSha = call ? createHash('sha256').update(call.sent).digest('hex') : null;
+    // Every client must get the bytes of an upstream answer (of the one
+    // call, or of one of them when coalescing failed and there were more).
+    const sentShas = new Set(calls.map((c) => createHash('sha256').update(c.sent).digest('hex')));
 
     const tally = {};
     for (const c of clients) tally[c.cache ?? `status ${c.status}`] = (tally[c.cache ?? `status ${c.status}`] ?? 0) + 1;
     const leaders = clients.filter((c) => c.cache === 'MISS');
     const followers = clients.filter((c) => c.cache === 'COALESCED');
     const leader = leaders.length === 1 ? leaders[0] : null;
-    const identical = clients.filter((c) => c.sha256 === sentSha).length;
+    const identical = clients.filter((c) => sentShas.has(c.sha256)).length;
     const complete = clients.filter((c) => c.done && Object.keys(c.times).length === CHUNKS).length;
     const problems = [];
-    if (calls.length !== 1) problems.push(`${calls.length} upstream calls (expected 1)`);
-    if (!leader) problems.push(`${leaders.length} MISS clients (expected 1)`);
     if (identical !== CLIENTS) problems.push(`${CLIENTS - identical} clients did not get the upstream's bytes`);
     if (complete !== CLIENTS) problems.push(`${CLIENTS - complete} clients without every chunk`);
     for (const c of clients.filter((x) => x.error).slice(0, 3)) problems.push(`client error: ${c.error}`);
@@ -248,18 +209,26 @@ async function main() {
     // logs both moments at debug level with wall-clock microseconds.
     const received = new Map();
     const inside = [];
+    const insideFrom5 = [];
     for (const line of fs.readFileSync(relay.logs.relay, 'utf8').split('\n')) {
       const m = /flight (\w+) gen (\d+) chunk (\d+) (received|sent) at (\d+)\.(\d+)/.exec(line);
       if (!m) continue;
       const id = `${m[1]}/${m[2]}/${m[3]}`;
       const at = Number(m[5]) * 1000 + Number(m[6]) / 1000;
       if (m[4] === 'received') received.set(id, at);
-      else if (received.has(id)) inside.push(at - received.get(id));
+      else if (received.has(id)) {
+        inside.push(at - received.get(id));
+        // Relay's chunk 0 is the head, 1 the role event: 5 on is the
+        // fake's content #0003 on. Followers that join while the stream
+        // runs (--header-delay 0) are sent the first chunks when they
+        // arrive, which this measure cannot tell from lag.
+        if (Number(m[3]) >= 5) insideFrom5.push(at - received.get(id));
+      }
     }
 
     const insideRelay = percentiles(inside);
     targetMet = insideRelay.n > 0 ? insideRelay.p99 <= TARGET_P99_MS : null;
-    const target = { p99Ms: TARGET_P99_MS, met: targetMet };
+    const target = { p99Ms: TARGET_P99_MS, met: targetMet, oneUpstreamCall: calls.length === 1 };
 
     const upSpan = call?.writes?.length ? call.writes.at(-1).at - call.writes[0].at : null;
     const result = {
@@ -277,6 +246,7 @@ async function main() {
       lastClientEndMs: Math.max(...clients.map((c) => c.endAt)) - startAt,
       lagMs: {
         insideRelay,
+        insideRelayFromChunk5: percentiles(insideFrom5),
         followerVsLeader: percentiles(vsLeader),
         followerVsLeaderFromChunk5: percentiles(steadyLeader),
         followerVsUpstream: percentiles(vsUpstream),
@@ -291,6 +261,7 @@ async function main() {
     console.log(`  upstream calls ${calls.length}; X-Cache ${JSON.stringify(tally)}; byte-identical ${identical}/${CLIENTS}; complete ${complete}/${CLIENTS}`);
     console.log(`  upstream stream ${upSpan === null ? '?' : upSpan.toFixed(0)} ms; last client done ${result.lastClientEndMs.toFixed(0)} ms after start`);
     console.log(`  inside relay (leader receives -> follower sent)  ${fmt(result.lagMs.insideRelay)}`);
+    console.log(`  inside relay (chunk >= 5)   ${fmt(result.lagMs.insideRelayFromChunk5)}`);
     console.log(`  follower vs leader          ${fmt(result.lagMs.followerVsLeader)}`);
     console.log(`  follower vs leader (>= #5)  ${fmt(result.lagMs.followerVsLeaderFromChunk5)}`);
     console.log(`  follower vs upstream        ${fmt(result.lagMs.followerVsUpstream)}`);
@@ -304,7 +275,8 @@ async function main() {
       const p = (x) => (x.n ? `${x.p50.toFixed(2)} ${x.p99.toFixed(2)} ${x.max.toFixed(2)}` : '-');
       console.log(`    #${String(s).padStart(4, '0')}  ${p(c.vsLeader).padEnd(22)} / ${p(c.vsUpstream)}`);
     }
-    if (target.met !== null) console.log(`  target: inside relay p99 <= ${TARGET_P99_MS} ms: ${target.met ? 'met' : 'NOT MET'}`);
+    console.log(`  target: 1 upstream call: ${calls.length === 1 ? 'MET' : 'MISSED'} (${calls.length}; ${leaders.length} MISS clients)`);
+    if (target.met !== null) console.log(`  target: inside relay p99 <= ${TARGET_P99_MS} ms: ${target.met ? 'MET' : 'MISSED'}`);
     if (!valid) console.log(`  NOT A VALID MEASUREMENT: ${problems.join('; ')}`);
 
     fs.mkdirSync(OUT, { recursive: true });
@@ -314,7 +286,7 @@ async function main() {
   } finally {
     await relay.stop();
   }
-  process.exit(valid && targetMet !== false ? 0 : 1);
+  process.exit(valid ? 0 : 1);
 }
 
 if (isMainThread) {
