@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { relaySuite, chatBody, uniq, exited, TEST_TIMEOUT } from './harness.mjs';
-import { fcgiKeptRequests } from './fcgiclient.mjs';
+import { fcgiAnswerThenWrite, fcgiKeptRequests } from './fcgiclient.mjs';
 import { assertValidChatStream } from './wire.mjs';
 
 const T = { timeout: TEST_TIMEOUT };
@@ -94,6 +94,19 @@ relaySuite('request threads on demand', {
     assert.equal(responses.length, 5);
     for (const r of responses) assert.equal(r.status, 200, JSON.stringify(r));
     assert.equal(closed, false, 'Relay closed the kept connection after its last request');
+  });
+
+  test('a connection the front does not keep is closed outright once answered', T, async () => {
+    // libfcgi's own close only shuts Relay's write side and then holds the
+    // thread until the front closes too (up to 2 s): a front that answers
+    // its client first kept a thread of Relay's asleep on every request.
+    // The body was read to its end and nothing else is unread, so Relay
+    // closes at once: the front's next write fails.
+    const get = { REQUEST_METHOD: 'GET', REQUEST_URI: '/relay/health', SCRIPT_NAME: '/relay/health', SERVER_PROTOCOL: 'HTTP/1.1' };
+    const r = await fcgiAnswerThenWrite(relay.socket, get);
+    assert.equal(r.ended, true, 'no FCGI_END_REQUEST');
+    assert.equal(r.status, 200);
+    assert.equal(r.writeError, 'EPIPE', 'the connection was still open for reading after the answer');
   });
 });
 

@@ -161,3 +161,42 @@ export function fcgiKeptRequests(socketPath, paramsList, { gapMs = 0, timeoutMs 
     sendNext();
   });
 }
+
+// Sends one whole request (no FCGI_KEEP_CONN, empty body) and, unlike a
+// node socket by default, keeps its own side open when Relay's side ends,
+// as a front busy elsewhere does. Once the answer has ended it writes one
+// more record: resolves with {ended, status, writeError}, writeError being
+// the code of that write's failure (EPIPE: Relay had closed the connection
+// outright) or null (Relay only shut its write side and still reads).
+export function fcgiAnswerThenWrite(socketPath, params) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ path: socketPath, allowHalfOpen: true });
+    let out = Buffer.alloc(0);
+    let stdout = '';
+    let ended = false;
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error('no answer within 10 s')); }, 10000);
+    const finish = (writeError) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve({ ended, status: stdout ? parseCgi(stdout).status : null, writeError });
+    };
+    sock.on('error', (e) => finish(e.code ?? String(e)));
+    sock.on('data', (d) => {
+      out = Buffer.concat([out, d]);
+      while (out.length >= 8) {
+        const len = out.readUInt16BE(4);
+        const pad = out.readUInt8(6);
+        if (out.length < 8 + len + pad) break;
+        if (out.readUInt8(1) === STDOUT) stdout += out.subarray(8, 8 + len).toString('utf8');
+        if (out.readUInt8(1) === END_REQUEST) ended = true;
+        out = out.subarray(8 + len + pad);
+      }
+    });
+    // Relay's side ended: write into the connection; a write to a closed
+    // unix socket fails (EPIPE) in the kernel, so its callback says which.
+    sock.on('end', () => sock.write(record(STDIN, Buffer.from('x')), (e) => finish(e ? e.code ?? String(e) : null)));
+    const begin = Buffer.alloc(8);
+    begin.writeUInt16BE(RESPONDER, 0);
+    sock.write(Buffer.concat([record(BEGIN_REQUEST, begin), paramsRecord(params), record(PARAMS), record(STDIN)]));
+  });
+}

@@ -96,8 +96,16 @@ async function waitFor(cond, ms, what) {
 export async function startResponder({ socket, procs, answerFile, log }) {
   fs.rmSync(socket, { force: true });
   const fd = fs.openSync(log, 'a');
+  // detached: a session of its own, as Relay's pool has (tests/e2e/harness.mjs)
+  // and as a service has in production. With kernel.sched_autogroup_enabled
+  // (Debian's default) each session is one scheduling group: in the bench's
+  // session the baseline shared a group with wrk and the front, where
+  // wake-ups between them preempt at once, while Relay's pool was a group
+  // of its own that waits for its turn. Measured behind nginx, wrk -c32, in
+  // one run: baseline in the bench's session p99 3.3-4.1 ms, in a session of
+  // its own 15.8-21.8 ms (Relay's pool 13.7-130 ms either way).
   const child = spawn(path.join(BUILD, 'bench-baseline'), ['-s', socket, '-n', String(procs), answerFile],
-    { stdio: ['ignore', fd, fd] });
+    { stdio: ['ignore', fd, fd], detached: true });
   fs.closeSync(fd);
   await waitFor(() => fs.existsSync(socket) || child.exitCode !== null, 10000, `bench-baseline on ${socket}`);
   if (child.exitCode !== null) throw new Error(`bench-baseline exited ${child.exitCode} (log ${log})`);
