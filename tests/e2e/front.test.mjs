@@ -142,6 +142,37 @@ relaySuite(`front ${FRONT}: streaming, credentials, dashboard`, {
     assert.doesNotThrow(() => JSON.parse(api.text), `not Relay's answer: ${api.status} ${api.text.slice(0, 200)}`);
   });
 
+  // Answers of 32 KiB and more leave libfcgi's 8 KiB buffer aside and go to
+  // the connection in records of ~64 KiB (fcgi/front.c put_direct): every
+  // front must still get them whole and in order, after the head libfcgi
+  // wrote, on a miss (the buffered upstream body) and on a hit (the stored
+  // answer), and the connection must serve the next requests.
+  test('a large answer (~600 KiB) arrives whole on a miss and on a hit', T, async () => {
+    const m = uniq('large-answer');
+    // Not a multiple of 8 nor of the record size: the last record is padded.
+    const content = Array.from({ length: 600 * 1024 + 13 }, (_, i) => String.fromCharCode(97 + (i % 26))).join('');
+    relay.fake.enqueue({ content });
+    const body = JSON.stringify({ model: 'gpt-4o-mini', temperature: 0, messages: [{ role: 'user', content: m }] });
+    const ask = () => relay.fetch('/v1/chat/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY_A}` },
+      body,
+    });
+    const miss = await ask();
+    assert.equal(miss.status, 200, miss.text.slice(0, 300));
+    assert.equal(miss.headers.get('x-cache'), 'MISS');
+    assert.equal(JSON.parse(miss.text).choices[0].message.content, content);
+    for (let i = 0; i < 3; i++) {
+      const hit = await ask();
+      assert.equal(hit.status, 200, hit.text.slice(0, 300));
+      assert.equal(hit.headers.get('x-cache'), 'HIT');
+      assert.equal(hit.text, miss.text, 'the hit is the miss byte for byte');
+    }
+    const health = await relay.fetch('/relay/health');
+    assert.equal(health.status, 200);
+    assert.equal(relay.fake.callsFor(m).length, 1);
+  });
+
   test('a large request body (1 MiB) reaches Relay whole', T, async () => {
     const m = uniq('large');
     const filler = 'x'.repeat(1 << 20);

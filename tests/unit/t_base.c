@@ -46,6 +46,29 @@ int main(void)
     ok(b.data == NULL && b.len == 0, "steal leaves the buffer empty");
     free(s);
 
+    /* adopt: the memory becomes the buffer's, no copy; refused (memory
+     * still the caller's) past the cap, on a buffer with contents, or with
+     * no room for the NUL. */
+    rl_buf ad;
+    rl_buf_init(&ad, 8);
+    char *mem = malloc(16);
+    memcpy(mem, "adopted!", 8);
+    is_int(rl_buf_adopt(&ad, mem, 8, 16), RL_OK, "adopt takes malloc'd memory");
+    ok(ad.data == mem && ad.len == 8 && ad.cap == 16, "adopt keeps the very memory");
+    is_str(ad.data, "adopted!", "adopt NUL-terminates");
+    char *other = malloc(4);
+    is_int(rl_buf_adopt(&ad, other, 1, 4), RL_INTERNAL, "adopt refuses a buffer with contents");
+    rl_buf_release(&ad);
+    rl_buf_init(&ad, 8);
+    is_int(rl_buf_adopt(&ad, other, 4, 4), RL_INTERNAL, "adopt needs room for the NUL");
+    rl_buf_reset(&ad);
+    char *wide = malloc(32);
+    is_int(rl_buf_adopt(&ad, wide, 9, 32), RL_TOO_LARGE, "adopt past the cap is refused");
+    ok(ad.data == NULL, "a refused adopt leaves the buffer as it was");
+    free(wide);
+    free(other);
+    rl_buf_release(&ad);
+
     rl_buf big;
     rl_buf_init(&big, 0);
     for (int i = 0; i < 10000; i++)
