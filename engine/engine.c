@@ -23,6 +23,7 @@
 #include "engine/coalesce.h"
 #include "engine/cors.h"
 #include "engine/exchange.h"
+#include "engine/memo.h"
 #include "engine/observe.h"
 #include "engine/pricing.h"
 #include "engine/spend.h"
@@ -90,6 +91,8 @@ rl_err engine_new(const relay_config *cfg, engine **out)
     atomic_store(&e->stats, stats_new(cfg->store.home));
     /* Each process reads the keys it holds once; a reload restarts it. */
     e->held = auth_held_load(cfg);
+    /* Without it every request is parsed, as before: not worth failing. */
+    e->memo = memo_new();
     if (!e->held) {
         engine_free(e);
         return RL_NOMEM;
@@ -105,6 +108,7 @@ void engine_free(engine *e)
     store_close(atomic_load(&e->store));
     stats_close(atomic_load(&e->stats));
     auth_held_free(e->held);
+    memo_free(e->memo);
     upstream_global_cleanup();
     free(e);
 }
@@ -608,7 +612,8 @@ static void serve_api(exchange *x)
         goto out;
     }
 
-    rl_err err = x->prov->inspect(&x->preq, &x->info, &canonical, &key_parts, &msg);
+    rl_err err =
+        memo_inspect(x->w->e->memo, x->prov, &x->preq, &x->info, &canonical, &key_parts, &msg);
     if (err != RL_OK) {
         exchange_fail(x, err, exchange_message(&msg));
         goto out;

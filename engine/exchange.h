@@ -35,6 +35,10 @@ struct engine {
     _Atomic(stats *) stats;
     /* The keys Relay holds for upstreams (auth.h), read at start. */
     struct auth_held *held;
+    /* Inspections of recent requests (memo.h), shared by the request
+     * threads; NULL when it could not be allocated (every request is
+     * parsed then). */
+    struct memo *memo;
 };
 
 struct engine_worker {

@@ -124,6 +124,13 @@ typedef struct prov_ops {
      * A GET endpoint ("models") has no body. */
     rl_err (*inspect)(const prov_request *r, prov_info *info, rl_buf *canonical, rl_buf *key_parts,
                       rl_buf *why);
+    /* The request headers inspect reads (lower-case, NULL-terminated, at
+     * most MEMO_MAX_HEADERS; NULL: none). The engine hands inspect these
+     * and no other (engine/memo.h: its results are reused for requests
+     * equal in them, the body, endpoint, method, path and query), so
+     * inspect must depend on nothing else: not time, config or
+     * credentials. */
+    const char *const *inspect_headers;
 
     /* Classifies one stream event (see frame.h: for SSE its event name and
      * data; for NDJSON a line; for a JSON array an element). An event it

@@ -809,11 +809,15 @@ static rl_err anthropic_error_event(rl_buf *out, frame_kind framing, int opened,
     return put_event(out, "error", error_document(err, message));
 }
 
+/* What anthropic_inspect reads for key_parts. */
+static const char *const inspect_headers[] = {"anthropic-version", "anthropic-beta", NULL};
+
 const prov_ops prov_anthropic = {
     .format = "anthropic",
     .credential = anthropic_credential,
     .missing_credential = "x-api-key header is required",
     .inspect = anthropic_inspect,
+    .inspect_headers = inspect_headers,
     .classify_event = anthropic_classify_event,
     .body_complete = anthropic_body_complete,
     .stream_to_body = anthropic_stream_to_body,
