@@ -104,38 +104,11 @@ void ckey_hex16(const uint8_t key[STORE_KEY_LEN], char out[17])
     rl_hex_encode(key, 8, out);
 }
 
-/*
- * The last credential this thread hashed, and its scope. A client sends
- * the same credential with every request, and hashing it through EVP cost
- * ~3.8k instructions a request (callgrind, tests/bench/hit_instructions.mjs,
- * a 47-byte "Bearer ..." header). Compared in full, never by a hash: a
- * scope taken for another credential would share its cache. Longer
- * credentials are hashed every time. The copy lives as long as the
- * thread; the process holds credentials in memory for every request (and
- * the keys it injects for good) anyway.
- */
-#define SCOPE_MEMO_MAX 256
-static _Thread_local struct {
-    size_t len; /* 0: nothing remembered (an empty credential is hashed) */
-    char credential[SCOPE_MEMO_MAX];
-    char scope[5 + 32 + 1];
-} last_scope;
-
 void ckey_credential_scope(const char *credential, char out[5 + 32 + 1])
 {
-    size_t len = strlen(credential);
-    if (len && len == last_scope.len && memcmp(credential, last_scope.credential, len) == 0) {
-        memcpy(out, last_scope.scope, sizeof last_scope.scope);
-        return;
-    }
     unsigned char digest[SHA256_DIGEST_LENGTH];
-    if (!EVP_Digest(credential, len, digest, NULL, sha256(), NULL))
-        SHA256((const unsigned char *)credential, len, digest);
+    if (!EVP_Digest(credential, strlen(credential), digest, NULL, sha256(), NULL))
+        SHA256((const unsigned char *)credential, strlen(credential), digest);
     memcpy(out, "cred:", 5);
     rl_hex_encode(digest, 16, out + 5);
-    if (len <= SCOPE_MEMO_MAX) {
-        last_scope.len = len;
-        memcpy(last_scope.credential, credential, len);
-        memcpy(last_scope.scope, out, sizeof last_scope.scope);
-    }
 }

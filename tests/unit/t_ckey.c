@@ -128,50 +128,9 @@ static void test_lengths(void)
        "a 70 KB body with every other field long: the reference key");
 }
 
-/* The thread's remembered scope (ckey.c) is only ever its credential's:
- * another credential, a prefix, an extension, a credential too long to
- * remember, each gets its own SHA-256. */
-static void test_scope_memo(void)
-{
-    static const char *const creds[] = {
-        "Bearer sk-aaaa",
-        "Bearer sk-aaaa",
-        "Bearer sk-aaab",
-        "Bearer sk-aaa",
-        "Bearer sk-aaaaa",
-        "",
-        "Bearer sk-aaaa",
-        "abc",
-        "abc",
-    };
-    int good = 1;
-    for (size_t i = 0; i < sizeof creds / sizeof creds[0]; i++) {
-        char got[5 + 32 + 1], want[5 + 32 + 1];
-        unsigned char digest[32];
-        ckey_credential_scope(creds[i], got);
-        SHA256((const unsigned char *)creds[i], strlen(creds[i]), digest);
-        memcpy(want, "cred:", 5);
-        for (int b = 0; b < 16; b++)
-            snprintf(want + 5 + 2 * b, 3, "%02x", digest[b]);
-        if (strcmp(got, want) != 0) {
-            printf("#   %s: got %s want %s\n", creds[i], got, want);
-            good = 0;
-        }
-    }
-    ok(good, "repeated and alternating credentials each get their own scope");
-    static char longer[400];
-    memset(longer, 'k', sizeof longer - 1);
-    char a[5 + 32 + 1], b[5 + 32 + 1];
-    ckey_credential_scope(longer, a);
-    longer[398] = 'j';
-    ckey_credential_scope(longer, b);
-    ok(strcmp(a, b) != 0, "credentials longer than remembered differ in their last byte");
-}
-
 int main(void)
 {
     test_frozen();
-    test_scope_memo();
     test_lengths();
     return tap_done();
 }
