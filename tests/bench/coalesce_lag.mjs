@@ -38,10 +38,10 @@
 // (lib/sse_client.mjs): an event's time is when its bytes reached the
 // client's socket.
 
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
 
-import { now, streamRequest } from './lib/sse_client.mjs';
+import { runClientWorkers, streamRequest } from './lib/sse_client.mjs';
 
 const TARGET_P99_MS = 5;
 
@@ -132,21 +132,8 @@ async function main() {
     const body = JSON.stringify(chatBody(marker, { stream: true }));
 
     const per = Array.from({ length: THREADS }, (_, i) => Math.floor(CLIENTS / THREADS) + (i < CLIENTS % THREADS ? 1 : 0));
-    const workers = per.map((count) => new Worker(new URL(import.meta.url), {
-      workerData: { url: `${relay.base}/v1/chat/completions`, key: KEY_A, body, count },
-    }));
-    await Promise.all(workers.map((w) => new Promise((resolve, reject) => {
-      w.once('message', resolve);
-      w.once('error', reject);
-    })));
-    const collected = workers.map((w) => new Promise((resolve, reject) => {
-      w.once('message', (m) => resolve(m.results));
-      w.once('error', reject);
-    }));
-    const startAt = now();
-    for (const w of workers) w.postMessage('go');
-    const clients = (await Promise.all(collected)).flat();
-    await Promise.all(workers.map((w) => w.terminate()));
+    const { clients, startAt } = await runClientWorkers(new URL(import.meta.url),
+      per.map((count) => ({ url: `${relay.base}/v1/chat/completions`, key: KEY_A, body, count })));
 
     // What the upstream sent, and when each chunk left it.
     const calls = relay.fake.callsFor(marker);

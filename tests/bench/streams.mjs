@@ -39,11 +39,11 @@
 //   node tests/bench/streams.mjs [--distinct 2000] [--identical 200] [--many 100]
 //        [--chunks 20] [--chunk-ms 500] [--only distinct,identical,many]
 
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 
-import { now, streamRequest } from './lib/sse_client.mjs';
+import { runClientWorkers, streamRequest } from './lib/sse_client.mjs';
 
 
 // ---- client threads ---------------------------------------------------------
@@ -82,20 +82,7 @@ const fmt = (p) => (p.n ? `p50 ${p.p50.toFixed(2)}  p95 ${p.p95.toFixed(2)}  p99
 async function runClients(url, key, bodies, threads, spreadMs = 0) {
   const per = Array.from({ length: threads }, () => []);
   bodies.forEach((b, i) => per[i % threads].push(b));
-  const workers = per.map((list) => new Worker(new URL(import.meta.url), { workerData: { url, key, bodies: list, spreadMs } }));
-  await Promise.all(workers.map((w) => new Promise((resolve, reject) => {
-    w.once('message', resolve);
-    w.once('error', reject);
-  })));
-  const collected = workers.map((w) => new Promise((resolve, reject) => {
-    w.once('message', (m) => resolve(m.results));
-    w.once('error', reject);
-  }));
-  const startAt = now();
-  for (const w of workers) w.postMessage('go');
-  const clients = (await Promise.all(collected)).flat();
-  await Promise.all(workers.map((w) => w.terminate()));
-  return { clients, startAt };
+  return runClientWorkers(new URL(import.meta.url), per.map((list) => ({ url, key, bodies: list, spreadMs })));
 }
 
 // The workers' summed memory, kB, from /proc (RSS and PSS).
