@@ -55,16 +55,20 @@ function parseCgi(text) {
 // (REQUEST_METHOD, REQUEST_URI, HTTP_*, CONTENT_LENGTH...). Returns
 // {send(bytes), end(), close(), done}: send writes body bytes as one STDIN
 // record, end sends the end of the body; done resolves once the connection
-// ends, with {response (parseCgi's, or null), ended: true when Relay sent
-// FCGI_END_REQUEST, closedBy: 'relay' | 'us'}.
+// ends, with {response (parseCgi's, or null), bytes (the STDOUT stream as
+// sent: CGI head and body), ended: true when Relay sent FCGI_END_REQUEST,
+// closedBy: 'relay' | 'us'}.
 export function fcgiRequest(socketPath, params) {
   const sock = net.connect(socketPath);
   let out = Buffer.alloc(0);
-  let stdout = '';
+  const stdout = [];
   let ended = false;
   let closedBy = 'relay';
   const done = new Promise((resolve) => {
-    sock.on('close', () => resolve({ response: stdout ? parseCgi(stdout) : null, ended, closedBy }));
+    sock.on('close', () => {
+      const bytes = Buffer.concat(stdout);
+      resolve({ response: bytes.length ? parseCgi(bytes.toString('utf8')) : null, bytes, ended, closedBy });
+    });
   });
   sock.on('error', () => {}); // a write after Relay shut its side: the close says the rest
   sock.on('data', (d) => {
@@ -75,7 +79,7 @@ export function fcgiRequest(socketPath, params) {
       const pad = out.readUInt8(6);
       if (out.length < 8 + len + pad) break;
       const content = out.subarray(8, 8 + len);
-      if (type === STDOUT) stdout += content.toString('utf8');
+      if (type === STDOUT) stdout.push(Buffer.from(content));
       if (type === END_REQUEST) ended = true;
       out = out.subarray(8 + len + pad);
     }

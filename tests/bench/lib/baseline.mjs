@@ -5,72 +5,30 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 
 import { BUILD, childPids, exited, freePort, sleep } from '../../e2e/harness.mjs';
+import { fcgiRequest } from '../../e2e/fcgiclient.mjs';
 import { frontCommand } from '../../e2e/fronts.mjs';
-
-const FCGI_BEGIN = 1;
-const FCGI_END = 3;
-const FCGI_PARAMS = 4;
-const FCGI_STDIN = 5;
-const FCGI_STDOUT = 6;
-
-function record(type, content = Buffer.alloc(0)) {
-  const head = Buffer.alloc(8);
-  head.writeUInt8(1, 0); // version
-  head.writeUInt8(type, 1);
-  head.writeUInt16BE(1, 2); // request id
-  head.writeUInt16BE(content.length, 4);
-  return Buffer.concat([head, content]);
-}
-
-function nameValues(params) {
-  const len = (n) => (n < 128 ? Buffer.from([n]) : Buffer.from([(n >>> 24) | 0x80, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]));
-  return Buffer.concat(Object.entries(params).flatMap(([k, v]) => {
-    const name = Buffer.from(k);
-    const value = Buffer.from(String(v));
-    return [len(name.length), len(value.length), name, value];
-  }));
-}
 
 // POSTs body to the FastCGI responder on socketPath as a front would and
 // resolves with the exact bytes of its answer (the STDOUT stream: CGI head
 // and body), for bench-baseline to replay. headers: HTTP request headers.
-export function captureAnswer(socketPath, { uri, body, headers }) {
+export async function captureAnswer(socketPath, { uri, body, headers }) {
   const params = {
     REQUEST_METHOD: 'POST', REQUEST_URI: uri, SCRIPT_NAME: '', PATH_INFO: uri, QUERY_STRING: '',
     SERVER_PROTOCOL: 'HTTP/1.1', GATEWAY_INTERFACE: 'CGI/1.1', REMOTE_ADDR: '127.0.0.1',
     CONTENT_LENGTH: String(Buffer.byteLength(body)), CONTENT_TYPE: headers['content-type'] ?? '',
   };
   for (const [k, v] of Object.entries(headers)) params[`HTTP_${k.toUpperCase().replace(/-/g, '_')}`] = v;
+  const req = fcgiRequest(socketPath, params);
+  // A STDIN record holds at most 65,535 bytes.
   const bodyBuf = Buffer.from(body);
-  const stdin = [];
-  for (let i = 0; i < bodyBuf.length; i += 65535) stdin.push(record(FCGI_STDIN, bodyBuf.subarray(i, i + 65535)));
-  const begin = Buffer.alloc(8);
-  begin.writeUInt16BE(1, 0); // responder
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(socketPath);
-    let pending = Buffer.alloc(0);
-    const out = [];
-    let ended = false;
-    sock.on('error', reject);
-    sock.on('data', (d) => {
-      pending = Buffer.concat([pending, d]);
-      while (pending.length >= 8) {
-        const len = pending.readUInt16BE(4);
-        const pad = pending.readUInt8(6);
-        if (pending.length < 8 + len + pad) break;
-        if (pending.readUInt8(1) === FCGI_STDOUT) out.push(Buffer.from(pending.subarray(8, 8 + len)));
-        if (pending.readUInt8(1) === FCGI_END) ended = true;
-        pending = pending.subarray(8 + len + pad);
-      }
-    });
-    sock.on('close', () => (ended ? resolve(Buffer.concat(out)) : reject(new Error(`${socketPath}: no FCGI_END_REQUEST`))));
-    sock.write(Buffer.concat([record(FCGI_BEGIN, begin), record(FCGI_PARAMS, nameValues(params)), record(FCGI_PARAMS),
-      ...stdin, record(FCGI_STDIN)]));
-  });
+  for (let i = 0; i < bodyBuf.length; i += 65535) req.send(bodyBuf.subarray(i, i + 65535));
+  req.end();
+  const { bytes, ended } = await req.done;
+  if (!ended) throw new Error(`${socketPath}: no FCGI_END_REQUEST`);
+  return bytes;
 }
 
 // The CGI head of a captured answer, lower-case names: {status, headers}.
