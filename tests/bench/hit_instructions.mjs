@@ -37,11 +37,11 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
 import { startFakeUpstream } from '../fake/upstream.mjs';
+import { fcgiRequest } from '../e2e/fcgiclient.mjs';
 import { BUILD, OUT } from '../e2e/harness.mjs';
 
 const args = process.argv.slice(2);
@@ -56,45 +56,21 @@ const PROFILE = opt('profile', null);
 
 const BODY = JSON.stringify({ model: 'gpt-4o-mini', temperature: 0, messages: [{ role: 'user', content: 'Say hello to the benchmark' }] });
 
-// ---- a FastCGI client (one request per connection) ---------------------------
+// ---- one request (FastCGI, one request per connection) -------------------------
 
-function record(type, content) {
-  const pad = (8 - (content.length % 8)) % 8;
-  const h = Buffer.alloc(8);
-  h.writeUInt8(1, 0);
-  h.writeUInt8(type, 1);
-  h.writeUInt16BE(1, 2);
-  h.writeUInt16BE(content.length, 4);
-  h.writeUInt8(pad, 6);
-  return Buffer.concat([h, content, Buffer.alloc(pad)]);
-}
-
-function nameValue(k, v) {
-  const len = (n) => (n < 128 ? Buffer.from([n]) : Buffer.from([(n >>> 24) | 0x80, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]));
-  return Buffer.concat([len(k.length), len(v.length), Buffer.from(k), Buffer.from(v)]);
-}
-
-function fcgiRequest(socket) {
-  const params = {
+// Resolves with the answer's X-Cache; rejects when nothing answered (valgrind
+// starts slowly: the caller retries).
+async function hitRequest(socket) {
+  const req = fcgiRequest(socket, {
     REQUEST_METHOD: 'POST', REQUEST_URI: '/v1/chat/completions', SCRIPT_NAME: '', QUERY_STRING: '',
     CONTENT_TYPE: 'application/json', CONTENT_LENGTH: String(Buffer.byteLength(BODY)),
     HTTP_AUTHORIZATION: 'Bearer sk-bench-aaaaaaaaaaaaaaaaaaaaaaaa', SERVER_PROTOCOL: 'HTTP/1.1',
-  };
-  const p = Buffer.concat(Object.entries(params).map(([k, v]) => nameValue(k, v)));
-  const begin = Buffer.from([0, 1, 0, 0, 0, 0, 0, 0]);
-  const msg = Buffer.concat([record(1, begin), record(4, p), record(4, Buffer.alloc(0)),
-    record(5, Buffer.from(BODY)), record(5, Buffer.alloc(0))]);
-  return new Promise((resolve, reject) => {
-    const c = net.connect(socket);
-    const chunks = [];
-    c.on('data', (d) => chunks.push(d));
-    c.on('end', () => {
-      const out = Buffer.concat(chunks).toString('latin1');
-      resolve(/x-cache: (\w+)/i.exec(out)?.[1] ?? '?');
-    });
-    c.on('error', reject);
-    c.write(msg);
   });
+  req.send(BODY);
+  req.end();
+  const { response, ended } = await req.done;
+  if (!ended || !response) throw new Error(`no answer on ${socket}`);
+  return response.headers['x-cache'] ?? '?';
 }
 
 // ---- one run -------------------------------------------------------------------
@@ -127,7 +103,7 @@ async function run(fake, hits) {
     if (i === 1) counts.push(storeCounts(ini));
     for (let attempt = 0; ; attempt++) {
       try {
-        seen.push(await fcgiRequest(sock));
+        seen.push(await hitRequest(sock));
         break;
       } catch (err) {
         if (attempt > 50) throw new Error(`${err.message}: ${fs.readFileSync(path.join(dir, 'relay.log'), 'utf8').slice(-2000)}`); // valgrind starts slowly
