@@ -83,12 +83,13 @@ $(BUILD)/tests/t_body: $(call obj,tests/unit/t_body.c fcgi/body.c) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# The allocation-failure test: our code's allocations reach its counting
-# allocator through --wrap (jansson's and libdb's through their hooks), and
-# json_loadb counts as one allocation (see tests/unit/t_oom.c).
+# The allocation-failure tests (t_oom_prov, t_oom_store): our code's
+# allocations reach their counting allocator through --wrap (jansson's and
+# libdb's through their hooks), and json_loadb counts as one allocation (see
+# tests/unit/oom_inject.h). One pattern: a new t_oom_*.c gets the same link.
 OOM_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free,--wrap=strdup \
 	-Wl,--wrap=strndup,--wrap=realpath,--wrap=json_loadb
-$(BUILD)/tests/t_oom: $(call obj,tests/unit/t_oom.c) $(LIB)
+$(BUILD)/tests/t_oom_%: $(call obj,tests/unit/t_oom_%.c) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(OOM_WRAP) -o $@ $^ $(LDLIBS)
 

@@ -216,7 +216,7 @@ static void *failing_malloc(size_t n)
 }
 
 /*
- * The real jansson (not t_oom's stand-in), its Nth allocation failing for
+ * The real jansson (not oom_inject.h's stand-in), its Nth allocation failing for
  * every N of a parse: prov_json_load gives the document unchanged, or
  * NULL with json_error_out_of_memory, never a syntax error (jansson 2.14
  * reports a failed copy of a string as "invalid token near ...", and a
