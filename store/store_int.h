@@ -12,7 +12,9 @@
  *   scan.c   batched walks (store_walk_batch) and the admin scans
  *   flight.c the in-flight table; wake.c its wake-up file
  *   token.c  Relay client tokens (token.h)
- *   ledger.c budgets and rate limits: counters, reservations (ledger.h)
+ *   ledger.c budgets and rate limits: reservations, settlement, reading a
+ *            row (ledger.h); ledger_rec.c its windows and record formats,
+ *            ledger_maint.c its scans, maintenance and verify
  *   maint.c  exclusive use, backup, verify, compact, recover, rekey, restore
  *
  * Writing an operation: put its work in a body, fill an op and call
@@ -132,7 +134,7 @@ struct store {
     uint32_t cache_mb;
     uint32_t threads;      /* Berkeley DB's thread table */
     uint32_t txn_threads;  /* the lock and transaction tables' sizing */
-    uint64_t hold_max_age; /* ledger.c: a live owner's reservation is released after this */
+    uint64_t hold_max_age; /* ledger_maint.c: a live owner's reservation is released after this */
     int exclusive;         /* opened under store_lock_exclusive: no DB_REGISTER */
 };
 
@@ -264,7 +266,7 @@ void cache_check_space(store *s);
 /* flight.c: removes finished and abandoned flights; run by store_maintain. */
 void flight_maintain(store *s, uint64_t now_ms);
 
-/* ledger.c: releases the reservations of dead processes and those older
+/* ledger_maint.c: releases the reservations of dead processes and those older
  * than store.hold_max_age (counted as spent, see ledger.h), and, when
  * sweep_rows (once a minute for the whole store), removes ledger rows of
  * windows that ended longer ago than their kind is kept. Logs its own
@@ -274,7 +276,7 @@ void ledger_maintain(store *s, uint64_t now, int sweep_rows);
 /* The problem callback of store_verify and store_verify_dir. */
 typedef void (*store_problem_fn)(void *ctx, const char *file, const char *what);
 
-/* token.c, ledger.c: read every record of their tables on a live store and
+/* token.c, ledger_maint.c: read every record of their tables on a live store and
  * report each that does not decode (file: the database's name) through
  * problem, counting them in *problems. RL_OK when the check ran. */
 rl_err token_verify(store *s, store_problem_fn problem, void *ctx, unsigned *problems);
