@@ -134,10 +134,10 @@ unit-bins: $(UNIT_BIN)
 # fcgi/main.c); a worker that _exits with threads still busy, or is killed
 # on purpose, is not: its memory is in use, not lost. tests/lsan.supp
 # suppresses what Berkeley DB 5.3 abandons after a panic (recovery after a
-# killed process), as t_store and t_flight do. allocator_may_return_null:
-# a request too big for the allocator gets NULL, as from glibc's malloc,
-# which Relay answers with RL_NOMEM (t_base asks rl_palloc for ~2^63
-# bytes), instead of ASan's abort.
+# killed process), as t_store, t_store_procs and t_flight do.
+# allocator_may_return_null: a request too big for the allocator gets NULL,
+# as from glibc's malloc, which Relay answers with RL_NOMEM (t_base asks
+# rl_palloc for ~2^63 bytes), instead of ASan's abort.
 ASAN_FRONT ?= caddy
 SAN_LOGS   := $(CURDIR)/build-asan/sanitizer
 asan: deps-test

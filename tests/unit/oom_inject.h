@@ -47,7 +47,7 @@
 
 /* Under LeakSanitizer (make asan): Berkeley DB 5.3 abandons the memory of
  * an environment that panicked (out of memory inside a commit does that
- * here), as t_store.c explains. Our own allocations and jansson's stay
+ * here), as store_fixture.h explains. Our own allocations and jansson's stay
  * checked. */
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
@@ -439,7 +439,7 @@ static void sweep(scenario *sc, int persistent)
             printf("# %s, %s, allocation %lu failed: %s\n", sc->name, mode, n, why.data);
         run_release(&got);
         /* Berkeley DB abandons the handles of an environment it reopened
-         * after a panic (see t_store.c): such a run's count means nothing */
+         * after a panic (see store_fixture.h): such a run's count means nothing */
         if (left && !sc->leaks_at_close && reopens == reopened && ++leaks <= MAX_REPORTS)
             printf("# %s, %s, allocation %lu failed: %ld allocations left unfreed\n", sc->name,
                    mode, n, left);

@@ -32,7 +32,7 @@
 
 /* Under LeakSanitizer: a dead leader makes the store reopen its
  * environment, and Berkeley DB 5.3 abandons a panicked handle's memory
- * (see t_store.c). Our own allocations stay checked. */
+ * (see store_fixture.h). Our own allocations stay checked. */
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {

@@ -24,7 +24,7 @@
 
 /* Under LeakSanitizer (make asan): the dead leaders make the store reopen
  * its environment, and Berkeley DB 5.3 abandons the memory of a panicked
- * environment's handle (see t_store.c). Our own allocations stay checked. */
+ * environment's handle (see store_fixture.h). Our own allocations stay checked. */
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {

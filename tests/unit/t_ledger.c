@@ -32,7 +32,7 @@
 
 /* Under LeakSanitizer (make asan): a child killed inside the store makes
  * the others reopen, and Berkeley DB 5.3 abandons a panicked environment's
- * memory (see t_store.c). Our own allocations stay checked. */
+ * memory (see store_fixture.h). Our own allocations stay checked. */
 const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {

@@ -173,7 +173,7 @@ static char tmp[64], home[128], keyfile[160];
 /* For each mode, on a store opened for it: the sweep, then everything
  * allocated since the open is freed by store_close. Berkeley DB abandons
  * the handles of an environment that panicked (out of memory inside a
- * commit can do that) and was reopened, as t_store.c explains: a sweep
+ * commit can do that) and was reopened, as store_fixture.h explains: a sweep
  * with a reopen is not counted (make asan's LeakSanitizer run, which
  * suppresses only libdb's own allocations, still sees ours). */
 static void test_store(int persistent)
