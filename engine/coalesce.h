@@ -49,6 +49,8 @@ typedef enum {
     COALESCE_ALONE,    /* not coalesced: call upstream without publishing */
     COALESCE_LEAD,     /* x->flight is set: call upstream and publish */
     COALESCE_ANSWERED, /* followed a leader: the client has its answer */
+    COALESCE_CACHED,   /* the leader stored its answer without publishing it: read
+                        * the cache (or, if it is gone already, call upstream alone) */
 } coalesce_outcome;
 
 /* Whether this request coalesces (config mode, cache decision, a key and a
@@ -57,7 +59,10 @@ coalesce_outcome coalesce_join(exchange *x);
 
 /* Leader hooks; each is a no-op unless x leads a flight and still
  * publishes. Publishing fails the flight (followers end with an error) when
- * it exceeds [coalesce] max_buffer. */
+ * it exceeds [coalesce] max_buffer. A leader of a buffered answer kept for
+ * the cache (x->capture, not x->up_is_stream) publishes it only if a
+ * follower is there (quiet leading, see coalesce.c): the data given to
+ * coalesce_publish_data must then be x->body's. */
 void coalesce_publish_head(exchange *x, int status, entry_kind kind, const char *content_type);
 void coalesce_publish_data(exchange *x, const char *data, size_t len);
 /* Publishes a whole error answer exactly as exchange_fail renders it for a

@@ -663,6 +663,12 @@ static void serve_api(exchange *x)
     switch (coalesce_join(x)) {
     case COALESCE_ANSWERED:
         goto out;
+    case COALESCE_CACHED:
+        /* Stored a moment ago; gone again only after an eviction or a
+         * purge in between, and then the request calls upstream alone. */
+        if (try_cache(x) == RL_OK)
+            goto out;
+        break;
     case COALESCE_LEAD:
     case COALESCE_ALONE:
         break;

@@ -60,6 +60,13 @@ typedef struct flight_role {
     int publishing;              /* the leader still publishes (off after a failure) */
     uint32_t published;          /* chunks published so far (the next one's number) */
     uint64_t published_bytes;    /* their size, bounded by [coalesce] max_buffer */
+    /* Quiet leading (coalesce.c): while nobody follows, an answer kept
+     * whole for the cache is not published; its head waits here. */
+    int loud;              /* publishes as it goes: a follower came, or nothing is kept */
+    int head_held;         /* a head is waiting to be published with the backlog */
+    int head_status;       /* ... its status, */
+    entry_kind head_kind;  /* kind */
+    const char *head_type; /* and content type (the request's pool) */
 } flight_role;
 
 /* What this request may spend (engine/spend.c). */

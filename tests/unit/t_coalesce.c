@@ -14,7 +14,10 @@
  * over max_buffer fails its followers; a silent leader makes the follower
  * go alone after max_wait (or end with a timeout once it sent bytes); a
  * dead leader (a child process) is taken over; two followers in one
- * process share one reader and get the same bytes.
+ * process share one reader and get the same bytes. A leader of a buffered
+ * answer kept for the cache publishes it only if a follower is there at its
+ * end, or if it was not stored; a follower of a quiet flight that ended
+ * stored reads the cache; a stream is published as it comes regardless.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -581,6 +584,170 @@ static void test_fan_out(void)
     is_int(b.x.usage.output, 3, "fan-out: usage for the other");
 }
 
+/* ---- quiet leading: a leader keeping its answer for the cache ------------- */
+
+/* What the engine does with a chunk of an answer it keeps: x->body first. */
+static void keep_and_publish(exchange *x, const char *chunk)
+{
+    rl_buf_append(&x->body, chunk, strlen(chunk));
+    coalesce_publish_data(x, chunk, strlen(chunk));
+}
+
+/* A leader that keeps its answer whole (x->capture), as call_upstream makes one. */
+static void keeping(request *r)
+{
+    r->x.capture = 1;
+    rl_buf_init(&r->x.body, 1 << 20);
+}
+
+/* Step n publishes chunks[sc->ended + n], then ends the flight: stored in
+ * the cache (reusable) when sc->tell is 1. */
+static int step_quiet(script *sc, int n)
+{
+    size_t i = (size_t)sc->ended + (size_t)n, total = nchunks(sc->chunks);
+    if (i < total)
+        keep_and_publish(sc->leader, sc->chunks[i]);
+    else if (i == total)
+        coalesce_finish(sc->leader, 1, sc->tell);
+    else
+        return 0;
+    return 1;
+}
+
+static int count_chunk(void *ctx, uint32_t seq, const void *data, size_t len)
+{
+    (void)seq;
+    (void)data;
+    (void)len;
+    (*(unsigned *)ctx)++;
+    return 0;
+}
+
+/* The chunks of key's generation gen in the store, and its state. */
+static unsigned stored_chunks(store *s, const uint8_t *key, uint32_t gen, flight_state *state)
+{
+    unsigned n = 0;
+    store_flight f;
+    if (store_flight_read(s, key, gen, 0, count_chunk, &n, &f, state) != RL_OK)
+        *state = FLIGHT_FAILED;
+    return n;
+}
+
+/* Nobody follows: nothing is published, the flight ends stored and empty;
+ * a follower that joined after the leader's last look reads the cache. */
+static void test_quiet_alone(store *s)
+{
+    script sc;
+    script_init(&sc, step_quiet);
+    request lead, fol;
+    request_init(&lead, 10, 0, &sc);
+    request_init(&fol, 10, 0, &sc);
+    keeping(&lead);
+    static const char *const body_chunks[] = {BODY, NULL};
+    sc.leader = &lead.x;
+    sc.chunks = body_chunks;
+    sc.tell = 1;
+    is_int(coalesce_join(&lead.x), COALESCE_LEAD, "quiet: lead");
+    coalesce_publish_head(&lead.x, 200, ENTRY_BODY, "application/json");
+    keep_and_publish(&lead.x, BODY);
+    is_int(lead.x.flight.published, 0, "quiet: nobody follows, nothing is published");
+    flight_state st;
+    is_int(stored_chunks(s, lead.x.key, lead.x.flight.gen, &st), 0, "quiet: no chunk in the store");
+    is_int(st, FLIGHT_RUNNING, "quiet: the flight runs");
+    /* The follower comes after the leader's look; the flight ends (stored)
+     * while it waits. */
+    sc.ended = 1;
+    is_int(coalesce_join(&fol.x), COALESCE_CACHED, "quiet: the late follower reads the cache");
+    ok(!fol.x.flight.active, "quiet: and is no longer in the flight");
+    is_int(fol.c.status, 0, "quiet: nothing was sent to it by the flight");
+    is_int(stored_chunks(s, lead.x.key, lead.x.flight.gen, &st), 0, "quiet: still no chunk");
+    is_int(st, FLIGHT_DONE, "quiet: the flight is done");
+    rl_buf_release(&lead.x.body);
+}
+
+/* The whole buffered answer at once, kept and stored, as call_upstream
+ * ends one. */
+static int step_quiet_body(script *sc, int n)
+{
+    if (n != 0)
+        return 0;
+    coalesce_publish_head(sc->leader, 200, ENTRY_BODY, "application/json");
+    keep_and_publish(sc->leader, BODY);
+    coalesce_finish(sc->leader, 1, 1);
+    return 1;
+}
+
+/* A follower that is there when the buffered answer ends gets it from the
+ * flight, as before. */
+static void test_quiet_followed(store *s)
+{
+    script sc;
+    script_init(&sc, step_quiet_body);
+    request lead, fol;
+    request_init(&lead, 11, 0, &sc);
+    request_init(&fol, 11, 0, &sc);
+    keeping(&lead);
+    sc.leader = &lead.x;
+    is_int(coalesce_join(&lead.x), COALESCE_LEAD, "followed: lead");
+    is_int(coalesce_join(&fol.x), COALESCE_ANSWERED, "followed: the follower is answered");
+    is_int(fol.c.status, 200, "followed: status");
+    is_str(fol.c.xcache, "COALESCED", "followed: X-Cache: COALESCED");
+    is_str(fol.c.body, BODY, "followed: the leader's body");
+    is_int(lead.x.flight.published, 2, "followed: head and body published");
+    flight_state st;
+    is_int(stored_chunks(s, lead.x.key, lead.x.flight.gen, &st), 2, "followed: in the store");
+    rl_buf_release(&lead.x.body);
+}
+
+/* A stream is published as it comes, follower or not: one that joins
+ * mid-stream gets what was sent before at once. */
+static void test_stream_never_quiet(store *s)
+{
+    script sc;
+    script_init(&sc, step_quiet);
+    request lead;
+    request_init(&lead, 13, 1, &sc);
+    keeping(&lead);
+    lead.x.up_is_stream = 1;
+    sc.leader = &lead.x;
+    is_int(coalesce_join(&lead.x), COALESCE_LEAD, "stream: lead");
+    coalesce_publish_head(&lead.x, 200, ENTRY_STREAM, SSE);
+    for (size_t i = 0; stream_chunks[i]; i++)
+        keep_and_publish(&lead.x, stream_chunks[i]);
+    size_t n = nchunks(stream_chunks);
+    is_int(lead.x.flight.published, (int)(n + 1), "stream: published with nobody following");
+    flight_state st;
+    is_int(stored_chunks(s, lead.x.key, lead.x.flight.gen, &st), (int)(n + 1), "stream: stored");
+    coalesce_finish(&lead.x, 1, 1);
+    rl_buf_release(&lead.x.body);
+}
+
+/* A quiet answer that ends complete but not stored is published at the
+ * end: followers can only read it from the flight. */
+static void test_quiet_not_stored(void)
+{
+    script sc;
+    script_init(&sc, step_quiet);
+    request lead, fol;
+    request_init(&lead, 12, 0, &sc);
+    request_init(&fol, 12, 0, &sc);
+    keeping(&lead);
+    static const char *const body_chunks[] = {BODY, NULL};
+    sc.leader = &lead.x;
+    sc.chunks = body_chunks;
+    sc.tell = 0;
+    is_int(coalesce_join(&lead.x), COALESCE_LEAD, "not stored: lead");
+    coalesce_publish_head(&lead.x, 200, ENTRY_BODY, "application/json");
+    keep_and_publish(&lead.x, BODY);
+    is_int(lead.x.flight.published, 0, "not stored: quiet");
+    sc.ended = 1;
+    is_int(coalesce_join(&fol.x), COALESCE_ANSWERED, "not stored: the follower is answered");
+    is_int(fol.c.status, 200, "not stored: status");
+    is_str(fol.c.body, BODY, "not stored: the body, published at the end");
+    is_int(lead.x.flight.published, 2, "not stored: head and body");
+    rl_buf_release(&lead.x.body);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--lead") == 0) {
@@ -622,6 +789,10 @@ int main(int argc, char **argv)
         test_max_wait_after_start();
         test_takeover();
         test_fan_out();
+        test_quiet_alone(s);
+        test_quiet_followed(s);
+        test_stream_never_quiet(s);
+        test_quiet_not_stored();
         store_close(s);
     }
     is_int(store_remove(&o), RL_OK, "remove the store");
