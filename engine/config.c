@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "engine/pricing.h"
+#include "engine/retry.h"
 #include "engine/route.h"
 #include "store/base/rl_log.h"
 
@@ -98,6 +99,9 @@ static const config_key config_keys[] = {
     {"upstream.*", "timeout", KEY_LONG, UC(timeout), "900", 1, 86400, NULL},
     {"upstream.*", "api_key_file", KEY_FILE, UC(api_key_file), "", 0, 0, NULL},
     {"upstream.*", "api_key_env", KEY_ENV, UC(api_key_env), "", 0, 0, NULL},
+    {"upstream.*", "retries", KEY_LONG, UC(retries), "2", 0, 10, NULL},
+    {"upstream.*", "retry_max_wait", KEY_LONG, UC(retry_max_wait), "10", 0, 3600, NULL},
+    {"upstream.*", "fallback", KEY_STR, UC(fallback), "", 0, 0, NULL},
     {"admin", "token_file", KEY_PATH, RC(admin.token_file), "var/admin.token", 0, 0, NULL},
     {"metrics", "access", KEY_ENUM, RC(metrics.access), "admin", 0, 0, metrics_access_names},
     {"auth", "mode", KEY_ENUM, RC(auth.mode), "both", 0, 0, auth_mode_names},
@@ -694,6 +698,45 @@ static int check_upstreams(parse_state *st)
     return 0;
 }
 
+/* [upstream.X] fallback: names another upstream of X's wire format, and
+ * following fallbacks from X never comes back to an upstream already seen
+ * (the engine takes one hop per request; a loop would still say the
+ * configuration is not what its writer meant). 0, or -1 with the reason. */
+static int check_fallbacks(parse_state *st)
+{
+    relay_config *cfg = st->cfg;
+    for (size_t u = 0; u < cfg->nupstreams; u++) {
+        const upstream_config *up = &cfg->upstreams[u];
+        if (!up->fallback[0])
+            continue;
+        const upstream_config *to = retry_pick_upstream(cfg, up, 1, 0);
+        if (!to) {
+            rl_buf_printf(st->why, "%s: [upstream.%s] fallback: there is no [upstream.%s]",
+                          cfg->path, up->name, up->fallback);
+            return -1;
+        }
+        if (!retry_same_wire(up->type, to->type)) {
+            rl_buf_printf(st->why,
+                          "%s: [upstream.%s] fallback: [upstream.%s] is of type %s, not %s: a "
+                          "fallback must take the same requests",
+                          cfg->path, up->name, to->name, upstream_type_names[to->type],
+                          upstream_type_names[up->type]);
+            return -1;
+        }
+        /* A chain longer than the number of upstreams has looped. */
+        const upstream_config *at = up;
+        for (size_t hop = 0; at && at->fallback[0]; hop++) {
+            at = retry_pick_upstream(cfg, at, 1, 0);
+            if (at == up || hop > cfg->nupstreams) {
+                rl_buf_printf(st->why, "%s: [upstream.%s] fallback: the chain of fallbacks loops",
+                              cfg->path, up->name);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 rl_err config_load(const char *path, relay_config **out, rl_buf *why)
 {
     rl_err err = RL_NOMEM;
@@ -751,7 +794,7 @@ rl_err config_load(const char *path, relay_config **out, rl_buf *why)
         err = RL_CONFIG;
         goto out;
     }
-    if (check_upstreams(&st) != 0) {
+    if (check_upstreams(&st) != 0 || check_fallbacks(&st) != 0) {
         err = RL_CONFIG;
         goto out;
     }

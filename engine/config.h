@@ -70,6 +70,15 @@ typedef struct upstream_config {
      * none) or an environment variable's name ("" for none), never both. */
     char *api_key_file;
     char *api_key_env;
+    /* Retries before the first byte (engine/retry.h): how many, and the
+     * seconds all of them may add to a call (also the longest 429
+     * Retry-After waited for). */
+    long retries;
+    long retry_max_wait;
+    /* "" or the [upstream.NAME] of the same wire format that takes the
+     * request when this one's retries run out (checked: it exists, speaks
+     * this format, and no chain of fallbacks loops). */
+    char *fallback;
 } upstream_config;
 
 typedef struct relay_config {

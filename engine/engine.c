@@ -26,6 +26,7 @@
 #include "engine/memo.h"
 #include "engine/observe.h"
 #include "engine/pricing.h"
+#include "engine/retry.h"
 #include "engine/spend.h"
 #include "engine/upstream.h"
 #include "store/base/rl_log.h"
@@ -120,6 +121,7 @@ engine_worker *engine_worker_new(engine *e)
         return NULL;
     w->e = e;
     w->perform = upstream_perform;
+    w->retry_clock = &retry_system_clock;
     w->upstream = upstream_client_new();
     if (!w->upstream) {
         free(w);
@@ -332,8 +334,9 @@ static int on_upstream_data(void *ctx, const char *data, size_t len)
     return x->client_gone && !worth_continuing(x) ? -1 : 0;
 }
 
-/* Builds the upstream URL: base_url + the routed path + the query. */
-static char *upstream_url(exchange *x)
+/* Builds the upstream URL: up's base_url + the routed path + the query;
+ * held: the key Relay sends for this call, or NULL. */
+static char *upstream_url(exchange *x, const upstream_config *up, const char *held)
 {
     rl_buf url, query;
     rl_buf_init(&url, 0);
@@ -342,26 +345,26 @@ static char *upstream_url(exchange *x)
     /* With the key Relay holds, the client's token (Gemini's ?key=) stays
      * here. */
     const char *q = x->req->query;
-    if (x->spend.held_key && auth_query_without_key(q, &query) == RL_OK)
+    if (held && auth_query_without_key(q, &query) == RL_OK)
         q = query.data ? query.data : "";
-    if (rl_buf_printf(&url, "%s%s%s%s", x->rt.upstream->base_url, x->rt.path, q[0] ? "?" : "", q) ==
-        RL_OK)
+    if (rl_buf_printf(&url, "%s%s%s%s", up->base_url, x->rt.path, q[0] ? "?" : "", q) == RL_OK)
         s = rl_pstrdup(x->req->pool, url.data);
     rl_buf_release(&url);
     rl_buf_release(&query);
     return s;
 }
 
-/* The held key's header for x's upstream, in x's pool, or NULL. */
-static int held_key_header(exchange *x, rl_header *out)
+/* The header carrying held, the key Relay holds for up, in x's pool;
+ * -1 when out of memory. */
+static int held_key_header(exchange *x, const upstream_config *up, const char *held, rl_header *out)
 {
     const char *prefix;
-    auth_key_header(x->rt.upstream->type, &out->name, &prefix);
-    size_t n = strlen(prefix) + strlen(x->spend.held_key) + 1;
+    auth_key_header(up->type, &out->name, &prefix);
+    size_t n = strlen(prefix) + strlen(held) + 1;
     char *v = rl_palloc(x->req->pool, n);
     if (!v)
         return -1;
-    snprintf(v, n, "%s%s", prefix, x->spend.held_key);
+    snprintf(v, n, "%s%s", prefix, held);
     out->value = v;
     return 0;
 }
@@ -424,35 +427,25 @@ static void fail_before_answer(exchange *x, rl_err err, const char *message)
     exchange_fail(x, err, message);
 }
 
-/*
- * Forwards the request and relays the answer (publishing it for followers
- * when leading a flight); stores it when the decision says so and the
- * answer is complete and successful.
- */
-static void call_upstream(exchange *x)
+/* The call of x to up, with held (the key Relay holds for up, or NULL:
+ * the client's credential goes as it came), in x's pool. -1 when out of
+ * memory. */
+static int prepare_call(exchange *x, const upstream_config *up, const char *held,
+                        upstream_request *ur)
 {
     const engine_request *req = x->req;
-    const upstream_config *up = x->rt.upstream;
     rl_header *fwd = rl_palloc(req->pool, (req->nheaders + 1) * sizeof *fwd);
-    char *url = upstream_url(x);
-    rl_buf_init(&x->body, x->cfg->cache.max_response);
-    if (!fwd || !url || rl_pool_cleanup(req->pool, exchange_release, x) != 0) {
-        fail_before_answer(x, RL_NOMEM, NULL);
-        return;
-    }
+    char *url = upstream_url(x, up, held);
+    if (!fwd || !url)
+        return -1;
     size_t nfwd = 0;
     for (size_t i = 0; i < req->nheaders; i++)
         if (exchange_forwards_header(req->headers[i].name) &&
-            !(x->spend.held_key && auth_is_credential_header(req->headers[i].name)))
+            !(held && auth_is_credential_header(req->headers[i].name)))
             fwd[nfwd++] = req->headers[i];
-    if (x->spend.held_key && held_key_header(x, &fwd[nfwd++]) != 0) {
-        fail_before_answer(x, RL_NOMEM, NULL);
-        return;
-    }
-
-    x->capture = x->decision.store && exchange_store(x) && x->key_hex[0];
-
-    upstream_request ur = {
+    if (held && held_key_header(x, up, held, &fwd[nfwd++]) != 0)
+        return -1;
+    *ur = (upstream_request){
         .method = req->method,
         .url = url,
         .headers = fwd,
@@ -463,12 +456,141 @@ static void call_upstream(exchange *x)
         .idle_timeout = up->idle_timeout,
         .timeout = up->timeout,
     };
+    return 0;
+}
+
+/* Forgets what a failed attempt left (its head, its body, its parser), so
+ * that the next attempt starts clean: a retried answer's bytes never reach
+ * the client, a follower or the cache. */
+static void attempt_reset(exchange *x)
+{
+    x->up_status = 0;
+    x->up_headers = NULL;
+    x->up_nheaders = 0;
+    x->up_ctype = NULL;
+    x->up_is_stream = 0;
+    rl_buf_reset(&x->body);
+    if (x->frame_ready)
+        frame_release(&x->frame);
+    x->frame_ready = 0;
+    x->frame_lost = 0;
+    x->stream_complete = 0;
+    x->stream_error = 0;
+    x->usage = PROV_USAGE_UNKNOWN;
+    x->ttfb_s = -1;
+    x->capture = x->decision.store && exchange_store(x) && x->key_hex[0];
+}
+
+static const char *up_header(const exchange *x, const char *name)
+{
+    for (size_t i = 0; i < x->up_nheaders; i++)
+        if (strcmp(x->up_headers[i].name, name) == 0)
+            return x->up_headers[i].value;
+    return NULL;
+}
+
+static void count_attempt(exchange *x, const upstream_config *up, const char *outcome)
+{
+    const char *labels[STATS_LABELS] = {up->name, outcome, "", ""};
+    stats_count(atomic_load(&x->w->e->stats), STATS_ROW_ATTEMPTS, labels, 1);
+}
+
+/*
+ * The fallback of up for x when up's retries ran out, with the key Relay
+ * holds for it in *held when x is sent with a held key; NULL when there is
+ * none, or when x needs a held key the fallback does not have.
+ */
+static const upstream_config *pick_fallback(exchange *x, const upstream_config *up,
+                                            const char **held)
+{
+    const upstream_config *to = retry_pick_upstream(x->cfg, up, 1, x->now);
+    if (!to || !x->spend.held_key)
+        return to;
+    const char *why = NULL;
+    *held = auth_held_key(x->w->e->held, to, &why);
+    if (!*held) {
+        rl_warn("no fallback to [upstream.%s] for a Relay token's request: %s", to->name,
+                why ? why : "no key held");
+        return NULL;
+    }
+    return to;
+}
+
+/*
+ * Performs the call with its retries and at most one fallback (retry.h):
+ * another attempt only while nothing of the answer was sent or published
+ * (x->started is 0: a buffered answer is relayed after the call, a stream
+ * when its 2xx head arrives). Returns the last attempt's result; x holds
+ * its answer, x->served_by names who gave it.
+ */
+static rl_err perform_with_retries(exchange *x, upstream_request *ur, int *got_head)
+{
+    const retry_clock *clk = x->w->retry_clock ? x->w->retry_clock : &retry_system_clock;
+    const upstream_config *up = retry_pick_upstream(x->cfg, x->rt.upstream, 0, x->now);
     upstream_handler h = {x, on_upstream_head, on_upstream_data};
+    /* The route's own upstream was prepared; another one (part A's open
+     * breaker) needs its own call. */
+    if (up != x->rt.upstream && prepare_call(x, up, x->spend.held_key, ur) != 0)
+        return RL_NOMEM;
+    retry_plan plan;
+    retry_plan_start(&plan, clk->now(clk->ctx));
+    int fell_back = 0;
+    for (;;) {
+        attempt_reset(x);
+        x->served_by = up->name;
+        *got_head = 0;
+        x->upstream_start = mono_seconds();
+        rl_err err = x->w->perform(x->w->upstream, ur, &h, got_head);
+        x->latency_s = mono_seconds() - x->upstream_start;
+        double hint = -1, wait = 0;
+        if (x->started ||
+            retry_classify(err, *got_head, x->up_status, up_header(x, "retry-after"),
+                           up->retry_max_wait, (uint64_t)time(NULL), &hint) == RETRY_FINAL) {
+            count_attempt(x, up, err == RL_OK ? "ok" : "failed");
+            return err;
+        }
+        if (retry_next(&plan, up, clk->now(clk->ctx), hint, clk->random(clk->ctx), &wait)) {
+            count_attempt(x, up, "retried");
+            rl_info("[upstream.%s] answered %d (%s): retry %d in %.2f s", up->name, x->up_status,
+                    rl_err_text(err), plan.retries_done, wait);
+            clk->sleep(clk->ctx, wait);
+            continue;
+        }
+        const char *held = NULL;
+        const upstream_config *to = fell_back ? NULL : pick_fallback(x, up, &held);
+        if (!to || prepare_call(x, to, held, ur) != 0) {
+            count_attempt(x, up, "failed");
+            return err;
+        }
+        count_attempt(x, up, "retried");
+        const char *pair[STATS_LABELS] = {up->name, to->name, "", ""};
+        stats_count(atomic_load(&x->w->e->stats), STATS_ROW_FALLBACKS, pair, 1);
+        rl_info("[upstream.%s] failed (%d, %s) after %d retries: falling back to [upstream.%s]",
+                up->name, x->up_status, rl_err_text(err), plan.retries_done, to->name);
+        up = to;
+        fell_back = 1;
+        retry_plan_start(&plan, clk->now(clk->ctx));
+    }
+}
+
+/*
+ * Forwards the request and relays the answer (publishing it for followers
+ * when leading a flight); stores it when the decision says so and the
+ * answer is complete and successful.
+ */
+static void call_upstream(exchange *x)
+{
+    const engine_request *req = x->req;
+    upstream_request ur;
+    rl_buf_init(&x->body, x->cfg->cache.max_response);
+    if (rl_pool_cleanup(req->pool, exchange_release, x) != 0 ||
+        prepare_call(x, x->rt.upstream, x->spend.held_key, &ur) != 0) {
+        fail_before_answer(x, RL_NOMEM, NULL);
+        return;
+    }
     int got_head = 0;
     x->called_upstream = 1;
-    x->upstream_start = mono_seconds();
-    rl_err err = x->w->perform(x->w->upstream, &ur, &h, &got_head);
-    x->latency_s = mono_seconds() - x->upstream_start;
+    rl_err err = perform_with_retries(x, &ur, &got_head);
     if (!x->up_is_stream && !x->passing_through && err == RL_OK)
         x->prov->usage(ENTRY_BODY, FRAME_SSE, x->body.data, x->body.len, &x->usage);
 
@@ -567,6 +689,7 @@ static void compute_key(exchange *x, const char *credential_scope, const rl_buf 
 static void serve_api(exchange *x)
 {
     const engine_request *req = x->req;
+    x->served_by = x->rt.upstream->name; /* a fallback's name once one serves */
     rl_buf msg;
     rl_buf_init(&msg, 4096);
     rl_buf canonical, key_parts;

@@ -89,6 +89,8 @@ int exchange_start(exchange *x, int status, const char *content_type, const char
         h[n++] = (rl_header){"x-cache", cache_status};
     if (x->key_hex[0])
         h[n++] = (rl_header){"x-relay-key", x->key_hex};
+    if (x->served_by)
+        h[n++] = (rl_header){"x-relay-upstream", x->served_by};
     if (age >= 0) {
         snprintf(age_text, sizeof age_text, "%ld", age);
         h[n++] = (rl_header){"age", age_text};

@@ -47,6 +47,9 @@ struct engine_worker {
     /* The upstream call: upstream_perform (engine_worker_new), or a test's
      * fake upstream (see upstream_perform_fn in upstream.h). */
     upstream_perform_fn *perform;
+    /* The clock, sleep and chance of retries (retry.h): the system's, or a
+     * test's that never sleeps. */
+    const struct retry_clock *retry_clock;
 };
 
 typedef struct coalesce_clock coalesce_clock;
@@ -96,7 +99,10 @@ typedef struct exchange {
     uint8_t key[STORE_KEY_LEN];
     char key_hex[17];         /* "" when no key was computed */
     const char *cache_status; /* X-Cache value for an answer from upstream */
-    uint64_t now;             /* unix seconds at the start of the request */
+    /* X-Relay-Upstream: the upstream that served the answer (a fallback
+     * after the route's own failed), else the route's; NULL off API routes. */
+    const char *served_by;
+    uint64_t now; /* unix seconds at the start of the request */
 
     int started;     /* status line committed */
     int client_gone; /* a write or flush failed */

@@ -100,6 +100,8 @@ static const char *const row_labels[][STATS_LABELS] = {
     [STATS_ROW_REQUESTS] = {"upstream", "model", "cache", "status"},
     [STATS_ROW_MODEL] = {"upstream", "model"},
     [STATS_ROW_UPSTREAM] = {"upstream"},
+    [STATS_ROW_ATTEMPTS] = {"upstream", "outcome"},
+    [STATS_ROW_FALLBACKS] = {"from", "to"},
 };
 
 static void sample_labels(page *p, const char *name, const stats_row *r)
@@ -144,6 +146,16 @@ static void emit_models(page *p, const family *f, const source *src)
 static void emit_upstreams(page *p, const family *f, const source *src)
 {
     emit_rows(p, f, src, STATS_ROW_UPSTREAM);
+}
+
+static void emit_attempts(page *p, const family *f, const source *src)
+{
+    emit_rows(p, f, src, STATS_ROW_ATTEMPTS);
+}
+
+static void emit_fallbacks(page *p, const family *f, const source *src)
+{
+    emit_rows(p, f, src, STATS_ROW_FALLBACKS);
 }
 
 /* Cumulative buckets, _sum and _count per upstream. */
@@ -290,6 +302,13 @@ static const family families[] = {
      emit_models, .counter = C_COALESCED},
     {"relay_upstream_calls_total", "counter", "Calls made to each upstream.", emit_upstreams,
      .counter = C_UP_CALLS},
+    {"relay_upstream_attempts_total", "counter",
+     "Upstream call attempts by outcome: ok (its answer went to the client), retried (failed "
+     "before the first byte; another attempt followed), failed (failed; none followed).",
+     emit_attempts, .counter = C_COUNT},
+    {"relay_upstream_fallbacks_total", "counter",
+     "Requests sent to an upstream's fallback after its retries ran out.", emit_fallbacks,
+     .counter = C_COUNT},
     {"relay_rejections_total", "counter",
      "Requests Relay refused before calling upstream, by reason (token_unknown, token_revoked, "
      "token_expired, token_required, forbidden_upstream, forbidden_model, budget, rate_limit, "

@@ -374,6 +374,13 @@ void stats_record(stats *st, const stats_request *r, uint64_t now)
     slot_add(slot_for(f->days, STATS_DAYS, now / 86400, now / 86400 * 86400), v);
 }
 
+void stats_count(stats *st, stats_row_kind kind, const char *const labels[STATS_LABELS], uint64_t n)
+{
+    stats_file *f = st ? atomic_load_explicit(&st->f, memory_order_acquire) : NULL;
+    if (f)
+        add(find_row(f, kind, labels, 1, NULL), C_COUNT, n);
+}
+
 double stats_quantile(const uint64_t *buckets, double q)
 {
     uint64_t total = 0;

@@ -58,6 +58,9 @@ typedef enum {
     STATS_ROW_MODEL,        /* upstream, model: the usage counters */
     STATS_ROW_CLIENT,       /* client id: the usage counters */
     STATS_ROW_UPSTREAM,     /* upstream: calls, errors, latency histograms */
+    STATS_ROW_ATTEMPTS,     /* upstream, outcome (ok, retried, failed): C_COUNT */
+    STATS_ROW_FALLBACKS,    /* from upstream, to upstream: C_COUNT */
+    STATS_ROW_LAST = STATS_ROW_FALLBACKS,
 } stats_row_kind;
 
 /* Counters of usage rows (MODEL, CLIENT). */
@@ -181,6 +184,12 @@ typedef struct stats_request {
 
 /* Counts r at unix time now (seconds). */
 void stats_record(stats *st, const stats_request *r, uint64_t now);
+
+/* Adds n to counter C_COUNT of the row (kind, labels), claiming it when
+ * new. For labels Relay itself chose (upstream names from relay.ini, a
+ * fixed outcome): nothing a client sends. */
+void stats_count(stats *st, stats_row_kind kind, const char *const labels[STATS_LABELS],
+                 uint64_t n);
 
 /* A row as readers see it. */
 typedef struct stats_row {

@@ -91,7 +91,7 @@ static const char *row_problem(const row *r)
         return "a row's state is damaged";
     if (state != ROW_READY)
         return NULL; /* free, or being claimed (perhaps by a writer that died) */
-    if (r->kind < STATS_ROW_REQUESTS || r->kind > STATS_ROW_UPSTREAM)
+    if (r->kind < STATS_ROW_REQUESTS || r->kind > STATS_ROW_LAST)
         return "a row's kind is damaged";
     const char *labels[STATS_LABELS];
     for (int l = 0; l < STATS_LABELS; l++) {

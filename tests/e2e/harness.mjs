@@ -298,17 +298,20 @@ export async function startRelay(name, options = {}) {
         fcgi: { listen: socket, workers: 2, threads: 8, max_body: 65536, drain_timeout: 2 },
         store: { home: path.join(tmp, 'store'), key_file: path.join(tmp, 'relay.key') },
         cache: {},
+        // retries = 0: the other suites count one upstream call per failed
+        // answer; tests/e2e/retry.test.mjs turns retries on where it tests them.
         'upstream.openai': {
           type: 'openai',
           base_url: baseUrl,
           connect_timeout: 2,
           idle_timeout: 5,
           timeout: 30,
+          retries: 0,
         },
         ...Object.fromEntries((options.upstreams ?? []).map((u) => {
           const { name, ...settings } = typeof u === 'string' ? { name: u, type: u } : u;
           return [`upstream.${name}`, {
-            base_url: baseUrl, connect_timeout: 2, idle_timeout: 5, timeout: 30, ...settings,
+            base_url: baseUrl, connect_timeout: 2, idle_timeout: 5, timeout: 30, retries: 0, ...settings,
           }];
         })),
         log: { level: 'debug' },
@@ -321,7 +324,7 @@ export async function startRelay(name, options = {}) {
       relay.warmFake = await startFakeUpstream();
       sections[`upstream.${WARMUP}`] = {
         type: 'openai-compatible', base_url: relay.warmFake.url, mount: `/${WARMUP}`,
-        connect_timeout: 2, idle_timeout: 10, timeout: 30,
+        connect_timeout: 2, idle_timeout: 10, timeout: 30, retries: 0,
       };
     }
     relay.ini = path.join(tmp, 'relay.ini');

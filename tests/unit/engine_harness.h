@@ -417,9 +417,12 @@ static inline json_t *harness_sections(const char *dir, const json_t *upstreams,
     json_t *s = json_pack("{s:{s:s,s:i,s:i,s:i,s:i},s:{s:s,s:s},s:{}}", "fcgi", "listen", sock,
                           "workers", 2, "threads", 8, "max_body", 65536, "drain_timeout", 2,
                           "store", "home", home, "key_file", key, "cache");
+    /* retries = 0 as harness.mjs writes it: the fixtures count one call per
+     * failed answer; t_retry.c turns retries on. */
     json_object_set_new(s, "upstream.openai",
-                        json_pack("{s:s,s:s,s:i,s:i,s:i}", "type", "openai", "base_url", FAKE_BASE,
-                                  "connect_timeout", 2, "idle_timeout", 5, "timeout", 30));
+                        json_pack("{s:s,s:s,s:i,s:i,s:i,s:i}", "type", "openai", "base_url",
+                                  FAKE_BASE, "connect_timeout", 2, "idle_timeout", 5, "timeout", 30,
+                                  "retries", 0));
     size_t i;
     json_t *u;
     json_array_foreach(upstreams, i, u)
@@ -427,8 +430,9 @@ static inline json_t *harness_sections(const char *dir, const json_t *upstreams,
         json_t *settings = json_is_string(u) ? json_pack("{s:O}", "type", u) : json_copy(u);
         const char *name = json_is_string(u) ? json_string_value(u)
                                              : json_string_value(json_object_get(u, "name"));
-        json_t *section = json_pack("{s:s,s:i,s:i,s:i}", "base_url", FAKE_BASE, "connect_timeout",
-                                    2, "idle_timeout", 5, "timeout", 30);
+        json_t *section =
+            json_pack("{s:s,s:i,s:i,s:i,s:i}", "base_url", FAKE_BASE, "connect_timeout", 2,
+                      "idle_timeout", 5, "timeout", 30, "retries", 0);
         json_object_del(settings, "name");
         json_object_update(section, settings);
         json_decref(settings);
