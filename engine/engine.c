@@ -30,6 +30,7 @@
 #include "engine/spend.h"
 #include "engine/upstream.h"
 #include "store/base/rl_log.h"
+#include "store/token.h"
 
 const char *engine_header(const engine_request *req, const char *name)
 {
@@ -504,6 +505,11 @@ static const upstream_config *pick_fallback(exchange *x, const upstream_config *
                                             const char **held)
 {
     const upstream_config *to = retry_pick_upstream(x->cfg, up, 1, x->now);
+    /* A token limited to some upstreams is never served by another. */
+    if (to && x->spend.has_token && !store_token_allows(x->spend.token, to->name, NULL)) {
+        rl_info("no fallback to [upstream.%s]: the request's token may not use it", to->name);
+        return NULL;
+    }
     if (!to || !x->spend.held_key)
         return to;
     const char *why = NULL;
