@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "engine/admission.h"
 #include "engine/pricing.h"
 #include "engine/retry.h"
 #include "engine/route.h"
@@ -73,6 +74,8 @@ static const config_key config_keys[] = {
     {"fcgi", "body_timeout", KEY_LONG, RC(fcgi.body_timeout), "60", 1, 3600, NULL},
     {"fcgi", "reserve_threads", KEY_LONG, RC(fcgi.reserve_threads), "4", 0, 1024, NULL},
     {"fcgi", "status_file", KEY_PATH, RC(fcgi.status_file), "var/relay.status", 0, 0, NULL},
+    {"fcgi", "max_inflight", KEY_LONG, RC(fcgi.max_inflight), "0", 0, ADMISSION_SLOTS, NULL},
+    {"fcgi", "queue_timeout", KEY_LONG, RC(fcgi.queue_timeout), "10", 0, 3600, NULL},
     {"store", "home", KEY_PATH, RC(store.home), "var/store", 0, 0, NULL},
     {"store", "key_file", KEY_PATH, RC(store.key_file), "var/relay.key", 0, 0, NULL},
     {"store", "key_env", KEY_STR, RC(store.key_env), "", 0, 0, NULL},
@@ -97,6 +100,8 @@ static const config_key config_keys[] = {
     {"upstream.*", "connect_timeout", KEY_LONG, UC(connect_timeout), "10", 1, 600, NULL},
     {"upstream.*", "idle_timeout", KEY_LONG, UC(idle_timeout), "300", 1, 86400, NULL},
     {"upstream.*", "timeout", KEY_LONG, UC(timeout), "900", 1, 86400, NULL},
+    /* "0" here stands for "not set": [fcgi] max_inflight then (config_load). */
+    {"upstream.*", "max_inflight", KEY_LONG, UC(max_inflight), "0", 0, ADMISSION_SLOTS, NULL},
     {"upstream.*", "api_key_file", KEY_FILE, UC(api_key_file), "", 0, 0, NULL},
     {"upstream.*", "api_key_env", KEY_ENV, UC(api_key_env), "", 0, 0, NULL},
     {"upstream.*", "retries", KEY_LONG, UC(retries), "2", 0, 10, NULL},
@@ -822,6 +827,10 @@ rl_err config_load(const char *path, relay_config **out, rl_buf *why)
         }
         cfg->fcgi.max_threads = cfg->fcgi.threads;
     }
+    /* An upstream's own max_inflight wins; left out, [fcgi]'s applies. */
+    for (size_t u = 0; u < cfg->nupstreams; u++)
+        if (!st.set[key_index("upstream.*", "max_inflight")][u])
+            cfg->upstreams[u].max_inflight = cfg->fcgi.max_inflight;
     if (cfg->cache.default_ttl > cfg->cache.max_ttl) {
         rl_buf_printf(why, "%s: [cache] default_ttl: %ld is above max_ttl (%ld)", cfg->path,
                       cfg->cache.default_ttl, cfg->cache.max_ttl);

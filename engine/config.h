@@ -65,6 +65,9 @@ typedef struct upstream_config {
     long connect_timeout; /* seconds */
     long idle_timeout;    /* seconds without a byte */
     long timeout;         /* seconds for the whole call */
+    /* Upstream calls in flight at once across the pool (engine/admission.h);
+     * 0: no limit. [fcgi] max_inflight unless the section sets its own. */
+    long max_inflight;
     /* The key Relay holds for this API and sends upstream for requests that
      * present a Relay client token (engine/auth.h): a file (absolute; "" for
      * none) or an environment variable's name ("" for none), never both. */
@@ -92,6 +95,8 @@ typedef struct relay_config {
         long body_timeout;    /* seconds for a whole request body */
         long reserve_threads; /* threads of a worker never held by a slow body */
         char *status_file;    /* absolute: the pool's status, for relay-admin status */
+        long max_inflight;    /* each upstream's default (upstream_config) */
+        long queue_timeout;   /* seconds a call waits for a place before a 503 */
     } fcgi;
     struct {
         char *home, *key_file;

@@ -18,6 +18,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "engine/admission.h"
 #include "engine/auth.h"
 #include "engine/ckey.h"
 #include "engine/coalesce.h"
@@ -91,6 +92,9 @@ rl_err engine_new(const relay_config *cfg, engine **out)
      * counted while it cannot be opened (a wrong key file). */
     open_store(e, 0);
     atomic_store(&e->stats, stats_new(cfg->store.home));
+    /* Beside the counters; without it calls are not limited (logged). */
+    if (admission_open(cfg->store.home, &e->admission) == RL_OK)
+        admission_reap(e->admission, NULL, admission_system_clock.now_ms(NULL), 1);
     /* Each process reads the keys it holds once; a reload restarts it. */
     e->held = auth_held_load(cfg);
     /* Without it every request is parsed, as before: not worth failing. */
@@ -109,6 +113,7 @@ void engine_free(engine *e)
         return;
     store_close(atomic_load(&e->store));
     stats_close(atomic_load(&e->stats));
+    admission_close(e->admission);
     auth_held_free(e->held);
     memo_free(e->memo);
     upstream_global_cleanup();
@@ -656,8 +661,37 @@ static void call_upstream(exchange *x)
     coalesce_finish(x, 1, stored);
 }
 
+/* Takes a place for x's upstream call (admission.h), waiting up to [fcgi]
+ * queue_timeout; 0, or -1 when refused (answered 503 with Retry-After, and
+ * followers get the refusal too). Only calls take places: hits and
+ * followers never come here. */
+static int admit(exchange *x, admission_hold *hold)
+{
+    const upstream_config *up = x->rt.upstream;
+    long wait_s = x->cfg->fcgi.queue_timeout;
+    if (admission_enter(x->w->e->admission, up->name, (unsigned)up->max_inflight,
+                        (uint64_t)wait_s * 1000, &admission_system_clock, hold, NULL) == RL_OK)
+        return 0;
+    /* Slots free at the pace calls end: a client that waited queue_timeout
+     * for none had better wait about as long again. */
+    snprintf(x->retry_after, sizeof x->retry_after, "%ld", wait_s > 0 ? wait_s : 1);
+    if (x->nextra < sizeof x->extra / sizeof x->extra[0])
+        x->extra[x->nextra++] = (rl_header){"retry-after", x->retry_after};
+    x->rejected = "queue_full";
+    rl_buf msg;
+    rl_buf_init(&msg, 4096);
+    rl_buf_printf(&msg,
+                  "Relay is making as many calls to upstream %s as it allows at once (%ld, "
+                  "max_inflight) and none ended within %ld s ([fcgi] queue_timeout); retry later.",
+                  up->name, up->max_inflight, wait_s);
+    fail_before_answer(x, RL_OVERLOADED, exchange_message(&msg));
+    rl_buf_release(&msg);
+    return -1;
+}
+
 /* Calls upstream once x's worst case fits its budgets and rate limits
- * (spend.h), and settles what it used; a refusal reaches followers too. */
+ * (spend.h) and a place for the call is free (admission.h), and settles
+ * what it used; a refusal reaches followers too. */
 static void call_upstream_within_budget(exchange *x)
 {
     rl_err err;
@@ -666,7 +700,11 @@ static void call_upstream_within_budget(exchange *x)
         fail_before_answer(x, err, message);
         return;
     }
-    call_upstream(x);
+    admission_hold hold;
+    if (admit(x, &hold) == 0) {
+        call_upstream(x); /* returns on every path: the place is given back */
+        admission_leave(x->w->e->admission, &hold);
+    }
     spend_settle(x);
 }
 

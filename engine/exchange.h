@@ -39,6 +39,9 @@ struct engine {
      * threads; NULL when it could not be allocated (every request is
      * parsed then). */
     struct memo *memo;
+    /* Places for upstream calls shared by the pool (admission.h); NULL
+     * when its file could not be mapped: calls are then not limited. */
+    struct admission *admission;
 };
 
 struct engine_worker {
@@ -124,7 +127,8 @@ typedef struct exchange {
     /* Why Relay refused the request before any upstream call, for the
      * counters: "token_unknown", "token_revoked", "token_expired",
      * "token_required", "forbidden_upstream", "forbidden_model",
-     * "budget", "rate_limit", "unverifiable" (the store could not tell);
+     * "budget", "rate_limit", "unverifiable" (the store could not tell),
+     * "queue_full" (no place for an upstream call in time: admission.h);
      * NULL when it did not. */
     const char *rejected;
     /* Headers of Relay's own for this answer, whatever it is

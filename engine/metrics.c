@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/admission.h"
 #include "engine/budgets.h"
 #include "engine/pricing.h"
 #include "store/flight.h"
@@ -312,7 +313,7 @@ static const family families[] = {
     {"relay_rejections_total", "counter",
      "Requests Relay refused before calling upstream, by reason (token_unknown, token_revoked, "
      "token_expired, token_required, forbidden_upstream, forbidden_model, budget, rate_limit, "
-     "unverifiable).",
+     "unverifiable, queue_full).",
      emit_rejections, .counter = 0},
     {"relay_upstream_latency_seconds", "histogram",
      "Duration of upstream calls, whole (streams to their end).", emit_histogram,
@@ -374,6 +375,40 @@ rl_err metrics_page(const relay_config *cfg, const observe_rows *rs, store *s, u
     return p.err;
 }
 
+/* Upstream call places (admission.h), pool-wide, per configured upstream:
+ * appended to the page when the admission file is mapped. Not in
+ * families[]: they come from the engine's mapping, not the counters. */
+static void admission_families(page *p, const relay_config *cfg, const admission *a)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"relay_upstream_inflight", "gauge",
+         "Calls in flight to each upstream across the pool ([fcgi] / [upstream.NAME] "
+         "max_inflight bounds them)."},
+        {"relay_admission_waits_total", "counter",
+         "Upstream calls that found no free place under max_inflight and waited (at most "
+         "[fcgi] queue_timeout); those still refused are relay_rejections_total "
+         "{reason=\"queue_full\"}."},
+        {"relay_admission_wait_seconds_total", "counter", "The time those calls waited."},
+    };
+    for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
+        putf(p, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help, fam[f].name, fam[f].type);
+        for (size_t u = 0; u < cfg->nupstreams; u++) {
+            admission_counts c;
+            admission_read(a, cfg->upstreams[u].name, &c);
+            putf(p, "%s{", fam[f].name);
+            put_label(p, "upstream", cfg->upstreams[u].name, 1);
+            if (f == 0)
+                putf(p, "} %llu\n", (unsigned long long)c.inflight);
+            else if (f == 1)
+                putf(p, "} %llu\n", (unsigned long long)c.waited);
+            else
+                putf(p, "} %.3f\n", (double)c.wait_ms / 1000);
+        }
+    }
+}
+
 void metrics_serve(exchange *x)
 {
     if (x->cfg->metrics.access == METRICS_ADMIN && !observe_admin_authorized(x))
@@ -386,6 +421,12 @@ void metrics_serve(exchange *x)
                            &out);
     else
         rl_buf_init(&out, 0);
+    if (err == RL_OK && x->w->e->admission) {
+        page p = {.buf = out, .err = RL_OK};
+        admission_families(&p, x->cfg, x->w->e->admission);
+        out = p.buf;
+        err = p.err;
+    }
     if (err == RL_OK)
         observe_send(x, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
     else if (err == RL_TOO_LARGE)

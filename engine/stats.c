@@ -20,7 +20,7 @@ const double stats_bucket_le[STATS_BUCKETS - 1] = {0.05, 0.1, 0.25, 0.5, 1,   2.
  * counters of a file outlive the binary that wrote them. */
 const char *const stats_rejection_reasons[STATS_REJECTIONS] = {
     "token_unknown",   "token_revoked", "token_expired", "token_required", "forbidden_upstream",
-    "forbidden_model", "budget",        "rate_limit",    "unverifiable",
+    "forbidden_model", "budget",        "rate_limit",    "unverifiable",   "queue_full",
 };
 
 int stats_rejection_index(const char *reason)

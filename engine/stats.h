@@ -90,7 +90,7 @@ enum {
  * upstream, so the MODEL rows add up to every refusal; the CLIENT rows say
  * whose. A fixed table: these counters are what relay_rejections_total
  * shows for every reason, zeros included. */
-#define STATS_REJECTIONS 9
+#define STATS_REJECTIONS 10
 extern const char *const stats_rejection_reasons[STATS_REJECTIONS];
 _Static_assert(C_REJECTED + STATS_REJECTIONS <= STATS_COUNTERS, "rejection counters fit a row");
 

@@ -1,7 +1,9 @@
 /*
  * mapfile.h — store-internal: a fixed-size file in the store's home mapped
  * MAP_SHARED by every process, for the tables the processes share without
- * the database (wake.c's wake-ups, usemap.c's recency of use).
+ * the database (wake.c's wake-ups, usemap.c's recency of use, and
+ * engine/admission.c's places for upstream calls, which lives in the
+ * store's home beside them).
  *
  * Threads: any; the mapping is the caller's to synchronise (atomics).
  * Files hold counters, times and digests only: nothing secret.

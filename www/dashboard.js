@@ -320,7 +320,7 @@ function renderTotals(stats) {
   const refusals = [
     [why.budget, 'over budget'], [why.rate_limit, 'rate limited'],
     [sum(why.forbidden_model, why.forbidden_upstream), 'not allowed'], [badToken, 'bad token'],
-    [why.unverifiable, 'unverifiable'],
+    [why.unverifiable, 'unverifiable'], [why.queue_full, 'upstream busy'],
   ].filter(([n]) => n > 0).map(([n, what]) => `${fmtCount(n)} ${what}`);
   setText('total-refused-sub', refusals.length ? refusals.join(' · ') : 'by budgets, limits and tokens');
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/admission.h"
 #include "tests/unit/engine_harness.h"
 #include "tests/unit/engine_wires.h"
 
@@ -227,13 +228,27 @@ static void test_bytewise(const relay *r, const wire *wi)
     json_decref(reply);
 }
 
-static void run_failures(const char *tmp)
+/* Under [fcgi] max_inflight = 1 with no queue, a place not given back
+ * after any of the cases would refuse every later call to that upstream
+ * (503), failing its checks; at the end every upstream has none held. */
+static void expect_places_free(const relay *r)
+{
+    ok(r->e->admission != NULL, "the admission file is mapped (the limit applied)");
+    for (size_t u = 0; u < r->cfg->nupstreams; u++) {
+        admission_counts c;
+        admission_read(r->e->admission, r->cfg->upstreams[u].name, &c);
+        is_int(c.inflight, 0, point(r->cfg->upstreams[u].name, "every admission place given back"));
+        is_int(c.refused, 0, point(r->cfg->upstreams[u].name, "no call refused"));
+    }
+}
+
+static void run_failures(const char *tmp, const char *name, const json_t *ini)
 {
     char dir[128];
-    snprintf(dir, sizeof dir, "%s/failures", tmp);
+    snprintf(dir, sizeof dir, "%s/%s", tmp, name);
     json_t *upstreams = json_pack("[s,s,s]", "anthropic", "gemini", "ollama");
     relay r;
-    if (relay_start(&r, dir, upstreams, NULL, "in-process failure cases") == 0) {
+    if (relay_start(&r, dir, upstreams, ini, "in-process failure cases") == 0) {
         for (size_t i = 0; i < NELEM(wires); i++) {
             const wire *wi = &wires[i];
             test_stream_cut(&r, wi, 1);
@@ -247,6 +262,8 @@ static void run_failures(const char *tmp)
             }
             test_bytewise(&r, wi);
         }
+        if (ini)
+            expect_places_free(&r);
     }
     relay_stop(&r);
     json_decref(upstreams);
@@ -257,6 +274,9 @@ int main(void)
     char tmp[] = "/tmp/t_engine_failures.XXXXXX";
     if (harness_begin(tmp) != 0)
         return 1;
-    run_failures(tmp);
+    run_failures(tmp, "failures", NULL);
+    json_t *one = json_pack("{s:{s:i,s:i}}", "fcgi", "max_inflight", 1, "queue_timeout", 0);
+    run_failures(tmp, "failures-one-place", one);
+    json_decref(one);
     return harness_end(tmp);
 }
