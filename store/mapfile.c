@@ -84,8 +84,9 @@ rl_err store_map_file(const char *home, const char *name, size_t bytes, void **m
     }
     int r = allocate(fd, st.st_size, (off_t)bytes);
     if (r != 0) {
-        rl_error("store: cannot allocate %s (%zu bytes): %s; the store stays closed until its "
-                 "file system has room",
+        /* The caller says what goes without it (the store, the admission
+         * limits, ...). */
+        rl_error("store: cannot allocate %s (%zu bytes): %s; its file system has no room",
                  path.data, bytes, strerror(r));
         goto out;
     }
