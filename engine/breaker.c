@@ -27,8 +27,9 @@
 #include "store/base/rl_log.h"
 #include "store/mapfile.h"
 
-#define BREAKER_MAGIC 0x314b5242594c4552ULL /* "RELYBRK1": bump the digit when the layout changes  \
-                                             */
+#define BREAKER_MAGIC                                                                              \
+    0x314b5242594c4552ULL /* "RELYBRK1": bump the digit when the layout changes                    \
+                           */
 #define SLOT_FREE 0
 #define SLOT_CLAIMING 1
 #define SLOT_READY 2
@@ -58,6 +59,12 @@ typedef struct bfile {
 struct breaker {
     bfile *f;
 };
+
+breaker_policy breaker_policy_of(const upstream_config *up)
+{
+    return (breaker_policy){(uint32_t)up->breaker_failures, (uint32_t)up->breaker_window,
+                            (uint32_t)up->breaker_cooldown, (uint32_t)up->timeout + 1};
+}
 
 breaker *breaker_new(const char *home)
 {

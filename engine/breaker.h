@@ -43,6 +43,7 @@
 
 #include <stdint.h>
 
+#include "engine/config.h"
 #include "store/base/rl_err.h"
 
 #define BREAKER_FILE "breaker.map"
@@ -81,6 +82,10 @@ typedef struct breaker_view {
     uint32_t prober;    /* HALF_OPEN: pid of the live probe's process, 0 none */
     uint64_t opens;     /* times it opened since the file was made */
 } breaker_view;
+
+/* The settings of [upstream.X]; a probe may hold its claim for the
+ * upstream's whole timeout. */
+breaker_policy breaker_policy_of(const upstream_config *up);
 
 /* Maps (creating) home/BREAKER_FILE. NULL when it cannot (logged): the
  * caller then has no breaker, and every call is admitted. Call once per

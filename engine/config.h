@@ -70,6 +70,12 @@ typedef struct upstream_config {
      * none) or an environment variable's name ("" for none), never both. */
     char *api_key_file;
     char *api_key_env;
+    /* The circuit breaker (engine/breaker.h): breaker_failures failures
+     * (0: no breaker) within breaker_window seconds open it for
+     * breaker_cooldown seconds; while open, a stored answer of any age is
+     * served when stale_if_error (1, the default) has one. */
+    long breaker_failures, breaker_window, breaker_cooldown;
+    int stale_if_error;
 } upstream_config;
 
 typedef struct relay_config {

@@ -10,6 +10,7 @@
  */
 #include "engine/engine.h"
 
+#include <limits.h>
 #include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,8 +18,10 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/auth.h"
+#include "engine/breaker.h"
 #include "engine/ckey.h"
 #include "engine/coalesce.h"
 #include "engine/cors.h"
@@ -71,6 +74,9 @@ static void open_store(engine *e, uint64_t now)
     if (now)
         rl_info("the store at %s is available again", cfg->store.home);
     atomic_store(&e->store, s);
+    /* breaker.map lives in the store's home, which exists from here on. */
+    if (!atomic_load(&e->breaker))
+        atomic_store(&e->breaker, breaker_new(cfg->store.home));
 }
 
 rl_err engine_new(const relay_config *cfg, engine **out)
@@ -107,6 +113,7 @@ void engine_free(engine *e)
         return;
     store_close(atomic_load(&e->store));
     stats_close(atomic_load(&e->stats));
+    breaker_free(atomic_load(&e->breaker));
     auth_held_free(e->held);
     memo_free(e->memo);
     upstream_global_cleanup();
@@ -468,6 +475,7 @@ static void call_upstream(exchange *x)
     x->called_upstream = 1;
     x->upstream_start = mono_seconds();
     rl_err err = x->w->perform(x->w->upstream, &ur, &h, &got_head);
+    x->up_err = err;
     x->latency_s = mono_seconds() - x->upstream_start;
     if (!x->up_is_stream && !x->passing_through && err == RL_OK)
         x->prov->usage(ENTRY_BODY, FRAME_SSE, x->body.data, x->body.len, &x->usage);
@@ -528,17 +536,63 @@ static void call_upstream(exchange *x)
     coalesce_finish(x, 1, stored);
 }
 
-/* Calls upstream once x's worst case fits its budgets and rate limits
- * (spend.h), and settles what it used; a refusal reaches followers too. */
+/* ---- the circuit breaker (breaker.h) ---------------------------------- */
+
+/* Answers a request the upstream's open breaker refuses: with a stored
+ * answer of any age the store still keeps (stale-if-error: an old answer
+ * beats none while the upstream fails), else 503 with Retry-After, the
+ * cool-down left. A flight led by x ends unanswered: each follower takes
+ * over and is refused (or served) the same way. */
+static void refuse_for_breaker(exchange *x, uint64_t retry_in)
+{
+    const upstream_config *up = x->rt.upstream;
+    if (up->stale_if_error && x->key_hex[0] && exchange_store(x)) {
+        x->cc.max_age = POLICY_UNSET;
+        x->cc.max_stale = LONG_MAX;
+        if (try_cache(x) == RL_OK) {
+            coalesce_finish(x, 0, 0);
+            return;
+        }
+    }
+    snprintf(x->retry_after, sizeof x->retry_after, "%llu", (unsigned long long)retry_in);
+    x->extra[x->nextra++] = (rl_header){"retry-after", x->retry_after};
+    rl_buf msg;
+    rl_buf_init(&msg, 4096);
+    rl_buf_printf(&msg,
+                  "Upstream %s is failing, so Relay's circuit breaker for it is open: try again "
+                  "in %llu s.",
+                  up->name, (unsigned long long)retry_in);
+    fail_before_answer(x, RL_CIRCUIT_OPEN, exchange_message(&msg));
+    rl_buf_release(&msg);
+}
+
+/* Calls upstream once its breaker admits the call and x's worst case fits
+ * its budgets and rate limits (spend.h); records the outcome for the
+ * breaker and settles what it used; a refusal reaches followers too. */
 static void call_upstream_within_budget(exchange *x)
 {
     rl_err err;
     const char *message;
+    breaker *b = atomic_load(&x->w->e->breaker);
+    breaker_policy bp = breaker_policy_of(x->rt.upstream);
+    uint32_t pid = (uint32_t)getpid();
+    uint64_t retry_in;
+    x->breaker_verdict = breaker_admit(b, x->rt.upstream->name, &bp, x->now, pid, &retry_in);
+    if (x->breaker_verdict == BREAKER_REFUSE) {
+        refuse_for_breaker(x, retry_in);
+        return;
+    }
     if (spend_reserve(x, &err, &message) != 0) {
+        /* Gives a probe's claim back: this request never called. */
+        breaker_record(b, x->rt.upstream->name, &bp, x->breaker_verdict, BREAKER_NEUTRAL, x->now,
+                       pid);
         fail_before_answer(x, err, message);
         return;
     }
     call_upstream(x);
+    breaker_outcome o =
+        x->called_upstream ? breaker_classify(x->up_err, x->up_status) : BREAKER_NEUTRAL;
+    breaker_record(b, x->rt.upstream->name, &bp, x->breaker_verdict, o, (uint64_t)time(NULL), pid);
     spend_settle(x);
 }
 

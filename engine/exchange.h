@@ -39,6 +39,10 @@ struct engine {
      * threads; NULL when it could not be allocated (every request is
      * parsed then). */
     struct memo *memo;
+    /* The circuit breakers shared by the pool (breaker.h); NULL while
+     * breaker.map cannot be mapped (every call admitted). Set at start or
+     * when the store opens again; atomic for the same reason as store. */
+    _Atomic(struct breaker *) breaker;
 };
 
 struct engine_worker {
@@ -140,6 +144,8 @@ typedef struct exchange {
     int frame_ready;
     int frame_lost; /* the parser failed (an event over its cap): passed on unparsed */
     int stream_complete, stream_error; /* the format's terminator, an error event */
+    rl_err up_err;                     /* the last upstream attempt's (for the breaker) */
+    int breaker_verdict;               /* breaker_verdict that admitted the call */
 } exchange;
 
 store *exchange_store(const exchange *x);

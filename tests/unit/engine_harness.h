@@ -406,7 +406,8 @@ static inline void ini_value(rl_buf *out, const json_t *v)
  * upstreams (a string is a type and its name; an object has name, type,
  * mount, ...), each with base_url pointing at the fake, then ini merged
  * over them section by section. [log] is left out: this test sets its own
- * level.
+ * level. The breaker is off (breaker_failures = 0), as there: the cases
+ * fail one after another on one engine.
  */
 static inline json_t *harness_sections(const char *dir, const json_t *upstreams, const json_t *ini)
 {
@@ -418,8 +419,9 @@ static inline json_t *harness_sections(const char *dir, const json_t *upstreams,
                           "workers", 2, "threads", 8, "max_body", 65536, "drain_timeout", 2,
                           "store", "home", home, "key_file", key, "cache");
     json_object_set_new(s, "upstream.openai",
-                        json_pack("{s:s,s:s,s:i,s:i,s:i}", "type", "openai", "base_url", FAKE_BASE,
-                                  "connect_timeout", 2, "idle_timeout", 5, "timeout", 30));
+                        json_pack("{s:s,s:s,s:i,s:i,s:i,s:i}", "type", "openai", "base_url",
+                                  FAKE_BASE, "connect_timeout", 2, "idle_timeout", 5, "timeout", 30,
+                                  "breaker_failures", 0));
     size_t i;
     json_t *u;
     json_array_foreach(upstreams, i, u)
@@ -427,8 +429,9 @@ static inline json_t *harness_sections(const char *dir, const json_t *upstreams,
         json_t *settings = json_is_string(u) ? json_pack("{s:O}", "type", u) : json_copy(u);
         const char *name = json_is_string(u) ? json_string_value(u)
                                              : json_string_value(json_object_get(u, "name"));
-        json_t *section = json_pack("{s:s,s:i,s:i,s:i}", "base_url", FAKE_BASE, "connect_timeout",
-                                    2, "idle_timeout", 5, "timeout", 30);
+        json_t *section =
+            json_pack("{s:s,s:i,s:i,s:i,s:i}", "base_url", FAKE_BASE, "connect_timeout", 2,
+                      "idle_timeout", 5, "timeout", 30, "breaker_failures", 0);
         json_object_del(settings, "name");
         json_object_update(section, settings);
         json_decref(settings);
