@@ -19,7 +19,7 @@ import { clearTokens, initTokens, showTokens } from './tokens.js';
 const THEME_KEY = 'relay.theme';
 const POLL_MS = 5000;
 const API = 'api/stats'; // relative: the page is served at /relay/admin/
-const API_SHAPE = 3; // the stats document this page reads (its "api")
+const API_SHAPE = 4; // the stats document this page reads (its "api")
 
 // The views, by the URL's fragment: the element shown, its link, and what
 // gets the focus when the user switches to it.
