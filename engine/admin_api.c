@@ -6,6 +6,7 @@
 #include "engine/observe_int.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,6 +229,27 @@ static json_t *clients_json(const observe_rows *rs, const budgets *b)
     return clients;
 }
 
+/* An upstream's circuit breaker (breaker.h) as the dashboard shows it:
+ * its settings, its state, the failures in the current window, when it
+ * last opened and how long its cool-down still runs. */
+static json_t *breaker_json(exchange *x, const upstream_config *cu, uint64_t now)
+{
+    breaker_policy bp = breaker_policy_of(cu);
+    breaker_view v;
+    breaker_view_of(atomic_load(&x->w->e->breaker), cu->name, &bp, now, &v);
+    json_t *o = json_pack("{s:b,s:s,s:I,s:I,s:I,s:I,s:I}", "enabled", bp.failures > 0, "state",
+                          breaker_state_name(v.state), "failures", (json_int_t)v.failures,
+                          "threshold", (json_int_t)bp.failures, "window_s", (json_int_t)bp.window,
+                          "cooldown_s", (json_int_t)bp.cooldown, "opens", (json_int_t)v.opens);
+    json_object_set_new(o, "opened_at",
+                        v.opened_at ? json_integer((json_int_t)v.opened_at) : json_null());
+    json_object_set_new(o, "retry_in",
+                        v.state == BREAKER_OPEN ? json_integer((json_int_t)v.retry_in)
+                                                : json_null());
+    json_object_set_new(o, "prober", v.prober ? json_integer((json_int_t)v.prober) : json_null());
+    return o;
+}
+
 static json_t *stats_json(exchange *x, const observe_rows *rs, uint64_t now)
 {
     uint64_t totals[STATS_COUNTERS] = {0};
@@ -272,6 +294,7 @@ static json_t *stats_json(exchange *x, const observe_rows *rs, uint64_t now)
                       (json_int_t)c[C_UP_ERRORS], "upstream_calls", (json_int_t)c[C_UP_CALLS]);
         json_object_set_new(o, "latency_ms", quantiles_json(c + C_UP_LATENCY_BUCKET));
         json_object_set_new(o, "ttfb_ms", quantiles_json(c + C_UP_TTFB_BUCKET));
+        json_object_set_new(o, "breaker", breaker_json(x, cu, now));
         json_array_append_new(upstreams, o);
     }
 
@@ -288,10 +311,10 @@ static json_t *stats_json(exchange *x, const observe_rows *rs, uint64_t now)
     json_object_set_new(t, "rejected", json_integer((json_int_t)rejected_sum(totals)));
     json_object_set_new(t, "rejections", rejections_json(totals));
 
-    /* "api": this document's shape (3: budgets and refusals; no breaker
-     * yet); "version": which Relay answers. */
+    /* "api": this document's shape (3: budgets and refusals; 4: each
+     * upstream's breaker); "version": which Relay answers. */
     json_t *root =
-        json_pack("{s:i,s:s,s:I}", "api", 3, "version", rl_version(), "now", (json_int_t)now);
+        json_pack("{s:i,s:s,s:I}", "api", 4, "version", rl_version(), "now", (json_int_t)now);
     json_object_set_new(root, "totals", t);
     json_object_set_new(root, "models", models);
     json_object_set_new(root, "upstreams", upstreams);

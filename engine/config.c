@@ -59,6 +59,7 @@ static const char *const coalesce_mode_names[] = {"cacheable", "all", "off", NUL
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const metrics_access_names[] = {"admin", "open", NULL};
 static const char *const auth_mode_names[] = {"passthrough", "tokens", "both", NULL};
+static const char *const off_on_names[] = {"off", "on", NULL};
 
 #define RC(field) offsetof(relay_config, field)
 #define UC(field) offsetof(upstream_config, field)
@@ -107,6 +108,10 @@ static const config_key config_keys[] = {
     {"upstream.*", "retries", KEY_LONG, UC(retries), "2", 0, 10, NULL},
     {"upstream.*", "retry_max_wait", KEY_LONG, UC(retry_max_wait), "10", 0, 3600, NULL},
     {"upstream.*", "fallback", KEY_STR, UC(fallback), "", 0, 0, NULL},
+    {"upstream.*", "breaker_failures", KEY_LONG, UC(breaker_failures), "5", 0, 1000000, NULL},
+    {"upstream.*", "breaker_window", KEY_LONG, UC(breaker_window), "30", 1, 86400, NULL},
+    {"upstream.*", "breaker_cooldown", KEY_LONG, UC(breaker_cooldown), "30", 1, 86400, NULL},
+    {"upstream.*", "stale_if_error", KEY_ENUM, UC(stale_if_error), "on", 0, 0, off_on_names},
     {"admin", "token_file", KEY_PATH, RC(admin.token_file), "var/admin.token", 0, 0, NULL},
     {"metrics", "access", KEY_ENUM, RC(metrics.access), "admin", 0, 0, metrics_access_names},
     {"auth", "mode", KEY_ENUM, RC(auth.mode), "both", 0, 0, auth_mode_names},

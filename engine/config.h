@@ -82,6 +82,12 @@ typedef struct upstream_config {
      * request when this one's retries run out (checked: it exists, speaks
      * this format, and no chain of fallbacks loops). */
     char *fallback;
+    /* The circuit breaker (engine/breaker.h): breaker_failures failures
+     * (0: no breaker) within breaker_window seconds open it for
+     * breaker_cooldown seconds; while open, a stored answer of any age is
+     * served when stale_if_error (1, the default) has one. */
+    long breaker_failures, breaker_window, breaker_cooldown;
+    int stale_if_error;
 } upstream_config;
 
 typedef struct relay_config {

@@ -10,6 +10,7 @@
  */
 #include "engine/engine.h"
 
+#include <limits.h>
 #include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,9 +18,11 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/admission.h"
 #include "engine/auth.h"
+#include "engine/breaker.h"
 #include "engine/ckey.h"
 #include "engine/coalesce.h"
 #include "engine/cors.h"
@@ -74,6 +77,9 @@ static void open_store(engine *e, uint64_t now)
     if (now)
         rl_info("the store at %s is available again", cfg->store.home);
     atomic_store(&e->store, s);
+    /* breaker.map lives in the store's home, which exists from here on. */
+    if (!atomic_load(&e->breaker))
+        atomic_store(&e->breaker, breaker_new(cfg->store.home));
 }
 
 rl_err engine_new(const relay_config *cfg, engine **out)
@@ -114,6 +120,7 @@ void engine_free(engine *e)
     store_close(atomic_load(&e->store));
     stats_close(atomic_load(&e->stats));
     admission_close(e->admission);
+    breaker_free(atomic_load(&e->breaker));
     auth_held_free(e->held);
     memo_free(e->memo);
     upstream_global_cleanup();
@@ -537,15 +544,22 @@ static const upstream_config *pick_fallback(exchange *x, const upstream_config *
 static rl_err perform_with_retries(exchange *x, upstream_request *ur, int *got_head)
 {
     const retry_clock *clk = x->w->retry_clock ? x->w->retry_clock : &retry_system_clock;
-    const upstream_config *up = retry_pick_upstream(x->cfg, x->rt.upstream, 0, x->now);
+    const upstream_config *up = x->rt.upstream;
     upstream_handler h = {x, on_upstream_head, on_upstream_data};
-    /* The route's own upstream was prepared; another one (part A's open
-     * breaker) needs its own call. */
-    if (up != x->rt.upstream && prepare_call(x, up, x->spend.held_key, ur) != 0)
-        return RL_NOMEM;
+    int fell_back = 0;
+    if (x->first_fallback) {
+        /* The route's breaker is open: straight to its fallback. */
+        up = x->first_fallback;
+        if (prepare_call(x, up, x->first_fallback_key, ur) != 0)
+            return RL_NOMEM;
+        fell_back = 1;
+        const char *pair[STATS_LABELS] = {x->rt.upstream->name, up->name, "", ""};
+        stats_count(atomic_load(&x->w->e->stats), STATS_ROW_FALLBACKS, pair, 1);
+        rl_info("[upstream.%s]'s circuit breaker is open: [upstream.%s] takes the call",
+                x->rt.upstream->name, up->name);
+    }
     retry_plan plan;
     retry_plan_start(&plan, clk->now(clk->ctx));
-    int fell_back = 0;
     for (;;) {
         attempt_reset(x);
         x->served_by = up->name;
@@ -553,6 +567,11 @@ static rl_err perform_with_retries(exchange *x, upstream_request *ur, int *got_h
         x->upstream_start = mono_seconds();
         rl_err err = x->w->perform(x->w->upstream, ur, &h, got_head);
         x->latency_s = mono_seconds() - x->upstream_start;
+        if (up == x->rt.upstream) {
+            x->route_called = 1;
+            x->up_err = err;
+            x->route_status = x->up_status;
+        }
         double hint = -1, wait = 0;
         if (x->started ||
             retry_classify(err, *got_head, x->up_status, up_header(x, "retry-after"),
@@ -689,14 +708,62 @@ static int admit(exchange *x, admission_hold *hold)
     return -1;
 }
 
-/* Calls upstream once x's worst case fits its budgets and rate limits
- * (spend.h) and a place for the call is free (admission.h), and settles
- * what it used; a refusal reaches followers too. */
+/* ---- the circuit breaker (breaker.h) ---------------------------------- */
+
+/* Answers a request the upstream's open breaker refuses: with a stored
+ * answer of any age the store still keeps (stale-if-error: an old answer
+ * beats none while the upstream fails), else 503 with Retry-After, the
+ * cool-down left. A flight led by x ends unanswered: each follower takes
+ * over and is refused (or served) the same way. */
+static void refuse_for_breaker(exchange *x, uint64_t retry_in)
+{
+    const upstream_config *up = x->rt.upstream;
+    if (up->stale_if_error && x->key_hex[0] && exchange_store(x)) {
+        x->cc.max_age = POLICY_UNSET;
+        x->cc.max_stale = LONG_MAX;
+        if (try_cache(x) == RL_OK) {
+            coalesce_finish(x, 0, 0);
+            return;
+        }
+    }
+    snprintf(x->retry_after, sizeof x->retry_after, "%llu", (unsigned long long)retry_in);
+    x->extra[x->nextra++] = (rl_header){"retry-after", x->retry_after};
+    rl_buf msg;
+    rl_buf_init(&msg, 4096);
+    rl_buf_printf(&msg,
+                  "Upstream %s is failing, so Relay's circuit breaker for it is open: try again "
+                  "in %llu s.",
+                  up->name, (unsigned long long)retry_in);
+    fail_before_answer(x, RL_CIRCUIT_OPEN, exchange_message(&msg));
+    rl_buf_release(&msg);
+}
+
+/* Calls upstream once its breaker admits the call (or, while it is open,
+ * sends it to the upstream's fallback), x's worst case fits its budgets and
+ * rate limits (spend.h) and a place for the call is free (admission.h);
+ * records the route's outcome for its breaker and settles what it used; a
+ * refusal reaches followers too. */
 static void call_upstream_within_budget(exchange *x)
 {
     rl_err err;
     const char *message;
+    breaker *b = atomic_load(&x->w->e->breaker);
+    breaker_policy bp = breaker_policy_of(x->rt.upstream);
+    uint32_t pid = (uint32_t)getpid();
+    uint64_t retry_in;
+    x->breaker_verdict = breaker_admit(b, x->rt.upstream->name, &bp, x->now, pid, &retry_in);
+    if (x->breaker_verdict == BREAKER_REFUSE) {
+        /* Open: the fallback takes the call, unless it is failing too. */
+        x->first_fallback = pick_fallback(x, x->rt.upstream, &x->first_fallback_key);
+        if (!x->first_fallback || breaker_is_open(b, x->first_fallback->name, x->now)) {
+            refuse_for_breaker(x, retry_in);
+            return;
+        }
+    }
     if (spend_reserve(x, &err, &message) != 0) {
+        /* Gives a probe's claim back: this request never called. */
+        breaker_record(b, x->rt.upstream->name, &bp, x->breaker_verdict, BREAKER_NEUTRAL, x->now,
+                       pid);
         fail_before_answer(x, err, message);
         return;
     }
@@ -705,6 +772,11 @@ static void call_upstream_within_budget(exchange *x)
         call_upstream(x); /* returns on every path: the place is given back */
         admission_leave(x->w->e->admission, &hold);
     }
+    /* The route's own upstream: what its last attempt got (a fallback's
+     * answer says nothing about it). */
+    breaker_outcome o =
+        x->route_called ? breaker_classify(x->up_err, x->route_status) : BREAKER_NEUTRAL;
+    breaker_record(b, x->rt.upstream->name, &bp, x->breaker_verdict, o, (uint64_t)time(NULL), pid);
     spend_settle(x);
 }
 

@@ -42,6 +42,10 @@ struct engine {
     /* Places for upstream calls shared by the pool (admission.h); NULL
      * when its file could not be mapped: calls are then not limited. */
     struct admission *admission;
+    /* The circuit breakers shared by the pool (breaker.h); NULL while
+     * breaker.map cannot be mapped (every call admitted). Set at start or
+     * when the store opens again; atomic for the same reason as store. */
+    _Atomic(struct breaker *) breaker;
 };
 
 struct engine_worker {
@@ -150,6 +154,14 @@ typedef struct exchange {
     int frame_ready;
     int frame_lost; /* the parser failed (an event over its cap): passed on unparsed */
     int stream_complete, stream_error; /* the format's terminator, an error event */
+    rl_err up_err;                     /* the route's upstream's last attempt (for its breaker) */
+    int route_status;                  /* ... and its status (0: no answer) */
+    int route_called;                  /* the route's upstream was called at all */
+    /* Set when the route's breaker is open and its fallback takes the call
+     * (with the key Relay holds for it, or NULL). */
+    const upstream_config *first_fallback;
+    const char *first_fallback_key;
+    int breaker_verdict; /* breaker_verdict that admitted the call */
 } exchange;
 
 store *exchange_store(const exchange *x);

@@ -8,6 +8,7 @@
 #include "engine/observe_int.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -71,6 +72,8 @@ typedef struct source {
     store *s; /* NULL: the store is closed */
     store_stats ss;
     const budgets *b; /* NULL: they could not be read */
+    breaker *br;      /* NULL: no breaker file (every breaker reads closed) */
+    uint64_t now;
 } source;
 
 typedef struct family family;
@@ -273,6 +276,21 @@ static uint64_t inflight(const source *src)
     return running;
 }
 
+/* relay_breaker_open: one sample per configured upstream, 1 while its
+ * breaker refuses calls (open, or half-open with its probe). */
+static void emit_breakers(page *p, const family *f, const source *src)
+{
+    for (size_t u = 0; u < src->cfg->nupstreams; u++) {
+        const upstream_config *up = &src->cfg->upstreams[u];
+        breaker_policy bp = breaker_policy_of(up);
+        breaker_view v;
+        breaker_view_of(src->br, up->name, &bp, src->now, &v);
+        putf(p, "%s{", f->name);
+        put_label(p, "upstream", up->name, 1);
+        putf(p, "} %d\n", v.state != BREAKER_CLOSED);
+    }
+}
+
 /* ---- the families ------------------------------------------------------------- */
 
 /* clang-format off */
@@ -321,6 +339,9 @@ static const family families[] = {
     {"relay_upstream_ttfb_seconds", "histogram",
      "Time from sending an upstream call to its status line.", emit_histogram,
      .counter = C_UP_TTFB_BUCKET, .sum = C_UP_TTFB_SUM_US},
+    {"relay_breaker_open", "gauge",
+     "1 while an upstream's circuit breaker refuses calls (open or half-open), else 0.",
+     emit_breakers, .counter = 0},
     {"relay_store_up", "gauge", "1 when the cache store is open.", emit_value,
      .value = store_up},
     {"relay_store_bytes", "gauge", "Bytes of cached answers.", emit_value,
@@ -352,12 +373,12 @@ static const family families[] = {
 };
 /* clang-format on */
 
-rl_err metrics_page(const relay_config *cfg, const observe_rows *rs, store *s, uint64_t now,
-                    size_t max, rl_buf *out)
+rl_err metrics_page(const relay_config *cfg, const observe_rows *rs, store *s, breaker *br,
+                    uint64_t now, size_t max, rl_buf *out)
 {
     page p = {.err = RL_OK};
     rl_buf_init(&p.buf, max);
-    source src = {.cfg = cfg, .rows = rs, .s = s};
+    source src = {.cfg = cfg, .rows = rs, .s = s, .br = br, .now = now};
     if (s && store_stats_get(s, &src.ss) != RL_OK)
         src.s = NULL; /* reported as relay_store_up 0 */
     budgets b = {0};
@@ -417,8 +438,8 @@ void metrics_serve(exchange *x)
     rl_buf out;
     rl_err err = observe_rows_collect(observe_stats(x), &rs);
     if (err == RL_OK)
-        err = metrics_page(x->cfg, &rs, exchange_store(x), (uint64_t)time(NULL), METRICS_MAX_BYTES,
-                           &out);
+        err = metrics_page(x->cfg, &rs, exchange_store(x), atomic_load(&x->w->e->breaker),
+                           (uint64_t)time(NULL), METRICS_MAX_BYTES, &out);
     else
         rl_buf_init(&out, 0);
     if (err == RL_OK && x->w->e->admission) {

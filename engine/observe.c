@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "engine/observe_int.h"
 #include "store/base/rl_secure.h"
@@ -36,6 +37,28 @@ double observe_usd(uint64_t nusd)
 
 /* ---- health ------------------------------------------------------------------ */
 
+/* One line per upstream whose breaker refuses calls. */
+static int breaker_problems(exchange *x, rl_buf *why)
+{
+    breaker *b = atomic_load(&x->w->e->breaker);
+    uint64_t now = (uint64_t)time(NULL);
+    int n = 0;
+    for (size_t u = 0; u < x->cfg->nupstreams; u++) {
+        const upstream_config *up = &x->cfg->upstreams[u];
+        breaker_policy bp = breaker_policy_of(up);
+        breaker_view v;
+        breaker_view_of(b, up->name, &bp, now, &v);
+        if (v.state == BREAKER_OPEN)
+            (void)rl_buf_printf(why, "upstream %s: circuit open, %llu s left\n", up->name,
+                                (unsigned long long)v.retry_in);
+        else if (v.state == BREAKER_HALF_OPEN)
+            (void)rl_buf_printf(why, "upstream %s: circuit half-open, %s\n", up->name,
+                                v.prober ? "a probe call is under way" : "the next call probes");
+        n += v.state != BREAKER_CLOSED;
+    }
+    return n;
+}
+
 int observe_health_problems(exchange *x, rl_buf *why)
 {
     int n = 0;
@@ -59,7 +82,7 @@ int observe_health_problems(exchange *x, rl_buf *why)
         (void)rl_buf_printf(why, "stats: %s: nothing is counted\n", reason);
         n++;
     }
-    return n;
+    return n + breaker_problems(x, why);
 }
 
 /* /relay/health is open: "ok" or "degraded" and the reasons. With

@@ -7,6 +7,7 @@
 #ifndef RELAY_ENGINE_OBSERVE_INT_H
 #define RELAY_ENGINE_OBSERVE_INT_H
 
+#include "engine/breaker.h"
 #include "engine/exchange.h"
 
 /* The process's counters, NULL while they cannot be used. */
@@ -51,11 +52,11 @@ void metrics_serve(exchange *x);
  * Writes the metrics page (Prometheus text 0.0.4) of rows rs into out,
  * which it initialises with the cap max (the caller releases it); the
  * store's families (and the budgets', read at unix time now) only when s
- * is not NULL. RL_TOO_LARGE when the page would exceed max bytes (out then
- * holds a partial page that must not be sent), RL_NOMEM.
+ * is not NULL; relay_breaker_open from br (NULL: every breaker closed). RL_TOO_LARGE when the page
+ * would exceed max bytes (out then holds a partial page that must not be sent), RL_NOMEM.
  */
-rl_err metrics_page(const relay_config *cfg, const observe_rows *rs, store *s, uint64_t now,
-                    size_t max, rl_buf *out);
+rl_err metrics_page(const relay_config *cfg, const observe_rows *rs, store *s, breaker *br,
+                    uint64_t now, size_t max, rl_buf *out);
 
 /* /relay/admin/api/... once authorized (admin_api.c). */
 void admin_api_serve(exchange *x);

@@ -162,7 +162,7 @@ int retry_same_wire(upstream_type a, upstream_type b)
 const upstream_config *retry_pick_upstream(const relay_config *cfg, const upstream_config *route,
                                            int exhausted, uint64_t now_unix)
 {
-    (void)now_unix; /* for the breaker: breaker_is_open(route, now_unix) */
+    (void)now_unix; /* an open breaker's fallback is chosen by the engine (engine.c) */
     if (!exhausted)
         return route;
     if (!route->fallback[0])

@@ -19,7 +19,7 @@ import { clearTokens, initTokens, showTokens } from './tokens.js';
 const THEME_KEY = 'relay.theme';
 const POLL_MS = 5000;
 const API = 'api/stats'; // relative: the page is served at /relay/admin/
-const API_SHAPE = 3; // the stats document this page reads (its "api")
+const API_SHAPE = 4; // the stats document this page reads (its "api")
 
 // The views, by the URL's fragment: the element shown, its link, and what
 // gets the focus when the user switches to it.
@@ -451,6 +451,16 @@ function percentiles(p) {
   return `${fmtMs(p.p50)} / ${fmtMs(p.p95)} / ${fmtMs(p.p99)}`;
 }
 
+// An upstream's circuit breaker: "closed (1 failure of 5)", "open, retry
+// in 12 s", "half-open (probing)", or "off" when breaker_failures = 0.
+function breakerText(b) {
+  if (!b) return DASH;
+  if (!b.enabled) return 'off';
+  if (b.state === 'open') return `open, retry in ${b.retry_in} s`;
+  if (b.state === 'half_open') return b.prober ? 'half-open (probing)' : 'half-open';
+  return b.failures ? `closed (${plural(b.failures, 'failure', 'failures')} of ${b.threshold})` : 'closed';
+}
+
 function renderUpstreams(upstreams) {
   const list = Array.isArray(upstreams) ? upstreams : [];
   fillTable('upstreams-table', list.map((u) => {
@@ -466,6 +476,7 @@ function renderUpstreams(upstreams) {
       countCell(u.errors),
       el('td', 'num', percentiles(u.latency_ms)),
       el('td', 'num', percentiles(u.ttfb_ms)),
+      el('td', u.breaker?.state && u.breaker.state !== 'closed' ? 'breaker-open' : '', breakerText(u.breaker)),
     );
     return tr;
   }), 'No upstream is configured.');

@@ -39,6 +39,7 @@
     X(UPSTREAM_PROTOCOL,    502, "api_error",             "upstream_bad_response", "upstream sent an invalid response") \
     X(UPSTREAM_CUT,         502, "api_error",             "upstream_stream_cut",  "upstream stream ended before its terminator") \
     X(OVERLOADED,           503, "server_error",          "overloaded",           "relay is overloaded") \
+    X(CIRCUIT_OPEN,         503, "server_error",          "upstream_circuit_open", "the upstream is failing: its circuit breaker is open") \
     X(UPSTREAM_TIMEOUT,     504, "timeout_error",         "upstream_timeout",     "upstream timed out") \
     X(ONLY_IF_CACHED,       504, "invalid_request_error", "only_if_cached",       "not in cache and only-if-cached was requested") \
     X(CLIENT_GONE,          499, "none",                  "client_gone",          "client disconnected") \

@@ -174,7 +174,7 @@ relaySuite('dashboard in a browser', {
     // The numbers shown are Relay's (no traffic yet, so they hold still).
     await page.waitForFunction(() => document.getElementById('total-requests').textContent.trim() !== '—');
     const stats = await apiStats();
-    assert.equal(stats.api, 3);
+    assert.equal(stats.api, 4);
     assert.match(stats.version, /^\d+\.\d+\.\d+/);
     assert.ok((await shown('updated')).endsWith(`Relay ${stats.version}`), 'the version is shown');
     assert.equal(parseShown(await shown('total-requests')), stats.totals.requests, 'requests shown');
@@ -183,10 +183,12 @@ relaySuite('dashboard in a browser', {
     const upstreams = await page.locator('#upstreams-table tbody th').allTextContents();
     assert.deepEqual(upstreams.sort(), stats.upstreams.map((u) => u.name).sort(), 'every upstream has a row');
     assert.match(await shown('store-entries'), new RegExp(`^${stats.store.entries}`));
-    // No placeholder for what does not exist yet (a breaker).
-    assert.ok(stats.upstreams.every((u) => !('breaker' in u)), 'no breaker fields');
+    // Each upstream's circuit breaker has a column.
+    assert.ok(stats.upstreams.every((u) => u.breaker && u.breaker.state === 'closed'), 'breaker fields');
     const heads = await page.locator('#upstreams-table thead th, #clients-table thead th').allTextContents();
-    assert.ok(!heads.some((h) => /breaker/i.test(h)), `no breaker column: ${heads}`);
+    assert.ok(heads.includes('Breaker'), `a breaker column: ${heads}`);
+    const cells = await page.locator('#upstreams-table tbody td:last-child').allTextContents();
+    assert.ok(cells.length && cells.every((c) => /^(closed|off)/.test(c.trim())), `breaker cells: ${cells}`);
     assert.ok(heads.includes('Budget') && heads.includes('Refused'), `a budget and a refusals column: ${heads}`);
   });
 

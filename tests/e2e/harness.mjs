@@ -306,12 +306,18 @@ export async function startRelay(name, options = {}) {
           connect_timeout: 2,
           idle_timeout: 5,
           timeout: 30,
+          // Suites make many upstream failures in a row on one relay, each
+          // testing one failure alone: the breaker (on by default in
+          // relay.ini) would turn the later ones into 503s. breaker.test.mjs
+          // turns it on through options.ini.
+          breaker_failures: 0,
           retries: 0,
         },
         ...Object.fromEntries((options.upstreams ?? []).map((u) => {
           const { name, ...settings } = typeof u === 'string' ? { name: u, type: u } : u;
           return [`upstream.${name}`, {
-            base_url: baseUrl, connect_timeout: 2, idle_timeout: 5, timeout: 30, retries: 0, ...settings,
+            base_url: baseUrl, connect_timeout: 2, idle_timeout: 5, timeout: 30, retries: 0, breaker_failures: 0,
+            ...settings,
           }];
         })),
         log: { level: 'debug' },

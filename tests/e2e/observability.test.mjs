@@ -96,7 +96,7 @@ relaySuite('observability: health, metrics and the stats API', {
     const other = await relay.fetch('/relay/admin/api/nothing-here', { headers: { authorization: `Bearer ${token}` } });
     assert.equal(other.status, 404);
     const s = await stats(relay, token);
-    assert.equal(s.api, 3);
+    assert.equal(s.api, 4);
     assert.match(s.version, /^\d+\.\d+\.\d+( \(git [0-9a-f]+\))?$/, 'which Relay answers');
     assert.equal(s.health.status, 'ok');
     assert.equal(s.series.minute.length, 1440);
@@ -161,7 +161,8 @@ relaySuite('observability: health, metrics and the stats API', {
     const up = s.upstreams.find((u) => u.name === 'openai');
     assert.ok(up.upstream_calls >= 2);
     assert.ok(up.latency_ms && up.latency_ms.p50 > 0 && up.ttfb_ms.p50 > 0);
-    assert.ok(!('breaker' in up), 'no placeholder for the breaker');
+    assert.equal(up.breaker.state, 'closed', 'each upstream shows its breaker');
+    assert.equal(up.breaker.retry_in, null, 'no cool-down while closed');
     assert.deepEqual(s.budgets, { global: [], tokens_left_out: 0 }, 'no [budget] row, no token');
     assert.equal(s.totals.rejected, 0, 'nothing refused');
     assert.ok(s.store.entries >= 2);
@@ -236,7 +237,7 @@ relaySuite('observability: health, metrics and the stats API', {
     assert.equal(sample(r.text, 'relay_spent_usd_total', { upstream: 'openai', model: 'mystery-model-1' }), undefined,
       'no money sample for a model with no price');
     assert.ok(sample(r.text, 'relay_unpriced_requests_total', { upstream: 'openai', model: 'mystery-model-1' }) >= 1);
-    assert.doesNotMatch(r.text, /relay_breaker_open/, 'no breaker gauge until there is a breaker');
+    assert.equal(sample(r.text, 'relay_breaker_open', { upstream: 'openai' }), 0, 'a breaker gauge per upstream');
     assert.equal(sample(r.text, 'relay_rejections_total', { reason: 'budget' }), 0, 'every reason, zeros too');
     assert.doesNotMatch(r.text, /^relay_budget_remaining_usd\{/m, 'no budget set, no remaining');
     const calls = sample(r.text, 'relay_upstream_calls_total', { upstream: 'openai' });
@@ -409,7 +410,7 @@ relaySuite('observability: Relay tokens, budgets and refusals', {
 
   test('the stats API: each token\'s spending against its budgets, the [budget] rows, refusals by reason', T, async () => {
     const s = await stats(relay, admin);
-    assert.equal(s.api, 3);
+    assert.equal(s.api, 4);
     const why = s.totals.rejections;
     assert.equal(why.budget, 1);
     assert.equal(why.forbidden_model, 1);

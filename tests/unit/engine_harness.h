@@ -406,7 +406,8 @@ static inline void ini_value(rl_buf *out, const json_t *v)
  * upstreams (a string is a type and its name; an object has name, type,
  * mount, ...), each with base_url pointing at the fake, then ini merged
  * over them section by section. [log] is left out: this test sets its own
- * level.
+ * level. The breaker is off (breaker_failures = 0), as there: the cases
+ * fail one after another on one engine.
  */
 static inline json_t *harness_sections(const char *dir, const json_t *upstreams, const json_t *ini)
 {
@@ -420,9 +421,9 @@ static inline json_t *harness_sections(const char *dir, const json_t *upstreams,
     /* retries = 0 as harness.mjs writes it: the fixtures count one call per
      * failed answer; t_retry.c turns retries on. */
     json_object_set_new(s, "upstream.openai",
-                        json_pack("{s:s,s:s,s:i,s:i,s:i,s:i}", "type", "openai", "base_url",
+                        json_pack("{s:s,s:s,s:i,s:i,s:i,s:i,s:i}", "type", "openai", "base_url",
                                   FAKE_BASE, "connect_timeout", 2, "idle_timeout", 5, "timeout", 30,
-                                  "retries", 0));
+                                  "retries", 0, "breaker_failures", 0));
     size_t i;
     json_t *u;
     json_array_foreach(upstreams, i, u)
@@ -431,8 +432,8 @@ static inline json_t *harness_sections(const char *dir, const json_t *upstreams,
         const char *name = json_is_string(u) ? json_string_value(u)
                                              : json_string_value(json_object_get(u, "name"));
         json_t *section =
-            json_pack("{s:s,s:i,s:i,s:i,s:i}", "base_url", FAKE_BASE, "connect_timeout", 2,
-                      "idle_timeout", 5, "timeout", 30, "retries", 0);
+            json_pack("{s:s,s:i,s:i,s:i,s:i,s:i}", "base_url", FAKE_BASE, "connect_timeout", 2,
+                      "idle_timeout", 5, "timeout", 30, "retries", 0, "breaker_failures", 0);
         json_object_del(settings, "name");
         json_object_update(section, settings);
         json_decref(settings);
