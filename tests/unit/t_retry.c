@@ -324,6 +324,59 @@ static void test_engine(const char *tmp)
     relay_stop(&r);
 }
 
+/* While the route's breaker is open, its fallback takes the call at once
+ * (the route is not called) and its answer is served. */
+static void test_breaker_fallback(const char *tmp)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "%.40s/breaker", tmp);
+    json_t *ups = json_pack("[{s:s,s:s,s:s,s:i,s:i}]", "name", "spare", "type", "openai-compatible",
+                            "mount", "/spare", "retries", 0, "breaker_failures", 1);
+    json_t *ini = json_pack("{s:{s:i,s:s,s:i}}", "upstream.openai", "retries", 0, "fallback",
+                            "spare", "breaker_failures", 1);
+    relay r;
+    if (relay_start(&r, dir, ups, ini, "breaker") != 0) {
+        json_decref(ups);
+        json_decref(ini);
+        return;
+    }
+    test_clock tc = {1000, 0, 0};
+    retry_clock clk = {&tc, tc_now, tc_random, tc_sleep};
+    r.w->retry_clock = &clk;
+    r.w->perform = seq_perform;
+    json_t *ok_reply = json_pack("{s:i,s:{s:s},s:s}", "status", 200, "headers", "content-type",
+                                 "application/json", "body", CHAT_OK);
+    json_t *broken = json_pack("{s:i,s:{s:s},s:s}", "status", 500, "headers", "content-type",
+                               "application/json", "body", "{\"error\":{\"message\":\"boom\"}}");
+    client c;
+
+    /* A 500 (neither retried nor a reason to fall back: the upstream
+     * answered) opens the route's breaker (breaker_failures = 1). */
+    fake_reset(ok_reply, FAKE_REPLY);
+    failing = broken;
+    failures = 1;
+    send_chat(&r, "breaker-open-1", &c);
+    is_int(fake.calls, 1, "a 500 on the route: one call");
+    is_int(c.status, 500, "... passed on");
+    client_release(&c);
+
+    /* Open: the fallback alone is called. */
+    fake_reset(ok_reply, FAKE_REPLY);
+    failures = 0;
+    send_chat(&r, "breaker-open-2", &c);
+    is_int(fake.calls, 1, "breaker open: one call");
+    ok(strstr(urls[0], "/v1/chat/completions") != NULL, "... of the chat path");
+    is_int(c.status, 200, "... a 200");
+    is_str(hdr(&c, "x-relay-upstream"), "spare", "... from the fallback");
+    client_release(&c);
+
+    json_decref(ok_reply);
+    json_decref(broken);
+    json_decref(ups);
+    json_decref(ini);
+    relay_stop(&r);
+}
+
 int main(void)
 {
     char tmp[] = "/tmp/t_retry.XXXXXX";
@@ -335,5 +388,6 @@ int main(void)
     test_plan();
     test_config(tmp);
     test_engine(tmp);
+    test_breaker_fallback(tmp);
     return harness_end(tmp);
 }
