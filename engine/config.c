@@ -57,6 +57,7 @@ static const char *const coalesce_mode_names[] = {"cacheable", "all", "off", NUL
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const metrics_access_names[] = {"admin", "open", NULL};
 static const char *const auth_mode_names[] = {"passthrough", "tokens", "both", NULL};
+static const char *const off_on_names[] = {"off", "on", NULL};
 
 #define RC(field) offsetof(relay_config, field)
 #define UC(field) offsetof(upstream_config, field)
@@ -94,8 +95,12 @@ static const config_key config_keys[] = {
     {"upstream.*", "base_url", KEY_URL, UC(base_url), "https://api.openai.com", 0, 0, NULL},
     {"upstream.*", "mount", KEY_MOUNT, UC(mount), "", 0, 0, NULL},
     {"upstream.*", "connect_timeout", KEY_LONG, UC(connect_timeout), "10", 1, 600, NULL},
+    {"upstream.*", "first_byte_timeout", KEY_LONG, UC(first_byte_timeout), "300", 1, 86400, NULL},
     {"upstream.*", "idle_timeout", KEY_LONG, UC(idle_timeout), "300", 1, 86400, NULL},
     {"upstream.*", "timeout", KEY_LONG, UC(timeout), "900", 1, 86400, NULL},
+    {"upstream.*", "client_timeout", KEY_LONG, UC(client_timeout), "0", 0, 86400, NULL},
+    {"upstream.*", "finish_after_timeout", KEY_ENUM, UC(finish_after_timeout), "on", 0, 0,
+     off_on_names},
     {"upstream.*", "api_key_file", KEY_FILE, UC(api_key_file), "", 0, 0, NULL},
     {"upstream.*", "api_key_env", KEY_ENV, UC(api_key_env), "", 0, 0, NULL},
     {"admin", "token_file", KEY_PATH, RC(admin.token_file), "var/admin.token", 0, 0, NULL},
@@ -674,6 +679,9 @@ static int check_upstreams(parse_state *st)
             const char *name;
         } within_timeout[] = {{UC(connect_timeout), "connect_timeout"},
                               {UC(idle_timeout), "idle_timeout"}};
+        /* first_byte_timeout and client_timeout are not checked: their
+         * defaults (300, 0) would refuse a short timeout set alone, and the
+         * whole call's bound applies to them anyway. */
         for (size_t t = 0; t < sizeof within_timeout / sizeof within_timeout[0]; t++) {
             long v = *(const long *)((const char *)up + within_timeout[t].offset);
             if (v > up->timeout) {

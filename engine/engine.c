@@ -22,6 +22,7 @@
 #include "engine/ckey.h"
 #include "engine/coalesce.h"
 #include "engine/cors.h"
+#include "engine/deadline.h"
 #include "engine/exchange.h"
 #include "engine/memo.h"
 #include "engine/observe.h"
@@ -280,12 +281,18 @@ static int on_upstream_head(void *ctx, int status, const rl_header *headers, siz
     return 0;
 }
 
-/* Whether a leader whose client left should keep the upstream call going:
- * when the answer will be stored (its tokens are paid for either way), or
- * while followers wait for it. */
+/* Whether a leader whose client left should keep the upstream call going
+ * (deadline.h: [upstream.X] finish_after_timeout). */
 static int worth_continuing(exchange *x)
 {
-    return x->capture || coalesce_has_followers(x);
+    return deadline_keeps_call(x->rt.upstream->finish_after_timeout, x->capture,
+                               coalesce_has_followers(x));
+}
+
+/* The call's tick: the client's own deadline (deadline.h). */
+static int on_upstream_tick(void *ctx, double now)
+{
+    return deadline_tick(ctx, now);
 }
 
 static int on_upstream_data(void *ctx, const char *data, size_t len)
@@ -460,10 +467,12 @@ static void call_upstream(exchange *x)
         .body = req->body_len || strcmp(req->method, "POST") == 0 ? req->body : NULL,
         .body_len = req->body_len,
         .connect_timeout = up->connect_timeout,
+        .first_byte_timeout = up->first_byte_timeout,
         .idle_timeout = up->idle_timeout,
         .timeout = up->timeout,
+        .timed_out = &x->timed_out,
     };
-    upstream_handler h = {x, on_upstream_head, on_upstream_data};
+    upstream_handler h = {x, on_upstream_head, on_upstream_data, on_upstream_tick};
     int got_head = 0;
     x->called_upstream = 1;
     x->upstream_start = mono_seconds();
@@ -492,8 +501,14 @@ static void call_upstream(exchange *x)
             rl_warn("stream %s ended early: %s", x->key_hex[0] ? x->key_hex : "(uncached)",
                     rl_err_text(err));
             coalesce_finish(x, 0, 0);
-            if (err != RL_CLIENT_GONE)
-                exchange_fail(x, err, "The upstream stream ended before it was complete.");
+            if (err != RL_CLIENT_GONE) {
+                rl_buf msg;
+                rl_buf_init(&msg, 1024);
+                const char *why = deadline_message(x, &msg);
+                exchange_fail(x, err,
+                              why ? why : "The upstream stream ended before it was complete.");
+                rl_buf_release(&msg);
+            }
             return;
         }
         int stored = x->capture && complete && !x->stream_error && store_answer(x, ENTRY_STREAM);
@@ -509,10 +524,14 @@ static void call_upstream(exchange *x)
         return;
     }
     if (err != RL_OK) {
-        if (err == RL_CLIENT_GONE)
+        if (err == RL_CLIENT_GONE) {
             coalesce_finish(x, 0, 0);
-        else
-            fail_before_answer(x, err, NULL);
+        } else {
+            rl_buf msg;
+            rl_buf_init(&msg, 1024);
+            fail_before_answer(x, err, deadline_message(x, &msg));
+            rl_buf_release(&msg);
+        }
         return;
     }
     /* A whole buffered answer: relay it with the upstream's status. */

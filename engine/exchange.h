@@ -140,6 +140,8 @@ typedef struct exchange {
     int frame_ready;
     int frame_lost; /* the parser failed (an event over its cap): passed on unparsed */
     int stream_complete, stream_error; /* the format's terminator, an error event */
+    upstream_timed_out timed_out;      /* which of the call's timeouts ended it */
+    int detached; /* client_timeout answered the client and ended its request (deadline.h) */
 } exchange;
 
 store *exchange_store(const exchange *x);
