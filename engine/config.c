@@ -95,7 +95,7 @@ static const config_key config_keys[] = {
     {"upstream.*", "base_url", KEY_URL, UC(base_url), "https://api.openai.com", 0, 0, NULL},
     {"upstream.*", "mount", KEY_MOUNT, UC(mount), "", 0, 0, NULL},
     {"upstream.*", "connect_timeout", KEY_LONG, UC(connect_timeout), "10", 1, 600, NULL},
-    {"upstream.*", "first_byte_timeout", KEY_LONG, UC(first_byte_timeout), "300", 1, 86400, NULL},
+    {"upstream.*", "first_byte_timeout", KEY_LONG, UC(first_byte_timeout), "0", 0, 86400, NULL},
     {"upstream.*", "idle_timeout", KEY_LONG, UC(idle_timeout), "300", 1, 86400, NULL},
     {"upstream.*", "timeout", KEY_LONG, UC(timeout), "900", 1, 86400, NULL},
     {"upstream.*", "client_timeout", KEY_LONG, UC(client_timeout), "0", 0, 86400, NULL},
@@ -674,14 +674,18 @@ static int check_upstreams(parse_state *st)
             return -1;
         }
         size_t n = strlen(up->mount);
+        /* 0: idle_timeout's, which bounded the wait for the headers before
+         * first_byte_timeout existed, so older configs keep their meaning. */
+        if (up->first_byte_timeout == 0)
+            up->first_byte_timeout = up->idle_timeout;
         static const struct {
             size_t offset;
             const char *name;
         } within_timeout[] = {{UC(connect_timeout), "connect_timeout"},
-                              {UC(idle_timeout), "idle_timeout"}};
-        /* first_byte_timeout and client_timeout are not checked: their
-         * defaults (300, 0) would refuse a short timeout set alone, and the
-         * whole call's bound applies to them anyway. */
+                              {UC(idle_timeout), "idle_timeout"},
+                              {UC(first_byte_timeout), "first_byte_timeout"}};
+        /* client_timeout is not checked: the whole call's bound applies
+         * to it anyway (the client gets the call's own 504 then). */
         for (size_t t = 0; t < sizeof within_timeout / sizeof within_timeout[0]; t++) {
             long v = *(const long *)((const char *)up + within_timeout[t].offset);
             if (v > up->timeout) {

@@ -63,7 +63,8 @@ typedef struct upstream_config {
     char *base_url;          /* without a trailing slash */
     char *mount;             /* "" or a path prefix ("/anthropic") routed here, removed upstream */
     long connect_timeout;    /* seconds */
-    long first_byte_timeout; /* seconds from the start of a call to its headers */
+    long first_byte_timeout; /* seconds from the start of a call to its headers (0 in the
+                                ini: idle_timeout's) */
     long idle_timeout;       /* seconds without a byte, once the headers arrived */
     long timeout;            /* seconds for the whole call */
     /* Seconds a client waits for its status line before Relay answers 504
