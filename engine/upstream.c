@@ -26,6 +26,7 @@ typedef struct call_state {
     int head_complete;   /* the blank line after the headers arrived */
     int head_sent;
     int aborted;
+    CURL *curl;
     upstream_timeout_kind timed_out; /* set by the progress callback */
     upstream_timer timer;
 } call_state;
@@ -184,8 +185,12 @@ void upstream_timer_start(upstream_timer *t, const upstream_request *req, double
 }
 
 upstream_timeout_kind upstream_timer_check(upstream_timer *t, double now, int64_t moved,
-                                           int got_head)
+                                           int connected, int got_head)
 {
+    if (connected && !t->connected) {
+        t->connected = 1;
+        t->sent = now;
+    }
     if (moved != t->moved || got_head != t->got_head) {
         /* A byte, or the headers (which libcurl does not count): the idle
          * gap starts again. */
@@ -195,9 +200,11 @@ upstream_timeout_kind upstream_timer_check(upstream_timer *t, double now, int64_
     }
     if (now - t->start > (double)t->total)
         return UPSTREAM_TIMEOUT_TOTAL;
+    if (!t->connected)
+        return UPSTREAM_TIMEOUT_NONE; /* connect_timeout's, libcurl's own */
     if (!got_head)
-        return now - t->start > (double)t->first_byte ? UPSTREAM_TIMEOUT_FIRST_BYTE
-                                                      : UPSTREAM_TIMEOUT_NONE;
+        return now - t->sent > (double)t->first_byte ? UPSTREAM_TIMEOUT_FIRST_BYTE
+                                                     : UPSTREAM_TIMEOUT_NONE;
     return now - t->last > (double)t->idle ? UPSTREAM_TIMEOUT_IDLE : UPSTREAM_TIMEOUT_NONE;
 }
 
@@ -213,8 +220,12 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
         st->aborted = 1;
         return 1;
     }
+    /* Connected: libcurl is past connecting (and TLS) and sends the
+     * request; 0 until then, also on a reused connection's first check. */
+    curl_off_t pretransfer = 0;
+    curl_easy_getinfo(st->curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
     st->timed_out = upstream_timer_check(&st->timer, now, (int64_t)dlnow + (int64_t)ulnow,
-                                         st->head_complete || st->head_sent);
+                                         pretransfer > 0, st->head_complete || st->head_sent);
     return st->timed_out != UPSTREAM_TIMEOUT_NONE;
 }
 
@@ -239,7 +250,7 @@ rl_err upstream_perform(upstream_client *c, const upstream_request *req, const u
 {
     CURL *curl = c->curl;
     struct curl_slist *hdrs = NULL;
-    call_state st = {.h = h};
+    call_state st = {.h = h, .curl = curl};
     rl_buf_init(&st.header_bytes, MAX_HEADER_BYTES);
     write_ctx w = {&st, curl};
     rl_err err = RL_NOMEM;

@@ -110,6 +110,8 @@ typedef struct upstream_timer {
     double last;                  /* ... of the last byte moved (or of the start) */
     int64_t moved;                /* bytes received + sent so far */
     int got_head;                 /* the headers had arrived at the last check */
+    int connected;                /* the request is being sent (connecting is over) */
+    double sent;                  /* ... since then: the first-byte clock starts there */
     long first_byte, idle, total; /* the limits, seconds */
 } upstream_timer;
 
@@ -118,14 +120,17 @@ void upstream_timer_start(upstream_timer *t, const upstream_request *req, double
 
 /*
  * Records that moved bytes have been moved in all (either direction: a
- * large body still uploading is progress) by now, and whether the
- * response's headers have arrived; returns the timeout that is over, or
- * UPSTREAM_TIMEOUT_NONE. Before the headers only first_byte and total
- * apply: an LLM thinking before its first token is silent, and that wait
+ * large body still uploading is progress) by now, whether the connection is
+ * made (the request is being sent) and whether the response's headers have
+ * arrived; returns the timeout that is over, or UPSTREAM_TIMEOUT_NONE.
+ * While connecting only the total applies here (connect_timeout is
+ * libcurl's own, so a host that does not answer is told apart from one
+ * that is slow to). From the request sent to the headers first_byte
+ * applies: an LLM thinking before its first token is silent, and that wait
  * is what first_byte_timeout bounds; idle_timeout bounds the gaps after it
- * (between stream chunks). Connecting is libcurl's own (connect_timeout).
+ * (between stream chunks).
  */
 upstream_timeout_kind upstream_timer_check(upstream_timer *t, double now, int64_t moved,
-                                           int got_head);
+                                           int connected, int got_head);
 
 #endif
