@@ -9,6 +9,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { spawn } from 'node:child_process';
 
 import { relaySuite, chatBody, uniq, sleep, KEY_A, TEST_TIMEOUT } from './harness.mjs';
 import { assertOpenAIError, streamPayloads } from './wire.mjs';
@@ -76,24 +77,34 @@ async function untilCached(relay, body, ms) {
   return r;
 }
 
-// An upstream that never accepts: a listening socket whose backlog (1) is
-// full. Node's listening handle is told to do nothing with a connection, so
-// libuv accepts one and stops; two more wait in the kernel's queue, and the
-// kernel drops every further SYN: a connect to it waits, as to a host that
-// is down.
-const blackhole = net.createServer();
-await new Promise((resolve) => blackhole.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, resolve));
-blackhole._handle.onconnection = () => {};
+// An upstream that never accepts: a socket listening with a backlog of 0
+// that nobody accepts from (Node's own servers always accept, so a small
+// python3 process holds it), its queue filled by connections of ours: the
+// kernel then drops every further SYN, and a connect waits as to a host that
+// is down (curl --connect-timeout 1 to it: 'Timeout was reached' after
+// 1001 ms).
+const blackhole = spawn('python3', ['-c', [
+  'import socket, sys',
+  's = socket.socket()',
+  "s.bind(('127.0.0.1', 0))",
+  's.listen(0)',
+  'print(s.getsockname()[1], flush=True)',
+  'sys.stdin.read()', // until the test ends (its stdin closes)
+].join('\n')], { stdio: ['pipe', 'pipe', 'inherit'] });
+const blackholePort = Number(await new Promise((resolve, reject) => {
+  blackhole.stdout.once('data', (d) => resolve(String(d).trim()));
+  blackhole.once('error', reject);
+}));
 const fillers = [];
-for (let i = 0; i < 4; i++) fillers.push(net.connect(blackhole.address().port, '127.0.0.1').on('error', () => {}));
+for (let i = 0; i < 3; i++) fillers.push(net.connect(blackholePort, '127.0.0.1').on('error', () => {}));
 await sleep(200);
-after(() => { fillers.forEach((s) => s.destroy()); blackhole.close(); });
+after(() => { fillers.forEach((s) => s.destroy()); blackhole.kill(); });
 
 relaySuite('timeouts: connect, first byte, idle, total', {
   upstreams: [
     { name: 'anthropic', type: 'anthropic', ...LIMITS },
     { name: 'gemini', type: 'gemini', ...LIMITS },
-    { name: 'blackhole', type: 'openai-compatible', mount: '/blackhole', base_url: `http://127.0.0.1:${blackhole.address().port}`, ...LIMITS },
+    { name: 'blackhole', type: 'openai-compatible', mount: '/blackhole', base_url: `http://127.0.0.1:${blackholePort}`, ...LIMITS },
   ],
   ini: { 'upstream.openai': LIMITS },
 }, (relay) => {
