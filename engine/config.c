@@ -99,10 +99,14 @@ static const config_key config_keys[] = {
     {"upstream.*", "base_url", KEY_URL, UC(base_url), "https://api.openai.com", 0, 0, NULL},
     {"upstream.*", "mount", KEY_MOUNT, UC(mount), "", 0, 0, NULL},
     {"upstream.*", "connect_timeout", KEY_LONG, UC(connect_timeout), "10", 1, 600, NULL},
+    {"upstream.*", "first_byte_timeout", KEY_LONG, UC(first_byte_timeout), "0", 0, 86400, NULL},
     {"upstream.*", "idle_timeout", KEY_LONG, UC(idle_timeout), "300", 1, 86400, NULL},
     {"upstream.*", "timeout", KEY_LONG, UC(timeout), "900", 1, 86400, NULL},
     /* "0" here stands for "not set": [fcgi] max_inflight then (config_load). */
     {"upstream.*", "max_inflight", KEY_LONG, UC(max_inflight), "0", 0, ADMISSION_SLOTS, NULL},
+    {"upstream.*", "client_timeout", KEY_LONG, UC(client_timeout), "0", 0, 86400, NULL},
+    {"upstream.*", "finish_after_timeout", KEY_ENUM, UC(finish_after_timeout), "on", 0, 0,
+     off_on_names},
     {"upstream.*", "api_key_file", KEY_FILE, UC(api_key_file), "", 0, 0, NULL},
     {"upstream.*", "api_key_env", KEY_ENV, UC(api_key_env), "", 0, 0, NULL},
     {"upstream.*", "retries", KEY_LONG, UC(retries), "2", 0, 10, NULL},
@@ -683,11 +687,18 @@ static int check_upstreams(parse_state *st)
             return -1;
         }
         size_t n = strlen(up->mount);
+        /* 0: idle_timeout's, which bounded the wait for the headers before
+         * first_byte_timeout existed, so older configs keep their meaning. */
+        if (up->first_byte_timeout == 0)
+            up->first_byte_timeout = up->idle_timeout;
         static const struct {
             size_t offset;
             const char *name;
         } within_timeout[] = {{UC(connect_timeout), "connect_timeout"},
-                              {UC(idle_timeout), "idle_timeout"}};
+                              {UC(idle_timeout), "idle_timeout"},
+                              {UC(first_byte_timeout), "first_byte_timeout"}};
+        /* client_timeout is not checked: the whole call's bound applies
+         * to it anyway (the client gets the call's own 504 then). */
         for (size_t t = 0; t < sizeof within_timeout / sizeof within_timeout[0]; t++) {
             long v = *(const long *)((const char *)up + within_timeout[t].offset);
             if (v > up->timeout) {

@@ -60,11 +60,19 @@ typedef struct model_price {
 typedef struct upstream_config {
     char *name; /* NAME of [upstream.NAME] */
     upstream_type type;
-    char *base_url;       /* without a trailing slash */
-    char *mount;          /* "" or a path prefix ("/anthropic") routed here, removed upstream */
-    long connect_timeout; /* seconds */
-    long idle_timeout;    /* seconds without a byte */
-    long timeout;         /* seconds for the whole call */
+    char *base_url;          /* without a trailing slash */
+    char *mount;             /* "" or a path prefix ("/anthropic") routed here, removed upstream */
+    long connect_timeout;    /* seconds */
+    long first_byte_timeout; /* seconds from the start of a call to its headers (0 in the
+                                ini: idle_timeout's) */
+    long idle_timeout;       /* seconds without a byte, once the headers arrived */
+    long timeout;            /* seconds for the whole call */
+    /* Seconds a client waits for its status line before Relay answers 504
+     * itself; 0: as long as the call's own timeouts allow (engine/deadline.h). */
+    long client_timeout;
+    /* 1: a call whose client left or got client_timeout's 504 goes on in the
+     * background and its answer is stored (engine/deadline.h). */
+    int finish_after_timeout;
     /* Upstream calls in flight at once across the pool (engine/admission.h);
      * 0: no limit. [fcgi] max_inflight unless the section sets its own. */
     long max_inflight;

@@ -128,11 +128,21 @@ static int cors_ready(void *ctx, size_t len)
     return c->inner->ready(c->inner->ctx, len);
 }
 
+static int cors_end(void *ctx)
+{
+    cors_sink *c = ctx;
+    return c->inner->end(c->inner->ctx);
+}
+
 void cors_sink_init(cors_sink *c, const relay_config *cfg, const engine_request *req, int open,
                     const engine_sink *inner)
 {
-    c->sink =
-        (engine_sink){c, cors_start, cors_write, cors_flush, inner->ready ? cors_ready : NULL};
+    c->sink = (engine_sink){c,
+                            cors_start,
+                            cors_write,
+                            cors_flush,
+                            inner->ready ? cors_ready : NULL,
+                            inner->end ? cors_end : NULL};
     c->inner = inner;
     c->cfg = cfg;
     c->open = open;

@@ -26,6 +26,7 @@
 #include "engine/ckey.h"
 #include "engine/coalesce.h"
 #include "engine/cors.h"
+#include "engine/deadline.h"
 #include "engine/exchange.h"
 #include "engine/memo.h"
 #include "engine/observe.h"
@@ -295,12 +296,18 @@ static int on_upstream_head(void *ctx, int status, const rl_header *headers, siz
     return 0;
 }
 
-/* Whether a leader whose client left should keep the upstream call going:
- * when the answer will be stored (its tokens are paid for either way), or
- * while followers wait for it. */
+/* Whether a leader whose client left should keep the upstream call going
+ * (deadline.h: [upstream.X] finish_after_timeout). */
 static int worth_continuing(exchange *x)
 {
-    return x->capture || coalesce_has_followers(x);
+    return deadline_keeps_call(x->rt.upstream->finish_after_timeout, x->capture,
+                               coalesce_has_followers(x));
+}
+
+/* The call's tick: the client's own deadline (deadline.h). */
+static int on_upstream_tick(void *ctx, double now)
+{
+    return deadline_tick(ctx, now);
 }
 
 static int on_upstream_data(void *ctx, const char *data, size_t len)
@@ -466,8 +473,10 @@ static int prepare_call(exchange *x, const upstream_config *up, const char *held
         .body = req->body_len || strcmp(req->method, "POST") == 0 ? req->body : NULL,
         .body_len = req->body_len,
         .connect_timeout = up->connect_timeout,
+        .first_byte_timeout = up->first_byte_timeout,
         .idle_timeout = up->idle_timeout,
         .timeout = up->timeout,
+        .timed_out = &x->timed_out,
     };
     return 0;
 }
@@ -491,6 +500,7 @@ static void attempt_reset(exchange *x)
     x->stream_error = 0;
     x->usage = PROV_USAGE_UNKNOWN;
     x->ttfb_s = -1;
+    x->timed_out = (upstream_timed_out){UPSTREAM_TIMEOUT_NONE, 0};
     x->capture = x->decision.store && exchange_store(x) && x->key_hex[0];
 }
 
@@ -545,7 +555,7 @@ static rl_err perform_with_retries(exchange *x, upstream_request *ur, int *got_h
 {
     const retry_clock *clk = x->w->retry_clock ? x->w->retry_clock : &retry_system_clock;
     const upstream_config *up = x->rt.upstream;
-    upstream_handler h = {x, on_upstream_head, on_upstream_data};
+    upstream_handler h = {x, on_upstream_head, on_upstream_data, on_upstream_tick};
     int fell_back = 0;
     if (x->first_fallback) {
         /* The route's breaker is open: straight to its fallback. */
@@ -644,8 +654,14 @@ static void call_upstream(exchange *x)
             rl_warn("stream %s ended early: %s", x->key_hex[0] ? x->key_hex : "(uncached)",
                     rl_err_text(err));
             coalesce_finish(x, 0, 0);
-            if (err != RL_CLIENT_GONE)
-                exchange_fail(x, err, "The upstream stream ended before it was complete.");
+            if (err != RL_CLIENT_GONE) {
+                rl_buf msg;
+                rl_buf_init(&msg, 1024);
+                const char *why = deadline_message(x, &msg);
+                exchange_fail(x, err,
+                              why ? why : "The upstream stream ended before it was complete.");
+                rl_buf_release(&msg);
+            }
             return;
         }
         int stored = x->capture && complete && !x->stream_error && store_answer(x, ENTRY_STREAM);
@@ -661,10 +677,14 @@ static void call_upstream(exchange *x)
         return;
     }
     if (err != RL_OK) {
-        if (err == RL_CLIENT_GONE)
+        if (err == RL_CLIENT_GONE) {
             coalesce_finish(x, 0, 0);
-        else
-            fail_before_answer(x, err, NULL);
+        } else {
+            rl_buf msg;
+            rl_buf_init(&msg, 1024);
+            fail_before_answer(x, err, deadline_message(x, &msg));
+            rl_buf_release(&msg);
+        }
         return;
     }
     /* A whole buffered answer: relay it with the upstream's status. */

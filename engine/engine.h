@@ -56,6 +56,13 @@ typedef struct engine_request {
  * waiting for the client to read, else 0. It lets another thread write for
  * this request without risking being held up by it (engine/coalesce.c);
  * the writes themselves stay blocking.
+ *
+ * end() (optional, NULL when the front cannot) says the answer written so
+ * far is whole: the front ends the request now, so the client gets it while
+ * the engine's thread goes on with upstream work it no longer reports
+ * (engine/deadline.h: client_timeout). Every call after it returns -1; the
+ * request (its pool, body and headers) stays valid until engine_handle
+ * returns.
  */
 typedef struct engine_sink {
     void *ctx;
@@ -63,6 +70,7 @@ typedef struct engine_sink {
     int (*write)(void *ctx, const void *data, size_t len);
     int (*flush)(void *ctx);
     int (*ready)(void *ctx, size_t len);
+    int (*end)(void *ctx);
 } engine_sink;
 
 typedef struct engine engine;

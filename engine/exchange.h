@@ -161,7 +161,9 @@ typedef struct exchange {
      * (with the key Relay holds for it, or NULL). */
     const upstream_config *first_fallback;
     const char *first_fallback_key;
-    int breaker_verdict; /* breaker_verdict that admitted the call */
+    int breaker_verdict;          /* breaker_verdict that admitted the call */
+    upstream_timed_out timed_out; /* which of the call's timeouts ended it */
+    int detached; /* client_timeout answered the client and ended its request (deadline.h) */
 } exchange;
 
 store *exchange_store(const exchange *x);

@@ -1,6 +1,7 @@
 #include "engine/upstream.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +26,35 @@ typedef struct call_state {
     int head_complete;   /* the blank line after the headers arrived */
     int head_sent;
     int aborted;
-    int idle_expired;
-    long idle_timeout;
-    upstream_idle idle;
+    CURL *curl;
+    upstream_timeout_kind timed_out; /* set by the progress callback */
+    upstream_timer timer;
 } call_state;
+
+/* Indexed by upstream_timeout_kind. */
+#define UR(field) offsetof(upstream_request, field)
+static const struct {
+    const char *key, *label, *what;
+    size_t limit; /* offset of the limit (a long) in upstream_request; 0: none */
+} timeout_names[UPSTREAM_TIMEOUT_KINDS] = {
+    [UPSTREAM_TIMEOUT_NONE] = {"", "", "", 0},
+    [UPSTREAM_TIMEOUT_CONNECT] = {"connect_timeout", "connect", "no connection",
+                                  UR(connect_timeout)},
+    [UPSTREAM_TIMEOUT_FIRST_BYTE] = {"first_byte_timeout", "first_byte", "no response headers",
+                                     UR(first_byte_timeout)},
+    [UPSTREAM_TIMEOUT_IDLE] = {"idle_timeout", "idle", "no byte", UR(idle_timeout)},
+    [UPSTREAM_TIMEOUT_TOTAL] = {"timeout", "total", "not finished", UR(timeout)},
+};
+
+const char *upstream_timeout_key(upstream_timeout_kind k)
+{
+    return k < UPSTREAM_TIMEOUT_KINDS ? timeout_names[k].key : "";
+}
+
+const char *upstream_timeout_label(upstream_timeout_kind k)
+{
+    return k < UPSTREAM_TIMEOUT_KINDS ? timeout_names[k].label : "";
+}
 
 rl_err upstream_global_init(void)
 {
@@ -149,34 +175,66 @@ static double mono_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void upstream_idle_start(upstream_idle *t, double now)
+void upstream_timer_start(upstream_timer *t, const upstream_request *req, double now)
 {
-    t->last = now;
-    t->moved = 0;
+    *t = (upstream_timer){.start = now,
+                          .last = now,
+                          .first_byte = req->first_byte_timeout,
+                          .idle = req->idle_timeout,
+                          .total = req->timeout};
 }
 
-int upstream_idle_expired(upstream_idle *t, double now, int64_t moved, long idle_timeout)
+upstream_timeout_kind upstream_timer_check(upstream_timer *t, double now, int64_t moved,
+                                           int connected, int got_head)
 {
-    if (moved != t->moved) {
-        t->moved = moved;
-        t->last = now;
-        return 0;
+    if (connected && !t->connected) {
+        t->connected = 1;
+        t->sent = now;
     }
-    return now - t->last > (double)idle_timeout;
+    if (moved != t->moved || got_head != t->got_head) {
+        /* A byte, or the headers (which libcurl does not count): the idle
+         * gap starts again. */
+        t->moved = moved;
+        t->got_head = got_head;
+        t->last = now;
+    }
+    if (now - t->start > (double)t->total)
+        return UPSTREAM_TIMEOUT_TOTAL;
+    if (!t->connected)
+        return UPSTREAM_TIMEOUT_NONE; /* connect_timeout's, libcurl's own */
+    if (!got_head)
+        return now - t->sent > (double)t->first_byte ? UPSTREAM_TIMEOUT_FIRST_BYTE
+                                                     : UPSTREAM_TIMEOUT_NONE;
+    return now - t->last > (double)t->idle ? UPSTREAM_TIMEOUT_IDLE : UPSTREAM_TIMEOUT_NONE;
 }
 
-/* libcurl's progress callback: the idle timer. Non-zero aborts the call. */
+/* libcurl's progress callback: the timers. Non-zero aborts the call. */
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
     (void)dltotal;
     (void)ultotal;
     call_state *st = ud;
-    if (!upstream_idle_expired(&st->idle, mono_now(), (int64_t)dlnow + (int64_t)ulnow,
-                               st->idle_timeout))
+    double now = mono_now();
+    if (st->h->on_tick && st->h->on_tick(st->h->ctx, now) != 0) {
+        st->aborted = 1;
+        return 1;
+    }
+    /* Connected: libcurl is past connecting (and TLS) and sends the
+     * request; 0 until then, also on a reused connection's first check. */
+    curl_off_t pretransfer = 0;
+    curl_easy_getinfo(st->curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+    st->timed_out = upstream_timer_check(&st->timer, now, (int64_t)dlnow + (int64_t)ulnow,
+                                         pretransfer > 0, st->head_complete || st->head_sent);
+    return st->timed_out != UPSTREAM_TIMEOUT_NONE;
+}
+
+/* The limit of timeout k in req, seconds (0 for NONE). */
+static long timeout_limit(const upstream_request *req, upstream_timeout_kind k)
+{
+    if (k >= UPSTREAM_TIMEOUT_KINDS || !timeout_names[k].limit)
         return 0;
-    st->idle_expired = 1;
-    return 1;
+    return *(const long *)((const char *)req + timeout_names[k].limit);
 }
 
 static int has_header(const upstream_request *req, const char *name)
@@ -192,7 +250,7 @@ rl_err upstream_perform(upstream_client *c, const upstream_request *req, const u
 {
     CURL *curl = c->curl;
     struct curl_slist *hdrs = NULL;
-    call_state st = {.h = h};
+    call_state st = {.h = h, .curl = curl};
     rl_buf_init(&st.header_bytes, MAX_HEADER_BYTES);
     write_ctx w = {&st, curl};
     rl_err err = RL_NOMEM;
@@ -245,10 +303,10 @@ rl_err upstream_perform(upstream_client *c, const upstream_request *req, const u
     /* Threads: libcurl must not use signals for its timeouts. */
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, req->connect_timeout);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, req->timeout);
-    /* "Idle": fewer than 1 byte/s for idle_timeout seconds. */
-    st.idle_timeout = req->idle_timeout;
-    upstream_idle_start(&st.idle, mono_now());
+    /* The whole call is timed by on_progress (so that each timeout is told
+     * apart); libcurl's own bound is a backstop a little later. */
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, req->timeout + 2);
+    upstream_timer_start(&st.timer, req, mono_now());
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &st);
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
@@ -286,8 +344,14 @@ rl_err upstream_perform(upstream_client *c, const upstream_request *req, const u
         goto out;
     }
     switch (rc) {
-    case CURLE_ABORTED_BY_CALLBACK: /* the idle timer (aborts by on_body are handled above) */
+    case CURLE_ABORTED_BY_CALLBACK: /* the timers (aborts by on_body are handled above) */
+        err = RL_UPSTREAM_TIMEOUT;
+        break;
     case CURLE_OPERATION_TIMEDOUT:
+        /* libcurl's own: connecting, or the backstop on the whole call. */
+        st.timed_out = mono_now() - st.timer.start >= (double)req->timeout
+                           ? UPSTREAM_TIMEOUT_TOTAL
+                           : UPSTREAM_TIMEOUT_CONNECT;
         err = RL_UPSTREAM_TIMEOUT;
         break;
     case CURLE_COULDNT_RESOLVE_HOST:
@@ -310,14 +374,19 @@ rl_err upstream_perform(upstream_client *c, const upstream_request *req, const u
         break;
     }
     /* The query is left out of the log: some APIs carry keys there. */
-    if (st.idle_expired)
-        rl_warn("upstream %s %.*s: no byte for %ld s (idle_timeout)", req->method,
-                (int)strcspn(req->url, "?"), req->url, req->idle_timeout);
+    if (err == RL_UPSTREAM_TIMEOUT)
+        rl_warn("upstream %s %.*s: %s within %ld s (%s)", req->method, (int)strcspn(req->url, "?"),
+                req->url, timeout_names[st.timed_out].what, timeout_limit(req, st.timed_out),
+                timeout_names[st.timed_out].key);
     else
         rl_warn("upstream %s %.*s: %s", req->method, (int)strcspn(req->url, "?"), req->url,
                 curl_easy_strerror(rc));
 out:
     *got_head = st.head_sent;
+    if (req->timed_out) {
+        upstream_timeout_kind k = err == RL_UPSTREAM_TIMEOUT ? st.timed_out : UPSTREAM_TIMEOUT_NONE;
+        *req->timed_out = (upstream_timed_out){k, timeout_limit(req, k)};
+    }
     curl_slist_free_all(hdrs);
     rl_buf_release(&st.header_bytes);
     rl_buf_release(&line);

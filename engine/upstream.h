@@ -32,7 +32,13 @@ typedef struct upstream_request {
     size_t nheaders;
     const char *body; /* NULL for none */
     size_t body_len;
-    long connect_timeout, idle_timeout, timeout; /* seconds */
+    /* Seconds (see upstream_timer below): connecting; from the start of
+     * the call to the response's status line and headers; without a byte
+     * once they arrived; the whole call. */
+    long connect_timeout, first_byte_timeout, idle_timeout, timeout;
+    /* When not NULL, set to the timeout that ended the call (or
+     * UPSTREAM_TIMEOUT_NONE) whenever it returns. */
+    struct upstream_timed_out *timed_out;
 } upstream_request;
 
 typedef struct upstream_handler {
@@ -42,6 +48,10 @@ typedef struct upstream_handler {
     int (*on_head)(void *ctx, int status, const rl_header *headers, size_t nheaders);
     /* Body bytes as they arrive. Return -1 to abort the call. */
     int (*on_data)(void *ctx, const char *data, size_t len);
+    /* Optional (NULL for none): called at least once a second while the
+     * call runs, with monotonic seconds, on the calling thread. Return -1
+     * to abort the call (it then ends with RL_CLIENT_GONE). */
+    int (*on_tick)(void *ctx, double now);
 } upstream_handler;
 
 /*
@@ -66,21 +76,61 @@ typedef rl_err upstream_perform_fn(upstream_client *c, const upstream_request *r
                                    const upstream_handler *h, int *got_head);
 
 /*
- * The idle timer of a call: idle_timeout is "seconds without any byte", in
- * either direction, measured from the last byte (libcurl's own low-speed
- * limit averages over a window and fired at ~16 s for 10). Checked from
- * libcurl's progress callback, which runs at least once a second; exposed
- * so that its unit test passes the time in.
+ * The timeouts of one call, each a distinct reason for the logs, the
+ * metrics and the client's 504 message. libcurl has a connect timeout and a
+ * total one but no first-byte one, and its low-speed limit (the closest to
+ * "idle") averages over a window and fired at ~16 s for 10: so everything
+ * but connecting is timed here, from libcurl's progress callback, which runs
+ * at least once a second (libcurl's total TIMEOUT stays set, slightly
+ * later, as a backstop). The time is passed in so the unit test does not
+ * sleep.
  */
-typedef struct upstream_idle {
-    double last;   /* monotonic seconds of the last byte (or of the start) */
-    int64_t moved; /* bytes received + sent so far */
-} upstream_idle;
+typedef enum {
+    UPSTREAM_TIMEOUT_NONE,
+    UPSTREAM_TIMEOUT_CONNECT,    /* no connection within connect_timeout */
+    UPSTREAM_TIMEOUT_FIRST_BYTE, /* no status line and headers within first_byte_timeout */
+    UPSTREAM_TIMEOUT_IDLE,       /* after the headers, no byte for idle_timeout */
+    UPSTREAM_TIMEOUT_TOTAL,      /* the whole call over timeout */
+    UPSTREAM_TIMEOUT_KINDS
+} upstream_timeout_kind;
 
-/* Starts the timer at now. */
-void upstream_idle_start(upstream_idle *t, double now);
-/* Records that moved bytes have been moved in all by now; returns 1 when
- * more than idle_timeout seconds passed since the last byte. */
-int upstream_idle_expired(upstream_idle *t, double now, int64_t moved, long idle_timeout);
+/* "connect_timeout", "first_byte_timeout", "idle_timeout", "timeout": the
+ * [upstream.X] key that bounds it ("" for NONE). */
+const char *upstream_timeout_key(upstream_timeout_kind k);
+/* "connect", "first_byte", "idle", "total" (a metric label; "" for NONE). */
+const char *upstream_timeout_label(upstream_timeout_kind k);
+
+typedef struct upstream_timed_out {
+    upstream_timeout_kind kind;
+    long seconds; /* the limit that was passed */
+} upstream_timed_out;
+
+typedef struct upstream_timer {
+    double start;                 /* monotonic seconds of the call's start */
+    double last;                  /* ... of the last byte moved (or of the start) */
+    int64_t moved;                /* bytes received + sent so far */
+    int got_head;                 /* the headers had arrived at the last check */
+    int connected;                /* the request is being sent (connecting is over) */
+    double sent;                  /* ... since then: the first-byte clock starts there */
+    long first_byte, idle, total; /* the limits, seconds */
+} upstream_timer;
+
+/* Starts the timer at now with req's limits. */
+void upstream_timer_start(upstream_timer *t, const upstream_request *req, double now);
+
+/*
+ * Records that moved bytes have been moved in all (either direction: a
+ * large body still uploading is progress) by now, whether the connection is
+ * made (the request is being sent) and whether the response's headers have
+ * arrived; returns the timeout that is over, or UPSTREAM_TIMEOUT_NONE.
+ * While connecting only the total applies here (connect_timeout is
+ * libcurl's own, so a host that does not answer is told apart from one
+ * that is slow to). From the request sent to the headers first_byte
+ * applies: an LLM thinking before its first token is silent, and that wait
+ * is what first_byte_timeout bounds; idle_timeout bounds the gaps after it
+ * (between stream chunks).
+ */
+upstream_timeout_kind upstream_timer_check(upstream_timer *t, double now, int64_t moved,
+                                           int connected, int got_head);
 
 #endif

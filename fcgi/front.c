@@ -148,6 +148,8 @@ fail:
 
 typedef struct front_response {
     FCGX_Request *fr;
+    int at_end; /* the body was read to its end (finish_request) */
+    int ended;  /* sink_end finished the request early: every call fails */
 } front_response;
 
 static const char *reason_phrase(int status)
@@ -300,6 +302,8 @@ static int put_direct(FCGX_Request *fr, const char *p, size_t len)
 static int sink_write(void *ctx, const void *data, size_t len)
 {
     front_response *r = ctx;
+    if (r->ended)
+        return -1;
     if (len >= DIRECT_MIN && r->fr->ipcFd >= 0 && !r->fr->out->isClosed)
         return put_direct(r->fr, data, len);
     return put_all(r->fr->out, data, len);
@@ -348,6 +352,8 @@ static void head_puts(head_text *h, const char *s)
 static int sink_start(void *ctx, int status, const rl_header *headers, size_t n)
 {
     front_response *r = ctx;
+    if (r->ended)
+        return -1;
     head_text h; /* not zeroed: 2 KiB of stores for nothing */
     h.out = r->fr->out;
     h.len = 0;
@@ -385,6 +391,8 @@ static int sink_start(void *ctx, int status, const rl_header *headers, size_t n)
 static int sink_flush(void *ctx)
 {
     front_response *r = ctx;
+    if (r->ended)
+        return -1;
     return FCGX_FFlush(r->fr->out) == 0 ? 0 : -1;
 }
 
@@ -399,7 +407,7 @@ static int sink_flush(void *ctx)
 static int sink_ready(void *ctx, size_t len)
 {
     front_response *r = ctx;
-    int fd = r->fr->ipcFd;
+    int fd = r->ended ? -1 : r->fr->ipcFd;
     if (fd < 0)
         return 0;
     struct pollfd p = {.fd = fd, .events = POLLOUT};
@@ -576,6 +584,24 @@ static void finish_request(FCGX_Request *fr, int at_end)
     }
 }
 
+/* Ends the request where it stands (engine_sink.end): the front sees the
+ * answer complete while the thread goes on with the engine's work. */
+static void end_request(front_response *r)
+{
+    if (r->ended)
+        return;
+    r->ended = 1;
+    if (!r->at_end)
+        shutdown(r->fr->ipcFd, SHUT_RD); /* see "the request body" above */
+    finish_request(r->fr, r->at_end);
+}
+
+static int sink_end(void *ctx)
+{
+    end_request(ctx);
+    return 0;
+}
+
 static void serve_one(const relay_config *cfg, engine_worker *w, FCGX_Request *fr)
 {
     if (front_busy)
@@ -587,9 +613,9 @@ static void serve_one(const relay_config *cfg, engine_worker *w, FCGX_Request *f
     snprintf(id, sizeof id, "%lx-%x", front_pid, atomic_fetch_add(&request_counter, 1) + 1);
     req.id = id;
     rl_log_set_request_id(id);
-    front_response resp = {fr};
-    engine_sink sink = {&resp, sink_start, sink_write, sink_flush, sink_ready};
-    int at_end = 1, parsed = req.pool ? parse_request(fr, cfg, &req, &at_end) : -1;
+    front_response resp = {fr, 1, 0};
+    engine_sink sink = {&resp, sink_start, sink_write, sink_flush, sink_ready, sink_end};
+    int parsed = req.pool ? parse_request(fr, cfg, &req, &resp.at_end) : -1;
     if (parsed > 0) {
         /* The connection broke: nobody to answer. */
     } else if (parsed < 0) {
@@ -602,9 +628,7 @@ static void serve_one(const relay_config *cfg, engine_worker *w, FCGX_Request *f
     } else {
         engine_handle(w, &req, &sink);
     }
-    if (!at_end)
-        shutdown(fr->ipcFd, SHUT_RD); /* see "the request body" above */
-    finish_request(fr, at_end);
+    end_request(&resp);
     rl_pool_free(req.pool);
     rl_log_set_request_id(NULL);
     if (front_busy)

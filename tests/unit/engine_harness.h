@@ -561,7 +561,7 @@ static inline void handle(const relay *r, const char *method, const char *target
     req.body = copy;
     req.body_len = body_len;
     req.body_too_large = body_len > r->cfg->fcgi.max_body;
-    engine_sink sink = {c, sink_start, sink_write, sink_flush, NULL};
+    engine_sink sink = {c, sink_start, sink_write, sink_flush, NULL, NULL};
     engine_handle(r->w, &req, &sink);
     rl_pool_free(pool);
 }

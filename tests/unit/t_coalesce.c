@@ -169,7 +169,8 @@ static void script_init(script *sc, step_fn step)
 static relay_config cfg;
 static struct engine eng;
 static engine_worker worker;
-static const engine_sink sink_ops_template = {NULL, sink_start, sink_write, sink_flush, sink_ready};
+static const engine_sink sink_ops_template = {NULL,       sink_start, sink_write,
+                                              sink_flush, sink_ready, NULL};
 
 typedef struct request {
     exchange x;

@@ -338,7 +338,7 @@ static void handle(const relay *r, const char *method, const char *path, const c
         .body = body ? body : "",
         .body_len = body ? strlen(body) : 0,
     };
-    engine_sink sink = {c, sink_start, sink_write, sink_flush, NULL};
+    engine_sink sink = {c, sink_start, sink_write, sink_flush, NULL, NULL};
     engine_handle(r->w, &req, &sink);
     rl_pool_free(pool);
 }

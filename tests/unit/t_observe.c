@@ -80,7 +80,7 @@ static void request_init(request *r, route_kind kind, const char *query, const r
 {
     memset(r, 0, sizeof *r);
     rl_buf_init(&r->c.body, 0);
-    r->sink = (engine_sink){&r->c, sink_start, sink_write, sink_flush, NULL};
+    r->sink = (engine_sink){&r->c, sink_start, sink_write, sink_flush, NULL, NULL};
     r->req = (engine_request){.method = "GET",
                               .path = "/relay/",
                               .query = query,
@@ -406,7 +406,7 @@ static void send(engine_worker *w, const char *method, const char *path, const c
                           .nheaders = 2,
                           .body = body ? body : "",
                           .body_len = body ? strlen(body) : 0};
-    engine_sink sink = {a, sink_start, sink_write, sink_flush, NULL};
+    engine_sink sink = {a, sink_start, sink_write, sink_flush, NULL, NULL};
     engine_handle(w, &req, &sink);
     rl_pool_free(pool);
 }
