@@ -54,6 +54,10 @@ if [ "$want_test" = 1 ]; then
     # each front with it (an HTTP/1.1 keep-alive load generator with lua
     # scripts for the POST body, and latency percentiles).
     pkgs+=(wrk)
+    # python3: tests/e2e/timeouts.test.mjs holds a listening socket that
+    # never accepts (a full backlog drops SYNs: the connect timeout); Node's
+    # net servers always accept before JavaScript sees a connection.
+    pkgs+=(python3)
 fi
 
 missing=()
