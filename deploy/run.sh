@@ -240,7 +240,14 @@ case "$front" in
     apache-proxy-fcgi | apache-fcgid)
         site=$(render "apache/relay-${front#apache-}.conf")
         main=$(render apache/apache2-foreground.conf "$site")
-        "${started[@]}" apache2 -f "$main" -DFOREGROUND &
+        # ErrorLog /dev/stderr is opened by name, which fails (ENXIO) when
+        # stderr is a socket (systemd's journal, node's child stdio): give
+        # Apache a pipe then.
+        if [ -S /dev/stderr ]; then
+            "${started[@]}" apache2 -f "$main" -DFOREGROUND 2> >(cat >&2) &
+        else
+            "${started[@]}" apache2 -f "$main" -DFOREGROUND &
+        fi
         ;;
 esac
 pids+=($!)
