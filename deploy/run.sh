@@ -59,7 +59,11 @@ esac
 pids=()
 watcher=
 stop() {
-    trap - INT TERM HUP EXIT
+    # A repeated SIGTERM or SIGHUP (a supervisor, watch_make) must not cut
+    # the clean-up short; a second Ctrl-C still may (what was started has
+    # its SIGTERM by then, and its parent-death signal).
+    trap - INT EXIT
+    trap '' TERM HUP
     if [ -n "$watcher" ]; then
         kill -TERM "$watcher" 2>/dev/null || true
     fi

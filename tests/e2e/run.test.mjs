@@ -190,9 +190,12 @@ async function startMakeRun(ini, front) {
 
 // Sends sig to make alone and waits (bounded) until nothing of its group
 // is left; {gone, left, ms}.
+// 'group:SIG' sends SIG to the whole group instead, as Ctrl-C in a terminal
+// does (to the foreground process group).
 async function signalMake(run, sig) {
   const started = Date.now();
-  process.kill(run.child.pid, sig);
+  if (sig.startsWith('group:')) process.kill(-run.pgid, sig.slice(6));
+  else process.kill(run.child.pid, sig);
   let left = [];
   while (Date.now() - started < STOP_BOUND) {
     left = groupProcesses(run.pgid);
@@ -238,7 +241,7 @@ describe('make run stopped by a signal to make alone', () => {
     const during = groupProcesses(run.pgid);
     assert.ok(during.some((l) => /relay\.fcgi/.test(l)), `no relay.fcgi in the run's group:\n${during.join('\n')}`);
     const r = await signalMake(run, sig);
-    assert.ok(r.gone, `${sig} to make alone: after ${r.ms} ms still running:\n${r.left.join('\n')}\n${run.output()}`);
+    assert.ok(r.gone, `${sig} (to make alone, unless group:): after ${r.ms} ms still running:\n${r.left.join('\n')}\n${run.output()}`);
     assert.ok(await portFree(run.port), `port ${run.port} still held after ${sig} to make`);
     assert.ok(!fs.existsSync(path.join(dir, 'var', 'relay.sock')), 'the socket is left behind');
   }
@@ -248,10 +251,11 @@ describe('make run stopped by a signal to make alone', () => {
     ['caddy', 'SIGINT'],
     ['caddy', 'SIGHUP'],
     ['caddy', 'SIGKILL'],
+    ['caddy', 'group:SIGINT'],
     ['nginx', 'SIGTERM'],
     ['apache-proxy-fcgi', 'SIGTERM'],
   ]) {
-    test(`FRONT=${front}, ${sig} to make: no process of the run is left and the port is free`, { timeout: START_BOUND + STOP_BOUND + 10000 }, async () => {
+    test(`FRONT=${front}, ${sig.startsWith('group:') ? `${sig.slice(6)} to the group (Ctrl-C)` : `${sig} to make`}: no process of the run is left and the port is free`, { timeout: START_BOUND + STOP_BOUND + 10000 }, async () => {
       const run = await serving(front);
       await assertAllGone(run, sig);
     });
