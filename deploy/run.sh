@@ -93,7 +93,12 @@ watch_make() {
     exec {tick}<>"$rundir/tick"
     while :; do
         read -r -t 0.25 -u "$tick" _ || true
-        read -r stat < "/proc/$$/stat"
+        # This script itself was SIGKILLed: what it started got its
+        # parent-death signal; the run's directory is left to remove.
+        if ! read -r stat 2>/dev/null < "/proc/$$/stat"; then
+            rm -rf "$rundir"
+            exit 0
+        fi
         read -r _ ppid _ <<< "${stat##*) }"
         [ "$ppid" = "$make_pid" ] || break
         blk=0
