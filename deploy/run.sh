@@ -22,7 +22,10 @@
 # 0700, /root is 0700): the pool then listens in the run's own directory
 # (relay.fcgi --listen) instead of [fcgi] listen, rather than open the
 # user's directories to www-data. A listen path www-data can reach (e.g.
-# under /run) is used as configured.
+# under /run) is used as configured. Running the front's workers as the
+# invoking user instead was not an option: that user is root here, and
+# Apache's workers refuse to run as root (Debian's build has no
+# BIG_SECURITY_HOLE), nginx's would serve the network with every privilege.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
