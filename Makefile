@@ -106,9 +106,13 @@ deps-test:
 
 # Builds after the dependencies are present: pkg-config flags are computed at
 # parse time, so the build runs in a fresh make once install-deps is done.
+# exec: run.sh must be make's own child. Through `sh -c` alone, make's
+# SIGTERM (which it forwards to its child) killed the shell and left run.sh,
+# the pool and the front running; run.sh watches make for the rest. It runs
+# the binaries of BUILD, the ones just built.
 run: deps
 	@$(MAKE) --no-print-directory all
-	@deploy/run.sh "$(RELAY_INI)" "$(FRONT)"
+	@RELAY_BUILD="$(BUILD)" exec deploy/run.sh "$(RELAY_INI)" "$(FRONT)"
 
 test: deps-test
 	@$(MAKE) --no-print-directory all unit-bins

@@ -1,7 +1,8 @@
 /*
  * main.c — relay.fcgi: the process model.
  *
- *   relay.fcgi -c relay.ini     standalone pool: binds [fcgi] listen, forks
+ *   relay.fcgi -c relay.ini     standalone pool: binds [fcgi] listen (or
+ *                               --listen), forks
  *                               `workers` processes of `threads` threads
  *                               (more on demand, up to max_threads),
  *                               restarts a worker that dies, drains on
@@ -46,20 +47,40 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: relay.fcgi [-c relay.ini]\n"
-               "  -c FILE        configuration (default: $RELAY_INI, else ./relay.ini)\n"
-               "  -V, --version  print the version and exit\n");
+    fprintf(f, "usage: relay.fcgi [-c relay.ini] [--listen SOCKET]\n"
+               "  -c FILE          configuration (default: $RELAY_INI, else ./relay.ini)\n"
+               "  --listen SOCKET  the pool's socket (a path or HOST:PORT) instead of\n"
+               "                   [fcgi] listen\n"
+               "  -V, --version    print the version and exit\n");
 }
+
+/* --listen: where the pool listens instead of [fcgi] listen, for this run
+ * only. `make run` (deploy/run.sh) needs it when the front's workers run as
+ * www-data and the ini's socket lies under a private directory (Debian 12
+ * homes are 0700): it puts the socket in the run's own directory rather
+ * than open the user's directories to www-data. Applied to every load, so
+ * a reload (SIGHUP) keeps it. */
+static const char *listen_override;
 
 static relay_config *load_config(const char *path)
 {
     relay_config *cfg = NULL;
     rl_buf why;
     rl_buf_init(&why, 4096);
-    if (config_load(path, &cfg, &why) != RL_OK)
+    if (config_load(path, &cfg, &why) != RL_OK) {
         rl_error("configuration not loaded: %s", why.data ? why.data : path);
-    else
+    } else {
         rl_log_set_level((rl_log_level)cfg->log.level);
+        char *listen = listen_override ? strdup(listen_override) : NULL;
+        if (listen_override && !listen) {
+            rl_error("configuration not loaded: out of memory");
+            config_free(cfg);
+            cfg = NULL;
+        } else if (listen) {
+            free(cfg->fcgi.listen);
+            cfg->fcgi.listen = listen;
+        }
+    }
     rl_buf_release(&why);
     return cfg;
 }
@@ -324,6 +345,7 @@ int main(int argc, char **argv)
     const char *config_path = getenv("RELAY_INI");
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -333,6 +355,9 @@ int main(int argc, char **argv)
         switch (opt) {
         case 'c':
             config_path = optarg;
+            break;
+        case 'l':
+            listen_override = optarg;
             break;
         case 'h':
             usage(stdout);

@@ -4,17 +4,26 @@
 // must start it anyway, say so loudly and point at `relay-admin doctor`,
 // rather than stop (set -e) before anything runs.
 //
-// e2e-fronts: caddy (this is about run.sh, which starts its own front: run
-// once, behind Caddy)
+// And `make run` itself (issue 15): the real `make run` with a test ini on
+// a free port, stopped by a signal to the make process alone (SIGTERM,
+// SIGINT, SIGHUP as a supervisor or `kill PID` sends it; SIGKILL), must
+// leave no process of the run and free the port; behind nginx and Apache
+// (workers as www-data) it must serve when its ini, store and socket are in
+// a 0700 directory (Debian 12 homes).
+//
+// e2e-fronts: caddy (this is about run.sh, which starts its own fronts: run
+// once; the make run tests pick theirs)
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
-import { BUILD, REPO, freePort, iniText, runBounded, sleep, exited } from './harness.mjs';
+import { startFakeUpstream } from '../fake/upstream.mjs';
+import { BUILD, KEY_A, REPO, chatBody, freePort, iniText, runBounded, sleep, exited, uniq } from './harness.mjs';
 
 const RELAY_ADMIN = path.join(BUILD, 'relay-admin');
 const START_BOUND = 20000; // ms for run.sh to serve
@@ -124,4 +133,155 @@ describe('make run (deploy/run.sh) when relay-admin init fails', () => {
     assert.doesNotMatch(run.output(), /starts anyway|doctor/i);
     await stopRun(run);
   });
+});
+
+// ---- make run, stopped by a signal to make alone --------------------------
+
+const STOP_BOUND = 15000; // ms for every process of a run to go after the signal
+
+// The processes of group pgid (make's, detached: run.sh, relay.fcgi and the
+// front and its workers, whatever user they run as), as "pid args" lines.
+function groupProcesses(pgid) {
+  const out = execFileSync('ps', ['-eo', 'pid=,pgid=,args='], { encoding: 'utf8' });
+  return out
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f.length > 2 && Number(f[1]) === pgid)
+    .map((f) => `${f[0]} ${f.slice(2).join(' ')}`);
+}
+
+function killGroup(pgid) {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+}
+
+// True once the port can be bound on 127.0.0.1 (the front let it go).
+function portFree(port) {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+// `make -C REPO run RELAY_INI=ini FRONT=front` on a free port, in a process
+// group of its own (detached) that the test can check and, if all else
+// fails, kill. BUILD: the binaries under test (make asan's too: make finds
+// them up to date and builds nothing).
+async function startMakeRun(ini, front) {
+  const port = await freePort();
+  let out = '';
+  const child = spawn(
+    'make',
+    ['--no-print-directory', '-C', REPO, 'run', `RELAY_INI=${ini}`, `FRONT=${front}`, `BUILD=${path.relative(REPO, BUILD)}`],
+    {
+      env: { ...process.env, RELAY_PORT: String(port) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    },
+  );
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  return { child, port, pgid: child.pid, output: () => out };
+}
+
+// Sends sig to make alone and waits (bounded) until nothing of its group
+// is left; {gone, left, ms}.
+// 'group:SIG' sends SIG to the whole group instead, as Ctrl-C in a terminal
+// does (to the foreground process group).
+async function signalMake(run, sig) {
+  const started = Date.now();
+  if (sig.startsWith('group:')) process.kill(-run.pgid, sig.slice(6));
+  else process.kill(run.child.pid, sig);
+  let left = [];
+  while (Date.now() - started < STOP_BOUND) {
+    left = groupProcesses(run.pgid);
+    if (left.length === 0) return { gone: true, left, ms: Date.now() - started };
+    await sleep(100);
+  }
+  return { gone: false, left, ms: Date.now() - started };
+}
+
+describe('make run stopped by a signal to make alone', () => {
+  let dir;
+  let fake;
+  const runs = [];
+  before(async () => {
+    fake = await startFakeUpstream();
+    // A private directory, as a clone under a Debian 12 home: the ini's
+    // relative paths put the store and the socket in it.
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-makerun-'));
+    fs.chmodSync(dir, 0o700);
+    fs.writeFileSync(path.join(dir, 'relay.ini'), iniText({
+      fcgi: { listen: 'var/relay.sock', status_file: 'var/relay.status', workers: 1, threads: 4, drain_timeout: 1 },
+      store: { home: 'var/store', key_file: 'var/relay.key' },
+      admin: { token_file: 'var/admin.token' },
+      'upstream.openai': { type: 'openai', base_url: fake.url },
+    }));
+  });
+  after(async () => {
+    for (const run of runs) killGroup(run.pgid);
+    if (fake) await fake.close();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  // Starts make run and waits for a 200 from /relay/health; returns the run.
+  async function serving(front) {
+    const run = await startMakeRun(path.join(dir, 'relay.ini'), front);
+    runs.push(run);
+    const h = await health(run);
+    assert.equal(h.status, 200, `make run FRONT=${front} did not serve: ${JSON.stringify(h)}\n${run.output()}`);
+    return run;
+  }
+
+  async function assertAllGone(run, sig) {
+    const during = groupProcesses(run.pgid);
+    assert.ok(during.some((l) => /relay\.fcgi/.test(l)), `no relay.fcgi in the run's group:\n${during.join('\n')}`);
+    const r = await signalMake(run, sig);
+    assert.ok(r.gone, `${sig} (to make alone, unless group:): after ${r.ms} ms still running:\n${r.left.join('\n')}\n${run.output()}`);
+    assert.ok(await portFree(run.port), `port ${run.port} still held after ${sig} to make`);
+    assert.ok(!fs.existsSync(path.join(dir, 'var', 'relay.sock')), 'the socket is left behind');
+  }
+
+  for (const [front, sig] of [
+    ['caddy', 'SIGTERM'],
+    ['caddy', 'SIGINT'],
+    ['caddy', 'SIGHUP'],
+    ['caddy', 'SIGKILL'],
+    ['caddy', 'group:SIGINT'],
+    ['nginx', 'SIGTERM'],
+    ['apache-proxy-fcgi', 'SIGTERM'],
+  ]) {
+    test(`FRONT=${front}, ${sig.startsWith('group:') ? `${sig.slice(6)} to the group (Ctrl-C)` : `${sig} to make`}: no process of the run is left and the port is free`, { timeout: START_BOUND + STOP_BOUND + 10000 }, async () => {
+      const run = await serving(front);
+      await assertAllGone(run, sig);
+    });
+  }
+
+  for (const front of ['nginx', 'apache-proxy-fcgi']) {
+    test(`FRONT=${front} from a 0700 directory serves a request through the upstream`, { timeout: START_BOUND + STOP_BOUND + 10000 }, async () => {
+      const run = await serving(front);
+      const text = uniq('makerun');
+      const r = await fetch(`http://127.0.0.1:${run.port}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY_A}` },
+        body: JSON.stringify(chatBody(text)),
+        signal: AbortSignal.timeout(10000),
+      });
+      const body = await r.text();
+      assert.equal(r.status, 200, `${r.status} ${body}\n${run.output()}`);
+      assert.match(body, new RegExp(`Echo: ${text}`));
+      assert.equal(fake.callsFor(text).length, 1, 'one upstream call');
+      if (process.getuid() === 0) {
+        // As root the workers are www-data: the socket moved out of reach
+        // of the private directory, which is left as it was.
+        assert.match(run.output(), /cannot reach .*this run's socket is in its own directory/);
+        assert.equal(fs.statSync(path.join(dir, 'var')).gid, 0, "var/ keeps root's group");
+      }
+      await assertAllGone(run, 'SIGTERM');
+    });
+  }
 });
