@@ -222,6 +222,7 @@ static void serve_api(exchange *x)
     if (spend_authorize(x, credential) != 0)
         goto out;
     const char *scope = x->spend.has_token ? x->spend.scope : credential_scope;
+    /* The scope compute_key uses, kept for the call (promptcache.h). */
     snprintf(x->key_scope, sizeof x->key_scope, "%s",
              x->cfg->cache.scope == CACHE_SCOPE_SHARED ? "shared" : scope);
     upstream_type type = x->rt.upstream->type;

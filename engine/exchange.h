@@ -104,9 +104,11 @@ typedef struct exchange {
     cache_controls cc;
     policy_decision decision;
     uint8_t key[STORE_KEY_LEN];
-    char key_hex[17];           /* "" when no key was computed */
-    char key_scope[5 + 32 + 1]; /* the key's scope ("shared", "cred:…", "tok:…"), "" before */
-    const char *cache_status;   /* X-Cache value for an answer from upstream */
+    char key_hex[17];         /* "" when no key was computed */
+    const char *cache_status; /* X-Cache value for an answer from upstream */
+    /* The key's scope ("shared", "cred:…", "tok:…"; "" before it is known):
+     * also what OpenAI's prompt_cache_key is hashed with (promptcache.h). */
+    char key_scope[5 + 32 + 1];
     /* X-Relay-Upstream: the upstream that served the answer (a fallback
      * after the route's own failed), else the route's; NULL off API routes. */
     const char *served_by;
