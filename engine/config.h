@@ -96,6 +96,9 @@ typedef struct upstream_config {
      * served when stale_if_error (1, the default) has one. */
     long breaker_failures, breaker_window, breaker_cooldown;
     int stale_if_error;
+    /* 1 (auto): Relay adds prompt-cache hints to the body sent upstream
+     * when the client set none (engine/promptcache.h); 0 (off): never. */
+    int prompt_cache;
 } upstream_config;
 
 typedef struct relay_config {
