@@ -419,7 +419,8 @@ static diff_result diff(const char *ta, const tokens *a, const char *tb, const t
         pre++;
     while (na > pre && nb > pre && token_eq(ta, &a->v[na - 1], tb, &b->v[nb - 1]))
         na--, nb--;
-    const token *A = a->v + pre, *B = b->v + pre;
+    /* An empty text has no token array (v NULL): no offset from it. */
+    const token *A = a->v ? a->v + pre : NULL, *B = b->v ? b->v + pre : NULL;
     na -= pre;
     nb -= pre;
     size_t gap = na > nb ? na - nb : nb - na;
@@ -546,7 +547,7 @@ int fuzzy_match(const fuzzy_doc *req, const fuzzy_doc *cand, const fuzzy_params 
             reason = "similarity below the threshold";
     }
     if (similarity)
-        *similarity = reason && sim >= p->min_similarity ? 0 : sim;
+        *similarity = sim; /* 0 unless every text was compared */
     if (why)
         *why = reason ? reason : "match";
     return reason == NULL;

@@ -304,8 +304,258 @@ static void test_table(void)
     ok(n >= 40, "at least 40 pairs in the table");
 }
 
+static int shares_band(const fuzzy_doc *a, const fuzzy_doc *b)
+{
+    uint64_t ba[FUZZY_BANDS], bb[FUZZY_BANDS];
+    fuzzy_bands(a, ba);
+    fuzzy_bands(b, bb);
+    for (size_t i = 0; i < FUZZY_BANDS; i++)
+        if (ba[i] == bb[i])
+            return 1;
+    return 0;
+}
+
+/* A deterministic generator (xorshift64*) for the random prompts. */
+static uint64_t rng = 0x2545f4914f6cdd1dULL;
+static uint64_t next_random(void)
+{
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return rng * 0x2545f4914f6cdd1dULL;
+}
+
+/* A prompt of n words drawn from a 2,000-word vocabulary of made-up
+ * lower-case words (5 letters each). */
+static void random_prompt(char *out, size_t n)
+{
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t w = next_random() % 2000;
+        for (int c = 0; c < 5; c++, w /= 7)
+            out[at++] = (char)('b' + (w % 7) * 3 + c % 2);
+        out[at++] = ' ';
+    }
+    out[at ? at - 1 : 0] = '\0';
+}
+
+static void doc_for(const char *text, fuzzy_doc *d)
+{
+    char body[8192];
+    snprintf(body, sizeof body, OPENAI.body, text);
+    if (split("openai", "chat.completions", body, SALT, d) != RL_OK)
+        memset(d, 0, sizeof *d);
+}
+
+/* Replaces word `at` of text (space separated) by `with`. */
+static void replace_word(const char *text, size_t at, const char *with, char *out)
+{
+    size_t w = 0;
+    const char *p = text;
+    while (*p) {
+        const char *e = strchr(p, ' ');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        const char *p0 = p;
+        if (w == at)
+            len = strlen(with), p0 = with;
+        memcpy(out, p0, len);
+        out += len;
+        if (!e)
+            break;
+        *out++ = ' ';
+        p = e + 1;
+        w++;
+    }
+    *out = '\0';
+}
+
+/*
+ * Bands: a one-word edit keeps a band (the header computes p = 0.9937 for a
+ * 16-word prompt); a case change keeps them all; another shape shares none;
+ * unrelated prompts share none, measured over 500 random pairs.
+ */
+static void test_bands(void)
+{
+    fuzzy_doc a, b;
+    char edited[8192];
+    doc_for(LONG, &a);
+    doc_for(LONG_HEAD "Keep the tone warm and plain, avoid jargon," LONG_TAIL, &b);
+    ok(shares_band(&a, &b), "bands: a one-word edit in a long prompt shares a band");
+    fuzzy_doc_release(&b);
+
+    /* The same texts in another shape (another model). */
+    char body[8192];
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"content\":\"You are terse.\",\"role\":\"system\"},"
+             "{\"content\":\"%s\",\"role\":\"user\"}],\"model\":\"gpt-4o-mini\"}",
+             LONG);
+    split("openai", "chat.completions", body, SALT, &b);
+    uint64_t ba[FUZZY_BANDS], bb[FUZZY_BANDS];
+    fuzzy_bands(&a, ba);
+    fuzzy_bands(&b, bb);
+    int shared = 0;
+    for (size_t i = 0; i < FUZZY_BANDS; i++)
+        shared += ba[i] == bb[i];
+    is_int(shared, 0, "bands: the same texts in another shape share no band");
+    fuzzy_doc_release(&b);
+    fuzzy_doc_release(&a);
+
+    /* Every one-word edit of 200 random 16-word prompts (at a random
+     * position, by a random word). */
+    int kept = 0, trials = 200;
+    for (int t = 0; t < trials; t++) {
+        char text[4096], word[8];
+        random_prompt(text, 16);
+        random_prompt(word, 1);
+        replace_word(text, next_random() % 16, word, edited);
+        doc_for(text, &a);
+        doc_for(edited, &b);
+        kept += shares_band(&a, &b);
+        fuzzy_doc_release(&a);
+        fuzzy_doc_release(&b);
+    }
+    printf("# one-word edits of 16-word prompts sharing a band: %d of %d\n", kept, trials);
+    ok(kept >= trials * 97 / 100,
+       "bands: >= 97 % of one-word edits in 16-word prompts share a band");
+
+    /* A case change alone keeps every band (tokens are lower-cased). */
+    doc_for("Summarise the article below in plain words for a child", &a);
+    doc_for("summarise the Article below in plain words for a child", &b);
+    fuzzy_bands(&a, ba);
+    fuzzy_bands(&b, bb);
+    ok(memcmp(ba, bb, sizeof ba) == 0, "bands: a case change keeps every band");
+    fuzzy_doc_release(&a);
+    fuzzy_doc_release(&b);
+
+    /* Unrelated prompts of 30 words: with 2,000 words the expected Jaccard
+     * is ~0, so any shared band is a hash accident; bound 1 %. */
+    int false_hits = 0, pairs = 500;
+    for (int t = 0; t < pairs; t++) {
+        char x[4096], y[4096];
+        random_prompt(x, 30);
+        random_prompt(y, 30);
+        doc_for(x, &a);
+        doc_for(y, &b);
+        false_hits += shares_band(&a, &b);
+        fuzzy_doc_release(&a);
+        fuzzy_doc_release(&b);
+    }
+    printf("# unrelated pairs sharing a band: %d of %d\n", false_hits, pairs);
+    ok(false_hits * 100 <= pairs, "bands: <= 1 % of unrelated prompt pairs share a band");
+}
+
+/* The store record: a round trip, and every corruption refused. */
+static void test_record(void)
+{
+    char body[8192];
+    snprintf(body, sizeof body, ANTHROPIC.body, LONG);
+    fuzzy_doc d, back;
+    is_int(split("anthropic", "messages", body, SALT, &d), RL_OK, "record: split");
+    is_int(d.ntexts, 2, "record: system and user texts");
+    rl_buf rec;
+    rl_buf_init(&rec, 0);
+    is_int(fuzzy_encode(&d, &rec), RL_OK, "record: encode");
+    is_int(fuzzy_decode(rec.data, rec.len, &back), RL_OK, "record: decode");
+    double sim = 0;
+    ok(fuzzy_match(&d, &back, NULL, &sim, NULL) && sim == 1.0, "record: round trip matches itself");
+    ok(memcmp(d.shape, back.shape, FUZZY_SHAPE_LEN) == 0, "record: shape kept");
+    is_str(back.texts[1], LONG, "record: text kept");
+    fuzzy_doc_release(&back);
+
+    int refused = 1;
+    for (size_t cut = 0; cut < rec.len; cut++) {
+        fuzzy_doc x;
+        rl_err e = fuzzy_decode(rec.data, cut, &x);
+        refused &= e == RL_BAD_ENTRY && x.ntexts == 0 && x.texts == NULL;
+    }
+    ok(refused, "record: every truncation refused");
+    rl_buf longer;
+    rl_buf_init(&longer, 0);
+    rl_buf_append(&longer, rec.data, rec.len);
+    rl_buf_append(&longer, "x", 1);
+    is_int(fuzzy_decode(longer.data, longer.len, &back), RL_BAD_ENTRY,
+           "record: trailing byte refused");
+    rl_buf_release(&longer);
+    rec.data[2] = 2;
+    is_int(fuzzy_decode(rec.data, rec.len, &back), RL_BAD_ENTRY, "record: another version refused");
+    rec.data[2] = 1;
+    unsigned char *count = (unsigned char *)rec.data + 3 + FUZZY_SHAPE_LEN;
+    count[0] = 0xff;
+    is_int(fuzzy_decode(rec.data, rec.len, &back), RL_BAD_ENTRY, "record: a huge count refused");
+    count[0] = 0;
+    unsigned char *len0 = count + 4;
+    len0[0] = 0x7f;
+    is_int(fuzzy_decode(rec.data, rec.len, &back), RL_BAD_ENTRY,
+           "record: an overlong text refused");
+    rl_buf_release(&rec);
+    fuzzy_doc_release(&d);
+}
+
+/* What has no prose, or is not JSON. */
+static void test_split_edges(void)
+{
+    fuzzy_doc d;
+    is_int(split("openai", "embeddings", "{\"input\":\"hello\",\"model\":\"e\"}", SALT, &d),
+           RL_NOTFOUND, "split: embeddings have no prose");
+    is_int(split("openai", "chat.completions",
+                 "{\"messages\":[{\"content\":\"  \",\"role\":\"user\"}]}", SALT, &d),
+           RL_NOTFOUND, "split: whitespace only is no prose");
+    is_int(split("openai", "chat.completions", "{\"messages\":", SALT, &d), RL_BAD_JSON,
+           "split: not JSON");
+    is_int(split("anthropic", "messages.count_tokens", "{\"messages\":[]}", SALT, &d), RL_NOTFOUND,
+           "split: token counts have no prose");
+    fuzzy_doc a, b;
+    char body[8192];
+    snprintf(body, sizeof body, OPENAI.body, LONG);
+    split("openai", "chat.completions", body, SALT, &a);
+    split("openai", "chat.completions", body, SALT "other-scope", &b);
+    ok(!fuzzy_match(&a, &b, NULL, NULL, NULL), "split: another scope (salt) never matches");
+    fuzzy_doc_release(&a);
+    fuzzy_doc_release(&b);
+    fuzzy_params strict = {0, 0.5};
+    split("openai", "chat.completions", body, SALT, &a);
+    snprintf(body, sizeof body, OPENAI.body, LONG " ");
+    split("openai", "chat.completions", body, SALT, &b);
+    ok(fuzzy_match(&a, &b, &strict, NULL, NULL), "params: max_words 0 still allows whitespace");
+    fuzzy_doc_release(&b);
+    snprintf(body, sizeof body, OPENAI.body,
+             LONG_HEAD "Keep the tone warm and plain, avoid jargon," LONG_TAIL);
+    split("openai", "chat.completions", body, SALT, &b);
+    ok(!fuzzy_match(&a, &b, &strict, NULL, NULL), "params: max_words 0 refuses a word");
+    fuzzy_params loose = {3, 0.9};
+    ok(fuzzy_match(&a, &b, &loose, NULL, NULL), "params: a lower threshold accepts");
+    fuzzy_doc_release(&a);
+    fuzzy_doc_release(&b);
+}
+
+/* A long prompt costs O(n·k): a 100k-word text with one edit compares. */
+static void test_long(void)
+{
+    size_t n = 100000;
+    char *text = malloc(n * 6 + 1), *edited = malloc(n * 6 + 1);
+    random_prompt(text, n);
+    memcpy(edited, text, strlen(text) + 1);
+    memcpy(edited + 6 * (n / 2), "zzzzz", 5);
+    fuzzy_doc a = {0}, b = {0};
+    char *ta[1] = {text}, *tb[1] = {edited};
+    size_t la[1] = {strlen(text)}, lb[1] = {strlen(edited)};
+    a.ntexts = b.ntexts = 1;
+    a.texts = ta, a.lens = la, b.texts = tb, b.lens = lb;
+    double sim = 0;
+    ok(fuzzy_match(&a, &b, NULL, &sim, NULL) && sim > 0.9999,
+       "long: a 100k-word prompt with one edit matches");
+    edited[0] = 'Q', edited[6] = 'Q', edited[12] = 'Q', edited[18] = 'Q';
+    ok(!fuzzy_match(&a, &b, NULL, &sim, NULL), "long: four more edits far apart are refused");
+    free(text);
+    free(edited);
+}
+
 int main(void)
 {
     test_table();
+    test_bands();
+    test_record();
+    test_split_edges();
+    test_long();
     return tap_done();
 }
