@@ -31,10 +31,12 @@
  * trailing space or doubled spaces are zero changes). An edit (a run of
  * inserted/deleted/replaced tokens) is refused when any token in it, on
  * either side, is
- *   - a number: any digit in any script (3, 3.0, 1e5, 0x1F, ³, ٣) or a
- *     number word (zero … twenty, thirty … ninety, hundred, thousand,
- *     million, billion, trillion, dozen, half, twice, once, first … tenth,
- *     single, double, triple, both, all, none);
+ *   - a number: a digit (ASCII, superscripts, fractions, Roman numerals,
+ *     circled and fullwidth digits, Arabic-Indic, Devanagari, Bengali,
+ *     Thai: 3, 3.0, 1e5, 0x1F, ³, ٣) anywhere in its whitespace-separated
+ *     chunk, or a number word (zero … twenty, thirty … ninety, hundred,
+ *     thousand, million, billion, trillion, dozen, half, quarter, once,
+ *     twice, thrice, first … tenth, last, single, double, triple);
  *   - inside a fenced code block (``` or ~~~) or inline `code`;
  *   - part of a URL (scheme://, www.) or a file path (contains / or \ next
  *     to a name, ~/…, ./…, or a word.ext ending);
@@ -42,11 +44,19 @@
  *     on both sides, dotted.names, ALLCAPS (2+ capitals), or containing
  *     digits and letters together;
  *   - a negation: not, no, never, nor, neither, none, nothing, nobody,
- *     nowhere, without, except, cannot, and every "n't" form (don't, won't,
- *     can't …, with ' or ’);
+ *     nowhere, without, except, cannot, every "n't" form (don't, won't,
+ *     can't …, with ' or ’, and the apostrophe-less dont, cant …), and the
+ *     common ones of French, German, Spanish, Italian, Portuguese, Dutch
+ *     (ne, pas, nicht, kein, nunca, sin, non, senza, não, niet, geen …) and
+ *     Chinese (不 没 无 無 别 非 未 莫 勿);
+ *   - a quantity or polarity word: all, both, every, each, some, any, many,
+ *     few, fewer, several, more, less, most, least, only, always, true,
+ *     false, yes, before, after, above, below, min, max, minimum, maximum;
  *   - punctuation that joins words into one of the above (. / \ : _ - @ #
  *     and the backtick), or the quote/bracket that ends a code span.
- * Case changes count as a changed word. Edits are checked on the token
+ * Scripts written without spaces (Chinese, Japanese kana, Thai, Lao,
+ * Khmer, Myanmar) are compared one character per token. Case changes count
+ * as a changed word. Edits are checked on the token
  * runs that differ, so a change next to a protected token (e.g. "3 apples"
  * → "3 pears") is allowed only when the protected token itself is equal.
  *
@@ -153,8 +163,8 @@ int fuzzy_match(const fuzzy_doc *req, const fuzzy_doc *cand, const fuzzy_params 
  * (without NUL). fuzzy_encode appends to out (RL_TOO_LARGE past its cap,
  * RL_NOMEM). fuzzy_decode checks every length against the input and
  * refuses (RL_BAD_ENTRY, *out empty) a wrong version, a truncated or
- * overlong record, trailing bytes, a NUL inside a text or more texts than
- * bytes; RL_NOMEM. */
+ * overlong record, trailing bytes or more texts than bytes; RL_NOMEM. A
+ * text may hold NUL bytes (JSON's \u0000): lens is authoritative. */
 rl_err fuzzy_encode(const fuzzy_doc *d, rl_buf *out);
 rl_err fuzzy_decode(const void *data, size_t len, fuzzy_doc *out);
 
