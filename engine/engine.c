@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "engine/admission.h"
+#include "engine/alias.h"
 #include "engine/auth.h"
 #include "engine/breaker.h"
 #include "engine/call.h"
@@ -176,7 +177,7 @@ static void compute_key(exchange *x, const char *credential_scope, const rl_buf 
                         const rl_buf *key_parts)
 {
     const char *scope = x->cfg->cache.scope == CACHE_SCOPE_SHARED ? "shared" : credential_scope;
-    const char *ns = engine_header(x->req, "x-relay-namespace");
+    const char *ns = x->ns;
     ckey_input in = {
         .format = x->prov->format,
         .endpoint = x->rt.endpoint,
@@ -240,6 +241,9 @@ static void serve_api(exchange *x)
         goto out;
     }
 
+    alias_body alias;
+    if (alias_take(x, &alias) != 0)
+        goto out;
     rl_err err =
         memo_inspect(x->w->e->memo, x->prov, &x->preq, &x->info, &canonical, &key_parts, &msg);
     if (err != RL_OK) {
@@ -260,6 +264,8 @@ static void serve_api(exchange *x)
         exchange_fail(x, err, why);
         goto out;
     }
+    if (alias_apply(x, &alias) != 0)
+        goto out;
     if (x->cc.only_if_cached && x->cfg->cache.scope == CACHE_SCOPE_SHARED) {
         /* Under a shared scope any string passes for a credential (Relay
          * cannot check a provider key without spending it), and an

@@ -105,6 +105,7 @@ typedef struct exchange {
     policy_decision decision;
     uint8_t key[STORE_KEY_LEN];
     char key_hex[17];         /* "" when no key was computed */
+    const char *ns;           /* the key's namespace (alias.h: alias_namespace), NULL none */
     const char *cache_status; /* X-Cache value for an answer from upstream */
     /* X-Relay-Upstream: the upstream that served the answer (a fallback
      * after the route's own failed), else the route's; NULL off API routes. */
