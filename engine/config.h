@@ -96,6 +96,13 @@ typedef struct upstream_config {
      * served when stale_if_error (1, the default) has one. */
     long breaker_failures, breaker_window, breaker_cooldown;
     int stale_if_error;
+    /* The cache policy for this upstream's requests (engine/policy.h):
+     * [cache] policy, default_ttl and max_ttl unless the section sets its
+     * own; cache_tools 0: a request that offers the model tools is not
+     * cached (its answer drives an agent's next action). */
+    cache_policy policy;
+    long default_ttl, max_ttl;
+    int cache_tools;
 } upstream_config;
 
 typedef struct relay_config {

@@ -276,7 +276,8 @@ static void serve_api(exchange *x)
                       "between credentials ([cache] scope = shared): it cannot vouch for yours.");
         goto out;
     }
-    x->decision = policy_decide(x->cfg, &x->cc, x->info.deterministic, x->info.stateful);
+    x->decision = policy_decide(x->rt.upstream, &x->cc, x->info.deterministic, x->info.stateful,
+                                x->info.tools);
     if (x->info.max_ttl > 0 && x->decision.ttl > x->info.max_ttl)
         x->decision.ttl = x->info.max_ttl;
     /* A key is needed to look up, to store, and to share an in-flight call
