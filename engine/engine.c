@@ -172,11 +172,23 @@ int engine_maintain(engine *e, uint64_t now)
 
 /* ---- the request flow ------------------------------------------------- */
 
+/* Whether x's key is shared between clients ([cache] scope = shared).
+ * Relay cannot check a provider key it passes through without spending
+ * it, so with pass-through alone any credential string shares the cache.
+ * Where Relay client tokens are in use ([auth] mode = tokens or both) it
+ * shares only between requests presenting a valid token, which Relay
+ * checked itself; a passed-through key then keeps its own scope. */
+static int shares_cache(const exchange *x)
+{
+    return x->cfg->cache.scope == CACHE_SCOPE_SHARED &&
+           (x->cfg->auth.mode == AUTH_MODE_PASSTHROUGH || x->spend.has_token);
+}
+
 /* Computes the cache key; leaves key_hex empty when it cannot. */
 static void compute_key(exchange *x, const char *credential_scope, const rl_buf *canonical,
                         const rl_buf *key_parts)
 {
-    const char *scope = x->cfg->cache.scope == CACHE_SCOPE_SHARED ? "shared" : credential_scope;
+    const char *scope = shares_cache(x) ? "shared" : credential_scope;
     const char *ns = x->ns;
     ckey_input in = {
         .format = x->prov->format,
@@ -266,7 +278,7 @@ static void serve_api(exchange *x)
     }
     if (alias_apply(x, &alias) != 0)
         goto out;
-    if (x->cc.only_if_cached && x->cfg->cache.scope == CACHE_SCOPE_SHARED) {
+    if (x->cc.only_if_cached && shares_cache(x) && !x->spend.has_token) {
         /* Under a shared scope any string passes for a credential (Relay
          * cannot check a provider key without spending it), and an
          * only-if-cached answer never reaches the upstream that would:
@@ -327,7 +339,7 @@ static void account(exchange *x)
      * model exists there. The credential too, when this request reached
      * the upstream, or when the answer was keyed by that credential. */
     int answered = x->status >= 200 && x->status < 300;
-    int own_key = x->cfg->cache.scope == CACHE_SCOPE_CREDENTIAL;
+    int own_key = !shares_cache(x);
     stats_request r = {
         .upstream = x->rt.upstream ? x->rt.upstream->name : "",
         .model = x->info.model,
