@@ -20,7 +20,9 @@
 
 /* Bump when the serialisation or canonical form changes: old entries then
  * simply stop matching. */
-#define CKEY_VERSION "relay-key-v1"
+/* v2: request parameters' number spelling and documented defaults
+ * normalised (prov_canon.h). */
+#define CKEY_VERSION "relay-key-v2"
 
 typedef struct ckey_input {
     const char *format;     /* wire format, e.g. "openai" */

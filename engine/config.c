@@ -118,6 +118,11 @@ static const config_key config_keys[] = {
     {"upstream.*", "breaker_cooldown", KEY_LONG, UC(breaker_cooldown), "30", 1, 86400, NULL},
     {"upstream.*", "stale_if_error", KEY_ENUM, UC(stale_if_error), "on", 0, 0, off_on_names},
     {"upstream.*", "prompt_cache", KEY_ENUM, UC(prompt_cache), "off", 0, 0, off_auto_names},
+    /* These three stand for "not set" by default: [cache]'s then (config_load). */
+    {"upstream.*", "policy", KEY_ENUM, UC(policy), "deterministic", 0, 0, policy_names},
+    {"upstream.*", "default_ttl", KEY_LONG, UC(default_ttl), "86400", 1, 10L * 365 * 86400, NULL},
+    {"upstream.*", "max_ttl", KEY_LONG, UC(max_ttl), "31536000", 1, 10L * 365 * 86400, NULL},
+    {"upstream.*", "cache_tools", KEY_ENUM, UC(cache_tools), "on", 0, 0, off_on_names},
     {"admin", "token_file", KEY_PATH, RC(admin.token_file), "var/admin.token", 0, 0, NULL},
     {"metrics", "access", KEY_ENUM, RC(metrics.access), "admin", 0, 0, metrics_access_names},
     {"auth", "mode", KEY_ENUM, RC(auth.mode), "both", 0, 0, auth_mode_names},
@@ -663,6 +668,30 @@ static size_t key_index(const char *section, const char *name)
     return NKEYS;
 }
 
+/* [upstream.X] policy, default_ttl and max_ttl: [cache]'s where the
+ * section leaves them out (a section's own TTLs may go past [cache]'s: the
+ * upstream's is the more specific word); default_ttl never above max_ttl.
+ * 0, or -1 with the reason in st->why. */
+static int inherit_cache_policy(parse_state *st)
+{
+    relay_config *cfg = st->cfg;
+    for (size_t u = 0; u < cfg->nupstreams; u++) {
+        upstream_config *up = &cfg->upstreams[u];
+        if (!st->set[key_index("upstream.*", "policy")][u])
+            up->policy = cfg->cache.policy;
+        if (!st->set[key_index("upstream.*", "default_ttl")][u])
+            up->default_ttl = cfg->cache.default_ttl;
+        if (!st->set[key_index("upstream.*", "max_ttl")][u])
+            up->max_ttl = cfg->cache.max_ttl;
+        if (up->default_ttl > up->max_ttl) {
+            rl_buf_printf(st->why, "%s: [upstream.%s] default_ttl: %ld is above max_ttl (%ld)",
+                          cfg->path, up->name, up->default_ttl, up->max_ttl);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* After parsing: base_url defaults by type, mounts distinct, timeouts
  * within the whole call's. 0, or -1 with the reason in st->why. */
 static int check_upstreams(parse_state *st)
@@ -852,6 +881,10 @@ rl_err config_load(const char *path, relay_config **out, rl_buf *why)
     if (cfg->cache.default_ttl > cfg->cache.max_ttl) {
         rl_buf_printf(why, "%s: [cache] default_ttl: %ld is above max_ttl (%ld)", cfg->path,
                       cfg->cache.default_ttl, cfg->cache.max_ttl);
+        err = RL_CONFIG;
+        goto out;
+    }
+    if (inherit_cache_policy(&st) != 0) {
         err = RL_CONFIG;
         goto out;
     }

@@ -99,6 +99,13 @@ typedef struct upstream_config {
     /* 1 (auto): Relay adds prompt-cache hints to the body sent upstream
      * when the client set none (engine/promptcache.h); 0 (off): never. */
     int prompt_cache;
+    /* The cache policy for this upstream's requests (engine/policy.h):
+     * [cache] policy, default_ttl and max_ttl unless the section sets its
+     * own; cache_tools 0: a request that offers the model tools is not
+     * cached (its answer drives an agent's next action). */
+    cache_policy policy;
+    long default_ttl, max_ttl;
+    int cache_tools;
 } upstream_config;
 
 typedef struct relay_config {

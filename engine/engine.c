@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "engine/admission.h"
+#include "engine/alias.h"
 #include "engine/auth.h"
 #include "engine/breaker.h"
 #include "engine/call.h"
@@ -171,12 +172,24 @@ int engine_maintain(engine *e, uint64_t now)
 
 /* ---- the request flow ------------------------------------------------- */
 
+/* Whether x's key is shared between clients ([cache] scope = shared).
+ * Relay cannot check a provider key it passes through without spending
+ * it, so with pass-through alone any credential string shares the cache.
+ * Where Relay client tokens are in use ([auth] mode = tokens or both) it
+ * shares only between requests presenting a valid token, which Relay
+ * checked itself; a passed-through key then keeps its own scope. */
+static int shares_cache(const exchange *x)
+{
+    return x->cfg->cache.scope == CACHE_SCOPE_SHARED &&
+           (x->cfg->auth.mode == AUTH_MODE_PASSTHROUGH || x->spend.has_token);
+}
+
 /* Computes the cache key; leaves key_hex empty when it cannot. */
 static void compute_key(exchange *x, const char *credential_scope, const rl_buf *canonical,
                         const rl_buf *key_parts)
 {
-    const char *scope = x->cfg->cache.scope == CACHE_SCOPE_SHARED ? "shared" : credential_scope;
-    const char *ns = engine_header(x->req, "x-relay-namespace");
+    const char *scope = shares_cache(x) ? "shared" : credential_scope;
+    const char *ns = x->ns;
     ckey_input in = {
         .format = x->prov->format,
         .endpoint = x->rt.endpoint,
@@ -224,7 +237,7 @@ static void serve_api(exchange *x)
     const char *scope = x->spend.has_token ? x->spend.scope : credential_scope;
     /* The scope compute_key uses, kept for the call (promptcache.h). */
     snprintf(x->key_scope, sizeof x->key_scope, "%s",
-             x->cfg->cache.scope == CACHE_SCOPE_SHARED ? "shared" : scope);
+             shares_cache(x) ? "shared" : scope);
     upstream_type type = x->rt.upstream->type;
     if (!credential && type != UPSTREAM_TYPE_OLLAMA && type != UPSTREAM_TYPE_OPENAI_COMPATIBLE) {
         exchange_fail(x, RL_UNAUTHORIZED, x->prov->missing_credential);
@@ -243,6 +256,9 @@ static void serve_api(exchange *x)
         goto out;
     }
 
+    alias_body alias;
+    if (alias_take(x, &alias) != 0)
+        goto out;
     rl_err err =
         memo_inspect(x->w->e->memo, x->prov, &x->preq, &x->info, &canonical, &key_parts, &msg);
     if (err != RL_OK) {
@@ -263,7 +279,9 @@ static void serve_api(exchange *x)
         exchange_fail(x, err, why);
         goto out;
     }
-    if (x->cc.only_if_cached && x->cfg->cache.scope == CACHE_SCOPE_SHARED) {
+    if (alias_apply(x, &alias) != 0)
+        goto out;
+    if (x->cc.only_if_cached && shares_cache(x) && !x->spend.has_token) {
         /* Under a shared scope any string passes for a credential (Relay
          * cannot check a provider key without spending it), and an
          * only-if-cached answer never reaches the upstream that would:
@@ -273,7 +291,8 @@ static void serve_api(exchange *x)
                       "between credentials ([cache] scope = shared): it cannot vouch for yours.");
         goto out;
     }
-    x->decision = policy_decide(x->cfg, &x->cc, x->info.deterministic, x->info.stateful);
+    x->decision = policy_decide(x->rt.upstream, &x->cc, x->info.deterministic, x->info.stateful,
+                                x->info.tools);
     if (x->info.max_ttl > 0 && x->decision.ttl > x->info.max_ttl)
         x->decision.ttl = x->info.max_ttl;
     /* A key is needed to look up, to store, and to share an in-flight call
@@ -323,7 +342,7 @@ static void account(exchange *x)
      * model exists there. The credential too, when this request reached
      * the upstream, or when the answer was keyed by that credential. */
     int answered = x->status >= 200 && x->status < 300;
-    int own_key = x->cfg->cache.scope == CACHE_SCOPE_CREDENTIAL;
+    int own_key = !shares_cache(x);
     stats_request r = {
         .upstream = x->rt.upstream ? x->rt.upstream->name : "",
         .model = x->info.model,

@@ -13,7 +13,10 @@ static const char *const unforwarded_headers[] = {
     "host", "content-length", "connection", "keep-alive", "transfer-encoding", "te", "trailer",
     "upgrade", "proxy-authorization", "proxy-connection", "accept-encoding", "cache-control",
     "cookie", "forwarded", "via", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
-    "x-real-ip", "expect", NULL};
+    "x-real-ip", "expect",
+    /* other gateways' cache controls, which Relay reads (alias.h) */
+    "cf-aig-cache-ttl", "cf-aig-skip-cache", "helicone-cache-enabled", "helicone-cache-seed",
+    "x-portkey-cache-force-refresh", NULL};
 /* clang-format on */
 
 /* Upstream response headers that are not passed to the client: hop-by-hop

@@ -105,6 +105,7 @@ typedef struct exchange {
     policy_decision decision;
     uint8_t key[STORE_KEY_LEN];
     char key_hex[17];         /* "" when no key was computed */
+    const char *ns;           /* the key's namespace (alias.h: alias_namespace), NULL none */
     const char *cache_status; /* X-Cache value for an answer from upstream */
     /* The key's scope ("shared", "cred:…", "tok:…"; "" before it is known):
      * also what OpenAI's prompt_cache_key is hashed with (promptcache.h). */

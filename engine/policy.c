@@ -107,25 +107,27 @@ rl_err policy_parse(const char *cache_control, const char *x_relay_cache, const 
     return RL_OK;
 }
 
-policy_decision policy_decide(const relay_config *cfg, const cache_controls *cc, int deterministic,
-                              int stateful)
+policy_decision policy_decide(const upstream_config *up, const cache_controls *cc,
+                              int deterministic, int stateful, int tools)
 {
-    policy_decision d = {0, 0, cfg->cache.default_ttl};
+    policy_decision d = {0, 0, up->default_ttl};
     if (cc->ttl != POLICY_UNSET)
         d.ttl = cc->ttl;
     /* X-Relay-TTL: 99999999999999999999999 once stored an expiry nothing
-     * could format: no answer is kept longer than [cache] max_ttl. */
-    if (d.ttl > cfg->cache.max_ttl)
-        d.ttl = cfg->cache.max_ttl;
+     * could format: no answer is kept longer than max_ttl. */
+    if (d.ttl > up->max_ttl)
+        d.ttl = up->max_ttl;
     if (stateful)
         return d;
 
     int cacheable;
     if (cc->force >= 0)
         cacheable = cc->force;
-    else if (cfg->cache.policy == CACHE_POLICY_ALWAYS)
+    else if (tools && !up->cache_tools)
+        cacheable = 0;
+    else if (up->policy == CACHE_POLICY_ALWAYS)
         cacheable = 1;
-    else if (cfg->cache.policy == CACHE_POLICY_NEVER)
+    else if (up->policy == CACHE_POLICY_NEVER)
         cacheable = 0;
     else
         cacheable = deterministic;

@@ -42,12 +42,15 @@ typedef struct policy_decision {
     long ttl;   /* seconds to keep it fresh when stored, at most [cache] max_ttl */
 } policy_decision;
 
-/* deterministic: the adapter judged the answer repeatable (temperature 0,
- * a seed, embeddings, ...). stateful: the answer depends on upstream state
- * (previous_response_id, store:true) and is never cached, whatever the
- * controls say. */
-policy_decision policy_decide(const relay_config *cfg, const cache_controls *cc, int deterministic,
-                              int stateful);
+/* Under up's rules (policy, default_ttl, max_ttl, cache_tools: [cache]'s
+ * unless its section sets its own). deterministic: the adapter judged the
+ * answer repeatable (temperature 0, a seed, embeddings, ...). stateful: the
+ * answer depends on upstream state (previous_response_id, store:true) and
+ * is never cached, whatever the controls say. tools: the request offers
+ * the model tools, not cached under cache_tools = off unless the request
+ * itself sends X-Relay-Cache: on (the same rule as for policy = never). */
+policy_decision policy_decide(const upstream_config *up, const cache_controls *cc,
+                              int deterministic, int stateful, int tools);
 
 typedef enum { ENTRY_FRESH, ENTRY_STALE_OK, ENTRY_UNUSABLE } entry_use;
 

@@ -73,6 +73,7 @@ typedef struct prov_info {
     int include_usage;  /* a streamed answer should end with a usage chunk (OpenAI) */
     int deterministic;  /* the answer repeats (temperature 0, a seed, embeddings, ...) */
     int stateful;       /* the answer depends on upstream state: never cached */
+    int tools;          /* it offers the model tools ([upstream.X] cache_tools) */
     long max_ttl;       /* > 0: never keep the answer longer (model lists) */
     /* The most output tokens the request lets the model produce, all
      * choices together (max_tokens, max_completion_tokens,

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "engine/prov_canon.h"
 #include "engine/prov_json.h"
 
 /* Output for clients keeps the members in the order they came in. */
@@ -180,7 +181,8 @@ static rl_err anthropic_inspect(const prov_request *r, prov_info *info, rl_buf *
         if (json_object_size(metadata) == 0)
             json_object_del(root, "metadata");
     }
-    if ((err = prov_json_dump(root, PROV_JSON_CANONICAL, canonical)) != RL_OK)
+    if ((err = prov_canon(root, "anthropic", r->endpoint, info)) != RL_OK ||
+        (err = prov_json_dump(root, PROV_JSON_CANONICAL, canonical)) != RL_OK)
         goto out;
 
     /* The API version and betas change the answer; ?beta=true does not

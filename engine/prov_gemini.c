@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/prov_canon.h"
 #include "engine/prov_json.h"
 
 /* ---- requests ---------------------------------------------------------- */
@@ -150,7 +151,8 @@ static rl_err gemini_inspect(const prov_request *r, prov_info *info, rl_buf *can
                                                         prov_json_int(config, "candidateCount"));
 
     /* Gemini bodies carry nothing volatile: the whole body is the key. */
-    err = prov_json_dump(root, PROV_JSON_CANONICAL, canonical);
+    if ((err = prov_canon(root, "gemini", r->endpoint, info)) == RL_OK)
+        err = prov_json_dump(root, PROV_JSON_CANONICAL, canonical);
 out:
     json_decref(root);
     return err;

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/prov_canon.h"
 #include "engine/prov_json.h"
 
 typedef enum { EP_CHAT, EP_GENERATE, EP_EMBED, EP_UNKNOWN } ollama_endpoint;
@@ -175,7 +176,8 @@ static rl_err ollama_inspect(const prov_request *r, prov_info *info, rl_buf *can
 
     json_object_del(root, "stream");
     json_object_del(root, "keep_alive");
-    err = prov_json_dump(root, PROV_JSON_CANONICAL, canonical);
+    if ((err = prov_canon(root, "ollama", r->endpoint, info)) == RL_OK)
+        err = prov_json_dump(root, PROV_JSON_CANONICAL, canonical);
 out:
     json_decref(root);
     return err;

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/prov_canon.h"
 #include "engine/prov_json.h"
 
 /* ---- requests ---------------------------------------------------------- */
@@ -165,7 +166,8 @@ static rl_err openai_inspect(const prov_request *r, prov_info *info, rl_buf *can
         if (json_object_size(metadata) == 0)
             json_object_del(root, "metadata");
     }
-    err = prov_json_dump(root, PROV_JSON_CANONICAL, canonical);
+    if ((err = prov_canon(root, "openai", r->endpoint, info)) == RL_OK)
+        err = prov_json_dump(root, PROV_JSON_CANONICAL, canonical);
 out:
     json_decref(root);
     return err;

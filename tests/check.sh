@@ -61,6 +61,7 @@ admin        admin engine store store/base
 INTERNAL='
 store/store_int.h    the store modules share the open Berkeley DB handles and store_op_run
 engine/prov_json.h   the provider adapters share jansson helpers; prov.h stays jansson-free
+engine/prov_canon.h  the provider adapters share the key normalisations of a parsed body
 '
 
 # Type names of the libraries, which must not appear in a header that is

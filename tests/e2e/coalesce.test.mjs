@@ -792,7 +792,7 @@ relaySuite('coalescing: the leader process is killed', { ini: { fcgi: { workers:
   });
 });
 
-relaySuite('coalescing with [cache] scope = shared', { ini: { fcgi: POOL, cache: { scope: 'shared' } }, concurrency: 6 }, (relay) => {
+relaySuite('coalescing with [cache] scope = shared', { ini: { fcgi: POOL, cache: { scope: 'shared' }, auth: { mode: 'passthrough' } }, concurrency: 6 }, (relay) => {
   test('two credentials share one call', T, async () => {
     const m = uniq('shared-scope');
     const body = chatBody(m, { stream: true });

@@ -126,8 +126,8 @@ relaySuite('cache key', {}, (relay) => {
   });
 });
 
-relaySuite('cache key with scope = shared', { ini: { cache: { scope: 'shared' } } }, (relay) => {
-  test('any valid credential shares the entry; the namespace still partitions', T, async () => {
+relaySuite('cache key with scope = shared', { ini: { cache: { scope: 'shared' }, auth: { mode: 'passthrough' } } }, (relay) => {
+  test('with pass-through alone, any credential string shares the entry; the namespace still partitions', T, async () => {
     const m = uniq('shared');
     const a = await send(relay, baseBody(m), { key: KEY_A });
     const b = await send(relay, baseBody(m), { key: KEY_B });
@@ -145,5 +145,22 @@ relaySuite('cache key with scope = shared', { ini: { cache: { scope: 'shared' } 
     const r = await relay.chat(baseBody(m), { key: null });
     assert.equal(r.status, 401, r.text);
     assert.equal(relay.fake.callsFor(m).length, 1);
+  });
+});
+
+// With Relay client tokens in use ([auth] mode = both, the default), shared
+// means shared between token holders: a passed-through key cannot be
+// checked, so it keeps its own scope (t_engine_spend covers the tokens).
+relaySuite('cache key with scope = shared and [auth] mode = both', { ini: { cache: { scope: 'shared' } } }, (relay) => {
+  test('passed-through keys keep their own scope', T, async () => {
+    const m = uniq('shared-both');
+    const a = await send(relay, baseBody(m), { key: KEY_A });
+    const b = await send(relay, baseBody(m), { key: KEY_B });
+    assert.equal(a.cache, 'MISS');
+    assert.equal(b.cache, 'MISS');
+    assert.notEqual(b.key, a.key);
+    const again = await send(relay, baseBody(m), { key: KEY_A });
+    assert.equal(again.cache, 'HIT');
+    assert.equal(relay.fake.callsFor(m).length, 2);
   });
 });

@@ -227,6 +227,33 @@ int main(void)
         printf("# %s\n", why.data);
 
     rl_buf_release(&why);
+    /* Policy per upstream: [cache]'s unless the section sets its own. */
+    is_int(load("[cache]\npolicy = always\ndefault_ttl = 100\nmax_ttl = 1000\n"
+                "[upstream.a]\ntype = openai\n"
+                "[upstream.b]\ntype = anthropic\npolicy = never\ndefault_ttl = 5000\n"
+                "max_ttl = 9000\ncache_tools = off\n",
+                &cfg, &why),
+           RL_OK, "per-upstream policy loads");
+    if (cfg) {
+        is_int(cfg->upstreams[0].policy, CACHE_POLICY_ALWAYS, "a: [cache] policy inherited");
+        is_int(cfg->upstreams[0].default_ttl, 100, "a: [cache] default_ttl inherited");
+        is_int(cfg->upstreams[0].max_ttl, 1000, "a: [cache] max_ttl inherited");
+        is_int(cfg->upstreams[0].cache_tools, 1, "a: cache_tools defaults to on");
+        is_int(cfg->upstreams[1].policy, CACHE_POLICY_NEVER, "b: its own policy");
+        is_int(cfg->upstreams[1].default_ttl, 5000, "b: its own default_ttl (past [cache]'s max)");
+        is_int(cfg->upstreams[1].max_ttl, 9000, "b: its own max_ttl");
+        is_int(cfg->upstreams[1].cache_tools, 0, "b: cache_tools = off");
+        config_free(cfg);
+        cfg = NULL;
+    }
+    is_int(load("[upstream.a]\ndefault_ttl = 100\nmax_ttl = 50\n", &cfg, &why), RL_CONFIG,
+           "an upstream's default_ttl above its max_ttl is refused");
+    ok(strstr(why.data ? why.data : "", "[upstream.a] default_ttl"), "... naming the key");
+    is_int(load("[upstream.a]\nmax_ttl = 50\n", &cfg, &why), RL_CONFIG,
+           "an inherited default_ttl above the upstream's max_ttl is refused");
+    is_int(load("[upstream.a]\ncache_tools = maybe\n", &cfg, &why), RL_CONFIG,
+           "cache_tools takes on or off");
+
     unlink(write_ini("t.ini", ""));
     rmdir(dir);
     return tap_done();

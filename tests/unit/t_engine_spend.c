@@ -233,11 +233,60 @@ static void run_spend(const char *tmp)
     json_decref(ini);
 }
 
+/* [cache] scope = shared with tokens in use ([auth] mode = both): two
+ * valid tokens share an entry; a passed-through key, which Relay cannot
+ * check, keeps its own scope. */
+static void test_shared_between_tokens(const relay *r)
+{
+    store_token t1, t2;
+    char a[AUTH_TOKEN_LEN + 1], b[AUTH_TOKEN_LEN + 1];
+    token_make(a, &t1, "shared-a");
+    token_make(b, &t2, "shared-b");
+    token_put(r, &t1);
+    token_put(r, &t2);
+    const wire *wi = &wires[0];
+    json_t *reply = wire_reply(wi, 0, 2);
+    fake_reset(reply, FAKE_REPLY);
+    client c;
+    client_init(&c, 0);
+    token_send(r, wi, a, "shared-1", 0, &c);
+    is_str(json_string_value(json_object_get(c.headers, "x-cache")), "MISS",
+           point("shared, token a", "a call upstream"));
+    client_release(&c);
+    client_init(&c, 0);
+    token_send(r, wi, b, "shared-1", 0, &c);
+    is_str(json_string_value(json_object_get(c.headers, "x-cache")), "HIT",
+           point("shared, token b", "answered from token a's entry"));
+    client_release(&c);
+    client_init(&c, 0);
+    wire_send(r, wi, 0, "shared-1", "authorization", "Bearer sk-anything", &c);
+    is_str(json_string_value(json_object_get(c.headers, "x-cache")), "MISS",
+           point("shared, a passed-through key", "its own scope: a call upstream"));
+    client_release(&c);
+    is_int(fake.calls, 2, point("shared", "two upstream calls in all"));
+    json_decref(reply);
+}
+
+static void run_shared(const char *tmp)
+{
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/shared", tmp);
+    setenv("T_ENGINE_OPENAI_KEY", "sk-held-openai", 1);
+    json_t *ini = json_pack("{s:{s:s},s:{s:s,s:s}}", "upstream.openai", "api_key_env",
+                            "T_ENGINE_OPENAI_KEY", "cache", "scope", "shared", "policy", "always");
+    relay r;
+    if (relay_start(&r, dir, NULL, ini, "scope = shared with tokens") == 0)
+        test_shared_between_tokens(&r);
+    relay_stop(&r);
+    json_decref(ini);
+}
+
 int main(void)
 {
     char tmp[] = "/tmp/t_engine_spend.XXXXXX";
     if (harness_begin(tmp) != 0)
         return 1;
     run_spend(tmp);
+    run_shared(tmp);
     return harness_end(tmp);
 }

@@ -6,13 +6,14 @@
 #include "engine/policy.h"
 #include "tests/unit/tap.h"
 
-static relay_config cfg_with(cache_policy p)
+static upstream_config cfg_with(cache_policy p)
 {
-    relay_config c;
+    upstream_config c;
     memset(&c, 0, sizeof c);
-    c.cache.policy = p;
-    c.cache.default_ttl = 600;
-    c.cache.max_ttl = 86400;
+    c.policy = p;
+    c.default_ttl = 600;
+    c.max_ttl = 86400;
+    c.cache_tools = 1;
     return c;
 }
 
@@ -42,51 +43,70 @@ int main(void)
     is_int(cc.force, 0, "X-Relay-Cache: off");
     is_int(cc.ttl, 90, "X-Relay-TTL");
 
-    relay_config det = cfg_with(CACHE_POLICY_DETERMINISTIC);
+    upstream_config det = cfg_with(CACHE_POLICY_DETERMINISTIC);
     policy_parse(NULL, NULL, NULL, &cc, &why);
-    policy_decision d = policy_decide(&det, &cc, 1, 0);
+    policy_decision d = policy_decide(&det, &cc, 1, 0, 0);
     ok(d.lookup && d.store, "deterministic requests are cached");
     is_int(d.ttl, 600, "default ttl");
-    d = policy_decide(&det, &cc, 0, 0);
+    d = policy_decide(&det, &cc, 0, 0, 0);
     ok(!d.lookup && !d.store, "non-deterministic requests are not");
-    d = policy_decide(&det, &cc, 1, 1);
+    d = policy_decide(&det, &cc, 1, 1, 0);
     ok(!d.lookup && !d.store, "stateful requests never are");
 
     policy_parse(NULL, "on", "5", &cc, &why);
-    d = policy_decide(&det, &cc, 0, 0);
+    d = policy_decide(&det, &cc, 0, 0, 0);
     ok(d.lookup && d.store, "X-Relay-Cache: on forces caching");
     is_int(d.ttl, 5, "X-Relay-TTL sets the ttl");
-    d = policy_decide(&det, &cc, 0, 1);
+    d = policy_decide(&det, &cc, 0, 1, 0);
     ok(!d.lookup && !d.store, "but not for stateful requests");
 
     /* Once stored with an expiry no clock could show (relay-admin show
      * crashed on it): a TTL is cut to [cache] max_ttl. */
     is_int(policy_parse(NULL, NULL, "99999999999999999999999", &cc, &why), RL_OK,
            "a huge X-Relay-TTL parses (it saturates)");
-    d = policy_decide(&det, &cc, 1, 0);
+    d = policy_decide(&det, &cc, 1, 0, 0);
     is_int(d.ttl, 86400, "... and is cut to max_ttl");
     policy_parse(NULL, NULL, "86401", &cc, &why);
-    is_int(policy_decide(&det, &cc, 1, 0).ttl, 86400, "one second over max_ttl is cut too");
+    is_int(policy_decide(&det, &cc, 1, 0, 0).ttl, 86400, "one second over max_ttl is cut too");
     policy_parse(NULL, NULL, "86400", &cc, &why);
-    is_int(policy_decide(&det, &cc, 1, 0).ttl, 86400, "max_ttl itself is kept");
+    is_int(policy_decide(&det, &cc, 1, 0, 0).ttl, 86400, "max_ttl itself is kept");
 
     policy_parse(NULL, "off", NULL, &cc, &why);
-    d = policy_decide(&det, &cc, 1, 0);
+    d = policy_decide(&det, &cc, 1, 0, 0);
     ok(!d.lookup && !d.store, "X-Relay-Cache: off disables caching");
 
-    relay_config never = cfg_with(CACHE_POLICY_NEVER), always = cfg_with(CACHE_POLICY_ALWAYS);
+    upstream_config never = cfg_with(CACHE_POLICY_NEVER), always = cfg_with(CACHE_POLICY_ALWAYS);
     policy_parse(NULL, NULL, NULL, &cc, &why);
-    ok(!policy_decide(&never, &cc, 1, 0).store, "policy never");
-    ok(policy_decide(&always, &cc, 0, 0).store, "policy always");
+    ok(!policy_decide(&never, &cc, 1, 0, 0).store, "policy never");
+    ok(policy_decide(&always, &cc, 0, 0, 0).store, "policy always");
+
+    /* [upstream.X] cache_tools = off: a request that offers tools passes. */
+    upstream_config notools = cfg_with(CACHE_POLICY_ALWAYS);
+    notools.cache_tools = 0;
+    d = policy_decide(&notools, &cc, 1, 0, 1);
+    ok(!d.lookup && !d.store, "cache_tools = off: a request with tools is not cached");
+    ok(policy_decide(&notools, &cc, 1, 0, 0).store, "cache_tools = off: one without tools is");
+    ok(policy_decide(&always, &cc, 1, 0, 1).store, "cache_tools = on: tools are cached");
+    policy_parse(NULL, "on", NULL, &cc, &why);
+    ok(policy_decide(&notools, &cc, 0, 0, 1).store, "X-Relay-Cache: on still forces it");
+    policy_parse(NULL, NULL, NULL, &cc, &why);
+    /* The upstream's own TTLs. */
+    upstream_config own = cfg_with(CACHE_POLICY_DETERMINISTIC);
+    own.default_ttl = 30;
+    own.max_ttl = 60;
+    is_int(policy_decide(&own, &cc, 1, 0, 0).ttl, 30, "the upstream's default_ttl");
+    policy_parse(NULL, NULL, "3600", &cc, &why);
+    is_int(policy_decide(&own, &cc, 1, 0, 0).ttl, 60, "the upstream's max_ttl cuts X-Relay-TTL");
 
     policy_parse("no-cache", NULL, NULL, &cc, &why);
-    d = policy_decide(&det, &cc, 1, 0);
+    d = policy_decide(&det, &cc, 1, 0, 0);
     ok(!d.lookup && d.store, "no-cache skips the lookup but stores");
     policy_parse("no-store", NULL, NULL, &cc, &why);
-    d = policy_decide(&det, &cc, 1, 0);
+    d = policy_decide(&det, &cc, 1, 0, 0);
     ok(d.lookup && !d.store, "no-store looks up but does not store");
     policy_parse("only-if-cached", NULL, NULL, &cc, &why);
-    ok(policy_decide(&det, &cc, 0, 0).lookup, "only-if-cached looks up even uncacheable requests");
+    ok(policy_decide(&det, &cc, 0, 0, 0).lookup,
+       "only-if-cached looks up even uncacheable requests");
 
     store_meta m = {.created = 1000, .expires = 1600};
     policy_parse(NULL, NULL, NULL, &cc, &why);

@@ -311,7 +311,7 @@ static void test_requests(void)
                  &info);
     ok(info.deterministic, "temperature 0.0 is deterministic");
     is_str(canon.data,
-           "{\"max_tokens\":1,\"messages\":[],\"model\":\"m\",\"temperature\":0.0,"
+           "{\"max_tokens\":1,\"messages\":[],\"model\":\"m\",\"temperature\":0,"
            "\"tool_choice\":{\"type\":\"any\"}}",
            "tool_choice kept");
     inspect_body("{\"model\":\"m\",\"max_tokens\":1,\"messages\":[],\"temperature\":0.2}", &info);
