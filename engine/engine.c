@@ -236,8 +236,7 @@ static void serve_api(exchange *x)
         goto out;
     const char *scope = x->spend.has_token ? x->spend.scope : credential_scope;
     /* The scope compute_key uses, kept for the call (promptcache.h). */
-    snprintf(x->key_scope, sizeof x->key_scope, "%s",
-             shares_cache(x) ? "shared" : scope);
+    x->key_scope = shares_cache(x) ? "shared" : scope;
     upstream_type type = x->rt.upstream->type;
     if (!credential && type != UPSTREAM_TYPE_OLLAMA && type != UPSTREAM_TYPE_OPENAI_COMPATIBLE) {
         exchange_fail(x, RL_UNAUTHORIZED, x->prov->missing_credential);

@@ -107,9 +107,12 @@ typedef struct exchange {
     char key_hex[17];         /* "" when no key was computed */
     const char *ns;           /* the key's namespace (alias.h: alias_namespace), NULL none */
     const char *cache_status; /* X-Cache value for an answer from upstream */
-    /* The key's scope ("shared", "cred:…", "tok:…"; "" before it is known):
-     * also what OpenAI's prompt_cache_key is hashed with (promptcache.h). */
-    char key_scope[5 + 32 + 1];
+    /* The key's scope ("shared", "cred:…", "tok:…"; NULL before it is
+     * known): also what OpenAI's prompt_cache_key is hashed with
+     * (promptcache.h). Points at a string that outlives the call (a
+     * literal, x->spend.scope, or serve_api's own buffer): no copy on a
+     * hit, which never needs it. */
+    const char *key_scope;
     /* X-Relay-Upstream: the upstream that served the answer (a fallback
      * after the route's own failed), else the route's; NULL off API routes. */
     const char *served_by;
