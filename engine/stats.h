@@ -93,6 +93,11 @@ enum {
 #define STATS_REJECTIONS 10
 extern const char *const stats_rejection_reasons[STATS_REJECTIONS];
 _Static_assert(C_REJECTED + STATS_REJECTIONS <= STATS_COUNTERS, "rejection counters fit a row");
+/* Usage rows: requests answered from a near-variant's entry (X-Cache:
+ * FUZZY, engine/fuzzy_serve.h), apart from C_HIT. After the refusals, in
+ * a counter no earlier version used, so files need no new version. */
+#define C_FUZZY (C_REJECTED + STATS_REJECTIONS)
+_Static_assert(C_FUZZY < STATS_COUNTERS, "the fuzzy counter fits a row");
 
 /* The index of reason in stats_rejection_reasons, or -1. */
 int stats_rejection_index(const char *reason);
@@ -161,7 +166,7 @@ void stats_maintain(stats *st, uint64_t now);
 typedef struct stats_request {
     const char *upstream; /* route's upstream name, "" when unrouted */
     const char *model;    /* "" when unknown */
-    const char *outcome;  /* HIT MISS COALESCED STALE BYPASS, or "" when none applied */
+    const char *outcome;  /* HIT MISS COALESCED STALE FUZZY BYPASS, or "" when none applied */
     int status;           /* the status the client got; 0 when it got none */
     int failed;           /* the answer failed (an error status, or a stream cut) */
     const char *client;   /* the client's id, "" when none */
