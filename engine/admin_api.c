@@ -33,8 +33,9 @@ static json_t *tokens_json(const uint64_t *c)
 
 static json_t *money_json(const uint64_t *c)
 {
-    return json_pack("{s:f,s:f}", "spent", observe_usd(c[C_NUSD_SPENT]), "saved",
-                     observe_usd(c[C_NUSD_SAVED]));
+    return json_pack("{s:f,s:f,s:f}", "spent", observe_usd(c[C_NUSD_SPENT]), "saved",
+                     observe_usd(c[C_NUSD_SAVED]), "provider_saved",
+                     observe_usd(c[C_NUSD_PROVIDER_SAVED]));
 }
 
 /* The outcome counts of a usage row into obj. */

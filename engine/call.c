@@ -19,6 +19,7 @@
 #include "engine/deadline.h"
 #include "engine/fuzzy_serve.h"
 #include "engine/hit.h"
+#include "engine/promptcache.h"
 #include "engine/retry.h"
 #include "engine/spend.h"
 #include "engine/upstream.h"
@@ -281,7 +282,10 @@ static int prepare_call(exchange *x, const upstream_config *up, const char *held
         .timeout = up->timeout,
         .timed_out = &x->timed_out,
     };
-    return 0;
+    /* Prompt-cache hints for up (promptcache.h): the body sent only; the
+     * key was made from the client's own. */
+    return promptcache_upstream_body(req->pool, up, x->rt.endpoint, x->key_scope, &ur->body,
+                                     &ur->body_len);
 }
 
 /* Forgets what a failed attempt left (its head, its body, its parser), so

@@ -61,6 +61,7 @@ static const char *const metrics_access_names[] = {"admin", "open", NULL};
 static const char *const auth_mode_names[] = {"passthrough", "tokens", "both", NULL};
 static const char *const off_on_names[] = {"off", "on", NULL};
 static const char *const fuzzy_mode_names[] = {"inherit", "off", "on", NULL};
+static const char *const off_auto_names[] = {"off", "auto", NULL};
 
 #define RC(field) offsetof(relay_config, field)
 #define UC(field) offsetof(upstream_config, field)
@@ -121,6 +122,7 @@ static const config_key config_keys[] = {
     {"upstream.*", "breaker_cooldown", KEY_LONG, UC(breaker_cooldown), "30", 1, 86400, NULL},
     {"upstream.*", "stale_if_error", KEY_ENUM, UC(stale_if_error), "on", 0, 0, off_on_names},
     {"upstream.*", "fuzzy", KEY_ENUM, UC(fuzzy), "inherit", 0, 0, fuzzy_mode_names},
+    {"upstream.*", "prompt_cache", KEY_ENUM, UC(prompt_cache), "off", 0, 0, off_auto_names},
     {"admin", "token_file", KEY_PATH, RC(admin.token_file), "var/admin.token", 0, 0, NULL},
     {"metrics", "access", KEY_ENUM, RC(metrics.access), "admin", 0, 0, metrics_access_names},
     {"auth", "mode", KEY_ENUM, RC(auth.mode), "both", 0, 0, auth_mode_names},

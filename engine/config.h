@@ -100,6 +100,9 @@ typedef struct upstream_config {
     /* Fuzzy matching for this upstream (engine/fuzzy_serve.h): FUZZY_INHERIT
      * follows [fuzzy] enabled. */
     fuzzy_mode fuzzy;
+    /* 1 (auto): Relay adds prompt-cache hints to the body sent upstream
+     * when the client set none (engine/promptcache.h); 0 (off): never. */
+    int prompt_cache;
 } upstream_config;
 
 typedef struct relay_config {

@@ -224,6 +224,9 @@ static void serve_api(exchange *x)
     if (spend_authorize(x, credential) != 0)
         goto out;
     const char *scope = x->spend.has_token ? x->spend.scope : credential_scope;
+    /* The scope compute_key uses, kept for the call (promptcache.h). */
+    snprintf(x->key_scope, sizeof x->key_scope, "%s",
+             x->cfg->cache.scope == CACHE_SCOPE_SHARED ? "shared" : scope);
     upstream_type type = x->rt.upstream->type;
     if (!credential && type != UPSTREAM_TYPE_OLLAMA && type != UPSTREAM_TYPE_OPENAI_COMPATIBLE) {
         exchange_fail(x, RL_UNAUTHORIZED, x->prov->missing_credential);
@@ -341,6 +344,7 @@ static void account(exchange *x)
         .tokens_cached_in = x->usage.cached_input,
         .priced = price != NULL,
         .nusd = price ? pricing_cost(price, &x->usage) : 0,
+        .provider_saved = price ? pricing_provider_saving(price, &x->usage) : 0,
         .called_upstream = x->called_upstream,
         .latency_s = x->latency_s,
         .ttfb_s = x->ttfb_s,

@@ -106,6 +106,9 @@ typedef struct exchange {
     uint8_t key[STORE_KEY_LEN];
     char key_hex[17];         /* "" when no key was computed */
     const char *cache_status; /* X-Cache value for an answer from upstream */
+    /* The key's scope ("shared", "cred:…", "tok:…"; "" before it is known):
+     * also what OpenAI's prompt_cache_key is hashed with (promptcache.h). */
+    char key_scope[5 + 32 + 1];
     /* X-Relay-Upstream: the upstream that served the answer (a fallback
      * after the route's own failed), else the route's; NULL off API routes. */
     const char *served_by;

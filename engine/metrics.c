@@ -313,6 +313,14 @@ static const family families[] = {
      "USD saved by the cache and by coalescing at the [pricing] table's prices (priced "
      "models only).",
      emit_models, .counter = C_NUSD_SAVED, .money = 1},
+    {"relay_provider_cached_tokens_total", "counter",
+     "Input tokens the upstream read from its own prompt cache (billed at its cached price), "
+     "of answers paid upstream.",
+     emit_models, .counter = C_TOKENS_CACHED_IN},
+    {"relay_provider_cache_savings_usd_total", "counter",
+     "USD the upstream's own prompt cache saved (cached tokens at the input price less the "
+     "cached price), apart from relay_saved_usd_total (priced models only).",
+     emit_models, .counter = C_NUSD_PROVIDER_SAVED, .money = 1},
     {"relay_unpriced_requests_total", "counter",
      "Requests for models with no [pricing] row (their money is not counted).",
      emit_models, .counter = C_UNPRICED},

@@ -126,3 +126,14 @@ uint64_t pricing_cost(const model_price *price, const prov_usage *usage)
                   1e3;
     return nusd > 0 ? (uint64_t)llround(nusd) : 0;
 }
+
+uint64_t pricing_provider_saving(const model_price *price, const prov_usage *usage)
+{
+    double cached = usage->cached_input > 0 ? (double)usage->cached_input : 0;
+    double in = usage->input > 0 ? (double)usage->input : 0;
+    /* Within what the answer says it read, as pricing_cost counts it. */
+    if (cached > in)
+        cached = in;
+    double nusd = cached * (price->input - price->cached_input) * 1e3;
+    return nusd > 0 ? (uint64_t)llround(nusd) : 0;
+}

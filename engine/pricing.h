@@ -33,6 +33,13 @@ void pricing_family(const char *model, char *out, size_t cap);
  * price, the rest of the input at the input price). */
 uint64_t pricing_cost(const model_price *price, const prov_usage *usage);
 
+/* What the provider's own prompt cache saved on usage at price, in
+ * nano-USD: its cached input tokens at the input price less the cached
+ * price ((input - cached_input) x cached tokens). 0 when the answer read
+ * nothing from that cache, or the row prices cached input at or above
+ * input. Counted apart from Relay's own savings (stats.h). */
+uint64_t pricing_provider_saving(const model_price *price, const prov_usage *usage);
+
 /* Parses an amount of USD written in decimal ("50", "0.10", "12.5") into
  * nano-USD, exactly (no floating point: "0.10" is 100000000). 0, or -1 for
  * anything else: a sign, an exponent, more than 9 decimals, more than

@@ -270,6 +270,7 @@ static void add_usage(row *u, const stats_request *r, int from_cache)
         add(u, C_TOKENS_OUT, known(r->tokens_out));
         add(u, C_TOKENS_CACHED_IN, known(r->tokens_cached_in));
         add(u, C_NUSD_SPENT, r->priced ? r->nusd : 0);
+        add(u, C_NUSD_PROVIDER_SAVED, r->priced ? r->provider_saved : 0);
     }
     add(u, C_UNPRICED, !r->priced && r->model[0]);
     int why = stats_rejection_index(r->rejected);

@@ -82,6 +82,11 @@ enum {
     C_UNPRICED,     /* requests whose model has no price */
     C_MODELS_ADDED, /* CLIENT rows: models this client gave a row of their own */
     C_REJECTED,     /* ... STATS_REJECTIONS of them: refusals, by reason (below) */
+    /* What the provider's own prompt cache saved on answers paid upstream
+     * (pricing_provider_saving; their tokens are C_TOKENS_CACHED_IN): apart
+     * from C_NUSD_SAVED, Relay's own cache. After the rejections, a slot
+     * older files kept at zero. */
+    C_NUSD_PROVIDER_SAVED = C_REJECTED + 10,
 };
 
 /* Why Relay refused a request before any upstream call (engine/spend.c
@@ -93,10 +98,13 @@ enum {
 #define STATS_REJECTIONS 10
 extern const char *const stats_rejection_reasons[STATS_REJECTIONS];
 _Static_assert(C_REJECTED + STATS_REJECTIONS <= STATS_COUNTERS, "rejection counters fit a row");
+_Static_assert(C_NUSD_PROVIDER_SAVED == C_REJECTED + STATS_REJECTIONS &&
+                   C_NUSD_PROVIDER_SAVED < STATS_COUNTERS,
+               "the provider's saving follows the rejections");
 /* Usage rows: requests answered from a near-variant's entry (X-Cache:
- * FUZZY, engine/fuzzy_serve.h), apart from C_HIT. After the refusals, in
- * a counter no earlier version used, so files need no new version. */
-#define C_FUZZY (C_REJECTED + STATS_REJECTIONS)
+ * FUZZY, engine/fuzzy_serve.h), apart from C_HIT. In a counter no earlier
+ * version used (older files keep it at zero), so no new file version. */
+#define C_FUZZY (C_NUSD_PROVIDER_SAVED + 1)
 _Static_assert(C_FUZZY < STATS_COUNTERS, "the fuzzy counter fits a row");
 
 /* The index of reason in stats_rejection_reasons, or -1. */
@@ -173,8 +181,9 @@ typedef struct stats_request {
     int64_t tokens_in, tokens_out, tokens_cached_in; /* of the answer; -1 unknown */
     int priced;                                      /* the model has a price */
     uint64_t nusd;                                   /* what the answer costs at it */
-    int called_upstream;                             /* with the timings: */
-    double latency_s, ttfb_s;                        /* ttfb_s < 0: no byte came */
+    uint64_t provider_saved;  /* nano-USD the provider's prompt cache saved on it */
+    int called_upstream;      /* with the timings: */
+    double latency_s, ttfb_s; /* ttfb_s < 0: no byte came */
     /* An upstream answered 2xx for this model (now, or when the answer
      * served from the cache or a shared call was fetched): a model it has
      * not seen may get a row of its own. */

@@ -301,6 +301,11 @@ function renderTotals(stats) {
   setValue('tokens-saved', fmtCount(saved), known(saved) && saved >= 1e6 ? fmtInt(saved) : '');
   setText('tokens-saved-sub', `${fmtCount(tokens.saved_input)} in · ${fmtCount(tokens.saved_output)} out`);
 
+  // The provider's own prompt cache: paid calls whose prefix it billed at
+  // its cached price; apart from what Relay's cache saved above.
+  setValue('usd-provider-saved', fmtUsd(usd.provider_saved));
+  setText('usd-provider-saved-sub', `${fmtCount(tokens.cached_input)} cached input tokens`);
+
   setValue('hit-rate', fmtPct(t.hit_rate));
   setText('hit-rate-sub', `${plural(sum(t.hits, t.stale), 'hit', 'hits')} · ${plural(t.misses, 'miss', 'misses')}`);
 

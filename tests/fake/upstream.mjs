@@ -61,6 +61,10 @@
 //   toolCalls      answer with tool calls: true (one call to the request's
 //                  tool), or [{name, arguments}] (arguments a string)
 //   finishReason   override finish_reason
+//   usage          merged into the answer's usage, streamed or not (chat
+//                  completions here; Anthropic's in anthropic.mjs), e.g.
+//                  {prompt_tokens_details: {cached_tokens: 1500}} for tokens
+//                  read from the provider's prompt cache
 //
 // The fake also calls a tool on its own when the request sets `tools` and
 // forces a call (tool_choice "required" or {type:"function",...}), so a
@@ -160,7 +164,7 @@ function planAnswer(req, beh, callNo) {
   const content = toolCalls ? null : (beh.content ?? `Echo: ${userText}`);
   const finishReason = beh.finishReason ?? (toolCalls ? 'tool_calls' : 'stop');
   const completionText = content ?? toolCalls.map((t) => t.arguments).join(' ');
-  return { content, toolCalls, finishReason, usage: usageFor(messages, completionText) };
+  return { content, toolCalls, finishReason, usage: { ...usageFor(messages, completionText), ...(beh.usage ?? {}) } };
 }
 
 // The chat.completion object for a non-stream answer.

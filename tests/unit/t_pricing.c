@@ -102,6 +102,19 @@ int main(void)
         /* writes capped at the 40 input tokens left: 60 x 0.30 + 40 x 3.75 */
         is_int((long long)pricing_cost(sonnet, &u), 168000LL,
                "more written than input left: capped");
+        u = (prov_usage){.input = 1000, .output = 100, .cached_input = 400};
+        /* 400 x (2.50 - 1.25) per million: $0.0005 */
+        is_int((long long)pricing_provider_saving(p, &u), 500000LL,
+               "the provider's cache saved (input - cached price) x cached tokens");
+        u = (prov_usage){.input = 10, .output = 0, .cached_input = 50};
+        is_int((long long)pricing_provider_saving(p, &u), 12500LL,
+               "provider saving: more cached than input, capped at input");
+        u = (prov_usage){.input = -1, .output = -1, .cached_input = 400};
+        is_int((long long)pricing_provider_saving(p, &u), 0,
+               "provider saving: unknown input saves nothing");
+        u = (prov_usage){.input = 1000, .output = 0, .cached_input = 400};
+        is_int((long long)pricing_provider_saving(mini, &u), 0,
+               "provider saving: no cached price below input, nothing saved");
         const model_price *local = pricing_find(cfg, "local");
         u = (prov_usage){.input = 5000, .output = 5000, .cached_input = 0};
         ok(local && pricing_cost(local, &u) == 0, "a free model costs zero (and is priced)");

@@ -60,6 +60,7 @@ static stats_request req(const char *outcome, int status)
                        .tokens_cached_in = 10,
                        .priced = 1,
                        .nusd = 450000,
+                       .provider_saved = 12500,
                        .called_upstream = strcmp(outcome, "MISS") == 0,
                        .latency_s = 0.3,
                        .ttfb_s = 0.07,
@@ -224,7 +225,7 @@ int main(void)
     stats_record(st, &hit, now + 1);
     stats_request fail = req("BYPASS", 502);
     fail.tokens_in = fail.tokens_out = fail.tokens_cached_in = -1;
-    fail.nusd = 0;
+    fail.nusd = fail.provider_saved = 0;
     stats_record(st, &fail, now + 2);
     stats_request unpriced = req("MISS", 200);
     unpriced.model = "local-llm";
@@ -245,6 +246,8 @@ int main(void)
     is_int((long long)m.row.c[C_SAVED_OUT], 20, "output saved by the hit");
     is_int((long long)m.row.c[C_NUSD_SPENT], 450000, "spent");
     is_int((long long)m.row.c[C_NUSD_SAVED], 450000, "saved");
+    is_int((long long)m.row.c[C_NUSD_PROVIDER_SAVED], 12500,
+           "the provider's cache saving, of the paid answer only (the hit saved it all)");
     is_int((long long)m.row.c[C_UNPRICED], 0, "priced");
     found u = find(st, STATS_ROW_MODEL, "openai", "local-llm", "", "");
     is_int((long long)u.row.c[C_UNPRICED], 1, "an unpriced model is flagged");
