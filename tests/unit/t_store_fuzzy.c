@@ -268,7 +268,8 @@ static void test_scale(void)
     unsigned n = lookup(s, b, &reads, &first, &shared);
     ok(n >= 1, "candidates found");
     is_int(first, target, "the near-variant's entry comes first");
-    ok(shared >= 10, "sharing the most bands read (11 shared; the popular band may be read past it)");
+    ok(shared >= 10,
+       "sharing the most bands read (11 shared; the popular band may be read past it)");
     ok(reads <= MAX_READS, "at most 32 index records read");
     printf("# %u index records read at %u entries (%u candidates)\n", reads, BIG, n);
 
