@@ -45,8 +45,8 @@ static void outcomes_into(json_t *obj, const uint64_t *c)
         const char *name;
         int counter;
     } names[] = {
-        {"requests", C_REQUESTS},   {"hits", C_HIT},      {"stale", C_STALE},  {"misses", C_MISS},
-        {"coalesced", C_COALESCED}, {"bypass", C_BYPASS}, {"errors", C_ERRORS}};
+        {"requests", C_REQUESTS},   {"hits", C_HIT},      {"stale", C_STALE},   {"misses", C_MISS},
+        {"coalesced", C_COALESCED}, {"bypass", C_BYPASS}, {"errors", C_ERRORS}, {"fuzzy", C_FUZZY}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         json_object_set_new(obj, names[i].name, json_integer((json_int_t)c[names[i].counter]));
 }

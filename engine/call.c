@@ -17,6 +17,7 @@
 #include "engine/breaker.h"
 #include "engine/coalesce.h"
 #include "engine/deadline.h"
+#include "engine/fuzzy_serve.h"
 #include "engine/hit.h"
 #include "engine/promptcache.h"
 #include "engine/retry.h"
@@ -232,6 +233,7 @@ static int store_answer(exchange *x, entry_kind kind)
         err = store_cache_put(s, x->key, &meta, entry.data, entry.len);
     }
     if (err == RL_OK) {
+        fuzzy_remember(x);
         /* x->usage was read as the answer came (see call_upstream). */
         rl_debug("stored %s (%zu bytes, ttl %ld s; tokens in %lld out %lld cached %lld)",
                  x->key_hex, x->body.len, x->decision.ttl, (long long)x->usage.input,

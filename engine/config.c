@@ -60,6 +60,7 @@ static const char *const log_level_names[] = {"error", "warn", "info", "debug", 
 static const char *const metrics_access_names[] = {"admin", "open", NULL};
 static const char *const auth_mode_names[] = {"passthrough", "tokens", "both", NULL};
 static const char *const off_on_names[] = {"off", "on", NULL};
+static const char *const fuzzy_mode_names[] = {"inherit", "off", "on", NULL};
 static const char *const off_auto_names[] = {"off", "auto", NULL};
 
 #define RC(field) offsetof(relay_config, field)
@@ -92,6 +93,9 @@ static const config_key config_keys[] = {
     {"cache", "scope", KEY_ENUM, RC(cache.scope), "credential", 0, 0, scope_names},
     {"cache", "stale_keep", KEY_LONG, RC(cache.stale_keep), "86400", 0, 10L * 365 * 86400, NULL},
     {"cache", "max_response", KEY_U64, RC(cache.max_response), "33554432", 1024, 1024 * MiB, NULL},
+    {"fuzzy", "enabled", KEY_ENUM, RC(fuzzy.enabled), "off", 0, 0, off_on_names},
+    {"fuzzy", "max_words", KEY_LONG, RC(fuzzy.max_words), "3", 1, 50, NULL},
+    {"fuzzy", "min_similarity", KEY_LONG, RC(fuzzy.min_similarity), "97", 50, 100, NULL},
     {"coalesce", "mode", KEY_ENUM, RC(coalesce.mode), "cacheable", 0, 0, coalesce_mode_names},
     {"coalesce", "max_buffer", KEY_U64, RC(coalesce.max_buffer), "33554432", 1024, 1024 * MiB,
      NULL},
@@ -117,6 +121,7 @@ static const config_key config_keys[] = {
     {"upstream.*", "breaker_window", KEY_LONG, UC(breaker_window), "30", 1, 86400, NULL},
     {"upstream.*", "breaker_cooldown", KEY_LONG, UC(breaker_cooldown), "30", 1, 86400, NULL},
     {"upstream.*", "stale_if_error", KEY_ENUM, UC(stale_if_error), "on", 0, 0, off_on_names},
+    {"upstream.*", "fuzzy", KEY_ENUM, UC(fuzzy), "inherit", 0, 0, fuzzy_mode_names},
     {"upstream.*", "prompt_cache", KEY_ENUM, UC(prompt_cache), "off", 0, 0, off_auto_names},
     /* These three stand for "not set" by default: [cache]'s then (config_load). */
     {"upstream.*", "policy", KEY_ENUM, UC(policy), "deterministic", 0, 0, policy_names},
@@ -135,7 +140,7 @@ static const config_key config_keys[] = {
 /* KEY_ENUM rows store an int into enum-typed fields. */
 _Static_assert(sizeof(cache_policy) == sizeof(int) && sizeof(upstream_type) == sizeof(int) &&
                    sizeof(coalesce_mode) == sizeof(int) && sizeof(metrics_access) == sizeof(int) &&
-                   sizeof(auth_mode) == sizeof(int),
+                   sizeof(auth_mode) == sizeof(int) && sizeof(fuzzy_mode) == sizeof(int),
                "enum fields must be int-sized");
 
 static int key_is_upstream(const config_key *k)

@@ -29,6 +29,7 @@ typedef enum {
     UPSTREAM_TYPE_OPENAI_COMPATIBLE,
 } upstream_type;
 typedef enum { COALESCE_CACHEABLE, COALESCE_ALL, COALESCE_OFF } coalesce_mode;
+typedef enum { FUZZY_INHERIT, FUZZY_OFF, FUZZY_ON } fuzzy_mode;
 /* Who may read /relay/metrics. */
 typedef enum { METRICS_ADMIN, METRICS_OPEN } metrics_access;
 /* Which credentials a request may present: its own provider key (passed
@@ -96,6 +97,9 @@ typedef struct upstream_config {
      * served when stale_if_error (1, the default) has one. */
     long breaker_failures, breaker_window, breaker_cooldown;
     int stale_if_error;
+    /* Fuzzy matching for this upstream (engine/fuzzy_serve.h): FUZZY_INHERIT
+     * follows [fuzzy] enabled. */
+    fuzzy_mode fuzzy;
     /* 1 (auto): Relay adds prompt-cache hints to the body sent upstream
      * when the client set none (engine/promptcache.h); 0 (off): never. */
     int prompt_cache;
@@ -136,6 +140,14 @@ typedef struct relay_config {
         long stale_keep;
         uint64_t max_response;
     } cache;
+    struct {
+        /* Near-variants answered from a cached request (engine/fuzzy_serve.h):
+         * off by default; every prose text may differ by at most max_words
+         * words, and the whole by at most 100 - min_similarity percent. */
+        int enabled;
+        long max_words;
+        long min_similarity; /* percent */
+    } fuzzy;
     struct {
         coalesce_mode mode;
         uint64_t max_buffer; /* bytes of one shared answer kept for followers */

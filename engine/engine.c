@@ -28,6 +28,7 @@
 #include "engine/coalesce.h"
 #include "engine/cors.h"
 #include "engine/exchange.h"
+#include "engine/fuzzy_serve.h"
 #include "engine/hit.h"
 #include "engine/memo.h"
 #include "engine/observe.h"
@@ -184,13 +185,14 @@ static int shares_cache(const exchange *x)
            (x->cfg->auth.mode == AUTH_MODE_PASSTHROUGH || x->spend.has_token);
 }
 
-/* Computes the cache key; leaves key_hex empty when it cannot. */
+/* Computes the cache key; leaves key_hex empty when it cannot. *in gets
+ * what it was computed from. */
 static void compute_key(exchange *x, const char *credential_scope, const rl_buf *canonical,
-                        const rl_buf *key_parts)
+                        const rl_buf *key_parts, ckey_input *in)
 {
     const char *scope = shares_cache(x) ? "shared" : credential_scope;
     const char *ns = x->ns;
-    ckey_input in = {
+    *in = (ckey_input){
         .format = x->prov->format,
         .endpoint = x->rt.endpoint,
         .upstream = x->rt.upstream->name,
@@ -200,7 +202,7 @@ static void compute_key(exchange *x, const char *credential_scope, const rl_buf 
         .body = canonical->data ? canonical->data : "",
         .body_len = canonical->len,
     };
-    if (ckey_compute(&in, x->key) == RL_OK)
+    if (ckey_compute(in, x->key) == RL_OK)
         ckey_hex16(x->key, x->key_hex);
 }
 
@@ -298,10 +300,15 @@ static void serve_api(exchange *x)
      * ([coalesce] mode = all shares even answers that are not cached). */
     int wants_key = x->decision.lookup || x->decision.store ||
                     (x->cfg->coalesce.mode == COALESCE_ALL && !x->info.stateful);
-    if (exchange_store(x) && wants_key)
-        compute_key(x, scope, &canonical, &key_parts);
+    ckey_input key_in;
+    if (exchange_store(x) && wants_key) {
+        compute_key(x, scope, &canonical, &key_parts, &key_in);
+        fuzzy_prepare(x, &key_in);
+    }
 
     if (x->key_hex[0] && x->decision.lookup && hit_serve(x) == RL_OK)
+        goto out;
+    if (x->fuzzy && fuzzy_serve(x) == RL_OK)
         goto out;
     if (x->cc.only_if_cached) {
         exchange_fail(x, RL_ONLY_IF_CACHED,
@@ -324,6 +331,7 @@ static void serve_api(exchange *x)
     }
     call_upstream_guarded(x);
 out:
+    fuzzy_finish(x);
     rl_buf_release(&msg);
     rl_buf_release(&canonical);
     rl_buf_release(&key_parts);

@@ -144,9 +144,13 @@ typedef struct exchange {
     const char *rejected;
     /* Headers of Relay's own for this answer, whatever it is
      * (Retry-After on a refusal, X-Relay-Budget-Remaining). */
-    rl_header extra[2];
+    rl_header extra[3];
     size_t nextra;
     char retry_after[24], budget_remaining[64];
+    char similarity[8]; /* X-Relay-Similarity of a fuzzy hit: "0.983" */
+    /* The request split for fuzzy matching (engine/fuzzy_serve.h), in the
+     * pool; NULL when fuzzy matching does not apply to it. */
+    struct fuzzy_state *fuzzy;
 
     /* the upstream answer */
     int up_status;

@@ -6,19 +6,21 @@
 #include "engine/policy.h"
 #include "store/base/rl_log.h"
 
-/* Looks the key up; RL_OK when the request was answered from the cache. */
-rl_err hit_serve(exchange *x)
+/* Looks key up; RL_OK when the request was answered from the cache.
+ * label NULL: x's own key (HIT, or STALE where x accepts it); else
+ * another request's entry, fresh only, answered as label. */
+static rl_err serve_entry(exchange *x, const uint8_t *key, const char *label)
 {
     store *s = exchange_store(x);
     rl_buf value;
     rl_buf_init(&value, 0);
     store_meta meta;
     entry_view ev;
-    rl_err err = store_cache_get(s, x->key, &meta, &value);
+    rl_err err = store_cache_get(s, key, &meta, &value);
     if (err != RL_OK)
         goto out;
     entry_use use = policy_entry_use(&x->cc, &meta, x->now);
-    if (use == ENTRY_UNUSABLE) {
+    if (use == ENTRY_UNUSABLE || (label && use != ENTRY_FRESH)) {
         err = RL_NOTFOUND;
         goto out;
     }
@@ -26,7 +28,10 @@ rl_err hit_serve(exchange *x)
     err = entry_decode(value.data, value.len, &ev);
     if (err == RL_OK)
         err = exchange_send_answer(x, 200, ev.kind, ev.content_type, ev.body, ev.body_len,
-                                   use == ENTRY_FRESH ? "HIT" : "STALE", age);
+                                   label                ? label
+                                   : use == ENTRY_FRESH ? "HIT"
+                                                        : "STALE",
+                                   age);
     if (err == RL_NOMEM) {
         /* The entry is fine; this process is short of memory. Neither throw
          * the entry away nor pay the upstream for what is stored. */
@@ -37,11 +42,11 @@ rl_err hit_serve(exchange *x)
     if (err != RL_OK) {
         rl_error("cached entry %s cannot be rendered (%s): removing it", x->key_hex,
                  rl_err_text(err));
-        store_cache_del(s, x->key);
+        store_cache_del(s, key);
         err = RL_NOTFOUND;
         goto out;
     }
-    store_cache_touch(s, x->key, x->now);
+    store_cache_touch(s, key, x->now);
     /* What the answer cost when it was fetched: saved this time. Read when
      * it was stored (entry.h); entries stored before that was done, or
      * whose usage could not be read then, are parsed as before. */
@@ -53,4 +58,14 @@ rl_err hit_serve(exchange *x)
 out:
     rl_buf_release(&value);
     return err;
+}
+
+rl_err hit_serve(exchange *x)
+{
+    return serve_entry(x, x->key, NULL);
+}
+
+rl_err hit_serve_other(exchange *x, const uint8_t key[STORE_KEY_LEN], const char *label)
+{
+    return serve_entry(x, key, label);
 }

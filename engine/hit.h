@@ -19,4 +19,9 @@
  */
 rl_err hit_serve(exchange *x);
 
+/* The same for the entry at key, which is another request's (a fuzzy
+ * match, engine/fuzzy_serve.h): served only while fresh, with X-Cache:
+ * label. */
+rl_err hit_serve_other(exchange *x, const uint8_t key[STORE_KEY_LEN], const char *label);
+
 #endif

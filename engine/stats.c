@@ -241,6 +241,8 @@ static int outcome_counter(const char *outcome)
         return C_MISS;
     if (!strcmp(outcome, "COALESCED"))
         return C_COALESCED;
+    if (!strcmp(outcome, "FUZZY"))
+        return C_FUZZY;
     if (!strcmp(outcome, "BYPASS"))
         return C_BYPASS;
     return -1;
@@ -329,7 +331,7 @@ void stats_record(stats *st, const stats_request *r, uint64_t now)
         return;
     /* Served without spending: what the answer would have cost is saved. */
     int from_cache = !strcmp(r->outcome, "HIT") || !strcmp(r->outcome, "STALE") ||
-                     !strcmp(r->outcome, "COALESCED");
+                     !strcmp(r->outcome, "COALESCED") || !strcmp(r->outcome, "FUZZY");
     char status[16];
     snprintf(status, sizeof status, "%d", r->status);
     const char *outcome = r->outcome[0] ? r->outcome : "NONE";

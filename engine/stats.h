@@ -101,6 +101,11 @@ _Static_assert(C_REJECTED + STATS_REJECTIONS <= STATS_COUNTERS, "rejection count
 _Static_assert(C_NUSD_PROVIDER_SAVED == C_REJECTED + STATS_REJECTIONS &&
                    C_NUSD_PROVIDER_SAVED < STATS_COUNTERS,
                "the provider's saving follows the rejections");
+/* Usage rows: requests answered from a near-variant's entry (X-Cache:
+ * FUZZY, engine/fuzzy_serve.h), apart from C_HIT. In a counter no earlier
+ * version used (older files keep it at zero), so no new file version. */
+#define C_FUZZY (C_NUSD_PROVIDER_SAVED + 1)
+_Static_assert(C_FUZZY < STATS_COUNTERS, "the fuzzy counter fits a row");
 
 /* The index of reason in stats_rejection_reasons, or -1. */
 int stats_rejection_index(const char *reason);
@@ -169,7 +174,7 @@ void stats_maintain(stats *st, uint64_t now);
 typedef struct stats_request {
     const char *upstream; /* route's upstream name, "" when unrouted */
     const char *model;    /* "" when unknown */
-    const char *outcome;  /* HIT MISS COALESCED STALE BYPASS, or "" when none applied */
+    const char *outcome;  /* HIT MISS COALESCED STALE FUZZY BYPASS, or "" when none applied */
     int status;           /* the status the client got; 0 when it got none */
     int failed;           /* the answer failed (an error status, or a stream cut) */
     const char *client;   /* the client's id, "" when none */

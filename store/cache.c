@@ -14,6 +14,8 @@
  *              purging expired entries is a scan from the start.
  *              Maintained by hand in the same transaction as cache.db.
  * recency.db   last use + digest: eviction's order otherwise (recency.c).
+ * fuzzy.db     band hashes and docs of near-variant lookup (fuzzyidx.c),
+ *              removed with their entry by cache_entry_remove.
  * counters.db  key: a total's name (no NUL); data: 8 bytes, big-endian.
  *              The store's totals (CTR_*), written in the same transaction
  *              as the entries they count, so stats are one read and always
@@ -165,6 +167,8 @@ int cache_entry_remove(handles *h, DB_TXN *txn, const uint8_t *key, cache_totals
     *found = 1;
     int good = cache_hdr_decode(hdr, d.size, &m) == 0;
     if ((ret = h->cache->del(h->cache, txn, &k, 0)) != 0)
+        return ret;
+    if ((ret = fuzzy_entry_remove(h, txn, key)) != 0)
         return ret;
     if (good) {
         uint8_t ek[EXP_KEY_LEN];
@@ -531,6 +535,9 @@ static int purge_body(handles *h, DB_TXN *txn, op *o)
                 if ((ret = h->recency->del(h->recency, txn, &x, 0)) != 0 && ret != DB_NOTFOUND)
                     return ret;
             }
+            n += nr;
+            if (n == 0 && (ret = fuzzy_clear_batch(h, txn, &nr)) != 0)
+                return ret;
             n += nr;
             if (n == 0) {
                 t.v[T_ENTRIES] = t.v[T_BYTES] = 0;

@@ -278,7 +278,7 @@ static void handles_close(store *s, handles *h, u_int32_t db_flags, int stranded
 {
     int panicked = 0;
     DB *dbs[] = {h->cache,  h->expiry, h->counters, h->flights, h->chunks,
-                 h->tokens, h->ledger, h->holds,    h->recency};
+                 h->tokens, h->ledger, h->holds,    h->recency, h->fuzzy};
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         if (!dbs[i])
             continue;
@@ -289,7 +289,7 @@ static void handles_close(store *s, handles *h, u_int32_t db_flags, int stranded
             store_bdb_fail(s->home, "closing a database", ret);
     }
     h->cache = h->expiry = h->counters = h->flights = h->chunks = NULL;
-    h->tokens = h->ledger = h->holds = h->recency = NULL;
+    h->tokens = h->ledger = h->holds = h->recency = h->fuzzy = NULL;
     if (h->env) {
         int ret = h->env->close(h->env, 0);
         if (ret == DB_RUNRECOVERY)
@@ -417,7 +417,8 @@ static int handles_open(store *s, int alone, handles **out)
         (ret = db_open_one(s, env, "tokens.db", 0, &h->tokens)) != 0 ||
         (ret = db_open_one(s, env, "ledger.db", 0, &h->ledger)) != 0 ||
         (ret = db_open_one(s, env, "reservations.db", 0, &h->holds)) != 0 ||
-        (ret = db_open_one(s, env, "recency.db", 0, &h->recency)) != 0) {
+        (ret = db_open_one(s, env, "recency.db", 0, &h->recency)) != 0 ||
+        (ret = db_open_one(s, env, "fuzzy.db", 0, &h->fuzzy)) != 0) {
         handles_close(s, h, 0, 0, 0);
         return ret;
     }

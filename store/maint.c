@@ -50,8 +50,10 @@ static const char *const store_dbs[] = {"cache.db",   "expiry.db", "counters.db"
 #define NLATER_DBS 3
 /* Databases that may be missing from any store or backup: recency.db
  * (issue 14) is an index that rebuilds itself (recency.c), so a backup
- * from before it, or without it, restores whole. Verified when present. */
-static const char *const optional_dbs[] = {"recency.db"};
+ * from before it, or without it, restores whole; fuzzy.db (issue 16) only
+ * lets near-variants find entries, and a store without it just finds none
+ * of its older entries. Verified when present. */
+static const char *const optional_dbs[] = {"recency.db", "fuzzy.db"};
 #define NOPTIONAL_DBS (sizeof optional_dbs / sizeof optional_dbs[0])
 
 /* A file that is data of the store: a database or a log. */
@@ -728,10 +730,11 @@ typedef struct copy_arg {
  * the first maintenance after it releases them into the rows they hold. */
 static DB *copy_db(handles *h, int which)
 {
-    DB *dbs[] = {h->cache, h->expiry, h->counters, h->tokens, h->ledger, h->holds, h->recency};
+    DB *dbs[] = {h->cache,  h->expiry, h->counters, h->tokens,
+                 h->ledger, h->holds,  h->recency,  h->fuzzy};
     return dbs[which];
 }
-#define NCOPY_DBS 7
+#define NCOPY_DBS 8
 
 /* Appends one raw record to the batch (o's copy_arg). */
 static int copy_visit(void *ctx, const DBT *k, const DBT *d, int *stop)

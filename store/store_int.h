@@ -7,6 +7,7 @@
  *   op.c     the transaction helper (store_op_run) and store_maintain
  *   check.c  the secret check (check.db)
  *   cache.c  entries, expiry, eviction, totals, purges of expired entries
+ *   fuzzyidx.c the fuzzy index: band hashes -> entries, entry -> its doc
  *   recency.c  recency of use: the index eviction follows, the flush of
  *            the table of uses (usemap.c) into it, and its building
  *   scan.c   batched walks (store_walk_batch) and the admin scans
@@ -50,6 +51,7 @@ typedef struct handles {
     DB_ENV *env;
     DB *cache, *expiry, *counters; /* cache.c */
     DB *recency;                   /* recency.c */
+    DB *fuzzy;                     /* fuzzyidx.c */
     DB *flights, *chunks;          /* flight.c */
     DB *tokens;                    /* token.c */
     DB *ledger, *holds;            /* ledger.c: counters, reservations */
@@ -236,6 +238,15 @@ int cache_totals_write(handles *h, DB_TXN *txn, const cache_totals *t);
 /* Deletes key's cache record and expiry record and takes them off t;
  * *found says whether there was a record. */
 int cache_entry_remove(handles *h, DB_TXN *txn, const uint8_t *key, cache_totals *t, int *found);
+
+/* ---- fuzzyidx.c, for cache.c ------------------------------------------- */
+
+/* Deletes key's fuzzy doc and band rows (none is not an error), inside the
+ * transaction removing its entry. Berkeley DB codes. */
+int fuzzy_entry_remove(handles *h, DB_TXN *txn, const uint8_t *key);
+/* Deletes up to a batch of fuzzy.db's records, from its start, *n of them:
+ * purging every entry empties the index with the table. */
+int fuzzy_clear_batch(handles *h, DB_TXN *txn, unsigned *n);
 
 /* ---- recency.c, for cache.c and op.c ------------------------------------ */
 

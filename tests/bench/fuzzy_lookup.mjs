@@ -11,9 +11,9 @@
 // failed). The times are printed for the ratio between sizes measured in
 // the same run, not as a target (a shared machine).
 //
-//   node tests/bench/fuzzy_lookup.mjs [--max 100000]
+//   node tests/bench/fuzzy_lookup.mjs [--max=100000]
 //
-// --max 1000000 adds the 10^6 step (the fill then takes minutes: every
+// --max=1000000 adds the 10^6 step (the fill then takes minutes: every
 // entry is two transactions and 17 index records, each log record
 // encrypted by Berkeley DB). Results in tests/out/bench-fuzzy.json.
 
@@ -22,9 +22,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-const args = process.argv.slice(2);
-const maxArg = args.find((a) => a.startsWith('--max'));
-const max = maxArg ? Number(maxArg.includes('=') ? maxArg.split('=')[1] : args[args.indexOf(maxArg) + 1]) : 100000;
+const maxArg = process.argv.slice(2).find((a) => a.startsWith('--max='));
+const max = maxArg ? Number(maxArg.slice('--max='.length)) : 100000;
 const sizes = [10000, 100000, 1000000].filter((n) => n <= max);
 
 const build = path.resolve(process.env.RELAY_BUILD || 'build');
@@ -39,6 +38,8 @@ try {
 } catch (err) {
   console.error(`bench-fuzzy failed: ${err.message}`);
   process.exit(1);
+} finally {
+  fs.rmSync(path.dirname(dir), { recursive: true, force: true });
 }
 const rows = out.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
 for (const r of rows) {
@@ -46,12 +47,12 @@ for (const r of rows) {
     `(max ${r.records_read_max}), ${r.docs_read_mean.toFixed(2)} docs, found first ${(r.found_first * 100).toFixed(1)} %, ` +
     `${r.us_p50.toFixed(0)} us p50, ${r.us_p99.toFixed(0)} us p99`);
 }
-const flat = rows.every((r) => r.records_read_max <= 32);
+const flat = rows.length > 0 && rows.every((r) => r.records_read_max <= 32);
 const first = rows[0];
 const last = rows[rows.length - 1];
 const ratio = first && last ? last.us_p50 / first.us_p50 : NaN;
 console.log(`records read bounded (<= 32 at every size): ${flat ? 'MET' : 'MISSED'}; ` +
-  `p50 time ${last?.entries} vs ${first?.entries} entries: x${ratio.toFixed(2)}`);
+  `p50 time at ${last?.entries} vs ${first?.entries} entries: x${ratio.toFixed(2)}`);
 fs.mkdirSync('tests/out', { recursive: true });
 fs.writeFileSync('tests/out/bench-fuzzy.json', JSON.stringify({ rows, flat, ratio }, null, 2));
 process.exit(rows.length === sizes.length ? 0 : 1);
