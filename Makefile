@@ -163,11 +163,14 @@ asan: deps-test
 # "N passed, N failed" over the targets.
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+# What the targets link: the parsers and what they call, without libdb,
+# libcurl or OpenSSL (config.c needs retry.c's fallback checks, the
+# adapters prov_canon.c's normalisations).
 FUZZ_SRC := engine/sse.c engine/frame.c engine/prov_common.c engine/prov_openai.c \
 	engine/prov_anthropic.c engine/prov_gemini.c engine/prov_ollama.c engine/policy.c \
 	engine/config.c engine/pricing.c engine/route.c fcgi/params.c \
 	store/base/rl_buf.c store/base/rl_err.c store/base/rl_log.c store/base/rl_pool.c \
-	store/base/rl_hex.c engine/fuzzy.c engine/retry.c
+	store/base/rl_hex.c engine/fuzzy.c engine/retry.c engine/prov_canon.c
 FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) $(FUZZ_SAN) -MMD -MP
 FUZZ_OBJ    := $(patsubst %.c,build-fuzz/obj/%.o,$(FUZZ_SRC))
