@@ -3,7 +3,8 @@
 // (X-Cache: FUZZY, X-Relay-Similarity) through the official OpenAI SDK,
 // without a second upstream call; a changed number is a MISS; X-Relay-Fuzzy:
 // off and Cache-Control: no-cache skip it; the stats API counts fuzzy hits
-// apart; and with the defaults (off) a near-variant is a MISS.
+// apart; the same through the official Anthropic SDK on an Anthropic
+// upstream; and with the defaults (off) a near-variant is a MISS.
 //
 // min_similarity = 90 here: a 16-word prompt with one word changed is at
 // most 1 - 1/16 = 0.9375 similar, under the default 97 %, which only lets
@@ -12,8 +13,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import Anthropic from '@anthropic-ai/sdk';
 
-import { relaySuite, uniq, TEST_TIMEOUT } from './harness.mjs';
+import { relaySuite, uniq, KEY_A, TEST_TIMEOUT, REQUEST_TIMEOUT } from './harness.mjs';
 
 const T = { timeout: TEST_TIMEOUT };
 
@@ -102,6 +104,32 @@ relaySuite('fuzzy matching by default', {}, (relay) => {
     await ask(client, prompt(m));
     const b = await ask(client, prompt(m, 'brief'));
     assert.equal(b.cache, 'MISS');
+    assert.equal(relay.fake.callsFor(m).length, 2);
+  });
+});
+
+relaySuite('fuzzy matching on, Anthropic Messages', {
+  upstreams: ['anthropic'],
+  ini: { fuzzy: { enabled: 'on', min_similarity: 90 } },
+}, (relay) => {
+  test('the Anthropic SDK: one word changed is FUZZY, one upstream call; a changed number is a MISS', T, async () => {
+    const client = new Anthropic({ baseURL: relay.base, apiKey: KEY_A, maxRetries: 0, timeout: REQUEST_TIMEOUT });
+    const m = uniq('fz-anthropic');
+    const ask = async (text) => {
+      const { data, response } = await client.messages.create({
+        model: 'claude-haiku-4-5', max_tokens: 256, temperature: 0,
+        messages: [{ role: 'user', content: text }],
+      }).withResponse();
+      return { cache: response.headers.get('x-cache'), similarity: response.headers.get('x-relay-similarity'), id: data.id };
+    };
+    const a = await ask(prompt(m));
+    assert.equal(a.cache, 'MISS');
+    const b = await ask(prompt(m, 'brief'));
+    assert.equal(b.cache, 'FUZZY');
+    assert.ok(Number(b.similarity) >= 0.9 && Number(b.similarity) < 1, b.similarity);
+    assert.equal(b.id, a.id, 'the first answer was served');
+    const c = await ask(prompt(m, 'short', 'four'));
+    assert.equal(c.cache, 'MISS', 'a changed number word never matches');
     assert.equal(relay.fake.callsFor(m).length, 2);
   });
 });
