@@ -226,10 +226,11 @@ relaySuite('hostile input', { upstreams: UPSTREAMS }, (relay) => {
   });
 });
 
-// Under a shared cache scope Relay cannot vouch for a credential: any string
+// Under a shared cache scope with pass-through credentials only ([auth]
+// mode = passthrough) Relay cannot vouch for a credential: any string
 // passes, so only-if-cached (which never reaches the upstream that would
 // check it) is refused rather than become a free probe of what was asked.
-relaySuite('hostile input: shared scope', { ini: { cache: { scope: 'shared' } } }, (relay) => {
+relaySuite('hostile input: shared scope', { ini: { cache: { scope: 'shared' }, auth: { mode: 'passthrough' } } }, (relay) => {
   test('only-if-cached is 403 in the client\'s format, whatever the credential; nothing upstream', T, async () => {
     const m = uniq('probe');
     const body = { model: 'gpt-4o-mini', temperature: 0, messages: [{ role: 'user', content: m }] };
@@ -240,6 +241,26 @@ relaySuite('hostile input: shared scope', { ini: { cache: { scope: 'shared' } } 
       assert.equal(r.status, 403, `${key}: ${r.status} ${r.text}`);
       assert.match(assertOpenAIError(r.text).message, /only-if-cached.*shared/s);
     }
+    assert.equal(relay.fake.callsFor(m).length, 1, 'only the first request went upstream');
+  });
+});
+
+// Where Relay client tokens are allowed (the default [auth] mode = both),
+// a shared scope is shared only between requests presenting a valid Relay
+// token: a passed-through key keeps its own scope, so only-if-cached reads
+// only what that key itself stored, and another string gets nothing.
+relaySuite('hostile input: shared scope with tokens allowed', { ini: { cache: { scope: 'shared' } } }, (relay) => {
+  test('only-if-cached answers a passed-through key from its own entries only; nothing upstream', T, async () => {
+    const m = uniq('probe-own');
+    const body = { model: 'gpt-4o-mini', temperature: 0, messages: [{ role: 'user', content: m }] };
+    const stored = await relay.chat(body);
+    assert.equal(stored.status, 200, stored.text);
+    const own = await relay.chat(body, { key: KEY_A, headers: { 'cache-control': 'only-if-cached' } });
+    assert.equal(own.status, 200, own.text);
+    assert.equal(own.headers.get('x-cache'), 'HIT');
+    const other = await relay.chat(body, { key: 'x', headers: { 'cache-control': 'only-if-cached' } });
+    assert.equal(other.status, 504, `${other.status} ${other.text}`);
+    assertOpenAIError(other.text);
     assert.equal(relay.fake.callsFor(m).length, 1, 'only the first request went upstream');
   });
 });

@@ -226,7 +226,6 @@ int main(void)
     } else
         printf("# %s\n", why.data);
 
-    rl_buf_release(&why);
     /* Policy per upstream: [cache]'s unless the section sets its own. */
     is_int(load("[cache]\npolicy = always\ndefault_ttl = 100\nmax_ttl = 1000\n"
                 "[upstream.a]\ntype = openai\n"
@@ -254,6 +253,7 @@ int main(void)
     is_int(load("[upstream.a]\ncache_tools = maybe\n", &cfg, &why), RL_CONFIG,
            "cache_tools takes on or off");
 
+    rl_buf_release(&why);
     unlink(write_ini("t.ini", ""));
     rmdir(dir);
     return tap_done();
