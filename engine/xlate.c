@@ -131,11 +131,19 @@ rl_err xlate_status_err(int status)
         int status;
         rl_err err;
     } map[] = {
-        {400, RL_BAD_REQUEST},   {401, RL_UNAUTHORIZED}, {403, RL_FORBIDDEN},
-        {404, RL_NOTFOUND},      {405, RL_METHOD},       {408, RL_BODY_TIMEOUT},
-        {409, RL_EXISTS},        {413, RL_TOO_LARGE},    {422, RL_BAD_REQUEST},
-        {429, RL_OVER_LIMIT},    {502, RL_UPSTREAM_PROTOCOL},
-        {503, RL_OVERLOADED},    {504, RL_UPSTREAM_TIMEOUT},
+        {400, RL_BAD_REQUEST},
+        {401, RL_UNAUTHORIZED},
+        {403, RL_FORBIDDEN},
+        {404, RL_NOTFOUND},
+        {405, RL_METHOD},
+        {408, RL_BODY_TIMEOUT},
+        {409, RL_EXISTS},
+        {413, RL_TOO_LARGE},
+        {422, RL_BAD_REQUEST},
+        {429, RL_OVER_LIMIT},
+        {502, RL_UPSTREAM_PROTOCOL},
+        {503, RL_OVERLOADED},
+        {504, RL_UPSTREAM_TIMEOUT},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (map[i].status == status)

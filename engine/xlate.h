@@ -66,12 +66,12 @@ typedef struct xl_part {
     const char *media_type; /* IMAGE: "image/png" ...; NULL when only a URL is known */
     const char *data;       /* IMAGE: base64 without a data: prefix; THINKING redacted: blob */
     const char *url;        /* IMAGE: an http(s) URL (a data: URL is split into media_type+data) */
-    const char *id;         /* TOOL_CALL / TOOL_RESULT: the call's id (Gemini's: see xlate_tool_id) */
-    const char *name;       /* TOOL_CALL: the function; TOOL_RESULT: the function answered */
-    const char *arguments;  /* TOOL_CALL: compact JSON object text ("{}" when none) */
-    const char *signature;  /* THINKING: Anthropic's signature / Gemini's thoughtSignature */
-    int is_error;           /* TOOL_RESULT: the tool failed */
-    int redacted;           /* THINKING: redacted_thinking */
+    const char *id;   /* TOOL_CALL / TOOL_RESULT: the call's id (Gemini's: see xlate_tool_id) */
+    const char *name; /* TOOL_CALL: the function; TOOL_RESULT: the function answered */
+    const char *arguments; /* TOOL_CALL: compact JSON object text ("{}" when none) */
+    const char *signature; /* THINKING: Anthropic's signature / Gemini's thoughtSignature */
+    int is_error;          /* TOOL_RESULT: the tool failed */
+    int redacted;          /* THINKING: redacted_thinking */
 } xl_part;
 
 typedef enum { XL_ROLE_USER, XL_ROLE_ASSISTANT, XL_ROLE_TOOL } xl_role;
@@ -116,16 +116,16 @@ typedef enum {
 typedef enum {
     XL_F_TOP_K,
     XL_F_SEED,
-    XL_F_PENALTIES,     /* presence/frequency penalty */
-    XL_F_CHOICES,       /* more than one answer (n, candidateCount) */
-    XL_F_JSON_OBJECT,   /* JSON mode without a schema */
-    XL_F_JSON_SCHEMA,   /* structured output with a schema */
-    XL_F_IMAGE_URL,     /* an image by http(s) URL (not inline data) */
-    XL_F_IMAGE,         /* any image */
-    XL_F_TOOLS,         /* tools offered */
-    XL_F_PARALLEL_OFF,  /* parallel tool calls turned off */
-    XL_F_THINKING,      /* reasoning / thinking asked for (effort or budget) */
-    XL_F_STOP,          /* stop sequences */
+    XL_F_PENALTIES,    /* presence/frequency penalty */
+    XL_F_CHOICES,      /* more than one answer (n, candidateCount) */
+    XL_F_JSON_OBJECT,  /* JSON mode without a schema */
+    XL_F_JSON_SCHEMA,  /* structured output with a schema */
+    XL_F_IMAGE_URL,    /* an image by http(s) URL (not inline data) */
+    XL_F_IMAGE,        /* any image */
+    XL_F_TOOLS,        /* tools offered */
+    XL_F_PARALLEL_OFF, /* parallel tool calls turned off */
+    XL_F_THINKING,     /* reasoning / thinking asked for (effort or budget) */
+    XL_F_STOP,         /* stop sequences */
     XL_FEATURES
 } xl_feature;
 
@@ -290,8 +290,8 @@ typedef struct xl_dialect {
      * ended properly (a finishReason was seen). */
     frame_kind stream_framing;
     size_t dec_size;
-    rl_err (*dec_event)(void *state, rl_pool *pool, const char *event, const char *data,
-                        size_t len, xl_emit_fn emit, void *ctx);
+    rl_err (*dec_event)(void *state, rl_pool *pool, const char *event, const char *data, size_t len,
+                        xl_emit_fn emit, void *ctx);
     rl_err (*dec_finish)(void *state, rl_pool *pool, xl_emit_fn emit, void *ctx);
 
     /* The client side of a stream: an encoder whose state (enc_size bytes,
