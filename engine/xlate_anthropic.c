@@ -807,58 +807,87 @@ out:
 
 /* ---- encode_request ----------------------------------------------------- */
 
-/* One part as a content block of an upstream request; *skip set for a
- * part Anthropic is not sent (unsigned thinking). NULL with *err. */
+/* One part as a content block of an upstream request, one writer per
+ * part kind; *skip set for a part Anthropic is not sent (unsigned
+ * thinking). NULL with *err (RL_NOMEM unless said otherwise). */
+typedef json_t *(*block_writer)(const xl_part *p, int *skip, rl_err *err, rl_buf *why);
+
+static json_t *req_text(const xl_part *p, int *skip, rl_err *err, rl_buf *why)
+{
+    (void)skip, (void)err, (void)why;
+    return json_pack("{s:s, s:s}", "type", "text", "text", p->text ? p->text : "");
+}
+
+static json_t *req_image(const xl_part *p, int *skip, rl_err *err, rl_buf *why)
+{
+    (void)skip;
+    if (p->data && p->media_type)
+        return json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "image", "source", "type", "base64",
+                         "media_type", p->media_type, "data", p->data);
+    if (p->url)
+        return json_pack("{s:s, s:{s:s, s:s}}", "type", "image", "source", "type", "url", "url",
+                         p->url);
+    *err = refuse(why, "An image without data or URL cannot be translated.");
+    return NULL;
+}
+
+static json_t *req_tool_call(const xl_part *p, int *skip, rl_err *err, rl_buf *why)
+{
+    (void)skip;
+    json_t *input = load_object(p->arguments ? p->arguments : "{}", RL_BAD_REQUEST, err);
+    if (!input) {
+        if (*err == RL_BAD_REQUEST)
+            refuse(why,
+                   "The arguments of tool call `%s` are not a JSON object, which Anthropic's "
+                   "tool_use input must be.",
+                   p->id ? p->id : "(none)");
+        return NULL;
+    }
+    *err = RL_NOMEM;
+    return json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", p->id ? p->id : "", "name",
+                     p->name ? p->name : "", "input", input);
+}
+
+static json_t *req_tool_result(const xl_part *p, int *skip, rl_err *err, rl_buf *why)
+{
+    (void)skip, (void)err, (void)why;
+    json_t *b = json_pack("{s:s, s:s, s:s}", "type", "tool_result", "tool_use_id",
+                          p->id ? p->id : "", "content", p->text ? p->text : "");
+    if (b && p->is_error && json_object_set_new(b, "is_error", json_true()) != 0) {
+        json_decref(b);
+        return NULL;
+    }
+    return b;
+}
+
+static json_t *req_thinking(const xl_part *p, int *skip, rl_err *err, rl_buf *why)
+{
+    (void)err, (void)why;
+    if (p->redacted && p->data)
+        return json_pack("{s:s, s:s}", "type", "redacted_thinking", "data", p->data);
+    if (!p->signature || !p->signature[0]) {
+        *skip = 1; /* see the header: Anthropic refuses unsigned thinking */
+        return NULL;
+    }
+    return json_pack("{s:s, s:s, s:s}", "type", "thinking", "thinking", p->text ? p->text : "",
+                     "signature", p->signature);
+}
+
+static const block_writer block_writers[] = {
+    [XL_PART_TEXT] = req_text,           [XL_PART_IMAGE] = req_image,
+    [XL_PART_TOOL_CALL] = req_tool_call, [XL_PART_TOOL_RESULT] = req_tool_result,
+    [XL_PART_THINKING] = req_thinking,
+};
+
 static json_t *part_block(const xl_part *p, int *skip, rl_err *err, rl_buf *why)
 {
     *skip = 0;
     *err = RL_NOMEM;
-    switch (p->kind) {
-    case XL_PART_TEXT:
-        return json_pack("{s:s, s:s}", "type", "text", "text", p->text ? p->text : "");
-    case XL_PART_IMAGE:
-        if (p->data && p->media_type)
-            return json_pack("{s:s, s:{s:s, s:s, s:s}}", "type", "image", "source", "type",
-                             "base64", "media_type", p->media_type, "data", p->data);
-        if (p->url)
-            return json_pack("{s:s, s:{s:s, s:s}}", "type", "image", "source", "type", "url", "url",
-                             p->url);
-        *err = refuse(why, "An image without data or URL cannot be translated.");
+    if ((unsigned)p->kind >= sizeof block_writers / sizeof block_writers[0]) {
+        *err = RL_INTERNAL;
         return NULL;
-    case XL_PART_TOOL_CALL: {
-        json_t *input = load_object(p->arguments ? p->arguments : "{}", RL_BAD_REQUEST, err);
-        if (!input) {
-            if (*err == RL_BAD_REQUEST)
-                refuse(why,
-                       "The arguments of tool call `%s` are not a JSON object, which Anthropic's "
-                       "tool_use input must be.",
-                       p->id ? p->id : "(none)");
-            return NULL;
-        }
-        return json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", p->id ? p->id : "",
-                         "name", p->name ? p->name : "", "input", input);
     }
-    case XL_PART_TOOL_RESULT: {
-        json_t *b = json_pack("{s:s, s:s, s:s}", "type", "tool_result", "tool_use_id",
-                              p->id ? p->id : "", "content", p->text ? p->text : "");
-        if (b && p->is_error && json_object_set_new(b, "is_error", json_true()) != 0) {
-            json_decref(b);
-            return NULL;
-        }
-        return b;
-    }
-    case XL_PART_THINKING:
-        if (p->redacted && p->data)
-            return json_pack("{s:s, s:s}", "type", "redacted_thinking", "data", p->data);
-        if (!p->signature || !p->signature[0]) {
-            *skip = 1; /* see the header: Anthropic refuses unsigned thinking */
-            return NULL;
-        }
-        return json_pack("{s:s, s:s, s:s}", "type", "thinking", "thinking", p->text ? p->text : "",
-                         "signature", p->signature);
-    }
-    *err = RL_INTERNAL;
-    return NULL;
+    return block_writers[p->kind](p, skip, err, why);
 }
 
 /* The turn being assembled: a role run. In a user turn the tool_result
