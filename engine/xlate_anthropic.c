@@ -976,10 +976,12 @@ static json_t *encode_tools(const xl_request *req, rl_err *err, rl_buf *why)
         }
         json_t *tool =
             json_pack("{s:s, s:o}", "name", t->name ? t->name : "", "input_schema", schema);
-        if (!tool ||
-            (t->description &&
-             json_object_set_new(tool, "description", json_string(t->description)) != 0) ||
-            json_array_append_new(tools, tool) != 0)
+        if (tool && t->description &&
+            json_object_set_new(tool, "description", json_string(t->description)) != 0) {
+            json_decref(tool);
+            tool = NULL;
+        }
+        if (!tool || json_array_append_new(tools, tool) != 0) /* taken either way */
             *err = RL_NOMEM;
     }
     if (*err != RL_OK) {
