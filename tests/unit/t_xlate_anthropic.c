@@ -495,6 +495,17 @@ static void test_answers(void)
     is_int(A->encode_response(&b, &reply, &out), RL_UPSTREAM_PROTOCOL,
            "answer with broken arguments: protocol error");
 
+    static const char *const not_answers[] = {
+        "{\"type\":\"message\",\"content\":[{\"type\":\"server_tool_use\",\"id\":\"s\"}]}",
+        "{\"type\":\"message\",\"content\":[{\"type\":\"image\",\"source\":{}}]}",
+        "{\"type\":\"message\",\"content\":[{\"type\":\"tool_use\",\"id\":\"t\",\"name\":"
+        "\"n\",\"input\":[]}]}",
+        "{\"type\":\"message\",\"content\":[{\"type\":\"text\"}]}",
+    };
+    for (size_t i = 0; i < N(not_answers); i++)
+        is_int(A->decode_response(not_answers[i], strlen(not_answers[i]), pool, &r),
+               RL_UPSTREAM_PROTOCOL, "a block an answer cannot hold: protocol error");
+
     const char notmsg[] = "{\"type\":\"error\",\"error\":{\"type\":\"x\",\"message\":\"y\"}}";
     is_int(A->decode_response(notmsg, strlen(notmsg), pool, &r), RL_UPSTREAM_PROTOCOL,
            "an error body is not an answer");
