@@ -75,6 +75,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "engine/prov_json.h"
 
@@ -553,6 +554,11 @@ static rl_err part_image(dec *d, const char *path, json_t *p, xl_part *out)
         return refuse(d->why, "`%s.image_url.url` is required.", path);
     if (xlate_data_url(d->pool, url, &out->media_type, &out->data) == 0)
         return RL_OK;
+    /* xlate_data_url says -1 for a URL that is not a base64 data: URL and
+     * for a failed copy: one that looks whole failed for want of memory. */
+    const char *b64 = strncasecmp(url, "data:", 5) == 0 ? strstr(url, ";base64") : NULL;
+    if (b64 && strchr(url, ',') == b64 + 7)
+        return RL_NOMEM;
     if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
         return refuse(d->why,
                       "`%s.image_url.url` must be an http(s) URL or a base64 data: URL to be "
@@ -983,7 +989,7 @@ static int enc_user_turn(json_t *msgs, const xl_message *m)
     if (!none)
         failed |= json_array_append_new(
             msgs, json_pack("{s:s, s:o}", "role", "user", "content", content));
-    return failed;
+    return failed != 0; /* jansson's -1 is not a refusal */
 }
 
 static int enc_assistant_turn(json_t *msgs, const xl_message *m, rl_buf *why)
@@ -1014,7 +1020,7 @@ static int enc_assistant_turn(json_t *msgs, const xl_message *m, rl_buf *why)
         failed |= json_object_set(msg, "tool_calls", calls);
     json_decref(calls);
     failed |= json_array_append_new(msgs, msg);
-    return failed;
+    return failed != 0; /* jansson's -1 is not a refusal (that is -1 above) */
 }
 
 static json_t *enc_messages(const xl_request *req, rl_buf *why, int *refused)
@@ -1046,6 +1052,14 @@ static json_t *enc_messages(const xl_request *req, rl_buf *why, int *refused)
     return prov_json_check(msgs, failed);
 }
 
+/* JSON text the model holds (compact, from a decoder) as a value; NULL
+ * when out of memory. Through prov_json_load, whose json_loadb is the
+ * parse Relay's allocation-failure tests can fail safely (oom_inject.h). */
+static json_t *load_text(const char *text)
+{
+    return prov_json_load(text, strlen(text), NULL);
+}
+
 static json_t *enc_tools(const xl_request *req, int *failed)
 {
     json_t *tools = json_array();
@@ -1057,7 +1071,7 @@ static json_t *enc_tools(const xl_request *req, int *failed)
         if (fn && t->description)
             f |= json_object_set_new(fn, "description", json_string(t->description));
         if (fn && t->parameters)
-            f |= json_object_set_new(fn, "parameters", json_loads(t->parameters, 0, NULL));
+            f |= json_object_set_new(fn, "parameters", load_text(t->parameters));
         if (fn && t->strict >= 0)
             f |= json_object_set_new(fn, "strict", json_boolean(t->strict));
         f |= json_array_append_new(tools,
@@ -1087,7 +1101,7 @@ static json_t *enc_response_format(const xl_request *req)
     json_t *js = json_pack("{s:s}", "name", req->format_name ? req->format_name : "response");
     int failed = !js;
     if (js && req->format_schema)
-        failed |= json_object_set_new(js, "schema", json_loads(req->format_schema, 0, NULL));
+        failed |= json_object_set_new(js, "schema", load_text(req->format_schema));
     if (js && req->format_strict)
         failed |= json_object_set_new(js, "strict", json_true());
     return json_pack("{s:s, s:o}", "type", "json_schema", "json_schema",
