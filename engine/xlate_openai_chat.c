@@ -1130,7 +1130,8 @@ static rl_err chat_encode_request(const xl_request *req, rl_buf *out, rl_buf *pa
         const char *effort = req->reasoning_effort ? req->reasoning_effort
                                                    : xlate_budget_effort(req->thinking_budget);
         int tools = req->ntools > 0;
-        failed |= set_if(body, tools, "tools", tools ? enc_tools(req, &failed) : NULL);
+        json_t *tool_list = tools ? enc_tools(req, &failed) : NULL;
+        failed |= set_if(body, tools, "tools", tool_list);
         failed |= set_if(body, tools && req->tool_choice != XL_CHOICE_UNSET, "tool_choice",
                          enc_tool_choice(req));
         /* OpenAI refuses parallel_tool_calls without tools */
