@@ -219,12 +219,94 @@ static xl_request ollama_request(void)
     return r;
 }
 
+/* OpenAI Chat: one system part (the encoder joins several into one
+ * message), no THINKING (Chat takes no reasoning back), top_k unset (not
+ * in its caps); everything else it can say, n and an image URL included. */
+static xl_part chat_system[] = {{.kind = XL_PART_TEXT, .text = "You are terse."}};
+static xl_part chat_user[] = {
+    {.kind = XL_PART_TEXT, .text = "What is in these pictures, and the weather in Oslo?"},
+    {.kind = XL_PART_IMAGE, .media_type = "image/png", .data = PNG_B64},
+    {.kind = XL_PART_IMAGE, .url = "https://example.com/cat.jpg"},
+};
+static xl_part chat_assistant[] = {
+    {.kind = XL_PART_TEXT, .text = "Checking."},
+    {.kind = XL_PART_TOOL_CALL,
+     .id = "call_abc",
+     .name = "get_weather",
+     .arguments = "{\"city\":\"Oslo\",\"units\":[\"C\"]}"},
+    {.kind = XL_PART_TOOL_CALL, .id = "call_def", .name = "describe", .arguments = "{}"},
+};
+static xl_part chat_results[] = {
+    {.kind = XL_PART_TOOL_RESULT, .id = "call_abc", .name = "get_weather", .text = "12C, rain"},
+    {.kind = XL_PART_TOOL_RESULT, .id = "call_def", .name = "describe", .text = "a cat"},
+};
+static xl_message chat_turns[] = {
+    {XL_ROLE_USER, chat_user, 3},
+    {XL_ROLE_ASSISTANT, chat_assistant, 3},
+    {XL_ROLE_TOOL, chat_results, 2},
+    {XL_ROLE_USER, ollama_last, 1},
+};
+static xl_tool chat_tools[] = {
+    {.name = "get_weather",
+     .description = "Weather of a city",
+     .parameters = "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},"
+                   "\"required\":[\"city\"]}",
+     .strict = 1},
+    {.name = "describe", .strict = -1},
+};
+
+static xl_request chat_request(void)
+{
+    xl_request r = {
+        .model = "gpt-4o-mini",
+        .stream = 1,
+        .system = chat_system,
+        .nsystem = 1,
+        .messages = chat_turns,
+        .nmessages = 4,
+        .tools = chat_tools,
+        .ntools = 2,
+        .tool_choice = XL_CHOICE_NAMED,
+        .tool_choice_name = "get_weather",
+        .parallel_tool_calls = 0,
+        .stop = ollama_stop,
+        .nstop = 2,
+        .max_tokens = 512,
+        .temperature = 0.25,
+        .top_p = 0.5,
+        .top_k = -1,
+        .seed = 7,
+        .presence_penalty = 0.5,
+        .frequency_penalty = -0.25,
+        .n = 2,
+        .format = XL_FORMAT_JSON_SCHEMA,
+        .format_schema = "{\"type\":\"object\",\"properties\":{\"answer\":{\"type\":\"string\"}}}",
+        .format_name = "answer",
+        .format_strict = 1,
+        .reasoning_effort = "high",
+        .thinking_budget = -1,
+        .user = "user-1",
+    };
+    r.features[XL_F_SEED] = "seed";
+    r.features[XL_F_PENALTIES] = "presence_penalty";
+    r.features[XL_F_CHOICES] = "n";
+    r.features[XL_F_JSON_SCHEMA] = "response_format";
+    r.features[XL_F_IMAGE] = "image_url";
+    r.features[XL_F_IMAGE_URL] = "image_url.url";
+    r.features[XL_F_TOOLS] = "tools";
+    r.features[XL_F_PARALLEL_OFF] = "parallel_tool_calls";
+    r.features[XL_F_THINKING] = "reasoning_effort";
+    r.features[XL_F_STOP] = "stop";
+    return r;
+}
+
 static const struct {
     const char *name;
     const xl_dialect *dialect;
     xl_request (*build)(void);
 } cases[] = {
     {"ollama", &xl_ollama, ollama_request},
+    {"openai chat", &xl_openai_chat, chat_request},
 };
 
 int main(void)
