@@ -303,6 +303,10 @@ typedef struct xl_dialect {
      * told of) are RL_UPSTREAM_PROTOCOL. */
     size_t enc_size;
     rl_err (*enc_event)(void *state, const xl_reply *reply, const xl_event *ev, rl_buf *out);
+    /* Frees what an encoder holds outside its state (tool-call arguments
+     * kept until the call is whole), whether or not the stream ended;
+     * NULL when it holds nothing. Called once per encoder. */
+    void (*enc_release)(void *state);
 } xl_dialect;
 
 extern const xl_dialect xl_openai_chat;
