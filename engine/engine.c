@@ -31,6 +31,7 @@
 #include "engine/fuzzy_serve.h"
 #include "engine/hit.h"
 #include "engine/memo.h"
+#include "engine/models.h"
 #include "engine/observe.h"
 #include "engine/pricing.h"
 #include "engine/retry.h"
@@ -271,6 +272,10 @@ static void serve_api(exchange *x)
         exchange_fail(x, err, NULL);
         goto out;
     }
+    /* By the model, now known: the upstream may change, so before the
+     * budgets and the key, which both name it. */
+    if (models_reroute(x) != 0)
+        goto out;
     if (spend_allows(x) != 0)
         goto out;
     const char *why = NULL;
