@@ -153,7 +153,13 @@ static const upstream_config *base_upstream(const relay_config *cfg, const char 
 int models_list_claim(exchange *x)
 {
     const list_shape *shape = wanted_shape(x);
-    const upstream_config *base = shape ? base_upstream(x->cfg, shape->prov->format) : NULL;
+    /* The path's own upstream (its mount, or the first of its kind) when
+     * it serves the shape; else, for /v1/models asked in Anthropic's shape
+     * where an OpenAI upstream comes first, the shape's own first. */
+    const upstream_config *base = !shape ? NULL
+                                  : models_serves(x->rt.upstream, shape->prov->format)
+                                      ? x->rt.upstream
+                                      : base_upstream(x->cfg, shape->prov->format);
     /* Merged: some [models] line, or a list that is not the path
      * upstream's own as it is (another upstream's, or translated). */
     if (!base || (x->cfg->models.n == 0 && base == x->rt.upstream &&
