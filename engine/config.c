@@ -33,6 +33,7 @@ typedef enum {
     KEY_ORIGINS, /* web origins for [cors]: scheme://host[:port], ... */
     KEY_FILE,    /* "" for none, or a file resolved like KEY_PATH */
     KEY_ENV,     /* "" for none, or an environment variable's name */
+    KEY_FORMATS, /* client formats, "openai, gemini": bits 1u << wire_format in an unsigned */
 } key_kind;
 
 typedef struct config_key {
@@ -63,6 +64,8 @@ static const char *const auth_mode_names[] = {"passthrough", "tokens", "both", N
 static const char *const off_on_names[] = {"off", "on", NULL};
 static const char *const fuzzy_mode_names[] = {"inherit", "off", "on", NULL};
 static const char *const off_auto_names[] = {"off", "auto", NULL};
+/* In wire_format order: the names prov_ops.format gives the formats. */
+static const char *const wire_format_names[] = {"openai", "anthropic", "gemini", "ollama", NULL};
 
 #define RC(field) offsetof(relay_config, field)
 #define UC(field) offsetof(upstream_config, field)
@@ -129,6 +132,7 @@ static const config_key config_keys[] = {
     {"upstream.*", "default_ttl", KEY_LONG, UC(default_ttl), "86400", 1, 10L * 365 * 86400, NULL},
     {"upstream.*", "max_ttl", KEY_LONG, UC(max_ttl), "31536000", 1, 10L * 365 * 86400, NULL},
     {"upstream.*", "cache_tools", KEY_ENUM, UC(cache_tools), "on", 0, 0, off_on_names},
+    {"upstream.*", "accepts", KEY_FORMATS, UC(accepts), "", 0, 0, wire_format_names},
     {"admin", "token_file", KEY_PATH, RC(admin.token_file), "var/admin.token", 0, 0, NULL},
     {"metrics", "access", KEY_ENUM, RC(metrics.access), "admin", 0, 0, metrics_access_names},
     {"auth", "mode", KEY_ENUM, RC(auth.mode), "both", 0, 0, auth_mode_names},
@@ -174,6 +178,30 @@ static char *resolve_path(const char *dir, const char *value)
         return NULL;
     }
     return rl_buf_steal(&b, NULL);
+}
+
+/* A KEY_FORMATS value: names from choices separated by commas and/or
+ * spaces ("openai, gemini"; "" for none), into bits 1u << index. 0, or -1
+ * for a name that is none of them. */
+static int parse_formats(const char *value, const char *const *choices, unsigned *out)
+{
+    unsigned bits = 0;
+    for (const char *p = value;;) {
+        p += strspn(p, ", \t");
+        size_t n = strcspn(p, ", \t");
+        if (n == 0)
+            break;
+        int found = -1;
+        for (int i = 0; choices[i] && found < 0; i++)
+            if (strlen(choices[i]) == n && strncasecmp(p, choices[i], n) == 0)
+                found = i;
+        if (found < 0)
+            return -1;
+        bits |= 1u << found;
+        p += n;
+    }
+    *out = bits;
+    return 0;
 }
 
 /* The longest unix socket path (sockaddr_un.sun_path, 108 bytes with NUL). */
@@ -258,6 +286,16 @@ static int set_value(parse_state *st, upstream_config *up, const config_key *k, 
             *(uint64_t *)p = (uint64_t)v;
         return 0;
     }
+    case KEY_FORMATS:
+        if (parse_formats(value, k->choices, (unsigned *)p) == 0)
+            return 0;
+        rl_buf_printf(st->why,
+                      "%s: expected a list of client formats, got \"%s\" (each one of:", where,
+                      value);
+        for (int i = 0; k->choices[i]; i++)
+            rl_buf_printf(st->why, " %s", k->choices[i]);
+        rl_buf_puts(st->why, ")");
+        return -1;
     case KEY_ENUM:
         for (int i = 0; k->choices[i]; i++)
             if (strcasecmp(value, k->choices[i]) == 0) {
@@ -440,6 +478,46 @@ static int add_budget(parse_state *st, const char *name, const char *value, cons
     return 0;
 }
 
+/* A [models] line: PATTERN = UPSTREAM-OR-TYPE, kept in file order (the
+ * first match wins, so order is the writer's); the target is resolved once
+ * every section is read (check_models). 0, or -1 with the reason. */
+static int add_model_route(parse_state *st, const char *pattern, const char *target,
+                           const char *where)
+{
+    relay_config *cfg = st->cfg;
+    for (size_t i = 0; i < cfg->models.n; i++)
+        if (strcmp(cfg->models.routes[i].pattern, pattern) == 0) {
+            rl_buf_printf(st->why, "%s: set twice", where);
+            return -1;
+        }
+    if (cfg->models.n == CONFIG_MAX_MODEL_ROUTES) {
+        rl_buf_printf(st->why, "%s: too many [models] lines (at most %d)", where,
+                      CONFIG_MAX_MODEL_ROUTES);
+        return -1;
+    }
+    if (!target[0]) {
+        rl_buf_printf(st->why, "%s: expected an [upstream.NAME]'s name or an upstream type", where);
+        return -1;
+    }
+    model_route *r = &cfg->models.routes[cfg->models.n];
+    r->pattern = strdup(pattern);
+    r->target = strdup(target);
+    if (!r->pattern || !r->target) {
+        free(r->pattern);
+        free(r->target);
+        r->pattern = r->target = NULL;
+        rl_buf_puts(st->why, "out of memory");
+        return -1;
+    }
+    /* "PREFIX/" and a star names a family by a prefix of Relay's own (local/llama3):
+     * the upstream knows the model without it. */
+    size_t n = strlen(pattern);
+    if (n > 2 && strcmp(pattern + n - 2, "/*") == 0 && !memchr(pattern, '*', n - 2))
+        r->strip = n - 1;
+    cfg->models.n++;
+    return 0;
+}
+
 static int on_ini_value(void *user, const char *section, const char *name, const char *value)
 {
     parse_state *st = user;
@@ -456,6 +534,11 @@ static int on_ini_value(void *user, const char *section, const char *name, const
     }
     if (strcmp(section, "budget") == 0) {
         if (add_budget(st, name, value, where) != 0)
+            goto fail;
+        return 1;
+    }
+    if (strcmp(section, "models") == 0) {
+        if (add_model_route(st, name, value, where) != 0)
             goto fail;
         return 1;
     }
@@ -624,6 +707,36 @@ static int check_fallbacks(parse_state *st)
     return 0;
 }
 
+/* [models] targets: an [upstream.NAME] first, else a type, meaning the
+ * first upstream of that type in the file (a name wins: a section called
+ * "openai" of type openai-compatible is what its writer means by it). 0,
+ * or -1 with the reason naming the line. */
+static int check_models(parse_state *st)
+{
+    relay_config *cfg = st->cfg;
+    for (size_t i = 0; i < cfg->models.n; i++) {
+        model_route *r = &cfg->models.routes[i];
+        size_t found = cfg->nupstreams;
+        for (size_t u = 0; u < cfg->nupstreams && found == cfg->nupstreams; u++)
+            if (strcmp(cfg->upstreams[u].name, r->target) == 0)
+                found = u;
+        for (int t = 0; upstream_type_names[t] && found == cfg->nupstreams; t++)
+            if (strcasecmp(upstream_type_names[t], r->target) == 0)
+                for (size_t u = 0; u < cfg->nupstreams && found == cfg->nupstreams; u++)
+                    if ((int)cfg->upstreams[u].type == t)
+                        found = u;
+        if (found == cfg->nupstreams) {
+            rl_buf_printf(st->why,
+                          "%s: [models] %s = %s: there is no [upstream.%s] and no upstream of "
+                          "type %s",
+                          cfg->path, r->pattern, r->target, r->target, r->target);
+            return -1;
+        }
+        r->upstream = found;
+    }
+    return 0;
+}
+
 rl_err config_load(const char *path, relay_config **out, rl_buf *why)
 {
     rl_err err = RL_NOMEM;
@@ -681,7 +794,7 @@ rl_err config_load(const char *path, relay_config **out, rl_buf *why)
         err = RL_CONFIG;
         goto out;
     }
-    if (check_upstreams(&st) != 0 || check_fallbacks(&st) != 0) {
+    if (check_upstreams(&st) != 0 || check_fallbacks(&st) != 0 || check_models(&st) != 0) {
         err = RL_CONFIG;
         goto out;
     }
@@ -749,7 +862,8 @@ void config_free(relay_config *cfg)
         return;
     for (size_t i = 0; i < NKEYS; i++) {
         const config_key *k = &config_keys[i];
-        if (k->kind == KEY_LONG || k->kind == KEY_U64 || k->kind == KEY_ENUM)
+        if (k->kind == KEY_LONG || k->kind == KEY_U64 || k->kind == KEY_ENUM ||
+            k->kind == KEY_FORMATS)
             continue;
         if (key_is_upstream(k)) {
             for (size_t u = 0; u < cfg->nupstreams; u++)
@@ -762,6 +876,10 @@ void config_free(relay_config *cfg)
         free(cfg->upstreams[u].name);
     for (size_t i = 0; i < cfg->nprices; i++)
         free(cfg->prices[i].model);
+    for (size_t i = 0; i < cfg->models.n; i++) {
+        free(cfg->models.routes[i].pattern);
+        free(cfg->models.routes[i].target);
+    }
     for (size_t i = 0; i < cfg->budget.nlimits; i++)
         free(cfg->budget.limits[i].name);
     free(cfg->path);
@@ -830,6 +948,16 @@ rl_err config_get_text(const relay_config *cfg, const char *dotted, rl_buf *out)
             return rl_buf_printf(out, "%llu", (unsigned long long)*(const uint64_t *)p);
         case KEY_ENUM:
             return rl_buf_puts(out, k->choices[*(const int *)p]);
+        case KEY_FORMATS: {
+            unsigned bits = *(const unsigned *)p;
+            const char *sep = "";
+            for (int f = 0; k->choices[f]; f++)
+                if (bits & (1u << f)) {
+                    rl_buf_printf(out, "%s%s", sep, k->choices[f]);
+                    sep = ", ";
+                }
+            return rl_buf_error(out);
+        }
         }
     }
     return RL_NOTFOUND;

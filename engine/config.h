@@ -28,6 +28,10 @@ typedef enum {
     UPSTREAM_TYPE_OLLAMA,
     UPSTREAM_TYPE_OPENAI_COMPATIBLE,
 } upstream_type;
+/* The client formats ([upstream.X] accepts): the wire formats of Relay's
+ * paths, named as prov_ops.format names them ("openai" covers Chat
+ * Completions and Responses, Azure and compatible servers). */
+typedef enum { WIRE_OPENAI, WIRE_ANTHROPIC, WIRE_GEMINI, WIRE_OLLAMA, WIRE_FORMATS } wire_format;
 typedef enum { COALESCE_CACHEABLE, COALESCE_ALL, COALESCE_OFF } coalesce_mode;
 typedef enum { FUZZY_INHERIT, FUZZY_OFF, FUZZY_ON } fuzzy_mode;
 /* Who may read /relay/metrics. */
@@ -40,6 +44,18 @@ typedef enum { AUTH_MODE_PASSTHROUGH, AUTH_MODE_TOKENS, AUTH_MODE_BOTH } auth_mo
 #define CONFIG_MAX_UPSTREAMS 32
 #define CONFIG_MAX_PRICES 512
 #define CONFIG_MAX_BUDGETS 256
+#define CONFIG_MAX_MODEL_ROUTES 256
+
+/* One line of [models]: requests for a model matching pattern go to the
+ * upstream at index upstream (engine/models.h). */
+typedef struct model_route {
+    char *pattern;   /* a glob over the client's model: '*' stands for any run of characters */
+    char *target;    /* as written: an [upstream.NAME], or a type (its first upstream) */
+    size_t upstream; /* index into relay_config.upstreams, resolved after parsing */
+    /* 0, or the length of "PREFIX/" when pattern is PREFIX, a slash and a
+     * star (no other star): that prefix is removed from the model sent upstream. */
+    size_t strip;
+} model_route;
 
 /* A budget of [budget]: what every request to an upstream, or for a model
  * (exactly, or its family as [pricing] finds it), may spend together, over
@@ -110,6 +126,10 @@ typedef struct upstream_config {
     cache_policy policy;
     long default_ttl, max_ttl;
     int cache_tools;
+    /* Client formats this upstream also serves, translated (bits 1u <<
+     * wire_format); its own format is always served and not listed here
+     * unless written. 0 (the default): only its own. */
+    unsigned accepts;
 } upstream_config;
 
 typedef struct relay_config {
@@ -171,6 +191,10 @@ typedef struct relay_config {
         char *allow_origins;
         long max_age; /* seconds a browser may keep a preflight's answer */
     } cors;
+    struct {
+        model_route routes[CONFIG_MAX_MODEL_ROUTES]; /* [models], in file order */
+        size_t n;
+    } models;
     model_price prices[CONFIG_MAX_PRICES]; /* [pricing], in file order */
     size_t nprices;
     struct {

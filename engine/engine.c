@@ -31,6 +31,8 @@
 #include "engine/fuzzy_serve.h"
 #include "engine/hit.h"
 #include "engine/memo.h"
+#include "engine/models.h"
+#include "engine/models_list.h"
 #include "engine/observe.h"
 #include "engine/pricing.h"
 #include "engine/retry.h"
@@ -222,6 +224,9 @@ static void serve_api(exchange *x)
         exchange_fail(x, RL_TOO_LARGE, exchange_message(&msg));
         goto out;
     }
+    /* A merged model list (models_list.h) reads the credential of the
+     * shape it answers in, and answers once the client is known. */
+    int merged_list = models_list_claim(x);
     /* Never spend anything on an unauthenticated request. Local servers
      * (Ollama, OpenAI-compatible ones) may have no keys at all: there the
      * client's own absence of one is passed on. */
@@ -242,6 +247,10 @@ static void serve_api(exchange *x)
     upstream_type type = x->rt.upstream->type;
     if (!credential && type != UPSTREAM_TYPE_OLLAMA && type != UPSTREAM_TYPE_OPENAI_COMPATIBLE) {
         exchange_fail(x, RL_UNAUTHORIZED, x->prov->missing_credential);
+        goto out;
+    }
+    if (merged_list) {
+        models_list_serve(x, credential);
         goto out;
     }
     if (!x->rt.endpoint) {
@@ -271,6 +280,10 @@ static void serve_api(exchange *x)
         exchange_fail(x, err, NULL);
         goto out;
     }
+    /* By the model, now known: the upstream may change, so before the
+     * budgets and the key, which both name it. */
+    if (models_reroute(x) != 0)
+        goto out;
     if (spend_allows(x) != 0)
         goto out;
     const char *why = NULL;

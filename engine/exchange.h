@@ -99,6 +99,10 @@ typedef struct exchange {
     const engine_sink *sink;
     const prov_ops *prov; /* error shapes; OpenAI's until routing says otherwise */
     route rt;
+    /* The model named upstream when it differs from the client's (a
+     * [models] line "PREFIX/" and a star removed PREFIX/: models.h), in the
+     * pool; NULL when unchanged. A translated request is written with it. */
+    const char *upstream_model;
     prov_request preq; /* the request as the adapter sees it */
     prov_info info;
     cache_controls cc;

@@ -2,8 +2,7 @@
 
 #include <string.h>
 
-/* The wire format an upstream type speaks. */
-static const prov_ops *prov_of(upstream_type type)
+const prov_ops *route_type_prov(upstream_type type)
 {
     switch (type) {
     case UPSTREAM_TYPE_ANTHROPIC:
@@ -135,6 +134,20 @@ static const upstream_config *first_of(const relay_config *cfg, upstream_type a,
     return NULL;
 }
 
+/* The first upstream that accepts client format prov (its `accepts`), for
+ * a path whose own kind of upstream is not configured: it is served
+ * translated (engine/translate.c). */
+static const upstream_config *first_accepting(const relay_config *cfg, const prov_ops *prov)
+{
+    static const char *const formats[WIRE_FORMATS] = {"openai", "anthropic", "gemini", "ollama"};
+    for (size_t f = 0; f < WIRE_FORMATS; f++)
+        if (strcmp(formats[f], prov->format) == 0)
+            for (size_t i = 0; i < cfg->nupstreams; i++)
+                if (cfg->upstreams[i].accepts & (1u << f))
+                    return &cfg->upstreams[i];
+    return NULL;
+}
+
 /* Gemini's stable /v1/models/M:method paths, told apart from OpenAI's
  * /v1/models/ID (fine-tuned ids contain colons: ft:gpt-4o:org::id) by the
  * method. */
@@ -147,35 +160,42 @@ static int gemini_v1_method(const char *path)
     return r.endpoint != NULL;
 }
 
-/* Routing by shape for paths under no mount. */
-static const upstream_config *by_shape(const relay_config *cfg, const char *path,
-                                       const prov_ops **prov)
+/* Routing by shape for paths under no mount: the first upstream of the
+ * path's kind, else the first that accepts the path's format (served
+ * translated). *prov gets the path's format, which is the client's. */
+static const upstream_config *by_kind(const relay_config *cfg, const char *path,
+                                      const prov_ops **prov)
 {
+    const upstream_config *up = NULL;
     if (strcmp(path, "/v1/messages") == 0 || starts_with(path, "/v1/messages/")) {
         *prov = &prov_anthropic;
-        return first_of(cfg, UPSTREAM_TYPE_ANTHROPIC, UPSTREAM_TYPE_ANTHROPIC);
-    }
-    if (starts_with(path, "/v1beta/") || gemini_v1_method(path)) {
+        up = first_of(cfg, UPSTREAM_TYPE_ANTHROPIC, UPSTREAM_TYPE_ANTHROPIC);
+    } else if (starts_with(path, "/v1beta/") || gemini_v1_method(path)) {
         *prov = &prov_gemini;
-        return first_of(cfg, UPSTREAM_TYPE_GEMINI, UPSTREAM_TYPE_GEMINI);
-    }
-    if (starts_with(path, "/openai/")) {
+        up = first_of(cfg, UPSTREAM_TYPE_GEMINI, UPSTREAM_TYPE_GEMINI);
+    } else if (starts_with(path, "/openai/")) {
         *prov = &prov_openai;
-        return first_of(cfg, UPSTREAM_TYPE_AZURE, UPSTREAM_TYPE_AZURE);
-    }
-    if (starts_with(path, "/api/")) {
+        up = first_of(cfg, UPSTREAM_TYPE_AZURE, UPSTREAM_TYPE_AZURE);
+    } else if (starts_with(path, "/api/")) {
         *prov = &prov_ollama;
-        return first_of(cfg, UPSTREAM_TYPE_OLLAMA, UPSTREAM_TYPE_OLLAMA);
-    }
-    if (starts_with(path, "/v1/")) {
+        up = first_of(cfg, UPSTREAM_TYPE_OLLAMA, UPSTREAM_TYPE_OLLAMA);
+    } else if (starts_with(path, "/v1/")) {
         *prov = &prov_openai;
-        const upstream_config *up =
-            first_of(cfg, UPSTREAM_TYPE_OPENAI, UPSTREAM_TYPE_OPENAI_COMPATIBLE);
+        up = first_of(cfg, UPSTREAM_TYPE_OPENAI, UPSTREAM_TYPE_OPENAI_COMPATIBLE);
+        /* OpenAI's own endpoints go to an upstream that accepts OpenAI's
+         * format before Anthropic's other /v1 paths (models, batches) go
+         * to an Anthropic upstream as they are. */
+        route r = {.endpoint = NULL};
+        openai_endpoint(path, &r);
+        if (!up && r.endpoint && (up = first_accepting(cfg, &prov_openai)))
+            return up;
         if (!up && (up = first_of(cfg, UPSTREAM_TYPE_ANTHROPIC, UPSTREAM_TYPE_ANTHROPIC)))
-            *prov = &prov_anthropic; /* Anthropic's other /v1 paths (models, batches) */
+            *prov = &prov_anthropic;
         return up;
+    } else {
+        return NULL;
     }
-    return NULL;
+    return up ? up : first_accepting(cfg, *prov);
 }
 
 /* ---- what may be forwarded ------------------------------------------- */
@@ -271,14 +291,14 @@ void route_match(const relay_config *cfg, const char *path, route *out)
         size_t n = strlen(mount);
         if (n && strncmp(path, mount, n) == 0 && (path[n] == '/' || path[n] == '\0')) {
             up = &cfg->upstreams[i];
-            out->prov = prov_of(up->type);
+            out->prov = route_type_prov(up->type);
             out->path = path[n] ? path + n : "/";
         }
     }
     if (!up) {
         const prov_ops *shape_prov = &prov_openai;
-        up = by_shape(cfg, path, &shape_prov);
-        out->prov = up ? prov_of(up->type) : shape_prov;
+        up = by_kind(cfg, path, &shape_prov);
+        out->prov = shape_prov;
     }
     if (!up)
         return;

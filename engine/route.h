@@ -7,7 +7,10 @@
  * paths by shape, as DESIGN.md lists: /v1/messages -> anthropic, other
  * /v1/... -> openai (or openai-compatible), /v1beta/models/M:... ->
  * gemini, /openai/... -> azure, /api/... -> ollama, each to the first
- * upstream of that kind in relay.ini.
+ * upstream of that kind in relay.ini, else to the first upstream whose
+ * `accepts` lists the path's format (served translated: route.prov is then
+ * the client's format, not the upstream's). Routing by the model named in
+ * the body comes later, once it is read (engine/models.h).
  */
 #ifndef RELAY_ENGINE_ROUTE_H
 #define RELAY_ENGINE_ROUTE_H
@@ -45,6 +48,10 @@ typedef struct route {
  * does not allow in a path (in the query: in a query). A static string.
  */
 const char *route_target_refusal(const char *path, const char *query);
+
+/* The wire format an upstream type speaks (azure and openai-compatible:
+ * OpenAI's). */
+const prov_ops *route_type_prov(upstream_type type);
 
 /* Fills out; out->path points into path. */
 void route_match(const relay_config *cfg, const char *path, route *out);

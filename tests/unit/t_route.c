@@ -165,5 +165,36 @@ int main(void)
     check("/v1beta/models/g:generateContent", NULL, NULL, NULL, NULL);
     route_match(&cfg, "/api/chat", &r);
     ok(r.prov == &prov_ollama, "an unrouted Ollama path still answers in Ollama's shape");
+
+    /* accepts: a path with no upstream of its kind goes to the first
+     * upstream accepting its format, and keeps the client's format. */
+    cfg.upstreams[0].accepts = 1u << WIRE_OPENAI | 1u << WIRE_GEMINI;
+    add("ol", UPSTREAM_TYPE_OLLAMA, "");
+    cfg.upstreams[1].accepts = 1u << WIRE_ANTHROPIC;
+    check("/v1/chat/completions", "claude", "chat.completions", "POST", "/v1/chat/completions");
+    route_match(&cfg, "/v1/chat/completions", &r);
+    ok(r.prov == &prov_openai,
+       "an OpenAI path served by an accepting Anthropic upstream: OpenAI's");
+    check("/v1/responses", "claude", "responses", "POST", "/v1/responses");
+    check("/v1beta/models/g:streamGenerateContent", "claude", "generateContent", "POST",
+          "/v1beta/models/g:streamGenerateContent");
+    route_match(&cfg, "/v1beta/models/g:generateContent", &r);
+    ok(r.prov == &prov_gemini, "a Gemini path served by an accepting upstream: Gemini's format");
+    /* Its own kind first: /v1/messages stays on the Anthropic upstream
+     * though ol accepts Anthropic's format. */
+    check("/v1/messages", "claude", "messages", "POST", "/v1/messages");
+    route_match(&cfg, "/v1/messages", &r);
+    ok(r.prov == &prov_anthropic, "an Anthropic path on an Anthropic upstream: Anthropic's");
+    /* Anthropic's other /v1 paths still reach it as they are. */
+    check("/v1/messages/batches", "claude", NULL, NULL, "/v1/messages/batches");
+    check("/v1/files", "claude", NULL, NULL, "/v1/files");
+    route_match(&cfg, "/v1/files", &r);
+    ok(r.prov == &prov_anthropic, "a non-OpenAI /v1 path on Anthropic: Anthropic's format");
+    check("/api/chat", "ol", "chat", "POST", "/api/chat");
+    cfg.nupstreams = 0;
+    add("ol", UPSTREAM_TYPE_OLLAMA, "");
+    cfg.upstreams[0].accepts = 1u << WIRE_ANTHROPIC;
+    check("/v1/messages", "ol", "messages", "POST", "/v1/messages");
+    check("/v1/chat/completions", NULL, NULL, NULL, NULL); /* not accepted: 404 as before */
     return tap_done();
 }
