@@ -379,8 +379,35 @@ static xl_message *new_turn(rdec *d, xl_role role, size_t n)
     return m;
 }
 
-/* contents[i]: its parts in turns, a new turn where the role changes (a
- * user turn's functionResponse parts are a TOOL turn). */
+/* Joins p to the last part of an assistant turn when both are pieces of
+ * one text or one thought (no signature between them). 1 when joined, 0
+ * when not, -1 out of memory. */
+static int join_piece(rdec *d, xl_message *turn, const xl_part *p)
+{
+    xl_part *last = turn->nparts ? &turn->parts[turn->nparts - 1] : NULL;
+    if (turn->role != XL_ROLE_ASSISTANT || !last || last->kind != p->kind ||
+        (p->kind != XL_PART_TEXT && p->kind != XL_PART_THINKING) || last->signature ||
+        !last->text[0] || !p->text[0])
+        return 0;
+    size_t a = strlen(last->text), b = strlen(p->text);
+    char *t = rl_palloc(d->pool, a + b + 1);
+    if (!t)
+        return -1;
+    memcpy(t, last->text, a);
+    memcpy(t + a, p->text, b + 1);
+    last->text = t;
+    last->signature = p->signature;
+    return 1;
+}
+
+/*
+ * contents[i]: its parts in turns, a new turn where the role changes (a
+ * user turn's functionResponse parts are a TOOL turn). A content of the
+ * role of the turn before continues that turn: @google/genai's chat
+ * history keeps a streamed answer as one model content per chunk, and
+ * sends it back so; one answer is one assistant turn, its text pieces
+ * joined.
+ */
 static rl_err decode_content(rdec *d, json_t *c, size_t i)
 {
     if (!json_is_object(c))
@@ -394,6 +421,14 @@ static rl_err decode_content(rdec *d, json_t *c, size_t i)
         return refuse(d->why, "`contents[%zu].parts` must be a non-empty array.", i);
     size_t n = json_array_size(parts);
     xl_message *turn = NULL;
+    if (d->req->nmessages) { /* room to continue the last turn: a signature part before each */
+        turn = &d->req->messages[d->req->nmessages - 1];
+        xl_part *grown = rl_palloc(d->pool, (turn->nparts + 2 * n) * sizeof *grown);
+        if (!grown)
+            return nomem();
+        memcpy(grown, turn->parts, turn->nparts * sizeof *grown);
+        turn->parts = grown;
+    }
     for (size_t j = 0; j < n; j++) {
         xl_part p = {0};
         const char *sig = NULL;
@@ -403,13 +438,17 @@ static rl_err decode_content(rdec *d, json_t *c, size_t i)
         xl_role want = model                           ? XL_ROLE_ASSISTANT
                        : p.kind == XL_PART_TOOL_RESULT ? XL_ROLE_TOOL
                                                        : XL_ROLE_USER;
-        if (!turn || turn->role != want) /* room for a signature part before each */
+        if (!turn || turn->role != want)
             if (!(turn = new_turn(d, want, 2 * n)))
                 return nomem();
         if (sig)
             turn->parts[turn->nparts++] =
                 (xl_part){.kind = XL_PART_THINKING, .text = "", .signature = sig};
-        turn->parts[turn->nparts++] = p;
+        int joined = sig ? 0 : join_piece(d, turn, &p);
+        if (joined < 0)
+            return nomem();
+        if (!joined)
+            turn->parts[turn->nparts++] = p;
     }
     return RL_OK;
 }

@@ -400,6 +400,46 @@ static void test_tools(void)
        "ids: {\"error\": text} is a failed result");
     is_str(req.messages[1].parts[0].text, "{}", "ids: an empty response object is {}");
 
+    /* @google/genai's chat history keeps a streamed answer as one model
+     * content per chunk (seen with 2.32.0): one assistant turn again. */
+    body = J({
+        "contents" : [
+            {"role" : "user", "parts" : [ {"text" : "hi"} ]},
+            {"role" : "model", "parts" : [ {"text" : "ponder", "thought" : true} ]}, {
+                "role" : "model",
+                "parts" : [ {"text" : "ing", "thought" : true, "thoughtSignature" : "s1"} ]
+            },
+            {"role" : "model", "parts" : [ {"text" : "Hello "} ]},
+            {"role" : "model", "parts" : [ {"text" : "world"} ]}, {
+                "role" : "model",
+                "parts" : [ {
+                    "functionCall" : {"id" : "toolu_1", "name" : "f", "args" : {}},
+                    "thoughtSignature" : "s2"
+                } ]
+            },
+            {
+                "role" : "user",
+                "parts" : [ {
+                    "functionResponse" :
+                        {"id" : "toolu_1", "name" : "f", "response" : {"result" : "ok"}}
+                } ]
+            },
+            {"role" : "user", "parts" : [ {"text" : "more"} ]}
+        ]
+    });
+    is_int(decode(body, &req, &why), RL_OK, "chat history: decoded");
+    is_int(req.nmessages, 4, "chat history: user, one assistant turn, tool, user");
+    m = req.messages;
+    is_int(m[1].nparts, 4, "chat history: thought, text, signature, call");
+    ok(m[1].parts[0].kind == XL_PART_THINKING && strcmp(m[1].parts[0].text, "pondering") == 0 &&
+           strcmp(m[1].parts[0].signature, "s1") == 0,
+       "chat history: thought pieces joined, their signature kept");
+    is_str(m[1].parts[1].text, "Hello world", "chat history: text pieces joined");
+    ok(m[1].parts[2].kind == XL_PART_THINKING && strcmp(m[1].parts[2].signature, "s2") == 0 &&
+           m[1].parts[3].kind == XL_PART_TOOL_CALL,
+       "chat history: the call's signature stays before it");
+    ok(m[2].role == XL_ROLE_TOOL && m[3].role == XL_ROLE_USER, "chat history: then tool, user");
+
     /* The other direction: a request from another format. */
     xl_part u1[] = {{.kind = XL_PART_TEXT, .text = "Weather?"}};
     xl_part a1[] = {{.kind = XL_PART_THINKING, .text = "Let me think", .signature = "sig=="},
