@@ -1258,9 +1258,11 @@ static rl_err put_tools(const xl_request *req, json_t *root, rl_buf *why)
 static json_t *generation_config(const xl_request *req, rl_buf *why, rl_err *err)
 {
     json_t *g = json_object();
-    int failed = !g;
-    if (!g)
+    int failed = 0;
+    if (!g) {
+        *err = RL_NOMEM;
         return NULL;
+    }
     if (req->temperature >= 0)
         failed |= json_object_set_new(g, "temperature", json_real(req->temperature));
     if (req->top_p >= 0)
@@ -1506,8 +1508,8 @@ out:
 
 /* ---- answers: model -> Gemini ----------------------------------------------------- */
 
-/* usageMetadata for counts (NULL when none is known; json_null() would
- * be dropped by the caller's check, so an empty object stands for none). */
+/* usageMetadata for counts: an empty object when none is known (the
+ * caller leaves it out), NULL only when out of memory. */
 static json_t *usage_json(const prov_usage *u, int64_t reasoning)
 {
     json_t *m = json_object();
@@ -1567,6 +1569,10 @@ static rl_err gemini_encode_response(const xl_response *resp, const xl_reply *re
         return err == RL_NOMEM ? RL_NOMEM : RL_UPSTREAM_PROTOCOL;
     }
     json_t *usage = usage_json(&resp->usage, resp->reasoning_tokens);
+    if (!usage) {
+        json_decref(parts);
+        return RL_NOMEM;
+    }
     xl_stop stop = resp->stop == XL_STOP_UNSET && has_call(resp->parts, resp->nparts) ? XL_STOP_TOOL
                                                                                       : resp->stop;
     json_t *r = response_json(parts, finish_names[stop], usage, reply->model,
@@ -1865,15 +1871,21 @@ static rl_err enc_end(gem_enc *s, const xl_reply *reply, const xl_event *ev, rl_
     (void)ev;
     rl_err err = RL_OK;
     json_t *parts = json_array();
+    if (!parts)
+        return RL_NOMEM;
     if (s->pending) {
         json_t *p = pending_call(s, &err);
-        if (!p || !parts || json_array_append_new(parts, p) != 0) {
+        if (!p || json_array_append_new(parts, p) != 0) {
             json_decref(parts);
             return err != RL_OK ? err : RL_NOMEM;
         }
     }
     xl_stop stop = s->stop == XL_STOP_UNSET && s->calls ? XL_STOP_TOOL : s->stop;
     json_t *usage = s->have_usage ? usage_json(&s->usage, s->reasoning) : NULL;
+    if (s->have_usage && !usage) { /* never a last chunk without the usage it was told */
+        json_decref(parts);
+        return RL_NOMEM;
+    }
     err = put_parts_chunk(s, reply, parts, finish_names[stop], usage, out);
     json_decref(usage);
     if (err == RL_OK && reply->framing == FRAME_JSON_ARRAY)
