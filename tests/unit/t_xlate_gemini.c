@@ -667,6 +667,123 @@ static void test_generation(void)
     rl_buf_release(&why);
 }
 
+/* Every row of the tables the decoder reads requests with. */
+static void test_request_tables(void)
+{
+    xl_request req;
+    rl_buf why, out, path;
+    rl_buf_init(&why, 0);
+    rl_buf_init(&out, 0);
+    rl_buf_init(&path, 0);
+    static const struct {
+        const char *mode;
+        xl_tool_choice choice;
+    } modes[] = {{"MODE_UNSPECIFIED", XL_CHOICE_UNSET},
+                 {"AUTO", XL_CHOICE_AUTO},
+                 {"ANY", XL_CHOICE_REQUIRED},
+                 {"NONE", XL_CHOICE_NONE}};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        char body[256], what[80];
+        snprintf(body, sizeof body,
+                 "{\"contents\":[{\"parts\":[{\"text\":\"x\"}]}],"
+                 "\"toolConfig\":{\"functionCallingConfig\":{\"mode\":\"%s\"}}}",
+                 modes[i].mode);
+        snprintf(what, sizeof what, "functionCallingConfig.mode %s", modes[i].mode);
+        is_int(decode(body, &req, &why), RL_OK, what);
+        is_int(req.tool_choice, modes[i].choice, what);
+    }
+    static const char *const lax[] = {"BLOCK_NONE", "OFF", "HARM_BLOCK_THRESHOLD_UNSPECIFIED"};
+    static const char *const strict[] = {"BLOCK_LOW_AND_ABOVE", "BLOCK_MEDIUM_AND_ABOVE",
+                                         "BLOCK_ONLY_HIGH"};
+    for (size_t i = 0; i < 3; i++) {
+        char body[256], what[80];
+        snprintf(body, sizeof body,
+                 "{\"contents\":[{\"parts\":[{\"text\":\"x\"}]}],\"safetySettings\":[{"
+                 "\"category\":\"HARM_CATEGORY_HATE_SPEECH\",\"threshold\":\"%s\"}]}",
+                 lax[i]);
+        snprintf(what, sizeof what, "safety threshold %s: skipped", lax[i]);
+        is_int(decode(body, &req, &why), RL_OK, what);
+        snprintf(body, sizeof body,
+                 "{\"contents\":[{\"parts\":[{\"text\":\"x\"}]}],\"safetySettings\":[{"
+                 "\"category\":\"HARM_CATEGORY_HATE_SPEECH\",\"threshold\":\"%s\"}]}",
+                 strict[i]);
+        snprintf(what, sizeof what, "safety threshold %s: refused", strict[i]);
+        is_int(decode(body, &req, &why), RL_BAD_REQUEST, what);
+    }
+    const char *body = J({
+        "contents" : [ {"parts" : [ {"text" : "x"} ]} ],
+        "generationConfig" :
+            {"responseJsonSchema" : {"type" : "object", "additionalProperties" : false}}
+    });
+    is_int(decode(body, &req, &why), RL_OK, "responseJsonSchema: decoded");
+    is_json(req.format_schema, J({"type" : "object", "additionalProperties" : false}),
+            "responseJsonSchema: kept as it is");
+    is_str(req.features[XL_F_JSON_SCHEMA], "generationConfig.responseJsonSchema",
+           "responseJsonSchema: feature");
+
+    static const struct {
+        const char *url, *type;
+    } exts[] = {{"https://x/a.png", "image/png"},   {"https://x/a.JPG", "image/jpeg"},
+                {"https://x/a.jpeg", "image/jpeg"}, {"https://x/a.gif#f", "image/gif"},
+                {"https://x/a.webp", "image/webp"}, {"https://x/a.heic", "image/heic"}};
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
+        xl_part part = {.kind = XL_PART_IMAGE, .url = exts[i].url};
+        xl_message m = {XL_ROLE_USER, &part, 1};
+        xl_request r = {.model = "m",
+                        .messages = &m,
+                        .nmessages = 1,
+                        .max_tokens = -1,
+                        .temperature = -1,
+                        .top_p = -1,
+                        .top_k = -1,
+                        .thinking_budget = -1};
+        encode(&r, &out, &path, &why);
+        char want[96];
+        snprintf(want, sizeof want, "\"mimeType\":\"%s\"", exts[i].type);
+        has(str(&out), want, exts[i].url);
+    }
+    rl_buf_release(&why);
+    rl_buf_release(&out);
+    rl_buf_release(&path);
+}
+
+/* Every row of the stream error table: the code @google/genai raises. */
+static void test_error_types(void)
+{
+    static const struct {
+        const char *type;
+        const char *want;
+    } rows[] = {
+        {"INVALID_ARGUMENT", "\"code\":400,\"message\":\"m\",\"status\":\"INVALID_ARGUMENT\""},
+        {"invalid_request_error", "\"code\":400,\"message\":\"m\",\"status\":\"INVALID_ARGUMENT\""},
+        {"UNAUTHENTICATED", "\"code\":401,\"message\":\"m\",\"status\":\"UNAUTHENTICATED\""},
+        {"authentication_error", "\"code\":401,\"message\":\"m\",\"status\":\"UNAUTHENTICATED\""},
+        {"PERMISSION_DENIED", "\"code\":403,\"message\":\"m\",\"status\":\"PERMISSION_DENIED\""},
+        {"permission_error", "\"code\":403,\"message\":\"m\",\"status\":\"PERMISSION_DENIED\""},
+        {"NOT_FOUND", "\"code\":404,\"message\":\"m\",\"status\":\"NOT_FOUND\""},
+        {"not_found_error", "\"code\":404,\"message\":\"m\",\"status\":\"NOT_FOUND\""},
+        {"RESOURCE_EXHAUSTED", "\"code\":429,\"message\":\"m\",\"status\":\"RESOURCE_EXHAUSTED\""},
+        {"rate_limit_error", "\"code\":429,\"message\":\"m\",\"status\":\"RESOURCE_EXHAUSTED\""},
+        {"UNAVAILABLE", "\"code\":503,\"message\":\"m\",\"status\":\"UNAVAILABLE\""},
+        {"overloaded_error", "\"code\":503,\"message\":\"m\",\"status\":\"UNAVAILABLE\""},
+        {"DEADLINE_EXCEEDED", "\"code\":504,\"message\":\"m\",\"status\":\"DEADLINE_EXCEEDED\""},
+        {"timeout_error", "\"code\":504,\"message\":\"m\",\"status\":\"DEADLINE_EXCEEDED\""},
+        {"api_error", "\"code\":500,\"message\":\"m\",\"status\":\"INTERNAL\""},
+    };
+    xl_reply reply = {.model = "m", .id = "i", .framing = FRAME_SSE};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        void *s = rl_palloc(pool, G->enc_size);
+        rl_buf b;
+        rl_buf_init(&b, 0);
+        xl_event ev = {.kind = XL_EV_ERROR, .text = "m", .type = rows[i].type};
+        G->enc_event(s, &reply, &ev, &b);
+        char what[80];
+        snprintf(what, sizeof what, "stream error type %s", rows[i].type);
+        has(str(&b), rows[i].want, what);
+        rl_buf_release(&b);
+    }
+}
+
 static void test_refusals(void)
 {
     static const struct {
@@ -1286,10 +1403,12 @@ int main(void)
     test_images();
     test_tools();
     test_generation();
+    test_request_tables();
     test_refusals();
     test_answers();
     test_stop_reasons();
     test_errors();
+    test_error_types();
     test_stream_decode();
     test_stream_encode();
     rl_pool_free(pool);
