@@ -163,7 +163,8 @@ static int64_t whole(json_t *v, int *ok)
         return json_integer_value(v);
     }
     double d = json_is_real(v) ? json_real_value(v) : 0.5;
-    *ok = d == (double)(int64_t)d;
+    /* In range before the cast: converting 1e300 to int64_t is undefined. */
+    *ok = d >= -9.2e18 && d <= 9.2e18 && d == (double)(int64_t)d;
     return *ok ? (int64_t)d : 0;
 }
 
@@ -380,14 +381,17 @@ static xl_message *new_turn(rdec *d, xl_role role, size_t n)
 }
 
 /* Joins p to the last part of an assistant turn when both are pieces of
- * one text or one thought (no signature between them). 1 when joined, 0
- * when not, -1 out of memory. */
+ * one text or one thought (no signature between them); a thought with
+ * only a signature ends the thought before it (Anthropic's signature comes
+ * after the thinking, so Relay's stream writes it as a chunk of its own).
+ * 1 when joined, 0 when not, -1 out of memory. */
 static int join_piece(rdec *d, xl_message *turn, const xl_part *p)
 {
     xl_part *last = turn->nparts ? &turn->parts[turn->nparts - 1] : NULL;
+    int sig_only = p->kind == XL_PART_THINKING && !p->text[0] && p->signature;
     if (turn->role != XL_ROLE_ASSISTANT || !last || last->kind != p->kind ||
         (p->kind != XL_PART_TEXT && p->kind != XL_PART_THINKING) || last->signature ||
-        !last->text[0] || !p->text[0])
+        !last->text[0] || (!p->text[0] && !sig_only))
         return 0;
     size_t a = strlen(last->text), b = strlen(p->text);
     char *t = rl_palloc(d->pool, a + b + 1);
@@ -1267,7 +1271,7 @@ static json_t *generation_config(const xl_request *req, rl_buf *why, rl_err *err
         failed |= json_object_set_new(g, "temperature", json_real(req->temperature));
     if (req->top_p >= 0)
         failed |= json_object_set_new(g, "topP", json_real(req->top_p));
-    if (req->features[XL_F_TOP_K] && req->top_k >= 0)
+    if (req->top_k >= 0)
         failed |= json_object_set_new(g, "topK", json_integer(req->top_k));
     if (req->max_tokens >= 0)
         failed |= json_object_set_new(g, "maxOutputTokens", json_integer(req->max_tokens));

@@ -405,9 +405,10 @@ static void test_tools(void)
     body = J({
         "contents" : [
             {"role" : "user", "parts" : [ {"text" : "hi"} ]},
-            {"role" : "model", "parts" : [ {"text" : "ponder", "thought" : true} ]}, {
+            {"role" : "model", "parts" : [ {"text" : "ponder", "thought" : true} ]},
+            {"role" : "model", "parts" : [ {"text" : "ing", "thought" : true} ]}, {
                 "role" : "model",
-                "parts" : [ {"text" : "ing", "thought" : true, "thoughtSignature" : "s1"} ]
+                "parts" : [ {"text" : "", "thought" : true, "thoughtSignature" : "s1"} ]
             },
             {"role" : "model", "parts" : [ {"text" : "Hello "} ]},
             {"role" : "model", "parts" : [ {"text" : "world"} ]}, {
@@ -433,7 +434,7 @@ static void test_tools(void)
     is_int(m[1].nparts, 4, "chat history: thought, text, signature, call");
     ok(m[1].parts[0].kind == XL_PART_THINKING && strcmp(m[1].parts[0].text, "pondering") == 0 &&
            strcmp(m[1].parts[0].signature, "s1") == 0,
-       "chat history: thought pieces joined, their signature kept");
+       "chat history: thought pieces joined, the signature chunk after them ends the thought");
     is_str(m[1].parts[1].text, "Hello world", "chat history: text pieces joined");
     ok(m[1].parts[2].kind == XL_PART_THINKING && strcmp(m[1].parts[2].signature, "s2") == 0 &&
            m[1].parts[3].kind == XL_PART_TOOL_CALL,
@@ -897,6 +898,11 @@ static void test_refusals(void)
          "`generationConfig.temperature`"},
         {J({"contents" : [ {"parts" : [ {"text" : "x"} ]} ], "generationConfig" : {"topK" : 1.5}}),
          "`generationConfig.topK`"},
+        {J({
+             "contents" : [ {"parts" : [ {"text" : "x"} ]} ],
+             "generationConfig" : {"maxOutputTokens" : 1e300}
+         }),
+         "`generationConfig.maxOutputTokens`"},
     };
     xl_request req;
     rl_buf why;
