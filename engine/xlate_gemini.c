@@ -267,77 +267,40 @@ static rl_err result_text(rdec *d, json_t *response, xl_part *p)
     return p->text ? RL_OK : nomem();
 }
 
-/* One part of contents[i] (parts[j]) into p; *sig gets a thoughtSignature
- * that a non-thought part carried (NULL when none). */
-static rl_err decode_part(rdec *d, json_t *part, size_t i, size_t j, int model, xl_part *p,
-                          const char **sig)
+/* The media parts: inlineData carries base64 data, fileData a URL. */
+static const struct {
+    const char *field, *member;
+    int url;
+} media[] = {
+    {"inlineData", "data", 0},
+    {"fileData", "fileUri", 1},
+};
+
+/* contents[i].parts[j].<media[k].field> (obj) as an IMAGE part. */
+static rl_err decode_media(rdec *d, json_t *obj, size_t k, size_t i, size_t j, xl_part *p)
 {
-    static const char *const known[] = {
-        "text",     "thought",      "thoughtSignature", "inlineData",
-        "fileData", "functionCall", "functionResponse", NULL};
-    if (!json_is_object(part))
-        return refuse(d->why, "`contents[%zu].parts[%zu]` must be an object.", i, j);
-    const char *key;
-    json_t *v;
-    json_object_foreach(part, key, v)
-    {
-        char name[64];
-        camel(key, name, sizeof name);
-        if (!one_of(name, known))
-            return refuse(d->why,
-                          "`contents[%zu].parts[%zu].%s` cannot be translated to another "
-                          "format.",
-                          i, j, key);
-    }
-    json_t *signature = member(part, "thoughtSignature");
-    json_t *text = member(part, "text"), *inl = member(part, "inlineData");
-    json_t *file = member(part, "fileData"), *call = member(part, "functionCall");
-    json_t *resp = member(part, "functionResponse");
-    *sig = NULL;
-    if (json_is_string(text) && json_is_true(member(part, "thought"))) {
-        p->kind = XL_PART_THINKING;
-        p->text = pool_str(d->pool, text);
-        p->signature = signature ? pool_str(d->pool, signature) : NULL;
-        return p->text && (!signature || p->signature) ? RL_OK : nomem();
-    }
-    if (json_is_string(signature) && !(*sig = pool_str(d->pool, signature)))
-        return nomem();
-    rl_err err = RL_OK;
-    if (json_is_string(text)) {
-        p->kind = XL_PART_TEXT;
-        p->text = pool_str(d->pool, text);
-        return p->text ? RL_OK : nomem();
-    }
-    if (json_is_object(inl)) {
-        if ((err = image_type(d, member(inl, "mimeType"), "inlineData", i, j)) != RL_OK)
-            return err;
-        json_t *data = member(inl, "data");
-        if (!json_is_string(data))
-            return refuse(d->why, "`contents[%zu].parts[%zu].inlineData.data` is missing.", i, j);
-        p->kind = XL_PART_IMAGE;
-        p->media_type = pool_str(d->pool, member(inl, "mimeType"));
-        p->data = pool_str(d->pool, data);
-        d->req->features[XL_F_IMAGE] = "inlineData";
-        return p->media_type && p->data ? RL_OK : nomem();
-    }
-    if (json_is_object(file)) {
-        if ((err = image_type(d, member(file, "mimeType"), "fileData", i, j)) != RL_OK)
-            return err;
-        json_t *uri = member(file, "fileUri");
-        if (!json_is_string(uri))
-            return refuse(d->why, "`contents[%zu].parts[%zu].fileData.fileUri` is missing.", i, j);
-        p->kind = XL_PART_IMAGE;
-        p->media_type = pool_str(d->pool, member(file, "mimeType"));
-        p->url = pool_str(d->pool, uri);
-        d->req->features[XL_F_IMAGE] = "fileData";
-        d->req->features[XL_F_IMAGE_URL] = "fileData";
-        return p->media_type && p->url ? RL_OK : nomem();
-    }
-    json_t *fn = call ? call : resp;
+    json_t *mime = member(obj, "mimeType"), *v = member(obj, media[k].member);
+    rl_err err = image_type(d, mime, media[k].field, i, j);
+    if (err != RL_OK)
+        return err;
+    if (!json_is_string(v))
+        return refuse(d->why, "`contents[%zu].parts[%zu].%s.%s` is missing.", i, j, media[k].field,
+                      media[k].member);
+    p->kind = XL_PART_IMAGE;
+    p->media_type = pool_str(d->pool, mime);
+    *(media[k].url ? &p->url : &p->data) = pool_str(d->pool, v);
+    d->req->features[XL_F_IMAGE] = media[k].field;
+    if (media[k].url)
+        d->req->features[XL_F_IMAGE_URL] = media[k].field;
+    return p->media_type && (p->url || p->data) ? RL_OK : nomem();
+}
+
+/* A functionCall (call) or functionResponse part (fn) of a model or user
+ * turn, as TOOL_CALL or TOOL_RESULT. */
+static rl_err decode_function(rdec *d, json_t *fn, int call, int model, size_t i, size_t j,
+                              xl_part *p)
+{
     const char *what = call ? "functionCall" : "functionResponse";
-    if (!json_is_object(fn))
-        return refuse(d->why, "`contents[%zu].parts[%zu]` holds no content Relay can translate.", i,
-                      j);
     if (call ? !model : model)
         return refuse(d->why, "`contents[%zu].parts[%zu].%s` cannot be in a %s turn.", i, j, what,
                       model ? "model" : "user");
@@ -364,6 +327,53 @@ static rl_err decode_part(rdec *d, json_t *part, size_t i, size_t j, int model, 
                       j);
     p->kind = XL_PART_TOOL_RESULT;
     return result_text(d, response, p);
+}
+
+/* One part of contents[i] (parts[j]) into p; *sig gets a thoughtSignature
+ * that a non-thought part carried (NULL when none). */
+static rl_err decode_part(rdec *d, json_t *part, size_t i, size_t j, int model, xl_part *p,
+                          const char **sig)
+{
+    static const char *const known[] = {
+        "text",     "thought",      "thoughtSignature", "inlineData",
+        "fileData", "functionCall", "functionResponse", NULL};
+    if (!json_is_object(part))
+        return refuse(d->why, "`contents[%zu].parts[%zu]` must be an object.", i, j);
+    const char *key;
+    json_t *v;
+    json_object_foreach(part, key, v)
+    {
+        char name[64];
+        camel(key, name, sizeof name);
+        if (!one_of(name, known))
+            return refuse(d->why,
+                          "`contents[%zu].parts[%zu].%s` cannot be translated to another "
+                          "format.",
+                          i, j, key);
+    }
+    json_t *signature = member(part, "thoughtSignature"), *text = member(part, "text");
+    *sig = NULL;
+    if (json_is_string(text) && json_is_true(member(part, "thought"))) {
+        p->kind = XL_PART_THINKING;
+        p->text = pool_str(d->pool, text);
+        p->signature = signature ? pool_str(d->pool, signature) : NULL;
+        return p->text && (!signature || p->signature) ? RL_OK : nomem();
+    }
+    if (json_is_string(signature) && !(*sig = pool_str(d->pool, signature)))
+        return nomem();
+    if (json_is_string(text)) {
+        p->kind = XL_PART_TEXT;
+        p->text = pool_str(d->pool, text);
+        return p->text ? RL_OK : nomem();
+    }
+    for (size_t k = 0; k < sizeof media / sizeof media[0]; k++)
+        if (json_is_object(v = member(part, media[k].field)))
+            return decode_media(d, v, k, i, j, p);
+    json_t *call = member(part, "functionCall"), *resp = member(part, "functionResponse");
+    if (!json_is_object(call ? call : resp))
+        return refuse(d->why, "`contents[%zu].parts[%zu]` holds no content Relay can translate.", i,
+                      j);
+    return decode_function(d, call ? call : resp, call != NULL, model, i, j, p);
 }
 
 /* A new turn of role with room for n parts, or NULL (out of memory). */
@@ -571,7 +581,7 @@ static rl_err decode_contents(rdec *d, json_t *v, const char *field)
 }
 
 /* One FunctionDeclaration (tools[i].functionDeclarations[j]). */
-static rl_err decode_function(rdec *d, json_t *f, size_t i, size_t j, xl_tool *t)
+static rl_err decode_declaration(rdec *d, json_t *f, size_t i, size_t j, xl_tool *t)
 {
     static const char *const known[] = {"name", "description", "parameters", "parametersJsonSchema",
                                         NULL};
@@ -639,7 +649,7 @@ static rl_err decode_tools(rdec *d, json_t *v, const char *field)
             {
                 if (!json_is_object(f))
                     return refuse(d->why, "`tools[%zu].%s[%zu]` must be an object.", i, key, j);
-                rl_err err = decode_function(d, f, i, j, &d->req->tools[d->req->ntools]);
+                rl_err err = decode_declaration(d, f, i, j, &d->req->tools[d->req->ntools]);
                 if (err != RL_OK)
                     return err;
                 d->req->ntools++;
