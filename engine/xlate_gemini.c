@@ -1956,6 +1956,13 @@ static const enc_fn enc_handlers[] = {
     [XL_EV_ERROR] = enc_error,
 };
 
+/* xl_dialect.enc_release: a stream given up before its END (the client
+ * left, the upstream was cut) still frees a call being gathered. */
+static void gemini_enc_release(void *state)
+{
+    enc_release(state);
+}
+
 static rl_err gemini_enc_event(void *state, const xl_reply *reply, const xl_event *ev, rl_buf *out)
 {
     gem_enc *s = state;
@@ -1989,4 +1996,5 @@ const xl_dialect xl_gemini = {
     .dec_finish = gemini_dec_finish,
     .enc_size = sizeof(gem_enc),
     .enc_event = gemini_enc_event,
+    .enc_release = gemini_enc_release,
 };

@@ -1364,6 +1364,13 @@ static void release_held(ollama_enc *e)
     e->held = 0;
 }
 
+/* xl_dialect.enc_release: a stream given up before its END (the client
+ * left, the upstream was cut) still frees a held call. */
+static void ollama_enc_release(void *state)
+{
+    release_held(state);
+}
+
 /* Writes the held tool call as one line (its arguments complete now). */
 static rl_err flush_call(ollama_enc *e, const xl_reply *reply, rl_buf *out)
 {
@@ -1561,4 +1568,5 @@ const xl_dialect xl_ollama = {
     .dec_finish = ollama_dec_finish,
     .enc_size = sizeof(ollama_enc),
     .enc_event = ollama_enc_event,
+    .enc_release = ollama_enc_release,
 };
