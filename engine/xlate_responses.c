@@ -770,11 +770,13 @@ out:
 
 /* ---- the request: upstream side ---------------------------------------- */
 
-/* A message item of role holding content (taken); NULL when out of
- * memory. */
-static json_t *message_item(const char *role, json_t *content)
+/* Appends item (taken; NULL: a json_pack that failed) to arr and returns
+ * its "content" array, borrowed from arr (so never used after a failed
+ * append freed the item); NULL when out of memory. */
+static json_t *append_with_content(json_t *arr, json_t *item)
 {
-    return json_pack("{s:s, s:s, s:o}", "type", "message", "role", role, "content", content);
+    json_t *content = json_object_get(item, "content");
+    return json_array_append_new(arr, item) == 0 ? content : NULL;
 }
 
 /* One model part as a Responses content part (TEXT, IMAGE); NULL when out
@@ -810,10 +812,11 @@ static rl_err put_turn(const xl_message *m, json_t *input, rl_buf *why)
             if (assistant && part->kind == XL_PART_IMAGE)
                 return refuse(why, "An image in an assistant turn cannot be sent to the OpenAI "
                                    "Responses API.");
-            if (!content) {
-                content = json_array();
-                failed |= json_array_append_new(
-                    input, message_item(assistant ? "assistant" : "user", content));
+            if (!content && !(content = append_with_content(
+                                  input, json_pack("{s:s, s:s, s:[]}", "type", "message", "role",
+                                                   assistant ? "assistant" : "user", "content")))) {
+                failed = 1;
+                break;
             }
             failed |= json_array_append_new(content, content_part(part, assistant));
             continue;
@@ -889,9 +892,11 @@ static rl_err resp_encode_request(const xl_request *req, rl_buf *out, rl_buf *pa
     for (size_t m = 0; m < req->nmessages && !failed && err == RL_OK; m++)
         err = put_turn(&req->messages[m], input, why);
     if (req->ntools) {
+        /* Borrowed from body once set: a failed set has freed it. */
         json_t *tools = json_array();
-        failed |= json_object_set_new(body, "tools", tools);
-        for (size_t i = 0; i < req->ntools; i++)
+        if (json_object_set_new(body, "tools", tools) != 0)
+            failed = 1;
+        for (size_t i = 0; i < req->ntools && !failed; i++)
             failed |= json_array_append_new(tools, tool_json(&req->tools[i]));
     }
     if (req->tool_choice != XL_CHOICE_UNSET)
@@ -1131,12 +1136,13 @@ static json_t *output_json(const xl_response *resp, const char *item_status)
         const xl_part *part = &resp->parts[p];
         size_t index = json_array_size(output);
         if (part->kind == XL_PART_TEXT) {
-            if (!content) {
-                content = json_array();
-                failed |= json_array_append_new(
-                    output, json_pack("{s:o, s:s, s:s, s:s, s:o}", "id", item_id("msg", index),
-                                      "type", "message", "status", item_status, "role", "assistant",
-                                      "content", content));
+            if (!content &&
+                !(content = append_with_content(
+                      output, json_pack("{s:o, s:s, s:s, s:s, s:[]}", "id", item_id("msg", index),
+                                        "type", "message", "status", item_status, "role",
+                                        "assistant", "content")))) {
+                failed = 1;
+                break;
             }
             failed |= json_array_append_new(content, output_text(part->text ? part->text : ""));
             continue;
@@ -1460,20 +1466,21 @@ void xlate_responses_enc_release(void *state)
     *s = (enc_state){0};
 }
 
-/* Appends "event: TYPE\ndata: {...}\n\n" with type and sequence_number set
- * (taking ev; NULL, a json_pack that failed, is RL_NOMEM). */
+/* Appends "event: TYPE\ndata: {...}\n\n": type and sequence_number
+ * first, as OpenAI writes them (easier to read in a log), then ev's
+ * members (taking ev; NULL, a json_pack that failed, is RL_NOMEM). */
 static rl_err put_event(enc_state *s, rl_buf *out, const char *type, json_t *ev)
 {
     if (!ev)
         return RL_NOMEM;
-    int failed = json_object_set_new(ev, "type", json_string(type));
-    failed |= json_object_set_new(ev, "sequence_number", json_integer(s->seq++));
-    if (failed) {
-        json_decref(ev);
-        return RL_NOMEM;
+    json_t *full = json_pack("{s:s, s:I}", "type", type, "sequence_number", (json_int_t)s->seq++);
+    if (full && json_object_update(full, ev) != 0) {
+        json_decref(full);
+        full = NULL;
     }
+    json_decref(ev);
     rl_buf_printf(out, "event: %s\ndata: ", type);
-    return prov_json_put(out, "", ev, JSON_COMPACT, "\n\n");
+    return prov_json_put(out, "", full, JSON_COMPACT, "\n\n");
 }
 
 static const char *text_of(const rl_buf *b)
