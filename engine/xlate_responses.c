@@ -32,7 +32,8 @@
  * the API's default; it only keeps a copy at OpenAI), metadata,
  * stream_options, service_tier, safety_identifier, prompt_cache_key,
  * prompt_cache_retention, truncation, reasoning.summary, input_image.detail,
- * item ids and statuses, other include values. Dropped and said here:
+ * item ids and statuses, other include values (members of an input item
+ * other than those read are not looked at). Dropped and said here:
  * reasoning items' encrypted_content (OpenAI's own opaque state, readable
  * by no other upstream; refusing it would refuse every stateless Codex-style
  * conversation).
@@ -42,7 +43,10 @@
  * function_call_output items; store:false (the answer is Relay's to keep,
  * not OpenAI's); tools with strict:false unless the client said (strict
  * defaults to true in this API and would reject schemas written for other
- * formats); an effort from a thinking budget (xlate_budget_effort). Earlier
+ * formats); an effort from a thinking budget (xlate_budget_effort), without
+ * asking for reasoning summaries (reasoning.summary needs a verified
+ * OpenAI organisation on some models and would turn a translated request
+ * into a 400: such an answer carries no THINKING). Earlier
  * turns' THINKING parts are not sent: a reasoning input item needs OpenAI's
  * own id and encrypted content. A tool result's is_error has no place and
  * is not sent. Caps: no top_k, seed, penalties, n, stop sequences.
