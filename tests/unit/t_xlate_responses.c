@@ -135,6 +135,22 @@ static void test_system(void)
               "system: encoded as instructions");
 }
 
+/* The rest of the part and field tables: a refusal replayed as the
+ * assistant's words; skipped fields. */
+static void test_more_rows(void)
+{
+    xl_request r;
+    is_int(decode("{'model':'m','prompt_cache_retention':'24h','input':[{'role':'user',"
+                  "'content':'Do it'},{'role':'assistant','content':[{'type':'refusal',"
+                  "'refusal':'I cannot.'}]},{'role':'user','content':[{'type':'output_text',"
+                  "'text':'Please'}]}]}",
+                  &r),
+           RL_OK, "refusal part decoded");
+    is_str(describe(&r),
+           "system:\nuser: text(Do it)\nassistant: text(I cannot.)\nuser: text(Please)",
+           "a refusal part is the assistant's text");
+}
+
 static void test_images(void)
 {
     xl_request r;
@@ -722,6 +738,18 @@ static void test_dec_stream(void)
              (int)XL_STOP_LENGTH);
     is_str(ev.data, want, "incomplete: START before the first text, stop LENGTH, END");
 
+    /* The other rows of the event table: a refusal's pieces are text,
+     * reasoning_text (open-weight models) is thinking. */
+    rl_buf_reset(&ev);
+    is_int(decode_stream(
+               EV("response.reasoning_text.delta",
+                  "{'type':'response.reasoning_text.delta','delta':'why'}")
+                   EV("response.refusal.delta", "{'type':'response.refusal.delta','delta':'No.'}"),
+               &ev),
+           RL_OK, "reasoning_text and refusal decoded");
+    is_str(ev.data, "START - -\nTHINKING why\nTEXT No.\n",
+           "reasoning_text.delta -> THINKING, refusal.delta -> TEXT");
+
     /* A cut stream: no END. */
     rl_buf_reset(&ev);
     is_int(decode_stream(EV("response.output_text.delta", "{'type':'response.output_text.delta',"
@@ -1005,6 +1033,7 @@ int main(void)
     test_plain();
     test_system();
     test_images();
+    test_more_rows();
     test_tools();
     test_options();
     test_refusals();
