@@ -22,6 +22,7 @@
 #include "engine/promptcache.h"
 #include "engine/retry.h"
 #include "engine/spend.h"
+#include "engine/translate.h"
 #include "engine/upstream.h"
 #include "store/base/rl_log.h"
 #include "store/token.h"
@@ -177,6 +178,19 @@ static char *upstream_url(exchange *x, const upstream_config *up, const char *he
     return s;
 }
 
+/* The URL of a translated call: up's base_url + the path (and query) its
+ * format's translator chose; the client's query is its own format's. */
+static char *translated_url(exchange *x, const upstream_config *up, const char *path)
+{
+    rl_buf url;
+    rl_buf_init(&url, 0);
+    char *s = NULL;
+    if (rl_buf_printf(&url, "%s%s", up->base_url, path) == RL_OK)
+        s = rl_pstrdup(x->req->pool, url.data);
+    rl_buf_release(&url);
+    return s;
+}
+
 /* The header carrying held, the key Relay holds for up, in x's pool;
  * -1 when out of memory. */
 static int held_key_header(exchange *x, const upstream_config *up, const char *held, rl_header *out)
@@ -251,31 +265,65 @@ static void fail_before_answer(exchange *x, rl_err err, const char *message)
     exchange_fail(x, err, message);
 }
 
+/* The client's credential, moved to up's own header when the call is
+ * translated and Relay holds no key (the client's header is another
+ * format's); in x's pool, or NULL when it presented none. */
+static const char *client_credential(exchange *x)
+{
+    char buf[1024];
+    const char *c = x->prov->credential(&x->preq, buf, sizeof buf);
+    if (!c)
+        return NULL;
+    /* OpenAI's credential is its whole Authorization value: the key is
+     * what follows the scheme. */
+    if (strncasecmp(c, "Bearer ", 7) == 0)
+        c += 7;
+    return rl_pstrdup(x->req->pool, c);
+}
+
 /* The call of x to up, with held (the key Relay holds for up, or NULL:
- * the client's credential goes as it came), in x's pool. -1 when out of
- * memory. */
-static int prepare_call(exchange *x, const upstream_config *up, const char *held,
-                        upstream_request *ur)
+ * the client's credential goes as it came, or in up's header when the call
+ * is translated), in x's pool. RL_NOMEM, or, for a request that cannot be
+ * translated for up, RL_BAD_REQUEST with the client's message in why. */
+static rl_err prepare_call(exchange *x, const upstream_config *up, const char *held,
+                           upstream_request *ur, rl_buf *why)
 {
     const engine_request *req = x->req;
-    rl_header *fwd = rl_palloc(req->pool, (req->nheaders + 1) * sizeof *fwd);
-    char *url = upstream_url(x, up, held);
+    int translated = translate_needed(x, up);
+    const char *body = req->body_len || strcmp(req->method, "POST") == 0 ? req->body : NULL;
+    size_t body_len = req->body_len;
+    const char *url;
+    if (translated) {
+        const char *path;
+        rl_err err = translate_prepare(x, up, &body, &body_len, &path, why);
+        if (err != RL_OK)
+            return err;
+        url = translated_url(x, up, path);
+        if (!held)
+            held = client_credential(x);
+    } else
+        url = upstream_url(x, up, held);
+    rl_header *fwd =
+        rl_palloc(req->pool, (req->nheaders + 1 + TRANSLATE_MAX_HEADERS) * sizeof *fwd);
     if (!fwd || !url)
-        return -1;
+        return RL_NOMEM;
     size_t nfwd = 0;
     for (size_t i = 0; i < req->nheaders; i++)
         if (exchange_forwards_header(req->headers[i].name) &&
-            !(held && auth_is_credential_header(req->headers[i].name)))
+            !(held && auth_is_credential_header(req->headers[i].name)) &&
+            !(translated && !translate_forwards_header(req->headers[i].name)))
             fwd[nfwd++] = req->headers[i];
     if (held && held_key_header(x, up, held, &fwd[nfwd++]) != 0)
-        return -1;
+        return RL_NOMEM;
+    if (translated)
+        nfwd += translate_upstream_headers(up, &fwd[nfwd]);
     *ur = (upstream_request){
         .method = req->method,
         .url = url,
         .headers = fwd,
         .nheaders = nfwd,
-        .body = req->body_len || strcmp(req->method, "POST") == 0 ? req->body : NULL,
-        .body_len = req->body_len,
+        .body = body,
+        .body_len = body_len,
         .connect_timeout = up->connect_timeout,
         .first_byte_timeout = up->first_byte_timeout,
         .idle_timeout = up->idle_timeout,
@@ -284,8 +332,11 @@ static int prepare_call(exchange *x, const upstream_config *up, const char *held
     };
     /* Prompt-cache hints for up (promptcache.h): the body sent only; the
      * key was made from the client's own. */
-    return promptcache_upstream_body(req->pool, up, x->rt.endpoint, x->key_scope, &ur->body,
-                                     &ur->body_len);
+    const char *endpoint = translated ? translate_upstream_endpoint(up) : x->rt.endpoint;
+    return promptcache_upstream_body(req->pool, up, endpoint, x->key_scope, &ur->body,
+                                     &ur->body_len) == 0
+               ? RL_OK
+               : RL_NOMEM;
 }
 
 /* Forgets what a failed attempt left (its head, its body, its parser), so
@@ -358,17 +409,18 @@ static const upstream_config *pick_fallback(exchange *x, const upstream_config *
  * when its 2xx head arrives). Returns the last attempt's result; x holds
  * its answer, x->served_by names who gave it.
  */
-static rl_err perform_with_retries(exchange *x, upstream_request *ur, int *got_head)
+static rl_err perform_with_retries(exchange *x, upstream_request *ur, int *got_head, rl_buf *why)
 {
     const retry_clock *clk = x->w->retry_clock ? x->w->retry_clock : &retry_system_clock;
     const upstream_config *up = x->rt.upstream;
-    upstream_handler h = {x, on_upstream_head, on_upstream_data, on_upstream_tick};
+    const upstream_handler direct = {x, on_upstream_head, on_upstream_data, on_upstream_tick};
     int fell_back = 0;
     if (x->first_fallback) {
         /* The route's breaker is open: straight to its fallback. */
         up = x->first_fallback;
-        if (prepare_call(x, up, x->first_fallback_key, ur) != 0)
-            return RL_NOMEM;
+        rl_err err = prepare_call(x, up, x->first_fallback_key, ur, why);
+        if (err != RL_OK)
+            return err;
         fell_back = 1;
         const char *pair[STATS_LABELS] = {x->rt.upstream->name, up->name, "", ""};
         stats_count(atomic_load(&x->w->e->stats), STATS_ROW_FALLBACKS, pair, 1);
@@ -381,8 +433,16 @@ static rl_err perform_with_retries(exchange *x, upstream_request *ur, int *got_h
         attempt_reset(x);
         x->served_by = up->name;
         *got_head = 0;
+        /* A translated call hands the engine the client's format
+         * (translate.h); each attempt's upstream may speak another. */
+        int translated = translate_needed(x, up);
+        upstream_handler h = direct;
+        if (translated)
+            translate_handler(x, up, &direct, &h);
         x->upstream_start = mono_seconds();
         rl_err err = x->w->perform(x->w->upstream, ur, &h, got_head);
+        if (translated)
+            err = translate_finish(x, err);
         x->latency_s = mono_seconds() - x->upstream_start;
         if (up == x->rt.upstream) {
             x->route_called = 1;
@@ -405,7 +465,14 @@ static rl_err perform_with_retries(exchange *x, upstream_request *ur, int *got_h
         }
         const char *held = NULL;
         const upstream_config *to = fell_back ? NULL : pick_fallback(x, up, &held);
-        if (!to || prepare_call(x, to, held, ur) != 0) {
+        rl_buf refusal;
+        rl_buf_init(&refusal, 4096);
+        rl_err prepared = to ? prepare_call(x, to, held, ur, &refusal) : RL_NOTFOUND;
+        if (to && prepared != RL_OK)
+            rl_info("no fallback to [upstream.%s]: %s", to->name,
+                    exchange_message(&refusal) ? refusal.data : rl_err_text(prepared));
+        rl_buf_release(&refusal);
+        if (prepared != RL_OK) {
             count_attempt(x, up, "failed");
             return err;
         }
@@ -430,14 +497,26 @@ static void call_upstream(exchange *x)
     const engine_request *req = x->req;
     upstream_request ur;
     rl_buf_init(&x->body, x->cfg->cache.max_response);
-    if (rl_pool_cleanup(req->pool, exchange_release, x) != 0 ||
-        prepare_call(x, x->rt.upstream, x->spend.held_key, &ur) != 0) {
-        fail_before_answer(x, RL_NOMEM, NULL);
+    rl_buf refusal;
+    rl_buf_init(&refusal, 4096);
+    rl_err err = rl_pool_cleanup(req->pool, exchange_release, x) != 0
+                     ? RL_NOMEM
+                     : prepare_call(x, x->rt.upstream, x->spend.held_key, &ur, &refusal);
+    if (err != RL_OK) {
+        fail_before_answer(x, err, refusal.len ? exchange_message(&refusal) : NULL);
+        rl_buf_release(&refusal);
         return;
     }
     int got_head = 0;
     x->called_upstream = 1;
-    rl_err err = perform_with_retries(x, &ur, &got_head);
+    err = perform_with_retries(x, &ur, &got_head, &refusal);
+    if (refusal.len && !got_head) {
+        /* The breaker's fallback could not take this request (translate.h). */
+        fail_before_answer(x, err, exchange_message(&refusal));
+        rl_buf_release(&refusal);
+        return;
+    }
+    rl_buf_release(&refusal);
     if (!x->up_is_stream && !x->passing_through && err == RL_OK)
         x->prov->usage(ENTRY_BODY, FRAME_SSE, x->body.data, x->body.len, &x->usage);
 
@@ -565,6 +644,26 @@ static void refuse_for_breaker(exchange *x, uint64_t retry_in)
     rl_buf_release(&msg);
 }
 
+/* A request its route's upstream cannot be sent in its own format and that
+ * cannot be translated for it is refused before any guard counts it (no
+ * budget held, no place taken): 400 naming the field, followers too. The
+ * encoding is done again for the call (cheap next to the call itself; the
+ * decoded request is kept). -1 when refused. */
+static int refuse_untranslatable(exchange *x)
+{
+    if (!translate_needed(x, x->rt.upstream))
+        return 0;
+    const char *body, *path;
+    size_t len;
+    rl_buf why;
+    rl_buf_init(&why, 4096);
+    rl_err err = translate_prepare(x, x->rt.upstream, &body, &len, &path, &why);
+    if (err != RL_OK)
+        fail_before_answer(x, err, exchange_message(&why));
+    rl_buf_release(&why);
+    return err == RL_OK ? 0 : -1;
+}
+
 /* Calls upstream once its breaker admits the call (or, while it is open,
  * sends it to the upstream's fallback), x's worst case fits its budgets and
  * rate limits (spend.h) and a place for the call is free (admission.h);
@@ -574,6 +673,8 @@ void call_upstream_guarded(exchange *x)
 {
     rl_err err;
     const char *message;
+    if (refuse_untranslatable(x) != 0)
+        return;
     breaker *b = atomic_load(&x->w->e->breaker);
     breaker_policy bp = breaker_policy_of(x->rt.upstream);
     uint32_t pid = (uint32_t)getpid();

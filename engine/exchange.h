@@ -155,6 +155,9 @@ typedef struct exchange {
     /* The request split for fuzzy matching (engine/fuzzy_serve.h), in the
      * pool; NULL when fuzzy matching does not apply to it. */
     struct fuzzy_state *fuzzy;
+    /* A call translated between the client's format and the upstream's
+     * (translate.h), in the pool; NULL until one is prepared. */
+    struct translate *xl;
 
     /* the upstream answer */
     int up_status;
