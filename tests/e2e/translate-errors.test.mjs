@@ -18,6 +18,7 @@ import { ApiError, GoogleGenAI } from '@google/genai';
 
 import { relaySuite, uniq, KEY_A, REQUEST_TIMEOUT, TEST_TIMEOUT } from './harness.mjs';
 import { TRANSLATE, CLAUDE, GEMINI, GPT, MAX_TOKENS, readChatStream, readAnthropicStream } from './translate.mjs';
+import { parseSse } from './wire.mjs';
 
 const T = { timeout: TEST_TIMEOUT };
 
@@ -190,6 +191,50 @@ relaySuite('translation: refusals, upstream errors, cut streams, coalescing', TR
     assert.equal(r.chunks.map((c) => c.text ?? '').join(''), `Echo: ${m}`);
     assert.equal(r.chunks.at(-1).candidates[0].finishReason, 'STOP');
   });
+
+  // The bytes of a cut translated stream: whatever the front does with the
+  // connection's end (Caddy closes a chunked body cleanly, PLATFORM.md), the
+  // stream's last event is the client format's error event, so no client
+  // can take the partial answer for a whole one.
+  const CUT_ENDS = [
+    {
+      client: 'OpenAI chat', path: '/v1/chat/completions', auth: { authorization: `Bearer ${KEY_A}` },
+      body: (m) => chatBody(CLAUDE, m, { stream: true }), cutAfter: 5,
+      check: (last) => assert.equal(typeof JSON.parse(last.data).error?.message, 'string', last.raw),
+    },
+    {
+      client: 'Anthropic', path: '/v1/messages', auth: { 'x-api-key': KEY_A, 'anthropic-version': '2023-06-01' },
+      body: (m) => anthropicBody(m, { stream: true }), cutAfter: 3,
+      check: (last) => {
+        assert.equal(last.event, 'error', last.raw);
+        assert.equal(JSON.parse(last.data).type, 'error', last.raw);
+      },
+    },
+    {
+      client: 'Gemini', path: `/v1beta/models/${GPT}:streamGenerateContent?alt=sse`, auth: { 'x-goog-api-key': KEY_A },
+      body: (m) => ({ contents: [{ role: 'user', parts: [{ text: m }] }], generationConfig: { temperature: 0 } }), cutAfter: 3,
+      check: (last) => assert.equal(typeof JSON.parse(last.data).error?.message, 'string', last.raw),
+    },
+  ];
+  for (const c of CUT_ENDS) {
+    test(`${c.client} client, stream cut upstream: the last event is its format's error event`, T, async () => {
+      const m = uniq(`cut-bytes-${c.client}`);
+      relay.fake.enqueue({ match: m, chunks: 4, cutAfter: c.cutAfter });
+      let r;
+      try {
+        r = await relay.fetch(c.path, {
+          method: 'POST', headers: { 'content-type': 'application/json', ...c.auth }, body: JSON.stringify(c.body(m)),
+        });
+      } catch (err) {
+        assert.fail(`the client's connection failed instead of ending with an error event: ${err.message}`);
+      }
+      assert.equal(r.status, 200, r.text);
+      const events = parseSse(r.text);
+      assert.ok(events.length > 1, r.text);
+      c.check(events.at(-1));
+      assert.equal(relay.fake.callsFor(m).length, 1);
+    });
+  }
 
   // ---- coalescing -----------------------------------------------------------
 
