@@ -12,7 +12,11 @@
 // words. Only ids carry the call number ("msg_fake7", "toolu_fake7_0"), so
 // a test can tell a replay from a second upstream call. The fake calls a
 // tool when the request forces one (`tools` and tool_choice {type:"tool"} or
-// {type:"any"}), and thinks first when the request enables thinking.
+// {type:"any"}), and thinks first when the request enables thinking. A
+// request whose last user turn holds tool_result blocks (the second half of
+// a tool-call round trip) is answered with text, "Tool said: " + the
+// results' text (a string content, or its text blocks) joined with " | ",
+// never with another call unless behaviour toolCalls asks for one.
 //
 // upstream.mjs takes the behaviour, handles hang, headerDelayMs and status,
 // then calls handleAnthropic(ctx). Behaviour fields used here (see
@@ -78,6 +82,15 @@ function lastUserText(messages) {
   return '';
 }
 
+// The texts of the tool_result blocks of the last turn, or null when it is
+// not a user turn holding tool results.
+function trailingToolResults(messages) {
+  const last = messages[messages.length - 1];
+  if (!last || last.role !== 'user' || !Array.isArray(last.content)) return null;
+  const results = last.content.filter((b) => b && b.type === 'tool_result');
+  return results.length ? results.map((b) => contentText(b.content)) : null;
+}
+
 const countWords = (s) => (s.match(/\S+/g) ?? []).length;
 
 // Not a tokenizer, but a deterministic function of the request.
@@ -97,7 +110,8 @@ function planAnswer(req, beh, n) {
   const messages = Array.isArray(req.messages) ? req.messages : [];
   const userText = lastUserText(messages);
   const tools = Array.isArray(req.tools) ? req.tools : [];
-  const forced = tools.length > 0 && (req.tool_choice?.type === 'tool' || req.tool_choice?.type === 'any');
+  const results = trailingToolResults(messages);
+  const forced = !results && tools.length > 0 && (req.tool_choice?.type === 'tool' || req.tool_choice?.type === 'any');
   let calls = null;
   if (Array.isArray(beh.toolCalls)) {
     calls = beh.toolCalls.map((t) => {
@@ -124,7 +138,7 @@ function planAnswer(req, beh, n) {
     calls.forEach((c, i) => blocks.push({ type: 'tool_use', id: `toolu_fake${n}_${i}`, name: c.name, input: c.input }));
     outputText = calls.map((c) => JSON.stringify(c.input)).join(' ');
   } else {
-    outputText = beh.content ?? `Echo: ${userText}`;
+    outputText = beh.content ?? (results ? `Tool said: ${results.join(' | ')}` : `Echo: ${userText}`);
     blocks.push({ type: 'text', text: outputText });
   }
   const usage = {

@@ -23,7 +23,11 @@
 // call. A request with functionDeclarations and
 // toolConfig.functionCallingConfig.mode "ANY" (or beh.toolCalls) is answered
 // with a functionCall part (args {"query": the user text}, or
-// beh.toolCalls[i].arguments parsed). A request for JSON output
+// beh.toolCalls[i].arguments parsed). A request whose last content holds
+// functionResponse parts (the second half of a tool-call round trip) is
+// answered with text, "Tool said: " + each part's `response` as compact
+// JSON, joined with " | ", never with another call unless beh.toolCalls
+// asks for one. A request for JSON output
 // (generationConfig.responseMimeType "application/json") is answered with
 // a JSON document: the smallest instance of its responseJsonSchema or
 // responseSchema (required properties, or all when none are required;
@@ -96,6 +100,15 @@ function lastUserText(contents) {
   return '';
 }
 
+// The responses of the functionResponse parts of the last content, as
+// compact JSON, or null when it holds none.
+function trailingToolResults(contents) {
+  const parts = contents[contents.length - 1]?.parts;
+  if (!Array.isArray(parts)) return null;
+  const results = parts.filter((p) => p && p.functionResponse);
+  return results.length ? results.map((p) => JSON.stringify(p.functionResponse.response ?? null)) : null;
+}
+
 const promptTokens = (contents) => contents.reduce((n, c) => n + 3 + countWords(contentText(c)), 0);
 
 
@@ -140,7 +153,8 @@ function planAnswer(req, beh, model, callNo) {
     Array.isArray(t?.functionDeclarations) ? t.functionDeclarations : [],
   );
   const fcc = req.toolConfig?.functionCallingConfig;
-  const forced = declarations.length > 0 && fcc?.mode === 'ANY';
+  const results = trailingToolResults(contents);
+  const forced = !results && declarations.length > 0 && fcc?.mode === 'ANY';
   let calls = null;
   if (Array.isArray(beh.toolCalls)) {
     calls = beh.toolCalls.map((t) => {
@@ -159,8 +173,8 @@ function planAnswer(req, beh, model, callNo) {
   const gc = req.generationConfig ?? {};
   let text = null;
   if (!calls) {
-    text = beh.content ?? `Echo: ${userText}`;
-    if (beh.content === undefined && gc.responseMimeType === 'application/json') {
+    text = beh.content ?? (results ? `Tool said: ${results.join(' | ')}` : `Echo: ${userText}`);
+    if (beh.content === undefined && !results && gc.responseMimeType === 'application/json') {
       text = JSON.stringify(schemaInstance(gc.responseJsonSchema ?? gc.responseSchema, text));
     }
   }

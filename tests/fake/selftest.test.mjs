@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 
 import { startFakeUpstream } from './upstream.mjs';
-import { assertOpenAIError, assertValidChatStream, streamPayloads } from '../e2e/wire.mjs';
+import { assertOpenAIError, assertValidChatStream, parseSse, streamPayloads } from '../e2e/wire.mjs';
 
 const KEY = 'sk-test-fake-selftest';
 const T = { timeout: 15000 };
@@ -289,6 +289,97 @@ describe('fake upstream', () => {
     await assert.rejects(async () => {
       for await (const _ of cut) { /* drain */ }
     });
+  });
+});
+
+// The second half of a tool-call round trip, in each wire format: the fake
+// answers the results with text naming them, and a `match` behaviour waits
+// for the request carrying its marker.
+describe('fake upstream: tool results and match', () => {
+  const sseJson = (text) => parseSse(text).filter((e) => e.data !== null).map((e) => JSON.parse(e.data));
+  const post = (path, body, headers) => fetch(`${fake.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(10000),
+  });
+  const anthropic = (body) => post('/v1/messages', body, { 'x-api-key': KEY, 'anthropic-version': '2023-06-01' });
+  const gemini = (body, method = 'generateContent', query = '') =>
+    post(`/v1beta/models/gemini-2.5-flash:${method}${query}`, body, { 'x-goog-api-key': KEY });
+
+  test('OpenAI: trailing role tool messages are answered with their text, even when a tool is forced', T, async () => {
+    const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } }];
+    const body = req('weather in Oslo', { tools, tool_choice: 'required' });
+    body.messages.push(
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{}' } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: 'snow, -3C' },
+      { role: 'tool', tool_call_id: 'call_2', content: [{ type: 'text', text: 'wind 5 m/s' }] },
+    );
+    const json = await (await chat(body)).json();
+    assert.equal(json.choices[0].finish_reason, 'stop');
+    assert.equal(json.choices[0].message.content, 'Tool said: snow, -3C | wind 5 m/s');
+    assert.equal(json.choices[0].message.tool_calls, undefined);
+    const got = assertValidChatStream(await (await chat({ ...body, stream: true })).text());
+    assert.equal(got.content, 'Tool said: snow, -3C | wind 5 m/s');
+    assert.equal(got.finishReason, 'stop');
+  });
+
+  test('Anthropic: tool_use first (behaviour), then text for the tool_result turn', T, async () => {
+    const tools = [{ name: 'get_weather', input_schema: { type: 'object' } }];
+    const first = { model: 'claude-x', max_tokens: 100, tools, messages: [{ role: 'user', content: 'weather in Oslo' }] };
+    fake.enqueue({ toolCalls: [{ name: 'get_weather', arguments: '{"city":"Oslo"}' }] });
+    const a = await (await anthropic(first)).json();
+    assert.equal(a.stop_reason, 'tool_use');
+    assert.equal(a.content[0].type, 'tool_use');
+    assert.deepEqual(a.content[0].input, { city: 'Oslo' });
+    const second = {
+      ...first,
+      messages: [
+        ...first.messages,
+        { role: 'assistant', content: a.content },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: a.content[0].id, content: 'snow, -3C' }] },
+      ],
+    };
+    const b = await (await anthropic(second)).json();
+    assert.equal(b.stop_reason, 'end_turn');
+    assert.deepEqual(b.content, [{ type: 'text', text: 'Tool said: snow, -3C' }]);
+    const text = await (await anthropic({ ...second, stream: true })).text();
+    const deltas = sseJson(text).filter((e) => e.type === 'content_block_delta').map((e) => e.delta.text).join('');
+    assert.equal(deltas, 'Tool said: snow, -3C');
+  });
+
+  test('Gemini: functionCall first (behaviour), then text for the functionResponse content', T, async () => {
+    const tools = [{ functionDeclarations: [{ name: 'get_weather', parameters: { type: 'OBJECT' } }] }];
+    const first = { contents: [{ role: 'user', parts: [{ text: 'weather in Oslo' }] }], tools };
+    fake.enqueue({ toolCalls: true });
+    const a = await (await gemini(first)).json();
+    assert.deepEqual(a.candidates[0].content.parts, [{ functionCall: { name: 'get_weather', args: { query: 'weather in Oslo' } } }]);
+    assert.equal(a.candidates[0].finishReason, 'STOP');
+    assert.ok(a.usageMetadata.totalTokenCount > 0);
+    const second = {
+      ...first,
+      contents: [
+        ...first.contents,
+        a.candidates[0].content,
+        { role: 'user', parts: [{ functionResponse: { name: 'get_weather', response: { result: 'snow' } } }] },
+      ],
+    };
+    const b = await (await gemini(second)).json();
+    assert.deepEqual(b.candidates[0].content.parts, [{ text: 'Tool said: {"result":"snow"}' }]);
+    const text = await (await gemini(second, 'streamGenerateContent', '?alt=sse')).text();
+    const chunks = sseJson(text);
+    assert.equal(chunks.map((c) => c.candidates[0].content.parts[0].text).join(''), 'Tool said: {"result":"snow"}');
+    assert.equal(chunks.at(-1).candidates[0].finishReason, 'STOP');
+  });
+
+  test('a match behaviour is left for the request whose body holds its marker', T, async () => {
+    fake.enqueue({ match: 'marker-42', status: 429 });
+    const other = await chat(req('no marker here'));
+    assert.equal(other.status, 200, 'a request without the marker passes the behaviour by');
+    assert.equal(fake.pending(), 1);
+    const hit = await chat(req('this one has marker-42'));
+    assert.equal(hit.status, 429);
+    assert.equal(fake.pending(), 0);
   });
 });
 

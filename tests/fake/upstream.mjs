@@ -42,6 +42,9 @@
 // A behaviour is taken by the next /v1/* request that passes the credential
 // check (and whose path equals `path`, when given). Fields, all optional:
 //   path           only a request to this path (without query) takes it
+//   match          only a request whose raw body contains this string takes
+//                  it (a test's marker: an agent's other requests, or another
+//                  test's, leave the behaviour for the one it is meant for)
 //   status, body   answer with this status and body (string sent verbatim,
 //                  anything else as JSON; the default body is an OpenAI-shaped
 //                  error matching the status); extra `headers` are added
@@ -69,6 +72,12 @@
 // The fake also calls a tool on its own when the request sets `tools` and
 // forces a call (tool_choice "required" or {type:"function",...}), so a
 // request that is answered twice gets the same kind of answer both times.
+// A request whose last turn holds tool results (role "tool" messages) is
+// the second half of a tool-call round trip: it is answered with text,
+// "Tool said: " + the results' text joined with " | " (unless `content`),
+// never with another call unless `toolCalls` asks for one; so a test can
+// see the result reached the upstream. anthropic.mjs and gemini.mjs do the
+// same for tool_result blocks and functionResponse parts.
 //
 // Sockets get TCP_NODELAY: without it Nagle + delayed ACK add ~40 ms stalls
 // to small SSE writes (PLATFORM.md).
@@ -120,6 +129,15 @@ function lastUserText(messages) {
   return '';
 }
 
+// The texts of the tool results that end the conversation (the trailing
+// role "tool" messages), or null when the last turn is not tool results.
+function trailingToolResults(messages) {
+  let i = messages.length;
+  while (i > 0 && messages[i - 1] && messages[i - 1].role === 'tool') i--;
+  if (i === messages.length) return null;
+  return messages.slice(i).map((m) => contentText(m.content));
+}
+
 const countWords = (s) => (s.match(/\S+/g) ?? []).length;
 
 // Token counts are not real tokenizer output, but they are a deterministic
@@ -149,8 +167,9 @@ function planAnswer(req, beh, callNo) {
   const userText = lastUserText(messages);
   let toolCalls = null;
   const tools = Array.isArray(req.tools) ? req.tools : [];
+  const results = trailingToolResults(messages);
   const forced =
-    req.tool_choice === 'required' || (req.tool_choice && req.tool_choice.type === 'function');
+    !results && (req.tool_choice === 'required' || (req.tool_choice && req.tool_choice.type === 'function'));
   if (Array.isArray(beh.toolCalls)) {
     toolCalls = beh.toolCalls.map((t) => ({ name: t.name, arguments: t.arguments }));
   } else if (beh.toolCalls || (tools.length && forced)) {
@@ -161,7 +180,8 @@ function planAnswer(req, beh, callNo) {
   if (toolCalls) {
     toolCalls = toolCalls.map((t, i) => ({ ...t, id: `call_fake${callNo}_${i}` }));
   }
-  const content = toolCalls ? null : (beh.content ?? `Echo: ${userText}`);
+  const said = results ? `Tool said: ${results.join(' | ')}` : `Echo: ${userText}`;
+  const content = toolCalls ? null : (beh.content ?? said);
   const finishReason = beh.finishReason ?? (toolCalls ? 'tool_calls' : 'stop');
   const completionText = content ?? toolCalls.map((t) => t.arguments).join(' ');
   return { content, toolCalls, finishReason, usage: { ...usageFor(messages, completionText), ...(beh.usage ?? {}) } };
@@ -353,8 +373,9 @@ export async function startFakeUpstream({ port = 0, host = '127.0.0.1' } = {}) {
     res.end(body);
   }
 
-  function takeBehaviour(path) {
-    const i = queue.findIndex((b) => b.path === undefined || b.path === path);
+  function takeBehaviour(path, body) {
+    const i = queue.findIndex((b) =>
+      (b.path === undefined || b.path === path) && (b.match === undefined || body.includes(b.match)));
     return i < 0 ? {} : queue.splice(i, 1)[0];
   }
 
@@ -422,7 +443,7 @@ export async function startFakeUpstream({ port = 0, host = '127.0.0.1' } = {}) {
       );
       return;
     }
-    const beh = takeBehaviour(call.path);
+    const beh = takeBehaviour(call.path, call.body);
     call.behaviour = beh;
     if (beh.hang) return; // never answer; close() or the client ends it
     if (beh.headerDelayMs) await sleep(beh.headerDelayMs);
@@ -553,7 +574,7 @@ export async function startFakeUpstream({ port = 0, host = '127.0.0.1' } = {}) {
   const providerOf = (path) => PROVIDERS.find((p) => p.test(path)) ?? null;
 
   async function handleProvider(provider, req, res, call) {
-    const beh = takeBehaviour(call.path);
+    const beh = takeBehaviour(call.path, call.body);
     call.behaviour = beh;
     if (beh.hang) return;
     if (beh.headerDelayMs) await sleep(beh.headerDelayMs);
