@@ -189,6 +189,15 @@ static int shares_cache(const exchange *x)
 
 /* Computes the cache key; leaves key_hex empty when it cannot. *in gets
  * what it was computed from. */
+/* Whether x's upstream refuses calls without a key: local servers
+ * (Ollama, OpenAI-compatible ones) may have none, and there the client's
+ * own absence of one is passed on. */
+static int needs_credential(const exchange *x)
+{
+    upstream_type type = x->rt.upstream->type;
+    return type != UPSTREAM_TYPE_OLLAMA && type != UPSTREAM_TYPE_OPENAI_COMPATIBLE;
+}
+
 static void compute_key(exchange *x, const char *credential_scope, const rl_buf *canonical,
                         const rl_buf *key_parts, ckey_input *in)
 {
@@ -244,8 +253,9 @@ static void serve_api(exchange *x)
     const char *scope = x->spend.has_token ? x->spend.scope : credential_scope;
     /* The scope compute_key uses, kept for the call (promptcache.h). */
     x->key_scope = shares_cache(x) ? "shared" : scope;
-    upstream_type type = x->rt.upstream->type;
-    if (!credential && type != UPSTREAM_TYPE_OLLAMA && type != UPSTREAM_TYPE_OPENAI_COMPATIBLE) {
+    /* With [models] lines the upstream is known only once the body is
+     * read: the check waits for it (after models_reroute). */
+    if (!credential && !x->cfg->models.n && needs_credential(x)) {
         exchange_fail(x, RL_UNAUTHORIZED, x->prov->missing_credential);
         goto out;
     }
@@ -284,6 +294,10 @@ static void serve_api(exchange *x)
      * budgets and the key, which both name it. */
     if (models_reroute(x) != 0)
         goto out;
+    if (!credential && needs_credential(x)) {
+        exchange_fail(x, RL_UNAUTHORIZED, x->prov->missing_credential);
+        goto out;
+    }
     if (spend_allows(x) != 0)
         goto out;
     const char *why = NULL;

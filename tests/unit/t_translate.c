@@ -264,6 +264,56 @@ static void test_failures(const relay *r)
     client_release(&emb);
 }
 
+/* With [models], whether a key is needed is known once the model routed
+ * the request: none for a local Ollama, one for Anthropic. */
+static void test_credentials(const relay *r)
+{
+    const char *L = "credentials";
+    json_t *reply = json_pack(
+        "{s:i,s:{s:s},s:s}", "status", 200, "headers", "content-type", "application/json", "body",
+        "{\"model\":\"llama3\",\"created_at\":\"2026-12-07T00:00:00Z\",\"message\":"
+        "{\"role\":\"assistant\",\"content\":\"Hello.\"},\"done\":true,\"done_reason\":"
+        "\"stop\",\"prompt_eval_count\":5,\"eval_count\":2}");
+    fake_reset(reply, FAKE_REPLY);
+    const char *body = "{\"model\":\"local/llama3\",\"messages\":[{\"role\":\"user\","
+                       "\"content\":\"hi\"}]}";
+    json_t *h = json_pack("{s:s}", "content-type", "application/json");
+    client c;
+    client_init(&c, 0);
+    handle(r, "POST", "/v1/chat/completions", h, body, strlen(body), &c);
+    is_int(c.status, 200, point(L, "no key, routed to Ollama: 200"));
+    if (c.status != 200)
+        printf("#   %.*s\n", (int)c.body.len, c.body.data ? c.body.data : "");
+    ok(fake.url && strcmp(fake.url, FAKE_BASE "/api/chat") == 0,
+       point(L, "sent to Ollama's /api/chat (%s)", fake.url ? fake.url : "none"));
+    json_t *up = json_loadb(fake.body.data ? fake.body.data : "", fake.body.len, 0, NULL);
+    is_str(json_string_value(json_object_get(up, "model")), "llama3",
+           point(L, "local/ removed from the model sent"));
+    ok(json_is_false(json_object_get(up, "stream")), point(L, "stream: false said to Ollama"));
+    json_decref(up);
+    json_t *ans = json_loadb(c.body.data ? c.body.data : "", c.body.len, 0, NULL);
+    is_str(json_string_value(json_object_get(
+               json_object_get(json_array_get(json_object_get(ans, "choices"), 0), "message"),
+               "content")),
+           "Hello.", point(L, "Ollama's answer as a chat.completion"));
+    is_str(json_string_value(json_object_get(ans, "model")), "local/llama3",
+           point(L, "named as the client named it"));
+    json_decref(ans);
+    client_release(&c);
+
+    fake_reset(reply, FAKE_REPLY);
+    const char *cb = "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\","
+                     "\"content\":\"hi\"}]}";
+    client k;
+    client_init(&k, 0);
+    handle(r, "POST", "/v1/chat/completions", h, cb, strlen(cb), &k);
+    is_int(k.status, 401, point(L, "no key, routed to Anthropic: 401"));
+    is_int(fake.calls, 0, point(L, "401: no upstream call"));
+    client_release(&k);
+    json_decref(h);
+    json_decref(reply);
+}
+
 int main(void)
 {
     char tmp[] = "/tmp/t_translate.XXXXXX";
@@ -271,12 +321,14 @@ int main(void)
         return 1;
     relay r;
     json_t *ups =
-        json_pack("[{s:s,s:s,s:s}]", "name", "claude", "type", "anthropic", "accepts", "openai");
-    json_t *ini = json_pack("{s:{s:s}}", "models", "claude-*", "claude");
+        json_pack("[{s:s,s:s,s:s},{s:s,s:s,s:s}]", "name", "claude", "type", "anthropic", "accepts",
+                  "openai", "name", "local", "type", "ollama", "accepts", "openai");
+    json_t *ini = json_pack("{s:{s:s,s:s}}", "models", "claude-*", "claude", "local/*", "local");
     if (relay_start(&r, tmp, ups, ini, "start") == 0) {
         test_body(&r);
         test_stream(&r);
         test_failures(&r);
+        test_credentials(&r);
     }
     relay_stop(&r);
     json_decref(ups);
