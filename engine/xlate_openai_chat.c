@@ -1656,9 +1656,12 @@ static rl_err chat_enc_event(void *state, const xl_reply *reply, const xl_event 
 const xl_dialect xl_openai_chat = {
     .id = XL_OPENAI_CHAT,
     .name = "OpenAI Chat Completions",
-    .caps = CAP(XL_F_SEED) | CAP(XL_F_PENALTIES) | CAP(XL_F_CHOICES) | CAP(XL_F_JSON_OBJECT) |
-            CAP(XL_F_JSON_SCHEMA) | CAP(XL_F_IMAGE_URL) | CAP(XL_F_IMAGE) | CAP(XL_F_TOOLS) |
-            CAP(XL_F_PARALLEL_OFF) | CAP(XL_F_THINKING) | CAP(XL_F_STOP),
+    /* Not XL_F_CHOICES: the model's answer holds one choice, so a
+     * translated answer would lose the others (a Gemini client's
+     * candidateCount 2 would get one candidate back). */
+    .caps = CAP(XL_F_SEED) | CAP(XL_F_PENALTIES) | CAP(XL_F_JSON_OBJECT) | CAP(XL_F_JSON_SCHEMA) |
+            CAP(XL_F_IMAGE_URL) | CAP(XL_F_IMAGE) | CAP(XL_F_TOOLS) | CAP(XL_F_PARALLEL_OFF) |
+            CAP(XL_F_THINKING) | CAP(XL_F_STOP),
     .carries_thinking = 0,
     .decode_request = chat_decode_request,
     .encode_request = chat_encode_request,

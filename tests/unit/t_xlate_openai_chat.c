@@ -353,7 +353,13 @@ static void test_features(rl_pool *pool, rl_buf *out, rl_buf *why)
             "\"json_schema\",\"json_schema\":{\"name\":\"r\",\"schema\":{\"type\":\"object\"},"
             "\"strict\":true}},\"reasoning_effort\":\"low\",\"user\":\"s1\"}",
             "features: the upstream body");
-    is_int(xlate_check_features(&req, D, why), RL_OK, "features: all carried by Chat");
+    /* n > 1 reaches no upstream translated (the model's answer holds one
+     * choice); the rest is carried by Chat. */
+    rl_buf_reset(why);
+    is_int(xlate_check_features(&req, D, why), RL_BAD_REQUEST, "features: n > 1 is refused");
+    ok(has(why, "`n` cannot be translated"), "features: the 400 names n");
+    req.features[XL_F_CHOICES] = NULL;
+    is_int(xlate_check_features(&req, D, why), RL_OK, "features: the others carried by Chat");
 
     err = round_trip(pool,
                      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
