@@ -60,7 +60,6 @@
  * API has no separate terminator); errors are the `error` event (and
  * response.failed).
  */
-#include "engine/xlate_responses.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -1447,8 +1446,9 @@ typedef struct enc_item {
 typedef struct enc_state {
     int started, over;
     int seq;
-    rl_buf id;       /* the response id given at START */
-    enc_item *items; /* malloc: freed at END, ERROR or by xlate_responses_enc_release */
+    rl_buf id; /* the response id given at START */
+    enc_item
+        *items; /* malloc: freed at END, ERROR or by resp_enc_release (xl_dialect.enc_release) */
     size_t nitems;
     size_t open; /* 1 + the index of the open message or reasoning item, 0: none */
     xl_stop stop;
@@ -1457,7 +1457,9 @@ typedef struct enc_state {
     int64_t reasoning;
 } enc_state;
 
-void xlate_responses_enc_release(void *state)
+/* xl_dialect.enc_release: frees the copies the state holds; the state is
+ * then as if zeroed. Safe on a zeroed state and after END or ERROR. */
+static void resp_enc_release(void *state)
 {
     enc_state *s = state;
     for (size_t i = 0; i < s->nitems; i++) {
@@ -1823,7 +1825,7 @@ static rl_err resp_enc_event(void *state, const xl_reply *reply, const xl_event 
     if (err == RL_OK && enc_on[ev->kind])
         err = enc_on[ev->kind](s, reply, ev, out);
     if (ev->kind == XL_EV_END || ev->kind == XL_EV_ERROR) {
-        xlate_responses_enc_release(s);
+        resp_enc_release(s);
         s->over = 1;
     }
     return err;
@@ -1848,4 +1850,5 @@ const xl_dialect xl_openai_responses = {
     .dec_finish = resp_dec_finish,
     .enc_size = sizeof(enc_state),
     .enc_event = resp_enc_event,
+    .enc_release = resp_enc_release,
 };

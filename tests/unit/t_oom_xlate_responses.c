@@ -6,7 +6,7 @@
  * again, an answer decoded and encoded, an error body, an upstream stream
  * decoded event by event, and model events encoded into a client stream
  * (ending with END, and with ERROR; a stream that failed midway is
- * released with xlate_responses_enc_release, as the caller must).
+ * released with its enc_release, as the caller must).
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -16,7 +16,6 @@
 
 #include "engine/frame.h"
 #include "engine/xlate.h"
-#include "engine/xlate_responses.h"
 #include "tests/unit/oom_inject.h"
 #include "tests/unit/tap.h"
 
@@ -209,7 +208,7 @@ static void enc_work(scenario *sc, run *r)
     if (err == RL_OK)
         err = D->enc_event(state, &reply, end, out);
     done(r, err);
-    xlate_responses_enc_release(state);
+    xl_openai_responses.enc_release(state);
 }
 
 static const rl_err allowed[] = {RL_NOMEM};

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "engine/xlate.h"
-#include "engine/xlate_responses.h"
 #include "tests/unit/tap.h"
 
 static const xl_dialect *D = &xl_openai_responses;
@@ -972,7 +971,7 @@ static void test_enc_stream(void)
     rl_buf_reset(&out);
     xl_event stray = {.kind = XL_EV_TOOL_ARGS, .index = 3, .text = "{}"};
     is_int(enc(state, &stray, &out), RL_UPSTREAM_PROTOCOL, "arguments of no call: protocol error");
-    xlate_responses_enc_release(state);
+    xl_openai_responses.enc_release(state);
 
     /* An error mid-stream: the error event and response.failed; then over. */
     memset(state, 0, D->enc_size);
@@ -1005,7 +1004,7 @@ static void test_enc_stream(void)
         "'param':null}",
     };
     stream_is(out.data, early, 1, "early ERROR: the error event alone");
-    xlate_responses_enc_release(state);
+    xl_openai_responses.enc_release(state);
     rl_buf_release(&out);
 }
 
@@ -1020,8 +1019,8 @@ static void test_enc_release(void)
     xl_event args = {.kind = XL_EV_TOOL_ARGS, .index = 0, .text = "{}"};
     is_int(enc(state, &call, &out), RL_OK, "abandoned: a call");
     is_int(enc(state, &args, &out), RL_OK, "abandoned: its arguments");
-    xlate_responses_enc_release(state);
-    xlate_responses_enc_release(state);
+    xl_openai_responses.enc_release(state);
+    xl_openai_responses.enc_release(state);
     ok(1, "abandoned stream released");
     rl_buf_release(&out);
 }
