@@ -1,0 +1,211 @@
+/* libFuzzer target: the translators between wire formats (engine/xlate_*.c,
+ * issue 17) on hostile bytes, called the way engine/translate.c calls them
+ * (translate.c itself drags in the engine, so the dialects are called
+ * directly).
+ *
+ * The first byte chooses: dialect = byte % 5 (xl_dialect_id), direction =
+ * (byte / 5) % 4, and flags = byte / 20 (bit 0: the client asked for the
+ * usage chunk, bit 1: a Gemini client streams a JSON array instead of SSE,
+ * bit 2: a Gemini path names the model / the request streams). The rest is
+ *   0 request: decode_request, then xlate_pair_tool_results, and for every
+ *     dialect xlate_check_features and, when it passes, encode_request
+ *     (the whole client -> upstream path);
+ *   1 answer: decode_response, then encode_response into every dialect;
+ *   2 error: decode_error;
+ *   3 stream: the bytes split into events by frame.h in the dialect's
+ *     stream_framing, each through dec_event, each model event through
+ *     every dialect's enc_event; dec_finish at the end, enc_release always.
+ * Everything lives in one rl_pool freed per input, so a leak is the
+ * translators'. Refusals (RL_BAD_REQUEST, RL_UPSTREAM_PROTOCOL, RL_NOMEM)
+ * are normal outcomes; only a crash, a leak, undefined behaviour or a body
+ * an encoder says it wrote but is not JSON stops the fuzzer (abort). */
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/xlate.h"
+
+/* Output caps: far above what the inputs (max_len 64 KiB) can produce,
+ * low enough that a runaway encoder fails instead of eating memory. */
+#define FUZZ_OUT_MAX (8u << 20)
+#define FUZZ_EVENT_MAX (1u << 20)
+
+static const xl_dialect *const dialects[XL_DIALECTS] = {
+    [XL_OPENAI_CHAT] = &xl_openai_chat, [XL_OPENAI_RESPONSES] = &xl_openai_responses,
+    [XL_ANTHROPIC] = &xl_anthropic,     [XL_GEMINI] = &xl_gemini,
+    [XL_OLLAMA] = &xl_ollama,
+};
+
+/* What an encoder says it wrote whole must be one JSON document. */
+static void must_be_json(const rl_buf *b)
+{
+    json_error_t e;
+    json_t *j = json_loadb(b->data ? b->data : "", b->len, JSON_ALLOW_NUL, &e);
+    if (!j) {
+        if (json_error_code(&e) == json_error_out_of_memory)
+            return;
+        abort();
+    }
+    json_decref(j);
+}
+
+static void fuzz_request(const char *text, size_t len, unsigned flags, const xl_dialect *d,
+                         rl_pool *pool)
+{
+    xl_request req;
+    memset(&req, 0, sizeof req);
+    rl_buf why, body, path;
+    rl_buf_init(&why, 4096);
+    rl_buf_init(&body, FUZZ_OUT_MAX);
+    rl_buf_init(&path, 4096);
+    const char *path_model = d->id == XL_GEMINI && (flags & 4) ? "gemini-fuzz" : NULL;
+    if (d->decode_request(text, len, path_model, pool, &req, &why) != RL_OK ||
+        xlate_pair_tool_results(&req, &why) != RL_OK)
+        goto out;
+    if (d->id == XL_GEMINI) /* said by the path, as translate.c does */
+        req.stream = (flags & 4) != 0;
+    for (int to = 0; to < XL_DIALECTS; to++) {
+        rl_buf_reset(&why);
+        rl_buf_reset(&body);
+        rl_buf_reset(&path);
+        if (xlate_check_features(&req, dialects[to], &why) != RL_OK)
+            continue;
+        rl_err err = dialects[to]->encode_request(&req, &body, &path, &why);
+        if (err == RL_OK && rl_buf_error(&body) == RL_OK)
+            must_be_json(&body);
+    }
+out:
+    rl_buf_release(&why);
+    rl_buf_release(&body);
+    rl_buf_release(&path);
+}
+
+static xl_reply reply_for(const xl_dialect *client, unsigned flags)
+{
+    frame_kind framing = client->stream_framing;
+    if (client->id == XL_GEMINI && (flags & 2))
+        framing = FRAME_JSON_ARRAY;
+    return (xl_reply){.model = "client-model",
+                      .id = "relay-fuzz",
+                      .created = 1700000000,
+                      .include_usage = flags & 1,
+                      .framing = framing};
+}
+
+static void fuzz_response(const char *text, size_t len, unsigned flags, const xl_dialect *d,
+                          rl_pool *pool)
+{
+    xl_response resp;
+    memset(&resp, 0, sizeof resp);
+    if (d->decode_response(text, len, pool, &resp) != RL_OK)
+        return;
+    rl_buf out;
+    rl_buf_init(&out, FUZZ_OUT_MAX);
+    for (int to = 0; to < XL_DIALECTS; to++) {
+        rl_buf_reset(&out);
+        xl_reply reply = reply_for(dialects[to], flags);
+        if (dialects[to]->encode_response(&resp, &reply, &out) == RL_OK &&
+            rl_buf_error(&out) == RL_OK)
+            must_be_json(&out);
+    }
+    rl_buf_release(&out);
+}
+
+/* One upstream stream translated for every client dialect at once. */
+typedef struct stream_run {
+    const xl_dialect *up;
+    void *dec;
+    rl_pool *pool;
+    void *enc[XL_DIALECTS];
+    xl_reply reply[XL_DIALECTS];
+    int dead[XL_DIALECTS]; /* its encoder failed: translate.c ends that stream */
+    rl_buf out;
+    int failed; /* the decoder failed: translate.c stops reading */
+} stream_run;
+
+static int emit_all(void *ctx, const xl_event *ev)
+{
+    stream_run *s = ctx;
+    int live = 0;
+    for (int c = 0; c < XL_DIALECTS; c++) {
+        if (s->dead[c])
+            continue;
+        rl_buf_reset(&s->out);
+        if (dialects[c]->enc_event(s->enc[c], &s->reply[c], ev, &s->out) != RL_OK)
+            s->dead[c] = 1;
+        else
+            live++;
+    }
+    return live ? 0 : 1;
+}
+
+static int on_frame(void *ctx, const char *event, const char *data, size_t len)
+{
+    stream_run *s = ctx;
+    if (s->up->dec_event(s->dec, s->pool, event, data, len, emit_all, s) != RL_OK)
+        s->failed = 1;
+    return s->failed;
+}
+
+static void fuzz_stream(const char *text, size_t len, unsigned flags, const xl_dialect *d,
+                        rl_pool *pool)
+{
+    stream_run s;
+    memset(&s, 0, sizeof s);
+    s.up = d;
+    s.pool = pool;
+    s.dec = rl_palloc(pool, d->dec_size ? d->dec_size : 1);
+    for (int c = 0; c < XL_DIALECTS; c++) {
+        s.enc[c] = rl_palloc(pool, dialects[c]->enc_size ? dialects[c]->enc_size : 1);
+        s.reply[c] = reply_for(dialects[c], flags);
+    }
+    if (!s.dec)
+        return;
+    for (int c = 0; c < XL_DIALECTS; c++)
+        if (!s.enc[c])
+            return;
+    rl_buf_init(&s.out, FUZZ_OUT_MAX);
+
+    frame_parser p;
+    frame_init(&p, d->stream_framing, FUZZ_EVENT_MAX, on_frame, &s);
+    rl_err err = frame_feed(&p, text, len);
+    if (err == RL_OK)
+        err = frame_finish(&p);
+    frame_release(&p);
+    if (err == RL_OK && !s.failed)
+        d->dec_finish(s.dec, pool, emit_all, &s);
+
+    for (int c = 0; c < XL_DIALECTS; c++)
+        if (dialects[c]->enc_release)
+            dialects[c]->enc_release(s.enc[c]);
+    rl_buf_release(&s.out);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    unsigned pick = data[0];
+    const xl_dialect *d = dialects[pick % XL_DIALECTS];
+    unsigned direction = (pick / XL_DIALECTS) % 4;
+    unsigned flags = pick / (XL_DIALECTS * 4);
+    const char *text = (const char *)data + 1;
+    size--;
+
+    rl_pool *pool = rl_pool_new();
+    if (!pool)
+        return 0;
+    if (direction == 0)
+        fuzz_request(text, size, flags, d, pool);
+    else if (direction == 1)
+        fuzz_response(text, size, flags, d, pool);
+    else if (direction == 2) {
+        xl_error e;
+        memset(&e, 0, sizeof e);
+        d->decode_error(text, size, pool, &e);
+    } else
+        fuzz_stream(text, size, flags, d, pool);
+    rl_pool_free(pool);
+    return 0;
+}
