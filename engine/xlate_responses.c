@@ -1848,4 +1848,7 @@ const xl_dialect xl_openai_responses = {
     .dec_finish = resp_dec_finish,
     .enc_size = sizeof(enc_state),
     .enc_event = resp_enc_event,
+    /* A stream abandoned before END or ERROR (the client left, the
+     * upstream was cut) must still free the copies the encoder holds. */
+    .enc_release = xlate_responses_enc_release,
 };

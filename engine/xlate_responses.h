@@ -7,9 +7,8 @@
  * item's full text), so its state holds copies of what was streamed, in
  * memory of its own (enc_event has no pool). XL_EV_END and XL_EV_ERROR free
  * them; a stream abandoned before either (the client left) must call
- * xlate_responses_enc_release. The lead is asked to make this a
- * contract hook (xl_dialect.enc_release, NULL for dialects that hold
- * nothing).
+ * xlate_responses_enc_release, which is also the dialect's
+ * xl_dialect.enc_release (translate.c calls that one).
  */
 #ifndef RELAY_ENGINE_XLATE_RESPONSES_H
 #define RELAY_ENGINE_XLATE_RESPONSES_H

@@ -1020,7 +1020,11 @@ static void test_enc_release(void)
     xl_event args = {.kind = XL_EV_TOOL_ARGS, .index = 0, .text = "{}"};
     is_int(enc(state, &call, &out), RL_OK, "abandoned: a call");
     is_int(enc(state, &args, &out), RL_OK, "abandoned: its arguments");
-    xlate_responses_enc_release(state);
+    /* Through the contract's hook, as translate.c releases it: without
+     * it the copies leaked (found by fuzz_xlate). */
+    ok(D->enc_release == xlate_responses_enc_release, "enc_release is the dialect's hook");
+    if (D->enc_release)
+        D->enc_release(state);
     xlate_responses_enc_release(state);
     ok(1, "abandoned stream released");
     rl_buf_release(&out);
