@@ -65,6 +65,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "engine/prov_json.h"
 #include "engine/xlate.h"
@@ -220,6 +221,13 @@ static rl_err part_image(dec_ctx *c, const target *t, json_t *part, size_t i, si
             return refuse(c->why,
                           "`input[%zu].content[%zu].image_url` is a data URL that is not "
                           "base64.",
+                          i, j);
+        /* The model carries images only: another media type would reach
+         * an upstream as an image it is not (found by fuzz_xlate). */
+        if (strncasecmp(p->media_type, "image/", 6) != 0)
+            return refuse(c->why,
+                          "`input[%zu].content[%zu].image_url` must be an image's data: URL to be "
+                          "translated.",
                           i, j);
         return RL_OK;
     }

@@ -182,6 +182,9 @@ static void test_images(void)
         "messages[0].images[0]");
     refused("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"images\":[7]}]}",
             "messages[0].images[0]");
+    refused("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"images\":"
+            "[\"data:impng;base64,AAAA\"]}]}",
+            "messages[0].images[0]");
     refused("{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"content\":\"x\",\"images\":"
             "[\"" PNG_B64 "\"]}]}",
             "messages[0].images");

@@ -360,6 +360,9 @@ static void test_refusals(void)
          "`input[0].type` `web_search_call`"},
         {"{'model':'m','input':[{'role':'critic','content':'x'}]}", "`input[0].role` `critic`"},
         {"{'model':'m','input':'x','logit_bias':{'1':2}}", "`logit_bias`"},
+        {"{'model':'m','input':[{'role':'user','content':[{'type':'input_image','image_url':"
+         "'data:application/pdf;base64,JVBE'}]}]}",
+         "`input[0].content[0].image_url` must be an image"},
         {"{'model':'m','input':'x','background':true}", "`background`"},
         {"{'model':'m','input':'x','top_logprobs':3}", "`top_logprobs`"},
         {"{'model':'m','input':'x','include':['message.output_text.logprobs']}", "`include[0]`"},
