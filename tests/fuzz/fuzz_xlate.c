@@ -21,6 +21,7 @@
  * an encoder says it wrote but is not JSON stops the fuzzer (abort). */
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,29 @@ static void must_be_json(const rl_buf *b)
     json_decref(j);
 }
 
+/* What an encoder wrote for an upstream, its own dialect's decoder (the
+ * same format, read as a client's) must accept: an encoder that writes a
+ * request its format refuses would be an upstream 400 for the client. */
+static void reads_back(const xl_dialect *to, const xl_request *req, const rl_buf *body,
+                       rl_pool *pool)
+{
+    /* A client that named no model gets the upstream's 400 for it, as
+     * it would without translation. */
+    if (!req->model || !req->model[0])
+        return;
+    xl_request again;
+    memset(&again, 0, sizeof again);
+    rl_buf why;
+    rl_buf_init(&why, 4096);
+    rl_err err = to->decode_request(body->data, body->len, req->model, pool, &again, &why);
+    if (err == RL_BAD_REQUEST || err == RL_BAD_JSON) {
+        fprintf(stderr, "%s refuses what its encoder wrote: %.*s\n%.*s\n", to->name,
+                (int)why.len, why.data ? why.data : "", (int)body->len, body->data);
+        abort();
+    }
+    rl_buf_release(&why);
+}
+
 static void fuzz_request(const char *text, size_t len, unsigned flags, const xl_dialect *d,
                          rl_pool *pool)
 {
@@ -72,8 +96,10 @@ static void fuzz_request(const char *text, size_t len, unsigned flags, const xl_
         if (xlate_check_features(&req, dialects[to], &why) != RL_OK)
             continue;
         rl_err err = dialects[to]->encode_request(&req, &body, &path, &why);
-        if (err == RL_OK && rl_buf_error(&body) == RL_OK)
+        if (err == RL_OK && rl_buf_error(&body) == RL_OK) {
             must_be_json(&body);
+            reads_back(dialects[to], &req, &body, pool);
+        }
     }
 out:
     rl_buf_release(&why);
