@@ -315,12 +315,31 @@ static rl_err item_call(dec_ctx *c, json_t *item, size_t i)
                       "`input[%zu]`: a function_call needs call_id, name and arguments "
                       "(strings).",
                       i);
+    /* The model holds a JSON object's compact text, which the other
+     * formats send as an object: arguments that are not one were passed
+     * through and written as such (found by fuzz_xlate). */
+    json_t *obj = NULL;
+    if (*args) {
+        json_error_t jerr;
+        obj = prov_json_load(args, json_string_length(json_object_get(item, "arguments")), &jerr);
+        rl_err err = obj ? RL_OK : prov_json_failed(&jerr, RL_BAD_REQUEST);
+        if (err == RL_OK && !json_is_object(obj))
+            err = RL_BAD_REQUEST;
+        if (err != RL_OK) {
+            json_decref(obj);
+            return err == RL_NOMEM ? RL_NOMEM
+                                   : refuse(c->why,
+                                            "`input[%zu].arguments` must be a JSON object's text "
+                                            "to be translated.",
+                                            i);
+        }
+    }
     xl_message *m = turn(c, XL_ROLE_ASSISTANT);
     xl_part *p = m ? add_part(c, &m->parts, &m->nparts, XL_PART_TOOL_CALL) : NULL;
-    if (!p || !(p->id = rl_pstrdup(c->pool, id)) || !(p->name = rl_pstrdup(c->pool, name)) ||
-        !(p->arguments = rl_pstrdup(c->pool, *args ? args : "{}")))
-        return RL_NOMEM;
-    return RL_OK;
+    int ok = p && (p->id = rl_pstrdup(c->pool, id)) && (p->name = rl_pstrdup(c->pool, name)) &&
+             (p->arguments = obj ? pool_json(c->pool, obj) : "{}");
+    json_decref(obj);
+    return ok ? RL_OK : RL_NOMEM;
 }
 
 /* A function's output: a string, or input_text parts (joined; the model's

@@ -360,6 +360,12 @@ static void test_refusals(void)
          "`input[0].type` `web_search_call`"},
         {"{'model':'m','input':[{'role':'critic','content':'x'}]}", "`input[0].role` `critic`"},
         {"{'model':'m','input':'x','logit_bias':{'1':2}}", "`logit_bias`"},
+        {"{'model':'m','input':[{'type':'function_call','call_id':'c','name':'f','arguments':"
+         "'{nope'}]}",
+         "`input[0].arguments` must be a JSON object"},
+        {"{'model':'m','input':[{'type':'function_call','call_id':'c','name':'f','arguments':"
+         "'[1]'}]}",
+         "`input[0].arguments` must be a JSON object"},
         {"{'model':'m','input':[{'role':'user','content':[{'type':'input_image','image_url':"
          "'data:application/pdf;base64,JVBE'}]}]}",
          "`input[0].content[0].image_url` must be an image"},
