@@ -165,12 +165,15 @@ FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 # What the targets link: the parsers and what they call, without libdb,
 # libcurl or OpenSSL (config.c needs retry.c's fallback checks, the
-# adapters prov_canon.c's normalisations).
+# adapters prov_canon.c's normalisations; the translators engine/xlate*.c,
+# but not translate.c, which needs the engine).
 FUZZ_SRC := engine/sse.c engine/frame.c engine/prov_common.c engine/prov_openai.c \
 	engine/prov_anthropic.c engine/prov_gemini.c engine/prov_ollama.c engine/policy.c \
 	engine/config.c engine/config_values.c engine/pricing.c engine/route.c fcgi/params.c \
 	store/base/rl_buf.c store/base/rl_err.c store/base/rl_log.c store/base/rl_pool.c \
-	store/base/rl_hex.c engine/fuzzy.c engine/retry.c engine/prov_canon.c
+	store/base/rl_hex.c engine/fuzzy.c engine/retry.c engine/prov_canon.c \
+	engine/xlate.c engine/xlate_openai_chat.c engine/xlate_responses.c engine/xlate_anthropic.c \
+	engine/xlate_gemini.c engine/xlate_ollama.c
 FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) $(FUZZ_SAN) -MMD -MP
 FUZZ_OBJ    := $(patsubst %.c,build-fuzz/obj/%.o,$(FUZZ_SRC))

@@ -55,8 +55,12 @@ rl_err xlate_pair_tool_results(xl_request *req, rl_buf *why)
         xl_message *msg = &req->messages[m];
         for (size_t p = 0; p < msg->nparts; p++) {
             xl_part *part = &msg->parts[p];
-            if (part->kind != XL_PART_TOOL_RESULT || (part->name && part->id))
+            if (part->kind != XL_PART_TOOL_RESULT)
                 continue;
+            /* A result that names its function is still looked up: one
+             * answering no call (an Ollama tool message with tool_name and
+             * a stray tool_call_id, found by fuzz_xlate) would be refused
+             * by every upstream that pairs results with calls. */
             const xl_part *call = part->id ? find_call(req, m, part->id) : NULL;
             if (!call) {
                 rl_buf_printf(why,
@@ -65,7 +69,8 @@ rl_err xlate_pair_tool_results(xl_request *req, rl_buf *why)
                               part->id ? part->id : "(none)");
                 return RL_BAD_REQUEST;
             }
-            part->name = call->name;
+            if (!part->name)
+                part->name = call->name;
         }
     }
     return RL_OK;

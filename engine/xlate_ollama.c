@@ -68,6 +68,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "engine/prov_json.h"
@@ -265,6 +266,10 @@ static rl_err dec_user(dec_ctx *c, size_t i, json_t *msg, const char *content)
         if (!s)
             return refuse(c, field, "it must be a base64 string.");
         if (xlate_data_url(c->pool, s, &p->media_type, &p->data) == 0) {
+            /* Images only, as sniff_image below (found by fuzz_xlate: a
+             * data:impng URL reached Gemini as an image). */
+            if (strncasecmp(p->media_type, "image/", 6) != 0)
+                return refuse(c, field, "a data: URL must hold an image to be translated.");
             m->nparts++;
             continue;
         }

@@ -552,8 +552,15 @@ static rl_err part_image(dec *d, const char *path, json_t *p, xl_part *out)
     d->req->features[XL_F_IMAGE] = "image_url";
     if (!url)
         return refuse(d->why, "`%s.image_url.url` is required.", path);
+    /* The model carries images only (xl_part): another media type would
+     * reach an upstream as an image it is not (fuzz_xlate: Gemini's own
+     * decoder refused the "impng" this one let through). */
     if (xlate_data_url(d->pool, url, &out->media_type, &out->data) == 0)
-        return RL_OK;
+        return strncasecmp(out->media_type, "image/", 6) == 0
+                   ? RL_OK
+                   : refuse(d->why,
+                            "`%s.image_url.url` must be an image's data: URL to be translated.",
+                            path);
     /* xlate_data_url says -1 for a URL that is not a base64 data: URL and
      * for a failed copy: one that looks whole failed for want of memory. */
     const char *b64 = strncasecmp(url, "data:", 5) == 0 ? strstr(url, ";base64") : NULL;

@@ -64,6 +64,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "engine/prov_json.h"
 #include "engine/xlate.h"
@@ -220,6 +221,13 @@ static rl_err part_image(dec_ctx *c, const target *t, json_t *part, size_t i, si
                           "`input[%zu].content[%zu].image_url` is a data URL that is not "
                           "base64.",
                           i, j);
+        /* The model carries images only: another media type would reach
+         * an upstream as an image it is not (found by fuzz_xlate). */
+        if (strncasecmp(p->media_type, "image/", 6) != 0)
+            return refuse(c->why,
+                          "`input[%zu].content[%zu].image_url` must be an image's data: URL to be "
+                          "translated.",
+                          i, j);
         return RL_OK;
     }
     if (!(p->url = rl_pstrdup(c->pool, url)))
@@ -306,12 +314,31 @@ static rl_err item_call(dec_ctx *c, json_t *item, size_t i)
                       "`input[%zu]`: a function_call needs call_id, name and arguments "
                       "(strings).",
                       i);
+    /* The model holds a JSON object's compact text, which the other
+     * formats send as an object: arguments that are not one were passed
+     * through and written as such (found by fuzz_xlate). */
+    json_t *obj = NULL;
+    if (*args) {
+        json_error_t jerr;
+        obj = prov_json_load(args, json_string_length(json_object_get(item, "arguments")), &jerr);
+        rl_err err = obj ? RL_OK : prov_json_failed(&jerr, RL_BAD_REQUEST);
+        if (err == RL_OK && !json_is_object(obj))
+            err = RL_BAD_REQUEST;
+        if (err != RL_OK) {
+            json_decref(obj);
+            return err == RL_NOMEM ? RL_NOMEM
+                                   : refuse(c->why,
+                                            "`input[%zu].arguments` must be a JSON object's text "
+                                            "to be translated.",
+                                            i);
+        }
+    }
     xl_message *m = turn(c, XL_ROLE_ASSISTANT);
     xl_part *p = m ? add_part(c, &m->parts, &m->nparts, XL_PART_TOOL_CALL) : NULL;
-    if (!p || !(p->id = rl_pstrdup(c->pool, id)) || !(p->name = rl_pstrdup(c->pool, name)) ||
-        !(p->arguments = rl_pstrdup(c->pool, *args ? args : "{}")))
-        return RL_NOMEM;
-    return RL_OK;
+    int ok = p && (p->id = rl_pstrdup(c->pool, id)) && (p->name = rl_pstrdup(c->pool, name)) &&
+             (p->arguments = obj ? pool_json(c->pool, obj) : "{}");
+    json_decref(obj);
+    return ok ? RL_OK : RL_NOMEM;
 }
 
 /* A function's output: a string, or input_text parts (joined; the model's
@@ -1850,5 +1877,7 @@ const xl_dialect xl_openai_responses = {
     .dec_finish = resp_dec_finish,
     .enc_size = sizeof(enc_state),
     .enc_event = resp_enc_event,
+    /* A stream abandoned before END or ERROR (the client left, the
+     * upstream was cut) must still free the copies the encoder holds. */
     .enc_release = resp_enc_release,
 };

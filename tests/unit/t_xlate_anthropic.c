@@ -400,6 +400,10 @@ static void test_refusals(void)
          "\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t\",\"content\":[{\"type\":"
          "\"image\",\"source\":{}}]}]}]}",
          "messages[1].content[0].content[0].type"},
+        {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{\"role\":\"user\",\"content\":[{"
+         "\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"impng\","
+         "\"data\":\"AAAA\"}}]}]}",
+         "messages[0].content[0].source.media_type"},
         {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[],\"thinking\":{\"type\":\"weird\"}}",
          "thinking.type"},
         {"{\"model\":\"m\",\"max_tokens\":5,\"messages\":[],\"tool_choice\":{\"type\":\"x\"}}",

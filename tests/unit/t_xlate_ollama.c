@@ -182,6 +182,9 @@ static void test_images(void)
         "messages[0].images[0]");
     refused("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"images\":[7]}]}",
             "messages[0].images[0]");
+    refused("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"images\":"
+            "[\"data:impng;base64,AAAA\"]}]}",
+            "messages[0].images[0]");
     refused("{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"content\":\"x\",\"images\":"
             "[\"" PNG_B64 "\"]}]}",
             "messages[0].images");
@@ -245,6 +248,17 @@ static void test_tools(void)
             "tools: string arguments read as an object");
     is_str(req.messages[5].parts[0].id, "abc", "tools: result paired by tool_call_id");
     is_str(req.messages[5].parts[0].name, "get_time", "tools: named from its call");
+
+    /* Found by fuzz_xlate: a result with tool_name and a tool_call_id no
+     * call has was let through (named, so never looked up by
+     * xlate_pair_tool_results) and written as an orphan tool result
+     * every other format refuses. */
+    static const char orphan[] =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"},"
+        "{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"id\":\"call_0\","
+        "\"function\":{\"name\":\"f\",\"arguments\":{}}}]},"
+        "{\"role\":\"tool\",\"content\":\"r\",\"tool_name\":\"f\",\"tool_call_id\":\"abc\"}]}";
+    refused(orphan, "abc");
     rl_buf_release(&why);
     rl_pool_free(pool);
 

@@ -138,6 +138,15 @@ static void test_images(rl_pool *pool, rl_buf *out, rl_buf *why)
                       "\"image_url\",\"image_url\":{\"url\":\"ftp://x/y\"}}]}]}";
     err = D->decode_request(ftp, strlen(ftp), NULL, pool, &req, why);
     is_int(err, RL_BAD_REQUEST, "images: an ftp URL is refused");
+
+    /* Found by fuzz_xlate: a data: URL of another media type passed as an
+     * image (Gemini's decoder refused what Gemini's encoder then wrote). */
+    rl_buf_reset(why);
+    const char *pdf = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+                      "\"image_url\",\"image_url\":{\"url\":\"data:impng;base64,AAAA\"}}]}]}";
+    err = D->decode_request(pdf, strlen(pdf), NULL, pool, &req, why);
+    is_int(err, RL_BAD_REQUEST, "images: a data: URL that is not an image is refused");
+    ok(why->data && strstr(why->data, "image_url.url"), "images: the refusal names image_url.url");
 }
 
 static const char tools_req[] =
