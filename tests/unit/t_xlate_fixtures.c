@@ -338,6 +338,10 @@ static void run_case(const json_t *c, const char *file, const side *client, cons
     /* The request, the way engine/translate.c chains it. */
     rl_err err =
         client->d->decode_request(body, strlen(body), str_of(c, "path_model"), pool, &req, &why);
+    /* A Gemini client asks for a stream in its path (:streamGenerateContent),
+     * which its body does not say: the caller of decode_request sets it. */
+    if (err == RL_OK && json_is_true(json_object_get(c, "path_stream")))
+        req.stream = 1;
     if (err == RL_OK)
         err = xlate_check_features(&req, upstream->d, &why);
     if (err == RL_OK)
