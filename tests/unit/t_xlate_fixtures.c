@@ -271,6 +271,8 @@ static void run_stream(const json_t *c, const char *file, const char *name, cons
         err = upstream->d->dec_finish(dec, pool, to_client, &p);
     if (err == RL_OK)
         err = p.err;
+    if (client->d->enc_release)
+        client->d->enc_release(enc);
     if (!ok(err == RL_OK, say(file, name, "stream translated")))
         printf("#   error: %s\n#   produced so far: %s\n", rl_err_text(err),
                out.data ? out.data : "");
