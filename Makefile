@@ -42,14 +42,6 @@ ENGINE_SRC := $(wildcard engine/*.c)
 FCGI_SRC   := $(wildcard fcgi/*.c)
 ADMIN_SRC  := $(wildcard admin/*.c)
 UNIT_SRC   := $(wildcard tests/unit/t_*.c)
-# t_xlate_fixtures runs every direction between the five dialects of
-# issue 17, so it links only once all five engine/xlate_*.c are in (they
-# land one branch at a time); until then it is left out, not broken.
-XLATE_DIALECT_SRC := $(wildcard engine/xlate_openai_chat.c engine/xlate_responses.c \
-	engine/xlate_anthropic.c engine/xlate_gemini.c engine/xlate_ollama.c)
-ifneq ($(words $(XLATE_DIALECT_SRC)),5)
-UNIT_SRC   := $(filter-out tests/unit/t_xlate_fixtures.c,$(UNIT_SRC))
-endif
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB        := $(BUILD)/librelay.a

@@ -158,7 +158,7 @@ typedef struct xl_request {
     xl_format format;
     const char *format_schema;
     const char *format_name;
-    int format_strict;
+    int format_strict; /* -1 unset (Gemini has no such notion), 0, 1 */
 
     /* Reasoning: effort "minimal" "low" "medium" "high" (OpenAI), or a
      * token budget (Anthropic's thinking.budget_tokens, Gemini's

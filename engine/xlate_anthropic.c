@@ -78,6 +78,9 @@
 
 #include "engine/prov_json.h"
 
+/* Anthropic's smallest thinking.budget_tokens. */
+#define XLATE_ANTHROPIC_MIN_BUDGET 1024
+
 /* ---- shared small helpers --------------------------------------------- */
 
 /* Appends the reason to why and returns RL_BAD_REQUEST. */
@@ -1033,8 +1036,20 @@ static rl_err anthropic_encode_request(const xl_request *req, rl_buf *out, rl_bu
     int64_t max_tokens = req->max_tokens;
     if (max_tokens < 0)
         max_tokens = XLATE_DEFAULT_MAX_TOKENS + (budget > 0 ? budget : 0);
-    else if (budget > 0 && budget >= max_tokens && max_tokens > 1024)
+    else if (budget > 0 && budget >= max_tokens && max_tokens > XLATE_ANTHROPIC_MIN_BUDGET)
         budget = max_tokens - 1; /* Anthropic: budget_tokens < max_tokens */
+    else if (budget > 0 && budget >= max_tokens) {
+        /* No budget Anthropic takes (at least 1024, below max_tokens) fits
+         * the client's cap, and raising the cap would spend more than the
+         * client allowed: refused, not sent to fail. */
+        rl_buf_printf(why,
+                      "A token cap of %lld leaves no room for thinking at Anthropic, whose "
+                      "thinking budget must be at least %d tokens and below the cap: raise the "
+                      "cap or turn thinking off.",
+                      (long long)max_tokens, XLATE_ANTHROPIC_MIN_BUDGET);
+        err = RL_BAD_REQUEST;
+        goto out;
+    }
     failed |= json_object_set_new(root, "max_tokens", json_integer(max_tokens));
     if (failed)
         goto out;

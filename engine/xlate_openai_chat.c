@@ -1109,7 +1109,7 @@ static json_t *enc_response_format(const xl_request *req)
     int failed = !js;
     if (js && req->format_schema)
         failed |= json_object_set_new(js, "schema", load_text(req->format_schema));
-    if (js && req->format_strict)
+    if (js && req->format_strict > 0)
         failed |= json_object_set_new(js, "strict", json_true());
     return json_pack("{s:s, s:o}", "type", "json_schema", "json_schema",
                      prov_json_check(js, failed));

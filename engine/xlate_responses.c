@@ -899,7 +899,7 @@ static json_t *format_json(const xl_request *req)
     return json_pack("{s:{s:s, s:s, s:o, s:b}}", "format", "type", "json_schema", "name",
                      req->format_name ? req->format_name : "response", "schema",
                      frag(req->format_schema ? req->format_schema : "{}"), "strict",
-                     req->format_strict);
+                     req->format_strict > 0); /* unset (-1): not strict, see xlate.h */
 }
 
 static rl_err resp_encode_request(const xl_request *req, rl_buf *out, rl_buf *path, rl_buf *why)
