@@ -63,6 +63,7 @@ store/store_int.h    the store modules share the open Berkeley DB handles and st
 engine/prov_json.h   the provider adapters share jansson helpers; prov.h stays jansson-free
 engine/prov_canon.h  the provider adapters share the key normalisations of a parsed body
 engine/xlate_ollama_int.h  the two files of the Ollama translator share jansson helpers
+engine/xlate_anthropic_int.h  the Anthropic dialect request and answer files share its block readers (jansson values)
 '
 
 # Type names of the libraries, which must not appear in a header that is
