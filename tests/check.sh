@@ -64,6 +64,7 @@ engine/prov_json.h   the provider adapters share jansson helpers; prov.h stays j
 engine/prov_canon.h  the provider adapters share the key normalisations of a parsed body
 engine/xlate_ollama_int.h  the two files of the Ollama translator share jansson helpers
 engine/xlate_anthropic_int.h  the Anthropic dialect request and answer files share its block readers (jansson values)
+engine/xlate_responses_int.h  the two files of the Responses dialect (request, answers) share jansson helpers
 '
 
 # Type names of the libraries, which must not appear in a header that is
