@@ -173,7 +173,8 @@ FUZZ_SRC := engine/sse.c engine/frame.c engine/prov_common.c engine/prov_openai.
 	store/base/rl_buf.c store/base/rl_err.c store/base/rl_log.c store/base/rl_pool.c \
 	store/base/rl_hex.c engine/fuzzy.c engine/retry.c engine/prov_canon.c \
 	engine/xlate.c engine/xlate_openai_chat.c engine/xlate_responses.c engine/xlate_anthropic.c \
-	engine/xlate_gemini.c engine/xlate_ollama.c
+	engine/xlate_gemini.c engine/xlate_gemini_request.c engine/xlate_gemini_request_encode.c \
+	engine/xlate_ollama.c
 FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -I. $(PKG_CFLAGS) $(FUZZ_SAN) -MMD -MP
 FUZZ_OBJ    := $(patsubst %.c,build-fuzz/obj/%.o,$(FUZZ_SRC))

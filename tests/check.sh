@@ -62,6 +62,7 @@ INTERNAL='
 store/store_int.h    the store modules share the open Berkeley DB handles and store_op_run
 engine/prov_json.h   the provider adapters share jansson helpers; prov.h stays jansson-free
 engine/prov_canon.h  the provider adapters share the key normalisations of a parsed body
+engine/xlate_gemini_int.h  the three files of the Gemini dialect share jansson helpers and its parts writer
 '
 
 # Type names of the libraries, which must not appear in a header that is
