@@ -23,6 +23,20 @@ static const char *const feature_names[XL_FEATURES] = {
     [XL_F_STOP] = "stop",
 };
 
+void xlate_request_init(xl_request *req)
+{
+    *req = (xl_request){
+        .parallel_tool_calls = -1,
+        .max_tokens = -1,
+        .temperature = -1,
+        .top_p = -1,
+        .top_k = -1,
+        .n = 1,
+        .format_strict = -1,
+        .thinking_budget = -1,
+    };
+}
+
 rl_err xlate_check_features(const xl_request *req, const xl_dialect *to, rl_buf *why)
 {
     for (int f = 0; f < XL_FEATURES; f++) {

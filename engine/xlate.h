@@ -172,6 +172,10 @@ typedef struct xl_request {
     const char *features[XL_FEATURES];
 } xl_request;
 
+/* Sets req to the empty request every decoder starts from: nothing set
+ * (each "unset" value as documented above), one answer, not streamed. */
+void xlate_request_init(xl_request *req);
+
 /* Anthropic requires max_tokens; a request without one is sent with this
  * (documented in relay.ini and the README's translation matrix). */
 #define XLATE_DEFAULT_MAX_TOKENS 4096

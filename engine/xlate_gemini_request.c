@@ -959,12 +959,7 @@ rl_err gemini_decode_request(const char *body, size_t len, const char *path_mode
                              xl_request *out, rl_buf *why)
 {
     json_error_t jerr;
-    memset(out, 0, sizeof *out);
-    out->max_tokens = out->top_k = out->thinking_budget = -1;
-    out->temperature = out->top_p = -1;
-    out->parallel_tool_calls = -1;
-    out->n = 1;
-    out->format_strict = -1;
+    xlate_request_init(out);
     json_t *root = prov_json_load(body, len, &jerr);
     if (!root) {
         rl_err err = prov_json_failed(&jerr, RL_BAD_JSON);

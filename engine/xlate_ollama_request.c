@@ -692,15 +692,8 @@ static const struct {
 
 static void request_defaults(xl_request *req)
 {
-    memset(req, 0, sizeof *req);
+    xlate_request_init(req);
     req->stream = 1; /* Ollama streams unless told not to */
-    req->parallel_tool_calls = -1;
-    req->max_tokens = -1;
-    req->temperature = -1;
-    req->top_p = -1;
-    req->top_k = -1;
-    req->n = 1;
-    req->thinking_budget = -1;
 }
 
 rl_err ollama_decode_request(const char *body, size_t len, const char *path_model, rl_pool *pool,

@@ -782,14 +782,7 @@ rl_err chat_decode_request(const char *body, size_t len, const char *path_model,
                            xl_request *out, rl_buf *why)
 {
     (void)path_model; /* the model is in the body */
-    memset(out, 0, sizeof *out);
-    out->parallel_tool_calls = -1;
-    out->max_tokens = -1;
-    out->temperature = -1;
-    out->top_p = -1;
-    out->top_k = -1;
-    out->n = 1;
-    out->thinking_budget = -1;
+    xlate_request_init(out);
     json_error_t jerr;
     json_t *root = prov_json_load(body, len, &jerr);
     if (!root) {

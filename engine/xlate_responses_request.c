@@ -747,13 +747,7 @@ rl_err resp_decode_request(const char *body, size_t len, const char *path_model,
                            xl_request *out, rl_buf *why)
 {
     (void)path_model;
-    *out = (xl_request){.parallel_tool_calls = -1,
-                        .max_tokens = -1,
-                        .temperature = -1,
-                        .top_p = -1,
-                        .top_k = -1,
-                        .n = 1,
-                        .thinking_budget = -1};
+    xlate_request_init(out);
     json_error_t jerr;
     json_t *root = prov_json_load(body, len, &jerr);
     if (!root) {
