@@ -3,8 +3,9 @@
 // It answers POST /v1/messages (a message object, or with `stream: true` a
 // text/event-stream of named events: message_start, content_block_start,
 // ping, content_block_delta..., content_block_stop, message_delta,
-// message_stop) and POST /v1/messages/count_tokens ({"input_tokens": N}),
-// in Anthropic's wire format, errors included:
+// message_stop), POST /v1/messages/count_tokens ({"input_tokens": N}) and
+// GET /v1/models with anthropic-version (its list, one page), in
+// Anthropic's wire format, errors included:
 // {"type":"error","error":{"type","message"}}.
 //
 // Answers are deterministic from the request: the text is "Echo: " + the
@@ -253,13 +254,26 @@ function requestProblem(req, isCount) {
   return null;
 }
 
-// Handles POST /v1/messages and /v1/messages/count_tokens; false for any
-// other request (upstream.mjs answers those).
+// Anthropic's model list (GET /v1/models): one page, newest first.
+const MODELS = [
+  ['claude-sonnet-4-5', 'Claude Sonnet 4.5', '2025-09-29T00:00:00Z'],
+  ['claude-haiku-4-5', 'Claude Haiku 4.5', '2025-10-01T00:00:00Z'],
+];
+
+function modelList() {
+  const data = MODELS.map(([id, display_name, created_at]) => ({ type: 'model', id, display_name, created_at }));
+  return { data, has_more: false, first_id: data[0].id, last_id: data.at(-1).id };
+}
+
+// Handles POST /v1/messages, /v1/messages/count_tokens and GET /v1/models
+// (upstream.mjs sends the list here only with anthropic-version); false for
+// any other request (upstream.mjs answers those).
 export async function handleAnthropic(ctx) {
   const { res, call, beh, sendJson } = ctx;
   const isMessages = call.path === '/v1/messages';
   const isCount = call.path === '/v1/messages/count_tokens';
-  if (call.method !== 'POST' || (!isMessages && !isCount)) return false;
+  const isList = call.method === 'GET' && call.path === '/v1/models';
+  if (!isList && (call.method !== 'POST' || (!isMessages && !isCount))) return false;
   const headers = { 'request-id': `req_fake${call.n}`, ...(ctx.headers ?? {}) };
   const fail = (status, message) => sendJson(res, status, anthropicError(status, message), headers);
 
@@ -267,6 +281,10 @@ export async function handleAnthropic(ctx) {
   const auth = call.headers.authorization;
   if (!(key && key.length) && !(auth && /^Bearer \S+/.test(auth))) {
     fail(401, 'x-api-key header is required');
+    return true;
+  }
+  if (isList) {
+    sendJson(res, 200, modelList(), headers);
     return true;
   }
   if (!call.headers['anthropic-version']) {

@@ -567,11 +567,18 @@ export async function startFakeUpstream({ port = 0, host = '127.0.0.1' } = {}) {
 
   // The other wire formats, each in its own module (tests/fake/*.mjs).
   const PROVIDERS = [
-    { test: (p) => p === '/v1/messages' || p.startsWith('/v1/messages/'), handle: handleAnthropic, error: anthropicError },
+    // GET /v1/models is Anthropic's when it carries anthropic-version, as
+    // Relay lists an Anthropic upstream (x-api-key, no Bearer).
+    {
+      test: (p, req) => p === '/v1/messages' || p.startsWith('/v1/messages/') ||
+        (p === '/v1/models' && req.method === 'GET' && Boolean(req.headers['anthropic-version'])),
+      handle: handleAnthropic,
+      error: anthropicError,
+    },
     { test: (p) => p.startsWith('/v1beta/') || /^\/v1\/models\/[^/]+:/.test(p), handle: handleGemini, error: geminiError },
     { test: (p) => p.startsWith('/api/'), handle: handleOllama, error: ollamaError },
   ];
-  const providerOf = (path) => PROVIDERS.find((p) => p.test(path)) ?? null;
+  const providerOf = (path, req) => PROVIDERS.find((p) => p.test(path, req)) ?? null;
 
   async function handleProvider(provider, req, res, call) {
     const beh = takeBehaviour(call.path, call.body);
@@ -666,7 +673,7 @@ export async function startFakeUpstream({ port = 0, host = '127.0.0.1' } = {}) {
       };
       calls.push(call);
       recordResponse(res, call);
-      const provider = providerOf(path);
+      const provider = providerOf(path, req);
       if (provider) {
         handleProvider(provider, req, res, call).catch((err) => {
           if (!res.headersSent) sendJson(res, 500, provider.error(500, `fake upstream bug: ${err.message}`));
