@@ -2,8 +2,9 @@
 # Runs Relay's benchmarks (not part of `make test`): every tests/bench/*.mjs,
 # each starting its own environment (fake upstream + relay pool + a front,
 # see tests/e2e/harness.mjs) with the binaries in BUILD_DIR (throughput.mjs
-# also needs BUILD_DIR/bench-baseline and bench-fill: make bench-bins). Each
-# prints its numbers and writes tests/out/bench-*.json. Ends with one
+# also needs BUILD_DIR/bench-baseline and bench-fill: make bench-bins;
+# cluster_model.mjs is a simulation and needs neither a build nor a server).
+# Each prints its numbers and writes tests/out/bench-*.json. Ends with one
 # summary line.
 #
 #   tests/bench/run.sh [BUILD_DIR] [NAME...]     e.g. tests/bench/run.sh build coalesce_lag
