@@ -271,14 +271,8 @@ static void fail_before_answer(exchange *x, rl_err err, const char *message)
 static const char *client_credential(exchange *x)
 {
     char buf[1024];
-    const char *c = x->prov->credential(&x->preq, buf, sizeof buf);
-    if (!c)
-        return NULL;
-    /* OpenAI's credential is its whole Authorization value: the key is
-     * what follows the scheme. */
-    if (strncasecmp(c, "Bearer ", 7) == 0)
-        c += 7;
-    return rl_pstrdup(x->req->pool, c);
+    const char *c = prov_credential_key(&x->preq, x->prov->credential(&x->preq, buf, sizeof buf));
+    return c ? rl_pstrdup(x->req->pool, c) : NULL;
 }
 
 /* The call of x to up, with held (the key Relay holds for up, or NULL:
@@ -647,8 +641,7 @@ static void refuse_for_breaker(exchange *x, uint64_t retry_in)
 /* A request its route's upstream cannot be sent in its own format and that
  * cannot be translated for it is refused before any guard counts it (no
  * budget held, no place taken): 400 naming the field, followers too. The
- * encoding is done again for the call (cheap next to the call itself; the
- * decoded request is kept). -1 when refused. */
+ * request it encodes is kept for the call (translate.h). -1 when refused. */
 static int refuse_untranslatable(exchange *x)
 {
     if (!translate_needed(x, x->rt.upstream))

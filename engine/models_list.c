@@ -191,15 +191,6 @@ static int fetch_data(void *ctx, const char *data, size_t len)
     return rl_buf_append(&((fetch *)ctx)->body, data, len) == RL_OK ? 0 : -1;
 }
 
-/* The key itself of the client's credential: OpenAI's credential is its
- * whole Authorization header (prov_openai.c says why), which another
- * upstream type's header must not get, prefix and all. */
-static const char *raw_key(const exchange *x, const char *credential)
-{
-    const char *token = credential ? prov_auth_token(&x->preq, "Bearer") : NULL;
-    return token ? token : credential;
-}
-
 /* The key of up's list for x's scope: a Relay client token's, "shared",
  * or the client's key's (hashed from the key alone, so that one key
  * shares its lists whichever format's header brought it). */
@@ -234,7 +225,7 @@ static rl_err fetch_list(exchange *x, const upstream_config *up, const char *key
     *cached = 0;
     store *s = exchange_store(x);
     uint8_t k[STORE_KEY_LEN];
-    credential = raw_key(x, credential);
+    credential = prov_credential_key(&x->preq, credential);
     int keyed = s && list_key(x, up, credential, k) == 0;
     if (keyed) {
         store_meta meta;

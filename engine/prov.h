@@ -57,6 +57,11 @@ int prov_credential_ok(const char *value);
  * scheme (any case; NULL scheme: any scheme) and a valid token, else NULL.
  * Points into the header's value. */
 const char *prov_auth_token(const prov_request *r, const char *scheme);
+/* The key itself of credential (what ops->credential returned for r):
+ * OpenAI's credential is its whole Authorization value, which an
+ * upstream of another type must get without its scheme. Points into the
+ * header or credential; NULL when credential is. */
+const char *prov_credential_key(const prov_request *r, const char *credential);
 
 /* 1 when the query has parameter name (lower-case ASCII; with a value of
  * any length, or none), else 0. Parameters are separated by '&' or ';';

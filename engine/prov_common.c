@@ -199,6 +199,12 @@ int prov_credential_ok(const char *value)
     return 1;
 }
 
+const char *prov_credential_key(const prov_request *r, const char *credential)
+{
+    const char *token = credential ? prov_auth_token(r, "Bearer") : NULL;
+    return token ? token : credential;
+}
+
 const char *prov_auth_token(const prov_request *r, const char *scheme)
 {
     const char *auth = prov_header(r, "authorization");

@@ -58,7 +58,6 @@ int translate_client_dialect(const prov_ops *prov, const char *endpoint)
 
 static const struct {
     upstream_type type;
-    const prov_ops *prov;
     xl_dialect_id dialect;
     const char *endpoint; /* what promptcache.h knows it by */
     /* Before the dialect's path: Azure OpenAI's v1 API serves OpenAI's
@@ -66,12 +65,12 @@ static const struct {
      * body, no api-version), so no deployment or version needs setting. */
     const char *path_prefix;
 } upstream_dialects[] = {
-    {UPSTREAM_TYPE_OPENAI, &prov_openai, XL_OPENAI_CHAT, "chat.completions", ""},
-    {UPSTREAM_TYPE_OPENAI_COMPATIBLE, &prov_openai, XL_OPENAI_CHAT, "chat.completions", ""},
-    {UPSTREAM_TYPE_AZURE, &prov_openai, XL_OPENAI_CHAT, "chat.completions", "/openai"},
-    {UPSTREAM_TYPE_ANTHROPIC, &prov_anthropic, XL_ANTHROPIC, "messages", ""},
-    {UPSTREAM_TYPE_GEMINI, &prov_gemini, XL_GEMINI, "generateContent", ""},
-    {UPSTREAM_TYPE_OLLAMA, &prov_ollama, XL_OLLAMA, "chat", ""},
+    {UPSTREAM_TYPE_OPENAI, XL_OPENAI_CHAT, "chat.completions", ""},
+    {UPSTREAM_TYPE_OPENAI_COMPATIBLE, XL_OPENAI_CHAT, "chat.completions", ""},
+    {UPSTREAM_TYPE_AZURE, XL_OPENAI_CHAT, "chat.completions", "/openai"},
+    {UPSTREAM_TYPE_ANTHROPIC, XL_ANTHROPIC, "messages", ""},
+    {UPSTREAM_TYPE_GEMINI, XL_GEMINI, "generateContent", ""},
+    {UPSTREAM_TYPE_OLLAMA, XL_OLLAMA, "chat", ""},
 };
 
 static size_t upstream_row(upstream_type type)
@@ -89,7 +88,7 @@ xl_dialect_id translate_upstream_dialect(upstream_type type)
 
 int translate_needed(const exchange *x, const upstream_config *up)
 {
-    return upstream_dialects[upstream_row(up->type)].prov != x->prov;
+    return route_type_prov(up->type) != x->prov;
 }
 
 typedef enum { TR_BUFFER, TR_STREAM } translate_mode;
@@ -111,6 +110,12 @@ struct translate {
     rl_err failed; /* the answer could not be translated (the call was aborted) */
     char fallback_id[24];
     char label[64]; /* X-Relay-Translated: "client=openai-chat; upstream=anthropic" */
+    /* The last request encoded (in the pool) and the upstream it is for:
+     * the refusal check before the guards and the call itself prepare the
+     * same upstream, which is then encoded once. */
+    const upstream_config *encoded_for;
+    const char *encoded_body, *encoded_path;
+    size_t encoded_len;
 };
 
 /* The encoder's own holdings (xlate.h: enc_release), once. */
@@ -195,6 +200,12 @@ rl_err translate_prepare(exchange *x, const upstream_config *up, const char **bo
     rl_err err = decode_client(x, t, why);
     if (err != RL_OK)
         return err;
+    if (t->encoded_for == up) {
+        *body = t->encoded_body;
+        *len = t->encoded_len;
+        *path = t->encoded_path;
+        return RL_OK;
+    }
     const xl_dialect *to = translate_dialect(translate_upstream_dialect(up->type));
     if ((err = xlate_check_features(&t->req, to, why)) != RL_OK)
         return err;
@@ -211,9 +222,10 @@ rl_err translate_prepare(exchange *x, const upstream_config *up, const char **bo
         char *ps = rl_pstrdup(x->req->pool, p.data ? p.data : "");
         if (bs && ps) {
             memcpy(bs, b.data ? b.data : "", b.len);
-            *body = bs;
-            *len = b.len;
-            *path = ps;
+            *body = t->encoded_body = bs;
+            *len = t->encoded_len = b.len;
+            *path = t->encoded_path = ps;
+            t->encoded_for = up;
         } else
             err = RL_NOMEM;
     }

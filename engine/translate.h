@@ -41,7 +41,8 @@ int translate_needed(const exchange *x, const upstream_config *up);
  * Prepares the call of x to up: decodes x's request (once per exchange,
  * kept in x->xl), checks it against up's dialect and encodes it; fills
  * *body, *len with the upstream's body and *path with the path and query
- * to append to up's base_url (all in x's pool). RL_BAD_REQUEST with the
+ * to append to up's base_url (all in x's pool; prepared again for the
+ * same upstream, the request encoded last is given back). RL_BAD_REQUEST with the
  * client's message in why when the request cannot be translated (a field
  * named), RL_NOMEM.
  */
