@@ -7,8 +7,9 @@
  * This file holds the answers, errors and streams, and the dialect
  * (xl_openai_chat); the request side (a client's body -> the model ->
  * the upstream's body), with its table of what maps to what, is in
- * xlate_openai_chat_request.c. What both use is declared in
- * xlate_openai_chat_int.h.
+ * xlate_openai_chat_request.c (decoding) and
+ * xlate_openai_chat_request_encode.c (encoding). What the files share is
+ * declared in xlate_openai_chat_int.h.
  *
  * Answers: choices[0] only (n > 1 is a feature other formats lack, so a
  * translated request never asks for more). reasoning_content (or

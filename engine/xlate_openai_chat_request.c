@@ -1,10 +1,12 @@
 /*
  * xlate_openai_chat_request.c — the request side of OpenAI Chat
- * Completions as a dialect of the translation model (xlate.h): a client's
- * body read into the model (chat_decode_request) and the model written as
- * the upstream's body and path (chat_encode_request). The answers, errors,
- * streams and the xl_openai_chat table that points here are in
- * xlate_openai_chat.c; what both halves share is in xlate_openai_chat_int.h.
+ * Completions as a dialect of the translation model (xlate.h). This file
+ * decodes: a client's body read into the model (chat_decode_request).
+ * xlate_openai_chat_request_encode.c writes the model as the upstream's
+ * body and path (chat_encode_request), as told under "Model -> upstream
+ * request" below. The answers, errors, streams and the xl_openai_chat
+ * table that points here are in xlate_openai_chat.c; what the files share
+ * is in xlate_openai_chat_int.h.
  *
  * What maps to what (client request -> model):
  *   system / developer messages at the start -> system TEXT parts, in order
@@ -69,8 +71,7 @@
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static rl_err refuse(rl_buf *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static rl_err refuse(rl_buf *why, const char *fmt, ...)
+rl_err chat_refuse(rl_buf *why, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -110,23 +111,24 @@ static rl_err f_skip(dec *d, const char *name, json_t *v)
 static rl_err f_refuse(dec *d, const char *name, json_t *v)
 {
     (void)v;
-    return refuse(d->why,
-                  "`%s` has no equivalent in the other formats, so it cannot be translated: send "
-                  "it to an upstream that speaks OpenAI Chat Completions.",
-                  name);
+    return chat_refuse(
+        d->why,
+        "`%s` has no equivalent in the other formats, so it cannot be translated: send "
+        "it to an upstream that speaks OpenAI Chat Completions.",
+        name);
 }
 
 static rl_err f_model(dec *d, const char *name, json_t *v)
 {
     if (!json_is_string(v) || json_string_length(v) == 0)
-        return refuse(d->why, "`%s` must be a non-empty string.", name);
+        return chat_refuse(d->why, "`%s` must be a non-empty string.", name);
     return chat_dup_str(d->pool, json_string_value(v), &d->req->model);
 }
 
 static rl_err f_stream(dec *d, const char *name, json_t *v)
 {
     if (!json_is_boolean(v))
-        return refuse(d->why, "`%s` must be a boolean.", name);
+        return chat_refuse(d->why, "`%s` must be a boolean.", name);
     d->req->stream = json_is_true(v);
     return RL_OK;
 }
@@ -134,7 +136,7 @@ static rl_err f_stream(dec *d, const char *name, json_t *v)
 static rl_err f_stream_options(dec *d, const char *name, json_t *v)
 {
     if (!json_is_object(v))
-        return refuse(d->why, "`%s` must be an object.", name);
+        return chat_refuse(d->why, "`%s` must be an object.", name);
     d->req->include_usage = json_is_true(json_object_get(v, "include_usage"));
     return RL_OK;
 }
@@ -142,7 +144,7 @@ static rl_err f_stream_options(dec *d, const char *name, json_t *v)
 static rl_err f_tools(dec *d, const char *name, json_t *v)
 {
     if (!json_is_array(v))
-        return refuse(d->why, "`%s` must be an array.", name);
+        return chat_refuse(d->why, "`%s` must be an array.", name);
     size_t n = json_array_size(v);
     xl_tool *tools = rl_palloc(d->pool, (n ? n : 1) * sizeof *tools);
     if (!tools)
@@ -152,13 +154,14 @@ static rl_err f_tools(dec *d, const char *name, json_t *v)
         const char *type = json_string_value(json_object_get(t, "type"));
         json_t *fn = json_object_get(t, "function");
         if (!type || strcmp(type, "function") != 0)
-            return refuse(d->why,
-                          "`tools[%zu].type` `%s` cannot be translated: only function tools map "
-                          "to the other formats.",
-                          i, type ? type : "(missing)");
+            return chat_refuse(
+                d->why,
+                "`tools[%zu].type` `%s` cannot be translated: only function tools map "
+                "to the other formats.",
+                i, type ? type : "(missing)");
         const char *fname = json_string_value(json_object_get(fn, "name"));
         if (!fname || !fname[0])
-            return refuse(d->why, "`tools[%zu].function.name` is required.", i);
+            return chat_refuse(d->why, "`tools[%zu].function.name` is required.", i);
         json_t *params = json_object_get(fn, "parameters");
         json_t *strict = json_object_get(fn, "strict");
         xl_tool *tool = &tools[i];
@@ -200,16 +203,17 @@ static rl_err f_tool_choice(dec *d, const char *name, json_t *v)
         d->req->tool_choice = XL_CHOICE_NAMED;
         return chat_dup_str(d->pool, fname, &d->req->tool_choice_name);
     }
-    return refuse(d->why,
-                  "`%s` cannot be translated: only \"auto\", \"none\", \"required\" and "
-                  "{\"type\":\"function\",\"function\":{\"name\":...}} map to the other formats.",
-                  name);
+    return chat_refuse(
+        d->why,
+        "`%s` cannot be translated: only \"auto\", \"none\", \"required\" and "
+        "{\"type\":\"function\",\"function\":{\"name\":...}} map to the other formats.",
+        name);
 }
 
 static rl_err f_parallel(dec *d, const char *name, json_t *v)
 {
     if (!json_is_boolean(v))
-        return refuse(d->why, "`%s` must be a boolean.", name);
+        return chat_refuse(d->why, "`%s` must be a boolean.", name);
     d->req->parallel_tool_calls = json_is_true(v);
     if (!d->req->parallel_tool_calls)
         d->req->features[XL_F_PARALLEL_OFF] = "parallel_tool_calls";
@@ -220,14 +224,14 @@ static rl_err f_stop(dec *d, const char *name, json_t *v)
 {
     size_t n = json_is_string(v) ? 1 : json_array_size(v);
     if (!json_is_string(v) && !json_is_array(v))
-        return refuse(d->why, "`%s` must be a string or an array of strings.", name);
+        return chat_refuse(d->why, "`%s` must be a string or an array of strings.", name);
     const char **stop = rl_palloc(d->pool, (n ? n : 1) * sizeof *stop);
     if (!stop)
         return RL_NOMEM;
     for (size_t i = 0; i < n; i++) {
         json_t *s = json_is_string(v) ? v : json_array_get(v, i);
         if (!json_is_string(s))
-            return refuse(d->why, "`%s[%zu]` must be a string.", name, i);
+            return chat_refuse(d->why, "`%s[%zu]` must be a string.", name, i);
         rl_err err = chat_dup_str(d->pool, json_string_value(s), &stop[i]);
         if (err != RL_OK)
             return err;
@@ -242,7 +246,7 @@ static rl_err f_stop(dec *d, const char *name, json_t *v)
 static rl_err f_max_tokens(dec *d, const char *name, json_t *v)
 {
     if (!json_is_integer(v) || json_integer_value(v) < 1)
-        return refuse(d->why, "`%s` must be a positive integer.", name);
+        return chat_refuse(d->why, "`%s` must be a positive integer.", name);
     /* max_completion_tokens replaced max_tokens: it wins when both come */
     if (d->req->max_tokens < 0 || strcmp(name, "max_completion_tokens") == 0)
         d->req->max_tokens = json_integer_value(v);
@@ -253,7 +257,7 @@ static rl_err f_max_tokens(dec *d, const char *name, json_t *v)
 static rl_err number(dec *d, const char *name, json_t *v, double *out)
 {
     if (!json_is_number(v) || json_number_value(v) < 0)
-        return refuse(d->why, "`%s` must be a number, 0 or more.", name);
+        return chat_refuse(d->why, "`%s` must be a number, 0 or more.", name);
     *out = json_number_value(v);
     return RL_OK;
 }
@@ -271,7 +275,7 @@ static rl_err f_top_p(dec *d, const char *name, json_t *v)
 static rl_err f_top_k(dec *d, const char *name, json_t *v)
 {
     if (!json_is_integer(v))
-        return refuse(d->why, "`%s` must be an integer.", name);
+        return chat_refuse(d->why, "`%s` must be an integer.", name);
     if (json_integer_value(v) < 1) /* vLLM's -1 (and 0): no top-k, the default */
         return RL_OK;
     d->req->top_k = json_integer_value(v);
@@ -282,7 +286,7 @@ static rl_err f_top_k(dec *d, const char *name, json_t *v)
 static rl_err f_seed(dec *d, const char *name, json_t *v)
 {
     if (!json_is_integer(v))
-        return refuse(d->why, "`%s` must be an integer.", name);
+        return chat_refuse(d->why, "`%s` must be an integer.", name);
     d->req->seed = json_integer_value(v);
     d->req->features[XL_F_SEED] = "seed";
     return RL_OK;
@@ -291,7 +295,7 @@ static rl_err f_seed(dec *d, const char *name, json_t *v)
 static rl_err f_penalty(dec *d, const char *name, json_t *v)
 {
     if (!json_is_number(v))
-        return refuse(d->why, "`%s` must be a number.", name);
+        return chat_refuse(d->why, "`%s` must be a number.", name);
     double p = json_number_value(v);
     if (strcmp(name, "presence_penalty") == 0)
         d->req->presence_penalty = p;
@@ -306,7 +310,7 @@ static rl_err f_penalty(dec *d, const char *name, json_t *v)
 static rl_err f_n(dec *d, const char *name, json_t *v)
 {
     if (!json_is_integer(v) || json_integer_value(v) < 1)
-        return refuse(d->why, "`%s` must be a positive integer.", name);
+        return chat_refuse(d->why, "`%s` must be a positive integer.", name);
     d->req->n = json_integer_value(v);
     if (d->req->n > 1)
         d->req->features[XL_F_CHOICES] = "n";
@@ -326,15 +330,15 @@ static rl_err f_response_format(dec *d, const char *name, json_t *v)
     }
     json_t *js = json_object_get(v, "json_schema");
     if (!type || strcmp(type, "json_schema") != 0 || !json_is_object(js))
-        return refuse(d->why,
-                      "`%s` cannot be translated: only the types text, json_object and "
-                      "json_schema map to the other formats.",
-                      name);
+        return chat_refuse(d->why,
+                           "`%s` cannot be translated: only the types text, json_object and "
+                           "json_schema map to the other formats.",
+                           name);
     if (json_object_get(js, "description"))
-        return refuse(d->why,
-                      "`%s.json_schema.description` has no equivalent in the other "
-                      "formats, so it cannot be translated.",
-                      name);
+        return chat_refuse(d->why,
+                           "`%s.json_schema.description` has no equivalent in the other "
+                           "formats, so it cannot be translated.",
+                           name);
     json_t *schema = json_object_get(js, "schema");
     req->format = XL_FORMAT_JSON_SCHEMA;
     req->features[XL_F_JSON_SCHEMA] = "response_format";
@@ -353,10 +357,10 @@ static rl_err f_effort(dec *d, const char *name, json_t *v)
     if (effort && strcmp(effort, "none") == 0) /* no reasoning: the default elsewhere */
         return RL_OK;
     if (!effort || xlate_effort_budget(effort) < 0)
-        return refuse(d->why,
-                      "`%s` cannot be translated: only \"none\", \"minimal\", \"low\", "
-                      "\"medium\" and \"high\" map to the other formats.",
-                      name);
+        return chat_refuse(d->why,
+                           "`%s` cannot be translated: only \"none\", \"minimal\", \"low\", "
+                           "\"medium\" and \"high\" map to the other formats.",
+                           name);
     d->req->features[XL_F_THINKING] = "reasoning_effort";
     return chat_dup_str(d->pool, effort, &d->req->reasoning_effort);
 }
@@ -364,7 +368,7 @@ static rl_err f_effort(dec *d, const char *name, json_t *v)
 static rl_err f_user(dec *d, const char *name, json_t *v)
 {
     if (!json_is_string(v))
-        return refuse(d->why, "`%s` must be a string.", name);
+        return chat_refuse(d->why, "`%s` must be a string.", name);
     /* user is the older name of safety_identifier: it wins when both come */
     if (d->req->user && strcmp(name, "user") != 0)
         return RL_OK;
@@ -448,26 +452,26 @@ static rl_err part_image(dec *d, const char *path, json_t *p, xl_part *out)
     out->kind = XL_PART_IMAGE;
     d->req->features[XL_F_IMAGE] = "image_url";
     if (!url)
-        return refuse(d->why, "`%s.image_url.url` is required.", path);
+        return chat_refuse(d->why, "`%s.image_url.url` is required.", path);
     /* The model carries images only (xl_part): another media type would
      * reach an upstream as an image it is not (fuzz_xlate: Gemini's own
      * decoder refused the "impng" this one let through). */
     if (xlate_data_url(d->pool, url, &out->media_type, &out->data) == 0)
         return strncasecmp(out->media_type, "image/", 6) == 0
                    ? RL_OK
-                   : refuse(d->why,
-                            "`%s.image_url.url` must be an image's data: URL to be translated.",
-                            path);
+                   : chat_refuse(
+                         d->why,
+                         "`%s.image_url.url` must be an image's data: URL to be translated.", path);
     /* xlate_data_url says -1 for a URL that is not a base64 data: URL and
      * for a failed copy: one that looks whole failed for want of memory. */
     const char *b64 = strncasecmp(url, "data:", 5) == 0 ? strstr(url, ";base64") : NULL;
     if (b64 && strchr(url, ',') == b64 + 7)
         return RL_NOMEM;
     if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
-        return refuse(d->why,
-                      "`%s.image_url.url` must be an http(s) URL or a base64 data: URL to be "
-                      "translated.",
-                      path);
+        return chat_refuse(d->why,
+                           "`%s.image_url.url` must be an http(s) URL or a base64 data: URL to be "
+                           "translated.",
+                           path);
     d->req->features[XL_F_IMAGE_URL] = "image_url.url";
     return chat_dup_str(d->pool, url, &out->url);
 }
@@ -482,7 +486,7 @@ static rl_err read_content(dec *d, const char *path, json_t *content, unsigned a
         return chat_dup_str(d->pool, json_string_value(content), &parts[(*n)++].text);
     }
     if (!json_is_array(content))
-        return refuse(d->why, "`%s` must be a string or an array of content parts.", path);
+        return chat_refuse(d->why, "`%s` must be a string or an array of content parts.", path);
     size_t i;
     json_t *p;
     json_array_foreach(content, i, p)
@@ -501,10 +505,10 @@ static rl_err read_content(dec *d, const char *path, json_t *content, unsigned a
                 return err;
             continue;
         } else
-            return refuse(d->why, "`%s` of type `%s` cannot be translated to another format.", at,
-                          type ? type : "(missing)");
+            return chat_refuse(d->why, "`%s` of type `%s` cannot be translated to another format.",
+                               at, type ? type : "(missing)");
         if (!text)
-            return refuse(d->why, "`%s` has no text.", at);
+            return chat_refuse(d->why, "`%s` has no text.", at);
         parts[*n].kind = XL_PART_TEXT;
         rl_err err = chat_dup_str(d->pool, text, &parts[(*n)++].text);
         if (err != RL_OK)
@@ -531,8 +535,8 @@ static rl_err check_keys(dec *d, size_t m, json_t *msg, const char *const *allow
         for (size_t i = 0; !ok && allowed[i]; i++)
             ok = strcmp(allowed[i], key) == 0;
         if (!ok)
-            return refuse(d->why, "`messages[%zu].%s` cannot be translated to another format.", m,
-                          key);
+            return chat_refuse(d->why, "`messages[%zu].%s` cannot be translated to another format.",
+                               m, key);
     }
     return RL_OK;
 }
@@ -572,7 +576,7 @@ static rl_err read_arguments(dec *d, const char *path, json_t *args, const char 
         err = RL_NOMEM;
     json_decref(obj);
     if (err == RL_BAD_REQUEST)
-        refuse(d->why, "`%s` must be a JSON object's text to be translated.", path);
+        chat_refuse(d->why, "`%s` must be a JSON object's text to be translated.", path);
     return err;
 }
 
@@ -583,11 +587,11 @@ static rl_err read_tool_call(dec *d, size_t m, size_t k, json_t *tc, xl_part *ou
     const char *id = json_string_value(json_object_get(tc, "id"));
     const char *fname = json_string_value(json_object_get(fn, "name"));
     if (type && strcmp(type, "function") != 0)
-        return refuse(d->why, "`messages[%zu].tool_calls[%zu].type` `%s` cannot be translated.", m,
-                      k, type);
+        return chat_refuse(
+            d->why, "`messages[%zu].tool_calls[%zu].type` `%s` cannot be translated.", m, k, type);
     if (!id || !fname)
-        return refuse(d->why, "`messages[%zu].tool_calls[%zu]` needs an id and a function.name.", m,
-                      k);
+        return chat_refuse(
+            d->why, "`messages[%zu].tool_calls[%zu]` needs an id and a function.name.", m, k);
     char path[96];
     snprintf(path, sizeof path, "messages[%zu].tool_calls[%zu].function.arguments", m, k);
     out->kind = XL_PART_TOOL_CALL;
@@ -634,7 +638,7 @@ static rl_err read_assistant(dec *d, size_t m, json_t *msg, xl_message *out)
             return err;
     }
     if (calls && !json_is_null(calls) && !json_is_array(calls))
-        return refuse(d->why, "`messages[%zu].tool_calls` must be an array.", m);
+        return chat_refuse(d->why, "`messages[%zu].tool_calls` must be an array.", m);
     size_t k;
     json_t *tc;
     json_array_foreach(calls, k, tc)
@@ -652,7 +656,7 @@ static rl_err tool_text(dec *d, size_t m, json_t *content, const char **out)
     if (json_is_string(content) || !content || json_is_null(content))
         return chat_dup_str(d->pool, content ? json_string_value(content) : "", out);
     if (!json_is_array(content))
-        return refuse(d->why, "`messages[%zu].content` must be a string or text parts.", m);
+        return chat_refuse(d->why, "`messages[%zu].content` must be a string or text parts.", m);
     rl_buf b;
     rl_buf_init(&b, 0);
     size_t i;
@@ -663,10 +667,10 @@ static rl_err tool_text(dec *d, size_t m, json_t *content, const char **out)
         const char *type = json_string_value(json_object_get(p, "type"));
         const char *text = json_string_value(json_object_get(p, "text"));
         if (!type || strcmp(type, "text") != 0 || !text) {
-            err = refuse(d->why,
-                         "`messages[%zu].content[%zu]` cannot be translated: a tool result "
-                         "holds text parts only.",
-                         m, i);
+            err = chat_refuse(d->why,
+                              "`messages[%zu].content[%zu]` cannot be translated: a tool result "
+                              "holds text parts only.",
+                              m, i);
             break;
         }
         rl_buf_puts(&b, text);
@@ -688,7 +692,7 @@ static rl_err read_tool(dec *d, size_t m, json_t *msg, xl_message *out, xl_messa
     if (err != RL_OK)
         return err;
     if (!id)
-        return refuse(d->why, "`messages[%zu].tool_call_id` is required.", m);
+        return chat_refuse(d->why, "`messages[%zu].tool_call_id` is required.", m);
     xl_message *turn = prev && prev->role == XL_ROLE_TOOL ? prev : out;
     xl_part *parts = rl_palloc(d->pool, (turn->nparts + 1) * sizeof *parts);
     if (!parts)
@@ -737,7 +741,7 @@ static rl_err f_messages(dec *d, const char *name, json_t *v)
 {
     size_t n = json_array_size(v), m = 0, room = 0;
     if (!json_is_array(v) || n == 0)
-        return refuse(d->why, "`%s` must be a non-empty array.", name);
+        return chat_refuse(d->why, "`%s` must be a non-empty array.", name);
     xl_request *req = d->req;
     for (size_t k = 0; k < n && is_system(json_array_get(v, k)); k++)
         room += content_room(json_object_get(json_array_get(v, k), "content"));
@@ -753,7 +757,7 @@ static rl_err f_messages(dec *d, const char *name, json_t *v)
         xl_message *out = &req->messages[req->nmessages];
         xl_message *prev = req->nmessages ? out - 1 : NULL;
         if (!json_is_object(msg) || !role)
-            return refuse(d->why, "`messages[%zu].role` is required.", m);
+            return chat_refuse(d->why, "`messages[%zu].role` is required.", m);
         if (strcmp(role, "user") == 0)
             err = read_user(d, m, msg, out);
         else if (strcmp(role, "assistant") == 0)
@@ -763,13 +767,13 @@ static rl_err f_messages(dec *d, const char *name, json_t *v)
         else if (is_system(msg) && empty_content(json_object_get(msg, "content")))
             continue;
         else if (is_system(msg))
-            return refuse(d->why,
-                          "`messages[%zu]` is a %s message after the conversation began; the "
-                          "other formats have one system prompt before every turn, and moving "
-                          "it there would change what it applies to.",
-                          m, role);
+            return chat_refuse(d->why,
+                               "`messages[%zu]` is a %s message after the conversation began; the "
+                               "other formats have one system prompt before every turn, and moving "
+                               "it there would change what it applies to.",
+                               m, role);
         else
-            return refuse(d->why, "`messages[%zu].role` `%s` cannot be translated.", m, role);
+            return chat_refuse(d->why, "`messages[%zu].role` `%s` cannot be translated.", m, role);
         if (err == RL_OK)
             req->nmessages++;
         else if (err == RL_STOPPED)
@@ -794,7 +798,7 @@ rl_err chat_decode_request(const char *body, size_t len, const char *path_model,
     }
     dec d = {pool, why, out};
     rl_err err =
-        json_is_object(root) ? RL_OK : refuse(why, "The request body must be a JSON object.");
+        json_is_object(root) ? RL_OK : chat_refuse(why, "The request body must be a JSON object.");
     const char *key;
     json_t *v;
     json_object_foreach(root, key, v)
@@ -806,261 +810,20 @@ rl_err chat_decode_request(const char *body, size_t len, const char *path_model,
         size_t i = 0;
         while (i < sizeof fields / sizeof fields[0] && strcmp(fields[i].name, key) != 0)
             i++;
-        err = i < sizeof fields / sizeof fields[0]
-                  ? fields[i].read(&d, key, v)
-                  : refuse(why,
-                           "`%s` is not a Chat Completions field Relay can translate to another "
-                           "format.",
-                           key);
+        err =
+            i < sizeof fields / sizeof fields[0]
+                ? fields[i].read(&d, key, v)
+                : chat_refuse(why,
+                              "`%s` is not a Chat Completions field Relay can translate to another "
+                              "format.",
+                              key);
     }
     if (err == RL_OK && !out->model)
-        err = refuse(why, "you must provide a model parameter");
+        err = chat_refuse(why, "you must provide a model parameter");
     if (err == RL_OK && !out->nmessages && !out->nsystem)
-        err = refuse(why, "Missing required parameter: 'messages'.");
+        err = chat_refuse(why, "Missing required parameter: 'messages'.");
     if (err == RL_OK)
         err = xlate_pair_tool_results(out, why);
     json_decref(root);
-    return err;
-}
-
-/* ==== requests: model -> upstream body ==================================== */
-
-/* "data:<media_type>;base64,<data>" or the URL, as a JSON string. */
-static json_t *image_url(const xl_part *p)
-{
-    if (p->url)
-        return json_pack("{s:s}", "url", p->url);
-    rl_buf b;
-    rl_buf_init(&b, 0);
-    rl_buf_printf(&b, "data:%s;base64,%s", p->media_type ? p->media_type : "image/png",
-                  p->data ? p->data : "");
-    json_t *j = rl_buf_error(&b) == RL_OK ? json_pack("{s:s}", "url", b.data) : NULL;
-    rl_buf_release(&b);
-    return j;
-}
-
-/* Content from the TEXT and IMAGE parts of m: a string when it is one
- * text, else parts; NULL (and *none) when it has neither. */
-static json_t *enc_content(const xl_message *m, int *none)
-{
-    size_t texts = 0, others = 0;
-    const xl_part *text = NULL;
-    for (size_t i = 0; i < m->nparts; i++) {
-        if (m->parts[i].kind == XL_PART_TEXT)
-            texts++, text = &m->parts[i];
-        else if (m->parts[i].kind == XL_PART_IMAGE)
-            others++;
-    }
-    *none = texts + others == 0;
-    if (*none)
-        return NULL;
-    if (texts == 1 && others == 0)
-        return json_string(text->text ? text->text : "");
-    json_t *arr = json_array();
-    int failed = !arr;
-    for (size_t i = 0; i < m->nparts; i++) {
-        const xl_part *p = &m->parts[i];
-        if (p->kind == XL_PART_TEXT)
-            failed |= json_array_append_new(
-                arr, json_pack("{s:s, s:s}", "type", "text", "text", p->text ? p->text : ""));
-        else if (p->kind == XL_PART_IMAGE)
-            failed |= json_array_append_new(
-                arr, json_pack("{s:s, s:o}", "type", "image_url", "image_url", image_url(p)));
-    }
-    return prov_json_check(arr, failed);
-}
-
-/* Appends the messages a user or tool turn becomes: one tool message per
- * TOOL_RESULT first (they must follow the calls' turn directly), then a
- * user message with the rest. */
-static int enc_user_turn(json_t *msgs, const xl_message *m)
-{
-    int failed = 0, none;
-    for (size_t i = 0; i < m->nparts; i++) {
-        const xl_part *p = &m->parts[i];
-        if (p->kind == XL_PART_TOOL_RESULT)
-            failed |= json_array_append_new(msgs, json_pack("{s:s, s:s, s:s}", "role", "tool",
-                                                            "tool_call_id", p->id ? p->id : "",
-                                                            "content", p->text ? p->text : ""));
-    }
-    json_t *content = enc_content(m, &none);
-    if (!none)
-        failed |= json_array_append_new(
-            msgs, json_pack("{s:s, s:o}", "role", "user", "content", content));
-    return failed != 0; /* jansson's -1 is not a refusal */
-}
-
-static int enc_assistant_turn(json_t *msgs, const xl_message *m, rl_buf *why)
-{
-    int failed = 0, none;
-    json_t *calls = json_array();
-    failed |= !calls;
-    for (size_t i = 0; i < m->nparts; i++) {
-        const xl_part *p = &m->parts[i];
-        if (p->kind == XL_PART_IMAGE || p->kind == XL_PART_TOOL_RESULT) {
-            refuse(why,
-                   "An assistant turn holding %s cannot be sent to OpenAI Chat Completions, the "
-                   "upstream's format.",
-                   p->kind == XL_PART_IMAGE ? "an image" : "a tool result");
-            json_decref(calls);
-            return -1;
-        }
-        if (p->kind == XL_PART_TOOL_CALL)
-            failed |= json_array_append_new(
-                calls, json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", p->id ? p->id : "", "type",
-                                 "function", "function", "name", p->name ? p->name : "",
-                                 "arguments", p->arguments ? p->arguments : "{}"));
-    }
-    json_t *content = enc_content(m, &none);
-    json_t *msg =
-        json_pack("{s:s, s:o}", "role", "assistant", "content", none ? json_null() : content);
-    if (msg && json_array_size(calls))
-        failed |= json_object_set(msg, "tool_calls", calls);
-    json_decref(calls);
-    failed |= json_array_append_new(msgs, msg);
-    return failed != 0; /* jansson's -1 is not a refusal (that is -1 above) */
-}
-
-static json_t *enc_messages(const xl_request *req, rl_buf *why, int *refused)
-{
-    json_t *msgs = json_array();
-    int failed = !msgs;
-    if (req->nsystem) {
-        rl_buf b;
-        rl_buf_init(&b, 0);
-        for (size_t i = 0; i < req->nsystem; i++)
-            rl_buf_printf(&b, "%s%s", i ? "\n\n" : "",
-                          req->system[i].text ? req->system[i].text : "");
-        failed |= rl_buf_error(&b) != RL_OK ||
-                  json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content",
-                                                        b.data ? b.data : ""));
-        rl_buf_release(&b);
-    }
-    for (size_t i = 0; i < req->nmessages && !failed; i++) {
-        const xl_message *m = &req->messages[i];
-        int r = m->role == XL_ROLE_ASSISTANT ? enc_assistant_turn(msgs, m, why)
-                                             : enc_user_turn(msgs, m);
-        if (r < 0) {
-            *refused = 1;
-            json_decref(msgs);
-            return NULL;
-        }
-        failed |= r;
-    }
-    return prov_json_check(msgs, failed);
-}
-
-/* JSON text the model holds (compact, from a decoder) as a value; NULL
- * when out of memory. Through prov_json_load, whose json_loadb is the
- * parse Relay's allocation-failure tests can fail safely (oom_inject.h). */
-static json_t *load_text(const char *text)
-{
-    return prov_json_load(text, strlen(text), NULL);
-}
-
-static json_t *enc_tools(const xl_request *req, int *failed)
-{
-    json_t *tools = json_array();
-    int f = !tools;
-    for (size_t i = 0; i < req->ntools; i++) {
-        const xl_tool *t = &req->tools[i];
-        json_t *fn = json_pack("{s:s}", "name", t->name ? t->name : "");
-        f |= !fn;
-        if (fn && t->description)
-            f |= json_object_set_new(fn, "description", json_string(t->description));
-        if (fn && t->parameters)
-            f |= json_object_set_new(fn, "parameters", load_text(t->parameters));
-        if (fn && t->strict >= 0)
-            f |= json_object_set_new(fn, "strict", json_boolean(t->strict));
-        f |= json_array_append_new(tools,
-                                   json_pack("{s:s, s:o}", "type", "function", "function", fn));
-    }
-    *failed |= f;
-    return prov_json_check(tools, f);
-}
-
-static json_t *enc_tool_choice(const xl_request *req)
-{
-    static const char *const names[] = {
-        [XL_CHOICE_AUTO] = "auto",
-        [XL_CHOICE_NONE] = "none",
-        [XL_CHOICE_REQUIRED] = "required",
-    };
-    if (req->tool_choice == XL_CHOICE_NAMED)
-        return json_pack("{s:s, s:{s:s}}", "type", "function", "function", "name",
-                         req->tool_choice_name ? req->tool_choice_name : "");
-    return json_string(names[req->tool_choice]);
-}
-
-static json_t *enc_response_format(const xl_request *req)
-{
-    if (req->format == XL_FORMAT_JSON_OBJECT)
-        return json_pack("{s:s}", "type", "json_object");
-    json_t *js = json_pack("{s:s}", "name", req->format_name ? req->format_name : "response");
-    int failed = !js;
-    if (js && req->format_schema)
-        failed |= json_object_set_new(js, "schema", load_text(req->format_schema));
-    if (js && req->format_strict > 0)
-        failed |= json_object_set_new(js, "strict", json_true());
-    return json_pack("{s:s, s:o}", "type", "json_schema", "json_schema",
-                     prov_json_check(js, failed));
-}
-
-/* Sets key to v (taken) when cond; v NULL is a failure. */
-static int set_if(json_t *o, int cond, const char *key, json_t *v)
-{
-    if (!cond) {
-        json_decref(v);
-        return 0;
-    }
-    return json_object_set_new(o, key, v);
-}
-
-rl_err chat_encode_request(const xl_request *req, rl_buf *out, rl_buf *path, rl_buf *why)
-{
-    int refused = 0, failed = 0;
-    json_t *msgs = enc_messages(req, why, &refused);
-    if (refused)
-        return RL_BAD_REQUEST;
-    json_t *body = json_pack("{s:s, s:o}", "model", req->model ? req->model : "", "messages", msgs);
-    failed |= !body;
-    if (body) {
-        const char *effort = req->reasoning_effort ? req->reasoning_effort
-                                                   : xlate_budget_effort(req->thinking_budget);
-        int tools = req->ntools > 0;
-        json_t *tool_list = tools ? enc_tools(req, &failed) : NULL;
-        failed |= set_if(body, tools, "tools", tool_list);
-        failed |= set_if(body, tools && req->tool_choice != XL_CHOICE_UNSET, "tool_choice",
-                         enc_tool_choice(req));
-        /* OpenAI refuses parallel_tool_calls without tools */
-        failed |= set_if(body, tools && req->parallel_tool_calls >= 0, "parallel_tool_calls",
-                         json_boolean(req->parallel_tool_calls > 0));
-        json_t *stop = req->nstop ? json_array() : NULL;
-        for (size_t i = 0; stop && i < req->nstop; i++)
-            failed |= json_array_append_new(stop, json_string(req->stop[i]));
-        failed |= set_if(body, req->nstop > 0, "stop", stop);
-        failed |= set_if(body, req->max_tokens > 0, "max_completion_tokens",
-                         json_integer(req->max_tokens));
-        failed |= set_if(body, req->temperature >= 0, "temperature", json_real(req->temperature));
-        failed |= set_if(body, req->top_p >= 0, "top_p", json_real(req->top_p));
-        failed |= set_if(body, req->features[XL_F_SEED] != NULL, "seed", json_integer(req->seed));
-        failed |= set_if(body, req->features[XL_F_PENALTIES] && req->presence_penalty != 0,
-                         "presence_penalty", json_real(req->presence_penalty));
-        failed |= set_if(body, req->features[XL_F_PENALTIES] && req->frequency_penalty != 0,
-                         "frequency_penalty", json_real(req->frequency_penalty));
-        failed |= set_if(body, req->n > 1, "n", json_integer(req->n));
-        failed |= set_if(body, req->format != XL_FORMAT_TEXT, "response_format",
-                         enc_response_format(req));
-        failed |=
-            set_if(body, effort != NULL, "reasoning_effort", effort ? json_string(effort) : NULL);
-        failed |=
-            set_if(body, req->user != NULL, "user", req->user ? json_string(req->user) : NULL);
-        failed |= set_if(body, req->stream, "stream", json_true());
-        failed |=
-            set_if(body, req->stream, "stream_options", json_pack("{s:b}", "include_usage", 1));
-    }
-    rl_err err = prov_json_put(out, "", prov_json_check(body, failed), CHAT_JSON_FLAGS, "");
-    if (err == RL_OK)
-        err = rl_buf_puts(path, "/v1/chat/completions");
     return err;
 }
