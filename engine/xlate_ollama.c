@@ -1,8 +1,9 @@
 /*
  * xlate_ollama.c — the answer side of the Ollama /api/chat dialect of the
  * translation model (xlate.h): answers and NDJSON streams both ways, upstream
- * errors, and the xl_ollama table. Client requests in and upstream requests
- * out are in xlate_ollama_request.c; what the two files share is declared in
+ * errors, and the xl_ollama table. Client requests in are in
+ * xlate_ollama_request.c, upstream requests out in
+ * xlate_ollama_request_encode.c; what the files share is declared in
  * xlate_ollama_int.h.
  *
  * Answers: done_reason stop/length (load/unload: other); "stop" with tool

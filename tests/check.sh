@@ -62,7 +62,7 @@ INTERNAL='
 store/store_int.h    the store modules share the open Berkeley DB handles and store_op_run
 engine/prov_json.h   the provider adapters share jansson helpers; prov.h stays jansson-free
 engine/prov_canon.h  the provider adapters share the key normalisations of a parsed body
-engine/xlate_ollama_int.h  the two files of the Ollama translator share jansson helpers
+engine/xlate_ollama_int.h  the three files of the Ollama translator share jansson helpers
 engine/xlate_anthropic_int.h  the Anthropic dialect request and answer files share its block readers (jansson values)
 engine/xlate_responses_int.h  the two files of the Responses dialect (request, answers) share jansson helpers
 engine/xlate_gemini_int.h  the three files of the Gemini dialect share jansson helpers and its parts writer
