@@ -205,6 +205,7 @@ static long shm_key_for(const char *realhome)
 static int db_open_one(store *s, DB_ENV *env, const char *file, u_int32_t extra, DB **out)
 {
     int ret;
+    unsigned waited_ms = 0;
     *out = NULL;
     for (unsigned attempt = 0;; attempt++) {
         DB *db = NULL;
@@ -220,6 +221,10 @@ static int db_open_one(store *s, DB_ENV *env, const char *file, u_int32_t extra,
             return 0;
         }
         (void)db->close(db, 0);
+        if (cluster_db_open_wait(s, ret, &waited_ms)) {
+            attempt = 0; /* a replica waits for the master's creation of file */
+            continue;
+        }
         if (!store_retryable(ret) || attempt >= 50) {
             rl_error("store %s: opening %s: %s", s->home, file, db_strerror(ret));
             return ret;
@@ -277,8 +282,9 @@ static void detach_stale_segments(const store *s)
 static void handles_close(store *s, handles *h, u_int32_t db_flags, int stranded, int may_detach)
 {
     int panicked = 0;
-    DB *dbs[] = {h->cache,  h->expiry, h->counters, h->flights, h->chunks,
-                 h->tokens, h->ledger, h->holds,    h->recency, h->fuzzy};
+    cluster_conn_close(h); /* its channel belongs to the environment */
+    DB *dbs[] = {h->cache,  h->expiry, h->counters, h->flights, h->chunks, h->tokens,
+                 h->ledger, h->holds,  h->recency,  h->fuzzy,   h->group};
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         if (!dbs[i])
             continue;
@@ -289,7 +295,7 @@ static void handles_close(store *s, handles *h, u_int32_t db_flags, int stranded
             store_bdb_fail(s->home, "closing a database", ret);
     }
     h->cache = h->expiry = h->counters = h->flights = h->chunks = NULL;
-    h->tokens = h->ledger = h->holds = h->recency = h->fuzzy = NULL;
+    h->tokens = h->ledger = h->holds = h->recency = h->fuzzy = h->group = NULL;
     if (h->env) {
         int ret = h->env->close(h->env, 0);
         if (ret == DB_RUNRECOVERY)
@@ -388,6 +394,12 @@ static int handles_open(store *s, int alone, handles **out)
         (ret = env->log_set_config(env, DB_LOG_ZERO, 1)) != 0)
         goto fail;
 
+    /* A replicated store (cluster.h): repmgr is configured before the open
+     * and started after it, before the databases, which a replica can
+     * only open once the master created them. */
+    what = "configuring replication";
+    if (s->cluster && (ret = cluster_env_configure(s, env)) != 0)
+        goto fail;
     what = "opening the environment";
     /* Exclusive (store_lock_exclusive held): no DB_REGISTER, which would
      * open and close __db.register and so drop this process's lock on it;
@@ -395,11 +407,17 @@ static int handles_open(store *s, int alone, handles **out)
      * wants, and is safe because the lock proves nobody else is attached. */
     ret = env->open(env, s->home,
                     DB_CREATE | DB_INIT_MPOOL | DB_INIT_LOCK | DB_INIT_LOG | DB_INIT_TXN |
-                        DB_THREAD | (alone ? 0 : DB_REGISTER) | DB_RECOVER | DB_SYSTEM_MEM,
+                        DB_THREAD | (alone ? 0 : DB_REGISTER) | DB_RECOVER | DB_SYSTEM_MEM |
+                        (s->cluster ? DB_INIT_REP : 0),
                     0600);
     if (ret)
         goto fail;
     h->env = env;
+    if (s->cluster && (ret = cluster_env_start(s, h)) != 0) {
+        store_bdb_fail(s->home, "starting replication", ret);
+        handles_close(s, h, 0, 0, 0);
+        return ret;
+    }
     /* Not DB_MULTIVERSION, though the in-flight tables are read by many
      * followers while their leader writes. With MVCC snapshots, Berkeley
      * DB 5.3 livelocked here: snapshot readers of a page loop in
@@ -418,7 +436,8 @@ static int handles_open(store *s, int alone, handles **out)
         (ret = db_open_one(s, env, "ledger.db", 0, &h->ledger)) != 0 ||
         (ret = db_open_one(s, env, "reservations.db", 0, &h->holds)) != 0 ||
         (ret = db_open_one(s, env, "recency.db", 0, &h->recency)) != 0 ||
-        (ret = db_open_one(s, env, "fuzzy.db", 0, &h->fuzzy)) != 0) {
+        (ret = db_open_one(s, env, "fuzzy.db", 0, &h->fuzzy)) != 0 ||
+        (s->cluster && (ret = db_open_one(s, env, "group.db", 0, &h->group)) != 0)) {
         handles_close(s, h, 0, 0, 0);
         return ret;
     }
@@ -788,6 +807,8 @@ rl_err store_open(const store_options *opt, store **out)
                          : s->threads;
     s->exclusive = opt->lock != NULL;
     s->hold_max_age = opt->hold_max_age;
+    if ((e = cluster_state_new(opt->cluster, &s->cluster)) != RL_OK)
+        goto fail;
 
     if ((e = store_mkdirs(opt->home, 0700)) != RL_OK) {
         e = RL_STORE;
@@ -839,6 +860,7 @@ fail:
         homes_release(s->home);
     store_secret_free(s->secret, s->secret_len);
     free(s->home);
+    cluster_state_free(s->cluster);
     pthread_cond_destroy(&s->changed);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -875,6 +897,7 @@ void store_close(store *s)
     store_secret_free(s->secret, s->secret_len);
     free(s->home);
     if (s->stranded == 0) {
+        cluster_state_free(s->cluster);
         pthread_cond_destroy(&s->changed);
         pthread_mutex_destroy(&s->mu);
         free(s);

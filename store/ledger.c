@@ -234,8 +234,8 @@ static rl_err reserve_prepare(reserve_arg *a, uint64_t now)
     return RL_OK;
 }
 
-rl_err store_ledger_reserve(store *s, const ledger_charge *charges, unsigned n, uint64_t now,
-                            uint8_t id[LEDGER_ID_LEN], ledger_refusal *why)
+rl_err ledger_reserve_as(store *s, const ledger_charge *charges, unsigned n, uint64_t now,
+                         const uint8_t id[LEDGER_ID_LEN], int given_id, ledger_refusal *why)
 {
     reserve_arg *a = calloc(1, sizeof *a);
     ledger_hold *hold = calloc(1, sizeof *hold);
@@ -251,12 +251,9 @@ rl_err store_ledger_reserve(store *s, const ledger_charge *charges, unsigned n, 
     a->rec = &rec;
     a->now = now;
     a->why = why;
+    a->ran = given_id; /* reserve_body then takes an id already held as done */
     if ((e = reserve_prepare(a, now)) != RL_OK || (e = ledger_hold_encode(hold, &rec)) != RL_OK)
         goto out;
-    if ((e = rl_random(id, LEDGER_ID_LEN)) != RL_OK) {
-        rl_error("store: drawing a reservation id: %s", strerror(errno));
-        goto out;
-    }
     op o = {.what = "reserving against budgets", .body = reserve_body, .arg = a, .idempotent = 1};
     e = store_op_run(s, &o);
     if (e == RL_BAD_ENTRY)
@@ -269,6 +266,18 @@ out:
     free(hold);
     free(a);
     return e;
+}
+
+rl_err store_ledger_reserve(store *s, const ledger_charge *charges, unsigned n, uint64_t now,
+                            uint8_t id[LEDGER_ID_LEN], ledger_refusal *why)
+{
+    if (cluster_forwards(s))
+        return cluster_ledger_reserve(s, charges, n, now, id, why);
+    if (rl_random(id, LEDGER_ID_LEN) != RL_OK) {
+        rl_error("store: drawing a reservation id: %s", strerror(errno));
+        return RL_INTERNAL;
+    }
+    return ledger_reserve_as(s, charges, n, now, id, 0, why);
 }
 
 /* ---- settle ------------------------------------------------------------------ */
@@ -358,13 +367,15 @@ rl_err ledger_settle(store *s, const uint8_t id[LEDGER_ID_LEN], const uint64_t *
 rl_err store_ledger_settle(store *s, const uint8_t id[LEDGER_ID_LEN],
                            const uint64_t actual[LEDGER_UNITS], uint64_t now)
 {
+    if (cluster_forwards(s))
+        return cluster_ledger_settle(s, id, actual, now);
     return ledger_settle(s, id, actual, SETTLE_ACTUAL, now);
 }
 
 rl_err store_ledger_release(store *s, const uint8_t id[LEDGER_ID_LEN], uint64_t now)
 {
     static const uint64_t nothing[LEDGER_UNITS] = {0};
-    return ledger_settle(s, id, nothing, SETTLE_ACTUAL, now);
+    return store_ledger_settle(s, id, nothing, now);
 }
 
 /* ---- reading --------------------------------------------------------------- */

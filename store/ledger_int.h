@@ -39,4 +39,10 @@ typedef enum {
 rl_err ledger_settle(store *s, const uint8_t id[LEDGER_ID_LEN], const uint64_t *actual,
                      settle_mode mode, uint64_t now);
 
+/* ledger.c: store_ledger_reserve under the id the caller drew. With
+ * given_id (a write forwarded from another host, cluster_ops.c, which may
+ * arrive twice), an id already held counts as reserved: RL_OK. */
+rl_err ledger_reserve_as(store *s, const ledger_charge *charges, unsigned n, uint64_t now,
+                         const uint8_t id[LEDGER_ID_LEN], int given_id, ledger_refusal *why);
+
 #endif

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "store/base/rl_log.h"
+#include "store/cluster.h"
 #include "store/store_int.h"
 #include "store/wake.h"
 
@@ -264,8 +265,29 @@ static int checkpoint_body(handles *h, DB_TXN *txn, op *o)
  * for nothing. */
 enum { TURN_MAINTAIN = 0, TURN_PURGE = 1, TURN_LEDGER = 2 };
 
+/* A replicated store's maintenance (cluster.h): only what a replica may do
+ * (failchk, noticing a recovery) in every process; the writes (the
+ * master's heartbeat, abandoned reservations, checkpoints) by the host's
+ * listener while it is master. Nothing of the cache lives there. */
+static rl_err maintain_replicated(store *s, uint64_t now)
+{
+    op fc = {
+        .what = "freeing what dead processes held (failchk)", .body = failchk_body, .no_txn = 1};
+    rl_err e = store_op_run(s, &fc);
+    if (e != RL_OK || !cluster_options(s)->listener)
+        return e;
+    e = cluster_maintain(s, now);
+    if (e == RL_OK) {
+        op cp = {.what = "checkpointing", .body = checkpoint_body, .no_txn = 1};
+        e = store_op_run(s, &cp);
+    }
+    return e;
+}
+
 rl_err store_maintain(store *s, uint64_t now)
 {
+    if (store_is_replicated(s))
+        return maintain_replicated(s, now);
     cache_check_space(s); /* every process: each decides for its own puts */
     if (!wake_take_turn(s->wake, TURN_MAINTAIN, now, 1)) {
         /* Another process does this second's work for the store. This one

@@ -70,6 +70,9 @@ typedef struct store_options {
      * opened without DB_REGISTER (so this process never touches
      * __db.register, whose lock it holds) and always recovered. */
     const struct store_lock *lock;
+    /* NULL: a store of this host only. Set: the shared store of a group of
+     * hosts, replicated by Berkeley DB (store/cluster.h). */
+    const struct store_cluster *cluster;
 } store_options;
 
 typedef struct store_meta {

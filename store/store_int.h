@@ -17,6 +17,9 @@
  *            row (ledger.h); ledger_rec.c its windows and record formats,
  *            ledger_maint.c its scans, maintenance and verify
  *   maint.c  exclusive use, backup, verify, compact, recover, rekey, restore
+ *   cluster.c  a replicated store (cluster.h): repmgr's setup, events,
+ *            status and the master's heartbeat; cluster_ops.c the writes
+ *            forwarded to the master on message channels
  *
  * Writing an operation: put its work in a body, fill an op and call
  * store_op_run, which runs the body in a transaction, retries it on lock
@@ -47,6 +50,9 @@
  * left in place for them. Bodies get the set they run on: never keep a
  * handle beyond the body.
  */
+struct cluster_conn;
+struct cluster_state;
+
 typedef struct handles {
     DB_ENV *env;
     DB *cache, *expiry, *counters; /* cache.c */
@@ -55,6 +61,8 @@ typedef struct handles {
     DB *flights, *chunks;          /* flight.c */
     DB *tokens;                    /* token.c */
     DB *ledger, *holds;            /* ledger.c: counters, reservations */
+    DB *group;                     /* cluster.c: the master's heartbeat (replicated store only) */
+    struct cluster_conn *conn;     /* cluster_ops.c: this set's channel to the master */
     const char *home;              /* the store's, for log lines */
     int users;                     /* under store.mu */
 } handles;
@@ -138,6 +146,7 @@ struct store {
     uint32_t txn_threads;  /* the lock and transaction tables' sizing */
     uint64_t hold_max_age; /* ledger_maint.c: a live owner's reservation is released after this */
     int exclusive;         /* opened under store_lock_exclusive: no DB_REGISTER */
+    struct cluster_state *cluster; /* cluster.c; NULL: not replicated */
 };
 
 /*
@@ -205,6 +214,59 @@ rl_err store_set_aside(const store_lock *lock, char *where, size_t cap);
  * segments of its keys that nobody is attached to. Only under
  * store_lock_exclusive. */
 void store_drop_regions(const char *home);
+
+/* ---- cluster.c and cluster_ops.c, for env.c, op.c and the writers ------ */
+
+struct ledger_charge;
+struct ledger_refusal;
+struct store_token;
+struct store_cluster;
+
+/* A copy of store_options.cluster with repmgr's live state; NULL opt: *out
+ * NULL. RL_NOMEM, RL_CONFIG (an address that does not parse). */
+rl_err cluster_state_new(const struct store_cluster *opt, struct cluster_state **out);
+void cluster_state_free(struct cluster_state *c);
+/* Before env->open: sites, priority, ack policy, timeouts, the event and
+ * dispatch callbacks. A Berkeley DB code. */
+int cluster_env_configure(store *s, DB_ENV *env);
+/* After env->open: starts repmgr (the listener) or joins it (a
+ * subordinate; without a listener yet, cluster_ops retries). A Berkeley DB
+ * code. */
+int cluster_env_start(store *s, handles *h);
+/* Whether db_open_one should wait and try again after ret: a replica opens
+ * a database only once the master's creation of it arrived (ENOENT until
+ * then); waits up to CLUSTER_OPEN_WAIT_MS in all. */
+int cluster_db_open_wait(store *s, int ret, unsigned *waited_ms);
+/* Frees the handle set's channel (before its environment closes). */
+void cluster_conn_close(handles *h);
+/* store_maintain's part on a replicated store: the listener, while master,
+ * writes the heartbeat and releases abandoned reservations. */
+rl_err cluster_maintain(store *s, uint64_t now);
+/* 1 when a write on s must be forwarded to the master (a replicated store,
+ * and this thread is not the master's dispatch running it). */
+int cluster_forwards(const store *s);
+/* The message-channel dispatch function (cluster_ops.c). */
+void cluster_dispatch(DB_ENV *env, DB_CHANNEL *ch, DBT *req, u_int32_t nreq, u_int32_t flags);
+/* Counts a commit in this thread whose acknowledgements failed (the event
+ * arrives in the committing thread); cluster_ops reads and clears it. */
+void cluster_note_perm_failed(void);
+int cluster_take_perm_failed(void);
+
+/* cluster.c: counts a forwarded write (failed: for want of a master). */
+void cluster_count_forward(store *s, int failed);
+/* cluster.c: the options the store was opened with (a replicated store). */
+const struct store_cluster *cluster_options(const store *s);
+
+/* The forwarded writes (cluster_ops.c): the same contracts as the
+ * functions in ledger.h and token.h they stand for, plus RL_NO_MASTER. */
+rl_err cluster_ledger_reserve(store *s, const struct ledger_charge *charges, unsigned n,
+                              uint64_t now, uint8_t *id, struct ledger_refusal *why);
+rl_err cluster_ledger_settle(store *s, const uint8_t *id, const uint64_t *actual, uint64_t now);
+rl_err cluster_token_put(store *s, const struct store_token *t, int mode);
+rl_err cluster_token_del(store *s, const uint8_t *hash);
+rl_err cluster_token_revoke(store *s, const uint8_t *hash, uint64_t now, struct store_token *out);
+rl_err cluster_token_rotate(store *s, const uint8_t *old_hash, const uint8_t *new_hash,
+                            uint64_t now, uint64_t old_until, struct store_token *out);
 
 /* ---- cache.c, for the admin scans (scan.c) ---------------------------- */
 

@@ -373,6 +373,8 @@ static int put_body(handles *h, DB_TXN *txn, op *o)
 
 rl_err store_token_put(store *s, const store_token *t, token_put_mode mode)
 {
+    if (cluster_forwards(s))
+        return cluster_token_put(s, t, (int)mode);
     rl_buf rec;
     rl_buf_init(&rec, 0);
     rl_err e = store_token_encode(t, &rec);
@@ -431,6 +433,8 @@ static int del_body(handles *h, DB_TXN *txn, op *o)
 
 rl_err store_token_del(store *s, const uint8_t hash[STORE_KEY_LEN])
 {
+    if (cluster_forwards(s))
+        return cluster_token_del(s, hash);
     op o = {
         .what = "deleting a client token", .body = del_body, .arg = (void *)hash, .idempotent = 1};
     return store_op_run(s, &o);
@@ -467,6 +471,8 @@ static int revoke_body(handles *h, DB_TXN *txn, op *o)
 rl_err store_token_revoke(store *s, const uint8_t hash[STORE_KEY_LEN], uint64_t now,
                           store_token *out)
 {
+    if (cluster_forwards(s))
+        return cluster_token_revoke(s, hash, now, out);
     store_token *t = malloc(sizeof *t);
     if (!t)
         return RL_NOMEM;
@@ -529,6 +535,8 @@ rl_err store_token_rotate(store *s, const uint8_t old_hash[STORE_KEY_LEN],
                           const uint8_t new_hash[STORE_KEY_LEN], uint64_t now, uint64_t old_until,
                           store_token *out)
 {
+    if (cluster_forwards(s))
+        return cluster_token_rotate(s, old_hash, new_hash, now, old_until, out);
     store_token *two = malloc(2 * sizeof *two);
     if (!two)
         return RL_NOMEM;

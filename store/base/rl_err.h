@@ -16,7 +16,9 @@
  * UPSTREAM_PROTOCOL.
  * EXISTS: a name or id that must be unique is taken (store/token.h).
  * OVER_LIMIT: a budget or rate limit refused the request (store/ledger.h);
- * its message names the limit, and Retry-After says when it resets. */
+ * its message names the limit, and Retry-After says when it resets.
+ * NO_MASTER: a replicated store (store/cluster.h) could not reach a master
+ * for a write within [cluster] partition_grace. */
 /* clang-format off */
 /*    name                  status type                     code                    text */
 #define RL_ERRORS(X)                                                                                 \
@@ -47,7 +49,8 @@
     X(STOPPED,              500, "server_error",          "stopped",              "stopped by its caller") \
     X(BAD_ENTRY,            502, "api_error",             "stored_answer_unreadable", "a stored or shared answer could not be read") \
     X(EXISTS,               409, "invalid_request_error", "already_exists",       "already exists")   \
-    X(OVER_LIMIT,           429, "rate_limit_error",      "rate_limit_exceeded",  "budget or rate limit exceeded")
+    X(OVER_LIMIT,           429, "rate_limit_error",      "rate_limit_exceeded",  "budget or rate limit exceeded") \
+    X(NO_MASTER,            503, "server_error",          "cluster_no_master",    "no cluster master is reachable: budgets and tokens cannot change now")
 /* clang-format on */
 
 typedef enum {

@@ -1,0 +1,461 @@
+/*
+ * cluster.c — a replicated store (contract in cluster.h): repmgr's setup
+ * on the environment, its events, the group's status, and the master's
+ * heartbeat record. The writes forwarded to the master are cluster_ops.c's.
+ *
+ * Figures behind the settings (README "Several hosts", measured on this
+ * platform with three sites on loopback):
+ * - Heartbeats are off in Berkeley DB by default, and then a hung master
+ *   (or a partition that resets no TCP connection) is never noticed. The
+ *   master sends one every master_timeout / 4 and replicas call an
+ *   election after master_timeout of silence: with 200/700 ms a stopped
+ *   master was replaced in 667 ms, a killed one (its sockets close) in
+ *   5-9 ms whatever the setting.
+ * - The election timeout and the connection retry are kept about as long
+ *   as master_timeout: a site that restarts finds its peers within it.
+ * - Acknowledgements wait at most master_timeout too: a commit that was
+ *   not acknowledged by then is reported (DB_EVENT_REP_PERM_FAILED) and
+ *   cluster_ops refuses what it granted.
+ *
+ * Threads: the event callback runs on repmgr's threads (and, for
+ * PERM_FAILED, in the committing thread); the state it writes is atomic.
+ */
+#include "store/cluster.h"
+
+#include <db.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/base/rl_log.h"
+#include "store/store_int.h"
+
+/* How long a replica's open waits for the master's databases to arrive. */
+#define CLUSTER_OPEN_WAIT_MS 15000
+#define CLUSTER_LISTENER_THREADS 3 /* repmgr's message threads: run the master's dispatch */
+#define BEAT_KEY "master"
+#define BEAT_LEN (4 + 8 + 8 + 2) /* magic, since, beat, address length; then the address */
+
+typedef struct cluster_state cluster_state;
+
+struct cluster_state {
+    store_cluster opt; /* strings below are copies */
+    char site[CLUSTER_ADDR_MAX];
+    char *peers;
+    _Atomic int role;             /* cluster_role, as the listener's events said */
+    _Atomic unsigned long elections, perm_failed;
+    _Atomic unsigned long forwarded, forward_failed; /* cluster_ops.c */
+    _Atomic uint64_t master_since; /* listener, while master: when it took over */
+    _Atomic int became_master;     /* an event to stamp at the next maintenance */
+};
+
+static const char *const role_names[] = {"none", "master", "replica"};
+
+const char *cluster_role_name(cluster_role r)
+{
+    return (unsigned)r < sizeof role_names / sizeof role_names[0] ? role_names[r] : "none";
+}
+
+int store_is_replicated(const store *s)
+{
+    return s && s->cluster != NULL;
+}
+
+/* ---- state ------------------------------------------------------------------ */
+
+rl_err cluster_state_new(const store_cluster *opt, cluster_state **out)
+{
+    *out = NULL;
+    if (!opt)
+        return RL_OK;
+    char host[CLUSTER_ADDR_MAX];
+    unsigned port;
+    if (!opt->site || cluster_addr_split(opt->site, host, sizeof host, &port) != 0 ||
+        strlen(opt->site) >= CLUSTER_ADDR_MAX) {
+        rl_error("store: [cluster] site %s is not host:port", opt->site ? opt->site : "(none)");
+        return RL_CONFIG;
+    }
+    cluster_state *c = calloc(1, sizeof *c);
+    if (!c)
+        return RL_NOMEM;
+    c->opt = *opt;
+    snprintf(c->site, sizeof c->site, "%s", opt->site);
+    c->peers = strdup(opt->peers ? opt->peers : "");
+    if (!c->peers) {
+        free(c);
+        return RL_NOMEM;
+    }
+    c->opt.site = c->site;
+    c->opt.peers = c->peers;
+    *out = c;
+    return RL_OK;
+}
+
+void cluster_state_free(cluster_state *c)
+{
+    if (!c)
+        return;
+    free(c->peers);
+    free(c);
+}
+
+/* ---- events --------------------------------------------------------------- */
+
+static _Thread_local int perm_failed_here;
+
+void cluster_note_perm_failed(void)
+{
+    perm_failed_here = 1;
+}
+
+int cluster_take_perm_failed(void)
+{
+    int was = perm_failed_here;
+    perm_failed_here = 0;
+    return was;
+}
+
+/* What each event changes: the role it says this site now has (-1: none
+ * said), and what it is logged as (NULL: not logged). */
+static const struct {
+    u_int32_t event;
+    int role;
+    rl_log_level level;
+    const char *text;
+} events[] = {
+    {DB_EVENT_REP_MASTER, CLUSTER_ROLE_MASTER, RL_LOG_INFO, "this site is now the master"},
+    {DB_EVENT_REP_CLIENT, CLUSTER_ROLE_REPLICA, RL_LOG_INFO, "this site is now a replica"},
+    {DB_EVENT_REP_NEWMASTER, -1, RL_LOG_INFO, "a new master was elected"},
+    {DB_EVENT_REP_ELECTED, -1, RL_LOG_INFO, "this site won an election"},
+    {DB_EVENT_REP_DUPMASTER, CLUSTER_ROLE_REPLICA, RL_LOG_WARN,
+     "two masters met after a partition: this one steps down and rolls back what the group "
+     "did not acknowledge"},
+    {DB_EVENT_REP_MASTER_FAILURE, CLUSTER_ROLE_NONE, RL_LOG_WARN,
+     "the master failed; electing another"},
+    {DB_EVENT_REP_INIT_DONE, -1, RL_LOG_INFO, "copied the whole shared store from the master"},
+    {DB_EVENT_REP_STARTUPDONE, -1, RL_LOG_INFO, "caught up with the master"},
+    {DB_EVENT_REP_SITE_ADDED, -1, RL_LOG_INFO, "a site joined the group"},
+    {DB_EVENT_REP_SITE_REMOVED, -1, RL_LOG_WARN, "a site left the group"},
+    {DB_EVENT_PANIC, -1, RL_LOG_ERROR, "the replicated environment panicked"},
+};
+
+static void cluster_event(DB_ENV *env, u_int32_t event, void *info)
+{
+    (void)info;
+    store *s = env->app_private;
+    if (!s || !s->cluster)
+        return;
+    cluster_state *c = s->cluster;
+    if (event == DB_EVENT_REP_PERM_FAILED) {
+        /* Delivered in the thread whose commit was not acknowledged, also
+         * in subordinate processes (the one event that reaches them). */
+        atomic_fetch_add(&c->perm_failed, 1);
+        cluster_note_perm_failed();
+        return;
+    }
+    if (event == DB_EVENT_REP_ELECTED)
+        atomic_fetch_add(&c->elections, 1);
+    for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
+        if (events[i].event != event)
+            continue;
+        if (events[i].role >= 0) {
+            atomic_store(&c->role, events[i].role);
+            if (events[i].role == CLUSTER_ROLE_MASTER)
+                atomic_store(&c->became_master, 1);
+        }
+        rl_log(events[i].level, "cluster %s: %s", c->site, events[i].text);
+        return;
+    }
+}
+
+/* ---- the environment -------------------------------------------------------- */
+
+static const u_int32_t ack_policies[] = {
+    [CLUSTER_ACK_QUORUM] = DB_REPMGR_ACKS_QUORUM,
+    [CLUSTER_ACK_ONE] = DB_REPMGR_ACKS_ONE,
+    [CLUSTER_ACK_ONE_PEER] = DB_REPMGR_ACKS_ONE_PEER,
+    [CLUSTER_ACK_ALL] = DB_REPMGR_ACKS_ALL,
+    [CLUSTER_ACK_ALL_AVAILABLE] = DB_REPMGR_ACKS_ALL_AVAILABLE,
+    [CLUSTER_ACK_NONE] = DB_REPMGR_ACKS_NONE,
+};
+
+static int add_site(DB_ENV *env, const char *addr, u_int32_t which, int creator)
+{
+    char host[CLUSTER_ADDR_MAX];
+    unsigned port;
+    if (cluster_addr_split(addr, host, sizeof host, &port) != 0)
+        return EINVAL;
+    DB_SITE *site = NULL;
+    int ret = env->repmgr_site(env, host, port, &site, 0);
+    if (ret)
+        return ret;
+    ret = site->set_config(site, which, 1);
+    if (ret == 0 && creator)
+        ret = site->set_config(site, DB_GROUP_CREATOR, 1);
+    int closed = site->close(site);
+    return ret ? ret : closed;
+}
+
+int cluster_env_configure(store *s, DB_ENV *env)
+{
+    cluster_state *c = s->cluster;
+    const store_cluster *o = &c->opt;
+    env->app_private = s;
+    int ret = env->set_event_notify(env, cluster_event);
+    if (ret)
+        return ret;
+    if ((ret = add_site(env, c->site, DB_LOCAL_SITE, o->create_group)) != 0)
+        return ret;
+    /* Every peer helps a new site join; repmgr learns the rest of the
+     * group's membership from whichever answers. */
+    char addr[CLUSTER_ADDR_MAX];
+    for (const char *p = c->peers; *p;) {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, " ");
+        if (n == 0)
+            break;
+        if (n >= sizeof addr)
+            return EINVAL;
+        memcpy(addr, p, n);
+        addr[n] = 0;
+        if ((ret = add_site(env, addr, DB_BOOTSTRAP_HELPER, 0)) != 0)
+            return ret;
+        p += n;
+    }
+    if ((ret = env->rep_set_priority(env, o->priority)) != 0)
+        return ret;
+    if ((unsigned)o->ack >= sizeof ack_policies / sizeof ack_policies[0])
+        return EINVAL;
+    if ((ret = env->repmgr_set_ack_policy(env, ack_policies[o->ack])) != 0)
+        return ret;
+    db_timeout_t master_us = (db_timeout_t)(o->master_timeout_ms ? o->master_timeout_ms : 2000) *
+                             1000;
+    const struct {
+        int which;
+        db_timeout_t us;
+    } timeouts[] = {
+        {DB_REP_HEARTBEAT_SEND, master_us / 4},
+        {DB_REP_HEARTBEAT_MONITOR, master_us},
+        {DB_REP_ELECTION_TIMEOUT, master_us},
+        {DB_REP_ELECTION_RETRY, master_us},
+        {DB_REP_CONNECTION_RETRY, master_us / 2},
+        {DB_REP_ACK_TIMEOUT, master_us},
+    };
+    for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++)
+        if ((ret = env->rep_set_timeout(env, timeouts[i].which, timeouts[i].us)) != 0)
+            return ret;
+    /* Every process sets it: a subordinate's request to DB_EID_MASTER on
+     * the master's own host is answered by its own dispatch (DB_NOSERVER
+     * without one). */
+    return env->repmgr_msg_dispatch(env, cluster_dispatch, 0);
+}
+
+int cluster_env_start(store *s, handles *h)
+{
+    cluster_state *c = s->cluster;
+    int listener = c->opt.listener;
+    int ret = h->env->repmgr_start(h->env, listener ? CLUSTER_LISTENER_THREADS : 0,
+                                   DB_REP_ELECTION);
+    if (ret == DB_REP_IGNORE) {
+        if (listener)
+            rl_warn("cluster %s: another process already runs replication for this host (%s)",
+                    c->site, s->home);
+        return 0;
+    }
+    if (ret == 0) {
+        if (!listener)
+            rl_warn("cluster %s: this process started replication for the host itself",
+                    c->site);
+        return 0;
+    }
+    if (!listener && ret == EINVAL)
+        return 0; /* no listener yet: cluster_ops joins it later */
+    return ret;
+}
+
+int cluster_db_open_wait(store *s, int ret, unsigned *waited_ms)
+{
+    if (!s->cluster || ret != ENOENT || *waited_ms >= CLUSTER_OPEN_WAIT_MS)
+        return 0;
+    struct timespec pause = {0, 50 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    *waited_ms += 50;
+    return 1;
+}
+
+/* ---- the master's heartbeat --------------------------------------------------- */
+
+typedef struct beat {
+    uint64_t since, at;
+    char addr[CLUSTER_ADDR_MAX];
+} beat;
+
+static int beat_put_body(handles *h, DB_TXN *txn, op *o)
+{
+    const beat *b = o->arg;
+    uint8_t rec[BEAT_LEN + CLUSTER_ADDR_MAX];
+    size_t n = strlen(b->addr);
+    memcpy(rec, "RLB1", 4);
+    store_put64(rec + 4, b->since);
+    store_put64(rec + 12, b->at);
+    rec[20] = (uint8_t)(n >> 8);
+    rec[21] = (uint8_t)n;
+    memcpy(rec + BEAT_LEN, b->addr, n);
+    DBT k, d;
+    dbt_in(&k, BEAT_KEY, strlen(BEAT_KEY));
+    dbt_in(&d, rec, BEAT_LEN + n);
+    return h->group->put(h->group, txn, &k, &d, 0);
+}
+
+static int beat_get_body(handles *h, DB_TXN *txn, op *o)
+{
+    beat *b = o->arg;
+    uint8_t rec[BEAT_LEN + CLUSTER_ADDR_MAX];
+    DBT k, d;
+    dbt_in(&k, BEAT_KEY, strlen(BEAT_KEY));
+    dbt_out(&d, rec, sizeof rec);
+    memset(b, 0, sizeof *b);
+    int ret = h->group->get(h->group, txn, &k, &d, 0);
+    if (ret)
+        return ret;
+    size_t n = d.size >= BEAT_LEN ? (size_t)rec[20] << 8 | rec[21] : 0;
+    if (d.size < BEAT_LEN || memcmp(rec, "RLB1", 4) != 0 || BEAT_LEN + n != d.size ||
+        n >= sizeof b->addr) {
+        o->err = RL_BAD_ENTRY;
+        return 0;
+    }
+    b->since = store_get64(rec + 4);
+    b->at = store_get64(rec + 12);
+    memcpy(b->addr, rec + BEAT_LEN, n);
+    b->addr[n] = 0;
+    return 0;
+}
+
+static int is_master_body(handles *h, DB_TXN *txn, op *o)
+{
+    (void)txn;
+    DB_REP_STAT *st = NULL;
+    int ret = h->env->rep_stat(h->env, &st, 0);
+    if (ret)
+        return ret;
+    *(int *)o->arg = st->st_status == DB_REP_MASTER;
+    free(st);
+    return 0;
+}
+
+rl_err cluster_maintain(store *s, uint64_t now)
+{
+    cluster_state *c = s->cluster;
+    if (!c->opt.listener)
+        return RL_OK;
+    int master = 0;
+    op q = {.what = "asking for the replication role", .body = is_master_body, .no_txn = 1,
+            .arg = &master};
+    rl_err e = store_op_run(s, &q);
+    if (e != RL_OK || !master)
+        return e;
+    if (atomic_exchange(&c->became_master, 0) || !atomic_load(&c->master_since))
+        atomic_store(&c->master_since, now);
+    beat b = {.since = atomic_load(&c->master_since), .at = now};
+    snprintf(b.addr, sizeof b.addr, "%s", c->site);
+    op o = {.what = "writing the master's heartbeat", .body = beat_put_body, .arg = &b,
+            .idempotent = 1};
+    e = store_op_run(s, &o);
+    (void)cluster_take_perm_failed(); /* a beat that was not acknowledged is only late */
+    ledger_maintain(s, now, 1);
+    return e;
+}
+
+/* ---- status --------------------------------------------------------------------- */
+
+typedef struct status_arg {
+    store_cluster_status *st;
+    const char *self;
+} status_arg;
+
+static int status_body(handles *h, DB_TXN *txn, op *o)
+{
+    (void)txn;
+    status_arg *a = o->arg;
+    store_cluster_status *st = a->st;
+    DB_REP_STAT *rs = NULL;
+    DB_REPMGR_SITE *list = NULL;
+    u_int count = 0;
+    int ret = h->env->rep_stat(h->env, &rs, 0);
+    if (ret)
+        return ret;
+    st->role = rs->st_status == DB_REP_MASTER   ? CLUSTER_ROLE_MASTER
+               : rs->st_status == DB_REP_CLIENT && rs->st_master != DB_EID_INVALID
+                   ? CLUSTER_ROLE_REPLICA
+                   : CLUSTER_ROLE_NONE;
+    int master_eid = (int)rs->st_master;
+    free(rs);
+    if ((ret = h->env->repmgr_site_list(h->env, &count, &list)) != 0)
+        return ret;
+    st->nsites = 0;
+    if (st->nsites < CLUSTER_MAX_SITES) {
+        cluster_site_status *me = &st->sites[st->nsites++];
+        snprintf(me->addr, sizeof me->addr, "%s", a->self);
+        me->self = 1;
+        me->connected = 1;
+        me->master = st->role == CLUSTER_ROLE_MASTER;
+    }
+    if (st->role == CLUSTER_ROLE_MASTER)
+        snprintf(st->master, sizeof st->master, "%s", a->self);
+    for (u_int i = 0; i < count && st->nsites < CLUSTER_MAX_SITES; i++) {
+        cluster_site_status *x = &st->sites[st->nsites++];
+        int v6 = strchr(list[i].host, ':') != NULL;
+        snprintf(x->addr, sizeof x->addr, v6 ? "[%s]:%u" : "%s:%u", list[i].host, list[i].port);
+        x->connected = list[i].status == DB_REPMGR_CONNECTED;
+        x->master = list[i].eid == master_eid && st->role != CLUSTER_ROLE_MASTER;
+        if (x->master)
+            snprintf(st->master, sizeof st->master, "%s", x->addr);
+    }
+    free(list);
+    return 0;
+}
+
+rl_err store_cluster_status_get(store *s, uint64_t now, store_cluster_status *out)
+{
+    (void)now;
+    memset(out, 0, sizeof *out);
+    if (!s || !s->cluster)
+        return RL_CONFIG;
+    cluster_state *c = s->cluster;
+    status_arg a = {out, c->site};
+    op o = {.what = "reading the replication status", .body = status_body, .no_txn = 1,
+            .arg = &a};
+    rl_err e = store_op_run(s, &o);
+    if (e != RL_OK)
+        return e;
+    beat b;
+    op g = {.what = "reading the master's heartbeat", .body = beat_get_body, .arg = &b,
+            .read_committed = 1, .idempotent = 1};
+    rl_err ge = store_op_run(s, &g);
+    if (ge == RL_OK) {
+        out->master_since = b.since;
+        out->beat = b.at;
+    }
+    out->elections = atomic_load(&c->elections);
+    out->perm_failed = atomic_load(&c->perm_failed);
+    out->forwarded = atomic_load(&c->forwarded);
+    out->forward_failed = atomic_load(&c->forward_failed);
+    return RL_OK;
+}
+
+void cluster_count_forward(store *s, int failed)
+{
+    atomic_fetch_add(&s->cluster->forwarded, 1);
+    if (failed)
+        atomic_fetch_add(&s->cluster->forward_failed, 1);
+}
+
+const store_cluster *cluster_options(const store *s)
+{
+    return &s->cluster->opt;
+}

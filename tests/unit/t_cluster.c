@@ -1,0 +1,295 @@
+/*
+ * t_cluster.c — a replicated store (store/cluster.h): three sites of one
+ * group on loopback, each a store of its own home opened as its host's
+ * listener, in this one process (Berkeley DB keeps one repmgr per
+ * environment). Checks: the group forms with the creator as master; a
+ * token written on a replica is forwarded, committed by the master and
+ * read on every site; reservations made concurrently on all three sites
+ * never pass the limit; a replica's settlement lands; when the master
+ * closes, the others elect one and writes resume; the old master comes
+ * back as a replica and every site reads the same spend; a write with no
+ * master anywhere fails with RL_NO_MASTER after partition_grace; the
+ * status names the sites and the master.
+ *
+ * Waits for the group (an election, replication) poll the store with a
+ * deadline; nothing asserts on time.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/cluster.h"
+#include "store/ledger.h"
+#include "store/store.h"
+#include "store/token.h"
+#include "tests/unit/tap.h"
+
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:libdb-5.3.so\n";
+}
+
+#define SITES 3
+#define NOW 1813017600ull /* 2027-06-15 00:00:00 UTC */
+
+static char tmp[64], keyfile[160];
+static char homes[SITES][128], addrs[SITES][64], peers[SITES][160];
+static store_cluster copts[SITES];
+static store *sites[SITES];
+
+static unsigned free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t n = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &n) != 0)
+        return 0;
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static rl_err open_site(int i)
+{
+    store_options o = {.home = homes[i],
+                       .key_file = keyfile,
+                       .cache_mb = 8,
+                       .max_threads = 32,
+                       .hold_max_age = 600,
+                       .cluster = &copts[i]};
+    return store_open(&o, &sites[i]);
+}
+
+/* Polls until site i sees role (and, for a replica, a master) or 20 s. */
+static int wait_role(int i, cluster_role role)
+{
+    for (int t = 0; t < 400; t++) {
+        store_cluster_status st;
+        if (store_cluster_status_get(sites[i], NOW, &st) == RL_OK && st.role == role &&
+            (role != CLUSTER_ROLE_REPLICA || st.master[0]))
+            return 1;
+        pause_ms(50);
+    }
+    return 0;
+}
+
+static store_token token_named(const char *name, uint8_t fill)
+{
+    store_token t;
+    memset(&t, 0, sizeof t);
+    memset(t.hash, fill, sizeof t.hash);
+    store_token_id_of(t.hash, t.id);
+    snprintf(t.name, sizeof t.name, "%s", name);
+    t.created = NOW;
+    return t;
+}
+
+/* Polls until site i has the token with this hash (or 10 s). */
+static int wait_token(int i, const uint8_t *hash, token_state want)
+{
+    for (int t = 0; t < 200; t++) {
+        store_token got;
+        if (store_token_get(sites[i], hash, &got) == RL_OK &&
+            store_token_state(&got, NOW + 1) == want)
+            return 1;
+        pause_ms(50);
+    }
+    return 0;
+}
+
+typedef struct reserver {
+    int site;
+    unsigned tries, granted, refused, other;
+    uint8_t ids[16][LEDGER_ID_LEN];
+} reserver;
+
+static void *reserve_some(void *p)
+{
+    reserver *r = p;
+    for (unsigned k = 0; k < r->tries; k++) {
+        ledger_charge c = {.scope = "token:cafe0001", .window = LEDGER_DAY};
+        c.amount[LEDGER_REQUESTS] = 1;
+        c.limit[LEDGER_REQUESTS] = 10;
+        ledger_refusal why;
+        rl_err e = store_ledger_reserve(sites[r->site], &c, 1, NOW, r->ids[r->granted], &why);
+        if (e == RL_OK)
+            r->granted++;
+        else if (e == RL_OVER_LIMIT && why.limit == 10)
+            r->refused++;
+        else
+            r->other++;
+    }
+    return NULL;
+}
+
+static ledger_row row_at(int i)
+{
+    ledger_row row;
+    memset(&row, 0xee, sizeof row);
+    if (store_ledger_read(sites[i], "token:cafe0001", LEDGER_DAY, NOW, &row) != RL_OK)
+        memset(&row, 0xee, sizeof row);
+    return row;
+}
+
+/* Polls until every open site reads spent requests == want (or 10 s). */
+static int wait_spent(uint64_t want)
+{
+    for (int t = 0; t < 200; t++) {
+        int all = 1;
+        for (int i = 0; i < SITES; i++)
+            if (sites[i] && row_at(i).spent[LEDGER_REQUESTS] != want)
+                all = 0;
+        if (all)
+            return 1;
+        pause_ms(50);
+    }
+    return 0;
+}
+
+int main(void)
+{
+    snprintf(tmp, sizeof tmp, "/tmp/t_cluster.XXXXXX");
+    if (!mkdtemp(tmp)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    snprintf(keyfile, sizeof keyfile, "%s/relay.key", tmp);
+    is_int(store_keyfile_ensure(keyfile), RL_OK, "key file");
+    for (int i = 0; i < SITES; i++) {
+        snprintf(homes[i], sizeof homes[i], "%s/site%d", tmp, i);
+        unsigned port = free_port();
+        ok(port != 0, "a free port");
+        snprintf(addrs[i], sizeof addrs[i], "127.0.0.1:%u", port);
+    }
+    for (int i = 0; i < SITES; i++) {
+        peers[i][0] = 0;
+        for (int j = 0; j < SITES; j++)
+            if (j != i)
+                snprintf(peers[i] + strlen(peers[i]), sizeof peers[i] - strlen(peers[i]), "%s%s",
+                         peers[i][0] ? " " : "", addrs[j]);
+        copts[i] = (store_cluster){.site = addrs[i],
+                                   .peers = peers[i],
+                                   .create_group = i == 0,
+                                   .priority = 100 - 10 * (unsigned)i,
+                                   .ack = CLUSTER_ACK_QUORUM,
+                                   .listener = 1,
+                                   .forward_timeout_ms = 2000,
+                                   .partition_grace_ms = 5000,
+                                   .master_timeout_ms = 1000};
+    }
+
+    /* The group forms around its creator. */
+    is_int(open_site(0), RL_OK, "the creator opens");
+    ok(wait_role(0, CLUSTER_ROLE_MASTER), "the creator is master");
+    is_int(store_maintain(sites[0], NOW), RL_OK, "the master's maintenance (heartbeat)");
+    for (int i = 1; i < SITES; i++) {
+        is_int(open_site(i), RL_OK, "a site joins");
+        ok(wait_role(i, CLUSTER_ROLE_REPLICA), "it is a replica with a master");
+    }
+    store_cluster_status st;
+    is_int(store_cluster_status_get(sites[2], NOW, &st), RL_OK, "status on a replica");
+    is_str(st.master, addrs[0], "it names the master");
+    ok(st.nsites == SITES, "it lists every site");
+    ok(st.sites[0].self && strcmp(st.sites[0].addr, addrs[2]) == 0, "itself first");
+    ok(st.beat == NOW && st.master_since == NOW, "the master's heartbeat replicated");
+    ok(store_is_replicated(sites[1]), "replicated");
+
+    /* A token written on a replica is read everywhere. */
+    store_token t = token_named("alice", 0x11);
+    is_int(store_token_put(sites[2], &t, TOKEN_CREATE), RL_OK, "token created on a replica");
+    for (int i = 0; i < SITES; i++)
+        ok(wait_token(i, t.hash, TOKEN_LIVE), "the token reads on every site");
+    is_int(store_token_put(sites[1], &t, TOKEN_CREATE), RL_EXISTS,
+           "the master's refusal comes back");
+    store_token revoked;
+    is_int(store_token_revoke(sites[1], t.hash, NOW, &revoked), RL_OK, "revoked on a replica");
+    ok(revoked.revoked == NOW && strcmp(revoked.name, "alice") == 0, "the record comes back");
+    for (int i = 0; i < SITES; i++)
+        ok(wait_token(i, t.hash, TOKEN_REVOKED), "revoked on every site");
+
+    /* Reservations from all three sites at once never pass the limit. */
+    reserver rs[SITES * 2];
+    pthread_t th[SITES * 2];
+    for (int i = 0; i < SITES * 2; i++) {
+        memset(&rs[i], 0, sizeof rs[i]);
+        rs[i].site = i % SITES;
+        rs[i].tries = 5;
+        pthread_create(&th[i], NULL, reserve_some, &rs[i]);
+    }
+    unsigned granted = 0, refused = 0, other = 0;
+    for (int i = 0; i < SITES * 2; i++) {
+        pthread_join(th[i], NULL);
+        granted += rs[i].granted;
+        refused += rs[i].refused;
+        other += rs[i].other;
+    }
+    is_int(granted, 10, "exactly the limit's worth granted across the group");
+    is_int(refused, 20, "the rest refused, with the limit");
+    is_int(other, 0, "no other outcome");
+    ledger_row row = row_at(0);
+    is_int(row.reserved[LEDGER_REQUESTS], 10, "the master holds 10 reservations");
+
+    /* Settlements from replicas land once. */
+    uint64_t one[LEDGER_UNITS] = {0, 0, 1};
+    for (int i = 0; i < SITES * 2; i++)
+        for (unsigned k = 0; k < rs[i].granted; k++)
+            is_int(store_ledger_settle(sites[rs[i].site], rs[i].ids[k], one, NOW), RL_OK,
+                   "settled where it was reserved");
+    is_int(store_ledger_settle(sites[1], rs[1].ids[0], one, NOW), RL_NOTFOUND,
+           "a second settlement finds nothing");
+    ok(wait_spent(10), "every site reads 10 spent");
+
+    /* The master goes: the others elect one, and writes resume. */
+    store_close(sites[0]);
+    sites[0] = NULL;
+    ok(wait_role(1, CLUSTER_ROLE_MASTER), "the next priority is elected");
+    uint8_t id[LEDGER_ID_LEN];
+    ledger_charge c = {.scope = "token:cafe0002", .window = LEDGER_DAY};
+    c.amount[LEDGER_REQUESTS] = 1;
+    is_int(store_ledger_reserve(sites[2], &c, 1, NOW, id, NULL), RL_OK,
+           "a replica reserves with the new master");
+    c.scope = "token:cafe0001";
+    is_int(store_ledger_reserve(sites[2], &c, 1, NOW, id, NULL), RL_OK, "one more");
+    is_int(store_ledger_settle(sites[2], id, one, NOW), RL_OK, "and settles");
+
+    /* The old master returns as a replica and catches up. */
+    is_int(open_site(0), RL_OK, "the old master reopens");
+    ok(wait_role(0, CLUSTER_ROLE_REPLICA), "as a replica");
+    ok(wait_spent(11), "every site reads 11 spent");
+
+    /* No master anywhere: a write waits partition_grace, then fails. */
+    store_close(sites[1]);
+    sites[1] = NULL;
+    store_close(sites[0]);
+    sites[0] = NULL;
+    ok(wait_role(2, CLUSTER_ROLE_NONE), "the last site knows no master (no majority)");
+    is_int(store_ledger_reserve(sites[2], &c, 1, NOW, id, NULL), RL_NO_MASTER,
+           "no master: refused after partition_grace, not granted blindly");
+    store_token u = token_named("bob", 0x22);
+    ok(store_token_get(sites[2], t.hash, &u) == RL_OK, "reads still work");
+
+    store_close(sites[2]);
+    for (int i = 0; i < SITES; i++) {
+        store_options o = {.home = homes[i]};
+        store_remove(&o);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmp);
+    return tap_done();
+}
