@@ -70,6 +70,7 @@ typedef struct store_options {
      * opened without DB_REGISTER (so this process never touches
      * __db.register, whose lock it holds) and always recovered. */
     const struct store_lock *lock;
+    const struct store_cluster *cluster; /* NULL: not replicated (store/cluster.h) */
 } store_options;
 
 typedef struct store_meta {
