@@ -809,11 +809,12 @@ static int check_cluster_addr(const relay_config *cfg, const char *key, const ch
             snprintf(num, sizeof num, "an address");
         rl_buf_printf(why, "%s: [cluster] %s: ", cfg->path, key);
         if (strcmp(num, host) != 0)
-            rl_buf_printf(why, "%s resolves to ", host);
+            rl_buf_printf(why, "%s (%s)", host, num);
+        else
+            rl_buf_puts(why, num);
         rl_buf_printf(why,
-                      "%s, which is %s; repmgr neither encrypts nor authenticates: use a "
-                      "private network or VPN, or set allow_public = yes",
-                      num,
+                      " is %s; repmgr neither encrypts nor authenticates: use a private network "
+                      "or VPN, or set allow_public = yes",
                       strcmp(num, "0.0.0.0") == 0 || strcmp(num, "::") == 0
                           ? "every interface, public ones included"
                           : "a public address");
