@@ -776,9 +776,12 @@ static size_t dir_len(const char *d)
 static int check_cluster_addr(const relay_config *cfg, const char *key, const char *addr, size_t n,
                               char host[CLUSTER_ADDR_MAX], unsigned *port, rl_buf *why)
 {
-    char a[CLUSTER_ADDR_MAX];
-    if (n >= sizeof a || (memcpy(a, addr, n), a[n] = '\0',
-                          cluster_addr_split(a, host, CLUSTER_ADDR_MAX, port) != 0)) {
+    char a[CLUSTER_ADDR_MAX] = "";
+    if (n < sizeof a) {
+        memcpy(a, addr, n);
+        a[n] = '\0';
+    }
+    if (n >= sizeof a || cluster_addr_split(a, host, CLUSTER_ADDR_MAX, port) != 0) {
         rl_buf_printf(why,
                       "%s: [cluster] %s: \"%.*s\" is not host:port (a name, an IPv4 address or "
                       "[an IPv6 address] in brackets, and a port from 1 to 65535)",
