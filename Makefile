@@ -170,6 +170,7 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SRC := engine/sse.c engine/frame.c engine/prov_common.c engine/prov_openai.c \
 	engine/prov_anthropic.c engine/prov_gemini.c engine/prov_ollama.c engine/policy.c \
 	engine/config.c engine/config_values.c engine/pricing.c engine/route.c fcgi/params.c \
+	store/cluster_addr.c \
 	store/base/rl_buf.c store/base/rl_err.c store/base/rl_log.c store/base/rl_pool.c \
 	store/base/rl_hex.c engine/fuzzy.c engine/retry.c engine/prov_canon.c \
 	$(wildcard engine/xlate*.c)

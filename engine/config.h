@@ -15,6 +15,7 @@
 
 #include "store/base/rl_buf.h"
 #include "store/base/rl_err.h"
+#include "store/cluster.h"
 #include "store/store.h"
 
 typedef enum { CACHE_POLICY_DETERMINISTIC, CACHE_POLICY_ALWAYS, CACHE_POLICY_NEVER } cache_policy;
@@ -207,6 +208,24 @@ typedef struct relay_config {
     struct {
         int level; /* rl_log_level */
     } log;
+    /* Several hosts sharing tokens and budgets (store/cluster.h). Checked
+     * at load: site and every peer split by cluster_addr_split, peers set
+     * exactly when site is, none twice nor site itself, and without
+     * allow_public every address they resolve to private
+     * (config_addr_is_private). */
+    struct {
+        char *site;       /* "" (the default): no cluster; else this site's repmgr "host:port" */
+        char *peers;      /* the other sites' "host:port", separated by blanks (no commas) */
+        char *home;       /* the shared store's directory, absolute; left out, [store] home
+                           * with "-cluster" appended; never [store] home itself */
+        int create_group; /* 1: this site creates the group on its first start */
+        long priority;    /* elections prefer higher; 0: never master */
+        cluster_ack ack_policy;  /* repmgr's acknowledgements a commit waits for */
+        long partition_grace;    /* seconds a shared write waits for a master */
+        long forward_timeout_ms; /* a forwarded write's wait for the master's answer */
+        long master_timeout_ms;  /* silence after which replicas elect another master */
+        int allow_public;        /* 1: public site addresses accepted (not checked) */
+    } cluster;
 } relay_config;
 
 /* Parses path. On failure returns RL_CONFIG (or RL_IO/RL_NOMEM) with a
@@ -219,6 +238,17 @@ void config_free(relay_config *cfg);
 /* The store options of cfg ([store], and the thread count of the pool). The
  * strings are borrowed from cfg. */
 void config_store_options(const relay_config *cfg, store_options *out);
+
+/* The options of the shared, replicated store of [cluster], for a process
+ * that runs repmgr for the host (listener 1: the pool's cluster process)
+ * or one that only reads and forwards its writes (listener 0): sc from
+ * [cluster], so for the store at [cluster] home with [store]'s secret,
+ * thread counts as config_store_options gives them, no cache caps (it
+ * holds no answers), 1 MiB entries and a 16 MiB buffer pool, and
+ * so->cluster = sc. Meaningful only when cfg->cluster.site is set. The
+ * strings are borrowed from cfg; sc must outlive the store opened with so. */
+void config_cluster_options(const relay_config *cfg, int listener, store_options *so,
+                            store_cluster *sc);
 
 /* Looks a value up by "section.key" (e.g. "fcgi.listen") and appends it as
  * the resolved text (paths absolute) to out. RL_NOTFOUND for unknown keys.

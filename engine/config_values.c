@@ -4,8 +4,11 @@
 #include "engine/config_values.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "engine/route.h"
 
@@ -178,4 +181,42 @@ int config_origins_parse(const char *value, const char *where, rl_buf *why, char
         *out = rl_buf_steal(&list, NULL);
     rl_buf_release(&list);
     return 0;
+}
+
+/* The private IPv4 networks (config_addr_is_private), host byte order. */
+static const struct {
+    uint32_t net, mask;
+} private_v4[] = {
+    {0x7f000000u, 0xff000000u}, /* 127/8 loopback */
+    {0x0a000000u, 0xff000000u}, /* 10/8 */
+    {0xac100000u, 0xfff00000u}, /* 172.16/12 */
+    {0xc0a80000u, 0xffff0000u}, /* 192.168/16 */
+    {0xa9fe0000u, 0xffff0000u}, /* 169.254/16 link-local */
+    {0x64400000u, 0xffc00000u}, /* 100.64/10 CGNAT (Tailscale) */
+};
+
+static int v4_is_private(const unsigned char b[4])
+{
+    uint32_t a = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    for (size_t i = 0; i < sizeof private_v4 / sizeof private_v4[0]; i++)
+        if ((a & private_v4[i].mask) == private_v4[i].net)
+            return 1;
+    return 0;
+}
+
+int config_addr_is_private(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return v4_is_private((const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr);
+    if (sa->sa_family != AF_INET6)
+        return 0;
+    const unsigned char *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+    static const unsigned char loopback[16] = {[15] = 1};
+    static const unsigned char mapped[12] = {[10] = 0xff, [11] = 0xff};
+    if (memcmp(b, loopback, 16) == 0)
+        return 1;
+    if (memcmp(b, mapped, 12) == 0)
+        return v4_is_private(b + 12);
+    return (b[0] & 0xfe) == 0xfc                       /* fc00::/7 unique local */
+           || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80); /* fe80::/10 link-local */
 }
