@@ -255,7 +255,7 @@ static json_t *stats_json(exchange *x, const observe_rows *rs, uint64_t now)
 {
     uint64_t totals[STATS_COUNTERS] = {0};
     uint64_t calls = 0;
-    store *s = exchange_store(x);
+    store *s = exchange_shared(x);
     budgets b = {0};
     int have_budgets = s && budgets_read(s, x->cfg, now, &b) == RL_OK;
     json_t *models = json_array(), *upstreams = json_array();

@@ -343,7 +343,7 @@ void admin_tokens_serve(exchange *x)
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if ((int)routes[i].at != at || strcmp(routes[i].method, x->req->method) != 0)
             continue;
-        store *s = exchange_store(x);
+        store *s = exchange_shared(x);
         if (s && routes[i].op)
             run(x, s, &routes[i], ref);
         else if (s)

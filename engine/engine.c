@@ -79,6 +79,31 @@ static void open_store(engine *e, uint64_t now)
         atomic_store(&e->breaker, breaker_new(cfg->store.home));
 }
 
+/* With [cluster]: opens the shared store as a subordinate of the host's
+ * cluster process (fcgi/cluster.c runs the listener); retried like the
+ * store. */
+static void open_shared(engine *e, uint64_t now)
+{
+    const relay_config *cfg = e->cfg;
+    store_options so;
+    store_cluster sc;
+    config_cluster_options(cfg, 0, &so, &sc);
+    store *s = NULL;
+    rl_err err = store_key_ensure(&so);
+    if (err == RL_OK)
+        err = store_open(&so, &s);
+    if (err != RL_OK) {
+        rl_error("the shared store at %s is unavailable (%s): requests that need tokens or "
+                 "budgets are refused; retrying in %d s",
+                 cfg->cluster.home, rl_err_text(err), STORE_RETRY_SECONDS);
+        e->shared_retry_at = now + STORE_RETRY_SECONDS;
+        return;
+    }
+    if (now)
+        rl_info("the shared store at %s is available again", cfg->cluster.home);
+    atomic_store(&e->shared, s);
+}
+
 rl_err engine_new(const relay_config *cfg, engine **out)
 {
     engine *e = calloc(1, sizeof *e);
@@ -94,6 +119,8 @@ rl_err engine_new(const relay_config *cfg, engine **out)
      * counters live. They do not need the store itself: requests are
      * counted while it cannot be opened (a wrong key file). */
     open_store(e, 0);
+    if (cfg->cluster.site[0])
+        open_shared(e, 0);
     atomic_store(&e->stats, stats_new(cfg->store.home));
     /* Beside the counters; without it calls are not limited (logged). */
     if (admission_open(cfg->store.home, &e->admission) == RL_OK)
@@ -114,6 +141,7 @@ void engine_free(engine *e)
 {
     if (!e)
         return;
+    store_close(atomic_load(&e->shared));
     store_close(atomic_load(&e->store));
     stats_close(atomic_load(&e->stats));
     admission_close(e->admission);
@@ -158,6 +186,13 @@ int engine_maintain(engine *e, uint64_t now)
      * next large answers fault their pages in again, a few per second. */
     malloc_trim(0);
     stats_maintain(atomic_load(&e->stats), now);
+    if (e->cfg->cluster.site[0]) {
+        store *shared = atomic_load(&e->shared);
+        if (shared)
+            store_maintain(shared, now);
+        else if (now >= e->shared_retry_at)
+            open_shared(e, now);
+    }
     store *s = atomic_load(&e->store);
     if (!s) {
         if (now >= e->store_retry_at)

@@ -46,6 +46,12 @@ store *exchange_store(const exchange *x)
     return atomic_load(&x->w->e->store);
 }
 
+store *exchange_shared(const exchange *x)
+{
+    const engine *e = x->w->e;
+    return e->cfg->cluster.site[0] ? atomic_load(&e->shared) : atomic_load(&e->store);
+}
+
 frame_kind exchange_framing(const exchange *x)
 {
     return x->up_is_stream ? frame_kind_of(x->up_ctype) : x->info.framing;

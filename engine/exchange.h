@@ -29,6 +29,11 @@ struct engine {
      * request thread: atomic. */
     _Atomic(store *) store;
     uint64_t store_retry_at; /* engine_maintain's thread only */
+    /* With [cluster]: the shared store (store/cluster.h) holding tokens
+     * and budgets, replicated to every host; NULL until it opens (then
+     * what needs it answers 503, never the local store's copy). */
+    _Atomic(store *) shared;
+    uint64_t shared_retry_at; /* engine_maintain's thread only */
     /* Shared counters (stats.h), opened at start whether or not the store
      * opens; NULL only when out of memory (stats_problem says whether they
      * count). Set once; atomic for the same reason as store. */
@@ -185,6 +190,9 @@ typedef struct exchange {
 } exchange;
 
 store *exchange_store(const exchange *x);
+/* Where tokens and budgets live: the shared store with [cluster] (NULL
+ * while it cannot be opened), else the store. */
+store *exchange_shared(const exchange *x);
 
 /* The framing of the stream the client is receiving (or would receive). */
 frame_kind exchange_framing(const exchange *x);

@@ -30,7 +30,7 @@ int spend_authorize(exchange *x, const char *credential)
                       "administrator for one ([auth] mode = tokens).");
         return -1;
     }
-    store *s = exchange_store(x);
+    store *s = exchange_shared(x);
     if (!s) {
         x->rejected = "unverifiable";
         exchange_fail(x, RL_STORE,
@@ -263,7 +263,7 @@ int spend_reserve(exchange *x, rl_err *err, const char **message)
     charges_of(x, est, &cs);
     if (cs.n == 0)
         return 0; /* no token and no [budget] for it: nothing to count */
-    store *s = exchange_store(x);
+    store *s = exchange_shared(x);
     if (!s) {
         x->rejected = "unverifiable";
         *err = RL_STORE;
@@ -279,6 +279,17 @@ int spend_reserve(exchange *x, rl_err *err, const char **message)
         *err = RL_OVER_LIMIT;
         x->rejected = cs.c[r.charge].window == LEDGER_MINUTE ? "rate_limit" : "budget";
         *message = refusal_text(x, &cs, &r);
+        return -1;
+    }
+    if (e == RL_NO_MASTER) {
+        /* [cluster]: no master took the reservation within partition_grace.
+         * Refused rather than spent unchecked (store/cluster.h). */
+        snprintf(x->retry_after, sizeof x->retry_after, "%d", 1);
+        x->extra[x->nextra++] = (rl_header){"retry-after", x->retry_after};
+        x->rejected = "unverifiable";
+        *err = RL_NO_MASTER;
+        *message = "Relay's hosts cannot reach their cluster master to reserve against "
+                   "budgets; try again shortly.";
         return -1;
     }
     if (e != RL_OK) {
@@ -301,7 +312,7 @@ void spend_settle(exchange *x)
     if (!sp->held)
         return;
     sp->held = 0;
-    store *s = exchange_store(x);
+    store *s = exchange_shared(x);
     if (!s)
         return; /* maintenance releases it, counted as spent */
     uint64_t now = (uint64_t)time(NULL);

@@ -28,6 +28,7 @@
 
 #include "engine/config.h"
 #include "engine/engine.h"
+#include "fcgi/cluster.h"
 #include "fcgi/front.h"
 #include "fcgi/status.h"
 #include "store/base/rl_log.h"
@@ -232,9 +233,16 @@ static int run_pool(const char *config_path, relay_config *cfg)
     size_t nold = 0;
     int stopping = 0;
     struct timespec stop_started = {0, 0};
+    /* [cluster]: the host's replication process (fcgi/cluster.h). */
+    worker_slot cluster = {0, 0};
 
     for (;;) {
         time_t now = time(NULL);
+        if (!stopping && cfg->cluster.site[0] && cluster.pid <= 0 &&
+            !(cluster.started && now - cluster.started < 1)) {
+            cluster.pid = cluster_spawn(cfg);
+            cluster.started = now;
+        }
         if (!stopping) {
             for (long i = 0; i < cfg->fcgi.workers; i++) {
                 if (slots[i].pid > 0)
@@ -248,7 +256,7 @@ static int run_pool(const char *config_path, relay_config *cfg)
             }
             publish_status(cfg, table, started, &status_failing);
         }
-        size_t alive = nold;
+        size_t alive = nold + (cluster.pid > 0);
         for (long i = 0; i < MAX_WORKERS; i++)
             alive += slots[i].pid > 0;
         if (stopping && alive == 0)
@@ -263,6 +271,8 @@ static int run_pool(const char *config_path, relay_config *cfg)
                         kill(slots[i].pid, SIGKILL);
                 for (size_t i = 0; i < nold; i++)
                     kill(old[i], SIGKILL);
+                if (cluster.pid > 0)
+                    kill(cluster.pid, SIGKILL);
             }
         }
 
@@ -278,6 +288,8 @@ static int run_pool(const char *config_path, relay_config *cfg)
                         kill(slots[i].pid, SIGTERM);
                 for (size_t i = 0; i < nold; i++)
                     kill(old[i], SIGTERM);
+                if (cluster.pid > 0)
+                    kill(cluster.pid, SIGTERM);
             }
         } else if (sig == SIGHUP && !stopping) {
             relay_config *next = load_config(config_path);
@@ -311,6 +323,12 @@ static int run_pool(const char *config_path, relay_config *cfg)
         pid_t pid;
         while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
             pool_table_forget(table, pid);
+            if (pid == cluster.pid) {
+                cluster.pid = 0;
+                if (!stopping)
+                    rl_warn("the cluster process %ld ended (status %d): restarting it",
+                            (long)pid, status);
+            }
             for (long i = 0; i < MAX_WORKERS; i++)
                 if (slots[i].pid == pid) {
                     slots[i].pid = 0;
