@@ -46,11 +46,11 @@ struct cluster_state {
     store_cluster opt; /* strings below are copies */
     char site[CLUSTER_ADDR_MAX];
     char *peers;
-    _Atomic int role;             /* cluster_role, as the listener's events said */
+    _Atomic int role; /* cluster_role, as the listener's events said */
     _Atomic unsigned long elections, perm_failed;
     _Atomic unsigned long forwarded, forward_failed; /* cluster_ops.c */
-    _Atomic uint64_t master_since; /* listener, while master: when it took over */
-    _Atomic int became_master;     /* an event to stamp at the next maintenance */
+    _Atomic uint64_t master_since;                   /* listener, while master: when it took over */
+    _Atomic int became_master;                       /* an event to stamp at the next maintenance */
 };
 
 static const char *const role_names[] = {"none", "master", "replica"};
@@ -233,18 +233,15 @@ int cluster_env_configure(store *s, DB_ENV *env)
         return EINVAL;
     if ((ret = env->repmgr_set_ack_policy(env, ack_policies[o->ack])) != 0)
         return ret;
-    db_timeout_t master_us = (db_timeout_t)(o->master_timeout_ms ? o->master_timeout_ms : 2000) *
-                             1000;
+    db_timeout_t master_us =
+        (db_timeout_t)(o->master_timeout_ms ? o->master_timeout_ms : 2000) * 1000;
     const struct {
         int which;
         db_timeout_t us;
     } timeouts[] = {
-        {DB_REP_HEARTBEAT_SEND, master_us / 4},
-        {DB_REP_HEARTBEAT_MONITOR, master_us},
-        {DB_REP_ELECTION_TIMEOUT, master_us},
-        {DB_REP_ELECTION_RETRY, master_us},
-        {DB_REP_CONNECTION_RETRY, master_us / 2},
-        {DB_REP_ACK_TIMEOUT, master_us},
+        {DB_REP_HEARTBEAT_SEND, master_us / 4},   {DB_REP_HEARTBEAT_MONITOR, master_us},
+        {DB_REP_ELECTION_TIMEOUT, master_us},     {DB_REP_ELECTION_RETRY, master_us},
+        {DB_REP_CONNECTION_RETRY, master_us / 2}, {DB_REP_ACK_TIMEOUT, master_us},
     };
     for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++)
         if ((ret = env->rep_set_timeout(env, timeouts[i].which, timeouts[i].us)) != 0)
@@ -259,8 +256,8 @@ int cluster_env_start(store *s, handles *h)
 {
     cluster_state *c = s->cluster;
     int listener = c->opt.listener;
-    int ret = h->env->repmgr_start(h->env, listener ? CLUSTER_LISTENER_THREADS : 0,
-                                   DB_REP_ELECTION);
+    int ret =
+        h->env->repmgr_start(h->env, listener ? CLUSTER_LISTENER_THREADS : 0, DB_REP_ELECTION);
     if (ret == DB_REP_IGNORE) {
         if (listener)
             rl_warn("cluster %s: another process already runs replication for this host (%s)",
@@ -269,8 +266,7 @@ int cluster_env_start(store *s, handles *h)
     }
     if (ret == 0) {
         if (!listener)
-            rl_warn("cluster %s: this process started replication for the host itself",
-                    c->site);
+            rl_warn("cluster %s: this process started replication for the host itself", c->site);
         return 0;
     }
     if (!listener && ret == EINVAL)
@@ -354,7 +350,9 @@ rl_err cluster_maintain(store *s, uint64_t now)
     if (!c->opt.listener)
         return RL_OK;
     int master = 0;
-    op q = {.what = "asking for the replication role", .body = is_master_body, .no_txn = 1,
+    op q = {.what = "asking for the replication role",
+            .body = is_master_body,
+            .no_txn = 1,
             .arg = &master};
     rl_err e = store_op_run(s, &q);
     if (e != RL_OK || !master)
@@ -363,7 +361,9 @@ rl_err cluster_maintain(store *s, uint64_t now)
         atomic_store(&c->master_since, now);
     beat b = {.since = atomic_load(&c->master_since), .at = now};
     snprintf(b.addr, sizeof b.addr, "%s", c->site);
-    op o = {.what = "writing the master's heartbeat", .body = beat_put_body, .arg = &b,
+    op o = {.what = "writing the master's heartbeat",
+            .body = beat_put_body,
+            .arg = &b,
             .idempotent = 1};
     e = store_op_run(s, &o);
     (void)cluster_take_perm_failed(); /* a beat that was not acknowledged is only late */
@@ -389,7 +389,7 @@ static int status_body(handles *h, DB_TXN *txn, op *o)
     int ret = h->env->rep_stat(h->env, &rs, 0);
     if (ret)
         return ret;
-    st->role = rs->st_status == DB_REP_MASTER   ? CLUSTER_ROLE_MASTER
+    st->role = rs->st_status == DB_REP_MASTER ? CLUSTER_ROLE_MASTER
                : rs->st_status == DB_REP_CLIENT && rs->st_master != DB_EID_INVALID
                    ? CLUSTER_ROLE_REPLICA
                    : CLUSTER_ROLE_NONE;
@@ -417,6 +417,19 @@ static int status_body(handles *h, DB_TXN *txn, op *o)
             snprintf(st->master, sizeof st->master, "%s", x->addr);
     }
     free(list);
+    /* A replica keeps the last master's id until an election replaces it:
+     * a master it has no connection to is no master it can reach. */
+    if (st->role == CLUSTER_ROLE_REPLICA) {
+        int reachable = 0;
+        for (unsigned i = 1; i < st->nsites; i++)
+            reachable |= st->sites[i].master && st->sites[i].connected;
+        if (!reachable) {
+            st->role = CLUSTER_ROLE_NONE;
+            st->master[0] = 0;
+            for (unsigned i = 1; i < st->nsites; i++)
+                st->sites[i].master = 0;
+        }
+    }
     return 0;
 }
 
@@ -428,14 +441,16 @@ rl_err store_cluster_status_get(store *s, uint64_t now, store_cluster_status *ou
         return RL_CONFIG;
     cluster_state *c = s->cluster;
     status_arg a = {out, c->site};
-    op o = {.what = "reading the replication status", .body = status_body, .no_txn = 1,
-            .arg = &a};
+    op o = {.what = "reading the replication status", .body = status_body, .no_txn = 1, .arg = &a};
     rl_err e = store_op_run(s, &o);
     if (e != RL_OK)
         return e;
     beat b;
-    op g = {.what = "reading the master's heartbeat", .body = beat_get_body, .arg = &b,
-            .read_committed = 1, .idempotent = 1};
+    op g = {.what = "reading the master's heartbeat",
+            .body = beat_get_body,
+            .arg = &b,
+            .read_committed = 1,
+            .idempotent = 1};
     rl_err ge = store_op_run(s, &g);
     if (ge == RL_OK) {
         out->master_since = b.since;

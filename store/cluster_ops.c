@@ -340,6 +340,8 @@ void cluster_dispatch(DB_ENV *env, DB_CHANNEL *ch, DBT *req, u_int32_t nreq, u_i
     running_here = 1;
     (void)cluster_take_perm_failed();
     rl_err e = ops[i].run(s, &r, &out);
+    rl_debug("cluster %s: ran %s from a site: %s", cluster_options(s)->site, ops[i].what,
+             rl_err_text(e));
     if (e == RL_OK && cluster_take_perm_failed())
         e = RL_NO_MASTER; /* committed but not acknowledged: may be rolled back */
     running_here = was;
@@ -372,8 +374,7 @@ static struct cluster_conn *conn_of(handles *h)
     pthread_mutex_init(&n->mu, NULL);
     n->joined = -1;
     struct cluster_conn *expected = NULL;
-    if (__atomic_compare_exchange_n(&h->conn, &expected, n, 0, __ATOMIC_ACQ_REL,
-                                    __ATOMIC_ACQUIRE))
+    if (__atomic_compare_exchange_n(&h->conn, &expected, n, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return n;
     pthread_mutex_destroy(&n->mu);
     free(n);
@@ -437,8 +438,8 @@ static int send_body(handles *h, DB_TXN *txn, op *o)
     memset(&resp, 0, sizeof resp);
     resp.flags = DB_DBT_MALLOC;
     const store_cluster *opt = cluster_options(o->s);
-    db_timeout_t us = (db_timeout_t)(opt->forward_timeout_ms ? opt->forward_timeout_ms : 500) *
-                      1000;
+    db_timeout_t us =
+        (db_timeout_t)(opt->forward_timeout_ms ? opt->forward_timeout_ms : 500) * 1000;
     ret = ch->send_request(ch, parts, 2, &resp, us, 0);
     if (ret == DB_REP_UNAVAIL || ret == DB_TIMEOUT || ret == DB_NOSERVER) {
         a->no_master = 1;

@@ -702,6 +702,11 @@ static int handles_open_first(store *s, handles **out)
  */
 int store_reopen(store *s, unsigned seen)
 {
+    return store_reopen_as(s, seen, 1);
+}
+
+int store_reopen_as(store *s, unsigned seen, int panic)
+{
     int rc = 0;
     pthread_mutex_lock(&s->mu);
     while (s->reopening)
@@ -721,16 +726,23 @@ int store_reopen(store *s, unsigned seen)
     s->cur = NULL;
     int stranded = 0;
     if (old) {
-        rl_warn("store %s: environment needs recovery (a process died or another process "
-                "recovered it); reopening",
-                s->home);
+        if (panic)
+            rl_warn("store %s: environment needs recovery (a process died or another process "
+                    "recovered it); reopening",
+                    s->home);
+        else
+            rl_info("store %s: replication rolled back or replaced what the handles had open; "
+                    "reopening them",
+                    s->home);
         /* DB_RUNRECOVERY from failchk (a process died inside the library)
          * does not mark the region panicked. Panic it: every attached
          * process must reopen anyway, because our open finds the dead
          * process in __db.register and runs recovery. */
-        bdb_quiet = 1;
-        (void)old->env->set_flags(old->env, DB_PANIC_ENVIRONMENT, 1);
-        bdb_quiet = 0;
+        if (panic) {
+            bdb_quiet = 1;
+            (void)old->env->set_flags(old->env, DB_PANIC_ENVIRONMENT, 1);
+            bdb_quiet = 0;
+        }
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += REOPEN_WAIT_NS / 1000000000LL;

@@ -160,6 +160,14 @@ rl_err store_op_run(store *s, op *o)
             (void)store_reopen(s, gen); /* for the next operation */
             return RL_STORE;
         }
+        if (ret == DB_REP_HANDLE_DEAD && reopens < MAX_REOPENS) {
+            reopens++;
+            attempt = 0;
+            started = 0;
+            if (store_reopen_as(s, gen, 0) == 0)
+                continue;
+            return RL_STORE;
+        }
         if (ret == DB_RUNRECOVERY && reopens < MAX_REOPENS) {
             reopens++;
             attempt = 0;

@@ -156,6 +156,11 @@ struct store {
  * failed less than a second ago.
  */
 int store_reopen(store *s, unsigned seen);
+/* store_reopen without panicking the environment first (panic 0): for a
+ * replicated store's DB_REP_HANDLE_DEAD, after the master's rollback or
+ * a whole copy replaced the databases under this process's handles; the
+ * other processes of the host find out on their own. */
+int store_reopen_as(store *s, unsigned seen, int panic);
 
 /* env.c: the size of a log file, zero-filled when created (see
  * handles_open). */

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/base/rl_log.h"
 #include "store/cluster.h"
 #include "store/ledger.h"
 #include "store/store.h"
@@ -169,6 +170,8 @@ int main(void)
     }
     snprintf(keyfile, sizeof keyfile, "%s/relay.key", tmp);
     is_int(store_keyfile_ensure(keyfile), RL_OK, "key file");
+    if (getenv("T_DEBUG"))
+        rl_log_set_level(RL_LOG_DEBUG);
     for (int i = 0; i < SITES; i++) {
         snprintf(homes[i], sizeof homes[i], "%s/site%d", tmp, i);
         unsigned port = free_port();
@@ -213,8 +216,11 @@ int main(void)
     is_int(store_token_put(sites[2], &t, TOKEN_CREATE), RL_OK, "token created on a replica");
     for (int i = 0; i < SITES; i++)
         ok(wait_token(i, t.hash, TOKEN_LIVE), "the token reads on every site");
-    is_int(store_token_put(sites[1], &t, TOKEN_CREATE), RL_EXISTS,
-           "the master's refusal comes back");
+    is_int(store_token_put(sites[1], &t, TOKEN_CREATE), RL_OK,
+           "the same record again: done already (a retried forward)");
+    store_token twin = token_named("alice", 0x33);
+    is_int(store_token_put(sites[1], &twin, TOKEN_CREATE), RL_EXISTS,
+           "the master's refusal comes back (the name is taken)");
     store_token revoked;
     is_int(store_token_revoke(sites[1], t.hash, NOW, &revoked), RL_OK, "revoked on a replica");
     ok(revoked.revoked == NOW && strcmp(revoked.name, "alice") == 0, "the record comes back");
