@@ -54,7 +54,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { startFakeUpstream } from '../fake/upstream.mjs';
-import { exited, freePort, sleep, startRelay, withHelpers } from './harness.mjs';
+import { childPids, exited, freePort, sleep, startRelay, withHelpers } from './harness.mjs';
 
 export const ADMIN_TIMEOUT = 10000; // one relay-admin run
 
@@ -95,6 +95,23 @@ function clusterSection(i, addrs, extra) {
   };
 }
 
+// pid and every process under it, by /proc's children lists.
+function descendants(pid) {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) out.push(...childPids(out[i]));
+  return out;
+}
+
+// Whether pid is a live process (not gone, not a zombie).
+function running(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 function withSiteHelpers(site) {
   site.clusterStatus = async () => {
     const r = await site.admin(['--json', 'cluster', 'status'], { timeout: ADMIN_TIMEOUT });
@@ -126,12 +143,18 @@ function withSiteHelpers(site) {
   };
   site.kill = async () => {
     const pool = site.procs.relay;
+    const pids = descendants(pool.pid);
     try {
       process.kill(-pool.pid, 'SIGKILL');
     } catch {
       /* already gone */
     }
     assert.ok(await exited(pool, 5000), `site ${site.label}: the pool parent did not die of SIGKILL`);
+    // Its children die with it (one process group) but may show for a
+    // moment as zombies awaiting init's reaping: harmless (a zombie holds
+    // no socket, no lock), yet the test wants "every process is dead", so
+    // it waits for each to be gone or a zombie.
+    await poll(() => pids.every((p) => !running(p)), 5000, `site ${site.label}'s processes ${pids.join(' ')} to die`, { every: 20 });
     // The harness's own bookkeeping (nothing left to stop: the group is dead).
     await site.stopPool();
   };
