@@ -17,6 +17,9 @@
 //   ini       {section: {key: value}} merged over the test defaults below
 //   upstream  'fake' (default) or 'dead': base_url points at a loopback port
 //             nothing listens on (the fake still runs, and must see no call)
+//   fake      a started fake upstream (startFakeUpstream) to use instead of
+//             one of the suite's own; the caller closes it (several
+//             environments on one fake: tests/e2e/cluster.mjs)
 //   concurrency  the most requests the suite has in flight at once. Under
 //             processModel 'fcgid' the harness has Apache start that many
 //             relay.fcgi processes before the tests run (see warmFcgid);
@@ -253,7 +256,8 @@ function slug(s) {
 
 // Starts fake upstream, relay pool and Caddy. Returns the relay handle; its
 // stop() is safe to call at any point, also after a failed start.
-// Options: ini (sections merged over the defaults), upstream: 'dead' (the
+// Options: ini (sections merged over the defaults), fake (a started fake
+// upstream to use instead of a new one; the caller closes it), upstream: 'dead' (the
 // upstreams point at a closed port), upstreams (more [upstream.NAME]
 // sections on the fake besides [upstream.openai]: a type name, or
 // {name, type, mount, ...}), processModel: 'managed' (under spawn-fcgi).
@@ -288,7 +292,11 @@ export async function startRelay(name, options = {}) {
   if (processModel === 'fcgid') fcgidSuites.add(relay);
 
   try {
-    relay.fake = await startFakeUpstream();
+    // options.fake: a fake upstream the caller owns and shares between
+    // several environments (tests/e2e/cluster.mjs: three sites, one fake
+    // that counts every site's calls); stopRelay leaves it running.
+    relay.fake = options.fake ?? (await startFakeUpstream());
+    relay.ownsFake = !options.fake;
     let baseUrl = relay.fake.url;
     if (options.upstream === 'dead') baseUrl = `http://127.0.0.1:${await freePort()}`;
 
@@ -834,7 +842,7 @@ async function stopRelay(relay) {
     }
     fcgidSuites.delete(relay);
   }
-  await relay.fake?.close();
+  if (relay.ownsFake) await relay.fake?.close();
   await relay.warmFake?.close();
   if (process.env.RELAY_E2E_KEEP !== '1') {
     await removeShm(relay);
@@ -842,8 +850,9 @@ async function stopRelay(relay) {
   }
 }
 
-// Adds the request helpers to a started relay.
-function withHelpers(relay) {
+// Adds the request helpers to a started relay (relaySuite does; a file that
+// starts several environments itself, as tests/e2e/cluster.mjs, calls it).
+export function withHelpers(relay) {
   // fetch against Caddy, bounded. Reads the whole body into `text` unless
   // stream:true (then `res` is returned unread).
   relay.fetch = async (p, init = {}, { stream = false, timeout = REQUEST_TIMEOUT } = {}) => {
