@@ -45,6 +45,8 @@ typedef struct admin_cmd {
 enum {
     ADMIN_STORE = 1,     /* main opens the store (shared, as Relay does) first */
     ADMIN_NO_CONFIG = 2, /* runs even when the config does not load (ctx->cfg NULL) */
+    ADMIN_TOKENS = 4,    /* main opens where tokens and budgets live: with [cluster]
+                          * the shared store (store/cluster.h), else the store */
 };
 
 /* cmd_cache.c */
@@ -75,6 +77,10 @@ int cmd_status(admin_ctx *ctx, store *s, int argc, char **argv);
 /* Opens the configured store as Relay does (shared); EXIT_OK or EXIT_FAIL
  * (said on stderr). */
 int admin_open_store(const admin_ctx *ctx, store **out);
+/* Opens where tokens and budgets live: with [cluster] the shared store, as
+ * a subordinate of the running pool's cluster process (its writes go to
+ * the group's master), else admin_open_store. EXIT_OK or EXIT_FAIL. */
+int admin_open_shared(const admin_ctx *ctx, store **out);
 
 /* Writes s (n bytes) as a JSON string, quotes included. Invalid UTF-8
  * bytes become U+FFFD, so the output always parses. */

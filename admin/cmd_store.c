@@ -32,6 +32,21 @@ int admin_open_store(const admin_ctx *ctx, store **out)
     return EXIT_OK;
 }
 
+int admin_open_shared(const admin_ctx *ctx, store **out)
+{
+    if (!ctx->cfg->cluster.site[0])
+        return admin_open_store(ctx, out);
+    store_options so;
+    store_cluster sc;
+    config_cluster_options(ctx->cfg, 0, &so, &sc);
+    if (store_open(&so, out) != RL_OK) {
+        fprintf(stderr, "relay-admin: cannot open the shared store at %s ([cluster] home)\n",
+                so.home);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}
+
 /* Fails with a usage error on any argument (for commands that take none). */
 static int no_args(int argc, char **argv)
 {

@@ -210,7 +210,7 @@ static const admin_cmd commands[] = {
      "  relay-admin token update ci --budget-usd-day none --budget-usd-month 40\n"
      "  relay-admin token rotate ci --grace 1h\n"
      "  relay-admin token revoke 3fa94c1e\n",
-     ADMIN_STORE, cmd_token},
+     ADMIN_TOKENS, cmd_token},
     {"config", "SECTION.KEY", "print a configuration value as Relay resolves it",
      "Example:\n"
      "  relay-admin config store.home\n",
@@ -325,6 +325,8 @@ int main(int argc, char **argv)
     rl_log_set_level(RL_LOG_WARN);
 
     if ((cmd->flags & ADMIN_STORE) && admin_open_store(&ctx, &s) != EXIT_OK)
+        goto out;
+    if ((cmd->flags & ADMIN_TOKENS) && admin_open_shared(&ctx, &s) != EXIT_OK)
         goto out;
     rc = cmd->run(&ctx, s, cargc, cargv);
 out:

@@ -24,6 +24,7 @@
 
 #include <db.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,10 +253,69 @@ int cluster_env_configure(store *s, DB_ENV *env)
     return env->repmgr_msg_dispatch(env, cluster_dispatch, 0);
 }
 
+/*
+ * The listener's mark: a file "listener" in the home holding its pid,
+ * written once its repmgr_start succeeded. A subordinate calls
+ * repmgr_start only while that process lives. Why: in Berkeley DB 5.3 a
+ * subordinate's repmgr_start(0) made while no listener runs fails
+ * ("nthreads parameter must be >= 1") but leaves that process recorded
+ * as the listener, so the real one's repmgr_start then returns
+ * DB_REP_IGNORE and nobody listens (seen: a worker starting before the
+ * cluster process).
+ */
+static void listener_path(const store *s, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/listener", store_home_of(s));
+}
+
+static void listener_mark(const store *s)
+{
+    char path[4096], tmp[4200], pid[32];
+    listener_path(s, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.%ld", path, (long)getpid());
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f || fwrite(pid, 1, (size_t)n, f) != (size_t)n || fclose(f) != 0 ||
+        rename(tmp, path) != 0) {
+        rl_error("cluster: cannot write %s: %s (this host's workers will not join replication)",
+                 path, strerror(errno));
+        if (f)
+            (void)unlink(tmp);
+    }
+}
+
+int cluster_listener_alive(const store *s)
+{
+    char path[4096], buf[32];
+    listener_path(s, path, sizeof path);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *end;
+    long pid = strtol(buf, &end, 10);
+    if (pid <= 0 || end == buf)
+        return 0;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+void cluster_listener_unmark(const store *s)
+{
+    if (!s->cluster || !s->cluster->opt.listener)
+        return;
+    char path[4096];
+    listener_path(s, path, sizeof path);
+    (void)unlink(path);
+}
+
 int cluster_env_start(store *s, handles *h)
 {
     cluster_state *c = s->cluster;
     int listener = c->opt.listener;
+    if (!listener && !cluster_listener_alive(s))
+        return 0; /* cluster_ops joins once the listener runs */
     int ret =
         h->env->repmgr_start(h->env, listener ? CLUSTER_LISTENER_THREADS : 0, DB_REP_ELECTION);
     if (ret == DB_REP_IGNORE) {
@@ -265,7 +325,9 @@ int cluster_env_start(store *s, handles *h)
         return 0;
     }
     if (ret == 0) {
-        if (!listener)
+        if (listener)
+            listener_mark(s);
+        else
             rl_warn("cluster %s: this process started replication for the host itself", c->site);
         return 0;
     }

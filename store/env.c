@@ -899,6 +899,7 @@ void store_close(store *s)
 {
     if (!s)
         return;
+    cluster_listener_unmark(s);
     if (s->cur)
         handles_close(s, s->cur, 0, 0, s->stranded == 0);
     homes_release(s->home);

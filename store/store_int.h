@@ -242,6 +242,11 @@ int cluster_env_start(store *s, handles *h);
  * a database only once the master's creation of it arrived (ENOENT until
  * then); waits up to CLUSTER_OPEN_WAIT_MS in all. */
 int cluster_db_open_wait(store *s, int ret, unsigned *waited_ms);
+/* Whether the host's listener (the process whose repmgr_start made it the
+ * replication process) is alive, by the mark it leaves in the home; and
+ * its removal when the listener closes the store. */
+int cluster_listener_alive(const store *s);
+void cluster_listener_unmark(const store *s);
 /* Frees the handle set's channel (before its environment closes). */
 void cluster_conn_close(handles *h);
 /* store_maintain's part on a replicated store: the listener, while master,
