@@ -332,7 +332,9 @@ static void test_version(void)
     observe_serve(&r.x);
     snprintf(want, sizeof want, "\"version\":\"%s\"", rl_version());
     ok(r.c.body.data && strstr(r.c.body.data, want) != NULL, "the stats API has the version");
-    ok(r.c.body.data && strstr(r.c.body.data, "\"api\":4") != NULL, "and its own shape's number");
+    ok(r.c.body.data && strstr(r.c.body.data, "\"api\":5") != NULL, "and its own shape's number");
+    ok(r.c.body.data && strstr(r.c.body.data, "\"cluster\":null") != NULL,
+       "no [cluster]: \"cluster\" is null");
     request_release(&r);
 }
 
@@ -878,6 +880,8 @@ int main(void)
         return 1;
     }
     cfg.metrics.access = METRICS_OPEN;
+    static char no_cluster[] = ""; /* config_load's default: no [cluster] */
+    cfg.cluster.site = no_cluster;
     eng.cfg = &cfg;
     worker.e = &eng;
     const uint64_t now = 1800000000;
