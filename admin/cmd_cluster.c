@@ -53,8 +53,7 @@ static void print_text(const store_cluster_status *st, uint64_t now)
         printf("last beat       %s, %" PRIu64 " s ago\n", beat, lag);
     else
         printf("last beat       %s\n", beat);
-    printf("elections       %" PRIu64 " (won, seen by this site's listener since it started)\n",
-           st->elections);
+    printf("elections       %" PRIu64 " won (as this process saw them)\n", st->elections);
     printf("forwarded       %" PRIu64 " writes to the master, %" PRIu64
            " refused for want of one\n",
            st->forwarded, st->forward_failed);
