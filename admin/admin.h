@@ -74,6 +74,9 @@ int cmd_token(admin_ctx *ctx, store *s, int argc, char **argv);
 /* cmd_status.c */
 int cmd_status(admin_ctx *ctx, store *s, int argc, char **argv);
 
+/* cmd_cluster.c */
+int cmd_cluster(admin_ctx *ctx, store *s, int argc, char **argv);
+
 /* Opens the configured store as Relay does (shared); EXIT_OK or EXIT_FAIL
  * (said on stderr). */
 int admin_open_store(const admin_ctx *ctx, store **out);

@@ -6,7 +6,7 @@
  *   relay-admin [-c relay.ini] [--json] COMMAND [ARGS]
  *
  * Commands are rows of a table (the cmd_* functions live in cmd_cache.c,
- * cmd_store.c, cmd_token.c, cmd_doctor.c and cmd_status.c); what is common
+ * cmd_store.c, cmd_token.c, cmd_doctor.c, cmd_status.c and cmd_cluster.c); what is common
  * to all — open standard descriptors, the config, --json anywhere on the
  * line, --help, opening the store — is done here once.
  */
@@ -168,6 +168,28 @@ static const admin_cmd commands[] = {
      "Example:\n"
      "  relay-admin status\n",
      0, cmd_status},
+    {"cluster", "status", "the replication group ([cluster]): role, master, lag, sites",
+     "Shows the group of Relay hosts sharing tokens and budgets ([cluster]) as this host\n"
+     "sees it, from the shared store that the pool's cluster process keeps:\n"
+     "  role           master, replica, or none (no master known: an election is under\n"
+     "                 way, or this host is cut off; reservations are refused after\n"
+     "                 [cluster] partition_grace)\n"
+     "  master         its address; master since: when it took over (UTC)\n"
+     "  last beat      the master's last heartbeat this host has, and how long ago (the\n"
+     "                 master writes one a second: the lag is how far this copy is behind)\n"
+     "  elections, forwarded (and refused for want of a master), perm failed (commits\n"
+     "                 the master could not get acknowledged, [cluster] ack_policy): counted\n"
+     "                 by the process that reports them (store/cluster.h), so relay-admin,\n"
+     "                 which runs no listener and forwards nothing, shows 0 for them today;\n"
+     "                 each worker's /relay/metrics shows its own\n"
+     "then one line per site: its address, self, master, connected or disconnected.\n"
+     "Exit 2 when relay.ini has no [cluster] site, 1 when the shared store cannot be read.\n"
+     "  --json   {role, master, master_since, beat, lag (null: no beat yet), elections,\n"
+     "           forwarded, forward_failed, perm_failed, sites: [{addr, self, master,\n"
+     "           connected}]}, as the stats API's \"cluster\" member\n"
+     "Example:\n"
+     "  relay-admin cluster status\n",
+     0, cmd_cluster},
     {"token", "create|list|show|update|revoke|rotate [TOKEN] [OPTIONS]",
      "Relay client tokens: create, list, show, update, revoke, rotate",
      "Relay client tokens: what a client presents instead of a provider key (Bearer,\n"

@@ -14,6 +14,7 @@
 
 #include "engine/budgets.h"
 #include "engine/ckey.h"
+#include "engine/cluster_view_int.h"
 #include "engine/pricing.h"
 #include "engine/prov_json.h"
 #include "engine/purge.h"
@@ -255,9 +256,11 @@ static json_t *stats_json(exchange *x, const observe_rows *rs, uint64_t now)
 {
     uint64_t totals[STATS_COUNTERS] = {0};
     uint64_t calls = 0;
-    store *s = exchange_shared(x);
+    /* Budgets from where they live (the shared store with [cluster]); the
+     * calls in flight and the cache's figures from this host's store. */
+    store *shared = exchange_shared(x), *s = exchange_store(x);
     budgets b = {0};
-    int have_budgets = s && budgets_read(s, x->cfg, now, &b) == RL_OK;
+    int have_budgets = shared && budgets_read(shared, x->cfg, now, &b) == RL_OK;
     json_t *models = json_array(), *upstreams = json_array();
     for (size_t i = 0; i < rs->n; i++) {
         const stats_row *r = &rs->v[i];
@@ -313,9 +316,14 @@ static json_t *stats_json(exchange *x, const observe_rows *rs, uint64_t now)
     json_object_set_new(t, "rejections", rejections_json(totals));
 
     /* "api": this document's shape (3: budgets and refusals; 4: each
-     * upstream's breaker); "version": which Relay answers. */
+     * upstream's breaker; 5: "cluster"); "version": which Relay answers. */
     json_t *root =
-        json_pack("{s:i,s:s,s:I}", "api", 4, "version", rl_version(), "now", (json_int_t)now);
+        json_pack("{s:i,s:s,s:I}", "api", 5, "version", rl_version(), "now", (json_int_t)now);
+    /* cluster_view.h's object; null without [cluster] or while the shared
+     * store cannot be read (health says which). */
+    store_cluster_status cl;
+    json_t *cluster = observe_cluster_status(x, now, &cl) ? cluster_view_object(&cl, now) : NULL;
+    json_object_set_new(root, "cluster", cluster ? cluster : json_null());
     json_object_set_new(root, "totals", t);
     json_object_set_new(root, "models", models);
     json_object_set_new(root, "upstreams", upstreams);

@@ -15,6 +15,7 @@
 
 #include "engine/admission.h"
 #include "engine/budgets.h"
+#include "engine/cluster_view.h"
 #include "engine/pricing.h"
 #include "store/flight.h"
 
@@ -71,8 +72,9 @@ typedef struct source {
     const observe_rows *rows;
     store *s; /* NULL: the store is closed */
     store_stats ss;
-    const budgets *b; /* NULL: they could not be read */
-    breaker *br;      /* NULL: no breaker file (every breaker reads closed) */
+    const budgets *b;               /* NULL: they could not be read */
+    const store_cluster_status *cl; /* NULL: no [cluster], or its status unreadable */
+    breaker *br;                    /* NULL: no breaker file (every breaker reads closed) */
     uint64_t now;
 } source;
 
@@ -96,6 +98,7 @@ struct family {
     variant variants[3];                  /* its values */
     int needs_store;                      /* left out while the store is closed */
     int needs_budgets;                    /* left out while budgets cannot be read */
+    int needs_cluster;                    /* left out without [cluster]'s status */
     uint64_t (*value)(const source *src); /* emit_value's */
 };
 
@@ -291,6 +294,52 @@ static void emit_breakers(page *p, const family *f, const source *src)
     }
 }
 
+/* relay_cluster_role: one sample per role, 1 for this site's, so that a
+ * change of role is a change of value, not a series that appears. */
+static void emit_cluster_role(page *p, const family *f, const source *src)
+{
+    static const cluster_role roles[] = {CLUSTER_ROLE_MASTER, CLUSTER_ROLE_REPLICA,
+                                         CLUSTER_ROLE_NONE};
+    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++) {
+        putf(p, "%s{", f->name);
+        put_label(p, "role", cluster_role_name(roles[i]), 1);
+        putf(p, "} %d\n", src->cl->role == roles[i]);
+    }
+}
+
+/* No sample before the first beat: a lag of 0 would read as "in step". */
+static void emit_cluster_lag(page *p, const family *f, const source *src)
+{
+    uint64_t lag;
+    if (cluster_view_lag(src->cl, src->now, &lag))
+        putf(p, "%s %llu\n", f->name, (unsigned long long)lag);
+}
+
+static uint64_t cluster_connected(const source *src)
+{
+    return cluster_view_connected(src->cl);
+}
+
+static uint64_t cluster_forwarded(const source *src)
+{
+    return src->cl->forwarded;
+}
+
+static uint64_t cluster_forward_failed(const source *src)
+{
+    return src->cl->forward_failed;
+}
+
+static uint64_t cluster_perm_failed(const source *src)
+{
+    return src->cl->perm_failed;
+}
+
+static uint64_t cluster_elections(const source *src)
+{
+    return src->cl->elections;
+}
+
 /* ---- the families ------------------------------------------------------------- */
 
 /* clang-format off */
@@ -381,23 +430,55 @@ static const family families[] = {
     {"relay_budget_remaining_requests", "gauge",
      "Requests left in the current minute of each Relay token with a requests-per-minute limit.",
      emit_budgets, .counter = LEDGER_REQUESTS, .needs_budgets = 1},
+    {"relay_cluster_role", "gauge",
+     "1 for this site's role in the [cluster] group (master, replica, or none: no master "
+     "known), 0 for the others.",
+     emit_cluster_role, .needs_cluster = 1},
+    {"relay_cluster_master_lag_seconds", "gauge",
+     "Seconds since the master's last heartbeat this site has (the master writes one a "
+     "second); no sample before the first.",
+     emit_cluster_lag, .needs_cluster = 1},
+    {"relay_cluster_sites_connected", "gauge",
+     "Sites of the group this site's listener is connected to, itself included.", emit_value,
+     .needs_cluster = 1, .value = cluster_connected},
+    {"relay_cluster_forwarded_total", "counter",
+     "Shared-store writes (reservations, settlements, token changes) this process sent to the "
+     "master.",
+     emit_value, .needs_cluster = 1, .value = cluster_forwarded},
+    {"relay_cluster_forward_failed_total", "counter",
+     "Of those, writes refused for want of a master (after [cluster] partition_grace).",
+     emit_value, .needs_cluster = 1, .value = cluster_forward_failed},
+    {"relay_cluster_perm_failed_total", "counter",
+     "Commits the master could not get acknowledged under [cluster] ack_policy, as this "
+     "process saw them.",
+     emit_value, .needs_cluster = 1, .value = cluster_perm_failed},
+    {"relay_cluster_elections_total", "counter",
+     "Elections won in the group, as this process saw them.", emit_value,
+     .needs_cluster = 1, .value = cluster_elections},
 };
 /* clang-format on */
 
-rl_err metrics_page(const relay_config *cfg, const observe_rows *rs, store *s, breaker *br,
-                    uint64_t now, size_t max, rl_buf *out)
+rl_err metrics_page(const relay_config *cfg, const observe_rows *rs, store *s, store *shared,
+                    const store_cluster_status *cl, breaker *br, uint64_t now, size_t max,
+                    rl_buf *out)
 {
     page p = {.err = RL_OK};
     rl_buf_init(&p.buf, max);
-    source src = {.cfg = cfg, .rows = rs, .s = s, .br = br, .now = now};
+    source src = {.cfg = cfg, .rows = rs, .s = s, .cl = cl, .br = br, .now = now};
     if (s && store_stats_get(s, &src.ss) != RL_OK)
         src.s = NULL; /* reported as relay_store_up 0 */
+    /* Budgets from where reservations are made: with [cluster] the shared
+     * store, the group's spend, not this host's stale local copy. Without
+     * it shared is s, whose failure above leaves the budgets out too. */
+    if (shared == s)
+        shared = src.s;
     budgets b = {0};
-    if (src.s && budgets_read(src.s, cfg, now, &b) == RL_OK)
+    if (shared && budgets_read(shared, cfg, now, &b) == RL_OK)
         src.b = &b; /* else left out, as the store's families (logged) */
     for (size_t i = 0; i < sizeof families / sizeof families[0] && p.err == RL_OK; i++) {
         const family *f = &families[i];
-        if ((f->needs_store && !src.s) || (f->needs_budgets && !src.b))
+        if ((f->needs_store && !src.s) || (f->needs_budgets && !src.b) ||
+            (f->needs_cluster && !src.cl))
             continue;
         putf(&p, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name, f->type);
         f->emit(&p, f, &src);
@@ -447,10 +528,14 @@ void metrics_serve(exchange *x)
         return;
     observe_rows rs;
     rl_buf out;
+    uint64_t now = (uint64_t)time(NULL);
+    store_cluster_status cl;
+    int have_cluster = observe_cluster_status(x, now, &cl);
     rl_err err = observe_rows_collect(observe_stats(x), &rs);
     if (err == RL_OK)
-        err = metrics_page(x->cfg, &rs, exchange_store(x), atomic_load(&x->w->e->breaker),
-                           (uint64_t)time(NULL), METRICS_MAX_BYTES, &out);
+        err = metrics_page(x->cfg, &rs, exchange_store(x), exchange_shared(x),
+                           have_cluster ? &cl : NULL, atomic_load(&x->w->e->breaker), now,
+                           METRICS_MAX_BYTES, &out);
     else
         rl_buf_init(&out, 0);
     if (err == RL_OK && x->w->e->admission) {

@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "engine/cluster_view.h"
 #include "engine/observe_int.h"
 #include "store/base/rl_secure.h"
 #include "store/base/rl_version.h"
@@ -59,6 +60,39 @@ static int breaker_problems(exchange *x, rl_buf *why)
     return n;
 }
 
+int observe_cluster_status(exchange *x, uint64_t now, store_cluster_status *out)
+{
+    store *shared = x->cfg->cluster.site[0] ? exchange_shared(x) : NULL;
+    return shared && store_cluster_status_get(shared, now, out) == RL_OK;
+}
+
+/* With [cluster]: the shared store unavailable (tokens and budgets are
+ * refused), or no master known (reservations refused after
+ * partition_grace). Cheap enough per health request: the status reads
+ * repmgr's statistics, the site list and one record, never the network. */
+static int cluster_problems(exchange *x, rl_buf *why)
+{
+    if (!x->cfg->cluster.site[0])
+        return 0;
+    if (!exchange_shared(x)) {
+        (void)rl_buf_printf(why,
+                            "cluster: shared store unavailable (%s): requests that need "
+                            "tokens or budgets are refused\n",
+                            x->cfg->cluster.home);
+        return 1;
+    }
+    store_cluster_status st;
+    if (!observe_cluster_status(x, (uint64_t)time(NULL), &st)) {
+        (void)rl_buf_printf(why, "cluster: shared store unavailable (its status cannot be read)\n");
+        return 1;
+    }
+    const char *problem = cluster_view_problem(&st);
+    if (problem)
+        (void)rl_buf_printf(why, "cluster: %s: reservations and token writes are refused\n",
+                            problem);
+    return problem != NULL;
+}
+
 int observe_health_problems(exchange *x, rl_buf *why)
 {
     int n = 0;
@@ -82,6 +116,7 @@ int observe_health_problems(exchange *x, rl_buf *why)
         (void)rl_buf_printf(why, "stats: %s: nothing is counted\n", reason);
         n++;
     }
+    n += cluster_problems(x, why);
     return n + breaker_problems(x, why);
 }
 

@@ -9,6 +9,7 @@
 
 #include "engine/breaker.h"
 #include "engine/exchange.h"
+#include "store/cluster.h"
 
 /* The process's counters, NULL while they cannot be used. */
 stats *observe_stats(const exchange *x);
@@ -22,6 +23,10 @@ int observe_admin_authorized(exchange *x);
 /* Appends one line per problem ("what: why\n") to why; returns how many.
  * RL_NOMEM is not a problem here: a line that does not fit is left out. */
 int observe_health_problems(exchange *x, rl_buf *why);
+
+/* With [cluster] and the shared store open: its status at unix time now
+ * into out, 1; else 0 (no [cluster], the store closed or unreadable). */
+int observe_cluster_status(exchange *x, uint64_t now, store_cluster_status *out);
 
 /* Every row of the shared counters, copied once per report (labels
  * included: the views point into the copy, not into the shared file). */
@@ -51,12 +56,17 @@ void metrics_serve(exchange *x);
 /*
  * Writes the metrics page (Prometheus text 0.0.4) of rows rs into out,
  * which it initialises with the cap max (the caller releases it); the
- * store's families (and the budgets', read at unix time now) only when s
- * is not NULL; relay_breaker_open from br (NULL: every breaker closed). RL_TOO_LARGE when the page
- * would exceed max bytes (out then holds a partial page that must not be sent), RL_NOMEM.
+ * cache store's families only when s is not NULL; the budgets' (read at
+ * unix time now) only when shared, where tokens and budgets live
+ * (exchange_shared: s itself without [cluster]), is not NULL; the
+ * group's (relay_cluster_*) only when cl, [cluster]'s status, is not NULL;
+ * relay_breaker_open from br (NULL: every breaker closed). RL_TOO_LARGE
+ * when the page would exceed max bytes (out then holds a partial page that
+ * must not be sent), RL_NOMEM.
  */
-rl_err metrics_page(const relay_config *cfg, const observe_rows *rs, store *s, breaker *br,
-                    uint64_t now, size_t max, rl_buf *out);
+rl_err metrics_page(const relay_config *cfg, const observe_rows *rs, store *s, store *shared,
+                    const store_cluster_status *cl, breaker *br, uint64_t now, size_t max,
+                    rl_buf *out);
 
 /* /relay/admin/api/... once authorized (admin_api.c). */
 void admin_api_serve(exchange *x);

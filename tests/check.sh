@@ -65,6 +65,7 @@ engine/prov_canon.h  the provider adapters share the key normalisations of a par
 engine/xlate_ollama_int.h  the three files of the Ollama translator share jansson helpers
 engine/xlate_anthropic_int.h  the Anthropic dialect request and answer files share its block readers (jansson values)
 engine/xlate_responses_int.h  the two files of the Responses dialect (request, answers) share jansson helpers
+engine/cluster_view_int.h  the cluster status as a jansson value for the stats API; cluster_view.h stays jansson-free
 engine/xlate_gemini_int.h  the three files of the Gemini dialect share jansson helpers and its parts writer
 '
 

@@ -1,5 +1,5 @@
 // Relay's dashboard: signs in with the admin token, polls api/stats (the
-// stats API, "api": 3) every 5 seconds and shows it in the overview; the
+// stats API, "api": 5) every 5 seconds and shows it in the overview; the
 // token page (tokens.js, #tokens) manages Relay client tokens.
 //
 // The admin token lives in sessionStorage only (api.js: this tab, until log
@@ -19,7 +19,7 @@ import { clearTokens, initTokens, showTokens } from './tokens.js';
 const THEME_KEY = 'relay.theme';
 const POLL_MS = 5000;
 const API = 'api/stats'; // relative: the page is served at /relay/admin/
-const API_SHAPE = 4; // the stats document this page reads (its "api")
+const API_SHAPE = 5; // the stats document this page reads (its "api")
 
 // The views, by the URL's fragment: the element shown, its link, and what
 // gets the focus when the user switches to it.
@@ -271,6 +271,7 @@ function render(stats) {
   renderMoney();
   renderHealth(stats.health);
   renderStore(stats.store);
+  renderCluster(stats.cluster);
   renderModels(stats.models);
   renderUpstreams(stats.upstreams);
   renderClients(stats.clients);
@@ -624,6 +625,30 @@ function renderBudgets(budgets) {
   }), 'No [budget] row in relay.ini.');
 }
 
+// The replication group ([cluster]) as this host sees it: its role, the
+// master, how long ago its last heartbeat came, and each site. The panel is
+// hidden without [cluster] (cluster null).
+function renderCluster(cluster) {
+  $('cluster').hidden = !cluster;
+  if (!cluster) return;
+  setText('cluster-role', typeof cluster.role === 'string' ? cluster.role : DASH);
+  setText('cluster-master', cluster.master || 'none known');
+  setText('cluster-lag', known(cluster.lag) ? `${fmtInt(cluster.lag)} s ago` : 'none yet');
+  const sites = Array.isArray(cluster.sites) ? cluster.sites : [];
+  fillTable('cluster-table', sites.map((site) => {
+    const tr = el('tr');
+    const addr = el('th', 'name ident', site.addr ?? DASH);
+    addr.scope = 'row';
+    const roles = [site.self ? 'this host' : '', site.master ? 'master' : ''].filter(Boolean);
+    tr.append(
+      addr,
+      el('td', '', roles.length ? roles.join(', ') : DASH),
+      el('td', site.connected ? '' : 'site-down', site.connected ? 'connected' : 'disconnected'),
+    );
+    return tr;
+  }), 'No site is known.');
+}
+
 function renderInflight(inflight) {
   const list = Array.isArray(inflight) ? inflight : [];
   $('inflight-count').textContent = list.length ? `(${fmtInt(list.length)})` : '';
@@ -645,7 +670,7 @@ function renderInflight(inflight) {
 // of the previous session stays on screen or in the DOM.
 function clearDashboard() {
   for (const dd of document.querySelectorAll('#dashboard .card dd')) dd.textContent = dd.classList.contains('value') ? DASH : '';
-  for (const id of ['models-table', 'upstreams-table', 'clients-table', 'budgets-table', 'inflight-table']) {
+  for (const id of ['models-table', 'upstreams-table', 'clients-table', 'budgets-table', 'inflight-table', 'cluster-table']) {
     $(id).tBodies[0].replaceChildren();
   }
   $('unpriced-note').hidden = true;
@@ -656,6 +681,8 @@ function clearDashboard() {
   for (const id of ['store-entries', 'store-bytes', 'store-evictions', 'store-expired', 'updated']) setText(id, id === 'updated' ? '' : DASH);
   for (const id of ['store-entries-meter', 'store-bytes-meter']) $(id).hidden = true;
   $('budgets').hidden = true;
+  $('cluster').hidden = true;
+  for (const id of ['cluster-role', 'cluster-master', 'cluster-lag']) setText(id, DASH);
   setMessage($('status'), '');
   state.chart?.clear();
   state.money?.clear();

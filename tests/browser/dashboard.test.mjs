@@ -174,7 +174,7 @@ relaySuite('dashboard in a browser', {
     // The numbers shown are Relay's (no traffic yet, so they hold still).
     await page.waitForFunction(() => document.getElementById('total-requests').textContent.trim() !== '—');
     const stats = await apiStats();
-    assert.equal(stats.api, 4);
+    assert.equal(stats.api, 5);
     assert.match(stats.version, /^\d+\.\d+\.\d+/);
     assert.ok((await shown('updated')).endsWith(`Relay ${stats.version}`), 'the version is shown');
     assert.equal(parseShown(await shown('total-requests')), stats.totals.requests, 'requests shown');

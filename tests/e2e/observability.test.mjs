@@ -96,7 +96,7 @@ relaySuite('observability: health, metrics and the stats API', {
     const other = await relay.fetch('/relay/admin/api/nothing-here', { headers: { authorization: `Bearer ${token}` } });
     assert.equal(other.status, 404);
     const s = await stats(relay, token);
-    assert.equal(s.api, 4);
+    assert.equal(s.api, 5);
     assert.match(s.version, /^\d+\.\d+\.\d+( \(git [0-9a-f]+\))?$/, 'which Relay answers');
     assert.equal(s.health.status, 'ok');
     assert.equal(s.series.minute.length, 1440);
@@ -410,7 +410,7 @@ relaySuite('observability: Relay tokens, budgets and refusals', {
 
   test('the stats API: each token\'s spending against its budgets, the [budget] rows, refusals by reason', T, async () => {
     const s = await stats(relay, admin);
-    assert.equal(s.api, 4);
+    assert.equal(s.api, 5);
     const why = s.totals.rejections;
     assert.equal(why.budget, 1);
     assert.equal(why.forbidden_model, 1);

@@ -128,7 +128,7 @@ static size_t page_size(stats *st)
     rl_buf page;
     size_t n = 0;
     if (observe_rows_collect(st, &rs) == RL_OK &&
-        metrics_page(&cfg, &rs, NULL, NULL, 0, METRICS_MAX_BYTES, &page) == RL_OK)
+        metrics_page(&cfg, &rs, NULL, NULL, NULL, NULL, 0, METRICS_MAX_BYTES, &page) == RL_OK)
         n = page.len;
     else
         n = (size_t)-1;
@@ -174,7 +174,7 @@ static void test_metrics_cap(const char *dir, uint64_t now)
     observe_rows rs;
     rl_buf page;
     is_int(observe_rows_collect(st, &rs), RL_OK, "collect the rows");
-    is_int(metrics_page(&cfg, &rs, NULL, NULL, 0, 1000, &page), RL_TOO_LARGE,
+    is_int(metrics_page(&cfg, &rs, NULL, NULL, NULL, NULL, 0, 1000, &page), RL_TOO_LARGE,
            "a page over its cap is RL_TOO_LARGE");
     ok(page.len <= 1000, "and never longer than the cap");
     rl_buf_release(&page);
@@ -332,7 +332,9 @@ static void test_version(void)
     observe_serve(&r.x);
     snprintf(want, sizeof want, "\"version\":\"%s\"", rl_version());
     ok(r.c.body.data && strstr(r.c.body.data, want) != NULL, "the stats API has the version");
-    ok(r.c.body.data && strstr(r.c.body.data, "\"api\":4") != NULL, "and its own shape's number");
+    ok(r.c.body.data && strstr(r.c.body.data, "\"api\":5") != NULL, "and its own shape's number");
+    ok(r.c.body.data && strstr(r.c.body.data, "\"cluster\":null") != NULL,
+       "no [cluster]: \"cluster\" is null");
     request_release(&r);
 }
 
@@ -580,7 +582,7 @@ static void test_spend_observed(const char *tmp)
     ok(json_is_object(doc), "with JSON");
 
     const double cost = (10 * 0.15 + 5 * 0.60) / 1e6;
-    is_int((long long)num_at(doc, "api"), 4, "api 4: with budgets and breakers");
+    is_int((long long)num_at(doc, "api"), 5, "api 5: with budgets, breakers and cluster");
     is_int((long long)num_at(doc, "totals.rejected"), 4, "four refusals");
     is_int((long long)num_at(doc, "totals.rejections.budget"), 1, "one over a budget");
     is_int((long long)num_at(doc, "totals.rejections.forbidden_model"), 1, "one model refused");
@@ -878,6 +880,8 @@ int main(void)
         return 1;
     }
     cfg.metrics.access = METRICS_OPEN;
+    static char no_cluster[] = ""; /* config_load's default: no [cluster] */
+    cfg.cluster.site = no_cluster;
     eng.cfg = &cfg;
     worker.e = &eng;
     const uint64_t now = 1800000000;
