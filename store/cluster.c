@@ -160,6 +160,10 @@ static void cluster_event(DB_ENV *env, u_int32_t event, void *info)
     }
     if (event == DB_EVENT_REP_ELECTED)
         atomic_fetch_add(&c->elections, 1);
+    if (event == DB_EVENT_REP_CONNECT_ESTD) {
+        cluster_nodelay_sweep(); /* a new connection: Nagle off (cluster_link.c) */
+        return;
+    }
     for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
         if (events[i].event != event)
             continue;
@@ -254,7 +258,7 @@ int cluster_env_configure(store *s, DB_ENV *env)
 }
 
 /*
- * The listener's mark: a file "listener" in the home holding its pid,
+ * The listener's mark: a file HOME.listener holding its pid,
  * written once its repmgr_start succeeded. A subordinate calls
  * repmgr_start only while that process lives. Why: in Berkeley DB 5.3 a
  * subordinate's repmgr_start(0) made while no listener runs fails
@@ -265,7 +269,10 @@ int cluster_env_configure(store *s, DB_ENV *env)
  */
 static void listener_path(const store *s, char *path, size_t cap)
 {
-    snprintf(path, cap, "%s/listener", store_home_of(s));
+    /* Beside the home, not in it: a replica's internal init takes every
+     * file in the home for a database ("fop_read_meta: unexpected file
+     * type" on a file of ours there). */
+    snprintf(path, cap, "%s.listener", store_home_of(s));
 }
 
 static void listener_mark(const store *s)
@@ -409,12 +416,14 @@ static int is_master_body(handles *h, DB_TXN *txn, op *o)
 rl_err cluster_maintain(store *s, uint64_t now)
 {
     cluster_state *c = s->cluster;
+    cluster_nodelay_sweep(); /* connections made since the last second */
     if (!c->opt.listener)
         return RL_OK;
+    store_cluster_status view;
+    if (store_cluster_status_get(s, now, &view) == RL_OK)
+        cluster_view_publish(s, &view);
     int master = 0;
-    op q = {.what = "asking for the replication role",
-            .body = is_master_body,
-            .no_txn = 1,
+    op q = {.what = "asking for the replication role", .body = is_master_body, .no_txn = 1,
             .arg = &master};
     rl_err e = store_op_run(s, &q);
     if (e != RL_OK || !master)
@@ -423,9 +432,7 @@ rl_err cluster_maintain(store *s, uint64_t now)
         atomic_store(&c->master_since, now);
     beat b = {.since = atomic_load(&c->master_since), .at = now};
     snprintf(b.addr, sizeof b.addr, "%s", c->site);
-    op o = {.what = "writing the master's heartbeat",
-            .body = beat_put_body,
-            .arg = &b,
+    op o = {.what = "writing the master's heartbeat", .body = beat_put_body, .arg = &b,
             .idempotent = 1};
     e = store_op_run(s, &o);
     (void)cluster_take_perm_failed(); /* a beat that was not acknowledged is only late */
@@ -438,6 +445,7 @@ rl_err cluster_maintain(store *s, uint64_t now)
 typedef struct status_arg {
     store_cluster_status *st;
     const char *self;
+    int listener;
 } status_arg;
 
 static int status_body(handles *h, DB_TXN *txn, op *o)
@@ -480,8 +488,10 @@ static int status_body(handles *h, DB_TXN *txn, op *o)
     }
     free(list);
     /* A replica keeps the last master's id until an election replaces it:
-     * a master it has no connection to is no master it can reach. */
-    if (st->role == CLUSTER_ROLE_REPLICA) {
+     * a master the listener has no connection to is no master it can
+     * reach. (Only the listener's connections are in the list: a
+     * subordinate judges by the heartbeat, store_cluster_status_get.) */
+    if (st->role == CLUSTER_ROLE_REPLICA && a->listener) {
         int reachable = 0;
         for (unsigned i = 1; i < st->nsites; i++)
             reachable |= st->sites[i].master && st->sites[i].connected;
@@ -497,16 +507,17 @@ static int status_body(handles *h, DB_TXN *txn, op *o)
 
 rl_err store_cluster_status_get(store *s, uint64_t now, store_cluster_status *out)
 {
-    (void)now;
     memset(out, 0, sizeof *out);
     if (!s || !s->cluster)
         return RL_CONFIG;
     cluster_state *c = s->cluster;
-    status_arg a = {out, c->site};
+    status_arg a = {out, c->site, c->opt.listener};
     op o = {.what = "reading the replication status", .body = status_body, .no_txn = 1, .arg = &a};
     rl_err e = store_op_run(s, &o);
     if (e != RL_OK)
         return e;
+    if (!c->opt.listener)
+        cluster_view_apply(s, now, out);
     beat b;
     op g = {.what = "reading the master's heartbeat",
             .body = beat_get_body,
@@ -517,6 +528,15 @@ rl_err store_cluster_status_get(store *s, uint64_t now, store_cluster_status *ou
     if (ge == RL_OK) {
         out->master_since = b.since;
         out->beat = b.at;
+    }
+    /* The master writes its heartbeat record once a second: a replica
+     * whose copy has none newer than this knows no master it can reach. */
+    uint64_t stale = 5 + c->opt.master_timeout_ms / 1000;
+    if (out->role == CLUSTER_ROLE_REPLICA && (!out->beat || now > out->beat + stale)) {
+        out->role = CLUSTER_ROLE_NONE;
+        out->master[0] = 0;
+        for (unsigned i = 0; i < out->nsites; i++)
+            out->sites[i].master = 0;
     }
     out->elections = atomic_load(&c->elections);
     out->perm_failed = atomic_load(&c->perm_failed);

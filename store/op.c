@@ -282,10 +282,10 @@ static rl_err maintain_replicated(store *s, uint64_t now)
     op fc = {
         .what = "freeing what dead processes held (failchk)", .body = failchk_body, .no_txn = 1};
     rl_err e = store_op_run(s, &fc);
-    if (e != RL_OK || !cluster_options(s)->listener)
+    if (e != RL_OK)
         return e;
-    e = cluster_maintain(s, now);
-    if (e == RL_OK) {
+    e = cluster_maintain(s, now); /* every process: TCP_NODELAY; the listener the rest */
+    if (e == RL_OK && cluster_options(s)->listener) {
         op cp = {.what = "checkpointing", .body = checkpoint_body, .no_txn = 1};
         e = store_op_run(s, &cp);
     }

@@ -247,10 +247,19 @@ int cluster_db_open_wait(store *s, int ret, unsigned *waited_ms);
  * its removal when the listener closes the store. */
 int cluster_listener_alive(const store *s);
 void cluster_listener_unmark(const store *s);
+/* cluster_link.c: TCP_NODELAY on every TCP socket of this process (why
+ * there); the listener's view of its connections written for, and read
+ * into the status of, the host's other processes. */
+void cluster_nodelay_sweep(void);
+struct store_cluster_status;
+void cluster_view_publish(const store *s, const struct store_cluster_status *st);
+void cluster_view_apply(const store *s, uint64_t now, struct store_cluster_status *st);
 /* Frees the handle set's channel (before its environment closes). */
 void cluster_conn_close(handles *h);
-/* store_maintain's part on a replicated store: the listener, while master,
- * writes the heartbeat and releases abandoned reservations. */
+/* store_maintain's part on a replicated store: every process sets
+ * TCP_NODELAY on its new connections; the listener publishes its view of
+ * the sites and, while master, writes the heartbeat and releases
+ * abandoned reservations. */
 rl_err cluster_maintain(store *s, uint64_t now);
 /* 1 when a write on s must be forwarded to the master (a replicated store,
  * and this thread is not the master's dispatch running it). */
