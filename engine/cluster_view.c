@@ -23,7 +23,13 @@ unsigned cluster_view_connected(const store_cluster_status *st)
 
 const char *cluster_view_problem(const store_cluster_status *st)
 {
-    return st->role == CLUSTER_ROLE_NONE ? "no master" : NULL;
+    if (st->role == CLUSTER_ROLE_NONE)
+        return "no master";
+    /* A master cut off from every other site keeps its role, but none of
+     * its writes is acknowledged: it refuses them (store/cluster.h). */
+    if (st->role == CLUSTER_ROLE_MASTER && st->nsites > 1 && cluster_view_connected(st) <= 1)
+        return "master alone: no other site connected";
+    return NULL;
 }
 
 static json_t *site_object(const cluster_site_status *site)

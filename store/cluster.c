@@ -48,7 +48,6 @@ struct cluster_state {
     char site[CLUSTER_ADDR_MAX];
     char *peers;
     _Atomic int role; /* cluster_role, as the listener's events said */
-    _Atomic unsigned long elections, perm_failed;
     _Atomic unsigned long forwarded, forward_failed; /* cluster_ops.c */
     _Atomic uint64_t master_since;                   /* listener, while master: when it took over */
     _Atomic int became_master;                       /* an event to stamp at the next maintenance */
@@ -154,12 +153,9 @@ static void cluster_event(DB_ENV *env, u_int32_t event, void *info)
     if (event == DB_EVENT_REP_PERM_FAILED) {
         /* Delivered in the thread whose commit was not acknowledged, also
          * in subordinate processes (the one event that reaches them). */
-        atomic_fetch_add(&c->perm_failed, 1);
         cluster_note_perm_failed();
         return;
     }
-    if (event == DB_EVENT_REP_ELECTED)
-        atomic_fetch_add(&c->elections, 1);
     if (event == DB_EVENT_REP_CONNECT_ESTD) {
         cluster_nodelay_sweep(); /* a new connection: Nagle off (cluster_link.c) */
         return;
@@ -275,14 +271,44 @@ static void listener_path(const store *s, char *path, size_t cap)
     snprintf(path, cap, "%s.listener", store_home_of(s));
 }
 
+/* A process's state letter and start time (clock ticks after boot) from
+ * /proc/PID/stat; 0 when it cannot be read. */
+static int proc_state(long pid, char *state, unsigned long long *start)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+    if (!p || p[1] != ' ')
+        return 0;
+    p += 2;
+    *state = *p;
+    for (int field = 3; field < 22; field++) { /* field 22 is the start time */
+        p += strcspn(p, " ");
+        p += strspn(p, " ");
+    }
+    char *end;
+    *start = strtoull(p, &end, 10);
+    return end != p;
+}
+
 static void listener_mark(const store *s)
 {
-    char path[4096], tmp[4200], pid[32];
+    char path[4096], tmp[4200], line[64];
+    char state;
+    unsigned long long start = 0;
+    if (!proc_state((long)getpid(), &state, &start))
+        start = 0;
     listener_path(s, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.%ld", path, (long)getpid());
-    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    int n = snprintf(line, sizeof line, "%ld %llu\n", (long)getpid(), start);
     FILE *f = fopen(tmp, "w");
-    if (!f || fwrite(pid, 1, (size_t)n, f) != (size_t)n || fclose(f) != 0 ||
+    if (!f || fwrite(line, 1, (size_t)n, f) != (size_t)n || fclose(f) != 0 ||
         rename(tmp, path) != 0) {
         rl_error("cluster: cannot write %s: %s (this host's workers will not join replication)",
                  path, strerror(errno));
@@ -291,9 +317,13 @@ static void listener_mark(const store *s)
     }
 }
 
+/* Alive: its process exists, is no zombie (a SIGKILLed listener whose
+ * parent died too lingers as one until reaped, and kill(pid, 0) succeeds
+ * on it: seen in cluster.test.mjs), and started when the mark says (the
+ * pid was not reused). */
 int cluster_listener_alive(const store *s)
 {
-    char path[4096], buf[32];
+    char path[4096], buf[64];
     listener_path(s, path, sizeof path);
     FILE *f = fopen(path, "r");
     if (!f)
@@ -305,7 +335,11 @@ int cluster_listener_alive(const store *s)
     long pid = strtol(buf, &end, 10);
     if (pid <= 0 || end == buf)
         return 0;
-    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+    unsigned long long marked = strtoull(end, NULL, 10), start = 0;
+    char state = 0;
+    if (!proc_state(pid, &state, &start) || state == 'Z' || state == 'X')
+        return 0;
+    return !marked || start == marked;
 }
 
 void cluster_listener_unmark(const store *s)
@@ -423,7 +457,9 @@ rl_err cluster_maintain(store *s, uint64_t now)
     if (store_cluster_status_get(s, now, &view) == RL_OK)
         cluster_view_publish(s, &view);
     int master = 0;
-    op q = {.what = "asking for the replication role", .body = is_master_body, .no_txn = 1,
+    op q = {.what = "asking for the replication role",
+            .body = is_master_body,
+            .no_txn = 1,
             .arg = &master};
     rl_err e = store_op_run(s, &q);
     if (e != RL_OK || !master)
@@ -432,7 +468,9 @@ rl_err cluster_maintain(store *s, uint64_t now)
         atomic_store(&c->master_since, now);
     beat b = {.since = atomic_load(&c->master_since), .at = now};
     snprintf(b.addr, sizeof b.addr, "%s", c->site);
-    op o = {.what = "writing the master's heartbeat", .body = beat_put_body, .arg = &b,
+    op o = {.what = "writing the master's heartbeat",
+            .body = beat_put_body,
+            .arg = &b,
             .idempotent = 1};
     e = store_op_run(s, &o);
     (void)cluster_take_perm_failed(); /* a beat that was not acknowledged is only late */
@@ -464,7 +502,15 @@ static int status_body(handles *h, DB_TXN *txn, op *o)
                    ? CLUSTER_ROLE_REPLICA
                    : CLUSTER_ROLE_NONE;
     int master_eid = (int)rs->st_master;
+    /* The environment's own counts (its shared region): the same in every
+     * process of the host, since the environment was opened. */
+    st->elections = rs->st_elections;
     free(rs);
+    DB_REPMGR_STAT *ms = NULL;
+    if (h->env->repmgr_stat(h->env, &ms, 0) == 0) {
+        st->perm_failed = ms->st_perm_failed;
+        free(ms);
+    }
     if ((ret = h->env->repmgr_site_list(h->env, &count, &list)) != 0)
         return ret;
     st->nsites = 0;
@@ -538,8 +584,6 @@ rl_err store_cluster_status_get(store *s, uint64_t now, store_cluster_status *ou
         for (unsigned i = 0; i < out->nsites; i++)
             out->sites[i].master = 0;
     }
-    out->elections = atomic_load(&c->elections);
-    out->perm_failed = atomic_load(&c->perm_failed);
     out->forwarded = atomic_load(&c->forwarded);
     out->forward_failed = atomic_load(&c->forward_failed);
     return RL_OK;

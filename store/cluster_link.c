@@ -82,6 +82,28 @@ void cluster_view_publish(const store *s, const store_cluster_status *st)
         (void)unlink(tmp);
 }
 
+int cluster_view_isolated(const store *s, uint64_t now)
+{
+    char path[4096], line[CLUSTER_ADDR_MAX + 16];
+    view_path(s, path, sizeof path);
+    struct stat sb;
+    if (stat(path, &sb) != 0 || (uint64_t)sb.st_mtime + VIEW_MAX_AGE < now)
+        return 0; /* no view: the listener's own judgement (PERM_FAILED) stands */
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    unsigned others = 0, connected = 0, n = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *sp = strrchr(line, ' ');
+        if (!sp || n++ == 0) /* the first line is the listener's own site */
+            continue;
+        others++;
+        connected += sp[1] == '1';
+    }
+    fclose(f);
+    return others > 0 && connected == 0;
+}
+
 void cluster_view_apply(const store *s, uint64_t now, store_cluster_status *st)
 {
     char path[4096], line[CLUSTER_ADDR_MAX + 16];

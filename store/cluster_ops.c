@@ -53,7 +53,7 @@
 struct cluster_conn {
     pthread_mutex_t mu;
     DB_CHANNEL *channel;
-    int joined; /* repmgr_start answered for this process (see cluster_env_start) */
+    int joined;        /* repmgr_start answered for this process (see cluster_env_start) */
     _Atomic int swept; /* TCP_NODELAY set after the first request opened its connection */
     int64_t last_join;
 };
@@ -160,6 +160,15 @@ static void get_token(reader *r, store_token *t)
 
 /* ---- the master's side ---------------------------------------------------------- */
 
+/* A subordinate on the master (see below) asks the listener's view: a
+ * master with no other site connected can get nothing acknowledged, so
+ * it grants nothing (a master cut off from the group keeps its role: 5.3
+ * has no leases here). */
+static int isolated(store *s)
+{
+    return !cluster_options(s)->listener && cluster_view_isolated(s, (uint64_t)time(NULL));
+}
+
 /* Whether this thread's last commit was not acknowledged, as far as it
  * can tell. Only the listener can: in Berkeley DB 5.3 a subordinate
  * process on the master (a worker of the master's host, whose requests to
@@ -173,7 +182,7 @@ static void get_token(reader *r, store_token *t)
 static int perm_failed_counts(store *s)
 {
     int failed = cluster_take_perm_failed();
-    return failed && cluster_options(s)->listener;
+    return failed && (cluster_options(s)->listener || isolated(s));
 }
 
 /* One operation: decodes its arguments from r, runs it, writes its results
@@ -205,6 +214,8 @@ static rl_err run_reserve(store *s, reader *r, rl_buf *out)
     }
     if (r->bad)
         return RL_BAD_REQUEST;
+    if (isolated(s))
+        return RL_NO_MASTER; /* nothing this master commits would be acknowledged */
     ledger_refusal why;
     memset(&why, 0, sizeof why);
     rl_err e = ledger_reserve_as(s, charges, n, now, id, 1, &why);
@@ -498,8 +509,10 @@ static rl_err forward(store *s, uint8_t code, const rl_buf *args, rl_buf *reply)
             cluster_count_forward(s, 1);
             return e;
         }
-        if (!a.no_master) {
-            cluster_count_forward(s, a.answered == RL_NO_MASTER);
+        /* The master's own RL_NO_MASTER (nothing acknowledged) is waited
+         * out like no master at all: what it answered so was not kept. */
+        if (!a.no_master && a.answered != RL_NO_MASTER) {
+            cluster_count_forward(s, 0);
             return a.answered;
         }
         if (store_mono_ns() >= deadline)

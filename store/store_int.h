@@ -254,6 +254,9 @@ void cluster_nodelay_sweep(void);
 struct store_cluster_status;
 void cluster_view_publish(const store *s, const struct store_cluster_status *st);
 void cluster_view_apply(const store *s, uint64_t now, struct store_cluster_status *st);
+/* 1 when the listener's recent view has other sites and none connected:
+ * a master there can get no write acknowledged. */
+int cluster_view_isolated(const store *s, uint64_t now);
 /* Frees the handle set's channel (before its environment closes). */
 void cluster_conn_close(handles *h);
 /* store_maintain's part on a replicated store: every process sets

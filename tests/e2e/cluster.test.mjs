@@ -233,8 +233,11 @@ describe('three sites in one [cluster] group', { skip, timeout: 15 * 60 * 1000 }
     const worst = Math.floor(JSON.stringify(body(0)).length / 4) + 1 + 1000;
     const tok = await makeToken(b, 'budget-10', { tokens_day: 10 * worst });
     await visibleOn(group.sites, tok.id);
-    // Slow answers: the 60 are in flight together.
-    for (let i = 0; i < 60; i++) group.fake.enqueue({ match: m, headerDelayMs: 500 });
+    // Slow answers, so the 60 overlap; each uses its whole worst case, so a
+    // settlement frees nothing and a request arriving after another ended
+    // still finds the budget spent (the bound holds whatever the timing).
+    const usage = { prompt_tokens: worst - 1000, completion_tokens: 1000, total_tokens: worst };
+    for (let i = 0; i < 60; i++) group.fake.enqueue({ match: m, headerDelayMs: 500, usage });
     const answers = await Promise.all(Array.from({ length: 60 }, (_, i) =>
       group.sites[i % 3].chat(body(i), { key: tok.token, timeout: 30000 })));
     const reached = group.fake.callsFor(m).length;
@@ -294,8 +297,12 @@ describe('three sites in one [cluster] group', { skip, timeout: 15 * 60 * 1000 }
     for (const s of survivors) {
       assert.equal(st[s.label].role, s.addr === newAddr ? 'master' : 'replica', `site ${s.label}`);
       assert.ok(st[s.label].elections >= 1, `site ${s.label} saw the election: ${JSON.stringify(st[s.label])}`);
-      assert.equal(st[s.label].sites.find((x) => x.addr === oldAddr)?.connected, false, `site ${s.label}: the dead site is not connected`);
     }
+    // The listener's view of its connections reaches relay-admin once a
+    // second (store/cluster_link.c): polled.
+    for (const s of survivors)
+      await poll(async () => (await s.clusterStatus()).sites.find((x) => x.addr === oldAddr)?.connected === false,
+        ELECTION, `site ${s.label} to show the dead site disconnected`);
 
     // On the survivor that is a replica: its reservation goes to the new
     // master. Reservations resume once a master is elected: polled, since a
@@ -339,15 +346,26 @@ describe('three sites in one [cluster] group', { skip, timeout: 15 * 60 * 1000 }
     // (two votes of three needed).
     const lone = group.sites.find((s) => s !== failover.master);
     for (const s of group.sites) if (s !== lone) await s.kill();
+    let lastHealth = '';
     const h = await poll(async () => {
       const x = await lone.fetch('/relay/health');
+      lastHealth = `${x.status} ${x.text} ${JSON.stringify(await lone.clusterStatus())}`;
       return x.status === 503 && x;
-    }, ELECTION, `site ${lone.label}'s /relay/health to say degraded`);
+    }, ELECTION, `site ${lone.label}'s /relay/health to say degraded`).catch((e) => {
+      throw new Error(`${e.message}; last: ${lastHealth}`);
+    });
     assert.match(h.text, /^degraded\n/);
     assert.match(h.text, /cluster/i);
+    // Either it knows no master, or it won an election with the last peer's
+    // vote just before that peer died and is a master with nobody to
+    // acknowledge its writes (Berkeley DB 5.3 keeps a cut-off master's
+    // role): degraded both ways, and both refuse reservations below.
     const st = await lone.clusterStatus();
-    assert.notEqual(st.role, 'master');
-    assert.equal(st.master, '');
+    t.diagnostic(`the lone site: role ${st.role}, master '${st.master}'`);
+    if (st.role === 'master')
+      assert.deepEqual(st.sites.filter((x) => x.connected).map((x) => x.addr), [lone.addr], 'a master alone');
+    else
+      assert.equal(st.master, '');
 
     // A hit (cached in the failover case) consumes nothing: served.
     const hit = await lone.chat(chatBody(`${m} cached ${lone.label}`), { key: tok.token });
