@@ -9,9 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/cluster_host.h"
 #include "store/base/rl_log.h"
-#include "store/cluster.h"
-#include "store/store.h"
 
 #define OPEN_RETRY_SECONDS 2
 
@@ -22,31 +21,18 @@ static int run(const relay_config *cfg)
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
     sigprocmask(SIG_BLOCK, &stop, NULL);
-    store_options so;
-    store_cluster sc;
-    config_cluster_options(cfg, 1, &so, &sc);
-    store *s = NULL;
+    cluster_host *h = NULL;
     for (;;) {
-        if (!s) {
-            rl_err e = store_key_ensure(&so);
-            if (e == RL_OK)
-                e = store_open(&so, &s);
-            if (e == RL_OK)
-                rl_info("cluster %s: replicating %s with %s", cfg->cluster.site, so.home,
-                        cfg->cluster.peers);
-            else
-                rl_error("cluster %s: the shared store at %s cannot be opened (%s); retrying "
-                         "in %d s",
-                         cfg->cluster.site, so.home, rl_err_text(e), OPEN_RETRY_SECONDS);
-        } else {
-            store_maintain(s, (uint64_t)time(NULL));
-        }
-        struct timespec tick = {s ? 1 : OPEN_RETRY_SECONDS, 0};
+        if (!h)
+            h = cluster_host_open(cfg); /* logged when it cannot */
+        else
+            cluster_host_maintain(h, (uint64_t)time(NULL));
+        struct timespec tick = {h ? 1 : OPEN_RETRY_SECONDS, 0};
         int sig = sigtimedwait(&stop, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
             break;
     }
-    store_close(s);
+    cluster_host_close(h);
     return 0;
 }
 

@@ -326,8 +326,8 @@ static int run_pool(const char *config_path, relay_config *cfg)
             if (pid == cluster.pid) {
                 cluster.pid = 0;
                 if (!stopping)
-                    rl_warn("the cluster process %ld ended (status %d): restarting it",
-                            (long)pid, status);
+                    rl_warn("the cluster process %ld ended (status %d): restarting it", (long)pid,
+                            status);
             }
             for (long i = 0; i < MAX_WORKERS; i++)
                 if (slots[i].pid == pid) {
