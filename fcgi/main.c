@@ -399,6 +399,14 @@ int main(int argc, char **argv)
     /* Under a process manager fd 0 is the listening socket (FCGX_IsCGI is
      * false); the manager runs one request per process at a time. */
     if (!FCGX_IsCGI()) {
+        if (cfg->cluster.site[0]) {
+            /* Nobody would run the host's replication process (cluster.h). */
+            rl_error("[cluster] needs relay.fcgi's own pool (relay.fcgi -c relay.ini behind "
+                     "Caddy, nginx or mod_proxy_fcgi): a process started by a FastCGI process "
+                     "manager (mod_fcgid, spawn-fcgi) cannot replicate the shared store");
+            config_free(cfg);
+            return 1;
+        }
         int rc = run_worker(cfg, 0, 1, 1);
         config_free(cfg);
         return rc;
