@@ -53,8 +53,9 @@ static void print_text(const store_cluster_status *st, uint64_t now)
         printf("last beat       %s, %" PRIu64 " s ago\n", beat, lag);
     else
         printf("last beat       %s\n", beat);
-    printf("elections       %" PRIu64 " won (as this process saw them)\n", st->elections);
-    printf("forwarded       %" PRIu64 " writes to the master, %" PRIu64
+    printf("elections       %" PRIu64 " held since this host's shared store was opened\n",
+           st->elections);
+    printf("forwarded       %" PRIu64 " writes to the master by this command, %" PRIu64
            " refused for want of one\n",
            st->forwarded, st->forward_failed);
     printf("perm failed     %" PRIu64 " commits the master could not get acknowledged\n",

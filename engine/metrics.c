@@ -449,11 +449,11 @@ static const family families[] = {
      "Of those, writes refused for want of a master (after [cluster] partition_grace).",
      emit_value, .needs_cluster = 1, .value = cluster_forward_failed},
     {"relay_cluster_perm_failed_total", "counter",
-     "Commits the master could not get acknowledged under [cluster] ack_policy, as this "
-     "process saw them.",
+     "Commits this site, as master, could not get acknowledged under [cluster] ack_policy "
+     "(since its shared store was opened).",
      emit_value, .needs_cluster = 1, .value = cluster_perm_failed},
     {"relay_cluster_elections_total", "counter",
-     "Elections won in the group, as this process saw them.", emit_value,
+     "Elections held since this site's shared store was opened.", emit_value,
      .needs_cluster = 1, .value = cluster_elections},
 };
 /* clang-format on */

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "store/base/rl_log.h"
+#include "store/cluster.h"
 #include "store/keyfile.h"
 #include "store/store_int.h"
 #include "store/wake.h"
@@ -746,6 +747,11 @@ int store_reopen_as(store *s, unsigned seen, int panic)
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += REOPEN_WAIT_NS / 1000000000LL;
+        /* Without a panic nothing makes a thread leave early: a write
+         * forwarded to the master holds its handles for up to
+         * forward_timeout_ms (cluster_ops.c). Wait that out. */
+        if (!panic && s->cluster)
+            until.tv_sec += cluster_options(s)->forward_timeout_ms / 1000 + 1;
         while (old->users > 0)
             if (pthread_cond_timedwait(&s->changed, &s->mu, &until) == ETIMEDOUT)
                 break;
@@ -762,7 +768,9 @@ int store_reopen_as(store *s, unsigned seen, int panic)
     int may_detach = s->stranded == 0;
     pthread_mutex_unlock(&s->mu);
 
-    if (old) {
+    /* Threads still on an environment nobody panicked would go on using
+     * it: it is left open for them (its memory is lost to the process). */
+    if (old && !(stranded && !panic)) {
         bdb_quiet = 1;
         handles_close(s, old, DB_NOSYNC, stranded, may_detach);
         bdb_quiet = 0;
