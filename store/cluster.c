@@ -462,8 +462,12 @@ rl_err cluster_maintain(store *s, uint64_t now)
             .no_txn = 1,
             .arg = &master};
     rl_err e = store_op_run(s, &q);
-    if (e != RL_OK || !master)
+    if (e != RL_OK)
         return e;
+    if (!master) {
+        ledger_maintain_owners(s, now); /* this host's dead workers' reservations */
+        return RL_OK;
+    }
     if (atomic_exchange(&c->became_master, 0) || !atomic_load(&c->master_since))
         atomic_store(&c->master_since, now);
     beat b = {.since = atomic_load(&c->master_since), .at = now};

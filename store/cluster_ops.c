@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "store/base/rl_buf.h"
 #include "store/base/rl_log.h"
@@ -196,6 +197,13 @@ static rl_err run_reserve(store *s, reader *r, rl_buf *out)
     uint64_t now = get64(r);
     uint8_t id[LEDGER_ID_LEN];
     get_bytes(r, id, sizeof id);
+    char site[LEDGER_SITE_MAX + 1];
+    ledger_owner owner = {.site = site};
+    owner.pid = (int32_t)get64(r);
+    owner.pid_start = get64(r);
+    size_t site_len = get8(r);
+    get_bytes(r, site, site_len);
+    site[site_len] = 0;
     unsigned n = get8(r);
     if (n == 0 || n > LEDGER_MAX_CHARGES)
         return RL_BAD_REQUEST;
@@ -218,7 +226,7 @@ static rl_err run_reserve(store *s, reader *r, rl_buf *out)
         return RL_NO_MASTER; /* nothing this master commits would be acknowledged */
     ledger_refusal why;
     memset(&why, 0, sizeof why);
-    rl_err e = ledger_reserve_as(s, charges, n, now, id, 1, &why);
+    rl_err e = ledger_reserve_as(s, charges, n, now, id, &owner, &why);
     if (e == RL_OK && perm_failed_counts(s)) {
         /* Not acknowledged: it may vanish at the next election. */
         static const uint64_t nothing[LEDGER_UNITS] = {0};
@@ -248,6 +256,17 @@ static rl_err run_settle(store *s, reader *r, rl_buf *out)
     if (r->bad)
         return RL_BAD_REQUEST;
     return store_ledger_settle(s, id, actual, now);
+}
+
+static rl_err run_release_held(store *s, reader *r, rl_buf *out)
+{
+    (void)out;
+    uint8_t id[LEDGER_ID_LEN];
+    get_bytes(r, id, sizeof id);
+    uint64_t now = get64(r);
+    if (r->bad)
+        return RL_BAD_REQUEST;
+    return ledger_settle(s, id, NULL, SETTLE_AS_RESERVED, now);
 }
 
 static rl_err run_token_put(store *s, reader *r, rl_buf *out)
@@ -300,7 +319,15 @@ static rl_err run_token_rotate(store *s, reader *r, rl_buf *out)
     return e;
 }
 
-enum { OP_RESERVE = 1, OP_SETTLE, OP_TOKEN_PUT, OP_TOKEN_DEL, OP_TOKEN_REVOKE, OP_TOKEN_ROTATE };
+enum {
+    OP_RESERVE = 1,
+    OP_SETTLE,
+    OP_TOKEN_PUT,
+    OP_TOKEN_DEL,
+    OP_TOKEN_REVOKE,
+    OP_TOKEN_ROTATE,
+    OP_RELEASE_HELD,
+};
 
 static const struct {
     uint8_t code;
@@ -313,6 +340,7 @@ static const struct {
     {OP_TOKEN_DEL, "a token's deletion", run_token_del},
     {OP_TOKEN_REVOKE, "a token's revocation", run_token_revoke},
     {OP_TOKEN_ROTATE, "a token's rotation", run_token_rotate},
+    {OP_RELEASE_HELD, "the release of a dead process's reservation", run_release_held},
 };
 
 static size_t op_index(uint8_t code)
@@ -532,7 +560,7 @@ rl_err cluster_ledger_reserve(store *s, const ledger_charge *charges, unsigned n
                               uint8_t *id, ledger_refusal *why)
 {
     if (n == 0 || n > LEDGER_MAX_CHARGES)
-        return ledger_reserve_as(s, charges, n, now, id, 0, why); /* its own error */
+        return ledger_reserve_as(s, charges, n, now, id, NULL, why); /* its own error */
     rl_err e = rl_random(id, LEDGER_ID_LEN);
     if (e != RL_OK)
         return e;
@@ -541,6 +569,14 @@ rl_err cluster_ledger_reserve(store *s, const ledger_charge *charges, unsigned n
     rl_buf_init(&reply, 0);
     put64(&args, now);
     (void)rl_buf_append(&args, id, LEDGER_ID_LEN);
+    /* The owner: this process, on this host (ledger_maint.c releases its
+     * reservation if it dies; only this host can tell). */
+    const char *site = cluster_options(s)->site;
+    size_t site_len = strnlen(site, LEDGER_SITE_MAX);
+    put64(&args, (uint64_t)getpid());
+    put64(&args, ledger_own_start());
+    put8(&args, (uint8_t)site_len);
+    (void)rl_buf_append(&args, site, site_len);
     put8(&args, (uint8_t)n);
     for (unsigned i = 0; i < n; i++) {
         size_t len = charges[i].scope ? strlen(charges[i].scope) : 0;
@@ -586,6 +622,19 @@ rl_err cluster_ledger_settle(store *s, const uint8_t *id, const uint64_t *actual
         put64(&args, actual ? actual[u] : 0);
     put64(&args, now);
     rl_err e = forward(s, OP_SETTLE, &args, &reply);
+    rl_buf_release(&args);
+    rl_buf_release(&reply);
+    return e;
+}
+
+rl_err cluster_ledger_release_held(store *s, const uint8_t *id, uint64_t now)
+{
+    rl_buf args, reply;
+    rl_buf_init(&args, 0);
+    rl_buf_init(&reply, 0);
+    (void)rl_buf_append(&args, id, LEDGER_ID_LEN);
+    put64(&args, now);
+    rl_err e = forward(s, OP_RELEASE_HELD, &args, &reply);
     rl_buf_release(&args);
     rl_buf_release(&reply);
     return e;

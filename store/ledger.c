@@ -33,12 +33,14 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "store/base/rl_hex.h"
 #include "store/base/rl_log.h"
 #include "store/base/rl_secure.h"
+#include "store/cluster.h"
 #include "store/ledger_int.h"
 #include "store/store_int.h"
 
@@ -102,6 +104,8 @@ typedef struct reserve_arg {
     const uint8_t *id;
     const rl_buf *rec; /* the reservation record */
     uint64_t now;
+    const ledger_owner *owner; /* NULL: this process */
+    store *s;
     ledger_refusal *why;
     unsigned bad_charge; /* a row that does not decode (RL_BAD_ENTRY) */
     int ran;             /* an attempt reached its commit */
@@ -197,8 +201,12 @@ static rl_err reserve_prepare(reserve_arg *a, uint64_t now)
         return RL_INTERNAL;
     }
     hold->n = a->n;
-    hold->pid = (int32_t)getpid();
-    hold->pid_start = ledger_own_start();
+    hold->pid = a->owner ? a->owner->pid : (int32_t)getpid();
+    hold->pid_start = a->owner ? a->owner->pid_start : ledger_own_start();
+    const char *site = a->owner                    ? a->owner->site
+                       : store_is_replicated(a->s) ? cluster_options(a->s)->site
+                                                   : "";
+    snprintf(hold->site, sizeof hold->site, "%s", site ? site : "");
     hold->created = now;
     for (unsigned j = 0; j < a->n; j++) {
         const ledger_charge *c = &a->charges[j];
@@ -235,8 +243,10 @@ static rl_err reserve_prepare(reserve_arg *a, uint64_t now)
 }
 
 rl_err ledger_reserve_as(store *s, const ledger_charge *charges, unsigned n, uint64_t now,
-                         const uint8_t id[LEDGER_ID_LEN], int given_id, ledger_refusal *why)
+                         const uint8_t id[LEDGER_ID_LEN], const ledger_owner *owner,
+                         ledger_refusal *why)
 {
+    int given_id = owner != NULL;
     reserve_arg *a = calloc(1, sizeof *a);
     ledger_hold *hold = calloc(1, sizeof *hold);
     rl_buf rec;
@@ -252,6 +262,8 @@ rl_err ledger_reserve_as(store *s, const ledger_charge *charges, unsigned n, uin
     a->now = now;
     a->why = why;
     a->ran = given_id; /* reserve_body then takes an id already held as done */
+    a->owner = owner;
+    a->s = s;
     if ((e = reserve_prepare(a, now)) != RL_OK || (e = ledger_hold_encode(hold, &rec)) != RL_OK)
         goto out;
     op o = {.what = "reserving against budgets", .body = reserve_body, .arg = a, .idempotent = 1};
@@ -277,7 +289,7 @@ rl_err store_ledger_reserve(store *s, const ledger_charge *charges, unsigned n, 
         rl_error("store: drawing a reservation id: %s", strerror(errno));
         return RL_INTERNAL;
     }
-    return ledger_reserve_as(s, charges, n, now, id, 0, why);
+    return ledger_reserve_as(s, charges, n, now, id, NULL, why);
 }
 
 /* ---- settle ------------------------------------------------------------------ */

@@ -183,9 +183,14 @@ int ledger_row_decode(const uint8_t *p, size_t n, ledger_row *row);
 
 /* A reservation: its owner, when it was made, and its charges (each the
  * row's key and the amounts reserved there), in key order. */
+#define LEDGER_SITE_MAX 255
 typedef struct ledger_hold {
     int32_t pid;        /* owner process */
     uint64_t pid_start; /* its start time (clock ticks after boot; 0: unknown) */
+    /* The owner's host in a group of hosts ([cluster] site, store/cluster.h);
+     * "" for a store that is not replicated. Only that host can tell whether
+     * the owner lives. */
+    char site[LEDGER_SITE_MAX + 1];
     uint64_t created;   /* unix seconds */
     unsigned n;         /* charges */
     struct {
@@ -196,7 +201,9 @@ typedef struct ledger_hold {
 } ledger_hold;
 
 /* Appends the encoding (magic "RLR1", pid, pid_start, created, n, then per
- * charge a key length byte, the key and the amounts) to out. */
+ * charge a key length byte, the key and the amounts) to out; with a site,
+ * magic "RLR2" and the site (a length byte and its bytes) before the
+ * charges. */
 rl_err ledger_hold_encode(const ledger_hold *hold, rl_buf *out);
 /* -1 unless the bytes are exactly one reservation whose keys decode. */
 int ledger_hold_decode(const uint8_t *p, size_t n, ledger_hold *hold);

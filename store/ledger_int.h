@@ -39,10 +39,20 @@ typedef enum {
 rl_err ledger_settle(store *s, const uint8_t id[LEDGER_ID_LEN], const uint64_t *actual,
                      settle_mode mode, uint64_t now);
 
-/* ledger.c: store_ledger_reserve under the id the caller drew. With
- * given_id (a write forwarded from another host, cluster_ops.c, which may
- * arrive twice), an id already held counts as reserved: RL_OK. */
+/* Who owns a reservation forwarded from another process of the group
+ * (cluster_ops.c): its pid, start time and host ([cluster] site). */
+typedef struct ledger_owner {
+    int32_t pid;
+    uint64_t pid_start;
+    const char *site;
+} ledger_owner;
+
+/* ledger.c: store_ledger_reserve under the id the caller drew. With an
+ * owner (a write forwarded by another process, which may arrive twice),
+ * the reservation is that owner's, and an id already held counts as
+ * reserved: RL_OK. NULL: this process's. */
 rl_err ledger_reserve_as(store *s, const ledger_charge *charges, unsigned n, uint64_t now,
-                         const uint8_t id[LEDGER_ID_LEN], int given_id, ledger_refusal *why);
+                         const uint8_t id[LEDGER_ID_LEN], const ledger_owner *owner,
+                         ledger_refusal *why);
 
 #endif

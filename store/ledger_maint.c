@@ -30,6 +30,7 @@
 
 #include "store/base/rl_hex.h"
 #include "store/base/rl_log.h"
+#include "store/cluster.h"
 #include "store/ledger_int.h"
 #include "store/store_int.h"
 
@@ -267,15 +268,28 @@ static uint64_t mono_ms(void)
     return (uint64_t)(store_mono_ns() / 1000000);
 }
 
-/* Why maintenance releases a reservation, or NULL to leave it. */
-static const char *stale_hold(const store *s, const ledger_hold *hold, int damaged, uint64_t now)
+/* Whether the reservation's owner ran on this host: always, unless the
+ * store is replicated (store/cluster.h) and it names another site. */
+static int owner_here(const store *s, const ledger_hold *hold)
+{
+    return !hold->site[0] || !store_is_replicated(s) ||
+           strcmp(hold->site, cluster_options(s)->site) == 0;
+}
+
+/* Why maintenance releases a reservation, or NULL to leave it. A
+ * process's death is judged only on its own host; the rest only by the
+ * store's writer (all: the master in a group, where a replica's
+ * maintenance releases only its own host's dead owners' reservations, by
+ * forwarding the release). */
+static const char *stale_hold(const store *s, const ledger_hold *hold, int damaged, uint64_t now,
+                              int all)
 {
     uint64_t max_age = s->hold_max_age ? s->hold_max_age : DEFAULT_HOLD_MAX_AGE;
     if (damaged)
-        return "it does not decode";
-    if (owner_dead(hold))
+        return all ? "it does not decode" : NULL;
+    if (owner_here(s, hold) && owner_dead(hold))
         return "its process is gone";
-    if (now > hold->created && now - hold->created > max_age)
+    if (all && now > hold->created && now - hold->created > max_age)
         return "it is older than any request may last";
     return NULL;
 }
@@ -283,7 +297,7 @@ static const char *stale_hold(const store *s, const ledger_hold *hold, int damag
 /* Settles, as spent, the reservations of dead processes and those older
  * than hold_max_age, looking at up to BATCH of them per run from where the
  * last run stopped. */
-static void holds_sweep(store *s, uint64_t now)
+static void holds_sweep(store *s, uint64_t now, int all)
 {
     static uint8_t resume[LEDGER_ID_LEN]; /* one maintenance thread per process */
     static int have_resume;
@@ -306,7 +320,8 @@ static void holds_sweep(store *s, uint64_t now)
         while (walk_rec(&w, &at, &k, &kn, &v, &vn) == 0) {
             if (kn != LEDGER_ID_LEN)
                 continue;
-            const char *reason = stale_hold(s, hold, ledger_hold_decode(v, vn, hold) != 0, now);
+            const char *reason =
+                stale_hold(s, hold, ledger_hold_decode(v, vn, hold) != 0, now, all);
             if (reason) {
                 memcpy(stale[nstale], k, LEDGER_ID_LEN);
                 why[nstale++] = reason;
@@ -320,10 +335,14 @@ static void holds_sweep(store *s, uint64_t now)
     for (unsigned i = 0; i < nstale; i++) {
         char hex[2 * LEDGER_ID_LEN + 1];
         rl_hex_encode(stale[i], LEDGER_ID_LEN, hex);
-        if (ledger_settle(s, stale[i], NULL, SETTLE_AS_RESERVED, now) == RL_OK)
+        rl_err e = cluster_forwards(s) ? cluster_ledger_release_held(s, stale[i], now)
+                                       : ledger_settle(s, stale[i], NULL, SETTLE_AS_RESERVED, now);
+        if (e == RL_OK)
             rl_warn("store %s: released budget reservation %s (%s), counting what it reserved "
                     "as spent",
                     s->home, hex, why[i]);
+        if (e == RL_NO_MASTER)
+            break; /* no master to release them: the next run tries again */
     }
     free(hold);
 }
@@ -399,9 +418,14 @@ out:
 
 void ledger_maintain(store *s, uint64_t now, int sweep_rows)
 {
-    holds_sweep(s, now);
+    holds_sweep(s, now, 1);
     if (sweep_rows)
         rows_sweep(s, now);
+}
+
+void ledger_maintain_owners(store *s, uint64_t now)
+{
+    holds_sweep(s, now, 0);
 }
 
 /* ---- verify ------------------------------------------------------------------ */

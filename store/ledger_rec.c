@@ -16,6 +16,7 @@
 
 #define ROW_MAGIC "RLL1"
 #define HOLD_MAGIC "RLR1"
+#define HOLD_MAGIC_SITE "RLR2" /* with the owner's site (a group of hosts) */
 #define HOLD_FIXED (4 + 4 + 8 + 8 + 1)
 
 /* The window kinds, by their value: name, and how long a row is kept
@@ -174,14 +175,20 @@ int ledger_row_decode(const uint8_t *p, size_t n, ledger_row *row)
 rl_err ledger_hold_encode(const ledger_hold *hold, rl_buf *out)
 {
     uint8_t fixed[HOLD_FIXED];
-    if (hold->n == 0 || hold->n > LEDGER_MAX_CHARGES)
+    size_t site_len = strnlen(hold->site, sizeof hold->site);
+    if (hold->n == 0 || hold->n > LEDGER_MAX_CHARGES || site_len > LEDGER_SITE_MAX)
         return RL_INTERNAL;
-    memcpy(fixed, HOLD_MAGIC, 4);
+    memcpy(fixed, site_len ? HOLD_MAGIC_SITE : HOLD_MAGIC, 4);
     store_put32(fixed + 4, (uint32_t)hold->pid);
     store_put64(fixed + 8, hold->pid_start);
     store_put64(fixed + 16, hold->created);
     fixed[24] = (uint8_t)hold->n;
     rl_buf_append(out, fixed, sizeof fixed); /* sticky errors: checked at the end */
+    if (site_len) {
+        uint8_t len = (uint8_t)site_len;
+        rl_buf_append(out, &len, 1);
+        rl_buf_append(out, hold->site, site_len);
+    }
     for (unsigned i = 0; i < hold->n; i++) {
         uint8_t len = (uint8_t)hold->charge[i].key_len, amounts[8 * LEDGER_UNITS];
         for (int u = 0; u < LEDGER_UNITS; u++)
@@ -195,7 +202,8 @@ rl_err ledger_hold_encode(const ledger_hold *hold, rl_buf *out)
 
 int ledger_hold_decode(const uint8_t *p, size_t n, ledger_hold *hold)
 {
-    if (n < HOLD_FIXED || memcmp(p, HOLD_MAGIC, 4) != 0)
+    int with_site = n >= 4 && memcmp(p, HOLD_MAGIC_SITE, 4) == 0;
+    if (n < HOLD_FIXED || (!with_site && memcmp(p, HOLD_MAGIC, 4) != 0))
         return -1;
     hold->pid = (int32_t)store_get32(p + 4);
     hold->pid_start = store_get64(p + 8);
@@ -204,6 +212,17 @@ int ledger_hold_decode(const uint8_t *p, size_t n, ledger_hold *hold)
     if (hold->n == 0 || hold->n > LEDGER_MAX_CHARGES)
         return -1;
     size_t at = HOLD_FIXED;
+    hold->site[0] = 0;
+    if (with_site) {
+        size_t len = at < n ? p[at++] : 0;
+        if (len == 0 || n - at < len)
+            return -1;
+        memcpy(hold->site, p + at, len);
+        hold->site[len] = 0;
+        if (strlen(hold->site) != len)
+            return -1; /* a NUL inside */
+        at += len;
+    }
     for (unsigned i = 0; i < hold->n; i++) {
         char scope[LEDGER_SCOPE_MAX + 1];
         ledger_window w;

@@ -284,6 +284,8 @@ const struct store_cluster *cluster_options(const store *s);
 rl_err cluster_ledger_reserve(store *s, const struct ledger_charge *charges, unsigned n,
                               uint64_t now, uint8_t *id, struct ledger_refusal *why);
 rl_err cluster_ledger_settle(store *s, const uint8_t *id, const uint64_t *actual, uint64_t now);
+/* Settles a reservation as spent (what it reserved): its owner died. */
+rl_err cluster_ledger_release_held(store *s, const uint8_t *id, uint64_t now);
 rl_err cluster_token_put(store *s, const struct store_token *t, int mode);
 rl_err cluster_token_del(store *s, const uint8_t *hash);
 rl_err cluster_token_revoke(store *s, const uint8_t *hash, uint64_t now, struct store_token *out);
@@ -367,6 +369,10 @@ void flight_maintain(store *s, uint64_t now_ms);
  * windows that ended longer ago than their kind is kept. Logs its own
  * failures. */
 void ledger_maintain(store *s, uint64_t now, int sweep_rows);
+/* ledger_maint.c, for a replica of a group (store/cluster.h): releases,
+ * by forwarding to the master, the reservations of this host's dead
+ * processes, which only this host can tell are gone. */
+void ledger_maintain_owners(store *s, uint64_t now);
 
 /* The problem callback of store_verify and store_verify_dir. */
 typedef void (*store_problem_fn)(void *ctx, const char *file, const char *what);

@@ -7,7 +7,9 @@
  * read on every site; reservations made concurrently on all three sites
  * never pass the limit; a replica's settlement lands; when the master
  * closes, the others elect one and writes resume; the old master comes
- * back as a replica and every site reads the same spend; a write with no
+ * back as a replica and every site reads the same spend; a reservation of
+ * a replica host's process that died is released by that host (the master
+ * cannot tell), not by the master; a write with no
  * master anywhere fails with RL_NO_MASTER after partition_grace; the
  * status names the sites and the master.
  *
@@ -167,8 +169,40 @@ static int wait_spent(uint64_t want)
     return 0;
 }
 
-int main(void)
+/* The child: opens site i's home as one of its host's other processes
+ * (not the listener), reserves on scope and leaves without settling
+ * (closing the store cleanly: a killed process would make the next opener
+ * recover the environment, which restarts the host's replication). */
+static int child(int argc, char **argv)
 {
+    if (argc != 6)
+        return 2;
+    snprintf(keyfile, sizeof keyfile, "%s", argv[2]);
+    store_cluster c = {.site = argv[3],
+                       .peers = argv[4],
+                       .priority = 10,
+                       .ack = CLUSTER_ACK_QUORUM,
+                       .listener = 0,
+                       .forward_timeout_ms = 2000,
+                       .partition_grace_ms = 5000,
+                       .master_timeout_ms = 1000};
+    store_options o = {
+        .home = argv[5], .key_file = keyfile, .cache_mb = 8, .max_threads = 32, .cluster = &c};
+    store *s = NULL;
+    if (store_open(&o, &s) != RL_OK)
+        return 3;
+    ledger_charge ch = {.scope = "token:cafe0003", .window = LEDGER_DAY};
+    ch.amount[LEDGER_REQUESTS] = 1;
+    uint8_t id[LEDGER_ID_LEN];
+    rl_err e = store_ledger_reserve(s, &ch, 1, NOW, id, NULL);
+    store_close(s);
+    return e == RL_OK ? 0 : 4;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "child") == 0)
+        return child(argc, argv);
     snprintf(tmp, sizeof tmp, "/tmp/t_cluster.XXXXXX");
     if (!mkdtemp(tmp)) {
         perror("mkdtemp");
@@ -265,6 +299,30 @@ int main(void)
            "a second settlement finds nothing");
     ok(wait_spent(10), "every site reads 10 spent");
 
+    /* A process of a replica's host reserves and dies: only that host can
+     * tell, and its listener's maintenance releases the reservation
+     * through the master, counting it as spent. */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s child %s %s '%s' %s", argv[0], keyfile, addrs[2], peers[2],
+             homes[2]);
+    is_int(system(cmd), 0, "a child of site 2's host reserved and left");
+    ledger_row held;
+    for (int tries = 0; tries < 200; tries++) {
+        if (store_ledger_read(sites[0], "token:cafe0003", LEDGER_DAY, NOW, &held) == RL_OK &&
+            held.reserved[LEDGER_REQUESTS] == 1)
+            break;
+        pause_ms(50);
+    }
+    is_int(held.reserved[LEDGER_REQUESTS], 1, "the master holds the child's reservation");
+    is_int(store_maintain(sites[0], NOW), RL_OK, "the master's maintenance");
+    is_int(store_ledger_read(sites[0], "token:cafe0003", LEDGER_DAY, NOW, &held), RL_OK, "read");
+    is_int(held.reserved[LEDGER_REQUESTS], 1,
+           "the master leaves it: its owner lived on another host");
+    is_int(store_maintain(sites[2], NOW), RL_OK, "the owner's host's maintenance");
+    is_int(store_ledger_read(sites[0], "token:cafe0003", LEDGER_DAY, NOW, &held), RL_OK, "read");
+    is_int(held.reserved[LEDGER_REQUESTS], 0, "released by the owner's host");
+    is_int(held.spent[LEDGER_REQUESTS], 1, "counted as spent");
+
     /* The master goes: the others elect one, and writes resume. */
     store_close(sites[0]);
     sites[0] = NULL;
@@ -300,7 +358,6 @@ int main(void)
         store_options o = {.home = homes[i]};
         store_remove(&o);
     }
-    char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0)
         fprintf(stderr, "could not remove %s\n", tmp);

@@ -251,6 +251,30 @@ static void test_encodings(void)
     is_int(ledger_hold_decode(p, b.len, &h[1]), 0, "repaired, it decodes");
     rl_buf_append(&b, "", 1);
     is_int(ledger_hold_decode((uint8_t *)b.data, b.len, &h[1]), -1, "a trailing byte");
+    ok(memcmp(b.data, "RLR1", 4) == 0 && h[1].site[0] == 0, "no site: the first layout");
+
+    /* A group's reservation names its owner's host (store/cluster.h). */
+    snprintf(h[0].site, sizeof h[0].site, "10.0.0.2:7600");
+    rl_buf_reset(&b);
+    is_int(ledger_hold_encode(&h[0], &b), RL_OK, "a reservation with a site encodes");
+    ok(memcmp(b.data, "RLR2", 4) == 0, "as RLR2");
+    memset(&h[1], 0, sizeof h[1]);
+    is_int(ledger_hold_decode((uint8_t *)b.data, b.len, &h[1]), 0, "and decodes");
+    ok(strcmp(h[1].site, "10.0.0.2:7600") == 0 && h[1].n == 2 && h[1].pid == 4242 &&
+           h[1].charge[1].amount[LEDGER_USD] == 777,
+       "site and charges round trip");
+    refused = 1;
+    for (size_t len = 0; len < b.len; len++)
+        if (ledger_hold_decode((uint8_t *)b.data, len, &h[1]) == 0)
+            refused = 0;
+    ok(refused, "every truncation of it is refused");
+    p = (uint8_t *)b.data;
+    p[25] = 0;
+    is_int(ledger_hold_decode(p, b.len, &h[1]), -1, "an empty site is refused");
+    p[25] = 13;
+    p[26 + 3] = 0;
+    is_int(ledger_hold_decode(p, b.len, &h[1]), -1, "a NUL inside the site is refused");
+    h[0].site[0] = 0;
     h[0].n = 0;
     rl_buf_reset(&b);
     is_int(ledger_hold_encode(&h[0], &b), RL_INTERNAL, "a reservation of nothing is not encoded");
