@@ -191,8 +191,8 @@ typedef struct ledger_hold {
      * "" for a store that is not replicated. Only that host can tell whether
      * the owner lives. */
     char site[LEDGER_SITE_MAX + 1];
-    uint64_t created;   /* unix seconds */
-    unsigned n;         /* charges */
+    uint64_t created; /* unix seconds */
+    unsigned n;       /* charges */
     struct {
         uint8_t key[LEDGER_KEY_MAX];
         size_t key_len;
