@@ -205,14 +205,17 @@ fuzz: deps
 
 # The benchmarks' own programs (tests/bench/*.c): bench-baseline, the
 # minimal libfcgi responder Relay's hit is compared against, and bench-fill,
-# which grows a store to N entries (throughput.mjs), and bench-fuzzy, the
-# fuzzy index's lookup cost as the store grows (fuzzy_lookup.mjs).
-BENCH_BIN := $(BUILD)/bench-baseline $(BUILD)/bench-fill $(BUILD)/bench-fuzzy
+# which grows a store to N entries (throughput.mjs), bench-fuzzy, the
+# fuzzy index's lookup cost as the store grows (fuzzy_lookup.mjs), and
+# bench-cluster, a reservation's cost in a group of hosts (cluster_reserve.mjs).
+BENCH_BIN := $(BUILD)/bench-baseline $(BUILD)/bench-fill $(BUILD)/bench-fuzzy $(BUILD)/bench-cluster
 $(BUILD)/bench-baseline: $(call obj,tests/bench/baseline.c)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/bench-fill: $(call obj,tests/bench/fill.c) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/bench-fuzzy: $(call obj,tests/bench/fuzzy.c) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/bench-cluster: $(call obj,tests/bench/cluster.c) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 bench-bins: $(BENCH_BIN)
 

@@ -31,6 +31,7 @@
 #include "store/ledger.h"
 #include "store/store.h"
 #include "store/token.h"
+#include "tests/unit/cluster_fixture.h"
 #include "tests/unit/tap.h"
 
 const char *__lsan_default_suppressions(void);
@@ -39,56 +40,18 @@ const char *__lsan_default_suppressions(void)
     return "leak:libdb-5.3.so\n";
 }
 
-#define SITES 3
 #define NOW 1813017600ull /* 2027-06-15 00:00:00 UTC */
 
-static char tmp[64], keyfile[160];
-static char homes[SITES][128], addrs[SITES][64], peers[SITES][160];
-static store_cluster copts[SITES];
-static store *sites[SITES];
-
-static unsigned free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t n = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &n) != 0)
-        return 0;
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static void pause_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
+static cluster_fixture fx;
 
 static rl_err open_site(int i)
 {
-    store_options o = {.home = homes[i],
-                       .key_file = keyfile,
-                       .cache_mb = 8,
-                       .max_threads = 32,
-                       .hold_max_age = 600,
-                       .cluster = &copts[i]};
-    return store_open(&o, &sites[i]);
+    return cluster_fixture_open(&fx, i);
 }
 
-/* Polls until site i sees role (and, for a replica, a master) or 20 s;
- * now: the time status is asked at (the heartbeat's age). */
 static int wait_role_at(int i, cluster_role role, uint64_t now)
 {
-    for (int t = 0; t < 400; t++) {
-        store_cluster_status st;
-        if (store_cluster_status_get(sites[i], now, &st) == RL_OK && st.role == role &&
-            (role != CLUSTER_ROLE_REPLICA || st.master[0]))
-            return 1;
-        pause_ms(50);
-    }
-    return 0;
+    return cluster_fixture_wait_role(&fx, i, role, now);
 }
 
 static int wait_role(int i, cluster_role role)
@@ -112,10 +75,10 @@ static int wait_token(int i, const uint8_t *hash, token_state want)
 {
     for (int t = 0; t < 200; t++) {
         store_token got;
-        if (store_token_get(sites[i], hash, &got) == RL_OK &&
+        if (store_token_get(fx.sites[i], hash, &got) == RL_OK &&
             store_token_state(&got, NOW + 1) == want)
             return 1;
-        pause_ms(50);
+        cluster_pause_ms(50);
     }
     return 0;
 }
@@ -134,7 +97,7 @@ static void *reserve_some(void *p)
         c.amount[LEDGER_REQUESTS] = 1;
         c.limit[LEDGER_REQUESTS] = 10;
         ledger_refusal why;
-        rl_err e = store_ledger_reserve(sites[r->site], &c, 1, NOW, r->ids[r->granted], &why);
+        rl_err e = store_ledger_reserve(fx.sites[r->site], &c, 1, NOW, r->ids[r->granted], &why);
         if (e == RL_OK)
             r->granted++;
         else if (e == RL_OVER_LIMIT && why.limit == 10)
@@ -149,7 +112,7 @@ static ledger_row row_at(int i)
 {
     ledger_row row;
     memset(&row, 0xee, sizeof row);
-    if (store_ledger_read(sites[i], "token:cafe0001", LEDGER_DAY, NOW, &row) != RL_OK)
+    if (store_ledger_read(fx.sites[i], "token:cafe0001", LEDGER_DAY, NOW, &row) != RL_OK)
         memset(&row, 0xee, sizeof row);
     return row;
 }
@@ -160,11 +123,11 @@ static int wait_spent(uint64_t want)
     for (int t = 0; t < 200; t++) {
         int all = 1;
         for (int i = 0; i < SITES; i++)
-            if (sites[i] && row_at(i).spent[LEDGER_REQUESTS] != want)
+            if (fx.sites[i] && row_at(i).spent[LEDGER_REQUESTS] != want)
                 all = 0;
         if (all)
             return 1;
-        pause_ms(50);
+        cluster_pause_ms(50);
     }
     return 0;
 }
@@ -177,7 +140,7 @@ static int child(int argc, char **argv)
 {
     if (argc != 6)
         return 2;
-    snprintf(keyfile, sizeof keyfile, "%s", argv[2]);
+    snprintf(fx.keyfile, sizeof fx.keyfile, "%s", argv[2]);
     store_cluster c = {.site = argv[3],
                        .peers = argv[4],
                        .priority = 10,
@@ -187,7 +150,7 @@ static int child(int argc, char **argv)
                        .partition_grace_ms = 5000,
                        .master_timeout_ms = 1000};
     store_options o = {
-        .home = argv[5], .key_file = keyfile, .cache_mb = 8, .max_threads = 32, .cluster = &c};
+        .home = argv[5], .key_file = fx.keyfile, .cache_mb = 8, .max_threads = 32, .cluster = &c};
     store *s = NULL;
     if (store_open(&o, &s) != RL_OK)
         return 3;
@@ -203,66 +166,39 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "child") == 0)
         return child(argc, argv);
-    snprintf(tmp, sizeof tmp, "/tmp/t_cluster.XXXXXX");
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
+    if (cluster_fixture_init(&fx, "t_cluster") != 0)
         return 1;
-    }
-    snprintf(keyfile, sizeof keyfile, "%s/relay.key", tmp);
-    is_int(store_keyfile_ensure(keyfile), RL_OK, "key file");
     if (getenv("T_DEBUG"))
         rl_log_set_level(RL_LOG_DEBUG);
-    for (int i = 0; i < SITES; i++) {
-        snprintf(homes[i], sizeof homes[i], "%s/site%d", tmp, i);
-        unsigned port = free_port();
-        ok(port != 0, "a free port");
-        snprintf(addrs[i], sizeof addrs[i], "127.0.0.1:%u", port);
-    }
-    for (int i = 0; i < SITES; i++) {
-        peers[i][0] = 0;
-        for (int j = 0; j < SITES; j++)
-            if (j != i)
-                snprintf(peers[i] + strlen(peers[i]), sizeof peers[i] - strlen(peers[i]), "%s%s",
-                         peers[i][0] ? " " : "", addrs[j]);
-        copts[i] = (store_cluster){.site = addrs[i],
-                                   .peers = peers[i],
-                                   .create_group = i == 0,
-                                   .priority = 100 - 10 * (unsigned)i,
-                                   .ack = CLUSTER_ACK_QUORUM,
-                                   .listener = 1,
-                                   .forward_timeout_ms = 2000,
-                                   .partition_grace_ms = 5000,
-                                   .master_timeout_ms = 1000};
-    }
 
     /* The group forms around its creator. */
     is_int(open_site(0), RL_OK, "the creator opens");
     ok(wait_role(0, CLUSTER_ROLE_MASTER), "the creator is master");
-    is_int(store_maintain(sites[0], NOW), RL_OK, "the master's maintenance (heartbeat)");
+    is_int(store_maintain(fx.sites[0], NOW), RL_OK, "the master's maintenance (heartbeat)");
     for (int i = 1; i < SITES; i++) {
         is_int(open_site(i), RL_OK, "a site joins");
         ok(wait_role(i, CLUSTER_ROLE_REPLICA), "it is a replica with a master");
     }
     store_cluster_status st;
-    is_int(store_cluster_status_get(sites[2], NOW, &st), RL_OK, "status on a replica");
-    is_str(st.master, addrs[0], "it names the master");
+    is_int(store_cluster_status_get(fx.sites[2], NOW, &st), RL_OK, "status on a replica");
+    is_str(st.master, fx.addrs[0], "it names the master");
     ok(st.nsites == SITES, "it lists every site");
-    ok(st.sites[0].self && strcmp(st.sites[0].addr, addrs[2]) == 0, "itself first");
+    ok(st.sites[0].self && strcmp(st.sites[0].addr, fx.addrs[2]) == 0, "itself first");
     ok(st.beat == NOW && st.master_since == NOW, "the master's heartbeat replicated");
-    ok(store_is_replicated(sites[1]), "replicated");
+    ok(store_is_replicated(fx.sites[1]), "replicated");
 
     /* A token written on a replica is read everywhere. */
     store_token t = token_named("alice", 0x11);
-    is_int(store_token_put(sites[2], &t, TOKEN_CREATE), RL_OK, "token created on a replica");
+    is_int(store_token_put(fx.sites[2], &t, TOKEN_CREATE), RL_OK, "token created on a replica");
     for (int i = 0; i < SITES; i++)
         ok(wait_token(i, t.hash, TOKEN_LIVE), "the token reads on every site");
-    is_int(store_token_put(sites[1], &t, TOKEN_CREATE), RL_OK,
+    is_int(store_token_put(fx.sites[1], &t, TOKEN_CREATE), RL_OK,
            "the same record again: done already (a retried forward)");
     store_token twin = token_named("alice", 0x33);
-    is_int(store_token_put(sites[1], &twin, TOKEN_CREATE), RL_EXISTS,
+    is_int(store_token_put(fx.sites[1], &twin, TOKEN_CREATE), RL_EXISTS,
            "the master's refusal comes back (the name is taken)");
     store_token revoked;
-    is_int(store_token_revoke(sites[1], t.hash, NOW, &revoked), RL_OK, "revoked on a replica");
+    is_int(store_token_revoke(fx.sites[1], t.hash, NOW, &revoked), RL_OK, "revoked on a replica");
     ok(revoked.revoked == NOW && strcmp(revoked.name, "alice") == 0, "the record comes back");
     for (int i = 0; i < SITES; i++)
         ok(wait_token(i, t.hash, TOKEN_REVOKED), "revoked on every site");
@@ -293,9 +229,9 @@ int main(int argc, char **argv)
     uint64_t one[LEDGER_UNITS] = {0, 0, 1};
     for (int i = 0; i < SITES * 2; i++)
         for (unsigned k = 0; k < rs[i].granted; k++)
-            is_int(store_ledger_settle(sites[rs[i].site], rs[i].ids[k], one, NOW), RL_OK,
+            is_int(store_ledger_settle(fx.sites[rs[i].site], rs[i].ids[k], one, NOW), RL_OK,
                    "settled where it was reserved");
-    is_int(store_ledger_settle(sites[1], rs[1].ids[0], one, NOW), RL_NOTFOUND,
+    is_int(store_ledger_settle(fx.sites[1], rs[1].ids[0], one, NOW), RL_NOTFOUND,
            "a second settlement finds nothing");
     ok(wait_spent(10), "every site reads 10 spent");
 
@@ -303,38 +239,38 @@ int main(int argc, char **argv)
      * tell, and its listener's maintenance releases the reservation
      * through the master, counting it as spent. */
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s child %s %s '%s' %s", argv[0], keyfile, addrs[2], peers[2],
-             homes[2]);
+    snprintf(cmd, sizeof cmd, "%s child %s %s '%s' %s", argv[0], fx.keyfile, fx.addrs[2],
+             fx.peers[2], fx.homes[2]);
     is_int(system(cmd), 0, "a child of site 2's host reserved and left");
     ledger_row held;
     for (int tries = 0; tries < 200; tries++) {
-        if (store_ledger_read(sites[0], "token:cafe0003", LEDGER_DAY, NOW, &held) == RL_OK &&
+        if (store_ledger_read(fx.sites[0], "token:cafe0003", LEDGER_DAY, NOW, &held) == RL_OK &&
             held.reserved[LEDGER_REQUESTS] == 1)
             break;
-        pause_ms(50);
+        cluster_pause_ms(50);
     }
     is_int(held.reserved[LEDGER_REQUESTS], 1, "the master holds the child's reservation");
-    is_int(store_maintain(sites[0], NOW), RL_OK, "the master's maintenance");
-    is_int(store_ledger_read(sites[0], "token:cafe0003", LEDGER_DAY, NOW, &held), RL_OK, "read");
+    is_int(store_maintain(fx.sites[0], NOW), RL_OK, "the master's maintenance");
+    is_int(store_ledger_read(fx.sites[0], "token:cafe0003", LEDGER_DAY, NOW, &held), RL_OK, "read");
     is_int(held.reserved[LEDGER_REQUESTS], 1,
            "the master leaves it: its owner lived on another host");
-    is_int(store_maintain(sites[2], NOW), RL_OK, "the owner's host's maintenance");
-    is_int(store_ledger_read(sites[0], "token:cafe0003", LEDGER_DAY, NOW, &held), RL_OK, "read");
+    is_int(store_maintain(fx.sites[2], NOW), RL_OK, "the owner's host's maintenance");
+    is_int(store_ledger_read(fx.sites[0], "token:cafe0003", LEDGER_DAY, NOW, &held), RL_OK, "read");
     is_int(held.reserved[LEDGER_REQUESTS], 0, "released by the owner's host");
     is_int(held.spent[LEDGER_REQUESTS], 1, "counted as spent");
 
     /* The master goes: the others elect one, and writes resume. */
-    store_close(sites[0]);
-    sites[0] = NULL;
+    store_close(fx.sites[0]);
+    fx.sites[0] = NULL;
     ok(wait_role(1, CLUSTER_ROLE_MASTER), "the next priority is elected");
     uint8_t id[LEDGER_ID_LEN];
     ledger_charge c = {.scope = "token:cafe0002", .window = LEDGER_DAY};
     c.amount[LEDGER_REQUESTS] = 1;
-    is_int(store_ledger_reserve(sites[2], &c, 1, NOW, id, NULL), RL_OK,
+    is_int(store_ledger_reserve(fx.sites[2], &c, 1, NOW, id, NULL), RL_OK,
            "a replica reserves with the new master");
     c.scope = "token:cafe0001";
-    is_int(store_ledger_reserve(sites[2], &c, 1, NOW, id, NULL), RL_OK, "one more");
-    is_int(store_ledger_settle(sites[2], id, one, NOW), RL_OK, "and settles");
+    is_int(store_ledger_reserve(fx.sites[2], &c, 1, NOW, id, NULL), RL_OK, "one more");
+    is_int(store_ledger_settle(fx.sites[2], id, one, NOW), RL_OK, "and settles");
 
     /* The old master returns as a replica and catches up. */
     is_int(open_site(0), RL_OK, "the old master reopens");
@@ -342,24 +278,17 @@ int main(int argc, char **argv)
     ok(wait_spent(11), "every site reads 11 spent");
 
     /* No master anywhere: a write waits partition_grace, then fails. */
-    store_close(sites[1]);
-    sites[1] = NULL;
-    store_close(sites[0]);
-    sites[0] = NULL;
+    store_close(fx.sites[1]);
+    fx.sites[1] = NULL;
+    store_close(fx.sites[0]);
+    fx.sites[0] = NULL;
     ok(wait_role_at(2, CLUSTER_ROLE_NONE, NOW + 60),
        "the last site knows no master (no majority, no recent heartbeat)");
-    is_int(store_ledger_reserve(sites[2], &c, 1, NOW, id, NULL), RL_NO_MASTER,
+    is_int(store_ledger_reserve(fx.sites[2], &c, 1, NOW, id, NULL), RL_NO_MASTER,
            "no master: refused after partition_grace, not granted blindly");
     store_token u = token_named("bob", 0x22);
-    ok(store_token_get(sites[2], t.hash, &u) == RL_OK, "reads still work");
+    ok(store_token_get(fx.sites[2], t.hash, &u) == RL_OK, "reads still work");
 
-    store_close(sites[2]);
-    for (int i = 0; i < SITES; i++) {
-        store_options o = {.home = homes[i]};
-        store_remove(&o);
-    }
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp);
+    cluster_fixture_done(&fx);
     return tap_done();
 }
