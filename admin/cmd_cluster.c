@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "admin/admin.h"
+#include "engine/cluster_host.h"
 #include "engine/cluster_view.h"
 
 static void print_json(const store_cluster_status *st, uint64_t now)
@@ -88,11 +89,8 @@ int cmd_cluster(admin_ctx *ctx, store *unused, int argc, char **argv)
                 ctx->config_path);
         return EXIT_USAGE;
     }
-    store_options so;
-    store_cluster sc;
-    config_cluster_options(cfg, 0, &so, &sc);
     store *s = NULL;
-    rl_err err = store_open(&so, &s);
+    rl_err err = cluster_host_store_open(cfg, 0, &s);
     if (err != RL_OK) {
         fprintf(stderr,
                 "relay-admin cluster status: cannot open the shared store at %s: %s (has the "

@@ -16,6 +16,7 @@
 
 #include "admin/admin.h"
 #include "engine/budgets.h"
+#include "engine/cluster_host.h"
 #include "engine/stats.h"
 #include "store/secret.h"
 
@@ -36,12 +37,9 @@ int admin_open_shared(const admin_ctx *ctx, store **out)
 {
     if (!ctx->cfg->cluster.site[0])
         return admin_open_store(ctx, out);
-    store_options so;
-    store_cluster sc;
-    config_cluster_options(ctx->cfg, 0, &so, &sc);
-    if (store_open(&so, out) != RL_OK) {
+    if (cluster_host_store_open(ctx->cfg, 0, out) != RL_OK) {
         fprintf(stderr, "relay-admin: cannot open the shared store at %s ([cluster] home)\n",
-                so.home);
+                ctx->cfg->cluster.home);
         return EXIT_FAIL;
     }
     return EXIT_OK;

@@ -13,18 +13,23 @@ struct cluster_host {
     store *shared;
 };
 
-cluster_host *cluster_host_open(const relay_config *cfg)
+rl_err cluster_host_store_open(const relay_config *cfg, int listener, store **out)
 {
     store_options so;
     store_cluster sc;
-    config_cluster_options(cfg, 1, &so, &sc);
-    store *s = NULL;
+    config_cluster_options(cfg, listener, &so, &sc);
+    *out = NULL;
     rl_err e = store_key_ensure(&so);
-    if (e == RL_OK)
-        e = store_open(&so, &s);
+    return e == RL_OK ? store_open(&so, out) : e;
+}
+
+cluster_host *cluster_host_open(const relay_config *cfg)
+{
+    store *s = NULL;
+    rl_err e = cluster_host_store_open(cfg, 1, &s);
     if (e != RL_OK) {
         rl_error("cluster %s: the shared store at %s cannot be opened (%s)", cfg->cluster.site,
-                 so.home, rl_err_text(e));
+                 cfg->cluster.home, rl_err_text(e));
         return NULL;
     }
     cluster_host *h = malloc(sizeof *h);
@@ -33,7 +38,8 @@ cluster_host *cluster_host_open(const relay_config *cfg)
         return NULL;
     }
     h->shared = s;
-    rl_info("cluster %s: replicating %s with %s", cfg->cluster.site, so.home, cfg->cluster.peers);
+    rl_info("cluster %s: replicating %s with %s", cfg->cluster.site, cfg->cluster.home,
+            cfg->cluster.peers);
     return h;
 }
 

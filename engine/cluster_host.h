@@ -12,8 +12,16 @@
 #include <stdint.h>
 
 #include "engine/config.h"
+#include "store/base/rl_err.h"
+#include "store/store.h"
 
 typedef struct cluster_host cluster_host;
+
+/* Opens the shared store of [cluster] (creating the key file on a first
+ * run, as the store's open does): as the host's listener (listener 1, the
+ * cluster process) or beside it (0: workers, relay-admin). RL_OK, or the
+ * store's error (logged by the store). */
+rl_err cluster_host_store_open(const relay_config *cfg, int listener, store **out);
 
 /* Opens the shared store as the listener. NULL when it cannot be opened
  * (logged; call again later) or out of memory. */

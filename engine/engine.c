@@ -23,6 +23,7 @@
 #include "engine/alias.h"
 #include "engine/auth.h"
 #include "engine/breaker.h"
+#include "engine/cluster_host.h"
 #include "engine/call.h"
 #include "engine/ckey.h"
 #include "engine/coalesce.h"
@@ -85,13 +86,8 @@ static void open_store(engine *e, uint64_t now)
 static void open_shared(engine *e, uint64_t now)
 {
     const relay_config *cfg = e->cfg;
-    store_options so;
-    store_cluster sc;
-    config_cluster_options(cfg, 0, &so, &sc);
     store *s = NULL;
-    rl_err err = store_key_ensure(&so);
-    if (err == RL_OK)
-        err = store_open(&so, &s);
+    rl_err err = cluster_host_store_open(cfg, 0, &s);
     if (err != RL_OK) {
         rl_error("the shared store at %s is unavailable (%s): requests that need tokens or "
                  "budgets are refused; retrying in %d s",

@@ -271,18 +271,27 @@ static void listener_path(const store *s, char *path, size_t cap)
     snprintf(path, cap, "%s.listener", store_home_of(s));
 }
 
+/* A small file's text into buf (NUL-terminated, cut at cap - 1); 0 when
+ * it cannot be opened. */
+static int read_text(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return 1;
+}
+
 /* A process's state letter and start time (clock ticks after boot) from
  * /proc/PID/stat; 0 when it cannot be read. */
 static int proc_state(long pid, char *state, unsigned long long *start)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
+    if (!read_text(path, buf, sizeof buf))
         return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
     char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
     if (!p || p[1] != ' ')
         return 0;
@@ -325,12 +334,8 @@ int cluster_listener_alive(const store *s)
 {
     char path[4096], buf[64];
     listener_path(s, path, sizeof path);
-    FILE *f = fopen(path, "r");
-    if (!f)
+    if (!read_text(path, buf, sizeof buf))
         return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
     char *end;
     long pid = strtol(buf, &end, 10);
     if (pid <= 0 || end == buf)

@@ -556,6 +556,18 @@ static rl_err forward(store *s, uint8_t code, const rl_buf *args, rl_buf *reply)
 
 /* ---- the forwarded writes ------------------------------------------------------------- */
 
+/* forward for the writes below: args is released here, the results go to
+ * reply (NULL: dropped). */
+static rl_err forward_args(store *s, uint8_t code, rl_buf *args, rl_buf *reply)
+{
+    rl_buf dropped;
+    rl_buf_init(&dropped, 0);
+    rl_err e = forward(s, code, args, reply ? reply : &dropped);
+    rl_buf_release(&dropped);
+    rl_buf_release(args);
+    return e;
+}
+
 rl_err cluster_ledger_reserve(store *s, const ledger_charge *charges, unsigned n, uint64_t now,
                               uint8_t *id, ledger_refusal *why)
 {
@@ -593,7 +605,7 @@ rl_err cluster_ledger_reserve(store *s, const ledger_charge *charges, unsigned n
         for (int u = 0; u < LEDGER_UNITS; u++)
             put64(&args, charges[i].limit[u]);
     }
-    e = forward(s, OP_RESERVE, &args, &reply);
+    e = forward_args(s, OP_RESERVE, &args, &reply);
     if (e == RL_OVER_LIMIT && why) {
         reader r = {(const uint8_t *)reply.data, reply.len, 0};
         why->charge = get8(&r);
@@ -607,62 +619,46 @@ rl_err cluster_ledger_reserve(store *s, const ledger_charge *charges, unsigned n
             e = RL_BAD_ENTRY;
     }
 out:
-    rl_buf_release(&args);
+    rl_buf_release(&args); /* released already after a forward: harmless */
     rl_buf_release(&reply);
     return e;
 }
 
 rl_err cluster_ledger_settle(store *s, const uint8_t *id, const uint64_t *actual, uint64_t now)
 {
-    rl_buf args, reply;
+    rl_buf args;
     rl_buf_init(&args, 0);
-    rl_buf_init(&reply, 0);
     (void)rl_buf_append(&args, id, LEDGER_ID_LEN);
     for (int u = 0; u < LEDGER_UNITS; u++)
         put64(&args, actual ? actual[u] : 0);
     put64(&args, now);
-    rl_err e = forward(s, OP_SETTLE, &args, &reply);
-    rl_buf_release(&args);
-    rl_buf_release(&reply);
-    return e;
+    return forward_args(s, OP_SETTLE, &args, NULL);
 }
 
 rl_err cluster_ledger_release_held(store *s, const uint8_t *id, uint64_t now)
 {
-    rl_buf args, reply;
+    rl_buf args;
     rl_buf_init(&args, 0);
-    rl_buf_init(&reply, 0);
     (void)rl_buf_append(&args, id, LEDGER_ID_LEN);
     put64(&args, now);
-    rl_err e = forward(s, OP_RELEASE_HELD, &args, &reply);
-    rl_buf_release(&args);
-    rl_buf_release(&reply);
-    return e;
+    return forward_args(s, OP_RELEASE_HELD, &args, NULL);
 }
 
 rl_err cluster_token_put(store *s, const store_token *t, int mode)
 {
-    rl_buf args, reply;
+    rl_buf args;
     rl_buf_init(&args, 0);
-    rl_buf_init(&reply, 0);
     put8(&args, (uint8_t)mode);
     put_token(&args, t);
-    rl_err e = forward(s, OP_TOKEN_PUT, &args, &reply);
-    rl_buf_release(&args);
-    rl_buf_release(&reply);
-    return e;
+    return forward_args(s, OP_TOKEN_PUT, &args, NULL);
 }
 
 rl_err cluster_token_del(store *s, const uint8_t *hash)
 {
-    rl_buf args, reply;
+    rl_buf args;
     rl_buf_init(&args, 0);
-    rl_buf_init(&reply, 0);
     (void)rl_buf_append(&args, hash, STORE_KEY_LEN);
-    rl_err e = forward(s, OP_TOKEN_DEL, &args, &reply);
-    rl_buf_release(&args);
-    rl_buf_release(&reply);
-    return e;
+    return forward_args(s, OP_TOKEN_DEL, &args, NULL);
 }
 
 /* The token a revoke or rotate answers with, into out (may be NULL). */
@@ -682,8 +678,7 @@ rl_err cluster_token_revoke(store *s, const uint8_t *hash, uint64_t now, store_t
     rl_buf_init(&reply, 0);
     (void)rl_buf_append(&args, hash, STORE_KEY_LEN);
     put64(&args, now);
-    rl_err e = token_reply(forward(s, OP_TOKEN_REVOKE, &args, &reply), &reply, out);
-    rl_buf_release(&args);
+    rl_err e = token_reply(forward_args(s, OP_TOKEN_REVOKE, &args, &reply), &reply, out);
     rl_buf_release(&reply);
     return e;
 }
@@ -698,8 +693,7 @@ rl_err cluster_token_rotate(store *s, const uint8_t *old_hash, const uint8_t *ne
     (void)rl_buf_append(&args, new_hash, STORE_KEY_LEN);
     put64(&args, now);
     put64(&args, old_until);
-    rl_err e = token_reply(forward(s, OP_TOKEN_ROTATE, &args, &reply), &reply, out);
-    rl_buf_release(&args);
+    rl_err e = token_reply(forward_args(s, OP_TOKEN_ROTATE, &args, &reply), &reply, out);
     rl_buf_release(&reply);
     return e;
 }
