@@ -723,6 +723,10 @@ int store_reopen_as(store *s, unsigned seen, int panic)
     }
     s->last_reopen = now;
     s->reopening = 1;
+    /* A listener is not one while it reopens: the host's other processes,
+     * reopening too, must not call repmgr_start before it has (see
+     * listener_mark in cluster.c); its new open marks it again. */
+    cluster_listener_unmark(s);
     handles *old = s->cur;
     s->cur = NULL;
     int stranded = 0;

@@ -259,6 +259,30 @@ describe('three sites in one [cluster] group', { skip, timeout: 15 * 60 * 1000 }
     }
   });
 
+  test('a worker killed on a replica: the site recovers and keeps forwarding writes', CASE, async (t) => {
+    // The next process to open the site's shared store after a SIGKILL
+    // recovers it (DB_REGISTER), which makes the site's cluster process
+    // reopen and rejoin the group: the site must come back by itself.
+    const master = await poll(() => agreedMaster(group.sites), ELECTION, 'one master');
+    const site = group.sites.find((s) => s.addr !== master);
+    const st = await site.admin(['--json', 'status'], { timeout: 10000 });
+    assert.equal(st.code, 0, st.stderr);
+    const worker = JSON.parse(st.stdout).workers[0].pid;
+    process.kill(worker, 'SIGKILL');
+    t.diagnostic(`killed worker ${worker} of site ${site.label}`);
+    const tok = await makeToken(site, 'after-worker-kill', { usd_day: 5 });
+    await visibleOn(group.sites, tok.id);
+    const served = await poll(async () => {
+      const r = await ask(site, tok.token, `${uniq('after kill')}`);
+      return r.status === 200 && r;
+    }, ELECTION, `a budgeted request on site ${site.label} after the kill`);
+    assert.equal(served.status, 200);
+    await poll(async () => (await site.clusterStatus()).role === 'replica', ELECTION,
+      `site ${site.label} to be a replica again`);
+    await poll(async () => (await site.fetch('/relay/health')).status === 200, ELECTION,
+      `site ${site.label}'s /relay/health to say ok`);
+  });
+
   // Shared by the last two cases.
   let failover;
 
