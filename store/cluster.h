@@ -27,17 +27,22 @@
  * relay.fcgi forks it before its workers). Every other process on the host
  * (workers, relay-admin) opens the same home as a subordinate (listener =
  * 0): it reads, and sends its writes on channels, which work as soon as the
- * listener runs. Only the listener does the shared store's maintenance
- * (releasing abandoned reservations, the master's heartbeat record), and
- * only while it is master.
+ * listener runs (it leaves a mark beside the home: a subordinate joins only
+ * while that process lives). Only the listener does the shared store's
+ * maintenance: while master, the heartbeat record (once a second) and the
+ * release of abandoned reservations; on every host, the release (through
+ * the master) of reservations whose owner, a process of this host, died:
+ * a reservation names its owner's host, since only that host can tell.
  *
  * No master. While no master is known (an election under way, a partition
  * on the minority side), a forwarded write waits for one up to
- * [cluster] partition_grace, then fails with RL_UNAVAILABLE: Relay refuses
+ * [cluster] partition_grace, then fails with RL_NO_MASTER: Relay refuses
  * a reservation rather than overspend silently. A commit the master could
  * not get acknowledged (DB_EVENT_REP_PERM_FAILED under the ack policy) may
  * be rolled back at the next election, so a reservation made that way is
- * released again and refused (RL_UNAVAILABLE): the budget bound holds.
+ * released again and refused; a master with no other site connected
+ * refuses writes outright. Either is waited out like no master, then
+ * RL_NO_MASTER: the budget bound holds.
  *
  * Security. repmgr neither encrypts nor authenticates its traffic: log
  * records and channel messages cross the network in clear, and any host
@@ -116,7 +121,7 @@ typedef struct store_cluster_status {
     uint64_t elections;      /* elections this site's listener saw won (since it started) */
     uint64_t perm_failed;    /* commits the master could not get acknowledged */
     uint64_t forwarded;      /* writes this process sent to the master */
-    uint64_t forward_failed; /* of those, refused for want of a master (RL_UNAVAILABLE) */
+    uint64_t forward_failed; /* of those, refused for want of a master (RL_NO_MASTER) */
     unsigned nsites;
     cluster_site_status sites[CLUSTER_MAX_SITES];
 } store_cluster_status;
