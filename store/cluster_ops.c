@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -42,12 +43,12 @@
 #include "store/base/rl_log.h"
 #include "store/base/rl_secure.h"
 #include "store/cluster.h"
+#include "store/cluster_wire.h"
 #include "store/ledger.h"
 #include "store/ledger_int.h"
 #include "store/store_int.h"
 #include "store/token.h"
 
-#define OPS_MAGIC "RLC1"
 #define NO_MASTER_PAUSE_NS (50 * 1000 * 1000L)
 #define JOIN_RETRY_NS (200 * 1000 * 1000LL) /* a subordinate's repmgr_start, when refused */
 
@@ -80,85 +81,6 @@ void cluster_conn_close(handles *h)
     h->conn = NULL;
 }
 
-/* ---- the wire's integers and strings ------------------------------------------ */
-
-typedef struct reader {
-    const uint8_t *p;
-    size_t n;
-    int bad;
-} reader;
-
-static void put8(rl_buf *b, uint8_t v)
-{
-    (void)rl_buf_append(b, &v, 1);
-}
-
-static void put64(rl_buf *b, uint64_t v)
-{
-    uint8_t x[8];
-    store_put64(x, v);
-    (void)rl_buf_append(b, x, 8);
-}
-
-static const uint8_t *take(reader *r, size_t n)
-{
-    if (r->bad || r->n < n) {
-        r->bad = 1;
-        return NULL;
-    }
-    const uint8_t *p = r->p;
-    r->p += n;
-    r->n -= n;
-    return p;
-}
-
-static uint8_t get8(reader *r)
-{
-    const uint8_t *p = take(r, 1);
-    return p ? *p : 0;
-}
-
-static uint64_t get64(reader *r)
-{
-    const uint8_t *p = take(r, 8);
-    return p ? store_get64(p) : 0;
-}
-
-static void get_bytes(reader *r, void *out, size_t n)
-{
-    const uint8_t *p = take(r, n);
-    if (p)
-        memcpy(out, p, n);
-    else
-        memset(out, 0, n);
-}
-
-/* A token record: the hash, then store_token_encode's bytes with a length. */
-static void put_token(rl_buf *b, const store_token *t)
-{
-    rl_buf rec;
-    rl_buf_init(&rec, 0);
-    if (store_token_encode(t, &rec) != RL_OK) {
-        b->err = b->err ? b->err : RL_BAD_REQUEST;
-        rl_buf_release(&rec);
-        return;
-    }
-    (void)rl_buf_append(b, t->hash, STORE_KEY_LEN);
-    put64(b, rec.len);
-    (void)rl_buf_append(b, rec.data, rec.len);
-    rl_buf_release(&rec);
-}
-
-static void get_token(reader *r, store_token *t)
-{
-    memset(t, 0, sizeof *t);
-    get_bytes(r, t->hash, STORE_KEY_LEN);
-    uint64_t n = get64(r);
-    const uint8_t *p = n <= r->n ? take(r, (size_t)n) : (r->bad = 1, NULL);
-    if (p && store_token_decode(p, (size_t)n, t) != RL_OK)
-        r->bad = 1;
-}
-
 /* ---- the master's side ---------------------------------------------------------- */
 
 /* A subordinate on the master (see below) asks the listener's view: a
@@ -188,168 +110,74 @@ static int perm_failed_counts(store *s)
 
 /* One operation: decodes its arguments from r, runs it, writes its results
  * to out, and returns its rl_err. */
-typedef rl_err (*op_run)(store *s, reader *r, rl_buf *out);
+/* One operation run on the master: m decoded, its results to out. */
+typedef rl_err (*op_run)(store *s, const cluster_msg *m, rl_buf *out);
 
-static rl_err run_reserve(store *s, reader *r, rl_buf *out)
+static rl_err run_reserve(store *s, const cluster_msg *m, rl_buf *out)
 {
-    ledger_charge charges[LEDGER_MAX_CHARGES];
-    char scopes[LEDGER_MAX_CHARGES][LEDGER_SCOPE_MAX + 1];
-    uint64_t now = get64(r);
-    uint8_t id[LEDGER_ID_LEN];
-    get_bytes(r, id, sizeof id);
-    char site[LEDGER_SITE_MAX + 1];
-    ledger_owner owner = {.site = site};
-    owner.pid = (int32_t)get64(r);
-    owner.pid_start = get64(r);
-    size_t site_len = get8(r);
-    get_bytes(r, site, site_len);
-    site[site_len] = 0;
-    unsigned n = get8(r);
-    if (n == 0 || n > LEDGER_MAX_CHARGES)
-        return RL_BAD_REQUEST;
-    for (unsigned i = 0; i < n; i++) {
-        ledger_charge *c = &charges[i];
-        size_t len = get8(r);
-        get_bytes(r, scopes[i], len);
-        scopes[i][len] = 0;
-        c->scope = scopes[i];
-        c->window = (ledger_window)get8(r);
-        c->partial = get8(r);
-        for (int u = 0; u < LEDGER_UNITS; u++)
-            c->amount[u] = get64(r);
-        for (int u = 0; u < LEDGER_UNITS; u++)
-            c->limit[u] = get64(r);
-    }
-    if (r->bad)
-        return RL_BAD_REQUEST;
     if (isolated(s))
         return RL_NO_MASTER; /* nothing this master commits would be acknowledged */
+    ledger_owner owner = {m->pid, m->pid_start, m->site};
     ledger_refusal why;
     memset(&why, 0, sizeof why);
-    rl_err e = ledger_reserve_as(s, charges, n, now, id, &owner, &why);
+    rl_err e = ledger_reserve_as(s, m->charges, m->n, m->now, m->id, &owner, &why);
     if (e == RL_OK && perm_failed_counts(s)) {
         /* Not acknowledged: it may vanish at the next election. */
         static const uint64_t nothing[LEDGER_UNITS] = {0};
-        (void)ledger_settle(s, id, nothing, SETTLE_ACTUAL, now);
+        (void)ledger_settle(s, m->id, nothing, SETTLE_ACTUAL, m->now);
         (void)cluster_take_perm_failed();
         return RL_NO_MASTER;
     }
-    put8(out, (uint8_t)why.charge);
-    put8(out, (uint8_t)why.unit);
-    put64(out, why.limit);
-    put64(out, why.used);
-    put64(out, why.amount);
-    put64(out, why.start);
-    put64(out, why.reset);
+    if (e == RL_OVER_LIMIT)
+        (void)cluster_refusal_encode(&why, out);
     return e;
 }
 
-static rl_err run_settle(store *s, reader *r, rl_buf *out)
+static rl_err run_settle(store *s, const cluster_msg *m, rl_buf *out)
 {
     (void)out;
-    uint8_t id[LEDGER_ID_LEN];
-    uint64_t actual[LEDGER_UNITS];
-    get_bytes(r, id, sizeof id);
-    for (int u = 0; u < LEDGER_UNITS; u++)
-        actual[u] = get64(r);
-    uint64_t now = get64(r);
-    if (r->bad)
-        return RL_BAD_REQUEST;
-    return store_ledger_settle(s, id, actual, now);
+    return store_ledger_settle(s, m->id, m->actual, m->now);
 }
 
-static rl_err run_release_held(store *s, reader *r, rl_buf *out)
+static rl_err run_release_held(store *s, const cluster_msg *m, rl_buf *out)
 {
     (void)out;
-    uint8_t id[LEDGER_ID_LEN];
-    get_bytes(r, id, sizeof id);
-    uint64_t now = get64(r);
-    if (r->bad)
-        return RL_BAD_REQUEST;
-    return ledger_settle(s, id, NULL, SETTLE_AS_RESERVED, now);
+    return ledger_settle(s, m->id, NULL, SETTLE_AS_RESERVED, m->now);
 }
 
-static rl_err run_token_put(store *s, reader *r, rl_buf *out)
+static rl_err run_token_put(store *s, const cluster_msg *m, rl_buf *out)
 {
     (void)out;
-    int mode = get8(r);
+    return store_token_put(s, &m->token, (token_put_mode)m->mode);
+}
+
+static rl_err run_token_del(store *s, const cluster_msg *m, rl_buf *out)
+{
+    (void)out;
+    return store_token_del(s, m->hash);
+}
+
+static rl_err run_token_revoke(store *s, const cluster_msg *m, rl_buf *out)
+{
     store_token t;
-    get_token(r, &t);
-    if (r->bad)
-        return RL_BAD_REQUEST;
-    return store_token_put(s, &t, (token_put_mode)mode);
+    rl_err e = store_token_revoke(s, m->hash, m->now, &t);
+    return e == RL_OK ? cluster_token_encode(&t, out) : e;
 }
 
-static rl_err run_token_del(store *s, reader *r, rl_buf *out)
+static rl_err run_token_rotate(store *s, const cluster_msg *m, rl_buf *out)
 {
-    (void)out;
-    uint8_t hash[STORE_KEY_LEN];
-    get_bytes(r, hash, sizeof hash);
-    if (r->bad)
-        return RL_BAD_REQUEST;
-    return store_token_del(s, hash);
-}
-
-static rl_err run_token_revoke(store *s, reader *r, rl_buf *out)
-{
-    uint8_t hash[STORE_KEY_LEN];
-    get_bytes(r, hash, sizeof hash);
-    uint64_t now = get64(r);
-    if (r->bad)
-        return RL_BAD_REQUEST;
     store_token t;
-    rl_err e = store_token_revoke(s, hash, now, &t);
-    if (e == RL_OK)
-        put_token(out, &t);
-    return e;
+    rl_err e = store_token_rotate(s, m->hash, m->new_hash, m->now, m->until, &t);
+    return e == RL_OK ? cluster_token_encode(&t, out) : e;
 }
 
-static rl_err run_token_rotate(store *s, reader *r, rl_buf *out)
-{
-    uint8_t old_hash[STORE_KEY_LEN], new_hash[STORE_KEY_LEN];
-    get_bytes(r, old_hash, sizeof old_hash);
-    get_bytes(r, new_hash, sizeof new_hash);
-    uint64_t now = get64(r), until = get64(r);
-    if (r->bad)
-        return RL_BAD_REQUEST;
-    store_token t;
-    rl_err e = store_token_rotate(s, old_hash, new_hash, now, until, &t);
-    if (e == RL_OK)
-        put_token(out, &t);
-    return e;
-}
-
-enum {
-    OP_RESERVE = 1,
-    OP_SETTLE,
-    OP_TOKEN_PUT,
-    OP_TOKEN_DEL,
-    OP_TOKEN_REVOKE,
-    OP_TOKEN_ROTATE,
-    OP_RELEASE_HELD,
+/* By cluster_op, from 1. */
+static const op_run runs[CLUSTER_OPS + 1] = {
+    [CLUSTER_OP_RESERVE] = run_reserve,           [CLUSTER_OP_SETTLE] = run_settle,
+    [CLUSTER_OP_TOKEN_PUT] = run_token_put,       [CLUSTER_OP_TOKEN_DEL] = run_token_del,
+    [CLUSTER_OP_TOKEN_REVOKE] = run_token_revoke, [CLUSTER_OP_TOKEN_ROTATE] = run_token_rotate,
+    [CLUSTER_OP_RELEASE_HELD] = run_release_held,
 };
-
-static const struct {
-    uint8_t code;
-    const char *what; /* for log lines: "forwarding NAME" */
-    op_run run;
-} ops[] = {
-    {OP_RESERVE, "a budget reservation", run_reserve},
-    {OP_SETTLE, "a budget settlement", run_settle},
-    {OP_TOKEN_PUT, "a token's record", run_token_put},
-    {OP_TOKEN_DEL, "a token's deletion", run_token_del},
-    {OP_TOKEN_REVOKE, "a token's revocation", run_token_revoke},
-    {OP_TOKEN_ROTATE, "a token's rotation", run_token_rotate},
-    {OP_RELEASE_HELD, "the release of a dead process's reservation", run_release_held},
-};
-
-static size_t op_index(uint8_t code)
-{
-    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-        if (ops[i].code == code)
-            return i;
-    return (size_t)-1;
-}
 
 /* One buffer: the rl_err, then the results (a requester that did not ask
  * for DB_MULTIPLE takes a single-part answer only). */
@@ -381,36 +209,41 @@ static void answer(DB_CHANNEL *ch, rl_err e, const rl_buf *results, u_int32_t fl
 void cluster_dispatch(DB_ENV *env, DB_CHANNEL *ch, DBT *req, u_int32_t nreq, u_int32_t flags)
 {
     store *s = env->app_private;
-    size_t i = nreq == 2 && req[0].size == 5 && memcmp(req[0].data, OPS_MAGIC, 4) == 0
-                   ? op_index(((const uint8_t *)req[0].data)[4])
-                   : (size_t)-1;
-    if (!s || i == (size_t)-1) {
+    cluster_op code = nreq == 2 ? cluster_wire_head_op(req[0].data, req[0].size) : 0;
+    if (!s || !code) {
         rl_warn("cluster: a message that is not a Relay write (another Relay version on a site?)");
         answer(ch, RL_BAD_REQUEST, NULL, flags);
         return;
     }
+    cluster_msg *m = malloc(sizeof *m);
     rl_buf out;
     rl_buf_init(&out, 0);
-    reader r = {req[1].data, req[1].size, 0};
-    int was = running_here;
-    running_here = 1;
-    (void)cluster_take_perm_failed();
-    rl_err e = ops[i].run(s, &r, &out);
-    rl_debug("cluster %s: ran %s from a site: %s", cluster_options(s)->site, ops[i].what,
-             rl_err_text(e));
-    if (e == RL_OK && perm_failed_counts(s))
-        e = RL_NO_MASTER; /* committed but not acknowledged: may be rolled back */
-    running_here = was;
+    rl_err e = m ? cluster_msg_decode(code, req[1].data, req[1].size, m) : RL_NOMEM;
+    if (e == RL_BAD_REQUEST)
+        rl_warn("cluster: %s that does not decode (another Relay version on a site?)",
+                cluster_wire_op_name(code));
+    if (e == RL_OK) {
+        int was = running_here;
+        running_here = 1;
+        (void)cluster_take_perm_failed();
+        e = runs[code](s, m, &out);
+        if (e == RL_OK && perm_failed_counts(s))
+            e = RL_NO_MASTER; /* committed but not acknowledged: may be rolled back */
+        running_here = was;
+        rl_debug("cluster %s: ran %s from a site: %s", cluster_options(s)->site,
+                 cluster_wire_op_name(code), rl_err_text(e));
+    }
     if (out.err != RL_OK)
         e = out.err;
     answer(ch, e, &out, flags);
     rl_buf_release(&out);
+    free(m);
 }
 
 /* ---- the sending side ---------------------------------------------------------------- */
 
 typedef struct send_arg {
-    uint8_t code;
+    cluster_op code;
     const rl_buf *args;
     rl_buf *reply; /* the results, after the rl_err */
     rl_err answered;
@@ -483,9 +316,8 @@ static int send_body(handles *h, DB_TXN *txn, op *o)
     }
     if (ret)
         return ret;
-    uint8_t head[5];
-    memcpy(head, OPS_MAGIC, 4);
-    head[4] = a->code;
+    uint8_t head[CLUSTER_WIRE_HEAD];
+    cluster_wire_head(a->code, head);
     DBT parts[2];
     memset(parts, 0, sizeof parts);
     parts[0].data = head;
@@ -522,16 +354,15 @@ static int send_body(handles *h, DB_TXN *txn, op *o)
 /* Sends one write and waits for its answer, for a master up to
  * partition_grace. Returns the master's rl_err (results in reply), or
  * RL_NO_MASTER, or RL_STORE (logged). */
-static rl_err forward(store *s, uint8_t code, const rl_buf *args, rl_buf *reply)
+static rl_err forward(store *s, cluster_op code, const rl_buf *args, rl_buf *reply)
 {
     if (args->err != RL_OK)
         return args->err;
     const store_cluster *opt = cluster_options(s);
     int64_t deadline = store_mono_ns() + (int64_t)opt->partition_grace_ms * 1000000LL;
     send_arg a = {.code = code, .args = args, .reply = reply};
-    size_t i = op_index(code);
     for (;;) {
-        op o = {.what = ops[i].what, .body = send_body, .no_txn = 1, .arg = &a};
+        op o = {.what = cluster_wire_op_name(code), .body = send_body, .no_txn = 1, .arg = &a};
         rl_err e = store_op_run(s, &o);
         if (e != RL_OK) {
             cluster_count_forward(s, 1);
@@ -549,23 +380,38 @@ static rl_err forward(store *s, uint8_t code, const rl_buf *args, rl_buf *reply)
         nanosleep(&pause, NULL);
     }
     cluster_count_forward(s, 1);
-    rl_warn("cluster: %s could not reach a master within %u ms", ops[i].what,
+    rl_warn("cluster: %s could not reach a master within %u ms", cluster_wire_op_name(code),
             opt->partition_grace_ms);
     return RL_NO_MASTER;
 }
 
 /* ---- the forwarded writes ------------------------------------------------------------- */
 
-/* forward for the writes below: args is released here, the results go to
- * reply (NULL: dropped). */
-static rl_err forward_args(store *s, uint8_t code, rl_buf *args, rl_buf *reply)
+/* Sends m (m->op) and waits for the answer: the master's rl_err, results
+ * into reply (NULL: dropped). */
+static rl_err forward_msg(store *s, const cluster_msg *m, rl_buf *reply)
 {
-    rl_buf dropped;
+    rl_buf args, dropped;
+    rl_buf_init(&args, 0);
     rl_buf_init(&dropped, 0);
-    rl_err e = forward(s, code, args, reply ? reply : &dropped);
+    rl_err e = cluster_msg_encode(m, &args);
+    if (e == RL_OK)
+        e = forward(s, m->op, &args, reply ? reply : &dropped);
+    rl_buf_release(&args);
     rl_buf_release(&dropped);
-    rl_buf_release(args);
     return e;
+}
+
+/* A message of op, zeroed, or NULL (out of memory): cluster_msg is large
+ * (its charges' scopes), so it lives on the heap, not a thread's stack. */
+static cluster_msg *msg_new(cluster_op code, uint64_t now)
+{
+    cluster_msg *m = calloc(1, sizeof *m);
+    if (m) {
+        m->op = code;
+        m->now = now;
+    }
+    return m;
 }
 
 rl_err cluster_ledger_reserve(store *s, const ledger_charge *charges, unsigned n, uint64_t now,
@@ -574,126 +420,103 @@ rl_err cluster_ledger_reserve(store *s, const ledger_charge *charges, unsigned n
     if (n == 0 || n > LEDGER_MAX_CHARGES)
         return ledger_reserve_as(s, charges, n, now, id, NULL, why); /* its own error */
     rl_err e = rl_random(id, LEDGER_ID_LEN);
-    if (e != RL_OK)
-        return e;
-    rl_buf args, reply;
-    rl_buf_init(&args, 0);
-    rl_buf_init(&reply, 0);
-    put64(&args, now);
-    (void)rl_buf_append(&args, id, LEDGER_ID_LEN);
+    cluster_msg *m = e == RL_OK ? msg_new(CLUSTER_OP_RESERVE, now) : NULL;
+    if (!m)
+        return e == RL_OK ? RL_NOMEM : e;
+    memcpy(m->id, id, LEDGER_ID_LEN);
     /* The owner: this process, on this host (ledger_maint.c releases its
      * reservation if it dies; only this host can tell). */
-    const char *site = cluster_options(s)->site;
-    size_t site_len = strnlen(site, LEDGER_SITE_MAX);
-    put64(&args, (uint64_t)getpid());
-    put64(&args, ledger_own_start());
-    put8(&args, (uint8_t)site_len);
-    (void)rl_buf_append(&args, site, site_len);
-    put8(&args, (uint8_t)n);
-    for (unsigned i = 0; i < n; i++) {
-        size_t len = charges[i].scope ? strlen(charges[i].scope) : 0;
-        if (len == 0 || len > LEDGER_SCOPE_MAX) {
-            e = RL_BAD_REQUEST;
-            goto out;
-        }
-        put8(&args, (uint8_t)len);
-        (void)rl_buf_append(&args, charges[i].scope, len);
-        put8(&args, (uint8_t)charges[i].window);
-        put8(&args, (uint8_t)(charges[i].partial != 0));
-        for (int u = 0; u < LEDGER_UNITS; u++)
-            put64(&args, charges[i].amount[u]);
-        for (int u = 0; u < LEDGER_UNITS; u++)
-            put64(&args, charges[i].limit[u]);
-    }
-    e = forward_args(s, OP_RESERVE, &args, &reply);
-    if (e == RL_OVER_LIMIT && why) {
-        reader r = {(const uint8_t *)reply.data, reply.len, 0};
-        why->charge = get8(&r);
-        why->unit = (ledger_unit)get8(&r);
-        why->limit = get64(&r);
-        why->used = get64(&r);
-        why->amount = get64(&r);
-        why->start = get64(&r);
-        why->reset = get64(&r);
-        if (r.bad || why->charge >= n)
-            e = RL_BAD_ENTRY;
-    }
-out:
-    rl_buf_release(&args); /* released already after a forward: harmless */
+    m->pid = (int32_t)getpid();
+    m->pid_start = ledger_own_start();
+    snprintf(m->site, sizeof m->site, "%s", cluster_options(s)->site);
+    m->n = n;
+    memcpy(m->charges, charges, n * sizeof *charges);
+    rl_buf reply;
+    rl_buf_init(&reply, 0);
+    e = forward_msg(s, m, &reply);
+    if (e == RL_OVER_LIMIT && why && cluster_refusal_decode(reply.data, reply.len, n, why) != RL_OK)
+        e = RL_BAD_ENTRY;
     rl_buf_release(&reply);
+    free(m);
     return e;
 }
 
 rl_err cluster_ledger_settle(store *s, const uint8_t *id, const uint64_t *actual, uint64_t now)
 {
-    rl_buf args;
-    rl_buf_init(&args, 0);
-    (void)rl_buf_append(&args, id, LEDGER_ID_LEN);
-    for (int u = 0; u < LEDGER_UNITS; u++)
-        put64(&args, actual ? actual[u] : 0);
-    put64(&args, now);
-    return forward_args(s, OP_SETTLE, &args, NULL);
+    cluster_msg *m = msg_new(CLUSTER_OP_SETTLE, now);
+    if (!m)
+        return RL_NOMEM;
+    memcpy(m->id, id, LEDGER_ID_LEN);
+    if (actual)
+        memcpy(m->actual, actual, sizeof m->actual);
+    rl_err e = forward_msg(s, m, NULL);
+    free(m);
+    return e;
 }
 
 rl_err cluster_ledger_release_held(store *s, const uint8_t *id, uint64_t now)
 {
-    rl_buf args;
-    rl_buf_init(&args, 0);
-    (void)rl_buf_append(&args, id, LEDGER_ID_LEN);
-    put64(&args, now);
-    return forward_args(s, OP_RELEASE_HELD, &args, NULL);
+    cluster_msg *m = msg_new(CLUSTER_OP_RELEASE_HELD, now);
+    if (!m)
+        return RL_NOMEM;
+    memcpy(m->id, id, LEDGER_ID_LEN);
+    rl_err e = forward_msg(s, m, NULL);
+    free(m);
+    return e;
 }
 
 rl_err cluster_token_put(store *s, const store_token *t, int mode)
 {
-    rl_buf args;
-    rl_buf_init(&args, 0);
-    put8(&args, (uint8_t)mode);
-    put_token(&args, t);
-    return forward_args(s, OP_TOKEN_PUT, &args, NULL);
+    cluster_msg *m = msg_new(CLUSTER_OP_TOKEN_PUT, 0);
+    if (!m)
+        return RL_NOMEM;
+    m->mode = mode;
+    m->token = *t;
+    rl_err e = forward_msg(s, m, NULL);
+    free(m);
+    return e;
+}
+
+/* A token operation by hash (del, revoke, rotate) whose answer may carry
+ * the token as stored, into out (NULL: not wanted). */
+static rl_err token_op(store *s, cluster_msg *m, store_token *out)
+{
+    rl_buf reply;
+    rl_buf_init(&reply, 0);
+    rl_err e = forward_msg(s, m, &reply);
+    if (e == RL_OK && out && cluster_token_decode(reply.data, reply.len, out) != RL_OK)
+        e = RL_BAD_ENTRY;
+    rl_buf_release(&reply);
+    free(m);
+    return e;
 }
 
 rl_err cluster_token_del(store *s, const uint8_t *hash)
 {
-    rl_buf args;
-    rl_buf_init(&args, 0);
-    (void)rl_buf_append(&args, hash, STORE_KEY_LEN);
-    return forward_args(s, OP_TOKEN_DEL, &args, NULL);
-}
-
-/* The token a revoke or rotate answers with, into out (may be NULL). */
-static rl_err token_reply(rl_err e, const rl_buf *reply, store_token *out)
-{
-    if (e != RL_OK || !out)
-        return e;
-    reader r = {(const uint8_t *)reply->data, reply->len, 0};
-    get_token(&r, out);
-    return r.bad ? RL_BAD_ENTRY : RL_OK;
+    cluster_msg *m = msg_new(CLUSTER_OP_TOKEN_DEL, 0);
+    if (!m)
+        return RL_NOMEM;
+    memcpy(m->hash, hash, STORE_KEY_LEN);
+    return token_op(s, m, NULL);
 }
 
 rl_err cluster_token_revoke(store *s, const uint8_t *hash, uint64_t now, store_token *out)
 {
-    rl_buf args, reply;
-    rl_buf_init(&args, 0);
-    rl_buf_init(&reply, 0);
-    (void)rl_buf_append(&args, hash, STORE_KEY_LEN);
-    put64(&args, now);
-    rl_err e = token_reply(forward_args(s, OP_TOKEN_REVOKE, &args, &reply), &reply, out);
-    rl_buf_release(&reply);
-    return e;
+    cluster_msg *m = msg_new(CLUSTER_OP_TOKEN_REVOKE, now);
+    if (!m)
+        return RL_NOMEM;
+    memcpy(m->hash, hash, STORE_KEY_LEN);
+    return token_op(s, m, out);
 }
 
 rl_err cluster_token_rotate(store *s, const uint8_t *old_hash, const uint8_t *new_hash,
                             uint64_t now, uint64_t old_until, store_token *out)
 {
-    rl_buf args, reply;
-    rl_buf_init(&args, 0);
-    rl_buf_init(&reply, 0);
-    (void)rl_buf_append(&args, old_hash, STORE_KEY_LEN);
-    (void)rl_buf_append(&args, new_hash, STORE_KEY_LEN);
-    put64(&args, now);
-    put64(&args, old_until);
-    rl_err e = token_reply(forward_args(s, OP_TOKEN_ROTATE, &args, &reply), &reply, out);
-    rl_buf_release(&reply);
-    return e;
+    cluster_msg *m = msg_new(CLUSTER_OP_TOKEN_ROTATE, now);
+    if (!m)
+        return RL_NOMEM;
+    memcpy(m->hash, old_hash, STORE_KEY_LEN);
+    memcpy(m->new_hash, new_hash, STORE_KEY_LEN);
+    m->until = old_until;
+    return token_op(s, m, out);
 }
