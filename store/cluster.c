@@ -356,11 +356,31 @@ void cluster_listener_unmark(const store *s)
     (void)unlink(path);
 }
 
+/* Whether replication runs on this environment: the listener started it
+ * (a role, client or master, is set). Right after another process
+ * recovered the environment, the listener may still be alive and marked
+ * but not yet restarted on the new regions: joining then would make this
+ * process the listener in 5.3's eyes (see listener_mark). */
+static int rep_running(DB_ENV *env)
+{
+    DB_REP_STAT *st = NULL;
+    if (env->rep_stat(env, &st, 0) != 0)
+        return 0;
+    int running = st->st_status == DB_REP_MASTER || st->st_status == DB_REP_CLIENT;
+    free(st);
+    return running;
+}
+
+int cluster_may_join(store *s, DB_ENV *env)
+{
+    return cluster_listener_alive(s) && rep_running(env);
+}
+
 int cluster_env_start(store *s, handles *h)
 {
     cluster_state *c = s->cluster;
     int listener = c->opt.listener;
-    if (!listener && !cluster_listener_alive(s))
+    if (!listener && !cluster_may_join(s, h->env))
         return 0; /* cluster_ops joins once the listener runs */
     int ret =
         h->env->repmgr_start(h->env, listener ? CLUSTER_LISTENER_THREADS : 0, DB_REP_ELECTION);

@@ -283,7 +283,7 @@ static int channel_of(store *s, handles *h, DB_CHANNEL **out)
         ret = h->env->repmgr_channel(h->env, DB_EID_MASTER, &c->channel, 0);
         if (ret == EINVAL && !cluster_options(s)->listener) {
             int64_t now = store_mono_ns();
-            if (now - c->last_join >= JOIN_RETRY_NS && cluster_listener_alive(s)) {
+            if (now - c->last_join >= JOIN_RETRY_NS && cluster_may_join(s, h->env)) {
                 c->last_join = now;
                 int started = h->env->repmgr_start(h->env, 0, DB_REP_ELECTION);
                 if (started == 0 || started == DB_REP_IGNORE)

@@ -246,6 +246,10 @@ int cluster_db_open_wait(store *s, int ret, unsigned *waited_ms);
  * replication process) is alive, by the mark it leaves in the home; and
  * its removal when the listener closes the store. */
 int cluster_listener_alive(const store *s);
+/* Whether a subordinate may call repmgr_start on env now: the listener
+ * lives and replication runs on this environment (not one just recovered
+ * by another process, which the listener has not restarted on yet). */
+int cluster_may_join(store *s, DB_ENV *env);
 void cluster_listener_unmark(const store *s);
 /* cluster_link.c: TCP_NODELAY on every TCP socket of this process (why
  * there); the listener's view of its connections written for, and read
