@@ -66,7 +66,11 @@ static inline int cluster_fixture_init(cluster_fixture *f, const char *name)
     if (store_keyfile_ensure(f->keyfile) != RL_OK)
         return -1;
     for (int i = 0; i < SITES; i++) {
-        snprintf(f->homes[i], sizeof f->homes[i], "%s/site%d", f->tmp, i);
+        /* Through a local buffer: GCC's -Wrestrict (make asan's -O1) takes
+         * two members of one object for an overlap. */
+        char buf[sizeof f->homes[0]];
+        snprintf(buf, sizeof buf, "%s/site%d", f->tmp, i);
+        snprintf(f->homes[i], sizeof f->homes[i], "%s", buf);
         unsigned port = cluster_free_port();
         if (!port) {
             fprintf(stderr, "no free port\n");
@@ -75,11 +79,12 @@ static inline int cluster_fixture_init(cluster_fixture *f, const char *name)
         snprintf(f->addrs[i], sizeof f->addrs[i], "127.0.0.1:%u", port);
     }
     for (int i = 0; i < SITES; i++) {
+        char buf[sizeof f->peers[0]] = "";
         for (int j = 0; j < SITES; j++)
             if (j != i)
-                snprintf(f->peers[i] + strlen(f->peers[i]),
-                         sizeof f->peers[i] - strlen(f->peers[i]), "%s%s",
-                         f->peers[i][0] ? " " : "", f->addrs[j]);
+                snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", buf[0] ? " " : "",
+                         f->addrs[j]);
+        snprintf(f->peers[i], sizeof f->peers[i], "%s", buf);
         f->copts[i] = (store_cluster){.site = f->addrs[i],
                                       .peers = f->peers[i],
                                       .create_group = i == 0,
