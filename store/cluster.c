@@ -24,11 +24,15 @@
 
 #include <db.h>
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -412,6 +416,140 @@ int cluster_db_open_wait(store *s, int ret, unsigned *waited_ms)
     return 1;
 }
 
+/* ---- strangers ------------------------------------------------------------------- */
+
+/*
+ * The peers are the group's allow-list: a site that joined without being
+ * one of them (anyone who reaches a site's port can join: repmgr
+ * authenticates nothing) is removed by the master within a second of
+ * joining, and logged. This does not make the network safe (the stranger
+ * may have copied the store while it was in), but it keeps a stray or
+ * hostile site from taking part in elections and acknowledgements.
+ */
+typedef struct stranger_list {
+    unsigned n;
+    char host[CLUSTER_MAX_SITES][CLUSTER_ADDR_MAX];
+    unsigned port[CLUSTER_MAX_SITES];
+} stranger_list;
+
+static int sites_body(handles *h, DB_TXN *txn, op *o)
+{
+    (void)txn;
+    stranger_list *l = o->arg;
+    DB_REPMGR_SITE *list = NULL;
+    u_int count = 0;
+    l->n = 0;
+    int ret = h->env->repmgr_site_list(h->env, &count, &list);
+    if (ret)
+        return ret;
+    for (u_int i = 0; i < count && l->n < CLUSTER_MAX_SITES; i++) {
+        snprintf(l->host[l->n], sizeof l->host[0], "%s", list[i].host);
+        l->port[l->n++] = list[i].port;
+    }
+    free(list);
+    return 0;
+}
+
+/* Whether two hosts are the same: as written (any case), or, with
+ * resolve, by an address both resolve to. */
+static int same_host(const char *a, const char *b, int resolve)
+{
+    if (strcasecmp(a, b) == 0)
+        return 1;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ra = NULL, *rb = NULL;
+    if (!resolve || getaddrinfo(a, NULL, &hints, &ra) != 0)
+        return 0;
+    int same = 0;
+    if (getaddrinfo(b, NULL, &hints, &rb) == 0) {
+        for (struct addrinfo *x = ra; x && !same; x = x->ai_next)
+            for (struct addrinfo *y = rb; y && !same; y = y->ai_next)
+                same = x->ai_family == y->ai_family &&
+                       (x->ai_family == AF_INET
+                            ? memcmp(&((struct sockaddr_in *)x->ai_addr)->sin_addr,
+                                     &((struct sockaddr_in *)y->ai_addr)->sin_addr,
+                                     sizeof(struct in_addr)) == 0
+                            : x->ai_family == AF_INET6 &&
+                                  memcmp(&((struct sockaddr_in6 *)x->ai_addr)->sin6_addr,
+                                         &((struct sockaddr_in6 *)y->ai_addr)->sin6_addr,
+                                         sizeof(struct in6_addr)) == 0);
+        freeaddrinfo(rb);
+    }
+    freeaddrinfo(ra);
+    return same;
+}
+
+/* Whether host:port is this site or one of its peers, compared with
+ * resolve as same_host does. */
+static int site_listed(const cluster_state *c, const char *host, unsigned port, int resolve)
+{
+    char h[CLUSTER_ADDR_MAX], addr[CLUSTER_ADDR_MAX];
+    unsigned p;
+    if (cluster_addr_split(c->site, h, sizeof h, &p) == 0 && p == port &&
+        same_host(h, host, resolve))
+        return 1;
+    for (const char *at = c->peers; *at;) {
+        at += strspn(at, " ");
+        size_t n = strcspn(at, " ");
+        if (n == 0 || n >= sizeof addr)
+            break;
+        memcpy(addr, at, n);
+        addr[n] = 0;
+        at += n;
+        if (cluster_addr_split(addr, h, sizeof h, &p) == 0 && p == port &&
+            same_host(h, host, resolve))
+            return 1;
+    }
+    return 0;
+}
+
+/* As written first; only a site no entry names as written costs name
+ * lookups (once a second on the master, while it stays). */
+static int site_allowed(const cluster_state *c, const char *host, unsigned port)
+{
+    return site_listed(c, host, port, 0) || site_listed(c, host, port, 1);
+}
+
+typedef struct remove_arg {
+    const char *host;
+    unsigned port;
+} remove_arg;
+
+static int remove_body(handles *h, DB_TXN *txn, op *o)
+{
+    (void)txn;
+    const remove_arg *a = o->arg;
+    DB_SITE *site = NULL;
+    int ret = h->env->repmgr_site(h->env, a->host, a->port, &site, 0);
+    return ret ? ret : site->remove(site); /* remove discards the handle */
+}
+
+/* The master's part: removes the sites that are not peers. */
+static void remove_strangers(store *s)
+{
+    cluster_state *c = s->cluster;
+    stranger_list *l = malloc(sizeof *l);
+    if (!l)
+        return;
+    op q = {.what = "listing the group's sites", .body = sites_body, .no_txn = 1, .arg = l};
+    if (store_op_run(s, &q) == RL_OK) {
+        for (unsigned i = 0; i < l->n; i++) {
+            if (site_allowed(c, l->host[i], l->port[i]))
+                continue;
+            rl_error("cluster %s: site %s:%u joined the group but is not in [cluster] peers: "
+                     "removing it (repmgr authenticates nothing: keep the sites' network "
+                     "private)",
+                     c->site, l->host[i], l->port[i]);
+            remove_arg a = {l->host[i], l->port[i]};
+            op r = {.what = "removing a site that is not a peer",
+                    .body = remove_body,
+                    .no_txn = 1,
+                    .arg = &a};
+            (void)store_op_run(s, &r);
+        }
+    }
+    free(l);
+}
+
 /* ---- the master's heartbeat --------------------------------------------------- */
 
 typedef struct beat {
@@ -503,6 +641,7 @@ rl_err cluster_maintain(store *s, uint64_t now)
             .idempotent = 1};
     e = store_op_run(s, &o);
     (void)cluster_take_perm_failed(); /* a beat that was not acknowledged is only late */
+    remove_strangers(s);
     ledger_maintain(s, now, 1);
     return e;
 }

@@ -49,7 +49,8 @@
  * that reaches a site's port can join the group and copy it (the store's
  * password protects the disk only). The sites' addresses must be on a
  * private network or a VPN; config refuses a public address unless
- * [cluster] allow_public is set.
+ * [cluster] allow_public is set. The master removes from the group, within
+ * a second, a site that joined without being a peer (logged).
  *
  * Thread safety, processes and errors as for store.h.
  */

@@ -187,6 +187,41 @@ int main(int argc, char **argv)
     ok(st.beat == NOW && st.master_since == NOW, "the master's heartbeat replicated");
     ok(store_is_replicated(fx.sites[1]), "replicated");
 
+    /* A site that is no one's peer joins (repmgr lets it): the master's
+     * maintenance removes it from the group. */
+    char stranger_home[160], stranger_addr[64];
+    snprintf(stranger_home, sizeof stranger_home, "%s/stranger", fx.tmp);
+    snprintf(stranger_addr, sizeof stranger_addr, "127.0.0.1:%u", cluster_free_port());
+    store_cluster sc = fx.copts[2];
+    sc.site = stranger_addr;
+    sc.peers = fx.addrs[0];
+    sc.priority = 0;
+    store_options so = {.home = stranger_home,
+                        .key_file = fx.keyfile,
+                        .cache_mb = 8,
+                        .max_threads = 32,
+                        .cluster = &sc};
+    store *stranger = NULL;
+    is_int(store_open(&so, &stranger), RL_OK, "a stranger joins the group");
+    int listed = 0, gone = 0;
+    for (int tries = 0; tries < 200 && !gone; tries++) {
+        store_cluster_status_get(fx.sites[0], NOW, &st);
+        int here = 0;
+        for (unsigned i = 0; i < st.nsites; i++)
+            here |= strcmp(st.sites[i].addr, stranger_addr) == 0;
+        listed |= here;
+        if (listed)
+            (void)store_maintain(fx.sites[0], NOW);
+        gone = listed && !here;
+        if (!gone)
+            cluster_pause_ms(50);
+    }
+    ok(listed, "the master saw it join");
+    ok(gone, "and removed it: not in [cluster] peers");
+    store_close(stranger);
+    store_options ro = {.home = stranger_home};
+    store_remove(&ro);
+
     /* A token written on a replica is read everywhere. */
     store_token t = token_named("alice", 0x11);
     is_int(store_token_put(fx.sites[2], &t, TOKEN_CREATE), RL_OK, "token created on a replica");
