@@ -50,6 +50,7 @@
 #include "store/token.h"
 
 #define NO_MASTER_PAUSE_NS (50 * 1000 * 1000L)
+_Static_assert(CLUSTER_WIRE_TOKEN == DB_TXN_TOKEN_SIZE, "the wire carries Berkeley DB's token");
 #define JOIN_RETRY_NS (200 * 1000 * 1000LL) /* a subordinate's repmgr_start, when refused */
 
 struct cluster_conn {
@@ -179,28 +180,25 @@ static const op_run runs[CLUSTER_OPS + 1] = {
     [CLUSTER_OP_RELEASE_HELD] = run_release_held,
 };
 
-/* One buffer: the rl_err, then the results (a requester that did not ask
- * for DB_MULTIPLE takes a single-part answer only). */
-static void answer(DB_CHANNEL *ch, rl_err e, const rl_buf *results, u_int32_t flags)
+/* One buffer (a requester that did not ask for DB_MULTIPLE takes a
+ * single-part answer only): cluster_answer_encode's. token: the commit
+ * token of the write, or NULL. */
+static void answer(DB_CHANNEL *ch, rl_err e, const uint8_t *token, const rl_buf *results,
+                   u_int32_t flags)
 {
     if (!(flags & DB_REPMGR_NEED_RESPONSE))
         return;
     rl_buf msg;
     rl_buf_init(&msg, 0);
-    uint8_t head[4];
-    store_put32(head, (uint32_t)e);
-    (void)rl_buf_append(&msg, head, sizeof head);
-    if (results && results->len)
-        (void)rl_buf_append(&msg, results->data, results->len);
-    if (msg.err != RL_OK) { /* out of memory: the bare error still goes */
-        rl_buf_release(&msg);
-        store_put32(head, (uint32_t)RL_NOMEM);
+    if (cluster_answer_encode(e, token, results, &msg) != RL_OK) {
+        rl_buf_reset(&msg); /* out of memory: the bare error still goes */
+        (void)cluster_answer_encode(RL_NOMEM, NULL, NULL, &msg);
     }
     DBT part;
     memset(&part, 0, sizeof part);
-    part.data = msg.len ? (void *)msg.data : (void *)head;
-    part.size = msg.len ? (u_int32_t)msg.len : (u_int32_t)sizeof head;
-    int ret = ch->send_msg(ch, &part, 1, 0);
+    part.data = msg.data;
+    part.size = (u_int32_t)msg.len;
+    int ret = msg.len ? ch->send_msg(ch, &part, 1, 0) : ENOMEM;
     if (ret)
         rl_warn("cluster: answering a forwarded write: %s", db_strerror(ret));
     rl_buf_release(&msg);
@@ -212,7 +210,7 @@ void cluster_dispatch(DB_ENV *env, DB_CHANNEL *ch, DBT *req, u_int32_t nreq, u_i
     cluster_op code = nreq == 2 ? cluster_wire_head_op(req[0].data, req[0].size) : 0;
     if (!s || !code) {
         rl_warn("cluster: a message that is not a Relay write (another Relay version on a site?)");
-        answer(ch, RL_BAD_REQUEST, NULL, flags);
+        answer(ch, RL_BAD_REQUEST, NULL, NULL, flags);
         return;
     }
     cluster_msg *m = malloc(sizeof *m);
@@ -222,11 +220,16 @@ void cluster_dispatch(DB_ENV *env, DB_CHANNEL *ch, DBT *req, u_int32_t nreq, u_i
     if (e == RL_BAD_REQUEST)
         rl_warn("cluster: %s that does not decode (another Relay version on a site?)",
                 cluster_wire_op_name(code));
+    DB_TXN_TOKEN token;
+    int committed = 0;
     if (e == RL_OK) {
         int was = running_here;
         running_here = 1;
         (void)cluster_take_perm_failed();
+        store_capture_commits(&token);
         e = runs[code](s, m, &out);
+        committed = store_commits_captured();
+        store_capture_commits(NULL);
         if (e == RL_OK && perm_failed_counts(s))
             e = RL_NO_MASTER; /* committed but not acknowledged: may be rolled back */
         running_here = was;
@@ -235,7 +238,7 @@ void cluster_dispatch(DB_ENV *env, DB_CHANNEL *ch, DBT *req, u_int32_t nreq, u_i
     }
     if (out.err != RL_OK)
         e = out.err;
-    answer(ch, e, &out, flags);
+    answer(ch, e, committed && e == RL_OK ? token.buf : NULL, &out, flags);
     rl_buf_release(&out);
     free(m);
 }
@@ -340,14 +343,30 @@ static int send_body(handles *h, DB_TXN *txn, op *o)
     }
     if (ret)
         return ret;
-    if (resp.size < 4) {
+    int has_token = 0;
+    DB_TXN_TOKEN token;
+    const uint8_t *results = NULL;
+    size_t results_len = 0;
+    if (cluster_answer_decode(resp.data, resp.size, &a->answered, &has_token, token.buf, &results,
+                              &results_len) != RL_OK) {
         free(resp.data);
         o->err = RL_BAD_ENTRY;
         return 0;
     }
-    a->answered = (rl_err)store_get32(resp.data);
-    (void)rl_buf_append(a->reply, (const uint8_t *)resp.data + 4, resp.size - 4);
+    (void)rl_buf_append(a->reply, results, results_len);
     free(resp.data);
+    /* Read your writes: wait (up to forward_timeout) until this host's
+     * copy has applied the master's commit, so the token just made works
+     * here at once. Rolled back meanwhile (DB_NOTFOUND): not kept, as if no
+     * master had taken it. A timeout only means the copy is behind. */
+    if (has_token) {
+        ret = h->env->txn_applied(h->env, &token, us, 0);
+        if (ret == DB_NOTFOUND)
+            a->answered = RL_NO_MASTER;
+        else if (ret && ret != DB_TIMEOUT)
+            rl_debug("cluster: waiting for a forwarded write to be applied here: %s",
+                     db_strerror(ret));
+    }
     return 0;
 }
 

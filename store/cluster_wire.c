@@ -327,6 +327,41 @@ rl_err cluster_msg_decode(cluster_op op, const void *p, size_t n, cluster_msg *m
     return r.bad || r.n ? RL_BAD_REQUEST : RL_OK; /* every byte, and only them */
 }
 
+/* ---- answers ----------------------------------------------------------------------- */
+
+rl_err cluster_answer_encode(rl_err e, const uint8_t *token, const rl_buf *results, rl_buf *out)
+{
+    uint8_t head[4] = {(uint8_t)((uint32_t)e >> 24), (uint8_t)((uint32_t)e >> 16),
+                       (uint8_t)((uint32_t)e >> 8), (uint8_t)e};
+    (void)rl_buf_append(out, head, sizeof head);
+    put8(out, token != NULL);
+    if (token)
+        (void)rl_buf_append(out, token, CLUSTER_WIRE_TOKEN);
+    if (results && results->len)
+        (void)rl_buf_append(out, results->data, results->len);
+    return rl_buf_error(out);
+}
+
+rl_err cluster_answer_decode(const void *p, size_t n, rl_err *e, int *has_token,
+                             uint8_t token_out[CLUSTER_WIRE_TOKEN], const uint8_t **results,
+                             size_t *results_len)
+{
+    reader r = {p, n, 0};
+    const uint8_t *h = take(&r, 4);
+    uint32_t v = h ? (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3] : 0;
+    *has_token = get8(&r);
+    if (*has_token > 1)
+        r.bad = 1;
+    if (*has_token)
+        get_bytes(&r, token_out, CLUSTER_WIRE_TOKEN);
+    if (r.bad || v >= RL_ERR_COUNT)
+        return RL_BAD_REQUEST;
+    *e = (rl_err)v;
+    *results = r.p;
+    *results_len = r.n;
+    return RL_OK;
+}
+
 /* ---- the results ----------------------------------------------------------------- */
 
 rl_err cluster_refusal_encode(const ledger_refusal *why, rl_buf *out)

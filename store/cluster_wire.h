@@ -6,10 +6,12 @@
  * from the network, so a decoder never trusts a length.
  *
  * A request is a header (CLUSTER_WIRE_MAGIC and the operation's code, 5
- * bytes) and the arguments; an answer is the rl_err (4 bytes) and the
- * results. Integers are big-endian, strings a length byte and their bytes
- * (no NUL inside). Every site runs the same Relay: the magic changes with
- * the layout.
+ * bytes) and the arguments; an answer is the rl_err (4 bytes), the commit
+ * token of the master's write (a byte 0, or 1 and CLUSTER_WIRE_TOKEN
+ * bytes: the requester waits until its own copy has applied that commit,
+ * so a write it forwarded is there for its next read) and the results. Integers are big-endian,
+ * strings a length byte and their bytes (no NUL inside). Every site runs the same Relay: the magic
+ * changes with the layout.
  *
  * Threads: pure functions, any thread. Errors: RL_BAD_REQUEST for bytes
  * that are not exactly one message of the operation, RL_NOMEM.
@@ -25,7 +27,7 @@
 #include "store/ledger.h"
 #include "store/token.h"
 
-#define CLUSTER_WIRE_MAGIC "RLC2"
+#define CLUSTER_WIRE_MAGIC "RLC3"
 #define CLUSTER_WIRE_HEAD 5 /* the magic and the operation's code */
 
 typedef enum {
@@ -72,6 +74,14 @@ const char *cluster_wire_op_name(cluster_op op);
 rl_err cluster_msg_encode(const cluster_msg *m, rl_buf *out);
 /* The arguments of an op request (n bytes at p) into *m. */
 rl_err cluster_msg_decode(cluster_op op, const void *p, size_t n, cluster_msg *m);
+
+/* An answer: e, the commit token (NULL: none) and the results. decode:
+ * results point into p; token_out gets the token when *has_token. */
+#define CLUSTER_WIRE_TOKEN 20 /* Berkeley DB's DB_TXN_TOKEN_SIZE */
+rl_err cluster_answer_encode(rl_err e, const uint8_t *token, const rl_buf *results, rl_buf *out);
+rl_err cluster_answer_decode(const void *p, size_t n, rl_err *e, int *has_token,
+                             uint8_t token_out[CLUSTER_WIRE_TOKEN], const uint8_t **results,
+                             size_t *results_len);
 
 /* The results: a reservation's refusal, a token. */
 rl_err cluster_refusal_encode(const ledger_refusal *why, rl_buf *out);

@@ -86,6 +86,22 @@ static void op_release(store *s, handles *h)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* store_capture_commits: where this thread's write commits leave their
+ * commit token (NULL: nowhere), and whether one did. */
+static _Thread_local DB_TXN_TOKEN *commit_token;
+static _Thread_local int commit_token_set;
+
+void store_capture_commits(DB_TXN_TOKEN *token)
+{
+    commit_token = token;
+    commit_token_set = 0;
+}
+
+int store_commits_captured(void)
+{
+    return commit_token_set;
+}
+
 static int op_attempt(handles *h, op *o)
 {
     DB_TXN *txn = NULL;
@@ -105,8 +121,15 @@ static int op_attempt(handles *h, op *o)
         return ret;
     ret = o->body(h, txn, o);
     if (ret == 0 && o->err == RL_OK) {
+        DB_TXN_TOKEN *token = o->read_committed ? NULL : commit_token;
+        if (token && (ret = txn->set_commit_token(txn, token)) != 0) {
+            (void)txn->abort(txn);
+            return ret;
+        }
         ret = txn->commit(txn, 0);
         o->commit_failed = ret != 0;
+        if (ret == 0 && token)
+            commit_token_set = 1;
         return ret;
     }
     int aborted = txn->abort(txn);

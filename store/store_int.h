@@ -98,6 +98,13 @@ struct op {
  * with o->what, and become RL_STORE (RL_NOMEM for ENOMEM). */
 rl_err store_op_run(store *s, op *o);
 
+/* op.c: from now on, each write transaction this thread commits leaves its
+ * commit token in *token (NULL: stop), for a replica to wait until it has
+ * applied that commit (DB_ENV->txn_applied; cluster_ops.c). Whether one
+ * did since the capture began: store_commits_captured. */
+void store_capture_commits(DB_TXN_TOKEN *token);
+int store_commits_captured(void);
+
 /* op.c: a randomised, growing pause (up to ~2.5 ms) before retry number
  * attempt of a lock conflict. */
 void store_backoff(unsigned attempt);

@@ -4,7 +4,7 @@
  * the rest is the message's arguments. Whatever they hold, a message that
  * decodes encodes again and that encoding decodes (its strings within
  * their bounds, its counts within their arrays); the result decoders
- * (a refusal, a token) take the same bytes without harm. */
+ * (a refusal, a token, an answer) take the same bytes without harm. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +43,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     ledger_refusal why;
     (void)cluster_refusal_decode(data, size, LEDGER_MAX_CHARGES, &why);
+    rl_err e;
+    int has;
+    uint8_t token[CLUSTER_WIRE_TOKEN];
+    const uint8_t *results;
+    size_t results_len;
+    if (cluster_answer_decode(data, size, &e, &has, token, &results, &results_len) == RL_OK &&
+        (e >= RL_ERR_COUNT || results < data || results + results_len != data + size))
+        abort(); /* the results are the rest of the answer, within it */
     (void)cluster_token_decode(data, size, &m->token);
     free(m);
     free(again);

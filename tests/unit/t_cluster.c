@@ -225,6 +225,9 @@ int main(int argc, char **argv)
     /* A token written on a replica is read everywhere. */
     store_token t = token_named("alice", 0x11);
     is_int(store_token_put(fx.sites[2], &t, TOKEN_CREATE), RL_OK, "token created on a replica");
+    store_token mine;
+    is_int(store_token_get(fx.sites[2], t.hash, &mine), RL_OK,
+           "read there at once: the write waited for its commit to be applied there");
     for (int i = 0; i < SITES; i++)
         ok(wait_token(i, t.hash, TOKEN_LIVE), "the token reads on every site");
     is_int(store_token_put(fx.sites[1], &t, TOKEN_CREATE), RL_OK,

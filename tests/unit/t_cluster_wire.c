@@ -200,6 +200,45 @@ static void test_others(void)
     is_int(cluster_refusal_decode(b.data, b.len, 1, &rwhy), RL_BAD_REQUEST,
            "a charge the request did not have is refused");
 
+    /* Answers: the error, a commit token or none, the results. */
+    rl_buf ans, res;
+    rl_buf_init(&ans, 0);
+    rl_buf_init(&res, 0);
+    rl_buf_append(&res, "xyz", 3);
+    uint8_t tok[CLUSTER_WIRE_TOKEN], tok_back[CLUSTER_WIRE_TOKEN];
+    memset(tok, 0x5c, sizeof tok);
+    rl_err e = RL_OK;
+    int has = 0;
+    const uint8_t *results = NULL;
+    size_t results_len = 0;
+    is_int(cluster_answer_encode(RL_EXISTS, tok, &res, &ans), RL_OK, "an answer encodes");
+    is_int(cluster_answer_decode(ans.data, ans.len, &e, &has, tok_back, &results, &results_len),
+           RL_OK, "and decodes");
+    ok(e == RL_EXISTS && has == 1 && memcmp(tok, tok_back, sizeof tok) == 0 && results_len == 3 &&
+           memcmp(results, "xyz", 3) == 0,
+       "its error, token and results");
+    int cut_refused = 1;
+    for (size_t len = 0; len < 4 + 1 + CLUSTER_WIRE_TOKEN; len++)
+        if (cluster_answer_decode(ans.data, len, &e, &has, tok_back, &results, &results_len) ==
+            RL_OK)
+            cut_refused = 0;
+    ok(cut_refused, "an answer cut before its results is refused");
+    rl_buf_reset(&ans);
+    is_int(cluster_answer_encode(RL_OK, NULL, NULL, &ans), RL_OK, "an answer without a token");
+    ok(cluster_answer_decode(ans.data, ans.len, &e, &has, tok_back, &results, &results_len) ==
+               RL_OK &&
+           e == RL_OK && has == 0 && results_len == 0,
+       "decodes as one");
+    ((uint8_t *)ans.data)[4] = 2;
+    is_int(cluster_answer_decode(ans.data, ans.len, &e, &has, tok_back, &results, &results_len),
+           RL_BAD_REQUEST, "a token flag other than 0 or 1 is refused");
+    ((uint8_t *)ans.data)[4] = 0;
+    ((uint8_t *)ans.data)[0] = 0x7f;
+    is_int(cluster_answer_decode(ans.data, ans.len, &e, &has, tok_back, &results, &results_len),
+           RL_BAD_REQUEST, "an error this Relay does not know is refused");
+    rl_buf_release(&ans);
+    rl_buf_release(&res);
+
     /* Headers. */
     uint8_t head[CLUSTER_WIRE_HEAD];
     cluster_wire_head(CLUSTER_OP_TOKEN_REVOKE, head);
