@@ -170,7 +170,7 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)
 # store/cluster_wire.c with the token records of store/token_rec.c).
 FUZZ_SRC := engine/sse.c engine/frame.c engine/prov_common.c engine/prov_openai.c \
 	engine/prov_anthropic.c engine/prov_gemini.c engine/prov_ollama.c engine/policy.c \
-	engine/config.c engine/config_values.c engine/pricing.c engine/route.c fcgi/params.c \
+	engine/config.c engine/config_cluster.c engine/config_values.c engine/pricing.c engine/route.c fcgi/params.c \
 	store/cluster_addr.c store/cluster_wire.c store/token_rec.c \
 	store/base/rl_buf.c store/base/rl_err.c store/base/rl_log.c store/base/rl_pool.c \
 	store/base/rl_hex.c engine/fuzzy.c engine/retry.c engine/prov_canon.c \

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 
+#include "engine/config_cluster.h"
 #include "store/base/rl_log.h"
 #include "store/cluster.h"
 #include "store/store.h"

@@ -239,17 +239,6 @@ void config_free(relay_config *cfg);
  * strings are borrowed from cfg. */
 void config_store_options(const relay_config *cfg, store_options *out);
 
-/* The options of the shared, replicated store of [cluster], for a process
- * that runs repmgr for the host (listener 1: the pool's cluster process)
- * or one that only reads and forwards its writes (listener 0): sc from
- * [cluster], so for the store at [cluster] home with [store]'s secret,
- * thread counts as config_store_options gives them, no cache caps (it
- * holds no answers), 1 MiB entries and a 16 MiB buffer pool, and
- * so->cluster = sc. Meaningful only when cfg->cluster.site is set. The
- * strings are borrowed from cfg; sc must outlive the store opened with so. */
-void config_cluster_options(const relay_config *cfg, int listener, store_options *so,
-                            store_cluster *sc);
-
 /* Looks a value up by "section.key" (e.g. "fcgi.listen") and appends it as
  * the resolved text (paths absolute) to out. RL_NOTFOUND for unknown keys.
  * Lets scripts read the same configuration as relay.fcgi. */

@@ -3,7 +3,9 @@
  * <db.h>, so it must never be included outside store/ (see DESIGN.md).
  *
  *   env.c    the environment: open, close, remove, the handle sets and
- *            their replacement after a recovery (store_reopen)
+ *            their replacement after a recovery (store_reopen);
+ *            env_heal.c a store that does not open: recovered alone, or
+ *            set aside (env_int.h between the two)
  *   op.c     the transaction helper (store_op_run) and store_maintain
  *   check.c  the secret check (check.db)
  *   cache.c  entries, expiry, eviction, totals, purges of expired entries

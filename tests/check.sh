@@ -60,6 +60,7 @@ admin        admin engine store store/base
 # several files should not force the library's types behind void pointers.
 INTERNAL='
 store/store_int.h    the store modules share the open Berkeley DB handles and store_op_run
+store/env_int.h      env.c and env_heal.c share the opening of handle sets (Berkeley DB types)
 engine/prov_json.h   the provider adapters share jansson helpers; prov.h stays jansson-free
 engine/prov_canon.h  the provider adapters share the key normalisations of a parsed body
 engine/xlate_ollama_int.h  the three files of the Ollama translator share jansson helpers

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "engine/config.h"
+#include "engine/config_cluster.h"
 #include "engine/config_values.h"
 #include "store/cluster.h"
 #include "tests/unit/tap.h"
