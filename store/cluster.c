@@ -167,11 +167,8 @@ static void cluster_event(DB_ENV *env, u_int32_t event, void *info)
     for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
         if (events[i].event != event)
             continue;
-        if (events[i].role >= 0) {
-            atomic_store(&c->role, events[i].role);
-            if (events[i].role == CLUSTER_ROLE_MASTER)
-                atomic_store(&c->became_master, 1);
-        }
+        if (events[i].role == CLUSTER_ROLE_MASTER)
+            atomic_store(&c->became_master, 1); /* stamped by the next heartbeat */
         rl_log(events[i].level, "cluster %s: %s", c->site, events[i].text);
         return;
     }
@@ -288,38 +285,16 @@ static int read_text(const char *path, char *buf, size_t cap)
     return 1;
 }
 
-/* A process's state letter and start time (clock ticks after boot) from
- * /proc/PID/stat; 0 when it cannot be read. */
-static int proc_state(long pid, char *state, unsigned long long *start)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    if (!read_text(path, buf, sizeof buf))
-        return 0;
-    char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
-    if (!p || p[1] != ' ')
-        return 0;
-    p += 2;
-    *state = *p;
-    for (int field = 3; field < 22; field++) { /* field 22 is the start time */
-        p += strcspn(p, " ");
-        p += strspn(p, " ");
-    }
-    char *end;
-    *start = strtoull(p, &end, 10);
-    return end != p;
-}
-
 static void listener_mark(const store *s)
 {
     char path[4096], tmp[4200], line[64];
     char state;
-    unsigned long long start = 0;
-    if (!proc_state((long)getpid(), &state, &start))
+    uint64_t start = 0;
+    if (!store_proc_stat((long)getpid(), &state, &start))
         start = 0;
     listener_path(s, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.%ld", path, (long)getpid());
-    int n = snprintf(line, sizeof line, "%ld %llu\n", (long)getpid(), start);
+    int n = snprintf(line, sizeof line, "%ld %llu\n", (long)getpid(), (unsigned long long)start);
     FILE *f = fopen(tmp, "w");
     if (!f || fwrite(line, 1, (size_t)n, f) != (size_t)n || fclose(f) != 0 ||
         rename(tmp, path) != 0) {
@@ -344,9 +319,10 @@ int cluster_listener_alive(const store *s)
     long pid = strtol(buf, &end, 10);
     if (pid <= 0 || end == buf)
         return 0;
-    unsigned long long marked = strtoull(end, NULL, 10), start = 0;
+    unsigned long long marked = strtoull(end, NULL, 10);
+    uint64_t start = 0;
     char state = 0;
-    if (!proc_state(pid, &state, &start) || state == 'Z' || state == 'X')
+    if (!store_proc_stat(pid, &state, &start) || state == 'Z' || state == 'X')
         return 0;
     return !marked || start == marked;
 }

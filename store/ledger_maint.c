@@ -41,10 +41,11 @@
 
 /* ---- processes ------------------------------------------------------------- */
 
-/* A process's start time, in clock ticks after boot (field 22 of
- * /proc/PID/stat); 0 when it cannot be read. Together with the pid it
- * names one process: a pid reused by a later process has a later start. */
-static uint64_t proc_start(long pid)
+/* A process's state letter (field 3 of /proc/PID/stat) and start time
+ * (field 22: clock ticks after boot): 0 when it cannot be read, else 1.
+ * For the owners of reservations here and the listener's mark
+ * (cluster.c). */
+int store_proc_stat(long pid, char *state, uint64_t *start)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
@@ -57,8 +58,9 @@ static uint64_t proc_start(long pid)
         return 0;
     buf[n] = '\0';
     char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-    if (!p)
+    if (!p || p[1] != ' ')
         return 0;
+    *state = p[2];
     p++;
     for (int field = 3; field < 22; field++) { /* field 3 (state) follows the name */
         p += strspn(p, " ");
@@ -67,7 +69,17 @@ static uint64_t proc_start(long pid)
     char *end;
     errno = 0;
     unsigned long long v = strtoull(p, &end, 10);
-    return errno || end == p ? 0 : (uint64_t)v;
+    if (errno || end == p)
+        return 0;
+    *start = (uint64_t)v;
+    return 1;
+}
+
+static uint64_t proc_start(long pid)
+{
+    char state;
+    uint64_t start = 0;
+    return store_proc_stat(pid, &state, &start) ? start : 0;
 }
 
 /* This process's start time, read once per process (a forked child reads

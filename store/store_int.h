@@ -376,6 +376,10 @@ void cache_check_space(store *s);
 /* flight.c: removes finished and abandoned flights; run by store_maintain. */
 void flight_maintain(store *s, uint64_t now_ms);
 
+/* ledger_maint.c: a process's state letter and start time (clock ticks
+ * after boot) from /proc/PID/stat: 1, or 0 when it cannot be read. */
+int store_proc_stat(long pid, char *state, uint64_t *start);
+
 /* ledger_maint.c: releases the reservations of dead processes and those older
  * than store.hold_max_age (counted as spent, see ledger.h), and, when
  * sweep_rows (once a minute for the whole store), removes ledger rows of
