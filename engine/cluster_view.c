@@ -27,7 +27,7 @@ const char *cluster_view_problem(const store_cluster_status *st)
         return "no master";
     /* A master cut off from every other site keeps its role, but none of
      * its writes is acknowledged: it refuses them (store/cluster.h). */
-    if (st->role == CLUSTER_ROLE_MASTER && st->nsites > 1 && cluster_view_connected(st) <= 1)
+    if (st->role == CLUSTER_ROLE_MASTER && store_cluster_alone(st))
         return "master alone: no other site connected";
     return NULL;
 }

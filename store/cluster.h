@@ -131,6 +131,12 @@ typedef struct store_cluster_status {
  * replicated; RL_STORE when the environment cannot be asked. */
 rl_err store_cluster_status_get(store *s, uint64_t now, store_cluster_status *out);
 
+/* 1 when st shows no other site connected to this site's listener (as
+ * a listener's status, or a subordinate's through the listener's view,
+ * tells it). A master alone can get no write acknowledged: it grants no
+ * reservation and writes nothing of its own. */
+int store_cluster_alone(const store_cluster_status *st);
+
 /* 1 on a replicated store, else 0. */
 int store_is_replicated(const store *s);
 

@@ -17,24 +17,42 @@
  *
  * The view. Only the listener holds the connections to the other sites,
  * so only its repmgr_site_list says which are connected; it writes what it
- * sees to HOME.sites once a second, and other processes' status reads it.
+ * sees to HOME.sites, and other processes' status reads it. A worker of
+ * the master's host judges by it whether a reservation can be
+ * acknowledged (cluster_ops.c), so the view is written by a thread of its
+ * own: every VIEW_PERIOD_MS, and at once when repmgr reports an event (a
+ * connection made or broken). Written from the maintenance loop it went
+ * stale whenever a commit there waited out its ack timeout or a
+ * checkpoint slept (seen under ASan in CI: 5 s without a view).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/base/rl_log.h"
 #include "store/cluster.h"
 #include "store/store_int.h"
 
-#define VIEW_MAX_AGE 5 /* seconds after which the listener's view is not believed */
+#define VIEW_MAX_AGE 5     /* seconds after which the listener's view is not believed */
+#define VIEW_PERIOD_MS 250 /* between two views when no event comes */
+
+struct cluster_viewer {
+    store *s;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake; /* on CLOCK_MONOTONIC */
+    int poked, stop;
+};
 
 void cluster_nodelay_sweep(void)
 {
@@ -88,20 +106,19 @@ int cluster_view_isolated(const store *s, uint64_t now)
     view_path(s, path, sizeof path);
     struct stat sb;
     if (stat(path, &sb) != 0 || (uint64_t)sb.st_mtime + VIEW_MAX_AGE < now)
-        return 0; /* no view: the listener's own judgement (PERM_FAILED) stands */
+        return 1; /* no recent view: no connection known, as cluster_view_apply shows it */
     FILE *f = fopen(path, "r");
     if (!f)
-        return 0;
-    unsigned others = 0, connected = 0, n = 0;
+        return 1;
+    unsigned connected = 0, n = 0;
     while (fgets(line, sizeof line, f)) {
         char *sp = strrchr(line, ' ');
         if (!sp || n++ == 0) /* the first line is the listener's own site */
             continue;
-        others++;
         connected += sp[1] == '1';
     }
     fclose(f);
-    return others > 0 && connected == 0;
+    return connected == 0;
 }
 
 void cluster_view_apply(const store *s, uint64_t now, store_cluster_status *st)
@@ -126,4 +143,94 @@ void cluster_view_apply(const store *s, uint64_t now, store_cluster_status *st)
                 st->sites[i].connected = sp[1] == '1';
     }
     fclose(f);
+}
+
+/* ---- the listener's view thread ------------------------------------------------ */
+
+static void *viewer_main(void *arg)
+{
+    cluster_viewer *v = arg;
+    pthread_mutex_lock(&v->mu);
+    while (!v->stop) {
+        v->poked = 0;
+        pthread_mutex_unlock(&v->mu);
+        store_cluster_status st;
+        if (store_cluster_status_get(v->s, (uint64_t)time(NULL), &st) == RL_OK)
+            cluster_view_publish(v->s, &st);
+        pthread_mutex_lock(&v->mu);
+        if (v->stop || v->poked)
+            continue;
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += VIEW_PERIOD_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        while (!v->stop && !v->poked && pthread_cond_timedwait(&v->wake, &v->mu, &until) == 0) {
+        }
+    }
+    pthread_mutex_unlock(&v->mu);
+    return NULL;
+}
+
+cluster_viewer *cluster_viewer_start(store *s)
+{
+    cluster_viewer *v = calloc(1, sizeof *v);
+    if (!v)
+        return NULL;
+    v->s = s;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&v->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&v->mu, NULL);
+    /* Signals stay with the process's own threads (the cluster process
+     * waits for SIGTERM with sigtimedwait). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int ret = pthread_create(&v->thread, NULL, viewer_main, v);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (ret != 0) {
+        rl_error("cluster: cannot start the thread that publishes the listener's view: %s",
+                 strerror(ret));
+        pthread_cond_destroy(&v->wake);
+        pthread_mutex_destroy(&v->mu);
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+void cluster_viewer_poke(cluster_viewer *v)
+{
+    if (!v)
+        return;
+    pthread_mutex_lock(&v->mu);
+    v->poked = 1;
+    pthread_cond_signal(&v->wake);
+    pthread_mutex_unlock(&v->mu);
+}
+
+void cluster_viewer_stop(cluster_viewer *v)
+{
+    if (!v)
+        return;
+    pthread_mutex_lock(&v->mu);
+    int running = !v->stop;
+    v->stop = 1;
+    pthread_cond_signal(&v->wake);
+    pthread_mutex_unlock(&v->mu);
+    if (running)
+        pthread_join(v->thread, NULL);
+}
+
+void cluster_viewer_free(cluster_viewer *v)
+{
+    if (!v)
+        return;
+    cluster_viewer_stop(v);
+    pthread_cond_destroy(&v->wake);
+    pthread_mutex_destroy(&v->mu);
+    free(v);
 }

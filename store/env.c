@@ -674,6 +674,12 @@ rl_err store_open(const store_options *opt, store **out)
         e = RL_STORE;
         goto fail;
     }
+    if ((e = cluster_opened(s)) != RL_OK) {
+        cluster_listener_unmark(s);
+        handles_close(s, s->cur, 0, 0, 1);
+        s->cur = NULL;
+        goto fail;
+    }
     *out = s;
     return RL_OK;
 fail:
@@ -710,6 +716,7 @@ void store_close(store *s)
 {
     if (!s)
         return;
+    cluster_closing(s); /* its thread reads the environment */
     cluster_listener_unmark(s);
     if (s->cur)
         handles_close(s, s->cur, 0, 0, s->stranded == 0);

@@ -267,9 +267,26 @@ void cluster_nodelay_sweep(void);
 struct store_cluster_status;
 void cluster_view_publish(const store *s, const struct store_cluster_status *st);
 void cluster_view_apply(const store *s, uint64_t now, struct store_cluster_status *st);
-/* 1 when the listener's recent view has other sites and none connected:
- * a master there can get no write acknowledged. */
+/* 1 unless the listener's recent view (at most VIEW_MAX_AGE old) shows
+ * another site connected: a master there can get no write acknowledged.
+ * No view, or a stale one (no listener, or one stalled), counts as
+ * isolated: a worker of the master's host grants nothing it cannot tell
+ * would be kept (the sender retries it until partition_grace). */
 int cluster_view_isolated(const store *s, uint64_t now);
+/* The listener's view thread (cluster_link.c): publishes the view every
+ * 250 ms and at once when poked (from repmgr's event threads: safe there).
+ * start: NULL when the thread cannot start (logged). stop joins it (a
+ * poke afterwards is harmless); free stops it too. All take NULL. */
+typedef struct cluster_viewer cluster_viewer;
+cluster_viewer *cluster_viewer_start(store *s);
+void cluster_viewer_poke(cluster_viewer *v);
+void cluster_viewer_stop(cluster_viewer *v);
+void cluster_viewer_free(cluster_viewer *v);
+/* Around a store's life (env.c): the listener's view thread starts once
+ * the store is open (RL_STORE if it cannot) and stops before the
+ * environment closes. No-ops on other stores. */
+rl_err cluster_opened(store *s);
+void cluster_closing(store *s);
 /* Frees the handle set's channel (before its environment closes). */
 void cluster_conn_close(handles *h);
 /* store_maintain's part on a replicated store: every process sets

@@ -160,11 +160,9 @@ int main(int argc, char **argv)
     if (cluster_fixture_init(&fx, "bench-cluster") != 0)
         return 1;
     int failed = cluster_fixture_open(&fx, 0) != RL_OK ||
-                 !cluster_fixture_wait_role(&fx, 0, CLUSTER_ROLE_MASTER, NOW) ||
-                 store_maintain(fx.sites[0], NOW) != RL_OK;
+                 !cluster_fixture_wait_role(&fx, 0, CLUSTER_ROLE_MASTER, NOW);
     for (int i = 1; i < SITES && !failed; i++)
-        failed = cluster_fixture_open(&fx, i) != RL_OK ||
-                 !cluster_fixture_wait_role(&fx, i, CLUSTER_ROLE_REPLICA, NOW);
+        failed = !cluster_fixture_join(&fx, i, 0, NOW);
     if (failed) {
         fprintf(stderr, "bench-cluster: the group did not form\n");
         cluster_fixture_done(&fx);

@@ -197,7 +197,7 @@ export async function startSites(name, options = {}) {
       for (const s of Object.keys(ini)) if (own[s]) siteIni[s] = { ...ini[s], ...own[s] };
       siteIni.store = { key_file: keyFile, ...(siteIni.store ?? {}) };
       if (cluster) siteIni.cluster = clusterSection(i, group.addrs, { ...clusterIni, ...(own.cluster ?? {}) });
-      const site = withSiteHelpers(withHelpers(await startRelay(`${name} site ${labels[i]}`, { fake: group.fake, ini: siteIni })));
+      const site = withSiteHelpers(withHelpers(await startRelay(`${name} site ${labels[i]}`, { fake: group.fake, ini: siteIni, healthy: !cluster })));
       site.label = labels[i];
       site.addr = group.addrs[i];
       group.sites.push(site);

@@ -260,7 +260,9 @@ function slug(s) {
 // upstream to use instead of a new one; the caller closes it), upstream: 'dead' (the
 // upstreams point at a closed port), upstreams (more [upstream.NAME]
 // sections on the fake besides [upstream.openai]: a type name, or
-// {name, type, mount, ...}), processModel: 'managed' (under spawn-fcgi).
+// {name, type, mount, ...}), processModel: 'managed' (under spawn-fcgi),
+// healthy: false (the start waits for /relay/health to answer 200 or 503
+// "degraded": a [cluster] site that starts before its peers is degraded).
 export async function startRelay(name, options = {}) {
   const why = missingPrerequisites(options);
   if (why) throw new Error(`cannot start the end-to-end environment: ${why}`);
@@ -375,7 +377,7 @@ export async function startRelay(name, options = {}) {
       await startPool(relay);
     }
 
-    await startFront(relay, relay.socket);
+    await startFront(relay, relay.socket, { healthy: options.healthy ?? true });
     if (processModel === 'fcgid') await warmFcgid(relay, options.concurrency ?? 0);
     noteShmKeys(relay);
     return relay;
@@ -522,7 +524,7 @@ function dashboardDir(relay) {
   return copy;
 }
 
-async function startFront(relay, socket) {
+async function startFront(relay, socket, { healthy = true } = {}) {
   // The front's body limit follows the suite's [fcgi] body_timeout (its
   // default included), as deploy/run.sh renders it.
   const bt = await runBounded(...adminCommand(relay, ['config', 'fcgi.body_timeout']), 10000);
@@ -564,13 +566,13 @@ async function startFront(relay, socket) {
           try {
             const r = await fetch(`${relay.base}/relay/health`, { signal: AbortSignal.timeout(2000) });
             await r.arrayBuffer();
-            return r.status === 200;
+            return r.status === 200 || (!healthy && r.status === 503);
           } catch {
             return false;
           }
         },
         START_TIMEOUT,
-        `GET ${relay.base}/relay/health to answer 200 through ${FRONT}`,
+        `GET ${relay.base}/relay/health to answer ${healthy ? '200' : '200 or 503'} through ${FRONT}`,
         () => {
           if (!isAlive(front)) return `${cmd} exited (${exitText(front)})`;
           if (relay.procs.relay && !isAlive(relay.procs.relay)) return `relay.fcgi exited (${exitText(relay.procs.relay)})`;

@@ -124,6 +124,25 @@ static inline int cluster_fixture_wait_role(cluster_fixture *f, int i, cluster_r
     return 0;
 }
 
+/* Opens site i and polls (20 s) until it is a replica that knows the
+ * master, running site master's maintenance meanwhile as its listener
+ * would: a replica counts a master only with a recent heartbeat, and a
+ * master alone writes none. 1 when joined. */
+static inline int cluster_fixture_join(cluster_fixture *f, int i, int master, uint64_t now)
+{
+    if (cluster_fixture_open(f, i) != RL_OK)
+        return 0;
+    for (int t = 0; t < 400; t++) {
+        (void)store_maintain(f->sites[master], now);
+        store_cluster_status st;
+        if (store_cluster_status_get(f->sites[i], now, &st) == RL_OK &&
+            st.role == CLUSTER_ROLE_REPLICA && st.master[0])
+            return 1;
+        cluster_pause_ms(50);
+    }
+    return 0;
+}
+
 /* Closes what is open and removes the directory. */
 static inline void cluster_fixture_done(cluster_fixture *f)
 {

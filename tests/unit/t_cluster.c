@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@
 #include "store/cluster.h"
 #include "store/ledger.h"
 #include "store/store.h"
+#include "store/store_int.h"
 #include "store/token.h"
 #include "tests/unit/cluster_fixture.h"
 #include "tests/unit/tap.h"
@@ -117,6 +119,30 @@ static ledger_row row_at(int i)
     return row;
 }
 
+/* Polls until site i has the master's heartbeat of time beat (or 10 s). */
+static int wait_beat(int i, uint64_t beat)
+{
+    for (int t = 0; t < 200; t++) {
+        store_cluster_status st;
+        if (store_cluster_status_get(fx.sites[i], NOW, &st) == RL_OK && st.beat == beat)
+            return 1;
+        cluster_pause_ms(50);
+    }
+    return 0;
+}
+
+/* Polls until site i's listener sees no other site connected (or 10 s). */
+static int wait_alone(int i)
+{
+    for (int t = 0; t < 200; t++) {
+        store_cluster_status st;
+        if (store_cluster_status_get(fx.sites[i], NOW, &st) == RL_OK && store_cluster_alone(&st))
+            return 1;
+        cluster_pause_ms(50);
+    }
+    return 0;
+}
+
 /* Polls until every open site reads spent requests == want (or 10 s). */
 static int wait_spent(uint64_t want)
 {
@@ -132,14 +158,18 @@ static int wait_spent(uint64_t want)
     return 0;
 }
 
-/* The child: opens site i's home as one of its host's other processes
- * (not the listener), reserves on scope and leaves without settling
- * (closing the store cleanly: a killed process would make the next opener
- * recover the environment, which restarts the host's replication). */
+/* The child: opens a site's home as one of its host's other processes
+ * (not the listener), reserves on token:cafe0003 and leaves without
+ * settling (closing the store cleanly: a killed process would make the
+ * next opener recover the environment, which restarts the host's
+ * replication). Exits 0 when granted, 5 when refused for want of a
+ * master, 4 otherwise. */
 static int child(int argc, char **argv)
 {
-    if (argc != 6)
+    if (argc != 7)
         return 2;
+    if (getenv("T_DEBUG"))
+        rl_log_set_level(RL_LOG_DEBUG);
     snprintf(fx.keyfile, sizeof fx.keyfile, "%s", argv[2]);
     store_cluster c = {.site = argv[3],
                        .peers = argv[4],
@@ -147,7 +177,7 @@ static int child(int argc, char **argv)
                        .ack = CLUSTER_ACK_QUORUM,
                        .listener = 0,
                        .forward_timeout_ms = 2000,
-                       .partition_grace_ms = 5000,
+                       .partition_grace_ms = (unsigned)strtoul(argv[6], NULL, 10),
                        .master_timeout_ms = 1000};
     store_options o = {
         .home = argv[5], .key_file = fx.keyfile, .cache_mb = 8, .max_threads = 32, .cluster = &c};
@@ -159,7 +189,64 @@ static int child(int argc, char **argv)
     uint8_t id[LEDGER_ID_LEN];
     rl_err e = store_ledger_reserve(s, &ch, 1, NOW, id, NULL);
     store_close(s);
-    return e == RL_OK ? 0 : 4;
+    return e == RL_OK ? 0 : e == RL_NO_MASTER ? 5 : 4;
+}
+
+/* Runs the child on site i's host; its exit status. */
+static int run_child(const char *self, int i, unsigned grace_ms)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s child %s %s '%s' %s %u", self, fx.keyfile, fx.addrs[i],
+             fx.peers[i], fx.homes[i], grace_ms);
+    int st = system(cmd);
+    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The listener's view (store/cluster_link.c) as the host's other
+ * processes read it, on a store of its own: what counts as isolated. */
+static void view_cases(void)
+{
+    char home[200], path[220];
+    snprintf(home, sizeof home, "%s/view", fx.tmp);
+    snprintf(path, sizeof path, "%s.sites", home);
+    store_options o = {.home = home, .key_file = fx.keyfile, .cache_mb = 8, .max_threads = 8};
+    store *s = NULL;
+    if (store_open(&o, &s) != RL_OK) {
+        ok(0, "a store for the view's cases opens");
+        return;
+    }
+    uint64_t now = (uint64_t)time(NULL);
+    ok(cluster_view_isolated(s, now), "no view (no listener yet, or none): isolated");
+    store_cluster_status st;
+    memset(&st, 0, sizeof st);
+    st.nsites = 3;
+    snprintf(st.sites[0].addr, sizeof st.sites[0].addr, "127.0.0.1:7000");
+    snprintf(st.sites[1].addr, sizeof st.sites[1].addr, "127.0.0.1:7001");
+    snprintf(st.sites[2].addr, sizeof st.sites[2].addr, "127.0.0.1:7002");
+    st.sites[0].self = st.sites[0].connected = 1;
+    st.sites[2].connected = 1;
+    cluster_view_publish(s, &st);
+    ok(!cluster_view_isolated(s, now), "a recent view with a site connected: not isolated");
+    ok(cluster_view_isolated(s, now + 60), "the same view a minute old (a listener stalled or "
+                                           "dead): isolated");
+    store_cluster_status seen;
+    memcpy(&seen, &st, sizeof seen);
+    seen.sites[2].connected = 0;
+    cluster_view_apply(s, now, &seen);
+    ok(seen.sites[2].connected && !seen.sites[1].connected, "the view applied to a status");
+    cluster_view_apply(s, now + 60, &seen);
+    ok(!seen.sites[2].connected, "a stale view applied: nothing connected");
+    st.sites[2].connected = 0;
+    cluster_view_publish(s, &st);
+    ok(cluster_view_isolated(s, now), "a recent view with no site connected: isolated");
+    st.nsites = 1;
+    cluster_view_publish(s, &st);
+    ok(cluster_view_isolated(s, now), "a view of the listener alone: isolated");
+    ok(store_cluster_alone(&st), "and alone by its status");
+    is_int(unlink(path), 0, "the view removed");
+    ok(cluster_view_isolated(s, now), "isolated again");
+    store_close(s);
+    store_remove(&o);
 }
 
 int main(int argc, char **argv)
@@ -170,21 +257,28 @@ int main(int argc, char **argv)
         return 1;
     if (getenv("T_DEBUG"))
         rl_log_set_level(RL_LOG_DEBUG);
+    view_cases();
 
     /* The group forms around its creator. */
     is_int(open_site(0), RL_OK, "the creator opens");
     ok(wait_role(0, CLUSTER_ROLE_MASTER), "the creator is master");
-    is_int(store_maintain(fx.sites[0], NOW), RL_OK, "the master's maintenance (heartbeat)");
-    for (int i = 1; i < SITES; i++) {
-        is_int(open_site(i), RL_OK, "a site joins");
-        ok(wait_role(i, CLUSTER_ROLE_REPLICA), "it is a replica with a master");
-    }
     store_cluster_status st;
+    is_int(store_maintain(fx.sites[0], NOW), RL_OK, "the master's maintenance, alone");
+    is_int(store_cluster_status_get(fx.sites[0], NOW, &st), RL_OK, "status on the master");
+    ok(store_cluster_alone(&st), "alone: no other site connected");
+    is_int(st.beat, 0, "a master alone writes no heartbeat (its commit could not be acknowledged)");
+    for (int i = 1; i < SITES; i++) {
+        ok(cluster_fixture_join(&fx, i, 0, NOW),
+           "a site joins: a replica with a master (once the master's heartbeat came)");
+    }
+    is_int(store_cluster_status_get(fx.sites[0], NOW, &st), RL_OK, "status on the master");
+    ok(!store_cluster_alone(&st), "no longer alone");
+    ok(wait_beat(2, NOW), "the master's heartbeat replicated");
     is_int(store_cluster_status_get(fx.sites[2], NOW, &st), RL_OK, "status on a replica");
     is_str(st.master, fx.addrs[0], "it names the master");
     ok(st.nsites == SITES, "it lists every site");
     ok(st.sites[0].self && strcmp(st.sites[0].addr, fx.addrs[2]) == 0, "itself first");
-    ok(st.beat == NOW && st.master_since == NOW, "the master's heartbeat replicated");
+    ok(st.master_since == NOW, "the master's start replicated");
     ok(store_is_replicated(fx.sites[1]), "replicated");
 
     /* A site that is no one's peer joins (repmgr lets it): the master's
@@ -276,10 +370,7 @@ int main(int argc, char **argv)
     /* A process of a replica's host reserves and dies: only that host can
      * tell, and its listener's maintenance releases the reservation
      * through the master, counting it as spent. */
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s child %s %s '%s' %s", argv[0], fx.keyfile, fx.addrs[2],
-             fx.peers[2], fx.homes[2]);
-    is_int(system(cmd), 0, "a child of site 2's host reserved and left");
+    is_int(run_child(argv[0], 2, 5000), 0, "a child of site 2's host reserved and left");
     ledger_row held;
     for (int tries = 0; tries < 200; tries++) {
         if (store_ledger_read(fx.sites[0], "token:cafe0003", LEDGER_DAY, NOW, &held) == RL_OK &&
@@ -315,11 +406,27 @@ int main(int argc, char **argv)
     ok(wait_role(0, CLUSTER_ROLE_REPLICA), "as a replica");
     ok(wait_spent(11), "every site reads 11 spent");
 
+    /* A master cut off from the others keeps its role (5.3 has no
+     * leases here) but grants nothing: not from another site (nothing is
+     * connected to send it) and not from a process of its own host,
+     * which judges by its listener's view, and takes no view, or a stale
+     * one, as no connection. */
+    is_int(run_child(argv[0], 1, 5000), 0,
+           "a process of the master's host reserves while a site is connected");
+    store_close(fx.sites[0]);
+    fx.sites[0] = NULL;
+    store_close(fx.sites[2]);
+    fx.sites[2] = NULL;
+    ok(wait_alone(1), "the master's listener sees no site connected");
+    ok(wait_role(1, CLUSTER_ROLE_MASTER), "and is still master");
+    is_int(store_maintain(fx.sites[1], NOW), RL_OK, "its maintenance, alone");
+    is_int(run_child(argv[0], 1, 300), 5, "its host's process is refused: the view says alone");
+    is_int(open_site(2), RL_OK, "a site comes back");
+    ok(wait_role(2, CLUSTER_ROLE_REPLICA), "as a replica of the lone master");
+
     /* No master anywhere: a write waits partition_grace, then fails. */
     store_close(fx.sites[1]);
     fx.sites[1] = NULL;
-    store_close(fx.sites[0]);
-    fx.sites[0] = NULL;
     ok(wait_role_at(2, CLUSTER_ROLE_NONE, NOW + 60),
        "the last site knows no master (no majority, no recent heartbeat)");
     is_int(store_ledger_reserve(fx.sites[2], &c, 1, NOW, id, NULL), RL_NO_MASTER,
