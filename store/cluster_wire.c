@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "store/base/rl_buf.h"
+#include "store/base/rl_reader.h"
 
 /* ---- integers and strings ------------------------------------------------------ */
 
@@ -34,58 +35,16 @@ static int put_str(rl_buf *b, const char *s, size_t max)
     return 0;
 }
 
-typedef struct reader {
-    const uint8_t *p;
-    size_t n;
-    int bad; /* a read went past the end, or a value is out of range */
-} reader;
-
-static const uint8_t *take(reader *r, size_t n)
-{
-    if (r->bad || r->n < n) {
-        r->bad = 1;
-        return NULL;
-    }
-    const uint8_t *p = r->p;
-    r->p += n;
-    r->n -= n;
-    return p;
-}
-
-static uint8_t get8(reader *r)
-{
-    const uint8_t *p = take(r, 1);
-    return p ? *p : 0;
-}
-
-static uint64_t get64(reader *r)
-{
-    const uint8_t *p = take(r, 8);
-    uint64_t v = 0;
-    for (int i = 0; p && i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void get_bytes(reader *r, void *out, size_t n)
-{
-    const uint8_t *p = take(r, n);
-    if (p)
-        memcpy(out, p, n);
-    else
-        memset(out, 0, n);
-}
-
 /* A string put_str wrote, into out (max + 1 bytes). */
-static void get_str(reader *r, char *out, size_t max)
+static void get_str(rl_reader *r, char *out, size_t max)
 {
-    size_t n = get8(r);
+    size_t n = rl_read8(r);
     out[0] = 0;
     if (n == 0 || n > max) {
         r->bad = 1;
         return;
     }
-    const uint8_t *p = take(r, n);
+    const uint8_t *p = rl_read(r, n);
     if (!p)
         return;
     if (memchr(p, 0, n)) {
@@ -112,16 +71,16 @@ static void put_token(rl_buf *b, const store_token *t)
     rl_buf_release(&rec);
 }
 
-static void get_token(reader *r, store_token *t)
+static void get_token(rl_reader *r, store_token *t)
 {
     memset(t, 0, sizeof *t);
-    get_bytes(r, t->hash, STORE_KEY_LEN);
-    uint64_t n = get64(r);
-    if (r->bad || n > r->n) {
+    rl_read_bytes(r, t->hash, STORE_KEY_LEN);
+    uint64_t n = rl_read64(r);
+    if (r->bad || n > r->left) {
         r->bad = 1;
         return;
     }
-    const uint8_t *p = take(r, (size_t)n);
+    const uint8_t *p = rl_read(r, (size_t)n);
     if (p && store_token_decode(p, (size_t)n, t) != RL_OK)
         r->bad = 1;
 }
@@ -154,17 +113,17 @@ static void reserve_put(const cluster_msg *m, rl_buf *b)
     }
 }
 
-static void reserve_get(reader *r, cluster_msg *m)
+static void reserve_get(rl_reader *r, cluster_msg *m)
 {
-    m->now = get64(r);
-    get_bytes(r, m->id, LEDGER_ID_LEN);
-    uint64_t pid = get64(r);
+    m->now = rl_read64(r);
+    rl_read_bytes(r, m->id, LEDGER_ID_LEN);
+    uint64_t pid = rl_read64(r);
     if (pid > INT32_MAX)
         r->bad = 1;
     m->pid = (int32_t)pid;
-    m->pid_start = get64(r);
+    m->pid_start = rl_read64(r);
     get_str(r, m->site, LEDGER_SITE_MAX);
-    m->n = get8(r);
+    m->n = rl_read8(r);
     if (m->n == 0 || m->n > LEDGER_MAX_CHARGES) {
         r->bad = 1;
         return;
@@ -173,12 +132,12 @@ static void reserve_get(reader *r, cluster_msg *m)
         ledger_charge *c = &m->charges[i];
         get_str(r, m->scopes[i], LEDGER_SCOPE_MAX);
         c->scope = m->scopes[i];
-        c->window = (ledger_window)get8(r); /* an unknown kind: the ledger refuses it */
-        c->partial = get8(r) != 0;
+        c->window = (ledger_window)rl_read8(r); /* an unknown kind: the ledger refuses it */
+        c->partial = rl_read8(r) != 0;
         for (int u = 0; u < LEDGER_UNITS; u++)
-            c->amount[u] = get64(r);
+            c->amount[u] = rl_read64(r);
         for (int u = 0; u < LEDGER_UNITS; u++)
-            c->limit[u] = get64(r);
+            c->limit[u] = rl_read64(r);
     }
 }
 
@@ -190,12 +149,12 @@ static void settle_put(const cluster_msg *m, rl_buf *b)
     put64(b, m->now);
 }
 
-static void settle_get(reader *r, cluster_msg *m)
+static void settle_get(rl_reader *r, cluster_msg *m)
 {
-    get_bytes(r, m->id, LEDGER_ID_LEN);
+    rl_read_bytes(r, m->id, LEDGER_ID_LEN);
     for (int u = 0; u < LEDGER_UNITS; u++)
-        m->actual[u] = get64(r);
-    m->now = get64(r);
+        m->actual[u] = rl_read64(r);
+    m->now = rl_read64(r);
 }
 
 static void release_put(const cluster_msg *m, rl_buf *b)
@@ -204,10 +163,10 @@ static void release_put(const cluster_msg *m, rl_buf *b)
     put64(b, m->now);
 }
 
-static void release_get(reader *r, cluster_msg *m)
+static void release_get(rl_reader *r, cluster_msg *m)
 {
-    get_bytes(r, m->id, LEDGER_ID_LEN);
-    m->now = get64(r);
+    rl_read_bytes(r, m->id, LEDGER_ID_LEN);
+    m->now = rl_read64(r);
 }
 
 static void put_put(const cluster_msg *m, rl_buf *b)
@@ -216,9 +175,9 @@ static void put_put(const cluster_msg *m, rl_buf *b)
     put_token(b, &m->token);
 }
 
-static void put_get(reader *r, cluster_msg *m)
+static void put_get(rl_reader *r, cluster_msg *m)
 {
-    m->mode = get8(r);
+    m->mode = rl_read8(r);
     if (m->mode != TOKEN_CREATE && m->mode != TOKEN_REPLACE && m->mode != TOKEN_UPDATE)
         r->bad = 1;
     get_token(r, &m->token);
@@ -229,9 +188,9 @@ static void del_put(const cluster_msg *m, rl_buf *b)
     (void)rl_buf_append(b, m->hash, STORE_KEY_LEN);
 }
 
-static void del_get(reader *r, cluster_msg *m)
+static void del_get(rl_reader *r, cluster_msg *m)
 {
-    get_bytes(r, m->hash, STORE_KEY_LEN);
+    rl_read_bytes(r, m->hash, STORE_KEY_LEN);
 }
 
 static void revoke_put(const cluster_msg *m, rl_buf *b)
@@ -240,10 +199,10 @@ static void revoke_put(const cluster_msg *m, rl_buf *b)
     put64(b, m->now);
 }
 
-static void revoke_get(reader *r, cluster_msg *m)
+static void revoke_get(rl_reader *r, cluster_msg *m)
 {
-    get_bytes(r, m->hash, STORE_KEY_LEN);
-    m->now = get64(r);
+    rl_read_bytes(r, m->hash, STORE_KEY_LEN);
+    m->now = rl_read64(r);
 }
 
 static void rotate_put(const cluster_msg *m, rl_buf *b)
@@ -254,19 +213,19 @@ static void rotate_put(const cluster_msg *m, rl_buf *b)
     put64(b, m->until);
 }
 
-static void rotate_get(reader *r, cluster_msg *m)
+static void rotate_get(rl_reader *r, cluster_msg *m)
 {
-    get_bytes(r, m->hash, STORE_KEY_LEN);
-    get_bytes(r, m->new_hash, STORE_KEY_LEN);
-    m->now = get64(r);
-    m->until = get64(r);
+    rl_read_bytes(r, m->hash, STORE_KEY_LEN);
+    rl_read_bytes(r, m->new_hash, STORE_KEY_LEN);
+    m->now = rl_read64(r);
+    m->until = rl_read64(r);
 }
 
 static const struct {
     cluster_op op;
     const char *name;
     void (*put)(const cluster_msg *m, rl_buf *b);
-    void (*get)(reader *r, cluster_msg *m);
+    void (*get)(rl_reader *r, cluster_msg *m);
 } ops[] = {
     {CLUSTER_OP_RESERVE, "a budget reservation", reserve_put, reserve_get},
     {CLUSTER_OP_SETTLE, "a budget settlement", settle_put, settle_get},
@@ -322,9 +281,9 @@ rl_err cluster_msg_decode(cluster_op op, const void *p, size_t n, cluster_msg *m
     if (i < 0)
         return RL_BAD_REQUEST;
     m->op = op;
-    reader r = {p, n, 0};
+    rl_reader r = rl_reader_of(p, n);
     ops[i].get(&r, m);
-    return r.bad || r.n ? RL_BAD_REQUEST : RL_OK; /* every byte, and only them */
+    return r.bad || r.left ? RL_BAD_REQUEST : RL_OK; /* every byte, and only them */
 }
 
 /* ---- answers ----------------------------------------------------------------------- */
@@ -346,19 +305,19 @@ rl_err cluster_answer_decode(const void *p, size_t n, rl_err *e, int *has_token,
                              uint8_t token_out[CLUSTER_WIRE_TOKEN], const uint8_t **results,
                              size_t *results_len)
 {
-    reader r = {p, n, 0};
-    const uint8_t *h = take(&r, 4);
+    rl_reader r = rl_reader_of(p, n);
+    const uint8_t *h = rl_read(&r, 4);
     uint32_t v = h ? (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3] : 0;
-    *has_token = get8(&r);
+    *has_token = rl_read8(&r);
     if (*has_token > 1)
         r.bad = 1;
     if (*has_token)
-        get_bytes(&r, token_out, CLUSTER_WIRE_TOKEN);
+        rl_read_bytes(&r, token_out, CLUSTER_WIRE_TOKEN);
     if (r.bad || v >= RL_ERR_COUNT)
         return RL_BAD_REQUEST;
     *e = (rl_err)v;
     *results = r.p;
-    *results_len = r.n;
+    *results_len = r.left;
     return RL_OK;
 }
 
@@ -378,15 +337,15 @@ rl_err cluster_refusal_encode(const ledger_refusal *why, rl_buf *out)
 
 rl_err cluster_refusal_decode(const void *p, size_t n, unsigned charges, ledger_refusal *why)
 {
-    reader r = {p, n, 0};
-    why->charge = get8(&r);
-    why->unit = (ledger_unit)get8(&r);
-    why->limit = get64(&r);
-    why->used = get64(&r);
-    why->amount = get64(&r);
-    why->start = get64(&r);
-    why->reset = get64(&r);
-    if (r.bad || r.n || why->charge >= charges || (unsigned)why->unit >= LEDGER_UNITS)
+    rl_reader r = rl_reader_of(p, n);
+    why->charge = rl_read8(&r);
+    why->unit = (ledger_unit)rl_read8(&r);
+    why->limit = rl_read64(&r);
+    why->used = rl_read64(&r);
+    why->amount = rl_read64(&r);
+    why->start = rl_read64(&r);
+    why->reset = rl_read64(&r);
+    if (r.bad || r.left || why->charge >= charges || (unsigned)why->unit >= LEDGER_UNITS)
         return RL_BAD_REQUEST;
     return RL_OK;
 }
@@ -399,7 +358,7 @@ rl_err cluster_token_encode(const store_token *t, rl_buf *out)
 
 rl_err cluster_token_decode(const void *p, size_t n, store_token *t)
 {
-    reader r = {p, n, 0};
+    rl_reader r = rl_reader_of(p, n);
     get_token(&r, t);
-    return r.bad || r.n ? RL_BAD_REQUEST : RL_OK;
+    return r.bad || r.left ? RL_BAD_REQUEST : RL_OK;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "store/base/rl_hex.h"
+#include "store/base/rl_reader.h"
 #include "store/store_int.h" /* store_put64, store_get64 */
 
 #define REC_MAGIC "RLT1"
@@ -129,32 +130,13 @@ rl_err store_token_encode(const store_token *t, rl_buf *out)
     return rl_buf_error(out);
 }
 
-/* A cursor over a record being decoded. */
-typedef struct reader {
-    const uint8_t *p;
-    size_t left;
-    int bad;
-} reader;
-
-static const uint8_t *take(reader *r, size_t n)
-{
-    if (r->bad || r->left < n) {
-        r->bad = 1;
-        return NULL;
-    }
-    const uint8_t *at = r->p;
-    r->p += n;
-    r->left -= n;
-    return at;
-}
-
 /* A length-prefixed string of at most max bytes into dst (NUL-terminated). */
-static void take_text(reader *r, char *dst, size_t max)
+static void take_text(rl_reader *r, char *dst, size_t max)
 {
-    const uint8_t *n = take(r, 1);
+    const uint8_t *n = rl_read(r, 1);
     if (n && *n > max)
         r->bad = 1;
-    const uint8_t *s = n ? take(r, *n) : NULL;
+    const uint8_t *s = n ? rl_read(r, *n) : NULL;
     if (s) {
         memcpy(dst, s, *n);
         dst[*n] = '\0';
@@ -162,9 +144,9 @@ static void take_text(reader *r, char *dst, size_t max)
 }
 
 /* A count byte (at most TOKEN_LIST_MAX) and that many items into list. */
-static unsigned take_list(reader *r, char (*list)[TOKEN_ITEM_MAX + 1])
+static unsigned take_list(rl_reader *r, char (*list)[TOKEN_ITEM_MAX + 1])
 {
-    const uint8_t *n = take(r, 1);
+    const uint8_t *n = rl_read(r, 1);
     if (!n || *n > TOKEN_LIST_MAX) {
         r->bad = 1;
         return 0;
@@ -176,8 +158,8 @@ static unsigned take_list(reader *r, char (*list)[TOKEN_ITEM_MAX + 1])
 
 rl_err store_token_decode(const void *p, size_t n, store_token *t)
 {
-    reader r = {p, n, 0};
-    const uint8_t *fixed = take(&r, REC_FIXED);
+    rl_reader r = rl_reader_of(p, n);
+    const uint8_t *fixed = rl_read(&r, REC_FIXED);
     if (!fixed || memcmp(fixed, REC_MAGIC, 4) != 0)
         return RL_BAD_ENTRY;
     uint8_t hash[STORE_KEY_LEN];
