@@ -628,8 +628,10 @@ rl_err cluster_maintain(store *s, uint64_t now)
     cluster_nodelay_sweep(); /* connections made since the last second */
     if (!c->opt.listener)
         return RL_OK;
-    store_cluster_status view;
-    int alone = store_cluster_status_get(s, now, &view) != RL_OK || store_cluster_alone(&view);
+    /* The view its own thread keeps (cluster_link.c), which the host's
+     * workers judge by too: one judgement of "alone", and no second
+     * reading of the replication status here. */
+    int alone = cluster_view_isolated(s, (uint64_t)time(NULL));
     int master = 0;
     op q = {.what = "asking for the replication role",
             .body = is_master_body,

@@ -29,10 +29,10 @@
  * 0): it reads, and sends its writes on channels, which work as soon as the
  * listener runs (it leaves a mark beside the home: a subordinate joins only
  * while that process lives). Only the listener does the shared store's
- * maintenance: while master, the heartbeat record (once a second) and the
- * release of abandoned reservations; on every host, the release (through
- * the master) of reservations whose owner, a process of this host, died:
- * a reservation names its owner's host, since only that host can tell.
+ * maintenance: while master with another site connected, the heartbeat
+ * record (once a second) and the release of abandoned reservations; on every host, the release
+ * (through the master) of reservations whose owner, a process of this host, died: a reservation
+ * names its owner's host, since only that host can tell.
  *
  * No master. While no master is known (an election under way, a partition
  * on the minority side), a forwarded write waits for one up to

@@ -100,49 +100,51 @@ void cluster_view_publish(const store *s, const store_cluster_status *st)
         (void)unlink(tmp);
 }
 
-int cluster_view_isolated(const store *s, uint64_t now)
+/* The listener's recent view into view (its own site first, self set);
+ * none (0 sites) when there is no view or it is older than VIEW_MAX_AGE:
+ * no listener, or a stalled one, knows of no connection. */
+static void view_read(const store *s, uint64_t now, store_cluster_status *view)
 {
     char path[4096], line[CLUSTER_ADDR_MAX + 16];
+    memset(view, 0, sizeof *view);
     view_path(s, path, sizeof path);
     struct stat sb;
     if (stat(path, &sb) != 0 || (uint64_t)sb.st_mtime + VIEW_MAX_AGE < now)
-        return 1; /* no recent view: no connection known, as cluster_view_apply shows it */
+        return;
     FILE *f = fopen(path, "r");
     if (!f)
-        return 1;
-    unsigned connected = 0, n = 0;
-    while (fgets(line, sizeof line, f)) {
+        return;
+    while (view->nsites < CLUSTER_MAX_SITES && fgets(line, sizeof line, f)) {
         char *sp = strrchr(line, ' ');
-        if (!sp || n++ == 0) /* the first line is the listener's own site */
+        if (!sp || (size_t)(sp - line) >= CLUSTER_ADDR_MAX)
             continue;
-        connected += sp[1] == '1';
+        cluster_site_status *x = &view->sites[view->nsites];
+        memcpy(x->addr, line, (size_t)(sp - line));
+        x->addr[sp - line] = 0;
+        x->self = view->nsites == 0;
+        x->connected = sp[1] == '1';
+        view->nsites++;
     }
     fclose(f);
-    return connected == 0;
+}
+
+int cluster_view_isolated(const store *s, uint64_t now)
+{
+    store_cluster_status view;
+    view_read(s, now, &view);
+    return store_cluster_alone(&view);
 }
 
 void cluster_view_apply(const store *s, uint64_t now, store_cluster_status *st)
 {
-    char path[4096], line[CLUSTER_ADDR_MAX + 16];
-    view_path(s, path, sizeof path);
-    for (unsigned i = 1; i < st->nsites; i++)
+    store_cluster_status view;
+    view_read(s, now, &view);
+    for (unsigned i = 1; i < st->nsites; i++) {
         st->sites[i].connected = 0;
-    struct stat sb;
-    if (stat(path, &sb) != 0 || (uint64_t)sb.st_mtime + VIEW_MAX_AGE < now)
-        return; /* no listener, or a stopped one: nothing is connected */
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    while (fgets(line, sizeof line, f)) {
-        char *sp = strrchr(line, ' ');
-        if (!sp)
-            continue;
-        *sp = 0;
-        for (unsigned i = 1; i < st->nsites; i++)
-            if (strcmp(st->sites[i].addr, line) == 0)
-                st->sites[i].connected = sp[1] == '1';
+        for (unsigned j = 1; j < view.nsites; j++)
+            if (strcmp(st->sites[i].addr, view.sites[j].addr) == 0)
+                st->sites[i].connected = view.sites[j].connected;
     }
-    fclose(f);
 }
 
 /* ---- the listener's view thread ------------------------------------------------ */

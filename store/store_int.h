@@ -290,9 +290,9 @@ void cluster_closing(store *s);
 /* Frees the handle set's channel (before its environment closes). */
 void cluster_conn_close(handles *h);
 /* store_maintain's part on a replicated store: every process sets
- * TCP_NODELAY on its new connections; the listener publishes its view of
- * the sites and, while master, writes the heartbeat and releases
- * abandoned reservations. */
+ * TCP_NODELAY on its new connections; the listener, while master and
+ * not alone by its view, writes the heartbeat and releases abandoned
+ * reservations (its view is its viewer thread's). */
 rl_err cluster_maintain(store *s, uint64_t now);
 /* 1 when a write on s must be forwarded to the master (a replicated store,
  * and this thread is not the master's dispatch running it). */
