@@ -131,6 +131,18 @@ static int wait_beat(int i, uint64_t beat)
     return 0;
 }
 
+/* Polls until site i's published view (what its host's other processes
+ * judge by; rewritten every 250 ms) shows no other site connected (10 s). */
+static int wait_view_alone(int i)
+{
+    for (int t = 0; t < 200; t++) {
+        if (cluster_view_isolated(fx.sites[i], (uint64_t)time(NULL)))
+            return 1;
+        cluster_pause_ms(50);
+    }
+    return 0;
+}
+
 /* Polls until site i's listener sees no other site connected (or 10 s). */
 static int wait_alone(int i)
 {
@@ -418,6 +430,7 @@ int main(int argc, char **argv)
     store_close(fx.sites[2]);
     fx.sites[2] = NULL;
     ok(wait_alone(1), "the master's listener sees no site connected");
+    ok(wait_view_alone(1), "and so does its view, which the host's processes read (every 250 ms)");
     ok(wait_role(1, CLUSTER_ROLE_MASTER), "and is still master");
     is_int(store_maintain(fx.sites[1], NOW), RL_OK, "its maintenance, alone");
     is_int(run_child(argv[0], 1, 300), 5, "its host's process is refused: the view says alone");
